@@ -1,0 +1,102 @@
+//! Request bodies: read with a size limit (413 past it) and decoded by content
+//! type — JSON, YAML, and the patch media types — with 400/415 for what cannot
+//! be decoded. Never a 500 for bad input.
+
+use api::ApiError;
+use bytes::Bytes;
+use http::{header, HeaderMap};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use serde_json::Value;
+
+use crate::MAX_BODY_BYTES;
+
+pub async fn read(headers: &HeaderMap, body: Incoming) -> Result<Bytes, ApiError> {
+    if let Some(len) = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok()) {
+        if len > MAX_BODY_BYTES {
+            return Err(too_large());
+        }
+    }
+    match Limited::new(body, MAX_BODY_BYTES).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) => {
+            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+                Err(too_large())
+            } else {
+                Err(ApiError::bad_request(format!("reading the request body: {e}")))
+            }
+        }
+    }
+}
+
+fn too_large() -> ApiError {
+    ApiError::too_large(format!("the request body is larger than the limit of {MAX_BODY_BYTES} bytes"))
+}
+
+/// The media type without parameters, lowercased.
+pub fn media_type(headers: &HeaderMap) -> String {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
+}
+
+/// Decodes an object body (create/update) in JSON or YAML.
+pub fn decode_object(headers: &HeaderMap, bytes: &[u8]) -> Result<Value, ApiError> {
+    let mt = media_type(headers);
+    let v = match mt.as_str() {
+        "application/json" | "" | "*/*" => decode_json(bytes)?,
+        "application/yaml" | "application/x-yaml" | "text/yaml" => decode_yaml(bytes)?,
+        "application/vnd.kubernetes.protobuf" => {
+            return Err(ApiError::unsupported_media_type(&mt));
+        }
+        other => return Err(ApiError::unsupported_media_type(other)),
+    };
+    if !v.is_object() {
+        return Err(ApiError::bad_request("the request body must be a JSON object"));
+    }
+    Ok(v)
+}
+
+pub fn decode_json(bytes: &[u8]) -> Result<Value, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad_request("the request body is empty"));
+    }
+    serde_json::from_slice(bytes).map_err(|e| ApiError::bad_request(format!("error decoding the request body as JSON: {e}")))
+}
+
+pub fn decode_yaml(bytes: &[u8]) -> Result<Value, ApiError> {
+    let v: Value =
+        serde_yaml::from_slice(bytes).map_err(|e| ApiError::bad_request(format!("error decoding the request body as YAML: {e}")))?;
+    if v.is_null() {
+        return Err(ApiError::bad_request("the request body is empty"));
+    }
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(ct: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONTENT_TYPE, ct.parse().unwrap());
+        h
+    }
+
+    #[test]
+    fn decoding() {
+        assert!(decode_object(&headers("application/json"), br#"{"a":1}"#).is_ok());
+        assert!(decode_object(&headers("application/yaml"), b"a: 1\n").is_ok());
+        assert_eq!(decode_object(&headers("application/json"), b"{nope").unwrap_err().code, 400);
+        assert_eq!(decode_object(&headers("application/json"), b"[1]").unwrap_err().code, 400);
+        assert_eq!(decode_object(&headers("application/json"), b"").unwrap_err().code, 400);
+        assert_eq!(decode_object(&headers("text/html"), b"{}").unwrap_err().code, 415);
+        assert_eq!(decode_object(&headers("application/vnd.kubernetes.protobuf"), b"{}").unwrap_err().code, 415);
+    }
+}

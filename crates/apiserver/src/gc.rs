@@ -1,0 +1,512 @@
+//! The API server's own background work: the garbage collector (ownerReferences,
+//! background/foreground cascading deletion, orphaning), the namespace
+//! finalizer (deleting a namespace empties it), the CRD loader (a new CRD is
+//! served at once, and marked Established), and the compactor.
+//!
+//! An in-memory index of every object's metadata is fed by one store watch
+//! on `/registry/`; `plan` is a pure function from that index to actions, and
+//! the loop applies them through the same code paths as API requests.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use api::registry::{split_api_version, ResourceType};
+use api::Registry;
+use futures::StreamExt;
+use serde_json::{json, Value};
+use store::{Event, RangeRequest};
+
+use crate::objects::{self, DeleteOptions, RequestCtx};
+use crate::ApiServer;
+
+/// What the collector knows of one object.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ObjectMeta {
+    pub key: String,
+    pub api_version: String,
+    pub kind: String,
+    pub namespace: Option<String>,
+    pub name: String,
+    pub uid: String,
+    pub owners: Vec<OwnerRef>,
+    pub finalizers: Vec<String>,
+    pub deleting: bool,
+    /// Namespaces only: spec.finalizers still holds "kubernetes".
+    pub namespace_finalizer: bool,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct OwnerRef {
+    pub api_version: String,
+    pub kind: String,
+    pub name: String,
+    pub uid: String,
+}
+
+impl ObjectMeta {
+    pub fn from_object(key: &str, obj: &Value) -> Option<ObjectMeta> {
+        let meta = obj.get("metadata")?;
+        let s = |v: Option<&Value>| v.and_then(Value::as_str).unwrap_or("").to_string();
+        let owners = meta
+            .get("ownerReferences")
+            .and_then(Value::as_array)
+            .map(|refs| {
+                refs.iter()
+                    .map(|r| OwnerRef {
+                        api_version: s(r.get("apiVersion")),
+                        kind: s(r.get("kind")),
+                        name: s(r.get("name")),
+                        uid: s(r.get("uid")),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Some(ObjectMeta {
+            key: key.to_string(),
+            api_version: s(obj.get("apiVersion")),
+            kind: s(obj.get("kind")),
+            namespace: meta.get("namespace").and_then(Value::as_str).map(String::from),
+            name: s(meta.get("name")),
+            uid: s(meta.get("uid")),
+            owners,
+            finalizers: meta
+                .get("finalizers")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(Value::as_str).map(String::from).collect())
+                .unwrap_or_default(),
+            deleting: meta.get("deletionTimestamp").is_some_and(|v| !v.is_null()),
+            namespace_finalizer: obj
+                .pointer("/spec/finalizers")
+                .and_then(Value::as_array)
+                .is_some_and(|a| a.iter().any(|f| f == "kubernetes")),
+        })
+    }
+
+    fn is_namespace(&self) -> bool {
+        self.api_version == "v1" && self.kind == "Namespace"
+    }
+}
+
+/// One thing the collector must do.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    /// Delete an object (in the background) whose owners are all gone, or
+    /// that lives in a terminating namespace, or whose owner is being
+    /// deleted in the foreground.
+    Delete { key: String, reason: &'static str },
+    /// Remove the given owner from the dependent's ownerReferences (orphaning).
+    RemoveOwner { key: String, owner_uid: String },
+    /// Remove a finalizer the server owns ("foregroundDeletion", "orphan").
+    RemoveFinalizer { key: String, finalizer: &'static str },
+    /// All content of a terminating namespace is gone: drop its "kubernetes" finalizer.
+    FinalizeNamespace { name: String },
+    /// The owner of a dependent may be gone: check with a live read, delete if so.
+    VerifyOwners { key: String },
+}
+
+/// Decides what to do from the index alone. Pure; table-tested below.
+pub fn plan(index: &BTreeMap<String, ObjectMeta>) -> Vec<Action> {
+    let uids: HashMap<&str, &ObjectMeta> = index.values().map(|m| (m.uid.as_str(), m)).collect();
+    let mut dependents: HashMap<&str, Vec<&ObjectMeta>> = HashMap::new();
+    for m in index.values() {
+        for o in &m.owners {
+            dependents.entry(o.uid.as_str()).or_default().push(m);
+        }
+    }
+    let terminating: BTreeSet<&str> =
+        index.values().filter(|m| m.is_namespace() && m.deleting).map(|m| m.name.as_str()).collect();
+    let mut in_namespace: HashMap<&str, usize> = HashMap::new();
+    let mut actions = Vec::new();
+
+    for m in index.values() {
+        if let Some(ns) = m.namespace.as_deref() {
+            *in_namespace.entry(ns).or_default() += 1;
+            if terminating.contains(ns) && !m.deleting {
+                actions.push(Action::Delete { key: m.key.clone(), reason: "namespace is terminating" });
+                continue;
+            }
+        }
+        if !m.owners.is_empty() && !m.deleting && m.owners.iter().all(|o| !uids.contains_key(o.uid.as_str())) {
+            actions.push(Action::VerifyOwners { key: m.key.clone() });
+        }
+        if m.deleting {
+            let deps = dependents.get(m.uid.as_str()).map(Vec::as_slice).unwrap_or(&[]);
+            if m.finalizers.iter().any(|f| f == "orphan") {
+                if deps.is_empty() {
+                    actions.push(Action::RemoveFinalizer { key: m.key.clone(), finalizer: "orphan" });
+                } else {
+                    for d in deps {
+                        actions.push(Action::RemoveOwner { key: d.key.clone(), owner_uid: m.uid.clone() });
+                    }
+                }
+            } else if m.finalizers.iter().any(|f| f == "foregroundDeletion") {
+                if deps.is_empty() {
+                    actions.push(Action::RemoveFinalizer { key: m.key.clone(), finalizer: "foregroundDeletion" });
+                } else {
+                    for d in deps.iter().filter(|d| !d.deleting) {
+                        actions.push(Action::Delete { key: d.key.clone(), reason: "owner is being deleted in the foreground" });
+                    }
+                }
+            }
+        }
+    }
+    for ns in terminating {
+        let ns_meta = index.values().find(|m| m.is_namespace() && m.name == ns);
+        if in_namespace.get(ns).copied().unwrap_or(0) == 0 && ns_meta.is_some_and(|m| m.namespace_finalizer) {
+            actions.push(Action::FinalizeNamespace { name: ns.to_string() });
+        }
+    }
+    actions
+}
+
+/// The resource type that stores objects under `key` (the preferred version).
+fn resource_for_key(registry: &Registry, key: &str) -> Option<Arc<ResourceType>> {
+    registry
+        .all()
+        .iter()
+        .filter(|rt| key.starts_with(&rt.storage_prefix) && rt.api_version() == rt.storage_version)
+        .max_by_key(|rt| rt.storage_prefix.len())
+        .cloned()
+}
+
+fn name_and_namespace(rt: &ResourceType, key: &str) -> (Option<String>, String) {
+    let rest = &key[rt.storage_prefix.len()..];
+    match rest.split_once('/') {
+        Some((ns, name)) if rt.namespaced() => (Some(ns.to_string()), name.to_string()),
+        _ => (None, rest.to_string()),
+    }
+}
+
+pub(crate) fn spawn_background(server: Arc<ApiServer>) {
+    tokio::spawn(collector_loop(server.clone()));
+    tokio::spawn(compactor_loop(server));
+}
+
+async fn collector_loop(server: Arc<ApiServer>) {
+    loop {
+        if let Err(e) = run_collector(&server).await {
+            tracing::warn!("garbage collector restarting: {e}");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+async fn run_collector(server: &Arc<ApiServer>) -> Result<(), String> {
+    // List everything, then follow the watch from just after the list.
+    let mut index: BTreeMap<String, ObjectMeta> = BTreeMap::new();
+    let mut start_after = None;
+    let mut revision = None;
+    loop {
+        let resp = server
+            .store
+            .range(RangeRequest { prefix: "/registry/".into(), start_after: start_after.clone(), limit: Some(1000), revision })
+            .await
+            .map_err(|e| e.to_string())?;
+        revision = Some(resp.revision);
+        for kv in &resp.kvs {
+            if let Ok(obj) = serde_json::from_slice::<Value>(&kv.value) {
+                if let Some(m) = ObjectMeta::from_object(&kv.key, &obj) {
+                    index.insert(kv.key.clone(), m);
+                }
+            }
+        }
+        if !resp.more {
+            break;
+        }
+        start_after = resp.kvs.last().map(|kv| kv.key.clone());
+    }
+    let mut watch = server.store.watch("/registry/", revision.unwrap_or(0) + 1).await.map_err(|e| e.to_string())?;
+    let mut dirty = true;
+    let mut failed_at: HashMap<Action, std::time::Instant> = HashMap::new();
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        if dirty {
+            dirty = false;
+            for action in plan(&index) {
+                // Do not hammer an action that keeps failing.
+                if failed_at.get(&action).is_some_and(|t| t.elapsed() < Duration::from_secs(2)) {
+                    continue;
+                }
+                if let Err(e) = execute(server, &index, &action).await {
+                    tracing::debug!("gc action {action:?} failed: {e}");
+                    failed_at.insert(action, std::time::Instant::now());
+                }
+            }
+        }
+        tokio::select! {
+            batch = watch.next() => {
+                let Some(batch) = batch else { return Err("store watch ended".into()) };
+                let events = batch.map_err(|e| e.to_string())?;
+                let mut crds = false;
+                for ev in events {
+                    crds |= ev.key().starts_with("/registry/apiextensions.k8s.io/customresourcedefinitions/");
+                    match ev {
+                        Event::Put { kv, .. } => {
+                            if let Ok(obj) = serde_json::from_slice::<Value>(&kv.value) {
+                                if let Some(m) = ObjectMeta::from_object(&kv.key, &obj) {
+                                    index.insert(kv.key.clone(), m);
+                                }
+                            }
+                        }
+                        Event::Delete { prev, .. } => { index.remove(&prev.key); }
+                    }
+                }
+                if crds {
+                    reload_crds(server).await;
+                }
+                dirty = true;
+                // Let a burst of writes settle before planning again.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            _ = tick.tick() => { dirty = true; }
+        }
+    }
+}
+
+impl std::hash::Hash for Action {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        format!("{self:?}").hash(state)
+    }
+}
+impl Eq for Action {}
+
+async fn execute(server: &ApiServer, index: &BTreeMap<String, ObjectMeta>, action: &Action) -> Result<(), api::ApiError> {
+    let registry = server.registry();
+    let ctx = RequestCtx::internal("drover-garbage-collector");
+    let locate = |key: &str| -> Result<(Arc<ResourceType>, Option<String>, String), api::ApiError> {
+        let rt = resource_for_key(&registry, key).ok_or_else(|| api::ApiError::internal(format!("no resource stores {key}")))?;
+        let (ns, name) = name_and_namespace(&rt, key);
+        Ok((rt, ns, name))
+    };
+    match action {
+        Action::Delete { key, reason } => {
+            let (rt, ns, name) = locate(key)?;
+            tracing::debug!("gc: deleting {key}: {reason}");
+            let options = DeleteOptions { propagation: Some("Background".into()), ..Default::default() };
+            match objects::delete(server, &rt, ns.as_deref(), &name, &options, &ctx).await {
+                Ok(_) => Ok(()),
+                Err(e) if e.code == 404 => Ok(()),
+                Err(e) => Err(e),
+            }
+        }
+        Action::VerifyOwners { key } => {
+            let (rt, ns, name) = locate(key)?;
+            let Some(meta) = index.get(key) else { return Ok(()) };
+            for owner in &meta.owners {
+                let (group, version) = split_api_version(&owner.api_version);
+                let Some(owner_rt) = registry.by_kind(group, version, &owner.kind) else { continue };
+                let owner_ns = if owner_rt.namespaced() { ns.as_deref() } else { None };
+                match objects::get(server, &owner_rt, owner_ns, &owner.name).await {
+                    Ok((o, _)) if objects::meta_str(&o, "uid") == Some(owner.uid.as_str()) => return Ok(()),
+                    Ok(_) => {}
+                    Err(e) if e.code == 404 => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            tracing::debug!("gc: deleting {key}: all owners are gone");
+            let options = DeleteOptions { propagation: Some("Background".into()), ..Default::default() };
+            match objects::delete(server, &rt, ns.as_deref(), &name, &options, &ctx).await {
+                Ok(_) => Ok(()),
+                Err(e) if e.code == 404 => Ok(()),
+                Err(e) => Err(e),
+            }
+        }
+        Action::RemoveOwner { key, owner_uid } => {
+            let (rt, ns, name) = locate(key)?;
+            objects::update_with(server, &rt, ns.as_deref(), &name, None, &ctx, "Update", |old| {
+                let mut new = old.clone();
+                if let Some(refs) = new.pointer_mut("/metadata/ownerReferences").and_then(Value::as_array_mut) {
+                    refs.retain(|r| r.get("uid").and_then(Value::as_str) != Some(owner_uid.as_str()));
+                    if refs.is_empty() {
+                        new["metadata"].as_object_mut().unwrap().remove("ownerReferences");
+                    }
+                }
+                Ok(new)
+            })
+            .await
+            .map(|_| ())
+        }
+        Action::RemoveFinalizer { key, finalizer } => {
+            let (rt, ns, name) = locate(key)?;
+            objects::update_with(server, &rt, ns.as_deref(), &name, None, &ctx, "Update", |old| {
+                let mut new = old.clone();
+                if let Some(f) = new.pointer_mut("/metadata/finalizers").and_then(Value::as_array_mut) {
+                    f.retain(|x| x != finalizer);
+                }
+                Ok(new)
+            })
+            .await
+            .map(|_| ())
+        }
+        Action::FinalizeNamespace { name } => {
+            let rt = registry.get("", "v1", "namespaces").expect("built in");
+            objects::update_with(server, &rt, None, name, Some("finalize"), &ctx, "Update", |old| {
+                let mut new = old.clone();
+                if let Some(f) = new.pointer_mut("/spec/finalizers").and_then(Value::as_array_mut) {
+                    f.retain(|x| x != "kubernetes");
+                }
+                Ok(new)
+            })
+            .await
+            .map(|_| ())
+        }
+    }
+}
+
+// ---------------------------------------------------------------- CRDs
+
+/// Reads every CRD and serves its versions. Called at start and whenever a
+/// CRD changes (by this server, or by another one sharing the etcd).
+pub(crate) async fn load_crds(server: &ApiServer) {
+    reload_crds(server).await
+}
+
+async fn reload_crds(server: &ApiServer) {
+    let registry = server.registry();
+    let Some(crd_rt) = registry.get("apiextensions.k8s.io", "v1", "customresourcedefinitions") else { return };
+    let Ok(resp) = server
+        .store
+        .range(RangeRequest { prefix: crd_rt.list_prefix(None), ..Default::default() })
+        .await
+    else {
+        return;
+    };
+    let mut custom = Vec::new();
+    let mut to_establish = Vec::new();
+    for kv in &resp.kvs {
+        let Ok(crd) = serde_json::from_slice::<Value>(&kv.value) else { continue };
+        if crd.pointer("/metadata/deletionTimestamp").is_some() {
+            continue;
+        }
+        custom.extend(api::crd::resource_types(&crd));
+        let established = crd
+            .pointer("/status/conditions")
+            .and_then(Value::as_array)
+            .is_some_and(|c| c.iter().any(|c| c["type"] == "Established" && c["status"] == "True"));
+        if !established {
+            if let Some(name) = crd.pointer("/metadata/name").and_then(Value::as_str) {
+                to_establish.push(name.to_string());
+            }
+        }
+    }
+    server.set_registry(Registry::with_custom(custom));
+    let ctx = RequestCtx::internal("drover-apiextensions-controller");
+    for name in to_establish {
+        let now = objects::now_rfc3339();
+        let _ = objects::update_with(server, &crd_rt, None, &name, Some("status"), &ctx, "Update", |old| {
+            let mut new = old.clone();
+            let names = old.pointer("/spec/names").cloned().unwrap_or(json!({}));
+            new["status"] = json!({
+                "acceptedNames": names,
+                "storedVersions": old.pointer("/spec/versions").and_then(Value::as_array).map(|vs| vs.iter().filter(|v| v["storage"] == true).map(|v| v["name"].clone()).collect::<Vec<_>>()).unwrap_or_default(),
+                "conditions": [
+                    {"type": "NamesAccepted", "status": "True", "reason": "NoConflicts", "message": "no conflicts found", "lastTransitionTime": now},
+                    {"type": "Established", "status": "True", "reason": "InitialNamesAccepted", "message": "the initial names have been accepted", "lastTransitionTime": now},
+                ],
+            });
+            Ok(new)
+        })
+        .await;
+    }
+}
+
+/// Reloads the CRDs right after a CRD write, so the new resource is served
+/// before the write returns (the collector's watch reloads again later, which
+/// also covers writes by other servers sharing one etcd). Boxed: establishing
+/// a CRD writes its status, which comes back here once more.
+pub(crate) fn crds_changed(server: &ApiServer) -> futures::future::BoxFuture<'_, ()> {
+    Box::pin(reload_crds(server))
+}
+
+// ---------------------------------------------------------------- compactor
+
+/// Every five minutes, compact history older than what was current five
+/// minutes before (what kube-apiserver does for etcd). The embedded store
+/// also compacts on its own; compacting it again is harmless.
+async fn compactor_loop(server: Arc<ApiServer>) {
+    let mut previous: Option<i64> = None;
+    let mut tick = tokio::time::interval(Duration::from_secs(300));
+    loop {
+        tick.tick().await;
+        if let Some(rev) = previous {
+            if let Err(e) = server.store.compact(rev).await {
+                tracing::debug!("compaction to {rev}: {e}");
+            }
+        }
+        previous = server.store.revisions().await.ok().map(|(current, _)| current);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obj(key: &str, kind: &str, ns: Option<&str>, uid: &str, owners: &[&str], finalizers: &[&str], deleting: bool) -> ObjectMeta {
+        ObjectMeta {
+            key: key.into(),
+            api_version: if kind == "Namespace" { "v1".into() } else { "apps/v1".into() },
+            kind: kind.into(),
+            namespace: ns.map(Into::into),
+            name: key.rsplit('/').next().unwrap().into(),
+            uid: uid.into(),
+            owners: owners
+                .iter()
+                .map(|u| OwnerRef { api_version: "apps/v1".into(), kind: "ReplicaSet".into(), name: "rs".into(), uid: u.to_string() })
+                .collect(),
+            finalizers: finalizers.iter().map(|s| s.to_string()).collect(),
+            deleting,
+            namespace_finalizer: kind == "Namespace",
+        }
+    }
+
+    fn index(objs: Vec<ObjectMeta>) -> BTreeMap<String, ObjectMeta> {
+        objs.into_iter().map(|o| (o.key.clone(), o)).collect()
+    }
+
+    #[test]
+    fn orphaned_dependent_is_verified_then_deleted() {
+        let idx = index(vec![obj("/p/d/pod1", "Pod", Some("d"), "p1", &["rs1"], &[], false)]);
+        assert_eq!(plan(&idx), vec![Action::VerifyOwners { key: "/p/d/pod1".into() }]);
+    }
+
+    #[test]
+    fn living_owner_keeps_dependent() {
+        let idx = index(vec![
+            obj("/rs/d/rs", "ReplicaSet", Some("d"), "rs1", &[], &[], false),
+            obj("/p/d/pod1", "Pod", Some("d"), "p1", &["rs1"], &[], false),
+        ]);
+        assert_eq!(plan(&idx), vec![]);
+    }
+
+    #[test]
+    fn foreground_deletes_dependents_then_drops_finalizer() {
+        let idx = index(vec![
+            obj("/rs/d/rs", "ReplicaSet", Some("d"), "rs1", &[], &["foregroundDeletion"], true),
+            obj("/p/d/pod1", "Pod", Some("d"), "p1", &["rs1"], &[], false),
+        ]);
+        assert_eq!(plan(&idx), vec![Action::Delete { key: "/p/d/pod1".into(), reason: "owner is being deleted in the foreground" }]);
+        let idx = index(vec![obj("/rs/d/rs", "ReplicaSet", Some("d"), "rs1", &[], &["foregroundDeletion"], true)]);
+        assert_eq!(plan(&idx), vec![Action::RemoveFinalizer { key: "/rs/d/rs".into(), finalizer: "foregroundDeletion" }]);
+    }
+
+    #[test]
+    fn orphan_removes_owner_refs_then_finalizer() {
+        let idx = index(vec![
+            obj("/rs/d/rs", "ReplicaSet", Some("d"), "rs1", &[], &["orphan"], true),
+            obj("/p/d/pod1", "Pod", Some("d"), "p1", &["rs1"], &[], false),
+        ]);
+        assert_eq!(plan(&idx), vec![Action::RemoveOwner { key: "/p/d/pod1".into(), owner_uid: "rs1".into() }]);
+    }
+
+    #[test]
+    fn terminating_namespace_is_emptied_then_finalized() {
+        let idx = index(vec![
+            obj("/ns/x", "Namespace", None, "n1", &[], &[], true),
+            obj("/cm/x/a", "ConfigMap", Some("x"), "c1", &[], &[], false),
+        ]);
+        assert_eq!(plan(&idx), vec![Action::Delete { key: "/cm/x/a".into(), reason: "namespace is terminating" }]);
+        let idx = index(vec![obj("/ns/x", "Namespace", None, "n1", &[], &[], true)]);
+        assert_eq!(plan(&idx), vec![Action::FinalizeNamespace { name: "x".into() }]);
+    }
+}

@@ -1,0 +1,261 @@
+//! drover's Kubernetes API server: HTTPS with bearer-token authentication,
+//! discovery and OpenAPI, the generic REST verbs over every registered kind
+//! (objects are `serde_json::Value`s checked against k8s-openapi types), watch,
+//! the patch formats, subresources, and the built-in garbage collector and
+//! namespace finalizer. It talks to state only through the `store::Store` trait.
+
+pub mod body;
+pub mod discovery;
+pub mod gc;
+pub mod objects;
+pub mod pki;
+pub mod request;
+pub mod watch;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use api::{ApiError, Registry};
+use bytes::Bytes;
+use http::{header, Method, Request, Response, StatusCode};
+use http_body_util::{combinators::BoxBody, BodyExt, Full};
+use hyper::body::Incoming;
+use serde_json::{json, Value};
+use store::Store;
+use tokio::net::TcpListener;
+
+use crate::request::{parse_path, Query, Target};
+
+pub type ResponseBody = BoxBody<Bytes, Infallible>;
+
+/// The Kubernetes version drover reports on `/version`. The k8s-openapi
+/// types it serves are those of this minor.
+pub const KUBERNETES_MAJOR: &str = "1";
+pub const KUBERNETES_MINOR: &str = "33";
+pub const KUBERNETES_GIT_VERSION: &str = "v1.33.0+drover";
+
+/// Largest request body accepted (kube-apiserver's limit for JSON bodies is 3 MiB).
+pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
+
+pub struct Config {
+    /// Bearer tokens with full (admin) access.
+    pub admin_tokens: Vec<String>,
+}
+
+pub struct ApiServer {
+    pub(crate) store: Arc<dyn Store>,
+    registry: RwLock<Arc<Registry>>,
+    config: Config,
+    pub(crate) metrics: Metrics,
+    started: Instant,
+    ready: std::sync::atomic::AtomicBool,
+}
+
+#[derive(Default)]
+pub(crate) struct Metrics {
+    pub requests: std::sync::atomic::AtomicU64,
+    pub errors: std::sync::atomic::AtomicU64,
+    pub watches_open: std::sync::atomic::AtomicI64,
+}
+
+impl ApiServer {
+    pub fn new(store: Arc<dyn Store>, config: Config) -> Arc<ApiServer> {
+        Arc::new(ApiServer {
+            store,
+            registry: RwLock::new(Arc::new(Registry::builtin())),
+            config,
+            metrics: Metrics::default(),
+            started: Instant::now(),
+            ready: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
+    pub fn registry(&self) -> Arc<Registry> {
+        self.registry.read().unwrap().clone()
+    }
+
+    pub(crate) fn set_registry(&self, r: Registry) {
+        *self.registry.write().unwrap() = Arc::new(r);
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Creates what every cluster has (namespaces default, kube-system,
+    /// kube-public, kube-node-lease; their default ServiceAccounts; the
+    /// RuntimeClasses), loads CRDs, and starts the background loops (GC,
+    /// namespace finalizer, CRD watcher, compactor). Then `/readyz` answers 200.
+    pub async fn start(self: &Arc<Self>) -> Result<(), ApiError> {
+        objects::bootstrap(self).await?;
+        gc::spawn_background(self.clone());
+        self.ready.store(true, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Serve HTTPS on `listener` until the task is dropped.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener, tls: Arc<rustls::ServerConfig>) {
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+        loop {
+            let (tcp, peer) = match listener.accept().await {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let _ = tcp.set_nodelay(true);
+            let acceptor = acceptor.clone();
+            let server = self.clone();
+            tokio::spawn(async move {
+                let tls = match acceptor.accept(tcp).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::debug!("tls handshake from {peer} failed: {e}");
+                        return;
+                    }
+                };
+                let io = hyper_util::rt::TokioIo::new(tls);
+                let svc = hyper::service::service_fn(move |req| {
+                    let server = server.clone();
+                    async move { Ok::<_, Infallible>(server.handle(req, peer).await) }
+                });
+                let builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+                if let Err(e) = builder.serve_connection_with_upgrades(io, svc).await {
+                    tracing::debug!("connection from {peer} ended: {e}");
+                }
+            });
+        }
+    }
+
+    async fn handle(self: Arc<Self>, req: Request<Incoming>, _peer: SocketAddr) -> Response<ResponseBody> {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.metrics.requests.fetch_add(1, Relaxed);
+        let path = req.uri().path().to_string();
+        let target = parse_path(&path);
+        // Health endpoints answer without credentials, as on Kubernetes
+        // (system:public-info-viewer); everything else needs a valid token.
+        match target {
+            Target::Healthz | Target::Livez => return text(StatusCode::OK, "ok"),
+            Target::Readyz => {
+                return if self.ready.load(std::sync::atomic::Ordering::SeqCst) {
+                    text(StatusCode::OK, "ok")
+                } else {
+                    text(StatusCode::SERVICE_UNAVAILABLE, "not ready: bootstrapping")
+                }
+            }
+            Target::Version => return json_response(StatusCode::OK, &version_info()),
+            _ => {}
+        }
+        if !self.authenticated(&req) {
+            self.metrics.errors.fetch_add(1, Relaxed);
+            return error_response(&ApiError::unauthorized());
+        }
+        let query = Query::parse(req.uri().query());
+        let result = match target {
+            Target::Metrics => Ok(text(StatusCode::OK, &self.metrics_text())),
+            Target::CoreVersions => Ok(discovery::core_versions(&req)),
+            Target::Groups => Ok(discovery::groups(&self.registry(), &req)),
+            Target::Group(g) => discovery::group(&self.registry(), &g),
+            Target::ResourceList { group, version } => discovery::resource_list(&self.registry(), &group, &version),
+            Target::OpenApiV3Root => Ok(discovery::openapi_root(&self.registry())),
+            Target::OpenApiV3 { group, version } => discovery::openapi_group_version(&self.registry(), &group, &version),
+            Target::OpenApiV2 => Err(ApiError::new(404, "NotFound", "the server could not find the requested resource (OpenAPI v2 is not served; use /openapi/v3)")),
+            Target::Resource(rp) => objects::handle(&self, req, rp, query).await,
+            Target::NotFound => Err(ApiError::new(404, "NotFound", "the server could not find the requested resource")),
+            Target::Healthz | Target::Livez | Target::Readyz | Target::Version => unreachable!(),
+        };
+        match result {
+            Ok(r) => r,
+            Err(e) => {
+                if e.code >= 500 {
+                    tracing::warn!("{} {}: {}", req_method_name(&path), path, e.message);
+                }
+                self.metrics.errors.fetch_add(1, Relaxed);
+                error_response(&e)
+            }
+        }
+    }
+
+    fn authenticated<B>(&self, req: &Request<B>) -> bool {
+        let Some(value) = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
+            return false;
+        };
+        let Some(token) = value.strip_prefix("Bearer ").map(str::trim) else { return false };
+        self.config.admin_tokens.iter().any(|t| pki::constant_time_eq(t.as_bytes(), token.as_bytes()))
+    }
+
+    fn metrics_text(&self) -> String {
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut s = String::new();
+        s.push_str("# HELP apiserver_request_total Requests received by the API server.\n# TYPE apiserver_request_total counter\n");
+        s.push_str(&format!("apiserver_request_total {}\n", self.metrics.requests.load(Relaxed)));
+        s.push_str("# HELP apiserver_request_errors_total Requests answered with an error Status.\n# TYPE apiserver_request_errors_total counter\n");
+        s.push_str(&format!("apiserver_request_errors_total {}\n", self.metrics.errors.load(Relaxed)));
+        s.push_str("# HELP apiserver_watches_open Watches being served.\n# TYPE apiserver_watches_open gauge\n");
+        s.push_str(&format!("apiserver_watches_open {}\n", self.metrics.watches_open.load(Relaxed)));
+        s.push_str("# HELP process_uptime_seconds Seconds since the API server started.\n# TYPE process_uptime_seconds gauge\n");
+        s.push_str(&format!("process_uptime_seconds {:.3}\n", self.started.elapsed().as_secs_f64()));
+        if let Some(rss) = resident_memory_bytes() {
+            s.push_str("# HELP process_resident_memory_bytes Resident memory size in bytes.\n# TYPE process_resident_memory_bytes gauge\n");
+            s.push_str(&format!("process_resident_memory_bytes {rss}\n"));
+        }
+        s
+    }
+}
+
+fn req_method_name(_p: &str) -> &'static str {
+    "request"
+}
+
+fn resident_memory_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}
+
+pub fn version_info() -> Value {
+    json!({
+        "major": KUBERNETES_MAJOR,
+        "minor": KUBERNETES_MINOR,
+        "gitVersion": KUBERNETES_GIT_VERSION,
+        "gitCommit": env!("CARGO_PKG_VERSION"),
+        "gitTreeState": "clean",
+        "buildDate": "1970-01-01T00:00:00Z",
+        "goVersion": "rust",
+        "compiler": "rustc",
+        "platform": format!("{}/{}", std::env::consts::OS, if cfg!(target_arch = "x86_64") { "amd64" } else { std::env::consts::ARCH }),
+    })
+}
+
+pub(crate) fn full(bytes: impl Into<Bytes>) -> ResponseBody {
+    Full::new(bytes.into()).boxed()
+}
+
+pub(crate) fn text(code: StatusCode, s: &str) -> Response<ResponseBody> {
+    Response::builder()
+        .status(code)
+        .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+        .body(full(s.to_string()))
+        .unwrap()
+}
+
+pub(crate) fn json_response(code: StatusCode, v: &Value) -> Response<ResponseBody> {
+    Response::builder()
+        .status(code)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(full(serde_json::to_vec(v).expect("serializing a Value cannot fail")))
+        .unwrap()
+}
+
+pub(crate) fn error_response(e: &ApiError) -> Response<ResponseBody> {
+    let code = StatusCode::from_u16(e.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    json_response(code, &e.to_status())
+}
+
+pub(crate) fn is_read(method: &Method) -> bool {
+    method == Method::GET || method == Method::HEAD
+}
