@@ -64,10 +64,16 @@ impl FieldSelector {
         let mut requirements = Vec::with_capacity(terms.len());
         for term in terms.into_iter().filter(|t| !t.is_empty()) {
             let Some((field, operator, raw_value)) = split_term(term) else {
-                return Err(SelectorError::Syntax(format!("invalid selector: '{selector}'; can't understand '{term}'")));
+                return Err(SelectorError::Syntax(format!(
+                    "invalid selector: '{selector}'; can't understand '{term}'"
+                )));
             };
             let value = unescape_value(raw_value)?;
-            requirements.push(FieldRequirement { field: field.to_string(), operator, value });
+            requirements.push(FieldRequirement {
+                field: field.to_string(),
+                operator,
+                value,
+            });
         }
         Ok(FieldSelector { requirements })
     }
@@ -76,7 +82,11 @@ impl FieldSelector {
     /// single-object watch.
     pub fn one_term_equal(field: &str, value: &str) -> FieldSelector {
         FieldSelector {
-            requirements: vec![FieldRequirement { field: field.to_string(), operator: FieldOperator::Equals, value: value.to_string() }],
+            requirements: vec![FieldRequirement {
+                field: field.to_string(),
+                operator: FieldOperator::Equals,
+                value: value.to_string(),
+            }],
         }
     }
 
@@ -93,7 +103,11 @@ impl FieldSelector {
     /// field not in `supported` (every kind supports `metadata.name` and
     /// `metadata.namespace`; the caller includes them).
     pub fn check_supported(&self, supported: &[&str]) -> Result<(), SelectorError> {
-        match self.requirements.iter().find(|r| !supported.contains(&r.field.as_str())) {
+        match self
+            .requirements
+            .iter()
+            .find(|r| !supported.contains(&r.field.as_str()))
+        {
             Some(r) => Err(SelectorError::UnsupportedField(r.field.clone())),
             None => Ok(()),
         }
@@ -109,7 +123,9 @@ impl FieldSelector {
 
     /// `get` returns an object's value for a field label, `None` if it has none.
     pub fn matches(&self, get: impl Fn(&str) -> Option<String>) -> bool {
-        self.requirements.iter().all(|r| r.matches(get(&r.field).as_deref()))
+        self.requirements
+            .iter()
+            .all(|r| r.matches(get(&r.field).as_deref()))
     }
 
     /// Matches with field labels read as dotted paths into the object
@@ -189,7 +205,11 @@ fn split_terms(selector: &str) -> Vec<&str> {
 fn split_term(term: &str) -> Option<(&str, FieldOperator, &str)> {
     for (i, _) in term.char_indices() {
         let rest = &term[i..];
-        for (op, operator) in [("!=", FieldOperator::NotEquals), ("==", FieldOperator::Equals), ("=", FieldOperator::Equals)] {
+        for (op, operator) in [
+            ("!=", FieldOperator::NotEquals),
+            ("==", FieldOperator::Equals),
+            ("=", FieldOperator::Equals),
+        ] {
             if let Some(value) = rest.strip_prefix(op) {
                 return Some((&term[..i], operator, value));
             }
@@ -204,7 +224,9 @@ fn unescape_value(raw: &str) -> Result<String, SelectorError> {
     for c in raw.chars() {
         if in_slash {
             if !matches!(c, '\\' | ',' | '=') {
-                return Err(SelectorError::Syntax(format!("invalid field selector: invalid escape sequence: \\{c}")));
+                return Err(SelectorError::Syntax(format!(
+                    "invalid field selector: invalid escape sequence: \\{c}"
+                )));
             }
             out.push(c);
             in_slash = false;
@@ -214,13 +236,18 @@ fn unescape_value(raw: &str) -> Result<String, SelectorError> {
             '\\' => in_slash = true,
             // Kubernetes prints the rune with %v, i.e. as its code point number.
             ',' | '=' => {
-                return Err(SelectorError::Syntax(format!("invalid field selector: unescaped character in value: {}", c as u32)));
+                return Err(SelectorError::Syntax(format!(
+                    "invalid field selector: unescaped character in value: {}",
+                    c as u32
+                )));
             }
             c => out.push(c),
         }
     }
     if in_slash {
-        return Err(SelectorError::Syntax("invalid field selector: invalid escape sequence: \\".to_string()));
+        return Err(SelectorError::Syntax(
+            "invalid field selector: invalid escape sequence: \\".to_string(),
+        ));
     }
     Ok(out)
 }

@@ -21,7 +21,8 @@ pub const TOTAL_ANNOTATION_SIZE_LIMIT_BYTES: usize = 256 * 1024;
 
 const DNS1123_LABEL_FMT: &str = "[a-z0-9]([-a-z0-9]*[a-z0-9])?";
 const DNS1123_LABEL_ERR: &str = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character";
-const DNS1123_SUBDOMAIN_FMT: &str = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*";
+const DNS1123_SUBDOMAIN_FMT: &str =
+    r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*";
 const DNS1123_SUBDOMAIN_ERR: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character";
 const DNS1035_LABEL_FMT: &str = "[a-z]([-a-z0-9]*[a-z0-9])?";
 const DNS1035_LABEL_ERR: &str = "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character";
@@ -82,39 +83,81 @@ pub struct FieldError {
 }
 
 impl FieldError {
-    pub fn invalid(field: impl Into<String>, value: impl Into<String>, message: impl Into<String>) -> Self {
-        FieldError { field: field.into(), kind: FieldErrorKind::Invalid, value: Some(value.into()), message: message.into() }
+    pub fn invalid(
+        field: impl Into<String>,
+        value: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        FieldError {
+            field: field.into(),
+            kind: FieldErrorKind::Invalid,
+            value: Some(value.into()),
+            message: message.into(),
+        }
     }
 
     pub fn required(field: impl Into<String>, message: impl Into<String>) -> Self {
-        FieldError { field: field.into(), kind: FieldErrorKind::Required, value: None, message: message.into() }
+        FieldError {
+            field: field.into(),
+            kind: FieldErrorKind::Required,
+            value: None,
+            message: message.into(),
+        }
     }
 
     pub fn forbidden(field: impl Into<String>, message: impl Into<String>) -> Self {
-        FieldError { field: field.into(), kind: FieldErrorKind::Forbidden, value: None, message: message.into() }
+        FieldError {
+            field: field.into(),
+            kind: FieldErrorKind::Forbidden,
+            value: None,
+            message: message.into(),
+        }
     }
 
     pub fn not_found(field: impl Into<String>, value: impl Into<String>) -> Self {
-        FieldError { field: field.into(), kind: FieldErrorKind::NotFound, value: Some(value.into()), message: String::new() }
+        FieldError {
+            field: field.into(),
+            kind: FieldErrorKind::NotFound,
+            value: Some(value.into()),
+            message: String::new(),
+        }
     }
 
     pub fn duplicate(field: impl Into<String>, value: impl Into<String>) -> Self {
-        FieldError { field: field.into(), kind: FieldErrorKind::Duplicate, value: Some(value.into()), message: String::new() }
+        FieldError {
+            field: field.into(),
+            kind: FieldErrorKind::Duplicate,
+            value: Some(value.into()),
+            message: String::new(),
+        }
     }
 
     /// `supported` are listed, quoted, in the order given, as Kubernetes does.
-    pub fn not_supported(field: impl Into<String>, value: impl Into<String>, supported: &[&str]) -> Self {
+    pub fn not_supported(
+        field: impl Into<String>,
+        value: impl Into<String>,
+        supported: &[&str],
+    ) -> Self {
         let message = if supported.is_empty() {
             String::new()
         } else {
             let quoted: Vec<String> = supported.iter().map(|s| go_quote(s)).collect();
             format!("supported values: {}", quoted.join(", "))
         };
-        FieldError { field: field.into(), kind: FieldErrorKind::NotSupported, value: Some(value.into()), message }
+        FieldError {
+            field: field.into(),
+            kind: FieldErrorKind::NotSupported,
+            value: Some(value.into()),
+            message,
+        }
     }
 
     pub fn too_long(field: impl Into<String>, max_length_bytes: usize) -> Self {
-        let unit = if max_length_bytes == 1 { "byte" } else { "bytes" };
+        let unit = if max_length_bytes == 1 {
+            "byte"
+        } else {
+            "bytes"
+        };
         FieldError {
             field: field.into(),
             kind: FieldErrorKind::TooLong,
@@ -127,7 +170,10 @@ impl FieldError {
     pub fn body(&self) -> String {
         let mut body = self.kind.as_str().to_string();
         // Kubernetes never prints the value of these kinds, even when set.
-        let omit_value = matches!(self.kind, FieldErrorKind::Required | FieldErrorKind::Forbidden | FieldErrorKind::TooLong);
+        let omit_value = matches!(
+            self.kind,
+            FieldErrorKind::Required | FieldErrorKind::Forbidden | FieldErrorKind::TooLong
+        );
         if let (false, Some(value)) = (omit_value, &self.value) {
             body.push_str(": ");
             body.push_str(&go_quote(value));
@@ -154,7 +200,13 @@ pub fn aggregate_message(errors: &[FieldError]) -> String {
     match errors {
         [] => String::new(),
         [one] => one.to_string(),
-        many => format!("[{}]", many.iter().map(|e| e.to_string()).collect::<Vec<_>>().join(", ")),
+        many => format!(
+            "[{}]",
+            many.iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
     }
 }
 
@@ -173,7 +225,9 @@ pub fn go_quote(s: &str) -> String {
             '\u{8}' => out.push_str("\\b"),
             '\u{c}' => out.push_str("\\f"),
             '\u{b}' => out.push_str("\\v"),
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
             c => out.push(c),
         }
     }
@@ -238,7 +292,8 @@ fn matches_qualified_name_part(s: &str) -> bool {
     !b.is_empty()
         && b[0].is_ascii_alphanumeric()
         && b[b.len() - 1].is_ascii_alphanumeric()
-        && b.iter().all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+        && b.iter()
+            .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
 }
 
 /// Checks a DNS-1123 subdomain (most object names). Empty result means valid.
@@ -248,7 +303,11 @@ pub fn is_dns1123_subdomain(value: &str) -> Vec<String> {
         errs.push(max_len_error(DNS1123_SUBDOMAIN_MAX_LENGTH));
     }
     if !matches_dns1123_subdomain(value) {
-        errs.push(regex_error(DNS1123_SUBDOMAIN_ERR, DNS1123_SUBDOMAIN_FMT, &["example.com"]));
+        errs.push(regex_error(
+            DNS1123_SUBDOMAIN_ERR,
+            DNS1123_SUBDOMAIN_FMT,
+            &["example.com"],
+        ));
     }
     errs
 }
@@ -264,7 +323,11 @@ pub fn is_dns1123_label(value: &str) -> Vec<String> {
             // A valid subdomain that is not a valid label can only differ by dots.
             errs.push("must not contain dots".to_string());
         } else {
-            errs.push(regex_error(DNS1123_LABEL_ERR, DNS1123_LABEL_FMT, &["my-name", "123-abc"]));
+            errs.push(regex_error(
+                DNS1123_LABEL_ERR,
+                DNS1123_LABEL_FMT,
+                &["my-name", "123-abc"],
+            ));
         }
     }
     errs
@@ -277,7 +340,11 @@ pub fn is_dns1035_label(value: &str) -> Vec<String> {
         errs.push(max_len_error(DNS1123_LABEL_MAX_LENGTH));
     }
     if !matches_dns1035_label(value) {
-        errs.push(regex_error(DNS1035_LABEL_ERR, DNS1035_LABEL_FMT, &["my-name", "abc-123"]));
+        errs.push(regex_error(
+            DNS1035_LABEL_ERR,
+            DNS1035_LABEL_FMT,
+            &["my-name", "abc-123"],
+        ));
     }
     errs
 }
@@ -293,7 +360,11 @@ pub fn is_qualified_name(value: &str) -> Vec<String> {
             if prefix.is_empty() {
                 errs.push("prefix part must be non-empty".to_string());
             } else {
-                errs.extend(is_dns1123_subdomain(prefix).into_iter().map(|m| format!("prefix part {m}")));
+                errs.extend(
+                    is_dns1123_subdomain(prefix)
+                        .into_iter()
+                        .map(|m| format!("prefix part {m}")),
+                );
             }
             *name
         }
@@ -308,10 +379,20 @@ pub fn is_qualified_name(value: &str) -> Vec<String> {
     if name.is_empty() {
         errs.push("name part must be non-empty".to_string());
     } else if name.len() > QUALIFIED_NAME_MAX_LENGTH {
-        errs.push(format!("name part {}", max_len_error(QUALIFIED_NAME_MAX_LENGTH)));
+        errs.push(format!(
+            "name part {}",
+            max_len_error(QUALIFIED_NAME_MAX_LENGTH)
+        ));
     }
     if !matches_qualified_name_part(name) {
-        errs.push(format!("name part {}", regex_error(QUALIFIED_NAME_ERR, QUALIFIED_NAME_FMT, &["MyName", "my.name", "123-abc"])));
+        errs.push(format!(
+            "name part {}",
+            regex_error(
+                QUALIFIED_NAME_ERR,
+                QUALIFIED_NAME_FMT,
+                &["MyName", "my.name", "123-abc"]
+            )
+        ));
     }
     errs
 }
@@ -323,7 +404,11 @@ pub fn is_valid_label_value(value: &str) -> Vec<String> {
         errs.push(max_len_error(LABEL_VALUE_MAX_LENGTH));
     }
     if !value.is_empty() && !matches_qualified_name_part(value) {
-        errs.push(regex_error(LABEL_VALUE_ERR, LABEL_VALUE_FMT, &["MyValue", "my_value", "12345"]));
+        errs.push(regex_error(
+            LABEL_VALUE_ERR,
+            LABEL_VALUE_FMT,
+            &["MyValue", "my_value", "12345"],
+        ));
     }
     errs
 }
@@ -391,14 +476,25 @@ pub fn validate_name_and_generate_name(
     let mut errs = Vec::new();
     if !generate_name.is_empty() {
         for message in name_rule(generate_name, true) {
-            errs.push(FieldError::invalid(format!("{meta_path}.generateName"), generate_name, message));
+            errs.push(FieldError::invalid(
+                format!("{meta_path}.generateName"),
+                generate_name,
+                message,
+            ));
         }
     }
     if name.is_empty() {
-        errs.push(FieldError::required(format!("{meta_path}.name"), "name or generateName is required"));
+        errs.push(FieldError::required(
+            format!("{meta_path}.name"),
+            "name or generateName is required",
+        ));
     } else {
         for message in name_rule(name, false) {
-            errs.push(FieldError::invalid(format!("{meta_path}.name"), name, message));
+            errs.push(FieldError::invalid(
+                format!("{meta_path}.name"),
+                name,
+                message,
+            ));
         }
     }
     errs
@@ -406,7 +502,10 @@ pub fn validate_name_and_generate_name(
 
 /// Kubernetes' `ValidateLabelName`: the error's path is the label map's, not the key's.
 pub fn validate_label_name(key: &str, field_path: &str) -> Vec<FieldError> {
-    is_qualified_name(key).into_iter().map(|m| FieldError::invalid(field_path, key, m)).collect()
+    is_qualified_name(key)
+        .into_iter()
+        .map(|m| FieldError::invalid(field_path, key, m))
+        .collect()
 }
 
 /// Kubernetes' `ValidateLabels`: keys are qualified names, values label values.
@@ -414,14 +513,21 @@ pub fn validate_labels(labels: &BTreeMap<String, String>, field_path: &str) -> V
     let mut errs = Vec::new();
     for (key, value) in labels {
         errs.extend(validate_label_name(key, field_path));
-        errs.extend(is_valid_label_value(value).into_iter().map(|m| FieldError::invalid(field_path, value.as_str(), m)));
+        errs.extend(
+            is_valid_label_value(value)
+                .into_iter()
+                .map(|m| FieldError::invalid(field_path, value.as_str(), m)),
+        );
     }
     errs
 }
 
 /// Kubernetes' `ValidateAnnotations`: keys are qualified names ignoring case,
 /// and all keys and values together fit in 256 KiB.
-pub fn validate_annotations(annotations: &BTreeMap<String, String>, field_path: &str) -> Vec<FieldError> {
+pub fn validate_annotations(
+    annotations: &BTreeMap<String, String>,
+    field_path: &str,
+) -> Vec<FieldError> {
     let mut errs = Vec::new();
     let mut total_size_bytes = 0usize;
     for (key, value) in annotations {
@@ -432,19 +538,31 @@ pub fn validate_annotations(annotations: &BTreeMap<String, String>, field_path: 
         total_size_bytes += key.len() + value.len();
     }
     if total_size_bytes > TOTAL_ANNOTATION_SIZE_LIMIT_BYTES {
-        errs.push(FieldError::too_long(field_path, TOTAL_ANNOTATION_SIZE_LIMIT_BYTES));
+        errs.push(FieldError::too_long(
+            field_path,
+            TOTAL_ANNOTATION_SIZE_LIMIT_BYTES,
+        ));
     }
     errs
 }
 
 /// Reads a `metadata.labels`-shaped JSON object into a map. Non-string values
 /// are reported as invalid rather than silently dropped.
-pub fn string_map_from_json(value: Option<&serde_json::Value>, field_path: &str) -> Result<BTreeMap<String, String>, Vec<FieldError>> {
+pub fn string_map_from_json(
+    value: Option<&serde_json::Value>,
+    field_path: &str,
+) -> Result<BTreeMap<String, String>, Vec<FieldError>> {
     let mut map = BTreeMap::new();
     let object = match value {
         None | Some(serde_json::Value::Null) => return Ok(map),
         Some(serde_json::Value::Object(object)) => object,
-        Some(other) => return Err(vec![FieldError::invalid(field_path, other.to_string(), "must be an object of strings")]),
+        Some(other) => {
+            return Err(vec![FieldError::invalid(
+                field_path,
+                other.to_string(),
+                "must be an object of strings",
+            )])
+        }
     };
     let mut errs = Vec::new();
     for (key, value) in object {
@@ -452,7 +570,11 @@ pub fn string_map_from_json(value: Option<&serde_json::Value>, field_path: &str)
             serde_json::Value::String(s) => {
                 map.insert(key.clone(), s.clone());
             }
-            other => errs.push(FieldError::invalid(format!("{field_path}[{key}]"), other.to_string(), "must be a string")),
+            other => errs.push(FieldError::invalid(
+                format!("{field_path}[{key}]"),
+                other.to_string(),
+                "must be a string",
+            )),
         }
     }
     if errs.is_empty() {

@@ -72,7 +72,11 @@ impl Requirement {
     /// Kubernetes' `NewRequirement`: validates key, values and their count for
     /// the operator. Errors use paths relative to the requirement (`key`,
     /// `values[0][key]`), since that is what the string parser reports.
-    pub fn new(key: &str, operator: Operator, values: Vec<String>) -> Result<Requirement, Vec<FieldError>> {
+    pub fn new(
+        key: &str,
+        operator: Operator,
+        values: Vec<String>,
+    ) -> Result<Requirement, Vec<FieldError>> {
         let mut values = values;
         values.sort();
         values.dedup();
@@ -82,21 +86,43 @@ impl Requirement {
         }
         match operator {
             Operator::In | Operator::NotIn if values.is_empty() => {
-                errs.push(FieldError::invalid("values", "", "for 'in', 'notin' operators, values set can't be empty"));
+                errs.push(FieldError::invalid(
+                    "values",
+                    "",
+                    "for 'in', 'notin' operators, values set can't be empty",
+                ));
             }
-            Operator::Equals | Operator::DoubleEquals | Operator::NotEquals if values.len() != 1 => {
-                errs.push(FieldError::invalid("values", values.join(","), "exact-match compatibility requires one single value"));
+            Operator::Equals | Operator::DoubleEquals | Operator::NotEquals
+                if values.len() != 1 =>
+            {
+                errs.push(FieldError::invalid(
+                    "values",
+                    values.join(","),
+                    "exact-match compatibility requires one single value",
+                ));
             }
             Operator::Exists | Operator::DoesNotExist if !values.is_empty() => {
-                errs.push(FieldError::invalid("values", values.join(","), "values set must be empty for exists and does not exist"));
+                errs.push(FieldError::invalid(
+                    "values",
+                    values.join(","),
+                    "values set must be empty for exists and does not exist",
+                ));
             }
             Operator::GreaterThan | Operator::LessThan => {
                 if values.len() != 1 {
-                    errs.push(FieldError::invalid("values", values.join(","), "for 'Gt', 'Lt' operators, exactly one value is required"));
+                    errs.push(FieldError::invalid(
+                        "values",
+                        values.join(","),
+                        "for 'Gt', 'Lt' operators, exactly one value is required",
+                    ));
                 }
                 for (i, value) in values.iter().enumerate() {
                     if value.parse::<i64>().is_err() {
-                        errs.push(FieldError::invalid(format!("values[{i}]"), value.as_str(), "for 'Gt', 'Lt' operators, the value must be an integer"));
+                        errs.push(FieldError::invalid(
+                            format!("values[{i}]"),
+                            value.as_str(),
+                            "for 'Gt', 'Lt' operators, the value must be an integer",
+                        ));
                     }
                 }
             }
@@ -105,11 +131,19 @@ impl Requirement {
         for (i, value) in values.iter().enumerate() {
             let messages = names::is_valid_label_value(value);
             if !messages.is_empty() {
-                errs.push(FieldError::invalid(format!("values[{i}][{key}]"), value.as_str(), messages.join("; ")));
+                errs.push(FieldError::invalid(
+                    format!("values[{i}][{key}]"),
+                    value.as_str(),
+                    messages.join("; "),
+                ));
             }
         }
         if errs.is_empty() {
-            Ok(Requirement { key: key.to_string(), operator, values })
+            Ok(Requirement {
+                key: key.to_string(),
+                operator,
+                values,
+            })
         } else {
             Err(errs)
         }
@@ -120,12 +154,17 @@ impl Requirement {
     pub fn matches<'a>(&self, get: impl Fn(&str) -> Option<&'a str>) -> bool {
         let value = get(&self.key);
         match self.operator {
-            Operator::In | Operator::Equals | Operator::DoubleEquals => value.is_some_and(|v| self.has_value(v)),
+            Operator::In | Operator::Equals | Operator::DoubleEquals => {
+                value.is_some_and(|v| self.has_value(v))
+            }
             Operator::NotIn | Operator::NotEquals => !value.is_some_and(|v| self.has_value(v)),
             Operator::Exists => value.is_some(),
             Operator::DoesNotExist => value.is_none(),
             Operator::GreaterThan | Operator::LessThan => {
-                let (Some(actual), [bound]) = (value.and_then(|v| v.parse::<i64>().ok()), self.values.as_slice()) else {
+                let (Some(actual), [bound]) = (
+                    value.and_then(|v| v.parse::<i64>().ok()),
+                    self.values.as_slice(),
+                ) else {
                     return false;
                 };
                 let Ok(bound) = bound.parse::<i64>() else {
@@ -141,7 +180,9 @@ impl Requirement {
     }
 
     fn has_value(&self, value: &str) -> bool {
-        self.values.binary_search_by(|v| v.as_str().cmp(value)).is_ok()
+        self.values
+            .binary_search_by(|v| v.as_str().cmp(value))
+            .is_ok()
     }
 }
 
@@ -191,13 +232,19 @@ impl LabelSelector {
 
     /// Selects no object (a null structured selector).
     pub fn nothing() -> LabelSelector {
-        LabelSelector { requirements: Vec::new(), matches_nothing: true }
+        LabelSelector {
+            requirements: Vec::new(),
+            matches_nothing: true,
+        }
     }
 
     /// Builds a selector from requirements, sorted by key as Kubernetes sorts them.
     pub fn from_requirements(mut requirements: Vec<Requirement>) -> LabelSelector {
         requirements.sort_by(|a, b| a.key.cmp(&b.key));
-        LabelSelector { requirements, matches_nothing: false }
+        LabelSelector {
+            requirements,
+            matches_nothing: false,
+        }
     }
 
     /// Kubernetes' `SelectorFromSet`: one `key=value` per entry (a Service's
@@ -217,7 +264,11 @@ impl LabelSelector {
     /// Parses the string form kubectl sends in `labelSelector=`.
     pub fn parse(selector: &str) -> Result<LabelSelector, SelectorError> {
         let tokens = lex(selector);
-        let requirements = Parser { tokens, position: 0 }.parse()?;
+        let requirements = Parser {
+            tokens,
+            position: 0,
+        }
+        .parse()?;
         Ok(LabelSelector::from_requirements(requirements))
     }
 
@@ -225,7 +276,10 @@ impl LabelSelector {
     /// validating it first; errors carry paths under `field_path`.
     /// `None` or `null` selects nothing, `{}` selects everything, as
     /// Kubernetes' `LabelSelectorAsSelector` does.
-    pub fn from_json(value: Option<&Value>, field_path: &str) -> Result<LabelSelector, Vec<FieldError>> {
+    pub fn from_json(
+        value: Option<&Value>,
+        field_path: &str,
+    ) -> Result<LabelSelector, Vec<FieldError>> {
         let Some(value) = value.filter(|v| !v.is_null()) else {
             return Ok(LabelSelector::nothing());
         };
@@ -237,22 +291,35 @@ impl LabelSelector {
         if let Some(Value::Object(match_labels)) = value.get("matchLabels") {
             for (key, v) in match_labels {
                 let v = v.as_str().unwrap_or_default().to_string();
-                requirements.push(Requirement { key: key.clone(), operator: Operator::Equals, values: vec![v] });
+                requirements.push(Requirement {
+                    key: key.clone(),
+                    operator: Operator::Equals,
+                    values: vec![v],
+                });
             }
         }
         if let Some(Value::Array(expressions)) = value.get("matchExpressions") {
             for expression in expressions {
-                let key = expression.get("key").and_then(Value::as_str).unwrap_or_default().to_string();
+                let key = expression
+                    .get("key")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
                 let operator = match expression.get("operator").and_then(Value::as_str) {
                     Some("In") => Operator::In,
                     Some("NotIn") => Operator::NotIn,
                     Some("Exists") => Operator::Exists,
                     _ => Operator::DoesNotExist,
                 };
-                let mut values: Vec<String> = string_array(expression.get("values")).unwrap_or_default();
+                let mut values: Vec<String> =
+                    string_array(expression.get("values")).unwrap_or_default();
                 values.sort();
                 values.dedup();
-                requirements.push(Requirement { key, operator, values });
+                requirements.push(Requirement {
+                    key,
+                    operator,
+                    values,
+                });
             }
         }
         Ok(LabelSelector::from_requirements(requirements))
@@ -273,10 +340,16 @@ impl LabelSelector {
     /// The value every matching object must have for `key`, if the selector
     /// pins one (`key=value`, `key==value` or `key in (value)`).
     pub fn requires_exact_match(&self, key: &str) -> Option<&str> {
-        self.requirements.iter().find_map(|r| match (r.operator, r.values.as_slice()) {
-            (Operator::Equals | Operator::DoubleEquals | Operator::In, [only]) if r.key == key => Some(only.as_str()),
-            _ => None,
-        })
+        self.requirements
+            .iter()
+            .find_map(|r| match (r.operator, r.values.as_slice()) {
+                (Operator::Equals | Operator::DoubleEquals | Operator::In, [only])
+                    if r.key == key =>
+                {
+                    Some(only.as_str())
+                }
+                _ => None,
+            })
     }
 
     pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
@@ -332,7 +405,11 @@ impl FromStr for LabelSelector {
 pub fn validate_label_selector(selector: &Value, field_path: &str) -> Vec<FieldError> {
     let mut errs = Vec::new();
     let Value::Object(selector) = selector else {
-        errs.push(FieldError::invalid(field_path, selector.to_string(), "must be an object"));
+        errs.push(FieldError::invalid(
+            field_path,
+            selector.to_string(),
+            "must be an object",
+        ));
         return errs;
     };
     let labels_path = format!("{field_path}.matchLabels");
@@ -344,10 +421,17 @@ pub fn validate_label_selector(selector: &Value, field_path: &str) -> Vec<FieldE
         None | Some(Value::Null) => {}
         Some(Value::Array(expressions)) => {
             for (i, expression) in expressions.iter().enumerate() {
-                errs.extend(validate_requirement_json(expression, &format!("{field_path}.matchExpressions[{i}]")));
+                errs.extend(validate_requirement_json(
+                    expression,
+                    &format!("{field_path}.matchExpressions[{i}]"),
+                ));
             }
         }
-        Some(other) => errs.push(FieldError::invalid(format!("{field_path}.matchExpressions"), other.to_string(), "must be an array")),
+        Some(other) => errs.push(FieldError::invalid(
+            format!("{field_path}.matchExpressions"),
+            other.to_string(),
+            "must be an array",
+        )),
     }
     errs
 }
@@ -358,28 +442,53 @@ fn validate_requirement_json(expression: &Value, path: &str) -> Vec<FieldError> 
     let values = match string_array(expression.get("values")) {
         Some(values) => values,
         None => {
-            errs.push(FieldError::invalid(&values_path, expression["values"].to_string(), "must be an array of strings"));
+            errs.push(FieldError::invalid(
+                &values_path,
+                expression["values"].to_string(),
+                "must be an array of strings",
+            ));
             Vec::new()
         }
     };
-    match expression.get("operator").and_then(Value::as_str).unwrap_or_default() {
+    match expression
+        .get("operator")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+    {
         "In" | "NotIn" => {
             if values.is_empty() {
-                errs.push(FieldError::required(&values_path, "must be specified when `operator` is 'In' or 'NotIn'"));
+                errs.push(FieldError::required(
+                    &values_path,
+                    "must be specified when `operator` is 'In' or 'NotIn'",
+                ));
             }
         }
         "Exists" | "DoesNotExist" => {
             if !values.is_empty() {
-                errs.push(FieldError::forbidden(&values_path, "may not be specified when `operator` is 'Exists' or 'DoesNotExist'"));
+                errs.push(FieldError::forbidden(
+                    &values_path,
+                    "may not be specified when `operator` is 'Exists' or 'DoesNotExist'",
+                ));
             }
         }
-        other => errs.push(FieldError::invalid(format!("{path}.operator"), other, "not a valid selector operator")),
+        other => errs.push(FieldError::invalid(
+            format!("{path}.operator"),
+            other,
+            "not a valid selector operator",
+        )),
     }
-    let key = expression.get("key").and_then(Value::as_str).unwrap_or_default();
+    let key = expression
+        .get("key")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     errs.extend(names::validate_label_name(key, &format!("{path}.key")));
     for (i, value) in values.iter().enumerate() {
         for message in names::is_valid_label_value(value) {
-            errs.push(FieldError::invalid(format!("{values_path}[{i}]"), value.as_str(), message));
+            errs.push(FieldError::invalid(
+                format!("{values_path}[{i}]"),
+                value.as_str(),
+                message,
+            ));
         }
     }
     errs
@@ -389,7 +498,10 @@ fn validate_requirement_json(expression: &Value, path: &str) -> Vec<FieldError> 
 fn string_array(value: Option<&Value>) -> Option<Vec<String>> {
     match value {
         None | Some(Value::Null) => Some(Vec::new()),
-        Some(Value::Array(items)) => items.iter().map(|v| v.as_str().map(str::to_string)).collect(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|v| v.as_str().map(str::to_string))
+            .collect(),
         Some(_) => None,
     }
 }
@@ -475,13 +587,20 @@ fn lex(input: &str) -> Vec<(Token, String)> {
                 i += 2;
             } else {
                 let one = chars[i].to_string();
-                tokens.push((symbol_token(&one).expect("every special symbol is a token"), one));
+                tokens.push((
+                    symbol_token(&one).expect("every special symbol is a token"),
+                    one,
+                ));
                 i += 1;
             }
             continue;
         }
         let start = i;
-        while i < chars.len() && chars[i] != '\0' && !is_special_symbol(chars[i]) && !is_whitespace(chars[i]) {
+        while i < chars.len()
+            && chars[i] != '\0'
+            && !is_special_symbol(chars[i])
+            && !is_whitespace(chars[i])
+        {
             i += 1;
         }
         let word: String = chars[start..i].iter().collect();
@@ -526,21 +645,34 @@ impl Parser {
             let (token, literal) = self.lookahead(Context::Values);
             match token {
                 Token::Identifier | Token::DoesNotExist => {
-                    requirements.push(self.parse_requirement().map_err(SelectorError::Requirement)?);
+                    requirements.push(
+                        self.parse_requirement()
+                            .map_err(SelectorError::Requirement)?,
+                    );
                     let (token, literal) = self.consume(Context::Values);
                     match token {
                         Token::EndOfString => return Ok(requirements),
                         Token::Comma => {
                             let (next, next_literal) = self.lookahead(Context::Values);
                             if next != Token::Identifier && next != Token::DoesNotExist {
-                                return Err(SelectorError::Syntax(format!("found '{next_literal}', expected: identifier after ','")));
+                                return Err(SelectorError::Syntax(format!(
+                                    "found '{next_literal}', expected: identifier after ','"
+                                )));
                             }
                         }
-                        _ => return Err(SelectorError::Syntax(format!("found '{literal}', expected: ',' or 'end of string'"))),
+                        _ => {
+                            return Err(SelectorError::Syntax(format!(
+                                "found '{literal}', expected: ',' or 'end of string'"
+                            )))
+                        }
                     }
                 }
                 Token::EndOfString => return Ok(requirements),
-                _ => return Err(SelectorError::Syntax(format!("found '{literal}', expected: !, identifier, or 'end of string'"))),
+                _ => {
+                    return Err(SelectorError::Syntax(format!(
+                        "found '{literal}', expected: !, identifier, or 'end of string'"
+                    )))
+                }
             }
         }
     }
@@ -590,7 +722,11 @@ impl Parser {
             Token::LessThan => Operator::LessThan,
             Token::NotIn => Operator::NotIn,
             Token::NotEquals => Operator::NotEquals,
-            _ => return Err(format!("found '{literal}', expected: in, notin, =, ==, !=, gt, lt")),
+            _ => {
+                return Err(format!(
+                    "found '{literal}', expected: in, notin, =, ==, !=, gt, lt"
+                ))
+            }
         })
     }
 
@@ -614,7 +750,9 @@ impl Parser {
                 self.consume(Context::Values);
                 Ok(vec![String::new()])
             }
-            _ => Err(format!("found '{literal}', expected: ',', ')' or identifier")),
+            _ => Err(format!(
+                "found '{literal}', expected: ',', ')' or identifier"
+            )),
         }
     }
 

@@ -372,6 +372,170 @@ fn apply_element_order(
     Ok(normalize_order(merged, &order_keys, server_order, identity))
 }
 
+/// Computes a strategic merge patch that turns `original` into `modified`,
+/// the way kubectl builds the patches it sends: changed fields are set,
+/// removed fields are `null`, merging lists send only changed elements plus
+/// `$patch: delete` elements, `$deleteFromPrimitiveList` and
+/// `$setElementOrder`, and `retainKeys` fields carry `$retainKeys`.
+pub fn create_two_way_merge_patch(
+    original: &Value,
+    modified: &Value,
+    ty: Option<&'static TypeMeta>,
+) -> Result<Value, PatchError> {
+    let (Value::Object(original), Value::Object(modified)) = (original, modified) else {
+        return Err(PatchError::StrategicOriginalNotAnObject {
+            got: json_type_name(if original.is_object() {
+                modified
+            } else {
+                original
+            }),
+        });
+    };
+    Ok(Value::Object(diff_maps(original, modified, ty, false)))
+}
+
+fn diff_maps(
+    original: &Map<String, Value>,
+    modified: &Map<String, Value>,
+    ty: Option<&'static TypeMeta>,
+    retain_keys: bool,
+) -> Map<String, Value> {
+    let mut patch = Map::new();
+    for (key, modified_value) in modified {
+        let meta = field_meta(ty, key);
+        match (original.get(key), modified_value) {
+            (Some(before), after) if before == after => {}
+            (Some(Value::Object(before)), Value::Object(after)) => {
+                let nested = diff_maps(before, after, meta.ty, meta.strategy.retains_keys());
+                if !nested.is_empty() {
+                    patch.insert(key.clone(), Value::Object(nested));
+                }
+            }
+            (Some(Value::Array(before)), Value::Array(after)) if meta.strategy.merges() => {
+                diff_lists(key, before, after, meta.ty, meta.merge_key, &mut patch);
+            }
+            _ => {
+                patch.insert(key.clone(), modified_value.clone());
+            }
+        }
+    }
+    for key in original.keys() {
+        if !modified.contains_key(key) {
+            patch.insert(key.clone(), Value::Null);
+        }
+    }
+    // `$retainKeys` lists every key kept, so fields dropped by the change
+    // (say `rollingUpdate` when switching to `Recreate`) are cleared.
+    if retain_keys && (!patch.is_empty() || original.keys().any(|k| !modified.contains_key(k))) {
+        let mut keys: Vec<&String> = modified
+            .iter()
+            .filter(|(_, v)| !v.is_null())
+            .map(|(k, _)| k)
+            .collect();
+        keys.sort();
+        patch.insert(
+            RETAIN_KEYS_DIRECTIVE.to_string(),
+            Value::Array(keys.into_iter().map(|k| Value::String(k.clone())).collect()),
+        );
+    }
+    patch
+}
+
+fn diff_lists(
+    key: &str,
+    original: &[Value],
+    modified: &[Value],
+    ty: Option<&'static TypeMeta>,
+    merge_key: Option<&'static str>,
+    patch: &mut Map<String, Value>,
+) {
+    let all_objects = |list: &[Value]| {
+        list.iter()
+            .all(|item| item.get(merge_key.unwrap_or_default()).is_some())
+    };
+    let (additions, deletions, order): (Vec<Value>, Vec<Value>, Vec<Value>) = match merge_key {
+        Some(merge_key) if all_objects(original) && all_objects(modified) => {
+            let find = |list: &[Value], id: &Value| {
+                list.iter()
+                    .find(|item| item.get(merge_key) == Some(id))
+                    .cloned()
+            };
+            let mut additions = Vec::new();
+            for after in modified {
+                let id = &after[merge_key];
+                match (find(original, id), after) {
+                    (Some(before), after) if before == *after => {}
+                    (Some(Value::Object(before)), Value::Object(after_map)) => {
+                        let mut element = diff_maps(&before, after_map, ty, false);
+                        element.insert(merge_key.to_string(), id.clone());
+                        additions.push(Value::Object(element));
+                    }
+                    _ => additions.push(after.clone()),
+                }
+            }
+            let deletions = original
+                .iter()
+                .filter(|before| find(modified, &before[merge_key]).is_none())
+                .map(|before| {
+                    let mut element = Map::new();
+                    element.insert(merge_key.to_string(), before[merge_key].clone());
+                    element.insert(PATCH_DIRECTIVE.to_string(), Value::String("delete".into()));
+                    Value::Object(element)
+                })
+                .collect();
+            let order = modified
+                .iter()
+                .map(|after| {
+                    let mut element = Map::new();
+                    element.insert(merge_key.to_string(), after[merge_key].clone());
+                    Value::Object(element)
+                })
+                .collect();
+            (additions, deletions, order)
+        }
+        Some(_) => {
+            // Elements without their merge key cannot be addressed: send the whole list.
+            let mut list = modified.to_vec();
+            list.push(serde_json::json!({PATCH_DIRECTIVE: "replace"}));
+            patch.insert(key.to_string(), Value::Array(list));
+            return;
+        }
+        None => {
+            let additions = modified
+                .iter()
+                .filter(|item| !original.contains(item))
+                .cloned()
+                .collect();
+            let deletions: Vec<Value> = original
+                .iter()
+                .filter(|item| !modified.contains(item))
+                .cloned()
+                .collect();
+            if !deletions.is_empty() {
+                patch.insert(
+                    format!("{DELETE_FROM_PRIMITIVE_LIST_PREFIX}{key}"),
+                    Value::Array(deletions),
+                );
+            }
+            (additions, Vec::new(), modified.to_vec())
+        }
+    };
+    let changed = !additions.is_empty()
+        || !deletions.is_empty()
+        || patch.contains_key(&format!("{DELETE_FROM_PRIMITIVE_LIST_PREFIX}{key}"));
+    let list: Vec<Value> = additions.into_iter().chain(deletions).collect();
+    if !list.is_empty() {
+        patch.insert(key.to_string(), Value::Array(list));
+    }
+    // The order is sent whenever the list differs, which includes a pure reordering.
+    if changed || original != modified {
+        patch.insert(
+            format!("{SET_ELEMENT_ORDER_PREFIX}{key}"),
+            Value::Array(order),
+        );
+    }
+}
+
 #[cfg(test)]
 #[rustfmt::skip]
 mod tests {
@@ -535,5 +699,29 @@ mod tests {
         // Switching the rollout strategy uses $retainKeys.
         let live = json!({"spec": {"strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}}}});
         check("apps/Deployment", live, json!({"spec": {"strategy": {"$retainKeys": ["type"], "rollingUpdate": null, "type": "Recreate"}}}), Ok(json!({"spec": {"strategy": {"type": "Recreate"}}})));
+    }
+
+    /// The two-way patch, and that applying it to `original` gives `modified`.
+    fn check_diff(kind: &str, original: Value, modified: Value, expect: Value) {
+        let ty = match kind.split_once('/') {
+            Some((group, kind)) => root_type(group, kind),
+            None => root_type("", kind),
+        };
+        let patch = create_two_way_merge_patch(&original, &modified, ty).unwrap();
+        assert_eq!(patch, expect, "diff of {original} -> {modified}");
+        assert_eq!(strategic_merge_patch(&original, &patch, ty).unwrap(), modified, "applying {patch} to {original}");
+    }
+
+    #[test]
+    fn two_way_merge_patch() {
+        check_diff("Pod", json!({"a": 1}), json!({"a": 1}), json!({}));
+        check_diff("Pod", json!({"a": 1, "b": 2}), json!({"a": 3}), json!({"a": 3, "b": null}));
+        check_diff("Pod", json!({"metadata": {"labels": {"a": "1"}}}), json!({"metadata": {"labels": {"a": "2", "b": "3"}}}), json!({"metadata": {"labels": {"a": "2", "b": "3"}}}));
+        check_diff("Pod", pod(json!([{"name": "a", "image": "1"}, {"name": "b"}])), pod(json!([{"name": "a", "image": "2"}, {"name": "b"}])), json!({"spec": {"containers": [{"image": "2", "name": "a"}], "$setElementOrder/containers": [{"name": "a"}, {"name": "b"}]}}));
+        check_diff("Pod", pod(json!([{"name": "a"}, {"name": "b"}])), pod(json!([{"name": "c"}, {"name": "a"}])), json!({"spec": {"containers": [{"name": "c"}, {"name": "b", "$patch": "delete"}], "$setElementOrder/containers": [{"name": "c"}, {"name": "a"}]}}));
+        check_diff("Pod", pod(json!([{"name": "a"}, {"name": "b"}])), pod(json!([{"name": "b"}, {"name": "a"}])), json!({"spec": {"$setElementOrder/containers": [{"name": "b"}, {"name": "a"}]}}));
+        check_diff("Pod", json!({"metadata": {"finalizers": ["a", "b"]}}), json!({"metadata": {"finalizers": ["b", "c"]}}), json!({"metadata": {"$deleteFromPrimitiveList/finalizers": ["a"], "finalizers": ["c"], "$setElementOrder/finalizers": ["b", "c"]}}));
+        check_diff("Pod", json!({"spec": {"tolerations": [{"key": "a"}]}}), json!({"spec": {"tolerations": [{"key": "b"}]}}), json!({"spec": {"tolerations": [{"key": "b"}]}}));
+        check_diff("apps/Deployment", json!({"spec": {"strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1}}}}), json!({"spec": {"strategy": {"type": "Recreate"}}}), json!({"spec": {"strategy": {"type": "Recreate", "rollingUpdate": null, "$retainKeys": ["type"]}}}));
     }
 }

@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 
 const NOW: &str = "2026-01-01T00:00:00Z";
 
-/// One write: `("apply" | "force" | "update", manager, object)`.
+/// One write: `("apply" | "force" | "update" | "untracked", manager, object)`.
 type Step<'a> = (&'a str, &'a str, Value);
 
 /// Runs the writes in order from no object; returns the final object without
@@ -33,6 +33,8 @@ fn run(steps: Vec<Step>) -> Result<(Value, Vec<String>), String> {
                 }
                 update_managed_fields(live.as_ref(), &object, manager, "Update", NOW, ty)
             }
+            // An object stored without managedFields, as before field tracking existed.
+            "untracked" => object.clone(),
             other => panic!("unknown write {other}"),
         };
         live = Some(next);
@@ -122,6 +124,9 @@ fn conflicts_and_force() {
     // Force moves ownership; a manager left with nothing disappears.
     check(vec![("apply", "a", replicas(1)), ("force", "b", replicas(2))], Ok((replicas(2), &["b/Apply/apps/v1: .spec.replicas"])));
     check(vec![ ("apply", "a", deploy(json!({"replicas": 1, "paused": false}))), ("force", "b", replicas(2)), ], Ok((deploy(json!({"replicas": 2, "paused": false})), &[ "a/Apply/apps/v1: .spec.paused", "b/Apply/apps/v1: .spec.replicas", ])));
+    // Fields of an object that predates tracking belong to "before-first-apply".
+    check(vec![("untracked", "-", replicas(1)), ("apply", "a", replicas(2))], Err("Apply failed with 1 conflict: conflict with \"before-first-apply\" using apps/v1: .spec.replicas"));
+    check(vec![("untracked", "-", deploy(json!({"replicas": 1, "paused": true}))), ("apply", "a", replicas(1))], Ok((deploy(json!({"replicas": 1, "paused": true})), &["a/Apply/apps/v1: .spec.replicas", "before-first-apply/Update/apps/v1: .spec.paused .spec.replicas"])));
     // After a forced takeover the previous owner conflicts in turn.
     check(vec![ ("apply", "a", replicas(1)), ("force", "b", replicas(2)), ("apply", "a", replicas(1)), ], Err("Apply failed with 1 conflict: conflict with \"b\": .spec.replicas"));
     // Re-applying an unchanged value does not conflict.

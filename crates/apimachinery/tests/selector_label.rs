@@ -42,28 +42,70 @@ fn parse_and_print() {
     check("notin", "notin");
     check("a=in", "a=in");
     check("example.com/app=web", "example.com/app=web");
-    check("app.kubernetes.io/name in (db),tier!=front,!canary", "app.kubernetes.io/name in (db),!canary,tier!=front");
+    check(
+        "app.kubernetes.io/name in (db),tier!=front,!canary",
+        "app.kubernetes.io/name in (db),!canary,tier!=front",
+    );
     check("\ta=b\n", "a=b");
     check("a=B_1.x-y", "a=B_1.x-y");
 }
 
 #[test]
 fn parse_errors() {
-    check(",", "error: found ',', expected: !, identifier, or 'end of string'");
+    check(
+        ",",
+        "error: found ',', expected: !, identifier, or 'end of string'",
+    );
     check("a,", "error: found '', expected: identifier after ','");
     check("a,,b", "error: found ',', expected: identifier after ','");
-    check("a b", "error: unable to parse requirement: found 'b', expected: in, notin, =, ==, !=, gt, lt");
-    check("a=b c", "error: found 'c', expected: ',' or 'end of string'");
-    check("a in b", "error: unable to parse requirement: found 'b' expected: '('");
-    check("a in (b c)", "error: unable to parse requirement: found 'c', expected: ',' or ')'");
-    check("a in (b", "error: unable to parse requirement: found '', expected: ',' or ')'");
-    check("a in (=)", "error: unable to parse requirement: found '=', expected: ',', ')' or identifier");
-    check("a in", "error: unable to parse requirement: found '' expected: '('");
-    check("a==(", "error: unable to parse requirement: found '(', expected: identifier");
-    check("a=(", "error: unable to parse requirement: found '(', expected: identifier");
-    check("a in in", "error: unable to parse requirement: found 'in' expected: '('");
-    check("!", "error: unable to parse requirement: found '', expected: identifier");
-    check("!=a", "error: found '!=', expected: !, identifier, or 'end of string'");
+    check(
+        "a b",
+        "error: unable to parse requirement: found 'b', expected: in, notin, =, ==, !=, gt, lt",
+    );
+    check(
+        "a=b c",
+        "error: found 'c', expected: ',' or 'end of string'",
+    );
+    check(
+        "a in b",
+        "error: unable to parse requirement: found 'b' expected: '('",
+    );
+    check(
+        "a in (b c)",
+        "error: unable to parse requirement: found 'c', expected: ',' or ')'",
+    );
+    check(
+        "a in (b",
+        "error: unable to parse requirement: found '', expected: ',' or ')'",
+    );
+    check(
+        "a in (=)",
+        "error: unable to parse requirement: found '=', expected: ',', ')' or identifier",
+    );
+    check(
+        "a in",
+        "error: unable to parse requirement: found '' expected: '('",
+    );
+    check(
+        "a==(",
+        "error: unable to parse requirement: found '(', expected: identifier",
+    );
+    check(
+        "a=(",
+        "error: unable to parse requirement: found '(', expected: identifier",
+    );
+    check(
+        "a in in",
+        "error: unable to parse requirement: found 'in' expected: '('",
+    );
+    check(
+        "!",
+        "error: unable to parse requirement: found '', expected: identifier",
+    );
+    check(
+        "!=a",
+        "error: found '!=', expected: !, identifier, or 'end of string'",
+    );
     check("a>b", "error: unable to parse requirement: values[0]: Invalid value: \"b\": for 'Gt', 'Lt' operators, the value must be an integer");
     check(
         "a/b/c=d",
@@ -92,7 +134,11 @@ fn labels(s: &str) -> BTreeMap<String, String> {
 /// Parses `selector` and matches it against `key=value,...` labels.
 fn check_match(selector: &str, object_labels: &str, expect: bool) {
     let selector = LabelSelector::parse(selector).unwrap();
-    assert_eq!(selector.matches(&labels(object_labels)), expect, "{selector} against {object_labels:?}");
+    assert_eq!(
+        selector.matches(&labels(object_labels)),
+        expect,
+        "{selector} against {object_labels:?}"
+    );
 }
 
 #[test]
@@ -130,7 +176,11 @@ fn matching() {
 fn check_json(input: serde_json::Value, expect: &str) {
     let actual = match LabelSelector::from_json(Some(&input), "spec.selector") {
         Ok(selector) => selector.to_string(),
-        Err(errs) => errs.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"),
+        Err(errs) => errs
+            .iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join("\n"),
     };
     assert_eq!(actual, expect, "converting {input}");
 }
@@ -138,11 +188,26 @@ fn check_json(input: serde_json::Value, expect: &str) {
 #[test]
 fn structured_form() {
     check_json(json!({}), "");
-    check_json(json!({"matchLabels": {"app": "web", "tier": "fe"}}), "app=web,tier=fe");
-    check_json(json!({"matchExpressions": [{"key": "env", "operator": "In", "values": ["prod", "dev"]}]}), "env in (dev,prod)");
-    check_json(json!({"matchExpressions": [{"key": "env", "operator": "NotIn", "values": ["a"]}]}), "env notin (a)");
-    check_json(json!({"matchExpressions": [{"key": "env", "operator": "Exists"}]}), "env");
-    check_json(json!({"matchExpressions": [{"key": "env", "operator": "DoesNotExist", "values": []}]}), "!env");
+    check_json(
+        json!({"matchLabels": {"app": "web", "tier": "fe"}}),
+        "app=web,tier=fe",
+    );
+    check_json(
+        json!({"matchExpressions": [{"key": "env", "operator": "In", "values": ["prod", "dev"]}]}),
+        "env in (dev,prod)",
+    );
+    check_json(
+        json!({"matchExpressions": [{"key": "env", "operator": "NotIn", "values": ["a"]}]}),
+        "env notin (a)",
+    );
+    check_json(
+        json!({"matchExpressions": [{"key": "env", "operator": "Exists"}]}),
+        "env",
+    );
+    check_json(
+        json!({"matchExpressions": [{"key": "env", "operator": "DoesNotExist", "values": []}]}),
+        "!env",
+    );
     check_json(
         json!({"matchLabels": {"z": "1"}, "matchExpressions": [{"key": "a", "operator": "Exists"}]}),
         "a,z=1",
@@ -167,7 +232,10 @@ fn structured_form() {
         json!({"matchExpressions": [{"key": "Bad Key", "operator": "Exists"}]}),
         "spec.selector.matchExpressions[0].key: Invalid value: \"Bad Key\": name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')",
     );
-    check_json(json!({"matchLabels": {"app": 3}}), "spec.selector.matchLabels[app]: Invalid value: \"3\": must be a string");
+    check_json(
+        json!({"matchLabels": {"app": 3}}),
+        "spec.selector.matchLabels[app]: Invalid value: \"3\": must be a string",
+    );
 }
 
 #[test]
@@ -186,7 +254,9 @@ fn json_labels_and_objects() {
     assert!(selector.matches_object(&json!({"metadata": {"labels": {"app": "web"}}})));
     assert!(!selector.matches_object(&json!({"metadata": {}})));
     assert!(!selector.matches_labels_value(None));
-    assert!(LabelSelector::parse("!app").unwrap().matches_labels_value(None));
+    assert!(LabelSelector::parse("!app")
+        .unwrap()
+        .matches_labels_value(None));
     assert_eq!(selector.requirements()[0].operator, Operator::Equals);
     assert_eq!(selector.requires_exact_match("app"), Some("web"));
     assert_eq!(selector.requires_exact_match("tier"), None);
@@ -194,6 +264,9 @@ fn json_labels_and_objects() {
 
 #[test]
 fn from_set_builds_equality_requirements() {
-    assert_eq!(LabelSelector::from_set(&labels("b=2,a=1")).to_string(), "a=1,b=2");
+    assert_eq!(
+        LabelSelector::from_set(&labels("b=2,a=1")).to_string(),
+        "a=1,b=2"
+    );
     assert!(LabelSelector::from_set(&labels("a=b c")).is_nothing());
 }

@@ -41,7 +41,11 @@ fn dns1123_label() {
     check(f, "", LABEL);
     check(f, &"a".repeat(63), "");
     check(f, &"a".repeat(64), "must be no more than 63 characters");
-    check(f, &format!("{}.b", "a".repeat(64)), "must be no more than 63 characters | must not contain dots");
+    check(
+        f,
+        &format!("{}.b", "a".repeat(64)),
+        "must be no more than 63 characters | must not contain dots",
+    );
 }
 
 #[test]
@@ -62,9 +66,17 @@ fn qualified_name() {
     check(f, "", &format!("name part must be non-empty | {NAME_PART}"));
     check(f, "/a", "prefix part must be non-empty");
     check(f, "Example.com/a", &format!("prefix part {SUBDOMAIN}"));
-    check(f, "a/", &format!("name part must be non-empty | {NAME_PART}"));
+    check(
+        f,
+        "a/",
+        &format!("name part must be non-empty | {NAME_PART}"),
+    );
     check(f, "-a", NAME_PART);
-    check(f, &"a".repeat(64), "name part must be no more than 63 characters");
+    check(
+        f,
+        &"a".repeat(64),
+        "name part must be no more than 63 characters",
+    );
     check(f, "a/b/c", "a qualified name must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]') with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')");
 }
 
@@ -81,56 +93,124 @@ fn label_value() {
 #[test]
 fn object_meta_name() {
     check(|n| names::validate_object_meta_name(n, false), "web-0", "");
-    check(|n| names::validate_object_meta_name(n, false), "web-", SUBDOMAIN);
+    check(
+        |n| names::validate_object_meta_name(n, false),
+        "web-",
+        SUBDOMAIN,
+    );
     check(|n| names::validate_object_meta_name(n, true), "web-", "");
-    check(|n| names::validate_object_meta_name(n, true), "-", SUBDOMAIN);
-    check(|n| names::validate_path_segment_name(n, false), "..", "may not be '..'");
-    check(|n| names::validate_path_segment_name(n, false), "a/b%", "may not contain '/' | may not contain '%'");
-    check(|n| names::validate_path_segment_name(n, false), "system:admin", "");
+    check(
+        |n| names::validate_object_meta_name(n, true),
+        "-",
+        SUBDOMAIN,
+    );
+    check(
+        |n| names::validate_path_segment_name(n, false),
+        "..",
+        "may not be '..'",
+    );
+    check(
+        |n| names::validate_path_segment_name(n, false),
+        "a/b%",
+        "may not contain '/' | may not contain '%'",
+    );
+    check(
+        |n| names::validate_path_segment_name(n, false),
+        "system:admin",
+        "",
+    );
 }
 
 /// Formats field errors one per line.
 fn lines(errs: Vec<FieldError>) -> String {
-    errs.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n")
+    errs.iter()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 #[test]
 fn field_errors_format_like_kubernetes() {
     assert_eq!(
-        lines(names::validate_name_and_generate_name("Foo", "", "metadata", names::validate_object_meta_name)),
+        lines(names::validate_name_and_generate_name(
+            "Foo",
+            "",
+            "metadata",
+            names::validate_object_meta_name
+        )),
         format!("metadata.name: Invalid value: \"Foo\": {SUBDOMAIN}")
     );
     assert_eq!(
-        lines(names::validate_name_and_generate_name("", "", "metadata", names::validate_object_meta_name)),
+        lines(names::validate_name_and_generate_name(
+            "",
+            "",
+            "metadata",
+            names::validate_object_meta_name
+        )),
         "metadata.name: Required value: name or generateName is required"
     );
     assert_eq!(
-        lines(names::validate_name_and_generate_name("", "web-", "metadata", names::validate_object_meta_name)),
+        lines(names::validate_name_and_generate_name(
+            "",
+            "web-",
+            "metadata",
+            names::validate_object_meta_name
+        )),
         "metadata.name: Required value: name or generateName is required"
     );
     assert_eq!(
         FieldError::not_supported("spec.type", "Foo", &["ClusterIP", "NodePort"]).to_string(),
         "spec.type: Unsupported value: \"Foo\": supported values: \"ClusterIP\", \"NodePort\""
     );
-    assert_eq!(FieldError::duplicate("spec.ports[1].name", "http").to_string(), "spec.ports[1].name: Duplicate value: \"http\"");
-    assert_eq!(FieldError::invalid("a", "say \"hi\"\n", "bad").to_string(), "a: Invalid value: \"say \\\"hi\\\"\\n\": bad");
-    assert_eq!(names::aggregate_message(&[FieldError::required("a", "x"), FieldError::required("b", "y")]), "[a: Required value: x, b: Required value: y]");
+    assert_eq!(
+        FieldError::duplicate("spec.ports[1].name", "http").to_string(),
+        "spec.ports[1].name: Duplicate value: \"http\""
+    );
+    assert_eq!(
+        FieldError::invalid("a", "say \"hi\"\n", "bad").to_string(),
+        "a: Invalid value: \"say \\\"hi\\\"\\n\": bad"
+    );
+    assert_eq!(
+        names::aggregate_message(&[
+            FieldError::required("a", "x"),
+            FieldError::required("b", "y")
+        ]),
+        "[a: Required value: x, b: Required value: y]"
+    );
 }
 
 fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 #[test]
 fn labels_and_annotations() {
-    assert_eq!(lines(names::validate_labels(&map(&[("app", "web"), ("example.com/tier", "")]), "metadata.labels")), "");
+    assert_eq!(
+        lines(names::validate_labels(
+            &map(&[("app", "web"), ("example.com/tier", "")]),
+            "metadata.labels"
+        )),
+        ""
+    );
     assert_eq!(
         lines(names::validate_labels(&map(&[("a b", "x y")]), "metadata.labels")),
         format!("metadata.labels: Invalid value: \"a b\": {NAME_PART}\nmetadata.labels: Invalid value: \"x y\": {VALUE}")
     );
-    assert_eq!(lines(names::validate_annotations(&map(&[("Example.COM/Note", "anything at all")]), "metadata.annotations")), "");
     assert_eq!(
-        lines(names::validate_annotations(&map(&[("a", &"x".repeat(256 * 1024))]), "metadata.annotations")),
+        lines(names::validate_annotations(
+            &map(&[("Example.COM/Note", "anything at all")]),
+            "metadata.annotations"
+        )),
+        ""
+    );
+    assert_eq!(
+        lines(names::validate_annotations(
+            &map(&[("a", &"x".repeat(256 * 1024))]),
+            "metadata.annotations"
+        )),
         "metadata.annotations: Too long: may not be more than 262144 bytes"
     );
 }

@@ -5,29 +5,46 @@
 use api::ApiError;
 use bytes::Bytes;
 use http::{header, HeaderMap};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use serde_json::Value;
 
 use crate::MAX_BODY_BYTES;
 
 pub async fn read(headers: &HeaderMap, body: Incoming) -> Result<Bytes, ApiError> {
-    if let Some(len) = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok()) {
-        if len > MAX_BODY_BYTES {
-            return Err(too_large());
-        }
-    }
-    match Limited::new(body, MAX_BODY_BYTES).collect().await {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e) => {
-            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
-                Err(too_large())
+    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
+    let mut body = body;
+    let mut buf = bytes::BytesMut::new();
+    let mut over = declared.is_some_and(|len| len > MAX_BODY_BYTES);
+    let mut drained = 0usize;
+    // Read to the end even past the limit (up to a cap), so the client gets
+    // the 413 instead of a reset connection while it is still sending.
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| ApiError::bad_request(format!("reading the request body: {e}")))?;
+        if let Ok(data) = frame.into_data() {
+            if over {
+                drained += data.len();
+                if drained > DRAIN_LIMIT_BYTES {
+                    break;
+                }
+            } else if buf.len() + data.len() > MAX_BODY_BYTES {
+                over = true;
+                drained = buf.len() + data.len();
+                buf.clear();
             } else {
-                Err(ApiError::bad_request(format!("reading the request body: {e}")))
+                buf.extend_from_slice(&data);
             }
         }
     }
+    if over {
+        return Err(too_large());
+    }
+    Ok(buf.freeze())
 }
+
+/// How much of an oversized body is read and discarded before giving up on
+/// the connection.
+const DRAIN_LIMIT_BYTES: usize = 64 * 1024 * 1024;
 
 fn too_large() -> ApiError {
     ApiError::too_large(format!("the request body is larger than the limit of {MAX_BODY_BYTES} bytes"))

@@ -241,3 +241,25 @@ pub fn openapi_group_version(registry: &Registry, group: &str, version: &str) ->
     resp.headers_mut().insert(header::CACHE_CONTROL, "public, immutable".parse().unwrap());
     Ok(resp)
 }
+
+/// `/openapi/v2`: drover publishes its schemas as OpenAPI v3 only. This is an
+/// empty but valid Swagger 2.0 document, so that clients which still read v2
+/// (kubectl's fallback field-validation check for kinds it cannot find in
+/// v3) get "no schema for this kind" instead of a download error, and go on
+/// to report the kind as unknown the way they do against Kubernetes.
+pub fn openapi_v2<B>(req: &Request<B>) -> Response<ResponseBody> {
+    let accept = req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if accept.contains("protobuf") {
+        // gnostic's openapi_v2.Document with only `swagger = "2.0"` (field 1).
+        let body: &[u8] = &[0x0a, 0x03, b'2', b'.', b'0'];
+        return Response::builder()
+            .status(StatusCode::OK)
+            .header(header::CONTENT_TYPE, "application/com.github.proto-openapi.spec.v2.v1.0+protobuf")
+            .body(full(body.to_vec()))
+            .unwrap();
+    }
+    json_response(
+        StatusCode::OK,
+        &json!({"swagger": "2.0", "info": {"title": "drover", "version": crate::KUBERNETES_GIT_VERSION}, "paths": {}, "definitions": {}}),
+    )
+}

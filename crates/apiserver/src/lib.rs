@@ -163,7 +163,7 @@ impl ApiServer {
             Target::ResourceList { group, version } => discovery::resource_list(&self.registry(), &group, &version),
             Target::OpenApiV3Root => Ok(discovery::openapi_root(&self.registry())),
             Target::OpenApiV3 { group, version } => discovery::openapi_group_version(&self.registry(), &group, &version),
-            Target::OpenApiV2 => Err(ApiError::new(404, "NotFound", "the server could not find the requested resource (OpenAPI v2 is not served; use /openapi/v3)")),
+            Target::OpenApiV2 => Ok(discovery::openapi_v2(&req)),
             Target::Resource(rp) => objects::handle(&self, req, rp, query).await,
             Target::NotFound => Err(ApiError::new(404, "NotFound", "the server could not find the requested resource")),
             Target::Healthz | Target::Livez | Target::Readyz | Target::Version => unreachable!(),

@@ -291,7 +291,7 @@ pub(crate) fn include_object(query: &Query) -> tables::IncludeObject {
 }
 
 pub(crate) fn custom_columns(rt: &ResourceType) -> Option<Vec<tables::CustomColumn>> {
-    rt.custom.as_ref().map(|c| c.printer_columns.iter().filter_map(|v| serde_json::from_value(v.clone()).ok()).collect())
+    rt.custom.as_ref().map(|c| c.printer_columns.iter().filter_map(tables::CustomColumn::from_json).collect())
 }
 
 pub(crate) fn table_of(rt: &ResourceType, objects: &[Value], query: &Query) -> Value {
@@ -967,7 +967,7 @@ async fn patch(
         "application/json-patch+json" => {
             let ops = body::decode_json(bytes)?;
             let obj = update_with(server, rt, ns, name, subresource, ctx, "Update", |old| {
-                apimachinery::patch::json_patch(old, &ops).map_err(|e| patch_error(rt, name, e))
+                apimachinery::patch::apply_json_patch(old, &ops).map_err(|e| patch_error(rt, name, e))
             })
             .await?;
             Ok((obj, false))
@@ -975,7 +975,7 @@ async fn patch(
         "application/merge-patch+json" => {
             let p = body::decode_json(bytes)?;
             let obj = update_with(server, rt, ns, name, subresource, ctx, "Update", |old| {
-                apimachinery::patch::merge_patch(old, &p).map_err(|e| patch_error(rt, name, e))
+                apimachinery::patch::apply_merge_patch(old, &p).map_err(|e| patch_error(rt, name, e))
             })
             .await?;
             Ok((obj, false))
@@ -1178,8 +1178,8 @@ async fn patch_scale(
     let obj = update_with(server, rt, ns, name, None, ctx, "Update", |old| {
         let current = scale_of(rt, old);
         let patched = match media_type.as_str() {
-            "application/json-patch+json" => apimachinery::patch::json_patch(&current, &p),
-            "application/merge-patch+json" | "application/strategic-merge-patch+json" => apimachinery::patch::merge_patch(&current, &p),
+            "application/json-patch+json" => apimachinery::patch::apply_json_patch(&current, &p),
+            "application/merge-patch+json" | "application/strategic-merge-patch+json" => apimachinery::patch::apply_merge_patch(&current, &p),
             other => return Err(ApiError::unsupported_media_type(other)),
         }
         .map_err(|e| patch_error(rt, name, e))?;

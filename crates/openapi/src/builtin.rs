@@ -204,10 +204,14 @@ fn generate() -> Builtins {
         definitions.insert(name, schema);
     }
     if let Some(Value::Object(quantity)) = definitions.get_mut(QUANTITY) {
-        // The wire form is a string; keeping int-or-string would let explain and validators
-        // believe a bare integer is the canonical form.
+        // Not int-or-string (k8s-openapi's marking): the API server publishes Quantity as a
+        // string or a number, and without a top-level `type` kubectl explain prints the
+        // familiar `<Quantity>` / `map[string]Quantity` instead of `string`.
         quantity.remove("x-kubernetes-int-or-string");
-        quantity.insert("type".into(), "string".into());
+        quantity.insert(
+            "oneOf".into(),
+            json!([{"type": "string"}, {"type": "number"}]),
+        );
     }
 
     for kind in &kinds {
@@ -215,7 +219,13 @@ fn generate() -> Builtins {
             insert_group_version_kind(schema, kind.group, kind.version, kind.kind);
         }
         if let Some(list_kind) = kind.list_kind {
-            let list = list_schema(kind.group, kind.version, kind.kind, list_kind, &kind.definition);
+            let list = list_schema(
+                kind.group,
+                kind.version,
+                kind.kind,
+                list_kind,
+                &kind.definition,
+            );
             definitions.insert(list_definition_name(&kind.definition), list);
         }
     }
@@ -223,7 +233,12 @@ fn generate() -> Builtins {
 }
 
 /// Appends `{group, kind, version}` to the schema's `x-kubernetes-group-version-kind` list.
-pub(crate) fn insert_group_version_kind(schema: &mut Map<String, Value>, group: &str, version: &str, kind: &str) {
+pub(crate) fn insert_group_version_kind(
+    schema: &mut Map<String, Value>,
+    group: &str,
+    version: &str,
+    kind: &str,
+) {
     let gvk = json!({"group": group, "kind": kind, "version": version});
     match schema.get_mut("x-kubernetes-group-version-kind") {
         Some(Value::Array(list)) => {
@@ -232,13 +247,22 @@ pub(crate) fn insert_group_version_kind(schema: &mut Map<String, Value>, group: 
             }
         }
         _ => {
-            schema.insert("x-kubernetes-group-version-kind".into(), Value::Array(vec![gvk]));
+            schema.insert(
+                "x-kubernetes-group-version-kind".into(),
+                Value::Array(vec![gvk]),
+            );
         }
     }
 }
 
 /// The `<Kind>List` schema the real API server publishes for every listable kind.
-pub(crate) fn list_schema(group: &str, version: &str, kind: &str, list_kind: &str, item_definition: &str) -> Value {
+pub(crate) fn list_schema(
+    group: &str,
+    version: &str,
+    kind: &str,
+    list_kind: &str,
+    item_definition: &str,
+) -> Value {
     let mut schema = json!({
         "description": format!("{list_kind} is a list of {kind} objects."),
         "type": "object",
@@ -285,7 +309,11 @@ pub(crate) fn to_openapi_v3(schema: &mut Value) {
         map.insert("enum".into(), Value::Array(vec![value]));
     }
     if let Some(Value::Array(types)) = map.get("type") {
-        let non_null: Vec<Value> = types.iter().filter(|t| t.as_str() != Some("null")).cloned().collect();
+        let non_null: Vec<Value> = types
+            .iter()
+            .filter(|t| t.as_str() != Some("null"))
+            .cloned()
+            .collect();
         let nullable = non_null.len() != types.len();
         if non_null.len() == 1 {
             map.insert("type".into(), non_null[0].clone());
@@ -296,7 +324,9 @@ pub(crate) fn to_openapi_v3(schema: &mut Value) {
     }
     if map.len() > 1 {
         if let Some(reference) = map.remove("$ref") {
-            let all_of = map.entry("allOf").or_insert_with(|| Value::Array(Vec::new()));
+            let all_of = map
+                .entry("allOf")
+                .or_insert_with(|| Value::Array(Vec::new()));
             if let Value::Array(all_of) = all_of {
                 all_of.push(json!({ "$ref": reference }));
             }
@@ -306,7 +336,10 @@ pub(crate) fn to_openapi_v3(schema: &mut Value) {
         && !map.contains_key("properties")
         && !map.contains_key("additionalProperties")
     {
-        map.insert("x-kubernetes-preserve-unknown-fields".into(), Value::Bool(true));
+        map.insert(
+            "x-kubernetes-preserve-unknown-fields".into(),
+            Value::Bool(true),
+        );
     }
     for (key, child) in map.iter_mut() {
         match key.as_str() {

@@ -16,8 +16,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{json, Map, Value};
 
 use crate::builtin::{
-    builtins, collect_refs, insert_group_version_kind, list_definition_name, list_schema, to_openapi_v3,
-    API_RESOURCE_LIST, DELETE_OPTIONS, OBJECT_META, PATCH, REF_PREFIX, STATUS, WATCH_EVENT,
+    builtins, collect_refs, insert_group_version_kind, list_definition_name, list_schema,
+    to_openapi_v3, API_RESOURCE_LIST, DELETE_OPTIONS, OBJECT_META, PATCH, REF_PREFIX, STATUS,
+    WATCH_EVENT,
 };
 use crate::ResourceInfo;
 
@@ -55,13 +56,18 @@ pub fn document_hash(document: &Value) -> String {
     let mut high: u64 = 0x8422_2325_cbf2_9ce4;
     for byte in bytes {
         low = (low ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
-        high = (high ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3).rotate_left(5);
+        high = (high ^ u64::from(byte))
+            .wrapping_mul(0x0000_0100_0000_01b3)
+            .rotate_left(5);
     }
     format!("{high:016X}{low:016X}")
 }
 
 /// `/openapi/v3`: one entry per group-version, each pointing at its document with a hash.
-pub fn root_document(group_versions: &[(String, String)], hash: impl Fn(&str, &str) -> String) -> Value {
+pub fn root_document(
+    group_versions: &[(String, String)],
+    hash: impl Fn(&str, &str) -> String,
+) -> Value {
     let mut paths = Map::new();
     for (group, version) in group_versions {
         let path = group_version_path(group, version);
@@ -80,7 +86,11 @@ pub fn custom_definition_name(group: &str, version: &str, kind: &str) -> String 
 
 /// `CoreV1`, `AppsV1`, `RbacAuthorizationV1`, `StableExampleComV1`: the infix of operation ids.
 fn operation_infix(group: &str, version: &str) -> String {
-    let group = if group.is_empty() { "core" } else { group.strip_suffix(".k8s.io").unwrap_or(group) };
+    let group = if group.is_empty() {
+        "core"
+    } else {
+        group.strip_suffix(".k8s.io").unwrap_or(group)
+    };
     let mut out = String::new();
     for word in group.split(['.', '-']).chain(std::iter::once(version)) {
         let mut chars = word.chars();
@@ -162,23 +172,38 @@ const LIST_PARAMETERS: &[&str] = &[
     "timeoutSeconds",
     "watch",
 ];
-const DELETE_PARAMETERS: &[&str] = &["dryRun", "gracePeriodSeconds", "orphanDependents", "propagationPolicy"];
+const DELETE_PARAMETERS: &[&str] = &[
+    "dryRun",
+    "gracePeriodSeconds",
+    "orphanDependents",
+    "propagationPolicy",
+];
 
 fn content(definition: &str, media_types: &[&str]) -> Value {
     let mut map = Map::new();
     for media_type in media_types {
-        map.insert(media_type.to_string(), json!({ "schema": schema_ref(definition) }));
+        map.insert(
+            media_type.to_string(),
+            json!({ "schema": schema_ref(definition) }),
+        );
     }
     Value::Object(map)
 }
 
 const READ_MEDIA: &[&str] = &["application/json", "application/yaml"];
-const LIST_MEDIA: &[&str] = &["application/json", "application/yaml", "application/json;stream=watch"];
+const LIST_MEDIA: &[&str] = &[
+    "application/json",
+    "application/yaml",
+    "application/json;stream=watch",
+];
 
 fn responses(codes: &[(&str, &str)], definition: &str, media: &[&str]) -> Value {
     let mut map = Map::new();
     for (code, description) in codes {
-        map.insert(code.to_string(), json!({ "description": description, "content": content(definition, media) }));
+        map.insert(
+            code.to_string(),
+            json!({ "description": description, "content": content(definition, media) }),
+        );
     }
     map.insert("401".into(), json!({ "description": "Unauthorized" }));
     Value::Object(map)
@@ -197,7 +222,14 @@ struct Target<'a> {
 }
 
 impl Target<'_> {
-    fn operation(&self, verb: &str, action: &str, summary: &str, parameters: Vec<Value>, responses: Value) -> Value {
+    fn operation(
+        &self,
+        verb: &str,
+        action: &str,
+        summary: &str,
+        parameters: Vec<Value>,
+        responses: Value,
+    ) -> Value {
         let mut operation = json!({
             "tags": [self.tag],
             "description": format!("{summary} {}", self.description),
@@ -220,7 +252,13 @@ impl Target<'_> {
     }
 
     fn read(&self) -> Value {
-        self.operation("read", "get", "read the specified", vec![], responses(&[("200", "OK")], self.definition, READ_MEDIA))
+        self.operation(
+            "read",
+            "get",
+            "read the specified",
+            vec![],
+            responses(&[("200", "OK")], self.definition, READ_MEDIA),
+        )
     }
 
     fn replace(&self) -> Value {
@@ -228,8 +266,16 @@ impl Target<'_> {
             "replace",
             "put",
             "replace the specified",
-            vec![parameter_ref("dryRun"), parameter_ref("fieldManager"), field_validation_parameter()],
-            responses(&[("200", "OK"), ("201", "Created")], self.definition, READ_MEDIA),
+            vec![
+                parameter_ref("dryRun"),
+                parameter_ref("fieldManager"),
+                field_validation_parameter(),
+            ],
+            responses(
+                &[("200", "OK"), ("201", "Created")],
+                self.definition,
+                READ_MEDIA,
+            ),
         );
         operation["requestBody"] = self.body(&["*/*"], self.definition);
         operation
@@ -246,10 +292,18 @@ impl Target<'_> {
                 field_validation_parameter(),
                 parameter_ref("force"),
             ],
-            responses(&[("200", "OK"), ("201", "Created")], self.definition, READ_MEDIA),
+            responses(
+                &[("200", "OK"), ("201", "Created")],
+                self.definition,
+                READ_MEDIA,
+            ),
         );
         operation["requestBody"] = self.body(
-            &["application/json-patch+json", "application/merge-patch+json", "application/apply-patch+yaml"],
+            &[
+                "application/json-patch+json",
+                "application/merge-patch+json",
+                "application/apply-patch+yaml",
+            ],
             PATCH,
         );
         operation
@@ -260,8 +314,16 @@ impl Target<'_> {
             "create",
             "post",
             "create",
-            vec![parameter_ref("dryRun"), parameter_ref("fieldManager"), field_validation_parameter()],
-            responses(&[("200", "OK"), ("201", "Created"), ("202", "Accepted")], self.definition, READ_MEDIA),
+            vec![
+                parameter_ref("dryRun"),
+                parameter_ref("fieldManager"),
+                field_validation_parameter(),
+            ],
+            responses(
+                &[("200", "OK"), ("201", "Created"), ("202", "Accepted")],
+                self.definition,
+                READ_MEDIA,
+            ),
         );
         operation["requestBody"] = self.body(&["*/*"], self.definition);
         operation
@@ -269,7 +331,9 @@ impl Target<'_> {
 }
 
 fn parameters_empty(operation: &Value) -> bool {
-    operation["parameters"].as_array().is_some_and(Vec::is_empty)
+    operation["parameters"]
+        .as_array()
+        .is_some_and(Vec::is_empty)
 }
 
 fn gvk(group: &str, version: &str, kind: &str) -> Value {
@@ -291,15 +355,26 @@ pub fn group_version_document(
 ) -> Value {
     let builtins = builtins();
     let infix = operation_infix(group, version);
-    let tag = format!("{}_{}", if group.is_empty() { "core" } else { group }, version).replace(['.', '-'], "_");
+    let tag = format!(
+        "{}_{}",
+        if group.is_empty() { "core" } else { group },
+        version
+    )
+    .replace(['.', '-'], "_");
     let prefix = format!("/{}", group_version_path(group, version));
 
     // Schemas this document defines beyond the built-in ones (custom resources and their Lists).
     let mut own_schemas: BTreeMap<String, Value> = BTreeMap::new();
-    let mut roots: BTreeSet<String> = [STATUS, DELETE_OPTIONS, WATCH_EVENT, API_RESOURCE_LIST, PATCH]
-        .into_iter()
-        .map(String::from)
-        .collect();
+    let mut roots: BTreeSet<String> = [
+        STATUS,
+        DELETE_OPTIONS,
+        WATCH_EVENT,
+        API_RESOURCE_LIST,
+        PATCH,
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect();
     let mut paths = Map::new();
 
     for resource in resources {
@@ -310,7 +385,9 @@ pub fn group_version_document(
         let schemas = kind_schemas(group, version, resource, extra_schemas, &mut own_schemas);
         roots.insert(schemas.definition.clone());
         roots.insert(schemas.list_definition.clone());
-        resource_paths(&prefix, &tag, &infix, group, version, resource, &schemas, &mut paths, &mut roots);
+        resource_paths(
+            &prefix, &tag, &infix, group, version, resource, &schemas, &mut paths, &mut roots,
+        );
     }
 
     let mut schemas = Map::new();
@@ -318,7 +395,10 @@ pub fn group_version_document(
     let mut seen: BTreeSet<String> = pending.iter().cloned().collect();
     let mut included: BTreeMap<String, &Value> = BTreeMap::new();
     while let Some(name) = pending.pop() {
-        let Some(schema) = own_schemas.get(&name).or_else(|| builtins.definitions.get(&name)) else {
+        let Some(schema) = own_schemas
+            .get(&name)
+            .or_else(|| builtins.definitions.get(&name))
+        else {
             continue;
         };
         included.insert(name, schema);
@@ -357,34 +437,60 @@ fn kind_schemas(
     if let Some(builtin) = builtins.kind(group, version, &resource.kind) {
         let list_definition = list_definition_name(&builtin.definition);
         if !builtins.definitions.contains_key(&list_definition) {
-            let list = list_schema(group, version, &resource.kind, &list_kind, &builtin.definition);
+            let list = list_schema(
+                group,
+                version,
+                &resource.kind,
+                &list_kind,
+                &builtin.definition,
+            );
             own_schemas.insert(list_definition.clone(), list);
         }
-        return KindSchemas { definition: builtin.definition.clone(), list_definition };
+        return KindSchemas {
+            definition: builtin.definition.clone(),
+            list_definition,
+        };
     }
     let definition = custom_definition_name(group, version, &resource.kind);
-    let schema = custom_kind_schema(group, version, &resource.kind, extra_schemas.get(&resource.kind));
+    let schema = custom_kind_schema(
+        group,
+        version,
+        &resource.kind,
+        extra_schemas.get(&resource.kind),
+    );
     own_schemas.insert(definition.clone(), schema);
     let list_definition = list_definition_name(&definition);
     own_schemas.insert(
         list_definition.clone(),
         list_schema(group, version, &resource.kind, &list_kind, &definition),
     );
-    KindSchemas { definition, list_definition }
+    KindSchemas {
+        definition,
+        list_definition,
+    }
 }
 
 /// A custom resource's schema as the API server publishes it: the CRD's `openAPIV3Schema` with
 /// `apiVersion`, `kind` and `metadata` (a `$ref` to ObjectMeta) filled in and the GVK attached.
 /// Without a schema the kind accepts any fields.
-pub(crate) fn custom_kind_schema(group: &str, version: &str, kind: &str, schema: Option<&Value>) -> Value {
+pub(crate) fn custom_kind_schema(
+    group: &str,
+    version: &str,
+    kind: &str,
+    schema: Option<&Value>,
+) -> Value {
     let mut schema = match schema {
         Some(Value::Object(map)) if !map.is_empty() => Value::Object(map.clone()),
         _ => json!({ "type": "object", "x-kubernetes-preserve-unknown-fields": true }),
     };
     to_openapi_v3(&mut schema);
-    let Value::Object(map) = &mut schema else { unreachable!("built as an object above") };
+    let Value::Object(map) = &mut schema else {
+        unreachable!("built as an object above")
+    };
     map.entry("type").or_insert_with(|| "object".into());
-    let properties = map.entry("properties").or_insert_with(|| Value::Object(Map::new()));
+    let properties = map
+        .entry("properties")
+        .or_insert_with(|| Value::Object(Map::new()));
     if let Value::Object(properties) = properties {
         properties.insert(
             "apiVersion".into(),
@@ -416,16 +522,33 @@ fn resource_paths(
     roots: &mut BTreeSet<String>,
 ) {
     let verbs: BTreeSet<&str> = if resource.verbs.is_empty() {
-        ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"].into()
+        [
+            "create",
+            "delete",
+            "deletecollection",
+            "get",
+            "list",
+            "patch",
+            "update",
+            "watch",
+        ]
+        .into()
     } else {
         resource.verbs.iter().map(String::as_str).collect()
     };
     let kind = &resource.kind;
-    let scope = if resource.namespaced { "Namespaced" } else { "" };
+    let scope = if resource.namespaced {
+        "Namespaced"
+    } else {
+        ""
+    };
     let (collection, namespace_parameter) = if resource.namespaced {
         (
             format!("{prefix}/namespaces/{{namespace}}/{}", resource.plural),
-            vec![path_parameter("namespace", "object name and auth scope, such as for teams and projects")],
+            vec![path_parameter(
+                "namespace",
+                "object name and auth scope, such as for teams and projects",
+            )],
         )
     } else {
         (format!("{prefix}/{}", resource.plural), vec![])
@@ -464,7 +587,11 @@ fn resource_paths(
     }
     if verbs.contains("deletecollection") {
         let mut parameters: Vec<Value> = Vec::new();
-        for name in DELETE_PARAMETERS.iter().chain(LIST_PARAMETERS).filter(|n| **n != "watch") {
+        for name in DELETE_PARAMETERS
+            .iter()
+            .chain(LIST_PARAMETERS)
+            .filter(|n| **n != "watch")
+        {
             parameters.push(parameter_ref(name));
         }
         let mut operation = target.operation(
@@ -518,7 +645,10 @@ fn resource_paths(
     }
     item_path.insert("patch".into(), target.patch());
     if verbs.contains("delete") {
-        let parameters = DELETE_PARAMETERS.iter().map(|name| parameter_ref(name)).collect();
+        let parameters = DELETE_PARAMETERS
+            .iter()
+            .map(|name| parameter_ref(name))
+            .collect();
         let mut operation = target.operation(
             "delete",
             "delete",
@@ -536,7 +666,8 @@ fn resource_paths(
     paths.insert(item.clone(), Value::Object(item_path));
 
     for subresource in &resource.subresources {
-        let Some((path_item, definition)) = subresource_path(&target, subresource, scope, kind, group, version, schemas)
+        let Some((path_item, definition)) =
+            subresource_path(&target, subresource, scope, kind, group, version, schemas)
         else {
             continue;
         };
@@ -572,6 +703,20 @@ fn subresource_path(
             };
             Some((
                 json!({ "get": target.read(), "put": target.replace(), "patch": target.patch() }),
+                schemas.definition.clone(),
+            ))
+        }
+        "finalize" => {
+            let target = Target {
+                tag: parent.tag.clone(),
+                infix: parent.infix.clone(),
+                noun,
+                gvk: gvk(group, version, kind),
+                definition: &schemas.definition,
+                description: format!("finalize of the specified {kind}"),
+            };
+            Some((
+                json!({ "put": target.replace() }),
                 schemas.definition.clone(),
             ))
         }

@@ -21,8 +21,8 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 pub use document::{
-    custom_definition_name, document_hash, group_version_document, group_version_path, parse_group_version_path,
-    root_document,
+    custom_definition_name, document_hash, group_version_document, group_version_path,
+    parse_group_version_path, root_document,
 };
 pub use unknown_fields::{unknown_fields, unknown_fields_in_schema};
 
@@ -37,7 +37,7 @@ pub struct ResourceInfo {
     pub plural: String,
     pub namespaced: bool,
     /// `status`, `scale`, `ephemeralcontainers`, `resize`, `approval` (GET/PUT/PATCH),
-    /// `binding`, `eviction`, `token` (POST), `log` (GET), `exec`, `attach`, `portforward`,
+    /// `finalize` (PUT), `binding`, `eviction`, `token` (POST), `log` (GET), `exec`, `attach`, `portforward`,
     /// `proxy` (connect). Others are left out of the document.
     pub subresources: Vec<String>,
     /// Discovery verbs (`get`, `list`, `watch`, `create`, `update`, `patch`, `delete`,
@@ -65,5 +65,9 @@ pub fn definition_name(group: &str, version: &str, kind: &str) -> Option<String>
 
 /// `(group, version, kind)` of every built-in kind that has a schema (not the List kinds).
 pub fn builtin_kinds() -> Vec<(&'static str, &'static str, &'static str)> {
-    builtin::builtins().kinds.iter().map(|k| (k.group, k.version, k.kind)).collect()
+    builtin::builtins()
+        .kinds
+        .iter()
+        .map(|k| (k.group, k.version, k.kind))
+        .collect()
 }

@@ -27,7 +27,9 @@ pub fn unknown_fields(value: &Value, group: &str, version: &str, kind: &str) -> 
 /// Like [`unknown_fields`] for an explicit schema, e.g. a CustomResourceDefinition's
 /// `openAPIV3Schema`. `$ref`s resolve against the built-in [`crate::definitions`].
 pub fn unknown_fields_in_schema(value: &Value, schema: &Value) -> Vec<String> {
-    let walker = Walker { definitions: &builtins().definitions };
+    let walker = Walker {
+        definitions: &builtins().definitions,
+    };
     let mut unknown = Vec::new();
     walker.walk(value, schema, true, &mut String::new(), &mut unknown);
     unknown
@@ -48,21 +50,33 @@ impl<'a> Walker<'a> {
     {
         for _ in 0..MAX_REF_HOPS {
             if let Some(reference) = schema.get("$ref").and_then(Value::as_str) {
-                match reference.strip_prefix(REF_PREFIX).and_then(|name| self.definitions.get(name)) {
+                match reference
+                    .strip_prefix(REF_PREFIX)
+                    .and_then(|name| self.definitions.get(name))
+                {
                     Some(target) => schema = target,
                     None => return schema,
                 }
                 continue;
             }
             match schema.get("allOf").and_then(Value::as_array) {
-                Some(all_of) if all_of.len() == 1 && schema.get("properties").is_none() => schema = &all_of[0],
+                Some(all_of) if all_of.len() == 1 && schema.get("properties").is_none() => {
+                    schema = &all_of[0]
+                }
                 _ => return schema,
             }
         }
         schema
     }
 
-    fn walk(&self, value: &Value, schema: &'a Value, resource_root: bool, path: &mut String, out: &mut Vec<String>) {
+    fn walk(
+        &self,
+        value: &Value,
+        schema: &'a Value,
+        resource_root: bool,
+        path: &mut String,
+        out: &mut Vec<String>,
+    ) {
         let schema = self.resolve(schema);
         match value {
             Value::Object(fields) => {
@@ -101,7 +115,9 @@ impl<'a> Walker<'a> {
                 }
             }
             Value::Array(items) => {
-                let Some(item_schema) = schema.get("items").filter(|s| s.is_object()) else { return };
+                let Some(item_schema) = schema.get("items").filter(|s| s.is_object()) else {
+                    return;
+                };
                 for (index, item) in items.iter().enumerate() {
                     let length = path.len();
                     path.push_str(&format!("[{index}]"));

@@ -13,11 +13,13 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 use etcd_client::{
-    Client, Compare, CompareOp, DeleteOptions, EventType, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse,
-    WatchOptions,
+    Client, Compare, CompareOp, DeleteOptions, EventType, GetOptions, PutOptions, Txn, TxnOp,
+    TxnOpResponse, WatchOptions,
 };
 
-use crate::{Event, KeyValue, RangeRequest, RangeResponse, Result, Revision, Store, StoreError, WatchStream};
+use crate::{
+    Event, KeyValue, RangeRequest, RangeResponse, Result, Revision, Store, StoreError, WatchStream,
+};
 
 const COMPACTED_MESSAGE: &str = "required revision has been compacted";
 const FUTURE_MESSAGE: &str = "required revision is a future revision";
@@ -85,10 +87,14 @@ impl EtcdStore {
     /// Connect to etcd at `endpoints` (e.g. `http://127.0.0.1:2379`); every key
     /// is stored under `key_prefix` (may be empty).
     pub async fn connect(endpoints: &[String], key_prefix: &str) -> Result<Arc<EtcdStore>> {
-        let client = Client::connect(endpoints, None).await.map_err(unavailable)?;
+        let client = Client::connect(endpoints, None)
+            .await
+            .map_err(unavailable)?;
         let store = EtcdStore {
             client,
-            codec: KeyCodec { key_prefix: key_prefix.to_owned() },
+            codec: KeyCodec {
+                key_prefix: key_prefix.to_owned(),
+            },
             compacted: Arc::new(AtomicI64::new(0)),
         };
         // Fail at startup rather than on the first request when etcd is not there.
@@ -110,12 +116,20 @@ impl EtcdStore {
 
     fn compacted_error(&self, requested: Revision) -> StoreError {
         let compacted = self.compacted.load(Ordering::Acquire).max(requested + 1);
-        StoreError::Compacted { requested, compacted }
+        StoreError::Compacted {
+            requested,
+            compacted,
+        }
     }
 
     async fn current_revision(&self) -> Result<Revision> {
         let options = GetOptions::new().with_count_only();
-        let response = self.client.kv_client().get(self.full_key(""), Some(options)).await.map_err(unavailable)?;
+        let response = self
+            .client
+            .kv_client()
+            .get(nonempty(self.full_key("")), Some(options))
+            .await
+            .map_err(unavailable)?;
         Ok(response.header().map(|h| h.revision()).unwrap_or_default())
     }
 
@@ -142,6 +156,16 @@ impl EtcdStore {
             }
         }
         Ok(None)
+    }
+}
+
+/// etcd rejects an empty key; for a range from "the very beginning" the
+/// smallest key, `\0`, means the same.
+fn nonempty(key: Vec<u8>) -> Vec<u8> {
+    if key.is_empty() {
+        vec![0]
+    } else {
+        key
     }
 }
 
@@ -172,9 +196,18 @@ fn prefix_range_end(prefix: &[u8]) -> Vec<u8> {
 #[async_trait]
 impl Store for EtcdStore {
     async fn get(&self, key: &str) -> Result<(Option<KeyValue>, Revision)> {
-        let response = self.client.kv_client().get(self.full_key(key), None).await.map_err(unavailable)?;
+        let response = self
+            .client
+            .kv_client()
+            .get(self.full_key(key), None)
+            .await
+            .map_err(unavailable)?;
         let revision = response.header().map(|h| h.revision()).unwrap_or_default();
-        let kv = response.kvs().first().map(|kv| self.key_value(kv)).transpose()?;
+        let kv = response
+            .kvs()
+            .first()
+            .map(|kv| self.key_value(kv))
+            .transpose()?;
         Ok((kv, revision))
     }
 
@@ -186,7 +219,7 @@ impl Store for EtcdStore {
                 start.push(0);
                 start
             }
-            _ => prefix.clone(),
+            _ => nonempty(prefix.clone()),
         };
         let mut options = GetOptions::new().with_range(prefix_range_end(&prefix));
         if let Some(limit) = request.limit.filter(|l| *l > 0) {
@@ -198,13 +231,31 @@ impl Store for EtcdStore {
         }
         let response = match self.client.kv_client().get(start, Some(options)).await {
             Ok(response) => response,
-            Err(error) => return Err(self.revision_error(error, requested.unwrap_or_default()).await),
+            Err(error) => {
+                return Err(self
+                    .revision_error(error, requested.unwrap_or_default())
+                    .await)
+            }
         };
-        let kvs = response.kvs().iter().map(|kv| self.key_value(kv)).collect::<Result<Vec<_>>>()?;
+        let kvs = response
+            .kvs()
+            .iter()
+            .map(|kv| self.key_value(kv))
+            .collect::<Result<Vec<_>>>()?;
         let count = usize::try_from(response.count()).unwrap_or_default();
-        let remaining = if response.more() { count.saturating_sub(kvs.len()) } else { 0 };
-        let revision = requested.unwrap_or_else(|| response.header().map(|h| h.revision()).unwrap_or_default());
-        Ok(RangeResponse { kvs, more: response.more(), remaining, revision })
+        let remaining = if response.more() {
+            count.saturating_sub(kvs.len())
+        } else {
+            0
+        };
+        let revision = requested
+            .unwrap_or_else(|| response.header().map(|h| h.revision()).unwrap_or_default());
+        Ok(RangeResponse {
+            kvs,
+            more: response.more(),
+            remaining,
+            revision,
+        })
     }
 
     async fn create(&self, key: &str, value: Bytes) -> Result<KeyValue> {
@@ -212,15 +263,33 @@ impl Store for EtcdStore {
         let txn = Txn::new()
             .when([Compare::create_revision(full.clone(), CompareOp::Equal, 0)])
             .and_then([TxnOp::put(full, value.to_vec(), None)]);
-        let response = self.client.kv_client().txn(txn).await.map_err(unavailable)?;
+        let response = self
+            .client
+            .kv_client()
+            .txn(txn)
+            .await
+            .map_err(unavailable)?;
         if !response.succeeded() {
-            return Err(StoreError::AlreadyExists { key: key.to_owned() });
+            return Err(StoreError::AlreadyExists {
+                key: key.to_owned(),
+            });
         }
         let revision = header_revision(&response)?;
-        Ok(KeyValue { key: key.to_owned(), value, create_revision: revision, mod_revision: revision, version: 1 })
+        Ok(KeyValue {
+            key: key.to_owned(),
+            value,
+            create_revision: revision,
+            mod_revision: revision,
+            version: 1,
+        })
     }
 
-    async fn update(&self, key: &str, value: Bytes, expected_mod_revision: Revision) -> Result<KeyValue> {
+    async fn update(
+        &self,
+        key: &str,
+        value: Bytes,
+        expected_mod_revision: Revision,
+    ) -> Result<KeyValue> {
         let full = self.full_key(key);
         // version > 0 keeps a missing key (mod_revision 0) from matching expected 0.
         let txn = Txn::new()
@@ -228,13 +297,28 @@ impl Store for EtcdStore {
                 Compare::version(full.clone(), CompareOp::Greater, 0),
                 Compare::mod_revision(full.clone(), CompareOp::Equal, expected_mod_revision),
             ])
-            .and_then([TxnOp::put(full.clone(), value.to_vec(), Some(PutOptions::new().with_prev_key()))])
+            .and_then([TxnOp::put(
+                full.clone(),
+                value.to_vec(),
+                Some(PutOptions::new().with_prev_key()),
+            )])
             .or_else([TxnOp::get(full, None)]);
-        let response = self.client.kv_client().txn(txn).await.map_err(unavailable)?;
+        let response = self
+            .client
+            .kv_client()
+            .txn(txn)
+            .await
+            .map_err(unavailable)?;
         if !response.succeeded() {
             return Err(match self.failure_value(&response)? {
-                None => StoreError::NotFound { key: key.to_owned() },
-                current => StoreError::Conflict { key: key.to_owned(), expected: expected_mod_revision, current },
+                None => StoreError::NotFound {
+                    key: key.to_owned(),
+                },
+                current => StoreError::Conflict {
+                    key: key.to_owned(),
+                    expected: expected_mod_revision,
+                    current,
+                },
             });
         }
         let revision = header_revision(&response)?;
@@ -246,23 +330,47 @@ impl Store for EtcdStore {
             Some(prev) => (prev.create_revision(), prev.version() + 1),
             None => (revision, 1),
         };
-        Ok(KeyValue { key: key.to_owned(), value, create_revision, mod_revision: revision, version })
+        Ok(KeyValue {
+            key: key.to_owned(),
+            value,
+            create_revision,
+            mod_revision: revision,
+            version,
+        })
     }
 
-    async fn delete(&self, key: &str, expected_mod_revision: Option<Revision>) -> Result<(Revision, KeyValue)> {
+    async fn delete(
+        &self,
+        key: &str,
+        expected_mod_revision: Option<Revision>,
+    ) -> Result<(Revision, KeyValue)> {
         let full = self.full_key(key);
         let mut compares = vec![Compare::version(full.clone(), CompareOp::Greater, 0)];
         if let Some(expected) = expected_mod_revision {
-            compares.push(Compare::mod_revision(full.clone(), CompareOp::Equal, expected));
+            compares.push(Compare::mod_revision(
+                full.clone(),
+                CompareOp::Equal,
+                expected,
+            ));
         }
         let txn = Txn::new()
             .when(compares)
-            .and_then([TxnOp::delete(full.clone(), Some(DeleteOptions::new().with_prev_key()))])
+            .and_then([TxnOp::delete(
+                full.clone(),
+                Some(DeleteOptions::new().with_prev_key()),
+            )])
             .or_else([TxnOp::get(full, None)]);
-        let response = self.client.kv_client().txn(txn).await.map_err(unavailable)?;
+        let response = self
+            .client
+            .kv_client()
+            .txn(txn)
+            .await
+            .map_err(unavailable)?;
         if !response.succeeded() {
             return Err(match self.failure_value(&response)? {
-                None => StoreError::NotFound { key: key.to_owned() },
+                None => StoreError::NotFound {
+                    key: key.to_owned(),
+                },
                 current => StoreError::Conflict {
                     key: key.to_owned(),
                     expected: expected_mod_revision.unwrap_or_default(),
@@ -278,7 +386,9 @@ impl Store for EtcdStore {
                 TxnOpResponse::Delete(delete) => delete.prev_kvs().first().cloned(),
                 _ => None,
             })
-            .ok_or_else(|| StoreError::Unavailable("etcd delete returned no previous value".into()))?;
+            .ok_or_else(|| {
+                StoreError::Unavailable("etcd delete returned no previous value".into())
+            })?;
         Ok((revision, self.key_value(&prev)?))
     }
 
@@ -288,8 +398,15 @@ impl Store for EtcdStore {
         // at the start revision answers synchronously, so the caller gets the
         // error from watch() as the contract says.
         if start_revision > 0 {
-            let probe = GetOptions::new().with_revision(start_revision).with_count_only();
-            if let Err(error) = self.client.kv_client().get(full.clone(), Some(probe)).await {
+            let probe = GetOptions::new()
+                .with_revision(start_revision)
+                .with_count_only();
+            if let Err(error) = self
+                .client
+                .kv_client()
+                .get(nonempty(full.clone()), Some(probe))
+                .await
+            {
                 let error = self.revision_error(error, start_revision).await;
                 // Watching a future revision is fine in etcd: it waits.
                 if !matches!(error, StoreError::FutureRevision { .. }) {
@@ -297,11 +414,18 @@ impl Store for EtcdStore {
                 }
             }
         }
-        let mut options = WatchOptions::new().with_range(prefix_range_end(&full)).with_prev_key();
+        let mut options = WatchOptions::new()
+            .with_range(prefix_range_end(&full))
+            .with_prev_key();
         if start_revision > 0 {
             options = options.with_start_revision(start_revision);
         }
-        let stream = self.client.watch_client().watch(full, Some(options)).await.map_err(unavailable)?;
+        let stream = self
+            .client
+            .watch_client()
+            .watch(nonempty(full), Some(options))
+            .await
+            .map_err(unavailable)?;
         let codec = self.codec.clone();
         let compacted = self.compacted.clone();
         let events = futures::stream::unfold(Some(stream), move |stream| {
@@ -312,7 +436,12 @@ impl Store for EtcdStore {
                 loop {
                     let response = match stream.message().await {
                         Ok(Some(response)) => response,
-                        Ok(None) => return Some((Err(StoreError::Unavailable("etcd watch ended".into())), None)),
+                        Ok(None) => {
+                            return Some((
+                                Err(StoreError::Unavailable("etcd watch ended".into())),
+                                None,
+                            ))
+                        }
                         Err(error) => return Some((Err(unavailable(error)), None)),
                     };
                     if response.compact_revision() > 0 {
@@ -333,7 +462,11 @@ impl Store for EtcdStore {
                     if response.events().is_empty() {
                         continue;
                     }
-                    let batch = response.events().iter().map(|e| codec.event(e)).collect::<Result<Vec<_>>>();
+                    let batch = response
+                        .events()
+                        .iter()
+                        .map(|e| codec.event(e))
+                        .collect::<Result<Vec<_>>>();
                     let keep_going = batch.is_ok();
                     return Some((batch, keep_going.then_some(stream)));
                 }
@@ -357,7 +490,10 @@ impl Store for EtcdStore {
     }
 
     async fn revisions(&self) -> Result<(Revision, Revision)> {
-        Ok((self.current_revision().await?, self.compacted.load(Ordering::Acquire)))
+        Ok((
+            self.current_revision().await?,
+            self.compacted.load(Ordering::Acquire),
+        ))
     }
 }
 

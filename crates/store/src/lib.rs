@@ -40,7 +40,10 @@ pub struct KeyValue {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
     /// The key was created (`prev` is None) or updated.
-    Put { kv: KeyValue, prev: Option<KeyValue> },
+    Put {
+        kv: KeyValue,
+        prev: Option<KeyValue>,
+    },
     /// The key was deleted at `revision`; `prev` is its last value.
     Delete { revision: Revision, prev: KeyValue },
 }
@@ -100,11 +103,21 @@ pub enum StoreError {
     NotFound { key: String },
     /// The compare of a compare-and-swap failed; `current` is what is stored now.
     #[error("key {key} was modified concurrently (expected mod revision {expected})")]
-    Conflict { key: String, expected: Revision, current: Option<KeyValue> },
+    Conflict {
+        key: String,
+        expected: Revision,
+        current: Option<KeyValue>,
+    },
     #[error("revision {requested} has been compacted (compacted revision {compacted})")]
-    Compacted { requested: Revision, compacted: Revision },
+    Compacted {
+        requested: Revision,
+        compacted: Revision,
+    },
     #[error("revision {requested} is in the future (current revision {current})")]
-    FutureRevision { requested: Revision, current: Revision },
+    FutureRevision {
+        requested: Revision,
+        current: Revision,
+    },
     #[error("watch fell behind and was closed")]
     WatchLagged,
     #[error("store unavailable: {0}")]
@@ -131,11 +144,20 @@ pub trait Store: Send + Sync + 'static {
 
     /// Replace `key` if its mod revision is `expected_mod_revision`; otherwise
     /// `Conflict` (with the current value) or `NotFound`.
-    async fn update(&self, key: &str, value: Bytes, expected_mod_revision: Revision) -> Result<KeyValue>;
+    async fn update(
+        &self,
+        key: &str,
+        value: Bytes,
+        expected_mod_revision: Revision,
+    ) -> Result<KeyValue>;
 
     /// Delete `key`, only if its mod revision equals `expected_mod_revision` when
     /// one is given. Returns the revision of the deletion and the deleted value.
-    async fn delete(&self, key: &str, expected_mod_revision: Option<Revision>) -> Result<(Revision, KeyValue)>;
+    async fn delete(
+        &self,
+        key: &str,
+        expected_mod_revision: Option<Revision>,
+    ) -> Result<(Revision, KeyValue)>;
 
     /// Watch every key under `prefix`, starting with the events of `start_revision`
     /// (replaying history from there) and then live. `start_revision` 0 means

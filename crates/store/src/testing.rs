@@ -26,20 +26,27 @@ impl EtcdProcess {
     pub fn start() -> Result<EtcdProcess, String> {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let binary = std::env::var(ETCD_BINARY_ENV).unwrap_or_else(|_| "etcd".into());
-        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default();
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
         let data_dir = std::env::temp_dir().join(format!(
             "drover-etcd-{}-{}-{nanos}",
             std::process::id(),
             COUNTER.fetch_add(1, Ordering::Relaxed)
         ));
-        std::fs::create_dir_all(&data_dir).map_err(|e| format!("creating {}: {e}", data_dir.display()))?;
+        std::fs::create_dir_all(&data_dir)
+            .map_err(|e| format!("creating {}: {e}", data_dir.display()))?;
         let client_port = free_port()?;
         let peer_port = free_port()?;
         let client_url = format!("http://127.0.0.1:{client_port}");
         let peer_url = format!("http://127.0.0.1:{peer_port}");
         let log_path = data_dir.join("etcd.log");
-        let log = std::fs::File::create(&log_path).map_err(|e| format!("creating {}: {e}", log_path.display()))?;
-        let log_err = log.try_clone().map_err(|e| format!("cloning log handle: {e}"))?;
+        let log = std::fs::File::create(&log_path)
+            .map_err(|e| format!("creating {}: {e}", log_path.display()))?;
+        let log_err = log
+            .try_clone()
+            .map_err(|e| format!("cloning log handle: {e}"))?;
         let spawned = Command::new(&binary)
             .arg("--name=default")
             .arg(format!("--data-dir={}", data_dir.join("data").display()))
@@ -63,7 +70,11 @@ impl EtcdProcess {
                 ));
             }
         };
-        let mut process = EtcdProcess { child, data_dir, endpoint: client_url };
+        let mut process = EtcdProcess {
+            child,
+            data_dir,
+            endpoint: client_url,
+        };
         process.wait_until_healthy(client_port)?;
         Ok(process)
     }
@@ -81,13 +92,19 @@ impl EtcdProcess {
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
-                return Err(format!("etcd exited with {status} before becoming ready:\n{}", self.log_tail()));
+                return Err(format!(
+                    "etcd exited with {status} before becoming ready:\n{}",
+                    self.log_tail()
+                ));
             }
             if health_ok(port) {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                return Err(format!("etcd did not become healthy within {READY_TIMEOUT:?}:\n{}", self.log_tail()));
+                return Err(format!(
+                    "etcd did not become healthy within {READY_TIMEOUT:?}:\n{}",
+                    self.log_tail()
+                ));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -109,15 +126,22 @@ impl Drop for EtcdProcess {
 }
 
 fn free_port() -> Result<u16, String> {
-    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("finding a free port: {e}"))?;
-    listener.local_addr().map(|a| a.port()).map_err(|e| format!("finding a free port: {e}"))
+    let listener =
+        TcpListener::bind("127.0.0.1:0").map_err(|e| format!("finding a free port: {e}"))?;
+    listener
+        .local_addr()
+        .map(|a| a.port())
+        .map_err(|e| format!("finding a free port: {e}"))
 }
 
 /// `GET /health` answers `{"health":"true"}` once etcd serves clients.
 fn health_ok(port: u16) -> bool {
-    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else { return false };
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
     let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-    let request = format!("GET /health HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
+    let request =
+        format!("GET /health HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
     if stream.write_all(request.as_bytes()).is_err() {
         return false;
     }

@@ -6,7 +6,8 @@ use store::{EmbeddedOptions, EmbeddedStore, Store};
 
 async fn fresh_store() -> (Arc<dyn Store>, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = EmbeddedStore::open(dir.path(), EmbeddedOptions::default()).expect("open embedded store");
+    let store =
+        EmbeddedStore::open(dir.path(), EmbeddedOptions::default()).expect("open embedded store");
     (store, dir)
 }
 

@@ -63,7 +63,9 @@ pub fn since(timestamp: Option<DateTime<Utc>>, now: DateTime<Utc>) -> String {
 
 /// Parses an RFC 3339 API timestamp (`metav1.Time` or `MicroTime`).
 pub fn parse_timestamp(text: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(text).ok().map(|t| t.with_timezone(&Utc))
+    DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
 }
 
 #[cfg(test)]
@@ -72,7 +74,11 @@ mod tests {
 
     /// `seconds` of age formats as `expect`.
     fn check(seconds: i64, expect: &str) {
-        assert_eq!(human_duration(Duration::seconds(seconds)), expect, "{seconds}s");
+        assert_eq!(
+            human_duration(Duration::seconds(seconds)),
+            expect,
+            "{seconds}s"
+        );
     }
 
     #[test]
@@ -105,6 +111,9 @@ mod tests {
         let now = parse_timestamp("2024-01-01T00:00:00Z").unwrap();
         assert_eq!(since(None, now), "<unknown>");
         assert_eq!(since(parse_timestamp("2023-12-31T23:59:00Z"), now), "60s");
-        assert_eq!(since(parse_timestamp("2023-12-31T23:59:59.5+00:00"), now), "0s");
+        assert_eq!(
+            since(parse_timestamp("2023-12-31T23:59:59.5+00:00"), now),
+            "0s"
+        );
     }
 }

@@ -6,7 +6,7 @@
 //! Architecture invariant: this crate knows nothing about HTTP or storage.
 
 mod apps;
-mod core;
+mod core_group;
 pub mod duration;
 pub mod jsonpath;
 mod other;
@@ -53,7 +53,13 @@ pub struct CustomColumn {
 impl CustomColumn {
     /// Reads an `additionalPrinterColumns` entry; `None` if it lacks a name or path.
     pub fn from_json(column: &Value) -> Option<CustomColumn> {
-        let text = |key: &str| column.get(key).and_then(Value::as_str).unwrap_or_default().to_string();
+        let text = |key: &str| {
+            column
+                .get(key)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
         let name = text("name");
         let json_path = text("jsonPath");
         if name.is_empty() || json_path.is_empty() {
@@ -71,7 +77,10 @@ impl CustomColumn {
 
     /// Reads a whole `additionalPrinterColumns` array, skipping unusable entries.
     pub fn list_from_json(columns: Option<&Value>) -> Vec<CustomColumn> {
-        columns.and_then(Value::as_array).map(|cs| cs.iter().filter_map(CustomColumn::from_json).collect()).unwrap_or_default()
+        columns
+            .and_then(Value::as_array)
+            .map(|cs| cs.iter().filter_map(CustomColumn::from_json).collect())
+            .unwrap_or_default()
     }
 }
 
@@ -86,26 +95,55 @@ pub(crate) struct Column {
 }
 
 /// Shorthand for a priority-0 column.
-pub(crate) const fn col(name: &'static str, column_type: &'static str, description: &'static str) -> Column {
-    Column { name, column_type, format: "", description, priority: 0 }
+pub(crate) const fn col(
+    name: &'static str,
+    column_type: &'static str,
+    description: &'static str,
+) -> Column {
+    Column {
+        name,
+        column_type,
+        format: "",
+        description,
+        priority: 0,
+    }
 }
 
 /// Shorthand for a priority-1 column, shown by `kubectl get -o wide` only.
-pub(crate) const fn wide(name: &'static str, column_type: &'static str, description: &'static str) -> Column {
-    Column { name, column_type, format: "", description, priority: 1 }
+pub(crate) const fn wide(
+    name: &'static str,
+    column_type: &'static str,
+    description: &'static str,
+) -> Column {
+    Column {
+        name,
+        column_type,
+        format: "",
+        description,
+        priority: 1,
+    }
 }
 
 pub(crate) const NAME_DESCRIPTION: &str = "Name must be unique within a namespace. Is required when creating resources, although some resources may allow a client to request the generation of an appropriate name automatically. Name is primarily intended for creation idempotence and configuration definition. Cannot be updated. More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/names#names";
 pub(crate) const AGE_DESCRIPTION: &str = "CreationTimestamp is a timestamp representing the server time when this object was created. It is not guaranteed to be set in happens-before order across separate operations. Clients may not set this value. It is represented in RFC3339 form and is in UTC.\n\nPopulated by the system. Read-only. Null for lists. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata";
-pub(crate) const NAME: Column = Column { name: "Name", column_type: "string", format: "name", description: NAME_DESCRIPTION, priority: 0 };
+pub(crate) const NAME: Column = Column {
+    name: "Name",
+    column_type: "string",
+    format: "name",
+    description: NAME_DESCRIPTION,
+    priority: 0,
+};
 pub(crate) const AGE: Column = col("Age", "string", AGE_DESCRIPTION);
+
+/// Produces one row's cells from an object and the current time.
+pub(crate) type CellsFn = fn(&Value, DateTime<Utc>) -> Vec<Value>;
 
 /// A built-in printer: its headers and a function from one object to its
 /// cells (one per header, wide columns included: the server always prints
 /// wide and kubectl drops priority > 0 columns unless `-o wide`).
 pub(crate) struct Printer {
     pub columns: &'static [Column],
-    pub cells: fn(&Value, DateTime<Utc>) -> Vec<Value>,
+    pub cells: CellsFn,
     /// Extra `conditions` for a row, e.g. a completed pod.
     pub conditions: Option<fn(&Value) -> Option<Value>>,
 }
@@ -118,7 +156,9 @@ fn default_cells(object: &Value, now: DateTime<Utc>) -> Vec<Value> {
 
 /// The printer kube-apiserver uses for a built-in kind, by API group and kind.
 fn printer_for(group: &str, kind: &str) -> Option<Printer> {
-    core::printer(group, kind).or_else(|| apps::printer(group, kind)).or_else(|| other::printer(group, kind))
+    core_group::printer(group, kind)
+        .or_else(|| apps::printer(group, kind))
+        .or_else(|| other::printer(group, kind))
 }
 
 /// Builds the Table for `objects` of one kind. Built-in kinds use their
@@ -133,27 +173,48 @@ pub fn table(
     include_object: IncludeObject,
     custom_columns: Option<&[CustomColumn]>,
 ) -> Value {
-    let (column_definitions, rows): (Vec<Value>, Vec<Value>) = match (custom_columns, printer_for(group, kind)) {
-        (Some(columns), _) => {
-            let columns = other::custom_columns_or_default(columns);
-            let definitions = other::custom_column_definitions(&columns);
-            let rows = objects.iter().map(|o| row(other::custom_cells(&columns, o, now), None, o, include_object)).collect();
-            (definitions, rows)
-        }
-        (None, Some(printer)) => {
-            let definitions = printer.columns.iter().map(column_definition).collect();
-            let rows = objects
-                .iter()
-                .map(|o| row((printer.cells)(o, now), printer.conditions.and_then(|c| c(o)), o, include_object))
-                .collect();
-            (definitions, rows)
-        }
-        (None, None) => {
-            let definitions = DEFAULT_COLUMNS.iter().map(column_definition).collect();
-            let rows = objects.iter().map(|o| row(default_cells(o, now), None, o, include_object)).collect();
-            (definitions, rows)
-        }
-    };
+    let (column_definitions, rows): (Vec<Value>, Vec<Value>) =
+        match (custom_columns, printer_for(group, kind)) {
+            (Some(columns), _) => {
+                let columns = other::custom_columns_or_default(columns);
+                let definitions = other::custom_column_definitions(&columns);
+                let rows = objects
+                    .iter()
+                    .map(|o| {
+                        row(
+                            other::custom_cells(&columns, o, now),
+                            None,
+                            o,
+                            include_object,
+                        )
+                    })
+                    .collect();
+                (definitions, rows)
+            }
+            (None, Some(printer)) => {
+                let definitions = printer.columns.iter().map(column_definition).collect();
+                let rows = objects
+                    .iter()
+                    .map(|o| {
+                        row(
+                            (printer.cells)(o, now),
+                            printer.conditions.and_then(|c| c(o)),
+                            o,
+                            include_object,
+                        )
+                    })
+                    .collect();
+                (definitions, rows)
+            }
+            (None, None) => {
+                let definitions = DEFAULT_COLUMNS.iter().map(column_definition).collect();
+                let rows = objects
+                    .iter()
+                    .map(|o| row(default_cells(o, now), None, o, include_object))
+                    .collect();
+                (definitions, rows)
+            }
+        };
     json!({
         "kind": "Table",
         "apiVersion": "meta.k8s.io/v1",
@@ -179,7 +240,12 @@ fn column_definition(column: &Column) -> Value {
     })
 }
 
-fn row(cells: Vec<Value>, conditions: Option<Value>, object: &Value, include_object: IncludeObject) -> Value {
+fn row(
+    cells: Vec<Value>,
+    conditions: Option<Value>,
+    object: &Value,
+    include_object: IncludeObject,
+) -> Value {
     let mut row = Map::new();
     row.insert("cells".into(), Value::Array(cells));
     if let Some(conditions) = conditions {

@@ -13,7 +13,9 @@ pub(crate) fn get<'a>(object: &'a Value, path: &str) -> Option<&'a Value> {
 }
 
 pub(crate) fn str_at<'a>(object: &'a Value, path: &str) -> &'a str {
-    get(object, path).and_then(Value::as_str).unwrap_or_default()
+    get(object, path)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
 }
 
 pub(crate) fn opt_str<'a>(object: &'a Value, path: &str) -> Option<&'a str> {
@@ -33,7 +35,10 @@ pub(crate) fn bool_at(object: &Value, path: &str) -> bool {
 }
 
 pub(crate) fn array_at<'a>(object: &'a Value, path: &str) -> &'a [Value] {
-    get(object, path).and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default()
+    get(object, path)
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default()
 }
 
 /// Number of entries of a map (`data`) or list; zero if absent.
@@ -64,7 +69,10 @@ pub(crate) fn is_deleting(object: &Value) -> bool {
 /// Kubernetes' `labels.FormatLabels`: sorted `k=v` pairs, `<none>` when empty.
 pub(crate) fn format_labels(map: Option<&Value>) -> String {
     let mut pairs: Vec<String> = match map {
-        Some(Value::Object(m)) => m.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default())).collect(),
+        Some(Value::Object(m)) => m
+            .iter()
+            .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+            .collect(),
         _ => Vec::new(),
     };
     if pairs.is_empty() {
@@ -88,7 +96,10 @@ pub(crate) fn format_label_selector(selector: Option<&Value>) -> String {
     }
     for expression in array_at(selector, "matchExpressions") {
         let key = str_at(expression, "key");
-        let mut values: Vec<&str> = array_at(expression, "values").iter().filter_map(Value::as_str).collect();
+        let mut values: Vec<&str> = array_at(expression, "values")
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
         values.sort_unstable();
         values.dedup();
         let term = match str_at(expression, "operator") {
@@ -101,12 +112,18 @@ pub(crate) fn format_label_selector(selector: Option<&Value>) -> String {
         terms.push((key.to_string(), term));
     }
     terms.sort_by(|a, b| a.0.cmp(&b.0));
-    terms.into_iter().map(|(_, t)| t).collect::<Vec<_>>().join(",")
+    terms
+        .into_iter()
+        .map(|(_, t)| t)
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Kubernetes' `layoutContainerCells`: container names and images, comma-joined.
 pub(crate) fn container_cells(pod_spec: Option<&Value>) -> (String, String) {
-    let containers = pod_spec.map(|s| array_at(s, "containers")).unwrap_or_default();
+    let containers = pod_spec
+        .map(|s| array_at(s, "containers"))
+        .unwrap_or_default();
     let names: Vec<&str> = containers.iter().map(|c| str_at(c, "name")).collect();
     let images: Vec<&str> = containers.iter().map(|c| str_at(c, "image")).collect();
     (names.join(","), images.join(","))
@@ -114,12 +131,19 @@ pub(crate) fn container_cells(pod_spec: Option<&Value>) -> (String, String) {
 
 /// Whether a `conditions` list has `type` with status `True`.
 pub(crate) fn has_true_condition(conditions: &[Value], condition_type: &str) -> bool {
-    conditions.iter().any(|c| str_at(c, "type") == condition_type && str_at(c, "status") == "True")
+    conditions
+        .iter()
+        .any(|c| str_at(c, "type") == condition_type && str_at(c, "status") == "True")
 }
 
 /// Kubernetes' `listWithMoreString`: at most `max` entries then `+ N more...`.
 pub(crate) fn list_with_more(items: &[String], max: usize, empty: &str) -> String {
-    let shown = items.iter().take(max).cloned().collect::<Vec<_>>().join(",");
+    let shown = items
+        .iter()
+        .take(max)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(",");
     if items.len() > max {
         return format!("{shown} + {} more...", items.len() - max);
     }

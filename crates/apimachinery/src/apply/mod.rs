@@ -82,6 +82,9 @@ fn conflicts_message(conflicts: &[Conflict]) -> String {
     )
 }
 
+/// The manager that owns the fields of an object that had no managedFields when it was first applied.
+pub const BEFORE_FIRST_APPLY: &str = "before-first-apply";
+
 /// Fields no manager owns: identity and bookkeeping set by the server, and
 /// the status, which the main resource's writers do not manage.
 fn ignored_paths() -> Vec<FieldPath> {
@@ -282,6 +285,19 @@ pub fn apply(
     let schema = Schema::for_root(ty);
     let ignored = ignored_paths();
     let mut managers = decode_managers(live);
+    if managers.is_empty() && live.as_object().is_some_and(|m| !m.is_empty()) {
+        // An object written before fields were tracked: Kubernetes gives its
+        // fields to a stand-in manager so an apply cannot silently take them.
+        let existing = compare(&Default::default(), &flatten(live, schema, &ignored)).added;
+        managers.push(ManagerEntry {
+            manager: BEFORE_FIRST_APPLY.into(),
+            operation: "Update".into(),
+            api_version: api_version_of(live),
+            time: Some(now_rfc3339.to_string()),
+            subresource: None,
+            set: existing,
+        });
+    }
 
     let mut merged = merge(live, &applied, schema, &field_meta(None, ""));
     let applied_set = to_field_set(&applied, schema, &ignored);

@@ -34,7 +34,10 @@ async fn run(store: Arc<dyn Store>, label: &str, writers: usize, duration: Durat
             let mut i = 0u64;
             while Instant::now() < deadline {
                 let begun = Instant::now();
-                store.create(&format!("{prefix}{i:010}"), value.clone()).await.expect("create");
+                store
+                    .create(&format!("{prefix}{i:010}"), value.clone())
+                    .await
+                    .expect("create");
                 latencies.push(begun.elapsed());
                 i += 1;
             }
@@ -47,8 +50,18 @@ async fn run(store: Arc<dyn Store>, label: &str, writers: usize, duration: Durat
     }
     let elapsed = started.elapsed();
     latencies.sort_unstable();
-    let at = |q: f64| latencies.get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1))).copied().unwrap_or_default();
-    RunResult { writes: latencies.len(), elapsed, p50: at(0.50), p99: at(0.99) }
+    let at = |q: f64| {
+        latencies
+            .get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or_default()
+    };
+    RunResult {
+        writes: latencies.len(),
+        elapsed,
+        p50: at(0.50),
+        p99: at(0.99),
+    }
 }
 
 #[tokio::main(flavor = "multi_thread")]
@@ -63,8 +76,11 @@ async fn main() -> anyhow::Result<()> {
 
     let dir = tempfile::tempdir()?;
     let embedded: Arc<dyn Store> = EmbeddedStore::open(dir.path(), EmbeddedOptions::default())?;
-    let etcd_process = tokio::task::spawn_blocking(EtcdProcess::start).await?.map_err(anyhow::Error::msg)?;
-    let etcd: Arc<dyn Store> = EtcdStore::connect(&[etcd_process.endpoint().to_owned()], "").await?;
+    let etcd_process = tokio::task::spawn_blocking(EtcdProcess::start)
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    let etcd: Arc<dyn Store> =
+        EtcdStore::connect(&[etcd_process.endpoint().to_owned()], "").await?;
 
     println!("durable creates of {VALUE_BYTES}-byte values, {seconds} s per run");
     println!("| writers | embedded writes/s | embedded p50 / p99 | etcd writes/s | etcd p50 / p99 | ratio |");

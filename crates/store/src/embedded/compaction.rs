@@ -30,7 +30,9 @@ pub(crate) fn auto_compaction_target(
     samples: &VecDeque<RevisionSample>,
     now: Duration,
 ) -> Option<Revision> {
-    let by_count = policy.max_revisions.map(|max| current - i64::try_from(max).unwrap_or(i64::MAX));
+    let by_count = policy
+        .max_revisions
+        .map(|max| current - i64::try_from(max).unwrap_or(i64::MAX));
     // Every revision up to a sample's revision was written before the sample was
     // taken, so a sample older than max_age marks history that is all too old.
     let by_age = policy.max_age.and_then(|max_age| {
@@ -74,12 +76,27 @@ mod tests {
     fn targets() {
         let samples: VecDeque<_> = [(0, 10), (100, 500), (200, 900)]
             .into_iter()
-            .map(|(at, revision)| RevisionSample { at: secs(at), revision })
+            .map(|(at, revision)| RevisionSample {
+                at: secs(at),
+                revision,
+            })
             .collect();
-        let both = RetentionPolicy { max_revisions: Some(1000), max_age: Some(secs(150)) };
-        let count_only = RetentionPolicy { max_revisions: Some(1000), max_age: None };
-        let age_only = RetentionPolicy { max_revisions: None, max_age: Some(secs(150)) };
-        let none = RetentionPolicy { max_revisions: None, max_age: None };
+        let both = RetentionPolicy {
+            max_revisions: Some(1000),
+            max_age: Some(secs(150)),
+        };
+        let count_only = RetentionPolicy {
+            max_revisions: Some(1000),
+            max_age: None,
+        };
+        let age_only = RetentionPolicy {
+            max_revisions: None,
+            max_age: Some(secs(150)),
+        };
+        let none = RetentionPolicy {
+            max_revisions: None,
+            max_age: None,
+        };
         // (policy, current, compacted, now, expected)
         let cases = [
             (count_only, 900, 0, 0, None),

@@ -35,7 +35,11 @@ const CRC_TABLE: [u32; 256] = {
         let mut c = i as u32;
         let mut bit = 0;
         while bit < 8 {
-            c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
+            c = if c & 1 != 0 {
+                0xEDB8_8320 ^ (c >> 1)
+            } else {
+                c >> 1
+            };
             bit += 1;
         }
         table[i] = c;
@@ -130,13 +134,19 @@ impl<'a> Reader<'a> {
         Ok(self.take(1)?[0])
     }
     fn u32(&mut self) -> Result<u32, ()> {
-        Ok(u32::from_le_bytes(self.take(4)?.try_into().map_err(|_| ())?))
+        Ok(u32::from_le_bytes(
+            self.take(4)?.try_into().map_err(|_| ())?,
+        ))
     }
     fn i64(&mut self) -> Result<i64, ()> {
-        Ok(i64::from_le_bytes(self.take(8)?.try_into().map_err(|_| ())?))
+        Ok(i64::from_le_bytes(
+            self.take(8)?.try_into().map_err(|_| ())?,
+        ))
     }
     fn u64(&mut self) -> Result<u64, ()> {
-        Ok(u64::from_le_bytes(self.take(8)?.try_into().map_err(|_| ())?))
+        Ok(u64::from_le_bytes(
+            self.take(8)?.try_into().map_err(|_| ())?,
+        ))
     }
     fn bytes(&mut self) -> Result<&'a [u8], ()> {
         let len = self.u32()? as usize;
@@ -156,11 +166,20 @@ fn decode_payload(payload: &[u8]) -> Result<Mutation, ()> {
             let version = r.i64()?;
             let key = r.string()?;
             let value = Bytes::copy_from_slice(r.bytes()?);
-            Mutation::Put(KeyValue { key, value, create_revision, mod_revision, version })
+            Mutation::Put(KeyValue {
+                key,
+                value,
+                create_revision,
+                mod_revision,
+                version,
+            })
         }
         TAG_DELETE => {
             let revision = r.i64()?;
-            Mutation::Delete { key: r.string()?, revision }
+            Mutation::Delete {
+                key: r.string()?,
+                revision,
+            }
         }
         TAG_COMPACT => Mutation::Compact { revision: r.i64()? },
         _ => return Err(()),
@@ -183,7 +202,8 @@ pub(crate) fn decode_segment(data: &[u8]) -> DecodedSegment {
     let mut mutations = Vec::new();
     let mut offset = 0;
     while data.len() - offset >= 8 {
-        let len = u32::from_le_bytes(data[offset..offset + 4].try_into().expect("4 bytes")) as usize;
+        let len =
+            u32::from_le_bytes(data[offset..offset + 4].try_into().expect("4 bytes")) as usize;
         let crc = u32::from_le_bytes(data[offset + 4..offset + 8].try_into().expect("4 bytes"));
         // A zero length is never written (every payload has a tag) and is what a
         // zero-filled tail after a crash looks like; its crc would also be 0.
@@ -194,11 +214,16 @@ pub(crate) fn decode_segment(data: &[u8]) -> DecodedSegment {
         if crc32(payload) != crc {
             break;
         }
-        let Ok(mutation) = decode_payload(payload) else { break };
+        let Ok(mutation) = decode_payload(payload) else {
+            break;
+        };
         mutations.push(mutation);
         offset += 8 + len;
     }
-    DecodedSegment { mutations, valid_len: offset }
+    DecodedSegment {
+        mutations,
+        valid_len: offset,
+    }
 }
 
 // ---------------------------------------------------------------- segments
@@ -214,7 +239,10 @@ pub(crate) fn list_segments(dir: &Path) -> Result<Vec<(Revision, PathBuf)>, Stor
         let entry = entry.map_err(|e| io_error("reading directory", dir, e))?;
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
-        let Some(digits) = name.strip_prefix("wal-").and_then(|n| n.strip_suffix(".log")) else {
+        let Some(digits) = name
+            .strip_prefix("wal-")
+            .and_then(|n| n.strip_suffix(".log"))
+        else {
             continue;
         };
         if let Ok(first) = digits.parse::<Revision>() {
@@ -250,7 +278,9 @@ pub(crate) fn remove_segments_covered_by(dir: &Path, revision: Revision) -> Resu
     for (index, (_, path)) in segments.iter().enumerate() {
         // Segment i holds revisions [first_i, first_{i+1}); it is covered when the
         // next one starts at or below revision + 1.
-        let covered = segments.get(index + 1).is_some_and(|(next_first, _)| *next_first <= revision + 1);
+        let covered = segments
+            .get(index + 1)
+            .is_some_and(|(next_first, _)| *next_first <= revision + 1);
         if covered {
             fs::remove_file(path).map_err(|e| io_error("removing wal segment", path, e))?;
         }
@@ -283,7 +313,10 @@ pub(crate) fn write_snapshot(dir: &Path, state: &MvccState) -> Result<(), StoreE
     let file = File::create(&temp).map_err(fail)?;
     let mut out = BufWriter::with_capacity(1 << 20, file);
     out.write_all(SNAPSHOT_MAGIC).map_err(fail)?;
-    let mut body = CrcWriter { inner: out, crc: Crc32::new() };
+    let mut body = CrcWriter {
+        inner: out,
+        crc: Crc32::new(),
+    };
     write_snapshot_body(&mut body, state).map_err(fail)?;
     let crc = body.crc.finish();
     let mut out = body.inner;
@@ -327,7 +360,9 @@ pub(crate) fn read_snapshot(dir: &Path) -> Result<Option<MvccState>, StoreError>
     let path = dir.join(SNAPSHOT_FILE);
     let mut data = Vec::new();
     match File::open(&path) {
-        Ok(mut f) => f.read_to_end(&mut data).map_err(|e| io_error("reading snapshot", &path, e))?,
+        Ok(mut f) => f
+            .read_to_end(&mut data)
+            .map_err(|e| io_error("reading snapshot", &path, e))?,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io_error("opening snapshot", &path, e)),
     };
@@ -340,12 +375,18 @@ pub(crate) fn read_snapshot(dir: &Path) -> Result<Option<MvccState>, StoreError>
     if crc32(body) != stored_crc {
         return Err(corrupt("checksum mismatch"));
     }
-    decode_snapshot_body(body).map(Some).map_err(|()| corrupt("malformed body"))
+    decode_snapshot_body(body)
+        .map(Some)
+        .map_err(|()| corrupt("malformed body"))
 }
 
 fn decode_snapshot_body(body: &[u8]) -> Result<MvccState, ()> {
     let mut r = Reader { data: body };
-    let mut state = MvccState { revision: r.i64()?, compacted: r.i64()?, ..Default::default() };
+    let mut state = MvccState {
+        revision: r.i64()?,
+        compacted: r.i64()?,
+        ..Default::default()
+    };
     let key_count = r.u64()?;
     for _ in 0..key_count {
         let key = r.string()?;
@@ -360,7 +401,12 @@ fn decode_snapshot_body(body: &[u8]) -> Result<MvccState, ()> {
                 1 => Some(Bytes::copy_from_slice(r.bytes()?)),
                 _ => return Err(()),
             };
-            versions.push(Version { mod_revision, create_revision, version, value });
+            versions.push(Version {
+                mod_revision,
+                create_revision,
+                version,
+                value,
+            });
         }
         state.keys.insert(key, versions);
     }
@@ -434,7 +480,11 @@ pub(crate) fn recover(dir: &Path) -> Result<Recovered, StoreError> {
             .map_err(|e| io_error("opening wal segment", path, e))?,
         None => create_segment(dir, state.revision + 1)?,
     };
-    Ok(Recovered { state, segment, wal_bytes })
+    Ok(Recovered {
+        state,
+        segment,
+        wal_bytes,
+    })
 }
 
 #[cfg(test)]
@@ -456,7 +506,10 @@ mod tests {
                 mod_revision: 1,
                 version: 1,
             }),
-            Mutation::Delete { key: "/registry/pods/default/a".into(), revision: 2 },
+            Mutation::Delete {
+                key: "/registry/pods/default/a".into(),
+                revision: 2,
+            },
             Mutation::Compact { revision: 2 },
         ]
     }
@@ -482,13 +535,38 @@ mod tests {
         encode_record(&mut first_only, &sample_mutations()[0]);
         let good = first_only.len();
         // (description, damage, records expected to survive)
-        let cases: Vec<(&str, Box<dyn Fn(&mut Vec<u8>)>, usize)> = vec![
-            ("cut inside second header", Box::new(move |b| b.truncate(good + 3)), 1),
-            ("cut inside second payload", Box::new(move |b| b.truncate(good + 10)), 1),
-            ("flipped byte in second payload", Box::new(move |b| b[good + 9] ^= 0xff), 1),
-            ("zero-filled tail", Box::new(|b| b.extend_from_slice(&[0u8; 64])), 3),
-            ("garbage tail", Box::new(|b| b.extend_from_slice(b"\xff\xff\xff\x7fgarbage")), 3),
-            ("huge length", Box::new(move |b| b[good..good + 4].copy_from_slice(&u32::MAX.to_le_bytes())), 1),
+        type Damage = Box<dyn Fn(&mut Vec<u8>)>;
+        let cases: Vec<(&str, Damage, usize)> = vec![
+            (
+                "cut inside second header",
+                Box::new(move |b| b.truncate(good + 3)),
+                1,
+            ),
+            (
+                "cut inside second payload",
+                Box::new(move |b| b.truncate(good + 10)),
+                1,
+            ),
+            (
+                "flipped byte in second payload",
+                Box::new(move |b| b[good + 9] ^= 0xff),
+                1,
+            ),
+            (
+                "zero-filled tail",
+                Box::new(|b| b.extend_from_slice(&[0u8; 64])),
+                3,
+            ),
+            (
+                "garbage tail",
+                Box::new(|b| b.extend_from_slice(b"\xff\xff\xff\x7fgarbage")),
+                3,
+            ),
+            (
+                "huge length",
+                Box::new(move |b| b[good..good + 4].copy_from_slice(&u32::MAX.to_le_bytes())),
+                1,
+            ),
         ];
         for (name, damage, survivors) in cases {
             let mut data = buf.clone();
@@ -521,6 +599,9 @@ mod tests {
         let middle = data.len() / 2;
         data[middle] ^= 1;
         fs::write(&path, data).unwrap();
-        assert!(matches!(read_snapshot(dir.path()), Err(StoreError::Corrupt(_))));
+        assert!(matches!(
+            read_snapshot(dir.path()),
+            Err(StoreError::Corrupt(_))
+        ));
     }
 }

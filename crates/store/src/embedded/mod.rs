@@ -30,7 +30,9 @@ use tokio::sync::{mpsc, oneshot};
 use self::compaction::{auto_compaction_target, record_sample, RetentionPolicy, RevisionSample};
 use self::disk::io_error;
 use self::mvcc::{Mutation, MvccState};
-use crate::{Event, KeyValue, RangeRequest, RangeResponse, Result, Revision, Store, StoreError, WatchStream};
+use crate::{
+    Event, KeyValue, RangeRequest, RangeResponse, Result, Revision, Store, StoreError, WatchStream,
+};
 
 /// Tuning of the embedded store. `Default` is what the server uses.
 #[derive(Clone, Debug)]
@@ -65,10 +67,22 @@ impl Default for EmbeddedOptions {
 }
 
 enum Operation {
-    Create { key: String, value: Bytes },
-    Update { key: String, value: Bytes, expected: Revision },
-    Delete { key: String, expected: Option<Revision> },
-    Compact { revision: Revision },
+    Create {
+        key: String,
+        value: Bytes,
+    },
+    Update {
+        key: String,
+        value: Bytes,
+        expected: Revision,
+    },
+    Delete {
+        key: String,
+        expected: Option<Revision>,
+    },
+    Compact {
+        revision: Revision,
+    },
 }
 
 enum Outcome {
@@ -98,13 +112,19 @@ struct Shared {
 
 impl Shared {
     fn read_state(&self) -> std::sync::RwLockReadGuard<'_, MvccState> {
-        self.state.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
     fn write_state(&self) -> std::sync::RwLockWriteGuard<'_, MvccState> {
-        self.state.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
     fn lock_watchers(&self) -> std::sync::MutexGuard<'_, Vec<Watcher>> {
-        self.watchers.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.watchers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -132,7 +152,10 @@ impl EmbeddedStore {
             .open(&lock_path)
             .map_err(|e| io_error("opening lock file", &lock_path, e))?;
         lock.try_lock().map_err(|e| {
-            StoreError::Unavailable(format!("data directory {} is in use by another process: {e}", dir.display()))
+            StoreError::Unavailable(format!(
+                "data directory {} is in use by another process: {e}",
+                dir.display()
+            ))
         })?;
         let recovered = disk::recover(dir)?;
         tracing::info!(
@@ -142,7 +165,10 @@ impl EmbeddedStore {
             keys = recovered.state.keys.len(),
             "embedded store opened"
         );
-        let shared = Arc::new(Shared { state: RwLock::new(recovered.state), watchers: Mutex::new(Vec::new()) });
+        let shared = Arc::new(Shared {
+            state: RwLock::new(recovered.state),
+            watchers: Mutex::new(Vec::new()),
+        });
         let (requests, queue) = std_mpsc::channel();
         let committer = Committer {
             shared: shared.clone(),
@@ -213,22 +239,44 @@ impl Store for EmbeddedStore {
     }
 
     async fn create(&self, key: &str, value: Bytes) -> Result<KeyValue> {
-        match self.submit(Operation::Create { key: key.to_owned(), value }).await? {
+        match self
+            .submit(Operation::Create {
+                key: key.to_owned(),
+                value,
+            })
+            .await?
+        {
             Outcome::Written(kv) => Ok(kv),
             _ => unreachable!("create answers with the written key"),
         }
     }
 
-    async fn update(&self, key: &str, value: Bytes, expected_mod_revision: Revision) -> Result<KeyValue> {
-        let operation = Operation::Update { key: key.to_owned(), value, expected: expected_mod_revision };
+    async fn update(
+        &self,
+        key: &str,
+        value: Bytes,
+        expected_mod_revision: Revision,
+    ) -> Result<KeyValue> {
+        let operation = Operation::Update {
+            key: key.to_owned(),
+            value,
+            expected: expected_mod_revision,
+        };
         match self.submit(operation).await? {
             Outcome::Written(kv) => Ok(kv),
             _ => unreachable!("update answers with the written key"),
         }
     }
 
-    async fn delete(&self, key: &str, expected_mod_revision: Option<Revision>) -> Result<(Revision, KeyValue)> {
-        let operation = Operation::Delete { key: key.to_owned(), expected: expected_mod_revision };
+    async fn delete(
+        &self,
+        key: &str,
+        expected_mod_revision: Option<Revision>,
+    ) -> Result<(Revision, KeyValue)> {
+        let operation = Operation::Delete {
+            key: key.to_owned(),
+            expected: expected_mod_revision,
+        };
         match self.submit(operation).await? {
             Outcome::Deleted(revision, prev) => Ok((revision, prev)),
             _ => unreachable!("delete answers with the deleted key"),
@@ -243,7 +291,10 @@ impl Store for EmbeddedStore {
             // applied in between: replay ends exactly where live events begin.
             let state = self.shared.read_state();
             if start_revision > 0 && start_revision < state.compacted {
-                return Err(StoreError::Compacted { requested: start_revision, compacted: state.compacted });
+                return Err(StoreError::Compacted {
+                    requested: start_revision,
+                    compacted: state.compacted,
+                });
             }
             let replay = if start_revision > 0 && start_revision <= state.revision {
                 state.events_since(prefix, start_revision)
@@ -262,7 +313,9 @@ impl Store for EmbeddedStore {
     }
 
     async fn compact(&self, revision: Revision) -> Result<()> {
-        self.submit(Operation::Compact { revision }).await.map(|_| ())
+        self.submit(Operation::Compact { revision })
+            .await
+            .map(|_| ())
     }
 
     async fn revisions(&self) -> Result<(Revision, Revision)> {
@@ -281,16 +334,23 @@ fn watch_stream(
     const REPLAY_CHUNK_EVENTS: usize = 512;
     // Each revision carries one event here, so any chunk boundary keeps a
     // revision's events together.
-    let chunks: Vec<Result<Vec<Event>>> =
-        replay.chunks(REPLAY_CHUNK_EVENTS).map(|chunk| Ok(chunk.to_vec())).collect();
+    let chunks: Vec<Result<Vec<Event>>> = replay
+        .chunks(REPLAY_CHUNK_EVENTS)
+        .map(|chunk| Ok(chunk.to_vec()))
+        .collect();
     let live = futures::stream::unfold(Some(receiver), move |receiver| {
         let lagged = lagged.clone();
         async move {
             let mut receiver = receiver?;
             match receiver.recv().await {
                 Some(batch) => Some((batch, Some(receiver))),
-                None if lagged.load(Ordering::Acquire) => Some((Err(StoreError::WatchLagged), None)),
-                None => Some((Err(StoreError::Unavailable("embedded store is closed".into())), None)),
+                None if lagged.load(Ordering::Acquire) => {
+                    Some((Err(StoreError::WatchLagged), None))
+                }
+                None => Some((
+                    Err(StoreError::Unavailable("embedded store is closed".into())),
+                    None,
+                )),
             }
         }
     });
@@ -303,7 +363,9 @@ fn publish(watchers: &mut Vec<Watcher>, events: &[Event]) {
     watchers.retain(|watcher| {
         let matching: Vec<Event> = events
             .iter()
-            .filter(|e| e.revision() >= watcher.start_revision && e.key().starts_with(&watcher.prefix))
+            .filter(|e| {
+                e.revision() >= watcher.start_revision && e.key().starts_with(&watcher.prefix)
+            })
             .cloned()
             .collect();
         if matching.is_empty() {
@@ -340,7 +402,10 @@ struct Committer {
 
 impl Committer {
     fn run(mut self, queue: std_mpsc::Receiver<Request>) {
-        let tick = self.options.compaction_check_interval.max(Duration::from_millis(10));
+        let tick = self
+            .options
+            .compaction_check_interval
+            .max(Duration::from_millis(10));
         loop {
             let mut batch = Vec::new();
             match queue.recv_timeout(tick) {
@@ -364,7 +429,11 @@ impl Committer {
         self.shared.lock_watchers().clear();
     }
 
-    fn auto_compaction_target(&mut self, current: Revision, compacted: Revision) -> Option<Revision> {
+    fn auto_compaction_target(
+        &mut self,
+        current: Revision,
+        compacted: Revision,
+    ) -> Option<Revision> {
         let now = self.opened_at.elapsed();
         let history_over_twice_the_limit = self
             .policy
@@ -383,7 +452,9 @@ impl Committer {
     fn commit(&mut self, batch: Vec<Request>) {
         if let Some(reason) = &self.failed {
             for request in batch {
-                let _ = request.reply.send(Err(StoreError::Unavailable(reason.clone())));
+                let _ = request
+                    .reply
+                    .send(Err(StoreError::Unavailable(reason.clone())));
             }
             return;
         }
@@ -396,28 +467,44 @@ impl Committer {
             let mut compacted = state.compacted;
             // Keys written earlier in this batch, as they will be once it commits.
             let mut overlay: HashMap<String, Option<KeyValue>> = HashMap::new();
-            let current = |overlay: &HashMap<String, Option<KeyValue>>, key: &str| match overlay.get(key) {
-                Some(kv) => kv.clone(),
-                None => state.latest(key),
-            };
+            let current =
+                |overlay: &HashMap<String, Option<KeyValue>>, key: &str| match overlay.get(key) {
+                    Some(kv) => kv.clone(),
+                    None => state.latest(key),
+                };
             for request in batch {
                 let outcome = match request.operation {
                     Operation::Create { key, value } => match current(&overlay, &key) {
                         Some(_) => Err(StoreError::AlreadyExists { key }),
                         None => {
                             revision += 1;
-                            let kv = KeyValue { key, value, create_revision: revision, mod_revision: revision, version: 1 };
+                            let kv = KeyValue {
+                                key,
+                                value,
+                                create_revision: revision,
+                                mod_revision: revision,
+                                version: 1,
+                            };
                             overlay.insert(kv.key.clone(), Some(kv.clone()));
                             mutations.push(Mutation::Put(kv.clone()));
-                            events.push(Event::Put { kv: kv.clone(), prev: None });
+                            events.push(Event::Put {
+                                kv: kv.clone(),
+                                prev: None,
+                            });
                             Ok(Outcome::Written(kv))
                         }
                     },
-                    Operation::Update { key, value, expected } => match current(&overlay, &key) {
+                    Operation::Update {
+                        key,
+                        value,
+                        expected,
+                    } => match current(&overlay, &key) {
                         None => Err(StoreError::NotFound { key }),
-                        Some(prev) if prev.mod_revision != expected => {
-                            Err(StoreError::Conflict { key, expected, current: Some(prev) })
-                        }
+                        Some(prev) if prev.mod_revision != expected => Err(StoreError::Conflict {
+                            key,
+                            expected,
+                            current: Some(prev),
+                        }),
                         Some(prev) => {
                             revision += 1;
                             let kv = KeyValue {
@@ -429,28 +516,39 @@ impl Committer {
                             };
                             overlay.insert(kv.key.clone(), Some(kv.clone()));
                             mutations.push(Mutation::Put(kv.clone()));
-                            events.push(Event::Put { kv: kv.clone(), prev: Some(prev) });
+                            events.push(Event::Put {
+                                kv: kv.clone(),
+                                prev: Some(prev),
+                            });
                             Ok(Outcome::Written(kv))
                         }
                     },
                     Operation::Delete { key, expected } => match current(&overlay, &key) {
                         None => Err(StoreError::NotFound { key }),
-                        Some(prev) if expected.is_some_and(|e| e != prev.mod_revision) => Err(StoreError::Conflict {
-                            key,
-                            expected: expected.unwrap_or_default(),
-                            current: Some(prev),
-                        }),
+                        Some(prev) if expected.is_some_and(|e| e != prev.mod_revision) => {
+                            Err(StoreError::Conflict {
+                                key,
+                                expected: expected.unwrap_or_default(),
+                                current: Some(prev),
+                            })
+                        }
                         Some(prev) => {
                             revision += 1;
                             overlay.insert(key.clone(), None);
                             mutations.push(Mutation::Delete { key, revision });
-                            events.push(Event::Delete { revision, prev: prev.clone() });
+                            events.push(Event::Delete {
+                                revision,
+                                prev: prev.clone(),
+                            });
                             Ok(Outcome::Deleted(revision, prev))
                         }
                     },
                     Operation::Compact { revision: target } => {
                         if target > revision {
-                            Err(StoreError::FutureRevision { requested: target, current: revision })
+                            Err(StoreError::FutureRevision {
+                                requested: target,
+                                current: revision,
+                            })
                         } else {
                             // At or below the compacted revision there is nothing to do.
                             if target > compacted {
@@ -516,7 +614,9 @@ impl Committer {
     /// Past the threshold: start a new segment, then write a snapshot of the
     /// state as of the segment switch in the background and drop older segments.
     fn maybe_snapshot(&mut self) {
-        if self.failed.is_some() || self.wal_bytes_since_snapshot < self.options.snapshot_threshold_bytes {
+        if self.failed.is_some()
+            || self.wal_bytes_since_snapshot < self.options.snapshot_threshold_bytes
+        {
             return;
         }
         if self.snapshot.as_ref().is_some_and(|s| !s.is_finished()) {
@@ -557,7 +657,10 @@ mod tests {
     use super::*;
 
     fn options() -> EmbeddedOptions {
-        EmbeddedOptions { snapshot_threshold_bytes: 4096, ..Default::default() }
+        EmbeddedOptions {
+            snapshot_threshold_bytes: 4096,
+            ..Default::default()
+        }
     }
 
     #[tokio::test]
@@ -580,7 +683,10 @@ mod tests {
             assert_eq!(last, 200 * (round + 1));
         }
         let segments = disk::list_segments(dir.path()).unwrap();
-        assert!(segments.len() <= 3, "old segments are removed: {segments:?}");
+        assert!(
+            segments.len() <= 3,
+            "old segments are removed: {segments:?}"
+        );
         assert!(dir.path().join(disk::SNAPSHOT_FILE).exists());
     }
 
@@ -588,35 +694,58 @@ mod tests {
     async fn second_open_of_a_directory_fails() {
         let dir = tempfile::tempdir().unwrap();
         let _first = EmbeddedStore::open(dir.path(), options()).unwrap();
-        assert!(matches!(EmbeddedStore::open(dir.path(), options()), Err(StoreError::Unavailable(_))));
+        assert!(matches!(
+            EmbeddedStore::open(dir.path(), options()),
+            Err(StoreError::Unavailable(_))
+        ));
     }
 
     #[tokio::test]
     async fn automatic_compaction_bounds_history() {
         let dir = tempfile::tempdir().unwrap();
-        let options = EmbeddedOptions { history_max_revisions: Some(100), ..options() };
+        let options = EmbeddedOptions {
+            history_max_revisions: Some(100),
+            ..options()
+        };
         let store = EmbeddedStore::open(dir.path(), options.clone()).unwrap();
         let kv = store.create("/k", Bytes::from_static(b"0")).await.unwrap();
         let mut revision = kv.mod_revision;
         for _ in 0..1000 {
-            revision = store.update("/k", Bytes::from_static(b"1"), revision).await.unwrap().mod_revision;
+            revision = store
+                .update("/k", Bytes::from_static(b"1"), revision)
+                .await
+                .unwrap()
+                .mod_revision;
         }
         let (current, compacted) = store.revisions().await.unwrap();
-        assert!(current - compacted <= 200, "current {current} compacted {compacted}");
+        assert!(
+            current - compacted <= 200,
+            "current {current} compacted {compacted}"
+        );
         assert!(store.stats().1 <= 201);
         drop(store);
         let store = EmbeddedStore::open(dir.path(), options).unwrap();
-        assert_eq!(store.revisions().await.unwrap(), (current, compacted), "compaction is persisted");
+        assert_eq!(
+            store.revisions().await.unwrap(),
+            (current, compacted),
+            "compaction is persisted"
+        );
     }
 
     #[tokio::test]
     async fn lagging_watcher_is_closed_without_blocking_writers() {
         let dir = tempfile::tempdir().unwrap();
-        let options = EmbeddedOptions { watch_channel_capacity: 4, ..options() };
+        let options = EmbeddedOptions {
+            watch_channel_capacity: 4,
+            ..options()
+        };
         let store = EmbeddedStore::open(dir.path(), options).unwrap();
         let mut watch = store.watch("/", 0).await.unwrap();
         for i in 0..50 {
-            store.create(&format!("/k{i}"), Bytes::from_static(b"v")).await.unwrap();
+            store
+                .create(&format!("/k{i}"), Bytes::from_static(b"v"))
+                .await
+                .unwrap();
         }
         let mut received = 0;
         loop {

@@ -35,9 +35,14 @@ impl Version {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Mutation {
     Put(KeyValue),
-    Delete { key: String, revision: Revision },
+    Delete {
+        key: String,
+        revision: Revision,
+    },
     /// Discard history below `revision`; consumes no revision.
-    Compact { revision: Revision },
+    Compact {
+        revision: Revision,
+    },
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -115,16 +120,21 @@ impl MvccState {
     }
 
     /// The revision a read asked for, checked against the retained window.
-    pub(crate) fn read_revision(&self, requested: Option<Revision>) -> Result<Revision, StoreError> {
+    pub(crate) fn read_revision(
+        &self,
+        requested: Option<Revision>,
+    ) -> Result<Revision, StoreError> {
         match requested {
             None => Ok(self.revision),
             Some(r) if r <= 0 => Ok(self.revision),
-            Some(r) if r > self.revision => {
-                Err(StoreError::FutureRevision { requested: r, current: self.revision })
-            }
-            Some(r) if r < self.compacted => {
-                Err(StoreError::Compacted { requested: r, compacted: self.compacted })
-            }
+            Some(r) if r > self.revision => Err(StoreError::FutureRevision {
+                requested: r,
+                current: self.revision,
+            }),
+            Some(r) if r < self.compacted => Err(StoreError::Compacted {
+                requested: r,
+                compacted: self.compacted,
+            }),
             Some(r) => Ok(r),
         }
     }
@@ -133,7 +143,9 @@ impl MvccState {
         let revision = self.read_revision(request.revision)?;
         let limit = request.limit.filter(|l| *l > 0).unwrap_or(usize::MAX);
         let start = match &request.start_after {
-            Some(after) if after.as_str() >= request.prefix.as_str() => Bound::Excluded(after.as_str()),
+            Some(after) if after.as_str() >= request.prefix.as_str() => {
+                Bound::Excluded(after.as_str())
+            }
             _ => Bound::Included(request.prefix.as_str()),
         };
         let mut kvs = Vec::new();
@@ -152,7 +164,12 @@ impl MvccState {
                 remaining += 1;
             }
         }
-        Ok(RangeResponse { kvs, more: remaining > 0, remaining, revision })
+        Ok(RangeResponse {
+            kvs,
+            more: remaining > 0,
+            remaining,
+            revision,
+        })
     }
 
     /// Every retained event under `prefix` with revision >= `start`, in revision order.
@@ -174,8 +191,13 @@ impl MvccState {
                     // A tombstone always follows a live version, which compaction
                     // keeps; a missing prev would be a bug, not a reason to stop.
                     None => match prev {
-                        Some(prev) => events.push(Event::Delete { revision: this.mod_revision, prev }),
-                        None => debug_assert!(false, "tombstone of {key} without a previous version"),
+                        Some(prev) => events.push(Event::Delete {
+                            revision: this.mod_revision,
+                            prev,
+                        }),
+                        None => {
+                            debug_assert!(false, "tombstone of {key} without a previous version")
+                        }
                     },
                 }
             }
@@ -217,7 +239,10 @@ mod tests {
             put("/a", "1", 1, 1, 1),
             put("/b", "1", 2, 2, 1),
             put("/a", "2", 1, 3, 2),
-            Mutation::Delete { key: "/b".into(), revision: 4 },
+            Mutation::Delete {
+                key: "/b".into(),
+                revision: 4,
+            },
             put("/c", "1", 5, 5, 1),
             put("/b", "2", 6, 6, 1),
         ] {
@@ -228,9 +253,16 @@ mod tests {
 
     fn keys_at(s: &MvccState, revision: Revision) -> Vec<String> {
         let r = s
-            .range(&RangeRequest { prefix: "/".into(), revision: Some(revision), ..Default::default() })
+            .range(&RangeRequest {
+                prefix: "/".into(),
+                revision: Some(revision),
+                ..Default::default()
+            })
             .unwrap();
-        r.kvs.iter().map(|kv| format!("{}={}", kv.key, String::from_utf8_lossy(&kv.value))).collect()
+        r.kvs
+            .iter()
+            .map(|kv| format!("{}={}", kv.key, String::from_utf8_lossy(&kv.value)))
+            .collect()
     }
 
     #[test]
@@ -256,7 +288,11 @@ mod tests {
             let mut compacted = sample();
             compacted.compact(compact_to);
             for revision in compact_to..=6 {
-                assert_eq!(keys_at(&compacted, revision), keys_at(&full, revision), "compact {compact_to} read {revision}");
+                assert_eq!(
+                    keys_at(&compacted, revision),
+                    keys_at(&full, revision),
+                    "compact {compact_to} read {revision}"
+                );
             }
             assert_eq!(
                 compacted.events_since("/", compact_to),
@@ -275,7 +311,11 @@ mod tests {
     #[test]
     fn compaction_drops_dead_keys_and_old_versions() {
         let mut s = sample();
-        s.apply(&Mutation::Delete { key: "/c".into(), revision: 7 }).unwrap();
+        s.apply(&Mutation::Delete {
+            key: "/c".into(),
+            revision: 7,
+        })
+        .unwrap();
         s.compact(8.min(s.revision));
         // /a keeps only its newest version; /c's tombstone at 7 is the compacted
         // revision itself so a watch from 7 still sees it.
@@ -314,18 +354,28 @@ mod tests {
                     revision: None,
                 })
                 .unwrap();
-            (r.kvs.into_iter().map(|kv| kv.key).collect::<Vec<_>>(), r.more, r.remaining)
+            (
+                r.kvs.into_iter().map(|kv| kv.key).collect::<Vec<_>>(),
+                r.more,
+                r.remaining,
+            )
         };
         assert_eq!(page("/", None, 1), (vec!["/a".to_string()], true, 2));
         assert_eq!(page("/", Some("/a"), 1), (vec!["/b".to_string()], true, 1));
         assert_eq!(page("/", Some("/b"), 5), (vec!["/c".to_string()], false, 0));
         assert_eq!(page("/b", None, 0), (vec!["/b".to_string()], false, 0));
-        assert_eq!(page("/c", Some("/a"), 0), (vec!["/c".to_string()], false, 0));
+        assert_eq!(
+            page("/c", Some("/a"), 0),
+            (vec!["/c".to_string()], false, 0)
+        );
     }
 
     #[test]
     fn apply_rejects_a_gap() {
         let mut s = sample();
-        assert!(matches!(s.apply(&put("/x", "1", 9, 9, 1)), Err(StoreError::Corrupt(_))));
+        assert!(matches!(
+            s.apply(&put("/x", "1", 9, 9, 1)),
+            Err(StoreError::Corrupt(_))
+        ));
     }
 }

@@ -1,0 +1,254 @@
+//! End-to-end harness: starts the real `drover` binary on a fresh port and
+//! data dir, and runs a fixed kubectl version (not the machine's dispatcher)
+//! with a throwaway HOME against it. Everything it starts is stopped on drop.
+
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The kubectl the tests drive. The machine's `kubectl` picks a binary by
+/// the server's version; tests pin one so results do not depend on that.
+pub const KUBECTL_VERSION: &str = "1.32";
+
+pub fn kubectl_binary() -> PathBuf {
+    if let Ok(p) = std::env::var("DROVER_TEST_KUBECTL") {
+        return PathBuf::from(p);
+    }
+    let name = format!("kubectl.{KUBECTL_VERSION}");
+    let dispatcher = which("kubectl").unwrap_or_else(|| panic!("kubectl is not on PATH; the tests need {name} (set DROVER_TEST_KUBECTL)"));
+    let real = std::fs::canonicalize(&dispatcher).unwrap_or(dispatcher);
+    let candidate = real.parent().unwrap().join(&name);
+    if candidate.exists() {
+        return candidate;
+    }
+    which(&name).unwrap_or_else(|| panic!("{name} not found next to {} nor on PATH (set DROVER_TEST_KUBECTL)", real.display()))
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| std::env::split_paths(&paths).map(|p| p.join(name)).find(|p| p.is_file()))
+}
+
+pub struct Server {
+    pub child: Option<Child>,
+    pub data_dir: tempfile::TempDir,
+    pub home: tempfile::TempDir,
+    pub kubeconfig: PathBuf,
+    pub url: String,
+    pub token: String,
+    pub extra_args: Vec<String>,
+    log: PathBuf,
+}
+
+impl Server {
+    pub fn start() -> Server {
+        Server::start_with(&[])
+    }
+
+    pub fn start_with(extra: &[&str]) -> Server {
+        let data_dir = tempfile::tempdir().unwrap();
+        let home = tempfile::tempdir().unwrap();
+        let kubeconfig = data_dir.path().join("kubeconfig.yaml");
+        let log = data_dir.path().join("server.log");
+        let mut s = Server {
+            child: None,
+            data_dir,
+            home,
+            kubeconfig,
+            url: String::new(),
+            token: String::new(),
+            extra_args: extra.iter().map(|s| s.to_string()).collect(),
+            log,
+        };
+        s.spawn();
+        s
+    }
+
+    fn spawn(&mut self) {
+        let _ = std::fs::remove_file(&self.kubeconfig);
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_drover"))
+            .arg("server")
+            .arg("--data-dir")
+            .arg(self.data_dir.path())
+            .args(["--port", "0", "--disable-agent"])
+            .args(&self.extra_args)
+            .env("DROVER_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("starting drover server");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(text) = std::fs::read_to_string(&self.kubeconfig) {
+                if let (Some(url), Some(token)) = (yaml_field(&text, "server:"), yaml_field(&text, "token:")) {
+                    self.url = url;
+                    self.token = token;
+                    break;
+                }
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("drover server exited with {status} before becoming ready; log:\n{}", self.log_text());
+            }
+            assert!(Instant::now() < deadline, "drover server not ready after 60 s; log:\n{}", self.log_text());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Stops the server the hard way (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    pub fn kubectl(&self, args: &[&str]) -> Output {
+        self.kubectl_stdin(args, None)
+    }
+
+    pub fn kubectl_stdin(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        let mut cmd = Command::new(kubectl_binary());
+        cmd.args(args)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env("HOME", self.home.path())
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("running kubectl");
+        if let Some(input) = stdin {
+            child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        }
+        child.wait_with_output().unwrap()
+    }
+
+    /// Runs kubectl and insists it succeeds; returns stdout.
+    #[track_caller]
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args);
+        assert!(
+            out.status.success(),
+            "kubectl {} failed ({}):\nstdout: {}\nstderr: {}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    #[track_caller]
+    pub fn ok_stdin(&self, args: &[&str], stdin: &str) -> String {
+        let out = self.kubectl_stdin(args, Some(stdin));
+        assert!(
+            out.status.success(),
+            "kubectl {} failed ({}):\nstdout: {}\nstderr: {}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Runs kubectl and insists it fails; returns stderr.
+    #[track_caller]
+    pub fn fails(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let out = self.kubectl_stdin(args, stdin);
+        assert!(
+            !out.status.success(),
+            "kubectl {} should have failed:\nstdout: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8(out.stderr).unwrap()
+    }
+
+    #[track_caller]
+    pub fn json(&self, args: &[&str]) -> Value {
+        let mut a: Vec<&str> = args.to_vec();
+        a.extend(["-o", "json"]);
+        serde_json::from_str(&self.ok(&a)).expect("kubectl -o json output")
+    }
+
+    /// A raw HTTPS request with curl; returns (status code, body).
+    pub fn curl(&self, method: &str, path: &str, token: Option<&str>, content_type: Option<&str>, body: Option<&[u8]>) -> (u16, String) {
+        let body_file = self.data_dir.path().join(format!("curl-body-{}", std::process::id()));
+        let mut cmd = Command::new("curl");
+        cmd.args(["-sS", "-k", "-o", "-", "-w", "\n%{http_code}", "-X", method]);
+        if let Some(t) = token {
+            cmd.args(["-H", &format!("Authorization: Bearer {t}")]);
+        }
+        if let Some(ct) = content_type {
+            cmd.args(["-H", &format!("Content-Type: {ct}")]);
+        }
+        if let Some(b) = body {
+            std::fs::write(&body_file, b).unwrap();
+            cmd.args(["--data-binary", &format!("@{}", body_file.display())]);
+        }
+        cmd.arg(format!("{}{}", self.url, path));
+        let out = cmd.output().expect("running curl");
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+        (code.trim().parse().unwrap_or(0), body.to_string())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            unsafe_terminate(&c);
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn unsafe_terminate(c: &Child) {
+    let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
+}
+
+fn yaml_field(text: &str, key: &str) -> Option<String> {
+    text.lines().find_map(|l| l.trim().strip_prefix(key).map(|v| v.trim().to_string())).filter(|v| !v.is_empty())
+}
+
+/// Polls `cond` until it holds or `timeout` passes; panics with `what`.
+#[track_caller]
+pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if cond() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out after {timeout:?} waiting for: {what}");
+}
+
+pub fn write_file(dir: &Path, name: &str, contents: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, contents).unwrap();
+    p
+}
