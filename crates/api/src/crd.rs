@@ -276,7 +276,7 @@ fn check_schema(v: &Value, schema: &Value, path: &str, errs: &mut Vec<FieldError
         let got = type_name(v);
         let ok = got == want || (want == "number" && got == "integer");
         if !ok {
-            errs.push(FieldError { field: field.to_string(), kind: names::FieldErrorKind::Invalid, value: Some(shown(v)), message: format!("{display} in body must be of type {want}: \"{got}\"") });
+            errs.push(FieldError { field: field.to_string(), kind: names::FieldErrorKind::Invalid, value: Some(shown(v)), message: format!("{display} in body must be of type {want}: \"{got}\""), value_unquoted: false });
             return;
         }
     }

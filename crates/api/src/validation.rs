@@ -202,7 +202,7 @@ fn validate_pod_spec(spec: &Value, path: &str, errs: &mut Vec<FieldError>) {
                 let pp = format!("{cp}.ports[{j}]");
                 match p.get("containerPort").and_then(Value::as_i64) {
                     Some(n) if (1..=65535).contains(&n) => {}
-                    Some(n) => errs.push(FieldError::invalid(format!("{pp}.containerPort"), n.to_string(), "must be between 1 and 65535, inclusive")),
+                    Some(n) => errs.push(FieldError::invalid_unquoted(format!("{pp}.containerPort"), n, "must be between 1 and 65535, inclusive")),
                     None => errs.push(FieldError::required(format!("{pp}.containerPort"), "")),
                 }
                 if let Some(proto) = s(Some(p), "protocol") {
@@ -256,7 +256,7 @@ fn validate_pod_spec(spec: &Value, path: &str, errs: &mut Vec<FieldError>) {
     }
     if let Some(g) = spec.get("terminationGracePeriodSeconds").and_then(Value::as_i64) {
         if g < 0 {
-            errs.push(FieldError::invalid(format!("{path}.terminationGracePeriodSeconds"), g.to_string(), "must be greater than or equal to 0"));
+            errs.push(FieldError::invalid_unquoted(format!("{path}.terminationGracePeriodSeconds"), g, "must be greater than or equal to 0"));
         }
     }
 }
@@ -306,7 +306,7 @@ fn validate_template(template: Option<&Value>, path: &str, selector: Option<&api
 fn non_negative(spec: Option<&Value>, field: &str, path: &str, errs: &mut Vec<FieldError>) {
     if let Some(n) = spec.and_then(|s| s.get(field)).and_then(Value::as_i64) {
         if n < 0 {
-            errs.push(FieldError::invalid(format!("{path}.{field}"), n.to_string(), "must be greater than or equal to 0"));
+            errs.push(FieldError::invalid_unquoted(format!("{path}.{field}"), n, "must be greater than or equal to 0"));
         }
     }
 }
@@ -421,7 +421,7 @@ fn int_or_percent(v: Option<&Value>, path: &str, errs: &mut Vec<FieldError>) -> 
         Value::Number(n) => match n.as_i64() {
             Some(i) if i >= 0 => Some(IntOrPercent::Int(i)),
             _ => {
-                errs.push(FieldError::invalid(path, n.to_string(), "must be greater than or equal to 0"));
+                errs.push(FieldError::invalid_unquoted(path, n, "must be greater than or equal to 0"));
                 None
             }
         },
@@ -516,13 +516,13 @@ fn validate_service(spec: Option<&Value>, errs: &mut Vec<FieldError>) {
                     errs.push(FieldError::duplicate(format!("{pp}"), format!("{{{n} {proto}}}")));
                 }
             }
-            Some(n) => errs.push(FieldError::invalid(format!("{pp}.port"), n.to_string(), "must be between 1 and 65535, inclusive")),
+            Some(n) => errs.push(FieldError::invalid_unquoted(format!("{pp}.port"), n, "must be between 1 and 65535, inclusive")),
             None => errs.push(FieldError::required(format!("{pp}.port"), "")),
         }
         match p.get("targetPort") {
             Some(Value::Number(n)) => {
                 if !n.as_i64().is_some_and(|n| (1..=65535).contains(&n)) {
-                    errs.push(FieldError::invalid(format!("{pp}.targetPort"), n.to_string(), "must be between 1 and 65535, inclusive"));
+                    errs.push(FieldError::invalid_unquoted(format!("{pp}.targetPort"), n, "must be between 1 and 65535, inclusive"));
                 }
             }
             Some(Value::String(t)) => {
@@ -536,7 +536,7 @@ fn validate_service(spec: Option<&Value>, errs: &mut Vec<FieldError>) {
             if ty != "NodePort" && ty != "LoadBalancer" {
                 errs.push(FieldError::forbidden(format!("{pp}.nodePort"), "may not be used when `type` is 'ClusterIP'"));
             } else if !(1..=65535).contains(&np) {
-                errs.push(FieldError::invalid(format!("{pp}.nodePort"), np.to_string(), "must be between 1 and 65535, inclusive"));
+                errs.push(FieldError::invalid_unquoted(format!("{pp}.nodePort"), np, "must be between 1 and 65535, inclusive"));
             }
         }
     }
@@ -573,11 +573,11 @@ fn validate_hpa(spec: Option<&Value>, errs: &mut Vec<FieldError>) {
     let min = spec.and_then(|s| s.get("minReplicas")).and_then(Value::as_i64).unwrap_or(1);
     match spec.and_then(|s| s.get("maxReplicas")).and_then(Value::as_i64) {
         None => errs.push(FieldError::required("spec.maxReplicas", "")),
-        Some(max) if max < min => errs.push(FieldError::invalid("spec.maxReplicas", max.to_string(), "must be greater than or equal to `minReplicas`")),
+        Some(max) if max < min => errs.push(FieldError::invalid_unquoted("spec.maxReplicas", max, "must be greater than or equal to `minReplicas`")),
         _ => {}
     }
     if min < 1 {
-        errs.push(FieldError::invalid("spec.minReplicas", min.to_string(), "must be greater than or equal to 1"));
+        errs.push(FieldError::invalid_unquoted("spec.minReplicas", min, "must be greater than or equal to 1"));
     }
     if spec.and_then(|s| s.get("scaleTargetRef")).is_none() {
         errs.push(FieldError::required("spec.scaleTargetRef", ""));

@@ -80,6 +80,8 @@ pub struct FieldError {
     /// The offending value; printed Go-quoted. `None` for kinds that omit it.
     pub value: Option<String>,
     pub message: String,
+    /// The value is printed as is (numbers, booleans), not quoted.
+    pub value_unquoted: bool,
 }
 
 impl FieldError {
@@ -93,6 +95,22 @@ impl FieldError {
             kind: FieldErrorKind::Invalid,
             value: Some(value.into()),
             message: message.into(),
+            value_unquoted: false,
+        }
+    }
+
+    /// An invalid number or boolean: printed unquoted, as Kubernetes does.
+    pub fn invalid_unquoted(
+        field: impl Into<String>,
+        value: impl fmt::Display,
+        message: impl Into<String>,
+    ) -> Self {
+        FieldError {
+            field: field.into(),
+            kind: FieldErrorKind::Invalid,
+            value: Some(value.to_string()),
+            message: message.into(),
+            value_unquoted: true,
         }
     }
 
@@ -102,6 +120,7 @@ impl FieldError {
             kind: FieldErrorKind::Required,
             value: None,
             message: message.into(),
+            value_unquoted: false,
         }
     }
 
@@ -111,6 +130,7 @@ impl FieldError {
             kind: FieldErrorKind::Forbidden,
             value: None,
             message: message.into(),
+            value_unquoted: false,
         }
     }
 
@@ -120,6 +140,7 @@ impl FieldError {
             kind: FieldErrorKind::NotFound,
             value: Some(value.into()),
             message: String::new(),
+            value_unquoted: false,
         }
     }
 
@@ -129,6 +150,7 @@ impl FieldError {
             kind: FieldErrorKind::Duplicate,
             value: Some(value.into()),
             message: String::new(),
+            value_unquoted: false,
         }
     }
 
@@ -149,6 +171,7 @@ impl FieldError {
             kind: FieldErrorKind::NotSupported,
             value: Some(value.into()),
             message,
+            value_unquoted: false,
         }
     }
 
@@ -163,6 +186,7 @@ impl FieldError {
             kind: FieldErrorKind::TooLong,
             value: None,
             message: format!("may not be more than {max_length_bytes} {unit}"),
+            value_unquoted: false,
         }
     }
 
@@ -176,7 +200,11 @@ impl FieldError {
         );
         if let (false, Some(value)) = (omit_value, &self.value) {
             body.push_str(": ");
-            body.push_str(&go_quote(value));
+            if self.value_unquoted {
+                body.push_str(value);
+            } else {
+                body.push_str(&go_quote(value));
+            }
         }
         if !self.message.is_empty() {
             body.push_str(": ");

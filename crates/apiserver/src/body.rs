@@ -6,12 +6,15 @@ use api::ApiError;
 use bytes::Bytes;
 use http::{header, HeaderMap};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use serde_json::Value;
 
 use crate::MAX_BODY_BYTES;
 
-pub async fn read(headers: &HeaderMap, body: Incoming) -> Result<Bytes, ApiError> {
+pub async fn read<B>(headers: &HeaderMap, body: B) -> Result<Bytes, ApiError>
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
     let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
     let mut body = body;
     let mut buf = bytes::BytesMut::new();

@@ -42,10 +42,9 @@ fn aggregated_response(content_type: &str, items: Vec<Value>) -> Response<Respon
         .unwrap()
 }
 
-pub fn core_versions<B>(req: &Request<B>) -> Response<ResponseBody> {
+pub fn core_versions<B>(registry: &Registry, req: &Request<B>) -> Response<ResponseBody> {
     if let Some(ct) = wants_aggregated(req) {
-        let registry = Registry::builtin();
-        return aggregated_response(ct, vec![group_discovery(&registry, "", &["v1".to_string()])]);
+        return aggregated_response(ct, vec![group_discovery(registry, "", &["v1".to_string()])]);
     }
     json_response(
         StatusCode::OK,
@@ -230,13 +229,38 @@ pub fn openapi_root(registry: &Registry) -> Response<ResponseBody> {
     json_response(StatusCode::OK, &doc)
 }
 
-pub fn openapi_group_version(registry: &Registry, group: &str, version: &str) -> Result<Response<ResponseBody>, ApiError> {
-    let resources = openapi_resources(registry, group, version);
-    if resources.is_empty() {
-        return Err(ApiError::new(404, "NotFound", "the server could not find the requested resource"));
-    }
-    let doc = openapi::group_version_document(group, version, &resources, &custom_schemas(registry, group, version));
-    let mut resp = json_response(StatusCode::OK, &doc);
+/// Built group-version documents by (group, version), with the hash they were
+/// built for: a document is rebuilt only when its resources or CRD schemas change.
+#[derive(Default)]
+pub struct OpenApiCache(std::sync::Mutex<std::collections::HashMap<(String, String), (String, bytes::Bytes)>>);
+
+pub fn openapi_group_version(
+    registry: &Registry,
+    cache: &OpenApiCache,
+    group: &str,
+    version: &str,
+) -> Result<Response<ResponseBody>, ApiError> {
+    let hash = gv_hash(registry, group, version);
+    let key = (group.to_string(), version.to_string());
+    let cached = cache.0.lock().unwrap().get(&key).filter(|(h, _)| *h == hash).map(|(_, b)| b.clone());
+    let bytes = match cached {
+        Some(b) => b,
+        None => {
+            let resources = openapi_resources(registry, group, version);
+            if resources.is_empty() {
+                return Err(ApiError::new(404, "NotFound", "the server could not find the requested resource"));
+            }
+            let doc = openapi::group_version_document(group, version, &resources, &custom_schemas(registry, group, version));
+            let b = bytes::Bytes::from(serde_json::to_vec(&doc).expect("serializing a Value cannot fail"));
+            cache.0.lock().unwrap().insert(key, (hash, b.clone()));
+            b
+        }
+    };
+    let mut resp = Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(full(bytes))
+        .unwrap();
     // Immutable per hash: kubectl caches it on disk keyed by the hash.
     resp.headers_mut().insert(header::CACHE_CONTROL, "public, immutable".parse().unwrap());
     Ok(resp)

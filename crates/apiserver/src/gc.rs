@@ -217,12 +217,11 @@ async fn run_collector(server: &Arc<ApiServer>) -> Result<(), String> {
         start_after = resp.kvs.last().map(|kv| kv.key.clone());
     }
     let mut watch = server.store.watch("/registry/", revision.unwrap_or(0) + 1).await.map_err(|e| e.to_string())?;
-    let mut dirty = true;
     let mut failed_at: HashMap<Action, std::time::Instant> = HashMap::new();
     let mut tick = tokio::time::interval(Duration::from_secs(5));
+    // Plan after every batch of changes (and every few seconds, to retry).
     loop {
-        if dirty {
-            dirty = false;
+        {
             for action in plan(&index) {
                 // Do not hammer an action that keeps failing.
                 if failed_at.get(&action).is_some_and(|t| t.elapsed() < Duration::from_secs(2)) {
@@ -255,11 +254,10 @@ async fn run_collector(server: &Arc<ApiServer>) -> Result<(), String> {
                 if crds {
                     reload_crds(server).await;
                 }
-                dirty = true;
                 // Let a burst of writes settle before planning again.
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            _ = tick.tick() => { dirty = true; }
+            _ = tick.tick() => {}
         }
     }
 }

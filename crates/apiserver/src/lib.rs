@@ -13,15 +13,13 @@ pub mod request;
 pub mod watch;
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use api::{ApiError, Registry};
 use bytes::Bytes;
-use http::{header, Method, Request, Response, StatusCode};
+use http::{header, Request, Response, StatusCode};
 use http_body_util::{combinators::BoxBody, BodyExt, Full};
-use hyper::body::Incoming;
 use serde_json::{json, Value};
 use store::Store;
 use tokio::net::TcpListener;
@@ -51,6 +49,7 @@ pub struct ApiServer {
     pub(crate) metrics: Metrics,
     started: Instant,
     ready: std::sync::atomic::AtomicBool,
+    openapi_cache: discovery::OpenApiCache,
 }
 
 #[derive(Default)]
@@ -69,6 +68,7 @@ impl ApiServer {
             metrics: Metrics::default(),
             started: Instant::now(),
             ready: std::sync::atomic::AtomicBool::new(false),
+            openapi_cache: discovery::OpenApiCache::default(),
         })
     }
 
@@ -121,7 +121,7 @@ impl ApiServer {
                 let io = hyper_util::rt::TokioIo::new(tls);
                 let svc = hyper::service::service_fn(move |req| {
                     let server = server.clone();
-                    async move { Ok::<_, Infallible>(server.handle(req, peer).await) }
+                    async move { Ok::<_, Infallible>(server.handle(req).await) }
                 });
                 let builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
                 if let Err(e) = builder.serve_connection_with_upgrades(io, svc).await {
@@ -131,7 +131,13 @@ impl ApiServer {
         }
     }
 
-    async fn handle(self: Arc<Self>, req: Request<Incoming>, _peer: SocketAddr) -> Response<ResponseBody> {
+    /// Answers one request. The HTTPS server calls this; in-process tests call
+    /// it directly with any body type.
+    pub async fn handle<B>(self: Arc<Self>, req: Request<B>) -> Response<ResponseBody>
+    where
+        B: http_body::Body<Data = Bytes> + Unpin,
+        B::Error: std::fmt::Display,
+    {
         use std::sync::atomic::Ordering::Relaxed;
         self.metrics.requests.fetch_add(1, Relaxed);
         let path = req.uri().path().to_string();
@@ -157,12 +163,14 @@ impl ApiServer {
         let query = Query::parse(req.uri().query());
         let result = match target {
             Target::Metrics => Ok(text(StatusCode::OK, &self.metrics_text())),
-            Target::CoreVersions => Ok(discovery::core_versions(&req)),
+            Target::CoreVersions => Ok(discovery::core_versions(&self.registry(), &req)),
             Target::Groups => Ok(discovery::groups(&self.registry(), &req)),
             Target::Group(g) => discovery::group(&self.registry(), &g),
             Target::ResourceList { group, version } => discovery::resource_list(&self.registry(), &group, &version),
             Target::OpenApiV3Root => Ok(discovery::openapi_root(&self.registry())),
-            Target::OpenApiV3 { group, version } => discovery::openapi_group_version(&self.registry(), &group, &version),
+            Target::OpenApiV3 { group, version } => {
+                discovery::openapi_group_version(&self.registry(), &self.openapi_cache, &group, &version)
+            }
             Target::OpenApiV2 => Ok(discovery::openapi_v2(&req)),
             Target::Resource(rp) => objects::handle(&self, req, rp, query).await,
             Target::NotFound => Err(ApiError::new(404, "NotFound", "the server could not find the requested resource")),
@@ -172,7 +180,7 @@ impl ApiServer {
             Ok(r) => r,
             Err(e) => {
                 if e.code >= 500 {
-                    tracing::warn!("{} {}: {}", req_method_name(&path), path, e.message);
+                    tracing::warn!("{path}: {}", e.message);
                 }
                 self.metrics.errors.fetch_add(1, Relaxed);
                 error_response(&e)
@@ -205,10 +213,6 @@ impl ApiServer {
         }
         s
     }
-}
-
-fn req_method_name(_p: &str) -> &'static str {
-    "request"
 }
 
 fn resident_memory_bytes() -> Option<u64> {
@@ -256,6 +260,3 @@ pub(crate) fn error_response(e: &ApiError) -> Response<ResponseBody> {
     json_response(code, &e.to_status())
 }
 
-pub(crate) fn is_read(method: &Method) -> bool {
-    method == Method::GET || method == Method::HEAD
-}

@@ -7,12 +7,11 @@
 
 use std::sync::Arc;
 
-use api::registry::{group_version, split_api_version, ResourceType};
+use api::registry::{split_api_version, ResourceType};
 use api::{ApiError, Cause};
 use bytes::Bytes;
 use chrono::{SecondsFormat, Utc};
 use http::{header, HeaderMap, Method, Request, Response, StatusCode};
-use hyper::body::Incoming;
 use serde_json::{json, Map, Value};
 use store::{KeyValue, RangeRequest, Revision, StoreError};
 
@@ -101,12 +100,16 @@ pub(crate) fn from_storage(rt: &ResourceType, obj: Value) -> Result<Value, ApiEr
     api::conversion::convert(obj, &rt.storage_version, &rt.api_version())
 }
 
-pub(crate) async fn handle(
+pub(crate) async fn handle<B>(
     server: &Arc<ApiServer>,
-    req: Request<Incoming>,
+    req: Request<B>,
     rp: ResourcePath,
     query: Query,
-) -> Result<Response<ResponseBody>, ApiError> {
+) -> Result<Response<ResponseBody>, ApiError>
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
     let registry = server.registry();
     let not_found = || ApiError::new(404, "NotFound", "the server could not find the requested resource");
     let rt = registry.get(&rp.group, &rp.version, &rp.plural).ok_or_else(not_found)?;
@@ -1403,8 +1406,4 @@ fn ignore_exists(r: Result<Value, ApiError>) -> Result<(), ApiError> {
         Err(e) if e.code == 409 => Ok(()),
         Err(e) => Err(e),
     }
-}
-
-pub(crate) fn group_version_of(rt: &ResourceType) -> String {
-    group_version(&rt.group, &rt.version)
 }

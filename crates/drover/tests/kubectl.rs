@@ -394,3 +394,17 @@ fn state_survives_a_crash() {
     let rv_after: i64 = s.json(&["get", "configmap", "after"])["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap();
     assert!(rv_after > rv_before, "revisions must not go backwards across restarts ({rv_before} -> {rv_after})");
 }
+
+#[test]
+fn server_on_etcd() {
+    let etcd = store::testing::EtcdProcess::start().expect("etcd must be installed (apt-get install -y etcd-server)");
+    let mut s = Server::start_with(&["--datastore-endpoint", etcd.endpoint()]);
+    s.ok_stdin(&["apply", "-f", "-"], DEPLOYMENT);
+    assert_eq!(s.json(&["get", "deployment", "web"])["spec"]["replicas"], 2);
+    s.ok(&["scale", "deployment", "web", "--replicas=4"]);
+    // A restarted server on the same etcd sees the same state.
+    s.restart();
+    assert_eq!(s.json(&["get", "deployment", "web"])["spec"]["replicas"], 4);
+    let out = s.ok(&["get", "namespaces"]);
+    assert!(out.contains("kube-system"), "{out}");
+}
