@@ -6,9 +6,8 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::status::ApiError;
 
-pub fn convert(mut obj: Value, from: &str, to: &str) -> Result<Value, ApiError> {
+pub fn convert(mut obj: Value, from: &str, to: &str) -> Value {
     if from != to {
         obj = match (from, to) {
             ("autoscaling/v2", "autoscaling/v1") => hpa_v2_to_v1(obj),
@@ -21,7 +20,7 @@ pub fn convert(mut obj: Value, from: &str, to: &str) -> Result<Value, ApiError> 
     if let Some(m) = obj.as_object_mut() {
         m.insert("apiVersion".into(), json!(to));
     }
-    Ok(obj)
+    obj
 }
 
 fn take(m: &mut Map<String, Value>, from: &str, to: &str, out: &mut Map<String, Value>) {
@@ -32,13 +31,16 @@ fn take(m: &mut Map<String, Value>, from: &str, to: &str, out: &mut Map<String, 
 
 fn hpa_v2_to_v1(mut obj: Value) -> Value {
     if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
-        let cpu = spec.get("metrics").and_then(Value::as_array).and_then(|ms| {
-            ms.iter().find_map(|m| {
-                (m["type"] == "Resource" && m.pointer("/resource/name") == Some(&json!("cpu")))
-                    .then(|| m.pointer("/resource/target/averageUtilization").cloned())
-                    .flatten()
-            })
-        });
+        let cpu = spec
+            .get("metrics")
+            .and_then(Value::as_array)
+            .and_then(|ms| {
+                ms.iter().find_map(|m| {
+                    (m["type"] == "Resource" && m.pointer("/resource/name") == Some(&json!("cpu")))
+                        .then(|| m.pointer("/resource/target/averageUtilization").cloned())
+                        .flatten()
+                })
+            });
         spec.remove("metrics");
         spec.remove("behavior");
         if let Some(c) = cpu {
@@ -46,13 +48,16 @@ fn hpa_v2_to_v1(mut obj: Value) -> Value {
         }
     }
     if let Some(status) = obj.get_mut("status").and_then(Value::as_object_mut) {
-        let cpu = status.get("currentMetrics").and_then(Value::as_array).and_then(|ms| {
-            ms.iter().find_map(|m| {
-                (m["type"] == "Resource" && m.pointer("/resource/name") == Some(&json!("cpu")))
-                    .then(|| m.pointer("/resource/current/averageUtilization").cloned())
-                    .flatten()
-            })
-        });
+        let cpu = status
+            .get("currentMetrics")
+            .and_then(Value::as_array)
+            .and_then(|ms| {
+                ms.iter().find_map(|m| {
+                    (m["type"] == "Resource" && m.pointer("/resource/name") == Some(&json!("cpu")))
+                        .then(|| m.pointer("/resource/current/averageUtilization").cloned())
+                        .flatten()
+                })
+            });
         status.remove("currentMetrics");
         status.remove("conditions");
         if let Some(c) = cpu {
@@ -83,13 +88,20 @@ fn hpa_v1_to_v2(mut obj: Value) -> Value {
 }
 
 fn event_core_to_events(obj: Value) -> Value {
-    let Value::Object(mut m) = obj else { return obj };
+    let Value::Object(mut m) = obj else {
+        return obj;
+    };
     let mut out = Map::new();
     take(&mut m, "kind", "kind", &mut out);
     take(&mut m, "metadata", "metadata", &mut out);
     take(&mut m, "eventTime", "eventTime", &mut out);
     take(&mut m, "series", "series", &mut out);
-    take(&mut m, "reportingComponent", "reportingController", &mut out);
+    take(
+        &mut m,
+        "reportingComponent",
+        "reportingController",
+        &mut out,
+    );
     take(&mut m, "reportingInstance", "reportingInstance", &mut out);
     take(&mut m, "action", "action", &mut out);
     take(&mut m, "reason", "reason", &mut out);
@@ -98,7 +110,12 @@ fn event_core_to_events(obj: Value) -> Value {
     take(&mut m, "message", "note", &mut out);
     take(&mut m, "type", "type", &mut out);
     take(&mut m, "source", "deprecatedSource", &mut out);
-    take(&mut m, "firstTimestamp", "deprecatedFirstTimestamp", &mut out);
+    take(
+        &mut m,
+        "firstTimestamp",
+        "deprecatedFirstTimestamp",
+        &mut out,
+    );
     take(&mut m, "lastTimestamp", "deprecatedLastTimestamp", &mut out);
     take(&mut m, "count", "deprecatedCount", &mut out);
     if !out.contains_key("eventTime") {
@@ -108,7 +125,9 @@ fn event_core_to_events(obj: Value) -> Value {
 }
 
 fn event_events_to_core(obj: Value) -> Value {
-    let Value::Object(mut m) = obj else { return obj };
+    let Value::Object(mut m) = obj else {
+        return obj;
+    };
     let mut out = Map::new();
     take(&mut m, "kind", "kind", &mut out);
     take(&mut m, "metadata", "metadata", &mut out);
@@ -116,7 +135,12 @@ fn event_events_to_core(obj: Value) -> Value {
     take(&mut m, "reason", "reason", &mut out);
     take(&mut m, "note", "message", &mut out);
     take(&mut m, "deprecatedSource", "source", &mut out);
-    take(&mut m, "deprecatedFirstTimestamp", "firstTimestamp", &mut out);
+    take(
+        &mut m,
+        "deprecatedFirstTimestamp",
+        "firstTimestamp",
+        &mut out,
+    );
     take(&mut m, "deprecatedLastTimestamp", "lastTimestamp", &mut out);
     take(&mut m, "deprecatedCount", "count", &mut out);
     take(&mut m, "type", "type", &mut out);
@@ -124,7 +148,12 @@ fn event_events_to_core(obj: Value) -> Value {
     take(&mut m, "series", "series", &mut out);
     take(&mut m, "action", "action", &mut out);
     take(&mut m, "related", "related", &mut out);
-    take(&mut m, "reportingController", "reportingComponent", &mut out);
+    take(
+        &mut m,
+        "reportingController",
+        "reportingComponent",
+        &mut out,
+    );
     take(&mut m, "reportingInstance", "reportingInstance", &mut out);
     if !out.contains_key("involvedObject") {
         out.insert("involvedObject".into(), json!({}));
@@ -139,19 +168,22 @@ mod tests {
     #[test]
     fn hpa_round_trip_keeps_cpu_target() {
         let v1 = json!({"apiVersion":"autoscaling/v1","kind":"HorizontalPodAutoscaler","metadata":{"name":"h"},"spec":{"maxReplicas":5,"targetCPUUtilizationPercentage":80,"scaleTargetRef":{"kind":"Deployment","name":"web","apiVersion":"apps/v1"}}});
-        let v2 = convert(v1.clone(), "autoscaling/v1", "autoscaling/v2").unwrap();
-        assert_eq!(v2["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"], 80);
-        let back = convert(v2, "autoscaling/v2", "autoscaling/v1").unwrap();
+        let v2 = convert(v1.clone(), "autoscaling/v1", "autoscaling/v2");
+        assert_eq!(
+            v2["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"],
+            80
+        );
+        let back = convert(v2, "autoscaling/v2", "autoscaling/v1");
         assert_eq!(back, v1);
     }
 
     #[test]
     fn event_round_trip() {
         let core = json!({"apiVersion":"v1","kind":"Event","metadata":{"name":"e"},"involvedObject":{"kind":"Pod","name":"p"},"reason":"Started","message":"hi","type":"Normal","count":2});
-        let ev = convert(core.clone(), "v1", "events.k8s.io/v1").unwrap();
+        let ev = convert(core.clone(), "v1", "events.k8s.io/v1");
         assert_eq!(ev["note"], "hi");
         assert_eq!(ev["regarding"]["name"], "p");
-        let back = convert(ev, "events.k8s.io/v1", "v1").unwrap();
+        let back = convert(ev, "events.k8s.io/v1", "v1");
         assert_eq!(back["message"], "hi");
         assert_eq!(back["count"], 2);
     }

@@ -17,26 +17,53 @@ pub fn resource_types(crd: &Value) -> Vec<ResourceType> {
         Some(s) => s,
         None => return Vec::new(),
     };
-    let str_of = |v: &Value, p: &str| v.pointer(p).and_then(Value::as_str).unwrap_or("").to_string();
+    let str_of = |v: &Value, p: &str| {
+        v.pointer(p)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
     let group = str_of(spec, "/group");
     let kind = str_of(spec, "/names/kind");
     let plural = str_of(spec, "/names/plural");
     if group.is_empty() || kind.is_empty() || plural.is_empty() {
         return Vec::new();
     }
-    let singular = Some(str_of(spec, "/names/singular")).filter(|s| !s.is_empty()).unwrap_or_else(|| kind.to_lowercase());
+    let singular = Some(str_of(spec, "/names/singular"))
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| kind.to_lowercase());
     let list = |p: &str| -> Vec<String> {
-        spec.pointer(p).and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).map(String::from).collect()).unwrap_or_default()
+        spec.pointer(p)
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(String::from)
+                    .collect()
+            })
+            .unwrap_or_default()
     };
-    let scope = if str_of(spec, "/scope") == "Cluster" { Scope::Cluster } else { Scope::Namespaced };
-    let versions = spec.get("versions").and_then(Value::as_array).cloned().unwrap_or_default();
+    let scope = if str_of(spec, "/scope") == "Cluster" {
+        Scope::Cluster
+    } else {
+        Scope::Namespaced
+    };
+    let versions = spec
+        .get("versions")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     let storage = versions
         .iter()
         .find(|v| v.get("storage") == Some(&Value::Bool(true)))
         .or(versions.first())
         .map(|v| str_of(v, "/name"))
         .unwrap_or_default();
-    let crd_name = crd.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_string();
+    let crd_name = crd
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
     versions
         .iter()
         .filter(|v| v.get("served") != Some(&Value::Bool(false)))
@@ -45,7 +72,10 @@ pub fn resource_types(crd: &Value) -> Vec<ResourceType> {
             let scale = v.pointer("/subresources/scale").map(|s| ScaleSpec {
                 spec_replicas_path: str_of(s, "/specReplicasPath"),
                 status_replicas_path: str_of(s, "/statusReplicasPath"),
-                label_selector_path: s.get("labelSelectorPath").and_then(Value::as_str).map(String::from),
+                label_selector_path: s
+                    .get("labelSelectorPath")
+                    .and_then(Value::as_str)
+                    .map(String::from),
             });
             ResourceType {
                 group: group.clone(),
@@ -63,7 +93,11 @@ pub fn resource_types(crd: &Value) -> Vec<ResourceType> {
                 custom: Some(Arc::new(CustomResource {
                     crd_name: crd_name.clone(),
                     schema: v.pointer("/schema/openAPIV3Schema").cloned(),
-                    printer_columns: v.get("additionalPrinterColumns").and_then(Value::as_array).cloned().unwrap_or_default(),
+                    printer_columns: v
+                        .get("additionalPrinterColumns")
+                        .and_then(Value::as_array)
+                        .cloned()
+                        .unwrap_or_default(),
                     served: true,
                 })),
             }
@@ -75,14 +109,25 @@ pub fn resource_types(crd: &Value) -> Vec<ResourceType> {
 pub fn validate_crd(crd: &Value) -> Vec<FieldError> {
     let mut errs = Vec::new();
     let spec = crd.get("spec");
-    let get = |p: &str| spec.and_then(|s| s.pointer(p)).and_then(Value::as_str).unwrap_or("");
+    let get = |p: &str| {
+        spec.and_then(|s| s.pointer(p))
+            .and_then(Value::as_str)
+            .unwrap_or("")
+    };
     let group = get("/group");
     let plural = get("/names/plural");
-    let name = crd.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
+    let name = crd
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     if group.is_empty() {
         errs.push(FieldError::required("spec.group", ""));
     } else if !group.contains('.') {
-        errs.push(FieldError::invalid("spec.group", group, "should be a domain with at least one dot"));
+        errs.push(FieldError::invalid(
+            "spec.group",
+            group,
+            "should be a domain with at least one dot",
+        ));
     }
     if plural.is_empty() {
         errs.push(FieldError::required("spec.names.plural", ""));
@@ -91,28 +136,58 @@ pub fn validate_crd(crd: &Value) -> Vec<FieldError> {
         errs.push(FieldError::required("spec.names.kind", ""));
     }
     if !group.is_empty() && !plural.is_empty() && name != format!("{plural}.{group}") {
-        errs.push(FieldError::invalid("metadata.name", name, format!("must be spec.names.plural+\".\"+spec.group")));
+        errs.push(FieldError::invalid(
+            "metadata.name",
+            name,
+            "must be spec.names.plural+\".\"+spec.group",
+        ));
     }
     match get("/scope") {
         "Namespaced" | "Cluster" => {}
         "" => errs.push(FieldError::required("spec.scope", "")),
-        other => errs.push(FieldError::not_supported("spec.scope", other, &["Cluster", "Namespaced"])),
+        other => errs.push(FieldError::not_supported(
+            "spec.scope",
+            other,
+            &["Cluster", "Namespaced"],
+        )),
     }
-    let versions = spec.and_then(|s| s.get("versions")).and_then(Value::as_array).cloned().unwrap_or_default();
+    let versions = spec
+        .and_then(|s| s.get("versions"))
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     if versions.is_empty() {
-        errs.push(FieldError::invalid("spec.versions", "null", "must have exactly one version marked as storage version"));
+        errs.push(FieldError::invalid(
+            "spec.versions",
+            "null",
+            "must have exactly one version marked as storage version",
+        ));
     } else {
-        let storage = versions.iter().filter(|v| v.get("storage") == Some(&Value::Bool(true))).count();
+        let storage = versions
+            .iter()
+            .filter(|v| v.get("storage") == Some(&Value::Bool(true)))
+            .count();
         if storage != 1 {
-            errs.push(FieldError::invalid("spec.versions", format!("{storage} storage versions"), "must have exactly one version marked as storage version"));
+            errs.push(FieldError::invalid(
+                "spec.versions",
+                format!("{storage} storage versions"),
+                "must have exactly one version marked as storage version",
+            ));
         }
         for (i, v) in versions.iter().enumerate() {
             let vname = v.get("name").and_then(Value::as_str).unwrap_or("");
             for m in names::is_dns1035_label(vname) {
-                errs.push(FieldError::invalid(format!("spec.versions[{i}].name"), vname, m));
+                errs.push(FieldError::invalid(
+                    format!("spec.versions[{i}].name"),
+                    vname,
+                    m,
+                ));
             }
             match v.pointer("/schema/openAPIV3Schema") {
-                None => errs.push(FieldError::required(format!("spec.versions[{i}].schema.openAPIV3Schema"), "schemas are required")),
+                None => errs.push(FieldError::required(
+                    format!("spec.versions[{i}].schema.openAPIV3Schema"),
+                    "schemas are required",
+                )),
                 Some(s) => {
                     if s.get("type").and_then(Value::as_str) != Some("object") {
                         errs.push(FieldError::invalid(
@@ -136,7 +211,9 @@ pub fn unknown_fields(obj: &Value, schema: &Value) -> Vec<String> {
 }
 
 fn walk_unknown(v: &Value, schema: &Value, path: &str, root: bool, out: &mut Vec<String>) {
-    if schema.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true)) && schema.get("properties").is_none() {
+    if schema.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true))
+        && schema.get("properties").is_none()
+    {
         return;
     }
     match v {
@@ -152,7 +229,10 @@ fn walk_unknown(v: &Value, schema: &Value, path: &str, root: bool, out: &mut Vec
                     walk_unknown(child, s, &child_path, false, out);
                 } else if let Some(a) = additional.filter(|a| a.is_object()) {
                     walk_unknown(child, a, &child_path, false, out);
-                } else if additional == Some(&Value::Bool(true)) || schema.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true)) {
+                } else if additional == Some(&Value::Bool(true))
+                    || schema.get("x-kubernetes-preserve-unknown-fields")
+                        == Some(&Value::Bool(true))
+                {
                 } else {
                     out.push(child_path);
                 }
@@ -198,7 +278,9 @@ fn prune_and_default(v: &mut Value, schema: &Value, root: bool) {
                     prune_and_default(m.get_mut(&k).unwrap(), s, false);
                 } else if let Some(a) = additional {
                     prune_and_default(m.get_mut(&k).unwrap(), a, false);
-                } else if !preserve && schema.get("additionalProperties") != Some(&Value::Bool(true)) {
+                } else if !preserve
+                    && schema.get("additionalProperties") != Some(&Value::Bool(true))
+                {
                     m.remove(&k);
                 }
             }
@@ -218,8 +300,17 @@ fn prune_and_default(v: &mut Value, schema: &Value, root: bool) {
 pub fn validate_custom(obj: &Value, schema: Option<&Value>, namespaced: bool) -> Vec<Cause> {
     let mut errs = Vec::new();
     let meta = obj.get("metadata");
-    let s = |f: &str| meta.and_then(|m| m.get(f)).and_then(Value::as_str).unwrap_or("");
-    errs.extend(names::validate_name_and_generate_name(s("name"), s("generateName"), "metadata", names::validate_object_meta_name));
+    let s = |f: &str| {
+        meta.and_then(|m| m.get(f))
+            .and_then(Value::as_str)
+            .unwrap_or("")
+    };
+    errs.extend(names::validate_name_and_generate_name(
+        s("name"),
+        s("generateName"),
+        "metadata",
+        names::validate_object_meta_name,
+    ));
     if namespaced && s("namespace").is_empty() {
         errs.push(FieldError::required("metadata.namespace", ""));
     }
@@ -262,13 +353,24 @@ fn shown(v: &Value) -> String {
 
 fn check_schema(v: &Value, schema: &Value, path: &str, errs: &mut Vec<FieldError>) {
     let field = path.trim_start_matches('.');
-    let display = if field.is_empty() { "<root>".to_string() } else { field.to_string() };
+    let display = if field.is_empty() {
+        "<root>".to_string()
+    } else {
+        field.to_string()
+    };
     if v.is_null() && schema.get("nullable") == Some(&Value::Bool(true)) {
         return;
     }
     if schema.get("x-kubernetes-int-or-string") == Some(&Value::Bool(true)) {
         if !matches!(type_name(v), "integer" | "string") {
-            errs.push(FieldError::invalid(field, shown(v), format!("{display} in body must be of type integer or string: \"{}\"", type_name(v))));
+            errs.push(FieldError::invalid(
+                field,
+                shown(v),
+                format!(
+                    "{display} in body must be of type integer or string: \"{}\"",
+                    type_name(v)
+                ),
+            ));
         }
         return;
     }
@@ -276,7 +378,13 @@ fn check_schema(v: &Value, schema: &Value, path: &str, errs: &mut Vec<FieldError
         let got = type_name(v);
         let ok = got == want || (want == "number" && got == "integer");
         if !ok {
-            errs.push(FieldError { field: field.to_string(), kind: names::FieldErrorKind::Invalid, value: Some(shown(v)), message: format!("{display} in body must be of type {want}: \"{got}\""), value_unquoted: false });
+            errs.push(FieldError {
+                field: field.to_string(),
+                kind: names::FieldErrorKind::Invalid,
+                value: Some(shown(v)),
+                message: format!("{display} in body must be of type {want}: \"{got}\""),
+                value_unquoted: false,
+            });
             return;
         }
     }
@@ -290,12 +398,20 @@ fn check_schema(v: &Value, schema: &Value, path: &str, errs: &mut Vec<FieldError
     if let Some(n) = v.as_f64() {
         if let Some(min) = schema.get("minimum").and_then(Value::as_f64) {
             if n < min {
-                errs.push(FieldError::invalid(field, shown(v), format!("{display} in body should be greater than or equal to {min}")));
+                errs.push(FieldError::invalid(
+                    field,
+                    shown(v),
+                    format!("{display} in body should be greater than or equal to {min}"),
+                ));
             }
         }
         if let Some(max) = schema.get("maximum").and_then(Value::as_f64) {
             if n > max {
-                errs.push(FieldError::invalid(field, shown(v), format!("{display} in body should be less than or equal to {max}")));
+                errs.push(FieldError::invalid(
+                    field,
+                    shown(v),
+                    format!("{display} in body should be less than or equal to {max}"),
+                ));
             }
         }
     }
@@ -303,7 +419,11 @@ fn check_schema(v: &Value, schema: &Value, path: &str, errs: &mut Vec<FieldError
         let len = s.chars().count() as u64;
         if let Some(min) = schema.get("minLength").and_then(Value::as_u64) {
             if len < min {
-                errs.push(FieldError::invalid(field, s, format!("{display} in body should be at least {min} chars long")));
+                errs.push(FieldError::invalid(
+                    field,
+                    s,
+                    format!("{display} in body should be at least {min} chars long"),
+                ));
             }
         }
         if let Some(max) = schema.get("maxLength").and_then(Value::as_u64) {
@@ -314,16 +434,26 @@ fn check_schema(v: &Value, schema: &Value, path: &str, errs: &mut Vec<FieldError
     }
     match v {
         Value::Object(m) => {
-            for r in schema.get("required").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str) {
+            for r in schema
+                .get("required")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+            {
                 if !m.contains_key(r) {
-                    errs.push(FieldError::required(format!("{path}.{r}").trim_start_matches('.').to_string(), ""));
+                    errs.push(FieldError::required(
+                        format!("{path}.{r}").trim_start_matches('.').to_string(),
+                        "",
+                    ));
                 }
             }
             let props = schema.get("properties").and_then(Value::as_object);
             for (k, child) in m {
                 if let Some(s) = props.and_then(|p| p.get(k)) {
                     check_schema(child, s, &format!("{path}.{k}"), errs);
-                } else if let Some(a) = schema.get("additionalProperties").filter(|a| a.is_object()) {
+                } else if let Some(a) = schema.get("additionalProperties").filter(|a| a.is_object())
+                {
                     check_schema(child, a, &format!("{path}.{k}"), errs);
                 }
             }
@@ -331,7 +461,11 @@ fn check_schema(v: &Value, schema: &Value, path: &str, errs: &mut Vec<FieldError
         Value::Array(items) => {
             if let Some(min) = schema.get("minItems").and_then(Value::as_u64) {
                 if (items.len() as u64) < min {
-                    errs.push(FieldError::invalid(field, format!("{} items", items.len()), format!("{display} in body should have at least {min} items")));
+                    errs.push(FieldError::invalid(
+                        field,
+                        format!("{} items", items.len()),
+                        format!("{display} in body should have at least {min} items"),
+                    ));
                 }
             }
             if let Some(max) = schema.get("maxItems").and_then(Value::as_u64) {
@@ -364,7 +498,10 @@ mod tests {
     }
 
     fn check(obj: Value, want: &[&str]) {
-        let got: Vec<String> = validate_custom(&obj, Some(&schema()), true).into_iter().map(|c| format!("{}: {}", c.field, c.message)).collect();
+        let got: Vec<String> = validate_custom(&obj, Some(&schema()), true)
+            .into_iter()
+            .map(|c| format!("{}: {}", c.field, c.message))
+            .collect();
         assert_eq!(got.len(), want.len(), "{got:?}");
         for (g, w) in got.iter().zip(want) {
             assert!(g.starts_with(w), "{g:?} should start with {w:?}");
@@ -375,19 +512,37 @@ mod tests {
     fn schema_validation() {
         let m = json!({"name":"a","namespace":"d"});
         check(json!({"metadata": m, "spec": {"size": 3}}), &[]);
-        check(json!({"metadata": m, "spec": {}}), &["spec.size: Required value"]);
-        check(json!({"metadata": m, "spec": {"size": "big"}}), &["spec.size: Invalid value: \"big\": spec.size in body must be of type integer"]);
+        check(
+            json!({"metadata": m, "spec": {}}),
+            &["spec.size: Required value"],
+        );
+        check(
+            json!({"metadata": m, "spec": {"size": "big"}}),
+            &["spec.size: Invalid value: \"big\": spec.size in body must be of type integer"],
+        );
         check(json!({"metadata": m, "spec": {"size": 11}}), &["spec.size: Invalid value: \"11\": spec.size in body should be less than or equal to 10"]);
-        check(json!({"metadata": m, "spec": {"size": 1, "color": "green"}}), &["spec.color: Unsupported value: \"green\""]);
-        check(json!({"metadata": m, "spec": {"size": 1, "tags": [1]}}), &["spec.tags[0]: Invalid value"]);
+        check(
+            json!({"metadata": m, "spec": {"size": 1, "color": "green"}}),
+            &["spec.color: Unsupported value: \"green\""],
+        );
+        check(
+            json!({"metadata": m, "spec": {"size": 1, "tags": [1]}}),
+            &["spec.tags[0]: Invalid value"],
+        );
     }
 
     #[test]
     fn pruning_defaults_and_unknown_fields() {
         let mut obj = json!({"apiVersion":"x/v1","kind":"K","metadata":{"name":"a"},"spec":{"size":1,"bogus":true,"extra":{"anything":1}}});
-        assert_eq!(unknown_fields(&obj, &schema()), vec![".spec.bogus".to_string()]);
+        assert_eq!(
+            unknown_fields(&obj, &schema()),
+            vec![".spec.bogus".to_string()]
+        );
         apply_schema_defaults(&mut obj, &schema());
-        assert_eq!(obj["spec"], json!({"size":1,"extra":{"anything":1},"color":"red"}));
+        assert_eq!(
+            obj["spec"],
+            json!({"size":1,"extra":{"anything":1},"color":"red"})
+        );
     }
 
     #[test]

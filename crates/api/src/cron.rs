@@ -19,7 +19,9 @@ pub struct Schedule {
     dow_star: bool,
 }
 
-const MONTHS: [&str; 12] = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"];
+const MONTHS: [&str; 12] = [
+    "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
+];
 const DAYS: [&str; 7] = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"];
 
 impl Schedule {
@@ -39,7 +41,10 @@ impl Schedule {
         };
         let fields: Vec<&str> = expanded.split_whitespace().collect();
         if fields.len() != 5 {
-            return Err(format!("expected exactly 5 fields, found {}: {spec}", fields.len()));
+            return Err(format!(
+                "expected exactly 5 fields, found {}: {spec}",
+                fields.len()
+            ));
         }
         Ok(Schedule {
             minutes: parse_field(fields[0], 0, 59, &[])?,
@@ -74,23 +79,40 @@ impl Schedule {
     /// up to five years ahead (a schedule like Feb 30 never fires: None).
     pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
         let mut t = Utc
-            .with_ymd_and_hms(after.year(), after.month(), after.day(), after.hour(), after.minute(), 0)
+            .with_ymd_and_hms(
+                after.year(),
+                after.month(),
+                after.day(),
+                after.hour(),
+                after.minute(),
+                0,
+            )
             .single()?
             + Duration::minutes(1);
         let limit = after + Duration::days(5 * 366);
         while t <= limit {
             if self.months & (1 << t.month()) == 0 {
                 // Jump to the first day of the next month.
-                let (y, m) = if t.month() == 12 { (t.year() + 1, 1) } else { (t.year(), t.month() + 1) };
+                let (y, m) = if t.month() == 12 {
+                    (t.year() + 1, 1)
+                } else {
+                    (t.year(), t.month() + 1)
+                };
                 t = Utc.with_ymd_and_hms(y, m, 1, 0, 0, 0).single()?;
                 continue;
             }
             if !self.day_matches(&t) {
-                t = Utc.with_ymd_and_hms(t.year(), t.month(), t.day(), 0, 0, 0).single()? + Duration::days(1);
+                t = Utc
+                    .with_ymd_and_hms(t.year(), t.month(), t.day(), 0, 0, 0)
+                    .single()?
+                    + Duration::days(1);
                 continue;
             }
             if self.hours & (1 << t.hour()) == 0 {
-                t = Utc.with_ymd_and_hms(t.year(), t.month(), t.day(), t.hour(), 0, 0).single()? + Duration::hours(1);
+                t = Utc
+                    .with_ymd_and_hms(t.year(), t.month(), t.day(), t.hour(), 0, 0)
+                    .single()?
+                    + Duration::hours(1);
                 continue;
             }
             if self.minutes & (1 << t.minute()) == 0 {
@@ -108,9 +130,13 @@ fn parse_value(s: &str, min: u32, max: u32, names: &[&str]) -> Result<u32, Strin
         // Month names are 1-based, day names 0-based.
         return Ok(i as u32 + min);
     }
-    let v: u32 = s.parse().map_err(|_| format!("failed to parse int from {s}"))?;
+    let v: u32 = s
+        .parse()
+        .map_err(|_| format!("failed to parse int from {s}"))?;
     if v < min {
-        return Err(format!("beginning of range ({v}) below minimum ({min}): {s}"));
+        return Err(format!(
+            "beginning of range ({v}) below minimum ({min}): {s}"
+        ));
     }
     if v > max {
         return Err(format!("end of range ({v}) above maximum ({max}): {s}"));
@@ -125,7 +151,13 @@ fn parse_field(field: &str, min: u32, max: u32, names: &[&str]) -> Result<u64, S
             return Err(format!("empty field in {field}"));
         }
         let (range, step) = match part.split_once('/') {
-            Some((r, s)) => (r, Some(s.parse::<u32>().map_err(|_| format!("failed to parse int from {s}"))?)),
+            Some((r, s)) => (
+                r,
+                Some(
+                    s.parse::<u32>()
+                        .map_err(|_| format!("failed to parse int from {s}"))?,
+                ),
+            ),
             None => (part, None),
         };
         if step == Some(0) {
@@ -134,9 +166,14 @@ fn parse_field(field: &str, min: u32, max: u32, names: &[&str]) -> Result<u64, S
         let (lo, hi) = if range == "*" || range == "?" {
             (min, max)
         } else if let Some((a, b)) = range.split_once('-') {
-            let (a, b) = (parse_value(a, min, max, names)?, parse_value(b, min, max, names)?);
+            let (a, b) = (
+                parse_value(a, min, max, names)?,
+                parse_value(b, min, max, names)?,
+            );
             if a > b {
-                return Err(format!("beginning of range ({a}) beyond end of range ({b}): {part}"));
+                return Err(format!(
+                    "beginning of range ({a}) beyond end of range ({b}): {part}"
+                ));
             }
             (a, b)
         } else {
@@ -161,25 +198,72 @@ mod tests {
         let s = Schedule::parse(spec).unwrap_or_else(|e| panic!("{spec}: {e}"));
         let after: DateTime<Utc> = after.parse().unwrap();
         let got = s.next_after(after).map(|t| t.to_rfc3339());
-        assert_eq!(got.as_deref(), want.map(|w| w.parse::<DateTime<Utc>>().unwrap().to_rfc3339()).as_deref(), "{spec} after {after}");
+        assert_eq!(
+            got.as_deref(),
+            want.map(|w| w.parse::<DateTime<Utc>>().unwrap().to_rfc3339())
+                .as_deref(),
+            "{spec} after {after}"
+        );
     }
 
     #[test]
     fn next_times() {
-        check("* * * * *", "2026-01-01T00:00:30Z", Some("2026-01-01T00:01:00Z"));
-        check("*/15 * * * *", "2026-01-01T00:01:00Z", Some("2026-01-01T00:15:00Z"));
-        check("0 3 * * *", "2026-01-01T04:00:00Z", Some("2026-01-02T03:00:00Z"));
-        check("@hourly", "2026-01-01T04:59:59Z", Some("2026-01-01T05:00:00Z"));
-        check("0 0 1 jan *", "2026-06-01T00:00:00Z", Some("2027-01-01T00:00:00Z"));
-        check("0 0 * * mon", "2026-11-22T10:00:00Z", Some("2026-11-23T00:00:00Z"));
-        check("0 0 * * 7", "2026-11-21T10:00:00Z", Some("2026-11-22T00:00:00Z"));
-        check("0 0 13 * 5", "2026-11-01T00:00:00Z", Some("2026-11-06T00:00:00Z"));
+        check(
+            "* * * * *",
+            "2026-01-01T00:00:30Z",
+            Some("2026-01-01T00:01:00Z"),
+        );
+        check(
+            "*/15 * * * *",
+            "2026-01-01T00:01:00Z",
+            Some("2026-01-01T00:15:00Z"),
+        );
+        check(
+            "0 3 * * *",
+            "2026-01-01T04:00:00Z",
+            Some("2026-01-02T03:00:00Z"),
+        );
+        check(
+            "@hourly",
+            "2026-01-01T04:59:59Z",
+            Some("2026-01-01T05:00:00Z"),
+        );
+        check(
+            "0 0 1 jan *",
+            "2026-06-01T00:00:00Z",
+            Some("2027-01-01T00:00:00Z"),
+        );
+        check(
+            "0 0 * * mon",
+            "2026-11-22T10:00:00Z",
+            Some("2026-11-23T00:00:00Z"),
+        );
+        check(
+            "0 0 * * 7",
+            "2026-11-21T10:00:00Z",
+            Some("2026-11-22T00:00:00Z"),
+        );
+        check(
+            "0 0 13 * 5",
+            "2026-11-01T00:00:00Z",
+            Some("2026-11-06T00:00:00Z"),
+        );
         check("0 0 30 2 *", "2026-01-01T00:00:00Z", None);
     }
 
     #[test]
     fn invalid_schedules() {
-        for bad in ["", "* * * *", "61 * * * *", "* 24 * * *", "*/0 * * * *", "5-1 * * * *", "@reboot", "TZ=UTC * * * * *", "a * * * *"] {
+        for bad in [
+            "",
+            "* * * *",
+            "61 * * * *",
+            "* 24 * * *",
+            "*/0 * * * *",
+            "5-1 * * * *",
+            "@reboot",
+            "TZ=UTC * * * * *",
+            "a * * * *",
+        ] {
             assert!(Schedule::parse(bad).is_err(), "{bad:?} should be rejected");
         }
     }

@@ -11,7 +11,11 @@ pub fn apply_defaults(group: &str, kind: &str, obj: &mut Value) {
             if let Some(spec) = obj.get_mut("spec") {
                 default_pod_spec(spec);
             }
-            let status = obj.as_object_mut().unwrap().entry("status").or_insert_with(|| json!({}));
+            let status = obj
+                .as_object_mut()
+                .unwrap()
+                .entry("status")
+                .or_insert_with(|| json!({}));
             if let Some(s) = status.as_object_mut() {
                 s.entry("phase").or_insert(json!("Pending"));
                 s.entry("qosClass").or_insert(json!("BestEffort"));
@@ -58,7 +62,8 @@ pub fn apply_defaults(group: &str, kind: &str, obj: &mut Value) {
         ("apps", "StatefulSet") => {
             let spec = ensure_object(obj, "spec");
             spec.entry("replicas").or_insert(json!(1));
-            spec.entry("podManagementPolicy").or_insert(json!("OrderedReady"));
+            spec.entry("podManagementPolicy")
+                .or_insert(json!("OrderedReady"));
             spec.entry("revisionHistoryLimit").or_insert(json!(10));
             spec.entry("persistentVolumeClaimRetentionPolicy")
                 .or_insert(json!({"whenDeleted": "Retain", "whenScaled": "Retain"}));
@@ -119,7 +124,10 @@ pub fn apply_defaults(group: &str, kind: &str, obj: &mut Value) {
             let status = ensure_object(obj, "status");
             status.entry("phase").or_insert(json!("Active"));
             // Like kube-apiserver: every namespace carries its own name as a label.
-            let name = obj.pointer("/metadata/name").and_then(Value::as_str).map(str::to_string);
+            let name = obj
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .map(str::to_string);
             if let Some(name) = name {
                 let meta = ensure_object(obj, "metadata");
                 let labels = meta.entry("labels").or_insert_with(|| json!({}));
@@ -140,7 +148,8 @@ pub fn apply_defaults(group: &str, kind: &str, obj: &mut Value) {
         }
         ("", "PersistentVolume") => {
             let spec = ensure_object(obj, "spec");
-            spec.entry("persistentVolumeReclaimPolicy").or_insert(json!("Retain"));
+            spec.entry("persistentVolumeReclaimPolicy")
+                .or_insert(json!("Retain"));
             spec.entry("volumeMode").or_insert(json!("Filesystem"));
             let status = ensure_object(obj, "status");
             status.entry("phase").or_insert(json!("Pending"));
@@ -151,7 +160,8 @@ pub fn apply_defaults(group: &str, kind: &str, obj: &mut Value) {
         }
         ("scheduling.k8s.io", "PriorityClass") => {
             if let Some(m) = obj.as_object_mut() {
-                m.entry("preemptionPolicy").or_insert(json!("PreemptLowerPriority"));
+                m.entry("preemptionPolicy")
+                    .or_insert(json!("PreemptLowerPriority"));
             }
         }
         _ => {}
@@ -177,7 +187,9 @@ fn default_template(template: Option<&mut Value>) {
 
 fn default_job_spec(spec: Option<&mut Value>) {
     let Some(spec) = spec else { return };
-    let Some(m) = spec.as_object_mut() else { return };
+    let Some(m) = spec.as_object_mut() else {
+        return;
+    };
     let indexed = m.get("completionMode").and_then(Value::as_str) == Some("Indexed");
     m.entry("completionMode").or_insert(json!("NonIndexed"));
     m.entry("backoffLimit").or_insert(json!(6));
@@ -186,7 +198,8 @@ fn default_job_spec(spec: Option<&mut Value>) {
         m.entry("completions").or_insert(json!(1));
     }
     m.entry("suspend").or_insert(json!(false));
-    m.entry("podReplacementPolicy").or_insert(json!("TerminatingOrFailed"));
+    m.entry("podReplacementPolicy")
+        .or_insert(json!("TerminatingOrFailed"));
     if let Some(t) = m.get_mut("template") {
         if let Some(ps) = t.get_mut("spec") {
             default_pod_spec(ps);
@@ -202,15 +215,22 @@ fn default_pvc_spec(spec: Option<&mut Value>) {
 
 fn default_service(obj: &mut Value) {
     let spec = ensure_object(obj, "spec");
-    let ty = spec.entry("type").or_insert(json!("ClusterIP")).as_str().unwrap_or("ClusterIP").to_string();
+    let ty = spec
+        .entry("type")
+        .or_insert(json!("ClusterIP"))
+        .as_str()
+        .unwrap_or("ClusterIP")
+        .to_string();
     if ty != "ExternalName" {
         spec.entry("sessionAffinity").or_insert(json!("None"));
-        spec.entry("internalTrafficPolicy").or_insert(json!("Cluster"));
+        spec.entry("internalTrafficPolicy")
+            .or_insert(json!("Cluster"));
         spec.entry("ipFamilyPolicy").or_insert(json!("SingleStack"));
         spec.entry("ipFamilies").or_insert(json!(["IPv4"]));
     }
     if ty == "NodePort" || ty == "LoadBalancer" {
-        spec.entry("externalTrafficPolicy").or_insert(json!("Cluster"));
+        spec.entry("externalTrafficPolicy")
+            .or_insert(json!("Cluster"));
     }
     if let Some(Value::Array(ports)) = spec.get_mut("ports") {
         for p in ports {
@@ -230,19 +250,26 @@ fn default_service(obj: &mut Value) {
 
 /// Defaults of a PodSpec (also inside templates).
 pub fn default_pod_spec(spec: &mut Value) {
-    let Some(m) = spec.as_object_mut() else { return };
+    let Some(m) = spec.as_object_mut() else {
+        return;
+    };
     m.entry("restartPolicy").or_insert(json!("Always"));
-    m.entry("terminationGracePeriodSeconds").or_insert(json!(30));
+    m.entry("terminationGracePeriodSeconds")
+        .or_insert(json!(30));
     m.entry("dnsPolicy").or_insert(json!("ClusterFirst"));
     m.entry("securityContext").or_insert(json!({}));
-    m.entry("schedulerName").or_insert(json!("default-scheduler"));
+    m.entry("schedulerName")
+        .or_insert(json!("default-scheduler"));
     m.entry("enableServiceLinks").or_insert(json!(true));
     if !m.contains_key("serviceAccountName") {
         let sa = m.get("serviceAccount").cloned().unwrap_or(json!("default"));
         m.insert("serviceAccountName".into(), sa);
     }
     if !m.contains_key("serviceAccount") {
-        let sa = m.get("serviceAccountName").cloned().unwrap_or(json!("default"));
+        let sa = m
+            .get("serviceAccountName")
+            .cloned()
+            .unwrap_or(json!("default"));
         m.insert("serviceAccount".into(), sa);
     }
     for field in ["containers", "initContainers"] {
@@ -255,7 +282,12 @@ pub fn default_pod_spec(spec: &mut Value) {
     if let Some(Value::Array(vols)) = m.get_mut("volumes") {
         for v in vols {
             if let Some(vm) = v.as_object_mut() {
-                for (src, mode_field) in [("configMap", "defaultMode"), ("secret", "defaultMode"), ("downwardAPI", "defaultMode"), ("projected", "defaultMode")] {
+                for (src, mode_field) in [
+                    ("configMap", "defaultMode"),
+                    ("secret", "defaultMode"),
+                    ("downwardAPI", "defaultMode"),
+                    ("projected", "defaultMode"),
+                ] {
                     if let Some(Value::Object(s)) = vm.get_mut(src) {
                         s.entry(mode_field).or_insert(json!(420));
                     }
@@ -280,7 +312,8 @@ fn default_container(c: &mut Value) {
         let image = m.get("image").and_then(Value::as_str).unwrap_or("");
         m.insert("imagePullPolicy".into(), json!(default_pull_policy(image)));
     }
-    m.entry("terminationMessagePath").or_insert(json!("/dev/termination-log"));
+    m.entry("terminationMessagePath")
+        .or_insert(json!("/dev/termination-log"));
     m.entry("terminationMessagePolicy").or_insert(json!("File"));
     m.entry("resources").or_insert(json!({}));
     // Requests default to limits when only limits are given.
@@ -339,14 +372,18 @@ pub fn qos_class(spec: &Value) -> &'static str {
     for c in &containers {
         let requests = c.pointer("/resources/requests").and_then(Value::as_object);
         let limits = c.pointer("/resources/limits").and_then(Value::as_object);
-        let has = |m: Option<&Map<String, Value>>, k: &str| m.map(|m| m.contains_key(k)).unwrap_or(false);
+        let has =
+            |m: Option<&Map<String, Value>>, k: &str| m.map(|m| m.contains_key(k)).unwrap_or(false);
         for r in ["cpu", "memory"] {
             if has(requests, r) || has(limits, r) {
                 any = true;
             }
             if !has(limits, r) {
                 guaranteed = false;
-            } else if let (Some(req), Some(lim)) = (requests.and_then(|m| m.get(r)), limits.and_then(|m| m.get(r))) {
+            } else if let (Some(req), Some(lim)) = (
+                requests.and_then(|m| m.get(r)),
+                limits.and_then(|m| m.get(r)),
+            ) {
                 if req != lim {
                     guaranteed = false;
                 }
@@ -387,8 +424,14 @@ mod tests {
         assert_eq!(d["spec"]["replicas"], 1);
         assert_eq!(d["spec"]["strategy"]["rollingUpdate"]["maxSurge"], "25%");
         assert_eq!(d["spec"]["template"]["spec"]["restartPolicy"], "Always");
-        assert_eq!(d["spec"]["template"]["spec"]["containers"][0]["ports"][0]["protocol"], "TCP");
-        assert_eq!(d["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"], "IfNotPresent");
+        assert_eq!(
+            d["spec"]["template"]["spec"]["containers"][0]["ports"][0]["protocol"],
+            "TCP"
+        );
+        assert_eq!(
+            d["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"],
+            "IfNotPresent"
+        );
     }
 
     #[test]

@@ -84,7 +84,16 @@ impl ResourceType {
     }
 
     pub fn verbs(&self) -> Vec<&'static str> {
-        vec!["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
+        vec![
+            "create",
+            "delete",
+            "deletecollection",
+            "get",
+            "list",
+            "patch",
+            "update",
+            "watch",
+        ]
     }
 }
 
@@ -116,6 +125,7 @@ struct Builtin {
     categories: &'static [&'static str],
 }
 
+#[allow(clippy::too_many_arguments)] // a table row, read positionally
 const fn b(
     group: &'static str,
     versions: &'static [&'static str],
@@ -127,7 +137,17 @@ const fn b(
     scale: bool,
     categories: &'static [&'static str],
 ) -> Builtin {
-    Builtin { group, versions, kind, plural, short, scope, status, scale, categories }
+    Builtin {
+        group,
+        versions,
+        kind,
+        plural,
+        short,
+        scope,
+        status,
+        scale,
+        categories,
+    }
 }
 
 use Scope::{Cluster, Namespaced};
@@ -135,44 +155,424 @@ const ALL: &[&str] = &["all"];
 const NONE: &[&str] = &[];
 
 const BUILTINS: &[Builtin] = &[
-    b("", &["v1"], "Namespace", "namespaces", &["ns"], Cluster, true, false, NONE),
-    b("", &["v1"], "ConfigMap", "configmaps", &["cm"], Namespaced, false, false, NONE),
-    b("", &["v1"], "Secret", "secrets", NONE, Namespaced, false, false, NONE),
-    b("", &["v1"], "ServiceAccount", "serviceaccounts", &["sa"], Namespaced, false, false, NONE),
-    b("", &["v1"], "Event", "events", &["ev"], Namespaced, false, false, NONE),
-    b("", &["v1"], "Node", "nodes", &["no"], Cluster, true, false, NONE),
-    b("", &["v1"], "Pod", "pods", &["po"], Namespaced, true, false, ALL),
-    b("", &["v1"], "PodTemplate", "podtemplates", NONE, Namespaced, false, false, NONE),
-    b("", &["v1"], "ReplicationController", "replicationcontrollers", &["rc"], Namespaced, true, true, ALL),
-    b("", &["v1"], "Service", "services", &["svc"], Namespaced, true, false, ALL),
-    b("", &["v1"], "Endpoints", "endpoints", &["ep"], Namespaced, false, false, NONE),
-    b("", &["v1"], "PersistentVolumeClaim", "persistentvolumeclaims", &["pvc"], Namespaced, true, false, NONE),
-    b("", &["v1"], "PersistentVolume", "persistentvolumes", &["pv"], Cluster, true, false, NONE),
-    b("", &["v1"], "LimitRange", "limitranges", &["limits"], Namespaced, false, false, NONE),
-    b("", &["v1"], "ResourceQuota", "resourcequotas", &["quota"], Namespaced, true, false, NONE),
-    b("apps", &["v1"], "Deployment", "deployments", &["deploy"], Namespaced, true, true, ALL),
-    b("apps", &["v1"], "ReplicaSet", "replicasets", &["rs"], Namespaced, true, true, ALL),
-    b("apps", &["v1"], "StatefulSet", "statefulsets", &["sts"], Namespaced, true, true, ALL),
-    b("apps", &["v1"], "DaemonSet", "daemonsets", &["ds"], Namespaced, true, false, ALL),
-    b("apps", &["v1"], "ControllerRevision", "controllerrevisions", NONE, Namespaced, false, false, NONE),
-    b("batch", &["v1"], "Job", "jobs", NONE, Namespaced, true, false, ALL),
-    b("batch", &["v1"], "CronJob", "cronjobs", &["cj"], Namespaced, true, false, ALL),
-    b("autoscaling", &["v2", "v1"], "HorizontalPodAutoscaler", "horizontalpodautoscalers", &["hpa"], Namespaced, true, false, ALL),
-    b("coordination.k8s.io", &["v1"], "Lease", "leases", NONE, Namespaced, false, false, NONE),
-    b("discovery.k8s.io", &["v1"], "EndpointSlice", "endpointslices", NONE, Namespaced, false, false, NONE),
-    b("events.k8s.io", &["v1"], "Event", "events", &["ev"], Namespaced, false, false, NONE),
-    b("node.k8s.io", &["v1"], "RuntimeClass", "runtimeclasses", NONE, Cluster, false, false, NONE),
-    b("scheduling.k8s.io", &["v1"], "PriorityClass", "priorityclasses", &["pc"], Cluster, false, false, NONE),
-    b("storage.k8s.io", &["v1"], "StorageClass", "storageclasses", &["sc"], Cluster, false, false, NONE),
-    b("policy", &["v1"], "PodDisruptionBudget", "poddisruptionbudgets", &["pdb"], Namespaced, true, false, NONE),
-    b("networking.k8s.io", &["v1"], "Ingress", "ingresses", &["ing"], Namespaced, true, false, NONE),
-    b("networking.k8s.io", &["v1"], "NetworkPolicy", "networkpolicies", &["netpol"], Namespaced, false, false, NONE),
-    b("networking.k8s.io", &["v1"], "IngressClass", "ingressclasses", NONE, Cluster, false, false, NONE),
-    b("rbac.authorization.k8s.io", &["v1"], "Role", "roles", NONE, Namespaced, false, false, NONE),
-    b("rbac.authorization.k8s.io", &["v1"], "ClusterRole", "clusterroles", NONE, Cluster, false, false, NONE),
-    b("rbac.authorization.k8s.io", &["v1"], "RoleBinding", "rolebindings", NONE, Namespaced, false, false, NONE),
-    b("rbac.authorization.k8s.io", &["v1"], "ClusterRoleBinding", "clusterrolebindings", NONE, Cluster, false, false, NONE),
-    b("apiextensions.k8s.io", &["v1"], "CustomResourceDefinition", "customresourcedefinitions", &["crd", "crds"], Cluster, true, false, NONE),
+    b(
+        "",
+        &["v1"],
+        "Namespace",
+        "namespaces",
+        &["ns"],
+        Cluster,
+        true,
+        false,
+        NONE,
+    ),
+    b(
+        "",
+        &["v1"],
+        "ConfigMap",
+        "configmaps",
+        &["cm"],
+        Namespaced,
+        false,
+        false,
+        NONE,
+    ),
+    b(
+        "",
+        &["v1"],
+        "Secret",
+        "secrets",
+        NONE,
+        Namespaced,
+        false,
+        false,
+        NONE,
+    ),
+    b(
+        "",
+        &["v1"],
+        "ServiceAccount",
+        "serviceaccounts",
+        &["sa"],
+        Namespaced,
+        false,
+        false,
+        NONE,
+    ),
+    b(
+        "",
+        &["v1"],
+        "Event",
+        "events",
+        &["ev"],
+        Namespaced,
+        false,
+        false,
+        NONE,
+    ),
+    b(
+        "",
+        &["v1"],
+        "Node",
+        "nodes",
+        &["no"],
+        Cluster,
+        true,
+        false,
+        NONE,
+    ),
+    b(
+        "",
+        &["v1"],
+        "Pod",
+        "pods",
+        &["po"],
+        Namespaced,
+        true,
+        false,
+        ALL,
+    ),
+    b(
+        "",
+        &["v1"],
+        "PodTemplate",
+        "podtemplates",
+        NONE,
+        Namespaced,
+        false,
+        false,
+        NONE,
+    ),
+    b(
+        "",
+        &["v1"],
+        "ReplicationController",
+        "replicationcontrollers",
+        &["rc"],
+        Namespaced,
+        true,
+        true,
+        ALL,
+    ),
+    b(
+        "",
+        &["v1"],
+        "Service",
+        "services",
+        &["svc"],
+        Namespaced,
+        true,
+        false,
+        ALL,
+    ),
+    b(
+        "",
+        &["v1"],
+        "Endpoints",
+        "endpoints",
+        &["ep"],
+        Namespaced,
+        false,
+        false,
+        NONE,
+    ),
+    b(
+        "",
+        &["v1"],
+        "PersistentVolumeClaim",
+        "persistentvolumeclaims",
+        &["pvc"],
+        Namespaced,
+        true,
+        false,
+        NONE,
+    ),
+    b(
+        "",
+        &["v1"],
+        "PersistentVolume",
+        "persistentvolumes",
+        &["pv"],
+        Cluster,
+        true,
+        false,
+        NONE,
+    ),
+    b(
+        "",
+        &["v1"],
+        "LimitRange",
+        "limitranges",
+        &["limits"],
+        Namespaced,
+        false,
+        false,
+        NONE,
+    ),
+    b(
+        "",
+        &["v1"],
+        "ResourceQuota",
+        "resourcequotas",
+        &["quota"],
+        Namespaced,
+        true,
+        false,
+        NONE,
+    ),
+    b(
+        "apps",
+        &["v1"],
+        "Deployment",
+        "deployments",
+        &["deploy"],
+        Namespaced,
+        true,
+        true,
+        ALL,
+    ),
+    b(
+        "apps",
+        &["v1"],
+        "ReplicaSet",
+        "replicasets",
+        &["rs"],
+        Namespaced,
+        true,
+        true,
+        ALL,
+    ),
+    b(
+        "apps",
+        &["v1"],
+        "StatefulSet",
+        "statefulsets",
+        &["sts"],
+        Namespaced,
+        true,
+        true,
+        ALL,
+    ),
+    b(
+        "apps",
+        &["v1"],
+        "DaemonSet",
+        "daemonsets",
+        &["ds"],
+        Namespaced,
+        true,
+        false,
+        ALL,
+    ),
+    b(
+        "apps",
+        &["v1"],
+        "ControllerRevision",
+        "controllerrevisions",
+        NONE,
+        Namespaced,
+        false,
+        false,
+        NONE,
+    ),
+    b(
+        "batch",
+        &["v1"],
+        "Job",
+        "jobs",
+        NONE,
+        Namespaced,
+        true,
+        false,
+        ALL,
+    ),
+    b(
+        "batch",
+        &["v1"],
+        "CronJob",
+        "cronjobs",
+        &["cj"],
+        Namespaced,
+        true,
+        false,
+        ALL,
+    ),
+    b(
+        "autoscaling",
+        &["v2", "v1"],
+        "HorizontalPodAutoscaler",
+        "horizontalpodautoscalers",
+        &["hpa"],
+        Namespaced,
+        true,
+        false,
+        ALL,
+    ),
+    b(
+        "coordination.k8s.io",
+        &["v1"],
+        "Lease",
+        "leases",
+        NONE,
+        Namespaced,
+        false,
+        false,
+        NONE,
+    ),
+    b(
+        "discovery.k8s.io",
+        &["v1"],
+        "EndpointSlice",
+        "endpointslices",
+        NONE,
+        Namespaced,
+        false,
+        false,
+        NONE,
+    ),
+    b(
+        "events.k8s.io",
+        &["v1"],
+        "Event",
+        "events",
+        &["ev"],
+        Namespaced,
+        false,
+        false,
+        NONE,
+    ),
+    b(
+        "node.k8s.io",
+        &["v1"],
+        "RuntimeClass",
+        "runtimeclasses",
+        NONE,
+        Cluster,
+        false,
+        false,
+        NONE,
+    ),
+    b(
+        "scheduling.k8s.io",
+        &["v1"],
+        "PriorityClass",
+        "priorityclasses",
+        &["pc"],
+        Cluster,
+        false,
+        false,
+        NONE,
+    ),
+    b(
+        "storage.k8s.io",
+        &["v1"],
+        "StorageClass",
+        "storageclasses",
+        &["sc"],
+        Cluster,
+        false,
+        false,
+        NONE,
+    ),
+    b(
+        "policy",
+        &["v1"],
+        "PodDisruptionBudget",
+        "poddisruptionbudgets",
+        &["pdb"],
+        Namespaced,
+        true,
+        false,
+        NONE,
+    ),
+    b(
+        "networking.k8s.io",
+        &["v1"],
+        "Ingress",
+        "ingresses",
+        &["ing"],
+        Namespaced,
+        true,
+        false,
+        NONE,
+    ),
+    b(
+        "networking.k8s.io",
+        &["v1"],
+        "NetworkPolicy",
+        "networkpolicies",
+        &["netpol"],
+        Namespaced,
+        false,
+        false,
+        NONE,
+    ),
+    b(
+        "networking.k8s.io",
+        &["v1"],
+        "IngressClass",
+        "ingressclasses",
+        NONE,
+        Cluster,
+        false,
+        false,
+        NONE,
+    ),
+    b(
+        "rbac.authorization.k8s.io",
+        &["v1"],
+        "Role",
+        "roles",
+        NONE,
+        Namespaced,
+        false,
+        false,
+        NONE,
+    ),
+    b(
+        "rbac.authorization.k8s.io",
+        &["v1"],
+        "ClusterRole",
+        "clusterroles",
+        NONE,
+        Cluster,
+        false,
+        false,
+        NONE,
+    ),
+    b(
+        "rbac.authorization.k8s.io",
+        &["v1"],
+        "RoleBinding",
+        "rolebindings",
+        NONE,
+        Namespaced,
+        false,
+        false,
+        NONE,
+    ),
+    b(
+        "rbac.authorization.k8s.io",
+        &["v1"],
+        "ClusterRoleBinding",
+        "clusterrolebindings",
+        NONE,
+        Cluster,
+        false,
+        false,
+        NONE,
+    ),
+    b(
+        "apiextensions.k8s.io",
+        &["v1"],
+        "CustomResourceDefinition",
+        "customresourcedefinitions",
+        &["crd", "crds"],
+        Cluster,
+        true,
+        false,
+        NONE,
+    ),
 ];
 
 /// The group order discovery advertises (core first, then like kube-apiserver).
@@ -204,8 +604,16 @@ fn builtin_types() -> Vec<ResourceType> {
         } else {
             group_version(bt.group, bt.versions[0])
         };
-        let group_dir = if bt.group.is_empty() { "core" } else { bt.group };
-        let storage_group_dir = if bt.group == "events.k8s.io" { "core" } else { group_dir };
+        let group_dir = if bt.group.is_empty() {
+            "core"
+        } else {
+            bt.group
+        };
+        let storage_group_dir = if bt.group == "events.k8s.io" {
+            "core"
+        } else {
+            group_dir
+        };
         for v in bt.versions {
             out.push(ResourceType {
                 group: bt.group.to_string(),
@@ -265,7 +673,10 @@ impl Registry {
     pub fn with_custom(custom: Vec<ResourceType>) -> Self {
         let mut types = builtin_types();
         for c in custom {
-            if !types.iter().any(|t| t.group == c.group && t.version == c.version && t.plural == c.plural) {
+            if !types
+                .iter()
+                .any(|t| t.group == c.group && t.version == c.version && t.plural == c.plural)
+            {
                 types.push(c);
             }
         }
@@ -302,12 +713,23 @@ impl Registry {
                 None => out.push((t.group.clone(), vec![t.version.clone()])),
             }
         }
-        out.sort_by_key(|(g, _)| GROUP_ORDER.iter().position(|o| o == g).unwrap_or(GROUP_ORDER.len()));
+        out.sort_by_key(|(g, _)| {
+            GROUP_ORDER
+                .iter()
+                .position(|o| o == g)
+                .unwrap_or(GROUP_ORDER.len())
+        });
         out
     }
 
-    pub fn in_group_version<'a>(&'a self, group: &'a str, version: &'a str) -> impl Iterator<Item = &'a Arc<ResourceType>> + 'a {
-        self.types.iter().filter(move |t| t.group == group && t.version == version)
+    pub fn in_group_version<'a>(
+        &'a self,
+        group: &'a str,
+        version: &'a str,
+    ) -> impl Iterator<Item = &'a Arc<ResourceType>> + 'a {
+        self.types
+            .iter()
+            .filter(move |t| t.group == group && t.version == version)
     }
 }
 
@@ -319,12 +741,20 @@ mod tests {
     fn keys_and_prefixes() {
         let r = Registry::builtin();
         let pods = r.get("", "v1", "pods").unwrap();
-        assert_eq!(pods.key(Some("default"), "web"), "/registry/core/pods/default/web");
+        assert_eq!(
+            pods.key(Some("default"), "web"),
+            "/registry/core/pods/default/web"
+        );
         assert_eq!(pods.list_prefix(None), "/registry/core/pods/");
-        assert_eq!(pods.list_prefix(Some("kube-system")), "/registry/core/pods/kube-system/");
+        assert_eq!(
+            pods.list_prefix(Some("kube-system")),
+            "/registry/core/pods/kube-system/"
+        );
         let nodes = r.get("", "v1", "nodes").unwrap();
         assert_eq!(nodes.key(None, "n1"), "/registry/core/nodes/n1");
-        let hpa1 = r.get("autoscaling", "v1", "horizontalpodautoscalers").unwrap();
+        let hpa1 = r
+            .get("autoscaling", "v1", "horizontalpodautoscalers")
+            .unwrap();
         assert_eq!(hpa1.storage_version, "autoscaling/v2");
         let ev = r.get("events.k8s.io", "v1", "events").unwrap();
         assert_eq!(ev.storage_prefix, "/registry/core/events/");

@@ -14,18 +14,46 @@ pub struct Cause {
 }
 
 impl Cause {
-    pub fn invalid(field: impl Into<String>, value: impl std::fmt::Display, detail: impl std::fmt::Display) -> Cause {
-        Cause { reason: "FieldValueInvalid".into(), message: format!("Invalid value: \"{value}\": {detail}"), field: field.into() }
+    pub fn invalid(
+        field: impl Into<String>,
+        value: impl std::fmt::Display,
+        detail: impl std::fmt::Display,
+    ) -> Cause {
+        Cause {
+            reason: "FieldValueInvalid".into(),
+            message: format!("Invalid value: \"{value}\": {detail}"),
+            field: field.into(),
+        }
     }
-    pub fn invalid_raw(field: impl Into<String>, value: impl std::fmt::Display, detail: impl std::fmt::Display) -> Cause {
-        Cause { reason: "FieldValueInvalid".into(), message: format!("Invalid value: {value}: {detail}"), field: field.into() }
+    pub fn invalid_raw(
+        field: impl Into<String>,
+        value: impl std::fmt::Display,
+        detail: impl std::fmt::Display,
+    ) -> Cause {
+        Cause {
+            reason: "FieldValueInvalid".into(),
+            message: format!("Invalid value: {value}: {detail}"),
+            field: field.into(),
+        }
     }
     pub fn required(field: impl Into<String>, detail: &str) -> Cause {
-        let message = if detail.is_empty() { "Required value".to_string() } else { format!("Required value: {detail}") };
-        Cause { reason: "FieldValueRequired".into(), message, field: field.into() }
+        let message = if detail.is_empty() {
+            "Required value".to_string()
+        } else {
+            format!("Required value: {detail}")
+        };
+        Cause {
+            reason: "FieldValueRequired".into(),
+            message,
+            field: field.into(),
+        }
     }
     pub fn not_supported(field: impl Into<String>, value: &str, supported: &[&str]) -> Cause {
-        let list = supported.iter().map(|s| format!("\"{s}\"")).collect::<Vec<_>>().join(", ");
+        let list = supported
+            .iter()
+            .map(|s| format!("\"{s}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
         Cause {
             reason: "FieldValueNotSupported".into(),
             message: format!("Unsupported value: \"{value}\": supported values: {list}"),
@@ -33,10 +61,18 @@ impl Cause {
         }
     }
     pub fn duplicate(field: impl Into<String>, value: impl std::fmt::Display) -> Cause {
-        Cause { reason: "FieldValueDuplicate".into(), message: format!("Duplicate value: \"{value}\""), field: field.into() }
+        Cause {
+            reason: "FieldValueDuplicate".into(),
+            message: format!("Duplicate value: \"{value}\""),
+            field: field.into(),
+        }
     }
     pub fn forbidden(field: impl Into<String>, detail: impl std::fmt::Display) -> Cause {
-        Cause { reason: "FieldValueForbidden".into(), message: format!("Forbidden: {detail}"), field: field.into() }
+        Cause {
+            reason: "FieldValueForbidden".into(),
+            message: format!("Forbidden: {detail}"),
+            field: field.into(),
+        }
     }
     pub fn too_long(field: impl Into<String>, max: usize) -> Cause {
         Cause {
@@ -54,7 +90,7 @@ pub struct ApiError {
     pub code: u16,
     pub reason: String,
     pub message: String,
-    pub details: Option<Details>,
+    pub details: Option<Box<Details>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -68,45 +104,74 @@ pub struct Details {
 
 impl ApiError {
     pub fn new(code: u16, reason: &str, message: impl Into<String>) -> ApiError {
-        ApiError { code, reason: reason.into(), message: message.into(), details: None }
+        ApiError {
+            code,
+            reason: reason.into(),
+            message: message.into(),
+            details: None,
+        }
     }
 
     fn with_details(mut self, group: &str, kind: &str, name: &str) -> ApiError {
-        self.details = Some(Details {
+        self.details = Some(Box::new(Details {
             name: name.into(),
             group: group.into(),
             kind: kind.into(),
             causes: Vec::new(),
             retry_after_seconds: None,
-        });
+        }));
         self
     }
 
     /// `kind` is the resource's plural (as kube-apiserver reports it, e.g. "pods").
     pub fn not_found(group: &str, resource: &str, name: &str) -> ApiError {
         let qualified = qualified(group, resource);
-        ApiError::new(404, "NotFound", format!("{qualified} \"{name}\" not found")).with_details(group, resource, name)
+        ApiError::new(404, "NotFound", format!("{qualified} \"{name}\" not found"))
+            .with_details(group, resource, name)
     }
 
     pub fn already_exists(group: &str, resource: &str, name: &str) -> ApiError {
         let qualified = qualified(group, resource);
-        ApiError::new(409, "AlreadyExists", format!("{qualified} \"{name}\" already exists"))
-            .with_details(group, resource, name)
+        ApiError::new(
+            409,
+            "AlreadyExists",
+            format!("{qualified} \"{name}\" already exists"),
+        )
+        .with_details(group, resource, name)
     }
 
     pub fn conflict(group: &str, resource: &str, name: &str, why: &str) -> ApiError {
         let qualified = qualified(group, resource);
-        ApiError::new(409, "Conflict", format!("Operation cannot be fulfilled on {qualified} \"{name}\": {why}"))
-            .with_details(group, resource, name)
+        ApiError::new(
+            409,
+            "Conflict",
+            format!("Operation cannot be fulfilled on {qualified} \"{name}\": {why}"),
+        )
+        .with_details(group, resource, name)
     }
 
     /// 422 with causes. `kind` is the object's Kind (e.g. "Pod"), as Kubernetes reports it.
     pub fn invalid(group: &str, kind: &str, name: &str, causes: Vec<Cause>) -> ApiError {
-        let qualified = if group.is_empty() { kind.to_string() } else { format!("{kind}.{group}") };
-        let summary = causes.iter().map(|c| format!("{}: {}", c.field, c.message)).collect::<Vec<_>>();
-        let summary = if summary.len() == 1 { summary[0].clone() } else { format!("[{}]", summary.join(", ")) };
-        let mut e = ApiError::new(422, "Invalid", format!("{qualified} \"{name}\" is invalid: {summary}"))
-            .with_details(group, kind, name);
+        let qualified = if group.is_empty() {
+            kind.to_string()
+        } else {
+            format!("{kind}.{group}")
+        };
+        let summary = causes
+            .iter()
+            .map(|c| format!("{}: {}", c.field, c.message))
+            .collect::<Vec<_>>();
+        let summary = if summary.len() == 1 {
+            summary[0].clone()
+        } else {
+            format!("[{}]", summary.join(", "))
+        };
+        let mut e = ApiError::new(
+            422,
+            "Invalid",
+            format!("{qualified} \"{name}\" is invalid: {summary}"),
+        )
+        .with_details(group, kind, name);
         e.details.as_mut().unwrap().causes = causes;
         e
     }
@@ -144,7 +209,11 @@ impl ApiError {
     }
 
     pub fn internal(message: impl Into<String>) -> ApiError {
-        ApiError::new(500, "InternalError", format!("Internal error occurred: {}", message.into()))
+        ApiError::new(
+            500,
+            "InternalError",
+            format!("Internal error occurred: {}", message.into()),
+        )
     }
 
     pub fn unavailable(message: impl Into<String>) -> ApiError {
@@ -176,7 +245,9 @@ impl ApiError {
                 details["causes"] = Value::Array(
                     d.causes
                         .iter()
-                        .map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field}))
+                        .map(
+                            |c| json!({"reason": c.reason, "message": c.message, "field": c.field}),
+                        )
                         .collect(),
                 );
             }
@@ -220,7 +291,13 @@ mod tests {
     #[test]
     fn invalid_lists_causes_with_fields() {
         let e = ApiError::invalid("", "Pod", "x", vec![Cause::required("spec.containers", "")]);
-        assert_eq!(e.message, "Pod \"x\" is invalid: spec.containers: Required value");
-        assert_eq!(e.to_status()["details"]["causes"][0]["field"], "spec.containers");
+        assert_eq!(
+            e.message,
+            "Pod \"x\" is invalid: spec.containers: Required value"
+        );
+        assert_eq!(
+            e.to_status()["details"]["causes"][0]["field"],
+            "spec.containers"
+        );
     }
 }

@@ -27,7 +27,11 @@ pub fn check_types(group: &str, version: &str, kind: &str, obj: &Value) -> Resul
                     Err(ApiError::bad_request(format!(
                         "{kind} in version \"{}\" cannot be handled as a {kind}: {}{}",
                         api_version,
-                        if path == "." || path.is_empty() { String::new() } else { format!("{path}: ") },
+                        if path == "." || path.is_empty() {
+                            String::new()
+                        } else {
+                            format!("{path}: ")
+                        },
                         e
                     )))
                 }
@@ -57,8 +61,12 @@ pub fn check_types(group: &str, version: &str, kind: &str, obj: &Value) -> Resul
         ("apps", "v1", "ControllerRevision") => decode!(api::apps::v1::ControllerRevision),
         ("batch", "v1", "Job") => decode!(api::batch::v1::Job),
         ("batch", "v1", "CronJob") => decode!(api::batch::v1::CronJob),
-        ("autoscaling", "v1", "HorizontalPodAutoscaler") => decode!(api::autoscaling::v1::HorizontalPodAutoscaler),
-        ("autoscaling", "v2", "HorizontalPodAutoscaler") => decode!(api::autoscaling::v2::HorizontalPodAutoscaler),
+        ("autoscaling", "v1", "HorizontalPodAutoscaler") => {
+            decode!(api::autoscaling::v1::HorizontalPodAutoscaler)
+        }
+        ("autoscaling", "v2", "HorizontalPodAutoscaler") => {
+            decode!(api::autoscaling::v2::HorizontalPodAutoscaler)
+        }
         ("coordination.k8s.io", "v1", "Lease") => decode!(api::coordination::v1::Lease),
         ("discovery.k8s.io", "v1", "EndpointSlice") => decode!(api::discovery::v1::EndpointSlice),
         ("events.k8s.io", "v1", "Event") => decode!(api::events::v1::Event),
@@ -72,22 +80,36 @@ pub fn check_types(group: &str, version: &str, kind: &str, obj: &Value) -> Resul
         ("rbac.authorization.k8s.io", "v1", "Role") => decode!(api::rbac::v1::Role),
         ("rbac.authorization.k8s.io", "v1", "ClusterRole") => decode!(api::rbac::v1::ClusterRole),
         ("rbac.authorization.k8s.io", "v1", "RoleBinding") => decode!(api::rbac::v1::RoleBinding),
-        ("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding") => decode!(api::rbac::v1::ClusterRoleBinding),
-        ("apiextensions.k8s.io", "v1", "CustomResourceDefinition") => decode!(apiextensions::CustomResourceDefinition),
+        ("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding") => {
+            decode!(api::rbac::v1::ClusterRoleBinding)
+        }
+        ("apiextensions.k8s.io", "v1", "CustomResourceDefinition") => {
+            decode!(apiextensions::CustomResourceDefinition)
+        }
         _ => Ok(()),
     }
 }
 
 impl From<FieldError> for Cause {
     fn from(e: FieldError) -> Cause {
-        Cause { reason: e.kind.cause_reason().to_string(), message: e.body(), field: e.field }
+        Cause {
+            reason: e.kind.cause_reason().to_string(),
+            message: e.body(),
+            field: e.field,
+        }
     }
 }
 
 /// Validates an object of a built-in kind (after defaulting), and an update
 /// against the stored `old` object (immutable fields). Returns the causes of a
 /// 422, empty when valid.
-pub fn validate(group: &str, kind: &str, obj: &Value, old: Option<&Value>, namespaced: bool) -> Vec<Cause> {
+pub fn validate(
+    group: &str,
+    kind: &str,
+    obj: &Value,
+    old: Option<&Value>,
+    namespaced: bool,
+) -> Vec<Cause> {
     let mut errs = Vec::new();
     validate_metadata(group, kind, obj, namespaced, &mut errs);
     let spec = obj.get("spec");
@@ -97,16 +119,26 @@ pub fn validate(group: &str, kind: &str, obj: &Value, old: Option<&Value>, names
             None => errs.push(FieldError::required("spec.containers", "")),
         },
         ("", "PodTemplate") => validate_template(obj.get("template"), "template", None, &mut errs),
-        ("apps", "Deployment") | ("apps", "ReplicaSet") | ("apps", "StatefulSet") | ("apps", "DaemonSet") | ("", "ReplicationController") => {
-            validate_workload(group, kind, spec, old.and_then(|o| o.get("spec")), &mut errs)
-        }
+        ("apps", "Deployment")
+        | ("apps", "ReplicaSet")
+        | ("apps", "StatefulSet")
+        | ("apps", "DaemonSet")
+        | ("", "ReplicationController") => validate_workload(
+            group,
+            kind,
+            spec,
+            old.and_then(|o| o.get("spec")),
+            &mut errs,
+        ),
         ("batch", "Job") => validate_job_spec(spec, "spec", &mut errs),
         ("batch", "CronJob") => validate_cronjob(spec, &mut errs),
         ("", "Service") => validate_service(spec, &mut errs),
         ("", "ConfigMap") => validate_data_keys(obj, &["data", "binaryData"], &mut errs),
         ("", "Secret") => validate_data_keys(obj, &["data", "stringData"], &mut errs),
         ("autoscaling", "HorizontalPodAutoscaler") => validate_hpa(spec, &mut errs),
-        ("apiextensions.k8s.io", "CustomResourceDefinition") => errs.extend(crate::crd::validate_crd(obj)),
+        ("apiextensions.k8s.io", "CustomResourceDefinition") => {
+            errs.extend(crate::crd::validate_crd(obj))
+        }
         _ => {}
     }
     errs.into_iter().map(Cause::from).collect()
@@ -116,15 +148,32 @@ fn name_rule(group: &str, kind: &str) -> fn(&str, bool) -> Vec<String> {
     match (group, kind) {
         ("", "Namespace") => names::validate_object_meta_name_dns_label,
         ("", "Service") => names::validate_object_meta_name_dns1035_label,
-        ("rbac.authorization.k8s.io", _) | ("", "Event") | ("events.k8s.io", _) => names::validate_path_segment_name,
+        ("rbac.authorization.k8s.io", _) | ("", "Event") | ("events.k8s.io", _) => {
+            names::validate_path_segment_name
+        }
         _ => names::validate_object_meta_name,
     }
 }
 
-fn validate_metadata(group: &str, kind: &str, obj: &Value, namespaced: bool, errs: &mut Vec<FieldError>) {
+fn validate_metadata(
+    group: &str,
+    kind: &str,
+    obj: &Value,
+    namespaced: bool,
+    errs: &mut Vec<FieldError>,
+) {
     let meta = obj.get("metadata");
-    let s = |f: &str| meta.and_then(|m| m.get(f)).and_then(Value::as_str).unwrap_or("");
-    errs.extend(names::validate_name_and_generate_name(s("name"), s("generateName"), "metadata", name_rule(group, kind)));
+    let s = |f: &str| {
+        meta.and_then(|m| m.get(f))
+            .and_then(Value::as_str)
+            .unwrap_or("")
+    };
+    errs.extend(names::validate_name_and_generate_name(
+        s("name"),
+        s("generateName"),
+        "metadata",
+        name_rule(group, kind),
+    ));
     if namespaced {
         let ns = s("namespace");
         if ns.is_empty() {
@@ -139,17 +188,27 @@ fn validate_metadata(group: &str, kind: &str, obj: &Value, namespaced: bool, err
         Ok(labels) => errs.extend(names::validate_labels(&labels, "metadata.labels")),
         Err(e) => errs.extend(e),
     }
-    match names::string_map_from_json(meta.and_then(|m| m.get("annotations")), "metadata.annotations") {
+    match names::string_map_from_json(
+        meta.and_then(|m| m.get("annotations")),
+        "metadata.annotations",
+    ) {
         Ok(a) => errs.extend(names::validate_annotations(&a, "metadata.annotations")),
         Err(e) => errs.extend(e),
     }
-    if let Some(fins) = meta.and_then(|m| m.get("finalizers")).and_then(Value::as_array) {
+    if let Some(fins) = meta
+        .and_then(|m| m.get("finalizers"))
+        .and_then(Value::as_array)
+    {
         for (i, f) in fins.iter().enumerate() {
             let f = f.as_str().unwrap_or("");
             // Finalizers are qualified names; the short built-in ones are allowed.
             if !matches!(f, "kubernetes" | "orphan" | "foregroundDeletion") {
                 for m in names::is_qualified_name(f) {
-                    errs.push(FieldError::invalid(format!("metadata.finalizers[{i}]"), f, m));
+                    errs.push(FieldError::invalid(
+                        format!("metadata.finalizers[{i}]"),
+                        f,
+                        m,
+                    ));
                 }
             }
         }
@@ -164,7 +223,11 @@ fn validate_pod_spec(spec: &Value, path: &str, errs: &mut Vec<FieldError>) {
     let volumes: Vec<&str> = spec
         .get("volumes")
         .and_then(Value::as_array)
-        .map(|vs| vs.iter().filter_map(|v| v.get("name").and_then(Value::as_str)).collect())
+        .map(|vs| {
+            vs.iter()
+                .filter_map(|v| v.get("name").and_then(Value::as_str))
+                .collect()
+        })
         .unwrap_or_default();
     let mut seen_volumes = std::collections::BTreeSet::new();
     for (i, v) in volumes.iter().enumerate() {
@@ -182,7 +245,13 @@ fn validate_pod_spec(spec: &Value, path: &str, errs: &mut Vec<FieldError>) {
     }
     let mut names_seen = std::collections::BTreeSet::new();
     for field in ["initContainers", "containers"] {
-        for (i, c) in spec.get(field).and_then(Value::as_array).into_iter().flatten().enumerate() {
+        for (i, c) in spec
+            .get(field)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
             let cp = format!("{path}.{field}[{i}]");
             match s(Some(c), "name") {
                 None | Some("") => errs.push(FieldError::required(format!("{cp}.name"), "")),
@@ -198,20 +267,40 @@ fn validate_pod_spec(spec: &Value, path: &str, errs: &mut Vec<FieldError>) {
             if s(Some(c), "image").is_none_or(|i| i.trim().is_empty()) {
                 errs.push(FieldError::required(format!("{cp}.image"), ""));
             }
-            for (j, p) in c.get("ports").and_then(Value::as_array).into_iter().flatten().enumerate() {
+            for (j, p) in c
+                .get("ports")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .enumerate()
+            {
                 let pp = format!("{cp}.ports[{j}]");
                 match p.get("containerPort").and_then(Value::as_i64) {
                     Some(n) if (1..=65535).contains(&n) => {}
-                    Some(n) => errs.push(FieldError::invalid_unquoted(format!("{pp}.containerPort"), n, "must be between 1 and 65535, inclusive")),
+                    Some(n) => errs.push(FieldError::invalid_unquoted(
+                        format!("{pp}.containerPort"),
+                        n,
+                        "must be between 1 and 65535, inclusive",
+                    )),
                     None => errs.push(FieldError::required(format!("{pp}.containerPort"), "")),
                 }
                 if let Some(proto) = s(Some(p), "protocol") {
                     if !matches!(proto, "TCP" | "UDP" | "SCTP") {
-                        errs.push(FieldError::not_supported(format!("{pp}.protocol"), proto, &["SCTP", "TCP", "UDP"]));
+                        errs.push(FieldError::not_supported(
+                            format!("{pp}.protocol"),
+                            proto,
+                            &["SCTP", "TCP", "UDP"],
+                        ));
                     }
                 }
             }
-            for (j, m) in c.get("volumeMounts").and_then(Value::as_array).into_iter().flatten().enumerate() {
+            for (j, m) in c
+                .get("volumeMounts")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .enumerate()
+            {
                 let mp = format!("{cp}.volumeMounts[{j}]");
                 let name = s(Some(m), "name").unwrap_or("");
                 if name.is_empty() {
@@ -225,43 +314,83 @@ fn validate_pod_spec(spec: &Value, path: &str, errs: &mut Vec<FieldError>) {
                 for sub_field in ["subPath", "subPathExpr"] {
                     if let Some(sp) = s(Some(m), sub_field) {
                         if sp.starts_with('/') {
-                            errs.push(FieldError::invalid(format!("{mp}.{sub_field}"), sp, "must be a relative path"));
+                            errs.push(FieldError::invalid(
+                                format!("{mp}.{sub_field}"),
+                                sp,
+                                "must be a relative path",
+                            ));
                         } else if sp.split('/').any(|seg| seg == "..") {
-                            errs.push(FieldError::invalid(format!("{mp}.{sub_field}"), sp, "must not contain '..'"));
+                            errs.push(FieldError::invalid(
+                                format!("{mp}.{sub_field}"),
+                                sp,
+                                "must not contain '..'",
+                            ));
                         }
                     }
                 }
             }
-            for (j, e) in c.get("env").and_then(Value::as_array).into_iter().flatten().enumerate() {
+            for (j, e) in c
+                .get("env")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .enumerate()
+            {
                 if s(Some(e), "name").is_none_or(str::is_empty) {
                     errs.push(FieldError::required(format!("{cp}.env[{j}].name"), ""));
                 }
             }
             if let Some(policy) = s(Some(c), "imagePullPolicy") {
                 if !matches!(policy, "Always" | "IfNotPresent" | "Never") {
-                    errs.push(FieldError::not_supported(format!("{cp}.imagePullPolicy"), policy, &["Always", "IfNotPresent", "Never"]));
+                    errs.push(FieldError::not_supported(
+                        format!("{cp}.imagePullPolicy"),
+                        policy,
+                        &["Always", "IfNotPresent", "Never"],
+                    ));
                 }
             }
         }
     }
     if let Some(rp) = s(Some(spec), "restartPolicy") {
         if !matches!(rp, "Always" | "OnFailure" | "Never") {
-            errs.push(FieldError::not_supported(format!("{path}.restartPolicy"), rp, &["Always", "OnFailure", "Never"]));
+            errs.push(FieldError::not_supported(
+                format!("{path}.restartPolicy"),
+                rp,
+                &["Always", "OnFailure", "Never"],
+            ));
         }
     }
     if let Some(dp) = s(Some(spec), "dnsPolicy") {
-        if !matches!(dp, "ClusterFirstWithHostNet" | "ClusterFirst" | "Default" | "None") {
-            errs.push(FieldError::not_supported(format!("{path}.dnsPolicy"), dp, &["ClusterFirstWithHostNet", "ClusterFirst", "Default", "None"]));
+        if !matches!(
+            dp,
+            "ClusterFirstWithHostNet" | "ClusterFirst" | "Default" | "None"
+        ) {
+            errs.push(FieldError::not_supported(
+                format!("{path}.dnsPolicy"),
+                dp,
+                &["ClusterFirstWithHostNet", "ClusterFirst", "Default", "None"],
+            ));
         }
     }
-    if let Some(g) = spec.get("terminationGracePeriodSeconds").and_then(Value::as_i64) {
+    if let Some(g) = spec
+        .get("terminationGracePeriodSeconds")
+        .and_then(Value::as_i64)
+    {
         if g < 0 {
-            errs.push(FieldError::invalid_unquoted(format!("{path}.terminationGracePeriodSeconds"), g, "must be greater than or equal to 0"));
+            errs.push(FieldError::invalid_unquoted(
+                format!("{path}.terminationGracePeriodSeconds"),
+                g,
+                "must be greater than or equal to 0",
+            ));
         }
     }
 }
 
-fn validate_selector(sel: Option<&Value>, path: &str, errs: &mut Vec<FieldError>) -> Option<apimachinery::selector::LabelSelector> {
+fn validate_selector(
+    sel: Option<&Value>,
+    path: &str,
+    errs: &mut Vec<FieldError>,
+) -> Option<apimachinery::selector::LabelSelector> {
     let Some(sel) = sel.filter(|v| !v.is_null()) else {
         errs.push(FieldError::required(path, ""));
         return None;
@@ -269,7 +398,11 @@ fn validate_selector(sel: Option<&Value>, path: &str, errs: &mut Vec<FieldError>
     match apimachinery::selector::LabelSelector::from_json(Some(sel), path) {
         Ok(s) => {
             if s.is_everything() {
-                errs.push(FieldError::invalid(path, "{}", "empty selector is invalid for deployment"));
+                errs.push(FieldError::invalid(
+                    path,
+                    "{}",
+                    "empty selector is invalid for deployment",
+                ));
             }
             Some(s)
         }
@@ -280,16 +413,32 @@ fn validate_selector(sel: Option<&Value>, path: &str, errs: &mut Vec<FieldError>
     }
 }
 
-fn validate_template(template: Option<&Value>, path: &str, selector: Option<&apimachinery::selector::LabelSelector>, errs: &mut Vec<FieldError>) {
+fn validate_template(
+    template: Option<&Value>,
+    path: &str,
+    selector: Option<&apimachinery::selector::LabelSelector>,
+    errs: &mut Vec<FieldError>,
+) {
     let Some(t) = template else {
         errs.push(FieldError::required(path, ""));
         return;
     };
-    let labels = names::string_map_from_json(t.pointer("/metadata/labels"), &format!("{path}.metadata.labels")).unwrap_or_default();
-    errs.extend(names::validate_labels(&labels, &format!("{path}.metadata.labels")));
+    let labels = names::string_map_from_json(
+        t.pointer("/metadata/labels"),
+        &format!("{path}.metadata.labels"),
+    )
+    .unwrap_or_default();
+    errs.extend(names::validate_labels(
+        &labels,
+        &format!("{path}.metadata.labels"),
+    ));
     if let Some(sel) = selector {
         if !sel.matches(&labels) {
-            let shown = labels.iter().map(|(k, v)| format!("{k:?}:{v:?}")).collect::<Vec<_>>().join(", ");
+            let shown = labels
+                .iter()
+                .map(|(k, v)| format!("{k:?}:{v:?}"))
+                .collect::<Vec<_>>()
+                .join(", ");
             errs.push(FieldError::invalid(
                 format!("{path}.metadata.labels"),
                 format!("map[string]string{{{shown}}}"),
@@ -306,71 +455,151 @@ fn validate_template(template: Option<&Value>, path: &str, selector: Option<&api
 fn non_negative(spec: Option<&Value>, field: &str, path: &str, errs: &mut Vec<FieldError>) {
     if let Some(n) = spec.and_then(|s| s.get(field)).and_then(Value::as_i64) {
         if n < 0 {
-            errs.push(FieldError::invalid_unquoted(format!("{path}.{field}"), n, "must be greater than or equal to 0"));
+            errs.push(FieldError::invalid_unquoted(
+                format!("{path}.{field}"),
+                n,
+                "must be greater than or equal to 0",
+            ));
         }
     }
 }
 
-fn validate_workload(group: &str, kind: &str, spec: Option<&Value>, old_spec: Option<&Value>, errs: &mut Vec<FieldError>) {
+fn validate_workload(
+    group: &str,
+    kind: &str,
+    spec: Option<&Value>,
+    old_spec: Option<&Value>,
+    errs: &mut Vec<FieldError>,
+) {
     non_negative(spec, "replicas", "spec", errs);
     non_negative(spec, "minReadySeconds", "spec", errs);
     non_negative(spec, "revisionHistoryLimit", "spec", errs);
     let selector = if kind == "ReplicationController" {
         // An RC's selector is a plain map.
-        spec.and_then(|s| s.get("selector")).map(|m| json!({"matchLabels": m}))
+        spec.and_then(|s| s.get("selector"))
+            .map(|m| json!({"matchLabels": m}))
     } else {
         spec.and_then(|s| s.get("selector")).cloned()
     };
     let sel = validate_selector(selector.as_ref(), "spec.selector", errs);
-    validate_template(spec.and_then(|s| s.get("template")), "spec.template", sel.as_ref(), errs);
-    if let Some(rp) = spec.and_then(|s| s.pointer("/template/spec/restartPolicy")).and_then(Value::as_str) {
+    validate_template(
+        spec.and_then(|s| s.get("template")),
+        "spec.template",
+        sel.as_ref(),
+        errs,
+    );
+    if let Some(rp) = spec
+        .and_then(|s| s.pointer("/template/spec/restartPolicy"))
+        .and_then(Value::as_str)
+    {
         if rp != "Always" {
-            errs.push(FieldError::not_supported("spec.template.spec.restartPolicy", rp, &["Always"]));
+            errs.push(FieldError::not_supported(
+                "spec.template.spec.restartPolicy",
+                rp,
+                &["Always"],
+            ));
         }
     }
     if group == "apps" && kind == "Deployment" {
-        if let Some(t) = spec.and_then(|s| s.pointer("/strategy/type")).and_then(Value::as_str) {
+        if let Some(t) = spec
+            .and_then(|s| s.pointer("/strategy/type"))
+            .and_then(Value::as_str)
+        {
             if !matches!(t, "Recreate" | "RollingUpdate") {
-                errs.push(FieldError::not_supported("spec.strategy.type", t, &["Recreate", "RollingUpdate"]));
-            } else if t == "Recreate" && spec.and_then(|s| s.pointer("/strategy/rollingUpdate")).is_some_and(|v| !v.is_null()) {
-                errs.push(FieldError::forbidden("spec.strategy.rollingUpdate", "may not be specified when strategy `type` is 'Recreate'"));
+                errs.push(FieldError::not_supported(
+                    "spec.strategy.type",
+                    t,
+                    &["Recreate", "RollingUpdate"],
+                ));
+            } else if t == "Recreate"
+                && spec
+                    .and_then(|s| s.pointer("/strategy/rollingUpdate"))
+                    .is_some_and(|v| !v.is_null())
+            {
+                errs.push(FieldError::forbidden(
+                    "spec.strategy.rollingUpdate",
+                    "may not be specified when strategy `type` is 'Recreate'",
+                ));
             }
         }
         if let Some(ru) = spec.and_then(|s| s.pointer("/strategy/rollingUpdate")) {
-            let replicas = spec.and_then(|s| s.get("replicas")).and_then(Value::as_i64).unwrap_or(1);
-            let surge = int_or_percent(ru.get("maxSurge"), "spec.strategy.rollingUpdate.maxSurge", errs);
-            let unavailable = int_or_percent(ru.get("maxUnavailable"), "spec.strategy.rollingUpdate.maxUnavailable", errs);
+            let replicas = spec
+                .and_then(|s| s.get("replicas"))
+                .and_then(Value::as_i64)
+                .unwrap_or(1);
+            let surge = int_or_percent(
+                ru.get("maxSurge"),
+                "spec.strategy.rollingUpdate.maxSurge",
+                errs,
+            );
+            let unavailable = int_or_percent(
+                ru.get("maxUnavailable"),
+                "spec.strategy.rollingUpdate.maxUnavailable",
+                errs,
+            );
             if let (Some(s0), Some(u0)) = (surge, unavailable) {
                 if s0.is_zero(replicas) && u0.is_zero(replicas) {
-                    errs.push(FieldError::invalid("spec.strategy.rollingUpdate.maxUnavailable", u0.shown(), "may not be 0 when `maxSurge` is 0"));
+                    errs.push(FieldError::invalid(
+                        "spec.strategy.rollingUpdate.maxUnavailable",
+                        u0.shown(),
+                        "may not be 0 when `maxSurge` is 0",
+                    ));
                 }
             }
         }
         non_negative(spec, "progressDeadlineSeconds", "spec", errs);
     }
     if group == "apps" && kind == "StatefulSet" {
-        if let Some(t) = spec.and_then(|s| s.pointer("/updateStrategy/type")).and_then(Value::as_str) {
+        if let Some(t) = spec
+            .and_then(|s| s.pointer("/updateStrategy/type"))
+            .and_then(Value::as_str)
+        {
             if !matches!(t, "OnDelete" | "RollingUpdate") {
-                errs.push(FieldError::not_supported("spec.updateStrategy.type", t, &["OnDelete", "RollingUpdate"]));
+                errs.push(FieldError::not_supported(
+                    "spec.updateStrategy.type",
+                    t,
+                    &["OnDelete", "RollingUpdate"],
+                ));
             }
         }
-        if let Some(p) = spec.and_then(|s| s.get("podManagementPolicy")).and_then(Value::as_str) {
+        if let Some(p) = spec
+            .and_then(|s| s.get("podManagementPolicy"))
+            .and_then(Value::as_str)
+        {
             if !matches!(p, "OrderedReady" | "Parallel") {
-                errs.push(FieldError::not_supported("spec.podManagementPolicy", p, &["OrderedReady", "Parallel"]));
+                errs.push(FieldError::not_supported(
+                    "spec.podManagementPolicy",
+                    p,
+                    &["OrderedReady", "Parallel"],
+                ));
             }
         }
     }
     if group == "apps" && kind == "DaemonSet" {
-        if let Some(t) = spec.and_then(|s| s.pointer("/updateStrategy/type")).and_then(Value::as_str) {
+        if let Some(t) = spec
+            .and_then(|s| s.pointer("/updateStrategy/type"))
+            .and_then(Value::as_str)
+        {
             if !matches!(t, "OnDelete" | "RollingUpdate") {
-                errs.push(FieldError::not_supported("spec.updateStrategy.type", t, &["OnDelete", "RollingUpdate"]));
+                errs.push(FieldError::not_supported(
+                    "spec.updateStrategy.type",
+                    t,
+                    &["OnDelete", "RollingUpdate"],
+                ));
             }
         }
     }
     // The selector of an apps/v1 workload is immutable.
-    if let (Some(new), Some(old)) = (spec.and_then(|s| s.get("selector")), old_spec.and_then(|s| s.get("selector"))) {
+    if let (Some(new), Some(old)) = (
+        spec.and_then(|s| s.get("selector")),
+        old_spec.and_then(|s| s.get("selector")),
+    ) {
         if group == "apps" && new != old {
-            errs.push(FieldError::invalid("spec.selector", new.to_string(), "field is immutable"));
+            errs.push(FieldError::invalid(
+                "spec.selector",
+                new.to_string(),
+                "field is immutable",
+            ));
         }
     }
 }
@@ -381,8 +610,13 @@ fn is_valid_port_name(port: &str) -> Vec<String> {
     if port.is_empty() || port.len() > 15 {
         errs.push("must be no more than 15 characters".to_string());
     }
-    if !port.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
-        errs.push("must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)".to_string());
+    if !port
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    {
+        errs.push(
+            "must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)".to_string(),
+        );
     }
     if !port.chars().any(|c| c.is_ascii_lowercase()) {
         errs.push("must contain at least one letter (a-z)".to_string());
@@ -416,19 +650,31 @@ impl IntOrPercent {
     }
 }
 
-fn int_or_percent(v: Option<&Value>, path: &str, errs: &mut Vec<FieldError>) -> Option<IntOrPercent> {
+fn int_or_percent(
+    v: Option<&Value>,
+    path: &str,
+    errs: &mut Vec<FieldError>,
+) -> Option<IntOrPercent> {
     match v? {
         Value::Number(n) => match n.as_i64() {
             Some(i) if i >= 0 => Some(IntOrPercent::Int(i)),
             _ => {
-                errs.push(FieldError::invalid_unquoted(path, n, "must be greater than or equal to 0"));
+                errs.push(FieldError::invalid_unquoted(
+                    path,
+                    n,
+                    "must be greater than or equal to 0",
+                ));
                 None
             }
         },
         Value::String(s) => match s.strip_suffix('%').and_then(|p| p.parse::<i64>().ok()) {
             Some(p) if (0..=100).contains(&p) => Some(IntOrPercent::Percent(p)),
             Some(_) => {
-                errs.push(FieldError::invalid(path, s.as_str(), "must not be greater than 100%"));
+                errs.push(FieldError::invalid(
+                    path,
+                    s.as_str(),
+                    "must not be greater than 100%",
+                ));
                 None
             }
             None => {
@@ -441,19 +687,51 @@ fn int_or_percent(v: Option<&Value>, path: &str, errs: &mut Vec<FieldError>) -> 
 }
 
 fn validate_job_spec(spec: Option<&Value>, path: &str, errs: &mut Vec<FieldError>) {
-    for f in ["parallelism", "completions", "backoffLimit", "activeDeadlineSeconds", "ttlSecondsAfterFinished"] {
+    for f in [
+        "parallelism",
+        "completions",
+        "backoffLimit",
+        "activeDeadlineSeconds",
+        "ttlSecondsAfterFinished",
+    ] {
         non_negative(spec, f, path, errs);
     }
-    let sel = spec.and_then(|s| s.get("selector")).and_then(|v| apimachinery::selector::LabelSelector::from_json(Some(v), &format!("{path}.selector")).map_err(|e| errs.extend(e)).ok());
-    validate_template(spec.and_then(|s| s.get("template")), &format!("{path}.template"), sel.as_ref(), errs);
-    match spec.and_then(|s| s.pointer("/template/spec/restartPolicy")).and_then(Value::as_str) {
+    let sel = spec.and_then(|s| s.get("selector")).and_then(|v| {
+        apimachinery::selector::LabelSelector::from_json(Some(v), &format!("{path}.selector"))
+            .map_err(|e| errs.extend(e))
+            .ok()
+    });
+    validate_template(
+        spec.and_then(|s| s.get("template")),
+        &format!("{path}.template"),
+        sel.as_ref(),
+        errs,
+    );
+    match spec
+        .and_then(|s| s.pointer("/template/spec/restartPolicy"))
+        .and_then(Value::as_str)
+    {
         Some("OnFailure") | Some("Never") => {}
-        Some(other) => errs.push(FieldError::not_supported(format!("{path}.template.spec.restartPolicy"), other, &["OnFailure", "Never"])),
-        None => errs.push(FieldError::required(format!("{path}.template.spec.restartPolicy"), "")),
+        Some(other) => errs.push(FieldError::not_supported(
+            format!("{path}.template.spec.restartPolicy"),
+            other,
+            &["OnFailure", "Never"],
+        )),
+        None => errs.push(FieldError::required(
+            format!("{path}.template.spec.restartPolicy"),
+            "",
+        )),
     }
-    if let Some(m) = spec.and_then(|s| s.get("completionMode")).and_then(Value::as_str) {
+    if let Some(m) = spec
+        .and_then(|s| s.get("completionMode"))
+        .and_then(Value::as_str)
+    {
         if !matches!(m, "NonIndexed" | "Indexed") {
-            errs.push(FieldError::not_supported(format!("{path}.completionMode"), m, &["NonIndexed", "Indexed"]));
+            errs.push(FieldError::not_supported(
+                format!("{path}.completionMode"),
+                m,
+                &["NonIndexed", "Indexed"],
+            ));
         }
     }
 }
@@ -467,19 +745,37 @@ fn validate_cronjob(spec: Option<&Value>, errs: &mut Vec<FieldError>) {
             }
         }
     }
-    if let Some(p) = spec.and_then(|s| s.get("concurrencyPolicy")).and_then(Value::as_str) {
+    if let Some(p) = spec
+        .and_then(|s| s.get("concurrencyPolicy"))
+        .and_then(Value::as_str)
+    {
         if !matches!(p, "Allow" | "Forbid" | "Replace") {
-            errs.push(FieldError::not_supported("spec.concurrencyPolicy", p, &["Allow", "Forbid", "Replace"]));
+            errs.push(FieldError::not_supported(
+                "spec.concurrencyPolicy",
+                p,
+                &["Allow", "Forbid", "Replace"],
+            ));
         }
     }
     non_negative(spec, "startingDeadlineSeconds", "spec", errs);
-    validate_job_spec(spec.and_then(|s| s.pointer("/jobTemplate/spec")), "spec.jobTemplate.spec", errs);
+    validate_job_spec(
+        spec.and_then(|s| s.pointer("/jobTemplate/spec")),
+        "spec.jobTemplate.spec",
+        errs,
+    );
 }
 
 fn validate_service(spec: Option<&Value>, errs: &mut Vec<FieldError>) {
     let ty = s(spec, "type").unwrap_or("ClusterIP");
-    if !matches!(ty, "ClusterIP" | "NodePort" | "LoadBalancer" | "ExternalName") {
-        errs.push(FieldError::not_supported("spec.type", ty, &["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"]));
+    if !matches!(
+        ty,
+        "ClusterIP" | "NodePort" | "LoadBalancer" | "ExternalName"
+    ) {
+        errs.push(FieldError::not_supported(
+            "spec.type",
+            ty,
+            &["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"],
+        ));
     }
     let ports = spec.and_then(|s| s.get("ports")).and_then(Value::as_array);
     if ty == "ExternalName" {
@@ -508,41 +804,69 @@ fn validate_service(spec: Option<&Value>, errs: &mut Vec<FieldError>) {
         }
         let proto = s(Some(p), "protocol").unwrap_or("TCP");
         if !matches!(proto, "TCP" | "UDP" | "SCTP") {
-            errs.push(FieldError::not_supported(format!("{pp}.protocol"), proto, &["SCTP", "TCP", "UDP"]));
+            errs.push(FieldError::not_supported(
+                format!("{pp}.protocol"),
+                proto,
+                &["SCTP", "TCP", "UDP"],
+            ));
         }
         match p.get("port").and_then(Value::as_i64) {
             Some(n) if (1..=65535).contains(&n) => {
                 if !seen_ports.insert((n, proto.to_string())) {
-                    errs.push(FieldError::duplicate(format!("{pp}"), format!("{{{n} {proto}}}")));
+                    errs.push(FieldError::duplicate(
+                        pp.clone(),
+                        format!("{{{n} {proto}}}"),
+                    ));
                 }
             }
-            Some(n) => errs.push(FieldError::invalid_unquoted(format!("{pp}.port"), n, "must be between 1 and 65535, inclusive")),
+            Some(n) => errs.push(FieldError::invalid_unquoted(
+                format!("{pp}.port"),
+                n,
+                "must be between 1 and 65535, inclusive",
+            )),
             None => errs.push(FieldError::required(format!("{pp}.port"), "")),
         }
         match p.get("targetPort") {
-            Some(Value::Number(n)) => {
-                if !n.as_i64().is_some_and(|n| (1..=65535).contains(&n)) {
-                    errs.push(FieldError::invalid_unquoted(format!("{pp}.targetPort"), n, "must be between 1 and 65535, inclusive"));
-                }
+            Some(Value::Number(n)) if !n.as_i64().is_some_and(|n| (1..=65535).contains(&n)) => {
+                errs.push(FieldError::invalid_unquoted(
+                    format!("{pp}.targetPort"),
+                    n,
+                    "must be between 1 and 65535, inclusive",
+                ));
             }
             Some(Value::String(t)) => {
                 for m in is_valid_port_name(t) {
-                    errs.push(FieldError::invalid(format!("{pp}.targetPort"), t.as_str(), m));
+                    errs.push(FieldError::invalid(
+                        format!("{pp}.targetPort"),
+                        t.as_str(),
+                        m,
+                    ));
                 }
             }
             _ => {}
         }
         if let Some(np) = p.get("nodePort").and_then(Value::as_i64) {
             if ty != "NodePort" && ty != "LoadBalancer" {
-                errs.push(FieldError::forbidden(format!("{pp}.nodePort"), "may not be used when `type` is 'ClusterIP'"));
+                errs.push(FieldError::forbidden(
+                    format!("{pp}.nodePort"),
+                    "may not be used when `type` is 'ClusterIP'",
+                ));
             } else if !(1..=65535).contains(&np) {
-                errs.push(FieldError::invalid_unquoted(format!("{pp}.nodePort"), np, "must be between 1 and 65535, inclusive"));
+                errs.push(FieldError::invalid_unquoted(
+                    format!("{pp}.nodePort"),
+                    np,
+                    "must be between 1 and 65535, inclusive",
+                ));
             }
         }
     }
     if let Some(a) = s(spec, "sessionAffinity") {
         if !matches!(a, "None" | "ClientIP") {
-            errs.push(FieldError::not_supported("spec.sessionAffinity", a, &["ClientIP", "None"]));
+            errs.push(FieldError::not_supported(
+                "spec.sessionAffinity",
+                a,
+                &["ClientIP", "None"],
+            ));
         }
     }
 }
@@ -552,10 +876,15 @@ fn validate_data_keys(obj: &Value, fields: &[&str], errs: &mut Vec<FieldError>) 
     for f in fields {
         if let Some(m) = obj.get(*f).and_then(Value::as_object) {
             for (k, v) in m {
-                let valid = !k.is_empty() && k.len() <= 253 && k.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) && k != "." && k != "..";
+                let valid = !k.is_empty()
+                    && k.len() <= 253
+                    && k.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+                    && k != "."
+                    && k != "..";
                 if !valid {
                     errs.push(FieldError::invalid(
-                        format!("{f}"),
+                        f.to_string(),
                         k.as_str(),
                         "a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')",
                     ));
@@ -570,14 +899,28 @@ fn validate_data_keys(obj: &Value, fields: &[&str], errs: &mut Vec<FieldError>) 
 }
 
 fn validate_hpa(spec: Option<&Value>, errs: &mut Vec<FieldError>) {
-    let min = spec.and_then(|s| s.get("minReplicas")).and_then(Value::as_i64).unwrap_or(1);
-    match spec.and_then(|s| s.get("maxReplicas")).and_then(Value::as_i64) {
+    let min = spec
+        .and_then(|s| s.get("minReplicas"))
+        .and_then(Value::as_i64)
+        .unwrap_or(1);
+    match spec
+        .and_then(|s| s.get("maxReplicas"))
+        .and_then(Value::as_i64)
+    {
         None => errs.push(FieldError::required("spec.maxReplicas", "")),
-        Some(max) if max < min => errs.push(FieldError::invalid_unquoted("spec.maxReplicas", max, "must be greater than or equal to `minReplicas`")),
+        Some(max) if max < min => errs.push(FieldError::invalid_unquoted(
+            "spec.maxReplicas",
+            max,
+            "must be greater than or equal to `minReplicas`",
+        )),
         _ => {}
     }
     if min < 1 {
-        errs.push(FieldError::invalid_unquoted("spec.minReplicas", min, "must be greater than or equal to 1"));
+        errs.push(FieldError::invalid_unquoted(
+            "spec.minReplicas",
+            min,
+            "must be greater than or equal to 1",
+        ));
     }
     if spec.and_then(|s| s.get("scaleTargetRef")).is_none() {
         errs.push(FieldError::required("spec.scaleTargetRef", ""));
@@ -589,24 +932,70 @@ mod tests {
     use super::*;
 
     fn fields(group: &str, kind: &str, obj: Value) -> Vec<String> {
-        validate(group, kind, &obj, None, true).into_iter().map(|c| format!("{}: {}", c.field, c.message)).collect()
+        validate(group, kind, &obj, None, true)
+            .into_iter()
+            .map(|c| format!("{}: {}", c.field, c.message))
+            .collect()
     }
 
     #[test]
     fn invalid_objects_name_their_fields() {
         let cases: &[(&str, &str, Value, &str)] = &[
-            ("", "ConfigMap", json!({"metadata":{"name":"Bad_Name","namespace":"d"}}), "metadata.name: Invalid value: \"Bad_Name\""),
-            ("", "Pod", json!({"metadata":{"name":"p","namespace":"d"},"spec":{"containers":[]}}), "spec.containers: Required value"),
-            ("", "Pod", json!({"metadata":{"name":"p","namespace":"d"},"spec":{"containers":[{"name":"c"}]}}), "spec.containers[0].image: Required value"),
-            ("apps", "Deployment", json!({"metadata":{"name":"d","namespace":"d"},"spec":{"replicas":-1,"selector":{"matchLabels":{"a":"b"}},"template":{"metadata":{"labels":{"a":"b"}},"spec":{"containers":[{"name":"c","image":"i"}]}}}}), "spec.replicas: Invalid value: -1: must be greater than or equal to 0"),
-            ("apps", "Deployment", json!({"metadata":{"name":"d","namespace":"d"},"spec":{"selector":{"matchLabels":{"a":"b"}},"template":{"metadata":{"labels":{"a":"c"}},"spec":{"containers":[{"name":"c","image":"i"}]}}}}), "spec.template.metadata.labels: Invalid value"),
-            ("apps", "Deployment", json!({"metadata":{"name":"d","namespace":"d"},"spec":{"strategy":{"type":"Blue"},"selector":{"matchLabels":{"a":"b"}},"template":{"metadata":{"labels":{"a":"b"}},"spec":{"containers":[{"name":"c","image":"i"}]}}}}), "spec.strategy.type: Unsupported value: \"Blue\""),
-            ("", "Service", json!({"metadata":{"name":"s","namespace":"d"},"spec":{"ports":[{"port":80,"targetPort":"Bad_Name"}]}}), "spec.ports[0].targetPort: Invalid value"),
-            ("batch", "CronJob", json!({"metadata":{"name":"c","namespace":"d"},"spec":{"schedule":"61 * * * *","jobTemplate":{"spec":{"template":{"spec":{"restartPolicy":"Never","containers":[{"name":"c","image":"i"}]}}}}}}), "spec.schedule: Invalid value"),
+            (
+                "",
+                "ConfigMap",
+                json!({"metadata":{"name":"Bad_Name","namespace":"d"}}),
+                "metadata.name: Invalid value: \"Bad_Name\"",
+            ),
+            (
+                "",
+                "Pod",
+                json!({"metadata":{"name":"p","namespace":"d"},"spec":{"containers":[]}}),
+                "spec.containers: Required value",
+            ),
+            (
+                "",
+                "Pod",
+                json!({"metadata":{"name":"p","namespace":"d"},"spec":{"containers":[{"name":"c"}]}}),
+                "spec.containers[0].image: Required value",
+            ),
+            (
+                "apps",
+                "Deployment",
+                json!({"metadata":{"name":"d","namespace":"d"},"spec":{"replicas":-1,"selector":{"matchLabels":{"a":"b"}},"template":{"metadata":{"labels":{"a":"b"}},"spec":{"containers":[{"name":"c","image":"i"}]}}}}),
+                "spec.replicas: Invalid value: -1: must be greater than or equal to 0",
+            ),
+            (
+                "apps",
+                "Deployment",
+                json!({"metadata":{"name":"d","namespace":"d"},"spec":{"selector":{"matchLabels":{"a":"b"}},"template":{"metadata":{"labels":{"a":"c"}},"spec":{"containers":[{"name":"c","image":"i"}]}}}}),
+                "spec.template.metadata.labels: Invalid value",
+            ),
+            (
+                "apps",
+                "Deployment",
+                json!({"metadata":{"name":"d","namespace":"d"},"spec":{"strategy":{"type":"Blue"},"selector":{"matchLabels":{"a":"b"}},"template":{"metadata":{"labels":{"a":"b"}},"spec":{"containers":[{"name":"c","image":"i"}]}}}}),
+                "spec.strategy.type: Unsupported value: \"Blue\"",
+            ),
+            (
+                "",
+                "Service",
+                json!({"metadata":{"name":"s","namespace":"d"},"spec":{"ports":[{"port":80,"targetPort":"Bad_Name"}]}}),
+                "spec.ports[0].targetPort: Invalid value",
+            ),
+            (
+                "batch",
+                "CronJob",
+                json!({"metadata":{"name":"c","namespace":"d"},"spec":{"schedule":"61 * * * *","jobTemplate":{"spec":{"template":{"spec":{"restartPolicy":"Never","containers":[{"name":"c","image":"i"}]}}}}}}),
+                "spec.schedule: Invalid value",
+            ),
         ];
         for (group, kind, obj, want) in cases {
             let got = fields(group, kind, obj.clone());
-            assert!(got.iter().any(|g| g.starts_with(want)), "{kind}: want {want:?} in {got:?}");
+            assert!(
+                got.iter().any(|g| g.starts_with(want)),
+                "{kind}: want {want:?} in {got:?}"
+            );
         }
     }
 

@@ -15,7 +15,10 @@ where
     B: http_body::Body<Data = Bytes> + Unpin,
     B::Error: std::fmt::Display,
 {
-    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
     let mut body = body;
     let mut buf = bytes::BytesMut::new();
     let mut over = declared.is_some_and(|len| len > MAX_BODY_BYTES);
@@ -23,7 +26,8 @@ where
     // Read to the end even past the limit (up to a cap), so the client gets
     // the 413 instead of a reset connection while it is still sending.
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| ApiError::bad_request(format!("reading the request body: {e}")))?;
+        let frame =
+            frame.map_err(|e| ApiError::bad_request(format!("reading the request body: {e}")))?;
         if let Ok(data) = frame.into_data() {
             if over {
                 drained += data.len();
@@ -50,7 +54,9 @@ where
 const DRAIN_LIMIT_BYTES: usize = 64 * 1024 * 1024;
 
 fn too_large() -> ApiError {
-    ApiError::too_large(format!("the request body is larger than the limit of {MAX_BODY_BYTES} bytes"))
+    ApiError::too_large(format!(
+        "the request body is larger than the limit of {MAX_BODY_BYTES} bytes"
+    ))
 }
 
 /// The media type without parameters, lowercased.
@@ -78,7 +84,9 @@ pub fn decode_object(headers: &HeaderMap, bytes: &[u8]) -> Result<Value, ApiErro
         other => return Err(ApiError::unsupported_media_type(other)),
     };
     if !v.is_object() {
-        return Err(ApiError::bad_request("the request body must be a JSON object"));
+        return Err(ApiError::bad_request(
+            "the request body must be a JSON object",
+        ));
     }
     Ok(v)
 }
@@ -87,12 +95,14 @@ pub fn decode_json(bytes: &[u8]) -> Result<Value, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad_request("the request body is empty"));
     }
-    serde_json::from_slice(bytes).map_err(|e| ApiError::bad_request(format!("error decoding the request body as JSON: {e}")))
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::bad_request(format!("error decoding the request body as JSON: {e}")))
 }
 
 pub fn decode_yaml(bytes: &[u8]) -> Result<Value, ApiError> {
-    let v: Value =
-        serde_yaml::from_slice(bytes).map_err(|e| ApiError::bad_request(format!("error decoding the request body as YAML: {e}")))?;
+    let v: Value = serde_yaml::from_slice(bytes).map_err(|e| {
+        ApiError::bad_request(format!("error decoding the request body as YAML: {e}"))
+    })?;
     if v.is_null() {
         return Err(ApiError::bad_request("the request body is empty"));
     }
@@ -113,10 +123,35 @@ mod tests {
     fn decoding() {
         assert!(decode_object(&headers("application/json"), br#"{"a":1}"#).is_ok());
         assert!(decode_object(&headers("application/yaml"), b"a: 1\n").is_ok());
-        assert_eq!(decode_object(&headers("application/json"), b"{nope").unwrap_err().code, 400);
-        assert_eq!(decode_object(&headers("application/json"), b"[1]").unwrap_err().code, 400);
-        assert_eq!(decode_object(&headers("application/json"), b"").unwrap_err().code, 400);
-        assert_eq!(decode_object(&headers("text/html"), b"{}").unwrap_err().code, 415);
-        assert_eq!(decode_object(&headers("application/vnd.kubernetes.protobuf"), b"{}").unwrap_err().code, 415);
+        assert_eq!(
+            decode_object(&headers("application/json"), b"{nope")
+                .unwrap_err()
+                .code,
+            400
+        );
+        assert_eq!(
+            decode_object(&headers("application/json"), b"[1]")
+                .unwrap_err()
+                .code,
+            400
+        );
+        assert_eq!(
+            decode_object(&headers("application/json"), b"")
+                .unwrap_err()
+                .code,
+            400
+        );
+        assert_eq!(
+            decode_object(&headers("text/html"), b"{}")
+                .unwrap_err()
+                .code,
+            415
+        );
+        assert_eq!(
+            decode_object(&headers("application/vnd.kubernetes.protobuf"), b"{}")
+                .unwrap_err()
+                .code,
+            415
+        );
     }
 }

@@ -12,11 +12,16 @@ use serde_json::{json, Value};
 use crate::{full, json_response, ResponseBody};
 
 const AGGREGATED_V2: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
-const AGGREGATED_V2BETA1: &str = "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList";
+const AGGREGATED_V2BETA1: &str =
+    "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList";
 
 /// Which aggregated discovery version the client accepts, if any.
 fn wants_aggregated<B>(req: &Request<B>) -> Option<&'static str> {
-    let accept = req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let accept = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     for part in accept.split(',') {
         let p: String = part.chars().filter(|c| !c.is_whitespace()).collect();
         if p.contains("as=APIGroupDiscoveryList") && p.contains("g=apidiscovery.k8s.io") {
@@ -32,7 +37,11 @@ fn wants_aggregated<B>(req: &Request<B>) -> Option<&'static str> {
 }
 
 fn aggregated_response(content_type: &str, items: Vec<Value>) -> Response<ResponseBody> {
-    let api_version = if content_type == AGGREGATED_V2BETA1 { "apidiscovery.k8s.io/v2beta1" } else { "apidiscovery.k8s.io/v2" };
+    let api_version = if content_type == AGGREGATED_V2BETA1 {
+        "apidiscovery.k8s.io/v2beta1"
+    } else {
+        "apidiscovery.k8s.io/v2"
+    };
     let body = json!({"kind": "APIGroupDiscoveryList", "apiVersion": api_version, "metadata": {}, "items": items});
     Response::builder()
         .status(StatusCode::OK)
@@ -55,15 +64,29 @@ pub fn core_versions<B>(registry: &Registry, req: &Request<B>) -> Response<Respo
 pub fn groups<B>(registry: &Registry, req: &Request<B>) -> Response<ResponseBody> {
     let gvs = registry.group_versions();
     if let Some(ct) = wants_aggregated(req) {
-        let items = gvs.iter().filter(|(g, _)| !g.is_empty()).map(|(g, vs)| group_discovery(registry, g, vs)).collect();
+        let items = gvs
+            .iter()
+            .filter(|(g, _)| !g.is_empty())
+            .map(|(g, vs)| group_discovery(registry, g, vs))
+            .collect();
         return aggregated_response(ct, items);
     }
-    let groups: Vec<Value> = gvs.iter().filter(|(g, _)| !g.is_empty()).map(|(g, vs)| api_group(g, vs)).collect();
-    json_response(StatusCode::OK, &json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}))
+    let groups: Vec<Value> = gvs
+        .iter()
+        .filter(|(g, _)| !g.is_empty())
+        .map(|(g, vs)| api_group(g, vs))
+        .collect();
+    json_response(
+        StatusCode::OK,
+        &json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}),
+    )
 }
 
 fn api_group(group: &str, versions: &[String]) -> Value {
-    let vs: Vec<Value> = versions.iter().map(|v| json!({"groupVersion": format!("{group}/{v}"), "version": v})).collect();
+    let vs: Vec<Value> = versions
+        .iter()
+        .map(|v| json!({"groupVersion": format!("{group}/{v}"), "version": v}))
+        .collect();
     json!({"name": group, "versions": vs, "preferredVersion": vs[0].clone()})
 }
 
@@ -72,14 +95,24 @@ pub fn group(registry: &Registry, group: &str) -> Result<Response<ResponseBody>,
     let (_, versions) = gvs
         .iter()
         .find(|(g, _)| g == group && !g.is_empty())
-        .ok_or_else(|| ApiError::new(404, "NotFound", "the server could not find the requested resource"))?;
+        .ok_or_else(|| {
+            ApiError::new(
+                404,
+                "NotFound",
+                "the server could not find the requested resource",
+            )
+        })?;
     let mut body = api_group(group, versions);
     body["kind"] = json!("APIGroup");
     body["apiVersion"] = json!("v1");
     Ok(json_response(StatusCode::OK, &body))
 }
 
-pub fn resource_list(registry: &Registry, group: &str, version: &str) -> Result<Response<ResponseBody>, ApiError> {
+pub fn resource_list(
+    registry: &Registry,
+    group: &str,
+    version: &str,
+) -> Result<Response<ResponseBody>, ApiError> {
     let mut resources = Vec::new();
     for rt in registry.in_group_version(group, version) {
         resources.push(json!({
@@ -102,7 +135,11 @@ pub fn resource_list(registry: &Registry, group: &str, version: &str) -> Result<
         }
     }
     if resources.is_empty() {
-        return Err(ApiError::new(404, "NotFound", "the server could not find the requested resource"));
+        return Err(ApiError::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        ));
     }
     Ok(json_response(
         StatusCode::OK,
@@ -111,16 +148,36 @@ pub fn resource_list(registry: &Registry, group: &str, version: &str) -> Result<
 }
 
 /// (name, kind, verbs, group, version) of each subresource a resource has.
-fn subresources(rt: &ResourceType) -> Vec<(&'static str, String, Vec<&'static str>, String, String)> {
+fn subresources(
+    rt: &ResourceType,
+) -> Vec<(&'static str, String, Vec<&'static str>, String, String)> {
     let mut out = Vec::new();
     if rt.has_status {
-        out.push(("status", rt.kind.clone(), vec!["get", "patch", "update"], rt.group.clone(), rt.version.clone()));
+        out.push((
+            "status",
+            rt.kind.clone(),
+            vec!["get", "patch", "update"],
+            rt.group.clone(),
+            rt.version.clone(),
+        ));
     }
     if rt.scale.is_some() {
-        out.push(("scale", "Scale".to_string(), vec!["get", "patch", "update"], "autoscaling".to_string(), "v1".to_string()));
+        out.push((
+            "scale",
+            "Scale".to_string(),
+            vec!["get", "patch", "update"],
+            "autoscaling".to_string(),
+            "v1".to_string(),
+        ));
     }
     if rt.group.is_empty() && rt.plural == "namespaces" {
-        out.push(("finalize", "Namespace".to_string(), vec!["update"], String::new(), "v1".to_string()));
+        out.push((
+            "finalize",
+            "Namespace".to_string(),
+            vec!["update"],
+            String::new(),
+            "v1".to_string(),
+        ));
     }
     out
 }
@@ -179,7 +236,11 @@ fn group_discovery(registry: &Registry, group: &str, versions: &[String]) -> Val
     json!({"metadata": metadata, "versions": versions})
 }
 
-fn openapi_resources(registry: &Registry, group: &str, version: &str) -> Vec<openapi::ResourceInfo> {
+fn openapi_resources(
+    registry: &Registry,
+    group: &str,
+    version: &str,
+) -> Vec<openapi::ResourceInfo> {
     registry
         .in_group_version(group, version)
         .map(|rt| openapi::ResourceInfo {
@@ -188,7 +249,10 @@ fn openapi_resources(registry: &Registry, group: &str, version: &str) -> Vec<ope
             kind: rt.kind.clone(),
             plural: rt.plural.clone(),
             namespaced: rt.namespaced(),
-            subresources: subresources(rt).into_iter().map(|s| s.0.to_string()).collect(),
+            subresources: subresources(rt)
+                .into_iter()
+                .map(|s| s.0.to_string())
+                .collect(),
             verbs: rt.verbs().into_iter().map(String::from).collect(),
         })
         .collect()
@@ -197,7 +261,12 @@ fn openapi_resources(registry: &Registry, group: &str, version: &str) -> Vec<ope
 fn custom_schemas(registry: &Registry, group: &str, version: &str) -> BTreeMap<String, Value> {
     registry
         .in_group_version(group, version)
-        .filter_map(|rt| rt.custom.as_ref().and_then(|c| c.schema.clone()).map(|s| (rt.kind.clone(), s)))
+        .filter_map(|rt| {
+            rt.custom
+                .as_ref()
+                .and_then(|c| c.schema.clone())
+                .map(|s| (rt.kind.clone(), s))
+        })
         .collect()
 }
 
@@ -223,8 +292,11 @@ fn gv_hash(registry: &Registry, group: &str, version: &str) -> String {
 }
 
 pub fn openapi_root(registry: &Registry) -> Response<ResponseBody> {
-    let gvs: Vec<(String, String)> =
-        registry.group_versions().into_iter().flat_map(|(g, vs)| vs.into_iter().map(move |v| (g.clone(), v))).collect();
+    let gvs: Vec<(String, String)> = registry
+        .group_versions()
+        .into_iter()
+        .flat_map(|(g, vs)| vs.into_iter().map(move |v| (g.clone(), v)))
+        .collect();
     let doc = openapi::root_document(&gvs, |g, v| gv_hash(registry, g, v));
     json_response(StatusCode::OK, &doc)
 }
@@ -232,7 +304,9 @@ pub fn openapi_root(registry: &Registry) -> Response<ResponseBody> {
 /// Built group-version documents by (group, version), with the hash they were
 /// built for: a document is rebuilt only when its resources or CRD schemas change.
 #[derive(Default)]
-pub struct OpenApiCache(std::sync::Mutex<std::collections::HashMap<(String, String), (String, bytes::Bytes)>>);
+pub struct OpenApiCache(
+    std::sync::Mutex<std::collections::HashMap<(String, String), (String, bytes::Bytes)>>,
+);
 
 pub fn openapi_group_version(
     registry: &Registry,
@@ -242,16 +316,33 @@ pub fn openapi_group_version(
 ) -> Result<Response<ResponseBody>, ApiError> {
     let hash = gv_hash(registry, group, version);
     let key = (group.to_string(), version.to_string());
-    let cached = cache.0.lock().unwrap().get(&key).filter(|(h, _)| *h == hash).map(|(_, b)| b.clone());
+    let cached = cache
+        .0
+        .lock()
+        .unwrap()
+        .get(&key)
+        .filter(|(h, _)| *h == hash)
+        .map(|(_, b)| b.clone());
     let bytes = match cached {
         Some(b) => b,
         None => {
             let resources = openapi_resources(registry, group, version);
             if resources.is_empty() {
-                return Err(ApiError::new(404, "NotFound", "the server could not find the requested resource"));
+                return Err(ApiError::new(
+                    404,
+                    "NotFound",
+                    "the server could not find the requested resource",
+                ));
             }
-            let doc = openapi::group_version_document(group, version, &resources, &custom_schemas(registry, group, version));
-            let b = bytes::Bytes::from(serde_json::to_vec(&doc).expect("serializing a Value cannot fail"));
+            let doc = openapi::group_version_document(
+                group,
+                version,
+                &resources,
+                &custom_schemas(registry, group, version),
+            );
+            let b = bytes::Bytes::from(
+                serde_json::to_vec(&doc).expect("serializing a Value cannot fail"),
+            );
             cache.0.lock().unwrap().insert(key, (hash, b.clone()));
             b
         }
@@ -262,7 +353,8 @@ pub fn openapi_group_version(
         .body(full(bytes))
         .unwrap();
     // Immutable per hash: kubectl caches it on disk keyed by the hash.
-    resp.headers_mut().insert(header::CACHE_CONTROL, "public, immutable".parse().unwrap());
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, "public, immutable".parse().unwrap());
     Ok(resp)
 }
 
@@ -272,13 +364,20 @@ pub fn openapi_group_version(
 /// v3) get "no schema for this kind" instead of a download error, and go on
 /// to report the kind as unknown the way they do against Kubernetes.
 pub fn openapi_v2<B>(req: &Request<B>) -> Response<ResponseBody> {
-    let accept = req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let accept = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     if accept.contains("protobuf") {
         // gnostic's openapi_v2.Document with only `swagger = "2.0"` (field 1).
         let body: &[u8] = &[0x0a, 0x03, b'2', b'.', b'0'];
         return Response::builder()
             .status(StatusCode::OK)
-            .header(header::CONTENT_TYPE, "application/com.github.proto-openapi.spec.v2.v1.0+protobuf")
+            .header(
+                header::CONTENT_TYPE,
+                "application/com.github.proto-openapi.spec.v2.v1.0+protobuf",
+            )
             .body(full(body.to_vec()))
             .unwrap();
     }

@@ -66,14 +66,22 @@ impl ObjectMeta {
             key: key.to_string(),
             api_version: s(obj.get("apiVersion")),
             kind: s(obj.get("kind")),
-            namespace: meta.get("namespace").and_then(Value::as_str).map(String::from),
+            namespace: meta
+                .get("namespace")
+                .and_then(Value::as_str)
+                .map(String::from),
             name: s(meta.get("name")),
             uid: s(meta.get("uid")),
             owners,
             finalizers: meta
                 .get("finalizers")
                 .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(Value::as_str).map(String::from).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .map(String::from)
+                        .collect()
+                })
                 .unwrap_or_default(),
             deleting: meta.get("deletionTimestamp").is_some_and(|v| !v.is_null()),
             namespace_finalizer: obj
@@ -98,7 +106,10 @@ pub enum Action {
     /// Remove the given owner from the dependent's ownerReferences (orphaning).
     RemoveOwner { key: String, owner_uid: String },
     /// Remove a finalizer the server owns ("foregroundDeletion", "orphan").
-    RemoveFinalizer { key: String, finalizer: &'static str },
+    RemoveFinalizer {
+        key: String,
+        finalizer: &'static str,
+    },
     /// All content of a terminating namespace is gone: drop its "kubernetes" finalizer.
     FinalizeNamespace { name: String },
     /// The owner of a dependent may be gone: check with a live read, delete if so.
@@ -114,8 +125,11 @@ pub fn plan(index: &BTreeMap<String, ObjectMeta>) -> Vec<Action> {
             dependents.entry(o.uid.as_str()).or_default().push(m);
         }
     }
-    let terminating: BTreeSet<&str> =
-        index.values().filter(|m| m.is_namespace() && m.deleting).map(|m| m.name.as_str()).collect();
+    let terminating: BTreeSet<&str> = index
+        .values()
+        .filter(|m| m.is_namespace() && m.deleting)
+        .map(|m| m.name.as_str())
+        .collect();
     let mut in_namespace: HashMap<&str, usize> = HashMap::new();
     let mut actions = Vec::new();
 
@@ -123,29 +137,50 @@ pub fn plan(index: &BTreeMap<String, ObjectMeta>) -> Vec<Action> {
         if let Some(ns) = m.namespace.as_deref() {
             *in_namespace.entry(ns).or_default() += 1;
             if terminating.contains(ns) && !m.deleting {
-                actions.push(Action::Delete { key: m.key.clone(), reason: "namespace is terminating" });
+                actions.push(Action::Delete {
+                    key: m.key.clone(),
+                    reason: "namespace is terminating",
+                });
                 continue;
             }
         }
-        if !m.owners.is_empty() && !m.deleting && m.owners.iter().all(|o| !uids.contains_key(o.uid.as_str())) {
+        if !m.owners.is_empty()
+            && !m.deleting
+            && m.owners.iter().all(|o| !uids.contains_key(o.uid.as_str()))
+        {
             actions.push(Action::VerifyOwners { key: m.key.clone() });
         }
         if m.deleting {
-            let deps = dependents.get(m.uid.as_str()).map(Vec::as_slice).unwrap_or(&[]);
+            let deps = dependents
+                .get(m.uid.as_str())
+                .map(Vec::as_slice)
+                .unwrap_or(&[]);
             if m.finalizers.iter().any(|f| f == "orphan") {
                 if deps.is_empty() {
-                    actions.push(Action::RemoveFinalizer { key: m.key.clone(), finalizer: "orphan" });
+                    actions.push(Action::RemoveFinalizer {
+                        key: m.key.clone(),
+                        finalizer: "orphan",
+                    });
                 } else {
                     for d in deps {
-                        actions.push(Action::RemoveOwner { key: d.key.clone(), owner_uid: m.uid.clone() });
+                        actions.push(Action::RemoveOwner {
+                            key: d.key.clone(),
+                            owner_uid: m.uid.clone(),
+                        });
                     }
                 }
             } else if m.finalizers.iter().any(|f| f == "foregroundDeletion") {
                 if deps.is_empty() {
-                    actions.push(Action::RemoveFinalizer { key: m.key.clone(), finalizer: "foregroundDeletion" });
+                    actions.push(Action::RemoveFinalizer {
+                        key: m.key.clone(),
+                        finalizer: "foregroundDeletion",
+                    });
                 } else {
                     for d in deps.iter().filter(|d| !d.deleting) {
-                        actions.push(Action::Delete { key: d.key.clone(), reason: "owner is being deleted in the foreground" });
+                        actions.push(Action::Delete {
+                            key: d.key.clone(),
+                            reason: "owner is being deleted in the foreground",
+                        });
                     }
                 }
             }
@@ -153,8 +188,12 @@ pub fn plan(index: &BTreeMap<String, ObjectMeta>) -> Vec<Action> {
     }
     for ns in terminating {
         let ns_meta = index.values().find(|m| m.is_namespace() && m.name == ns);
-        if in_namespace.get(ns).copied().unwrap_or(0) == 0 && ns_meta.is_some_and(|m| m.namespace_finalizer) {
-            actions.push(Action::FinalizeNamespace { name: ns.to_string() });
+        if in_namespace.get(ns).copied().unwrap_or(0) == 0
+            && ns_meta.is_some_and(|m| m.namespace_finalizer)
+        {
+            actions.push(Action::FinalizeNamespace {
+                name: ns.to_string(),
+            });
         }
     }
     actions
@@ -200,7 +239,12 @@ async fn run_collector(server: &Arc<ApiServer>) -> Result<(), String> {
     loop {
         let resp = server
             .store
-            .range(RangeRequest { prefix: "/registry/".into(), start_after: start_after.clone(), limit: Some(1000), revision })
+            .range(RangeRequest {
+                prefix: "/registry/".into(),
+                start_after: start_after.clone(),
+                limit: Some(1000),
+                revision,
+            })
             .await
             .map_err(|e| e.to_string())?;
         revision = Some(resp.revision);
@@ -216,7 +260,11 @@ async fn run_collector(server: &Arc<ApiServer>) -> Result<(), String> {
         }
         start_after = resp.kvs.last().map(|kv| kv.key.clone());
     }
-    let mut watch = server.store.watch("/registry/", revision.unwrap_or(0) + 1).await.map_err(|e| e.to_string())?;
+    let mut watch = server
+        .store
+        .watch("/registry/", revision.unwrap_or(0) + 1)
+        .await
+        .map_err(|e| e.to_string())?;
     let mut failed_at: HashMap<Action, std::time::Instant> = HashMap::new();
     let mut tick = tokio::time::interval(Duration::from_secs(5));
     // Plan after every batch of changes (and every few seconds, to retry).
@@ -224,7 +272,10 @@ async fn run_collector(server: &Arc<ApiServer>) -> Result<(), String> {
         {
             for action in plan(&index) {
                 // Do not hammer an action that keeps failing.
-                if failed_at.get(&action).is_some_and(|t| t.elapsed() < Duration::from_secs(2)) {
+                if failed_at
+                    .get(&action)
+                    .is_some_and(|t| t.elapsed() < Duration::from_secs(2))
+                {
                     continue;
                 }
                 if let Err(e) = execute(server, &index, &action).await {
@@ -269,11 +320,16 @@ impl std::hash::Hash for Action {
 }
 impl Eq for Action {}
 
-async fn execute(server: &ApiServer, index: &BTreeMap<String, ObjectMeta>, action: &Action) -> Result<(), api::ApiError> {
+async fn execute(
+    server: &ApiServer,
+    index: &BTreeMap<String, ObjectMeta>,
+    action: &Action,
+) -> Result<(), api::ApiError> {
     let registry = server.registry();
     let ctx = RequestCtx::internal("drover-garbage-collector");
     let locate = |key: &str| -> Result<(Arc<ResourceType>, Option<String>, String), api::ApiError> {
-        let rt = resource_for_key(&registry, key).ok_or_else(|| api::ApiError::internal(format!("no resource stores {key}")))?;
+        let rt = resource_for_key(&registry, key)
+            .ok_or_else(|| api::ApiError::internal(format!("no resource stores {key}")))?;
         let (ns, name) = name_and_namespace(&rt, key);
         Ok((rt, ns, name))
     };
@@ -281,7 +337,10 @@ async fn execute(server: &ApiServer, index: &BTreeMap<String, ObjectMeta>, actio
         Action::Delete { key, reason } => {
             let (rt, ns, name) = locate(key)?;
             tracing::debug!("gc: deleting {key}: {reason}");
-            let options = DeleteOptions { propagation: Some("Background".into()), ..Default::default() };
+            let options = DeleteOptions {
+                propagation: Some("Background".into()),
+                ..Default::default()
+            };
             match objects::delete(server, &rt, ns.as_deref(), &name, &options, &ctx).await {
                 Ok(_) => Ok(()),
                 Err(e) if e.code == 404 => Ok(()),
@@ -290,20 +349,33 @@ async fn execute(server: &ApiServer, index: &BTreeMap<String, ObjectMeta>, actio
         }
         Action::VerifyOwners { key } => {
             let (rt, ns, name) = locate(key)?;
-            let Some(meta) = index.get(key) else { return Ok(()) };
+            let Some(meta) = index.get(key) else {
+                return Ok(());
+            };
             for owner in &meta.owners {
                 let (group, version) = split_api_version(&owner.api_version);
-                let Some(owner_rt) = registry.by_kind(group, version, &owner.kind) else { continue };
-                let owner_ns = if owner_rt.namespaced() { ns.as_deref() } else { None };
+                let Some(owner_rt) = registry.by_kind(group, version, &owner.kind) else {
+                    continue;
+                };
+                let owner_ns = if owner_rt.namespaced() {
+                    ns.as_deref()
+                } else {
+                    None
+                };
                 match objects::get(server, &owner_rt, owner_ns, &owner.name).await {
-                    Ok((o, _)) if objects::meta_str(&o, "uid") == Some(owner.uid.as_str()) => return Ok(()),
+                    Ok((o, _)) if objects::meta_str(&o, "uid") == Some(owner.uid.as_str()) => {
+                        return Ok(())
+                    }
                     Ok(_) => {}
                     Err(e) if e.code == 404 => {}
                     Err(e) => return Err(e),
                 }
             }
             tracing::debug!("gc: deleting {key}: all owners are gone");
-            let options = DeleteOptions { propagation: Some("Background".into()), ..Default::default() };
+            let options = DeleteOptions {
+                propagation: Some("Background".into()),
+                ..Default::default()
+            };
             match objects::delete(server, &rt, ns.as_deref(), &name, &options, &ctx).await {
                 Ok(_) => Ok(()),
                 Err(e) if e.code == 404 => Ok(()),
@@ -312,40 +384,81 @@ async fn execute(server: &ApiServer, index: &BTreeMap<String, ObjectMeta>, actio
         }
         Action::RemoveOwner { key, owner_uid } => {
             let (rt, ns, name) = locate(key)?;
-            objects::update_with(server, &rt, ns.as_deref(), &name, None, &ctx, "Update", |old| {
-                let mut new = old.clone();
-                if let Some(refs) = new.pointer_mut("/metadata/ownerReferences").and_then(Value::as_array_mut) {
-                    refs.retain(|r| r.get("uid").and_then(Value::as_str) != Some(owner_uid.as_str()));
-                    if refs.is_empty() {
-                        new["metadata"].as_object_mut().unwrap().remove("ownerReferences");
+            objects::update_with(
+                server,
+                &rt,
+                ns.as_deref(),
+                &name,
+                None,
+                &ctx,
+                "Update",
+                |old| {
+                    let mut new = old.clone();
+                    if let Some(refs) = new
+                        .pointer_mut("/metadata/ownerReferences")
+                        .and_then(Value::as_array_mut)
+                    {
+                        refs.retain(|r| {
+                            r.get("uid").and_then(Value::as_str) != Some(owner_uid.as_str())
+                        });
+                        if refs.is_empty() {
+                            new["metadata"]
+                                .as_object_mut()
+                                .unwrap()
+                                .remove("ownerReferences");
+                        }
                     }
-                }
-                Ok(new)
-            })
+                    Ok(new)
+                },
+            )
             .await
             .map(|_| ())
         }
         Action::RemoveFinalizer { key, finalizer } => {
             let (rt, ns, name) = locate(key)?;
-            objects::update_with(server, &rt, ns.as_deref(), &name, None, &ctx, "Update", |old| {
-                let mut new = old.clone();
-                if let Some(f) = new.pointer_mut("/metadata/finalizers").and_then(Value::as_array_mut) {
-                    f.retain(|x| x != finalizer);
-                }
-                Ok(new)
-            })
+            objects::update_with(
+                server,
+                &rt,
+                ns.as_deref(),
+                &name,
+                None,
+                &ctx,
+                "Update",
+                |old| {
+                    let mut new = old.clone();
+                    if let Some(f) = new
+                        .pointer_mut("/metadata/finalizers")
+                        .and_then(Value::as_array_mut)
+                    {
+                        f.retain(|x| x != finalizer);
+                    }
+                    Ok(new)
+                },
+            )
             .await
             .map(|_| ())
         }
         Action::FinalizeNamespace { name } => {
             let rt = registry.get("", "v1", "namespaces").expect("built in");
-            objects::update_with(server, &rt, None, name, Some("finalize"), &ctx, "Update", |old| {
-                let mut new = old.clone();
-                if let Some(f) = new.pointer_mut("/spec/finalizers").and_then(Value::as_array_mut) {
-                    f.retain(|x| x != "kubernetes");
-                }
-                Ok(new)
-            })
+            objects::update_with(
+                server,
+                &rt,
+                None,
+                name,
+                Some("finalize"),
+                &ctx,
+                "Update",
+                |old| {
+                    let mut new = old.clone();
+                    if let Some(f) = new
+                        .pointer_mut("/spec/finalizers")
+                        .and_then(Value::as_array_mut)
+                    {
+                        f.retain(|x| x != "kubernetes");
+                    }
+                    Ok(new)
+                },
+            )
             .await
             .map(|_| ())
         }
@@ -362,10 +475,16 @@ pub(crate) async fn load_crds(server: &ApiServer) {
 
 async fn reload_crds(server: &ApiServer) {
     let registry = server.registry();
-    let Some(crd_rt) = registry.get("apiextensions.k8s.io", "v1", "customresourcedefinitions") else { return };
+    let Some(crd_rt) = registry.get("apiextensions.k8s.io", "v1", "customresourcedefinitions")
+    else {
+        return;
+    };
     let Ok(resp) = server
         .store
-        .range(RangeRequest { prefix: crd_rt.list_prefix(None), ..Default::default() })
+        .range(RangeRequest {
+            prefix: crd_rt.list_prefix(None),
+            ..Default::default()
+        })
         .await
     else {
         return;
@@ -373,7 +492,9 @@ async fn reload_crds(server: &ApiServer) {
     let mut custom = Vec::new();
     let mut to_establish = Vec::new();
     for kv in &resp.kvs {
-        let Ok(crd) = serde_json::from_slice::<Value>(&kv.value) else { continue };
+        let Ok(crd) = serde_json::from_slice::<Value>(&kv.value) else {
+            continue;
+        };
         if crd.pointer("/metadata/deletionTimestamp").is_some() {
             continue;
         }
@@ -381,7 +502,10 @@ async fn reload_crds(server: &ApiServer) {
         let established = crd
             .pointer("/status/conditions")
             .and_then(Value::as_array)
-            .is_some_and(|c| c.iter().any(|c| c["type"] == "Established" && c["status"] == "True"));
+            .is_some_and(|c| {
+                c.iter()
+                    .any(|c| c["type"] == "Established" && c["status"] == "True")
+            });
         if !established {
             if let Some(name) = crd.pointer("/metadata/name").and_then(Value::as_str) {
                 to_establish.push(name.to_string());
@@ -432,7 +556,12 @@ async fn compactor_loop(server: Arc<ApiServer>) {
                 tracing::debug!("compaction to {rev}: {e}");
             }
         }
-        previous = server.store.revisions().await.ok().map(|(current, _)| current);
+        previous = server
+            .store
+            .revisions()
+            .await
+            .ok()
+            .map(|(current, _)| current);
     }
 }
 
@@ -440,17 +569,34 @@ async fn compactor_loop(server: Arc<ApiServer>) {
 mod tests {
     use super::*;
 
-    fn obj(key: &str, kind: &str, ns: Option<&str>, uid: &str, owners: &[&str], finalizers: &[&str], deleting: bool) -> ObjectMeta {
+    fn obj(
+        key: &str,
+        kind: &str,
+        ns: Option<&str>,
+        uid: &str,
+        owners: &[&str],
+        finalizers: &[&str],
+        deleting: bool,
+    ) -> ObjectMeta {
         ObjectMeta {
             key: key.into(),
-            api_version: if kind == "Namespace" { "v1".into() } else { "apps/v1".into() },
+            api_version: if kind == "Namespace" {
+                "v1".into()
+            } else {
+                "apps/v1".into()
+            },
             kind: kind.into(),
             namespace: ns.map(Into::into),
             name: key.rsplit('/').next().unwrap().into(),
             uid: uid.into(),
             owners: owners
                 .iter()
-                .map(|u| OwnerRef { api_version: "apps/v1".into(), kind: "ReplicaSet".into(), name: "rs".into(), uid: u.to_string() })
+                .map(|u| OwnerRef {
+                    api_version: "apps/v1".into(),
+                    kind: "ReplicaSet".into(),
+                    name: "rs".into(),
+                    uid: u.to_string(),
+                })
                 .collect(),
             finalizers: finalizers.iter().map(|s| s.to_string()).collect(),
             deleting,
@@ -464,8 +610,21 @@ mod tests {
 
     #[test]
     fn orphaned_dependent_is_verified_then_deleted() {
-        let idx = index(vec![obj("/p/d/pod1", "Pod", Some("d"), "p1", &["rs1"], &[], false)]);
-        assert_eq!(plan(&idx), vec![Action::VerifyOwners { key: "/p/d/pod1".into() }]);
+        let idx = index(vec![obj(
+            "/p/d/pod1",
+            "Pod",
+            Some("d"),
+            "p1",
+            &["rs1"],
+            &[],
+            false,
+        )]);
+        assert_eq!(
+            plan(&idx),
+            vec![Action::VerifyOwners {
+                key: "/p/d/pod1".into()
+            }]
+        );
     }
 
     #[test]
@@ -480,21 +639,63 @@ mod tests {
     #[test]
     fn foreground_deletes_dependents_then_drops_finalizer() {
         let idx = index(vec![
-            obj("/rs/d/rs", "ReplicaSet", Some("d"), "rs1", &[], &["foregroundDeletion"], true),
+            obj(
+                "/rs/d/rs",
+                "ReplicaSet",
+                Some("d"),
+                "rs1",
+                &[],
+                &["foregroundDeletion"],
+                true,
+            ),
             obj("/p/d/pod1", "Pod", Some("d"), "p1", &["rs1"], &[], false),
         ]);
-        assert_eq!(plan(&idx), vec![Action::Delete { key: "/p/d/pod1".into(), reason: "owner is being deleted in the foreground" }]);
-        let idx = index(vec![obj("/rs/d/rs", "ReplicaSet", Some("d"), "rs1", &[], &["foregroundDeletion"], true)]);
-        assert_eq!(plan(&idx), vec![Action::RemoveFinalizer { key: "/rs/d/rs".into(), finalizer: "foregroundDeletion" }]);
+        assert_eq!(
+            plan(&idx),
+            vec![Action::Delete {
+                key: "/p/d/pod1".into(),
+                reason: "owner is being deleted in the foreground"
+            }]
+        );
+        let idx = index(vec![obj(
+            "/rs/d/rs",
+            "ReplicaSet",
+            Some("d"),
+            "rs1",
+            &[],
+            &["foregroundDeletion"],
+            true,
+        )]);
+        assert_eq!(
+            plan(&idx),
+            vec![Action::RemoveFinalizer {
+                key: "/rs/d/rs".into(),
+                finalizer: "foregroundDeletion"
+            }]
+        );
     }
 
     #[test]
     fn orphan_removes_owner_refs_then_finalizer() {
         let idx = index(vec![
-            obj("/rs/d/rs", "ReplicaSet", Some("d"), "rs1", &[], &["orphan"], true),
+            obj(
+                "/rs/d/rs",
+                "ReplicaSet",
+                Some("d"),
+                "rs1",
+                &[],
+                &["orphan"],
+                true,
+            ),
             obj("/p/d/pod1", "Pod", Some("d"), "p1", &["rs1"], &[], false),
         ]);
-        assert_eq!(plan(&idx), vec![Action::RemoveOwner { key: "/p/d/pod1".into(), owner_uid: "rs1".into() }]);
+        assert_eq!(
+            plan(&idx),
+            vec![Action::RemoveOwner {
+                key: "/p/d/pod1".into(),
+                owner_uid: "rs1".into()
+            }]
+        );
     }
 
     #[test]
@@ -503,8 +704,17 @@ mod tests {
             obj("/ns/x", "Namespace", None, "n1", &[], &[], true),
             obj("/cm/x/a", "ConfigMap", Some("x"), "c1", &[], &[], false),
         ]);
-        assert_eq!(plan(&idx), vec![Action::Delete { key: "/cm/x/a".into(), reason: "namespace is terminating" }]);
+        assert_eq!(
+            plan(&idx),
+            vec![Action::Delete {
+                key: "/cm/x/a".into(),
+                reason: "namespace is terminating"
+            }]
+        );
         let idx = index(vec![obj("/ns/x", "Namespace", None, "n1", &[], &[], true)]);
-        assert_eq!(plan(&idx), vec![Action::FinalizeNamespace { name: "x".into() }]);
+        assert_eq!(
+            plan(&idx),
+            vec![Action::FinalizeNamespace { name: "x".into() }]
+        );
     }
 }

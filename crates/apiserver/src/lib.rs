@@ -123,7 +123,9 @@ impl ApiServer {
                     let server = server.clone();
                     async move { Ok::<_, Infallible>(server.handle(req).await) }
                 });
-                let builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+                let builder = hyper_util::server::conn::auto::Builder::new(
+                    hyper_util::rt::TokioExecutor::new(),
+                );
                 if let Err(e) = builder.serve_connection_with_upgrades(io, svc).await {
                     tracing::debug!("connection from {peer} ended: {e}");
                 }
@@ -166,14 +168,23 @@ impl ApiServer {
             Target::CoreVersions => Ok(discovery::core_versions(&self.registry(), &req)),
             Target::Groups => Ok(discovery::groups(&self.registry(), &req)),
             Target::Group(g) => discovery::group(&self.registry(), &g),
-            Target::ResourceList { group, version } => discovery::resource_list(&self.registry(), &group, &version),
-            Target::OpenApiV3Root => Ok(discovery::openapi_root(&self.registry())),
-            Target::OpenApiV3 { group, version } => {
-                discovery::openapi_group_version(&self.registry(), &self.openapi_cache, &group, &version)
+            Target::ResourceList { group, version } => {
+                discovery::resource_list(&self.registry(), &group, &version)
             }
+            Target::OpenApiV3Root => Ok(discovery::openapi_root(&self.registry())),
+            Target::OpenApiV3 { group, version } => discovery::openapi_group_version(
+                &self.registry(),
+                &self.openapi_cache,
+                &group,
+                &version,
+            ),
             Target::OpenApiV2 => Ok(discovery::openapi_v2(&req)),
             Target::Resource(rp) => objects::handle(&self, req, rp, query).await,
-            Target::NotFound => Err(ApiError::new(404, "NotFound", "the server could not find the requested resource")),
+            Target::NotFound => Err(ApiError::new(
+                404,
+                "NotFound",
+                "the server could not find the requested resource",
+            )),
             Target::Healthz | Target::Livez | Target::Readyz | Target::Version => unreachable!(),
         };
         match result {
@@ -189,24 +200,45 @@ impl ApiServer {
     }
 
     fn authenticated<B>(&self, req: &Request<B>) -> bool {
-        let Some(value) = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
+        let Some(value) = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+        else {
             return false;
         };
-        let Some(token) = value.strip_prefix("Bearer ").map(str::trim) else { return false };
-        self.config.admin_tokens.iter().any(|t| pki::constant_time_eq(t.as_bytes(), token.as_bytes()))
+        let Some(token) = value.strip_prefix("Bearer ").map(str::trim) else {
+            return false;
+        };
+        self.config
+            .admin_tokens
+            .iter()
+            .any(|t| pki::constant_time_eq(t.as_bytes(), token.as_bytes()))
     }
 
     fn metrics_text(&self) -> String {
         use std::sync::atomic::Ordering::Relaxed;
         let mut s = String::new();
         s.push_str("# HELP apiserver_request_total Requests received by the API server.\n# TYPE apiserver_request_total counter\n");
-        s.push_str(&format!("apiserver_request_total {}\n", self.metrics.requests.load(Relaxed)));
+        s.push_str(&format!(
+            "apiserver_request_total {}\n",
+            self.metrics.requests.load(Relaxed)
+        ));
         s.push_str("# HELP apiserver_request_errors_total Requests answered with an error Status.\n# TYPE apiserver_request_errors_total counter\n");
-        s.push_str(&format!("apiserver_request_errors_total {}\n", self.metrics.errors.load(Relaxed)));
+        s.push_str(&format!(
+            "apiserver_request_errors_total {}\n",
+            self.metrics.errors.load(Relaxed)
+        ));
         s.push_str("# HELP apiserver_watches_open Watches being served.\n# TYPE apiserver_watches_open gauge\n");
-        s.push_str(&format!("apiserver_watches_open {}\n", self.metrics.watches_open.load(Relaxed)));
+        s.push_str(&format!(
+            "apiserver_watches_open {}\n",
+            self.metrics.watches_open.load(Relaxed)
+        ));
         s.push_str("# HELP process_uptime_seconds Seconds since the API server started.\n# TYPE process_uptime_seconds gauge\n");
-        s.push_str(&format!("process_uptime_seconds {:.3}\n", self.started.elapsed().as_secs_f64()));
+        s.push_str(&format!(
+            "process_uptime_seconds {:.3}\n",
+            self.started.elapsed().as_secs_f64()
+        ));
         if let Some(rss) = resident_memory_bytes() {
             s.push_str("# HELP process_resident_memory_bytes Resident memory size in bytes.\n# TYPE process_resident_memory_bytes gauge\n");
             s.push_str(&format!("process_resident_memory_bytes {rss}\n"));
@@ -251,7 +283,9 @@ pub(crate) fn json_response(code: StatusCode, v: &Value) -> Response<ResponseBod
     Response::builder()
         .status(code)
         .header(header::CONTENT_TYPE, "application/json")
-        .body(full(serde_json::to_vec(v).expect("serializing a Value cannot fail")))
+        .body(full(
+            serde_json::to_vec(v).expect("serializing a Value cannot fail"),
+        ))
         .unwrap()
 }
 
@@ -259,4 +293,3 @@ pub(crate) fn error_response(e: &ApiError) -> Response<ResponseBody> {
     let code = StatusCode::from_u16(e.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     json_response(code, &e.to_status())
 }
-

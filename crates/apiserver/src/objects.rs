@@ -48,8 +48,8 @@ pub(crate) fn store_error(e: StoreError, rt: &ResourceType, name: &str) -> ApiEr
 
 /// A stored object as served: its resourceVersion is the key's mod revision.
 pub(crate) fn decode_stored(kv: &KeyValue) -> Result<Value, ApiError> {
-    let mut v: Value =
-        serde_json::from_slice(&kv.value).map_err(|e| ApiError::internal(format!("stored object {} is corrupt: {e}", kv.key)))?;
+    let mut v: Value = serde_json::from_slice(&kv.value)
+        .map_err(|e| ApiError::internal(format!("stored object {} is corrupt: {e}", kv.key)))?;
     if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
         meta.insert("resourceVersion".into(), json!(kv.mod_revision.to_string()));
     }
@@ -65,7 +65,9 @@ fn encode_for_store(obj: &Value) -> Bytes {
 }
 
 pub(crate) fn meta_str<'a>(obj: &'a Value, field: &str) -> Option<&'a str> {
-    obj.get("metadata").and_then(|m| m.get(field)).and_then(Value::as_str)
+    obj.get("metadata")
+        .and_then(|m| m.get(field))
+        .and_then(Value::as_str)
 }
 
 fn meta_mut(obj: &mut Value) -> &mut Map<String, Value> {
@@ -80,7 +82,12 @@ fn meta_mut(obj: &mut Value) -> &mut Map<String, Value> {
 fn finalizers(obj: &Value) -> Vec<String> {
     obj.pointer("/metadata/finalizers")
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).map(String::from).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(String::from)
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -93,11 +100,11 @@ fn parse_resource_version(s: &str) -> Result<Revision, ApiError> {
 
 /// Strips the served version's apiVersion and converts to the storage version.
 fn to_storage(rt: &ResourceType, obj: Value) -> Result<Value, ApiError> {
-    api::conversion::convert(obj, &rt.api_version(), &rt.storage_version)
+    Ok(api::conversion::convert(obj, &rt.api_version(), &rt.storage_version))
 }
 
 pub(crate) fn from_storage(rt: &ResourceType, obj: Value) -> Result<Value, ApiError> {
-    api::conversion::convert(obj, &rt.storage_version, &rt.api_version())
+    Ok(api::conversion::convert(obj, &rt.storage_version, &rt.api_version()))
 }
 
 pub(crate) async fn handle<B>(
@@ -111,8 +118,16 @@ where
     B::Error: std::fmt::Display,
 {
     let registry = server.registry();
-    let not_found = || ApiError::new(404, "NotFound", "the server could not find the requested resource");
-    let rt = registry.get(&rp.group, &rp.version, &rp.plural).ok_or_else(not_found)?;
+    let not_found = || {
+        ApiError::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        )
+    };
+    let rt = registry
+        .get(&rp.group, &rp.version, &rp.plural)
+        .ok_or_else(not_found)?;
     if rp.namespace.is_some() && !rt.namespaced() {
         return Err(not_found());
     }
@@ -155,15 +170,23 @@ where
                     if sub == Some("status") && !rt.has_status {
                         return Err(not_found());
                     }
-                    if sub == Some("finalize") && !(rt.group.is_empty() && rt.plural == "namespaces") {
+                    if sub == Some("finalize")
+                        && !(rt.group.is_empty() && rt.plural == "namespaces")
+                    {
                         return Err(not_found());
                     }
-                    let (obj, created) = update(server, &rt, rp.namespace.as_deref(), name, sub, obj, &ctx).await?;
-                    let code = if created { StatusCode::CREATED } else { StatusCode::OK };
+                    let (obj, created) =
+                        update(server, &rt, rp.namespace.as_deref(), name, sub, obj, &ctx).await?;
+                    let code = if created {
+                        StatusCode::CREATED
+                    } else {
+                        StatusCode::OK
+                    };
                     respond(&parts.headers, &query, &rt, code, obj)
                 }
                 Some("scale") if rt.scale.is_some() => {
-                    let obj = update_scale(server, &rt, rp.namespace.as_deref(), name, obj, &ctx).await?;
+                    let obj =
+                        update_scale(server, &rt, rp.namespace.as_deref(), name, obj, &ctx).await?;
                     Ok(json_response(StatusCode::OK, &obj))
                 }
                 _ => Err(not_found()),
@@ -176,12 +199,35 @@ where
                     if sub == Some("status") && !rt.has_status {
                         return Err(not_found());
                     }
-                    let (obj, created) = patch(server, &rt, rp.namespace.as_deref(), name, sub, &parts.headers, &bytes, &ctx).await?;
-                    let code = if created { StatusCode::CREATED } else { StatusCode::OK };
+                    let (obj, created) = patch(
+                        server,
+                        &rt,
+                        rp.namespace.as_deref(),
+                        name,
+                        sub,
+                        &parts.headers,
+                        &bytes,
+                        &ctx,
+                    )
+                    .await?;
+                    let code = if created {
+                        StatusCode::CREATED
+                    } else {
+                        StatusCode::OK
+                    };
                     respond(&parts.headers, &query, &rt, code, obj)
                 }
                 Some("scale") if rt.scale.is_some() => {
-                    let obj = patch_scale(server, &rt, rp.namespace.as_deref(), name, &parts.headers, &bytes, &ctx).await?;
+                    let obj = patch_scale(
+                        server,
+                        &rt,
+                        rp.namespace.as_deref(),
+                        name,
+                        &parts.headers,
+                        &bytes,
+                        &ctx,
+                    )
+                    .await?;
                     Ok(json_response(StatusCode::OK, &obj))
                 }
                 _ => Err(not_found()),
@@ -192,19 +238,32 @@ where
             let options = delete_options(&parts.headers, &bytes, &query)?;
             let out = delete(server, &rt, rp.namespace.as_deref(), name, &options, &ctx).await?;
             match out {
-                Deleted::Gone(obj) | Deleted::Pending(obj) => respond(&parts.headers, &query, &rt, StatusCode::OK, obj),
+                Deleted::Gone(obj) | Deleted::Pending(obj) => {
+                    respond(&parts.headers, &query, &rt, StatusCode::OK, obj)
+                }
             }
         }
         (&Method::DELETE, None, None) => {
             let bytes = body::read(&parts.headers, incoming).await?;
             let options = delete_options(&parts.headers, &bytes, &query)?;
             delete_collection(server, &rt, &rp, &query, &options, &ctx).await?;
-            Ok(json_response(StatusCode::OK, &api::status::success_status(json!({"kind": rt.plural, "group": rt.group}))))
+            Ok(json_response(
+                StatusCode::OK,
+                &api::status::success_status(json!({"kind": rt.plural, "group": rt.group})),
+            ))
         }
-        (m, _, _) if m == Method::GET || m == Method::PUT || m == Method::PATCH || m == Method::DELETE || m == Method::POST => {
+        (m, _, _)
+            if m == Method::GET
+                || m == Method::PUT
+                || m == Method::PATCH
+                || m == Method::DELETE
+                || m == Method::POST =>
+        {
             Err(not_found())
         }
-        _ => Err(ApiError::method_not_allowed(format!("the server does not allow this method on the requested resource ({method})"))),
+        _ => Err(ApiError::method_not_allowed(format!(
+            "the server does not allow this method on the requested resource ({method})"
+        ))),
     }
 }
 
@@ -225,11 +284,23 @@ pub(crate) enum FieldValidation {
 
 impl RequestCtx {
     fn new(headers: &HeaderMap, query: &Query, _rp: &ResourcePath) -> RequestCtx {
-        let agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("unknown");
-        let default_manager: String = agent.split('/').next().unwrap_or("unknown").chars().take(128).collect();
+        let agent = headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("unknown");
+        let default_manager: String = agent
+            .split('/')
+            .next()
+            .unwrap_or("unknown")
+            .chars()
+            .take(128)
+            .collect();
         RequestCtx {
             dry_run: query.get("dryRun") == Some("All"),
-            field_manager: query.get("fieldManager").map(String::from).unwrap_or(default_manager),
+            field_manager: query
+                .get("fieldManager")
+                .map(String::from)
+                .unwrap_or(default_manager),
             field_validation: match query.get("fieldValidation") {
                 Some("Strict") => FieldValidation::Strict,
                 Some("Ignore") => FieldValidation::Ignore,
@@ -240,13 +311,27 @@ impl RequestCtx {
     }
 
     pub(crate) fn internal(manager: &str) -> RequestCtx {
-        RequestCtx { dry_run: false, field_manager: manager.into(), field_validation: FieldValidation::Ignore, force: false }
+        RequestCtx {
+            dry_run: false,
+            field_manager: manager.into(),
+            field_validation: FieldValidation::Ignore,
+            force: false,
+        }
     }
 }
 
-pub(crate) async fn get(server: &ApiServer, rt: &ResourceType, ns: Option<&str>, name: &str) -> Result<(Value, Revision), ApiError> {
+pub(crate) async fn get(
+    server: &ApiServer,
+    rt: &ResourceType,
+    ns: Option<&str>,
+    name: &str,
+) -> Result<(Value, Revision), ApiError> {
     let key = rt.key(ns, name);
-    let (kv, _) = server.store.get(&key).await.map_err(|e| store_error(e, rt, name))?;
+    let (kv, _) = server
+        .store
+        .get(&key)
+        .await
+        .map_err(|e| store_error(e, rt, name))?;
     let kv = kv.ok_or_else(|| ApiError::not_found(&rt.group, &rt.plural, name))?;
     let obj = from_storage(rt, decode_stored(&kv)?)?;
     Ok((obj, kv.mod_revision))
@@ -261,20 +346,32 @@ pub(crate) enum Render {
 }
 
 pub(crate) fn render_kind(headers: &HeaderMap) -> Result<Render, ApiError> {
-    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("application/json");
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json");
     let mut json_ok = false;
     for part in accept.split(',') {
         let p: String = part.chars().filter(|c| !c.is_whitespace()).collect();
         let mt = p.split(';').next().unwrap_or("");
-        if p.contains("as=Table") && p.contains("g=meta.k8s.io") && (mt == "application/json" || mt == "*/*") {
+        if p.contains("as=Table")
+            && p.contains("g=meta.k8s.io")
+            && (mt == "application/json" || mt == "*/*")
+        {
             return Ok(Render::Table);
         }
-        if (p.contains("as=PartialObjectMetadata;") || p.ends_with("as=PartialObjectMetadata") || p.contains("as=PartialObjectMetadataList"))
+        if (p.contains("as=PartialObjectMetadata;")
+            || p.ends_with("as=PartialObjectMetadata")
+            || p.contains("as=PartialObjectMetadataList"))
             && mt == "application/json"
         {
             return Ok(Render::PartialMetadata);
         }
-        if matches!(mt, "application/json" | "*/*" | "application/*" | "application/yaml" | "") && !p.contains("as=") {
+        if matches!(
+            mt,
+            "application/json" | "*/*" | "application/*" | "application/yaml" | ""
+        ) && !p.contains("as=")
+        {
             json_ok = true;
         }
     }
@@ -294,20 +391,41 @@ pub(crate) fn include_object(query: &Query) -> tables::IncludeObject {
 }
 
 pub(crate) fn custom_columns(rt: &ResourceType) -> Option<Vec<tables::CustomColumn>> {
-    rt.custom.as_ref().map(|c| c.printer_columns.iter().filter_map(tables::CustomColumn::from_json).collect())
+    rt.custom.as_ref().map(|c| {
+        c.printer_columns
+            .iter()
+            .filter_map(tables::CustomColumn::from_json)
+            .collect()
+    })
 }
 
 pub(crate) fn table_of(rt: &ResourceType, objects: &[Value], query: &Query) -> Value {
     let cols = custom_columns(rt);
-    tables::table(&rt.group, &rt.kind, objects, Utc::now(), include_object(query), cols.as_deref())
+    tables::table(
+        &rt.group,
+        &rt.kind,
+        objects,
+        Utc::now(),
+        include_object(query),
+        cols.as_deref(),
+    )
 }
 
-fn respond(headers: &HeaderMap, query: &Query, rt: &ResourceType, code: StatusCode, obj: Value) -> Result<Response<ResponseBody>, ApiError> {
+fn respond(
+    headers: &HeaderMap,
+    query: &Query,
+    rt: &ResourceType,
+    code: StatusCode,
+    obj: Value,
+) -> Result<Response<ResponseBody>, ApiError> {
     match render_kind(headers)? {
         Render::Json => Ok(json_response(code, &obj)),
         Render::Table => {
             let mut t = table_of(rt, std::slice::from_ref(&obj), query);
-            t["metadata"]["resourceVersion"] = obj.pointer("/metadata/resourceVersion").cloned().unwrap_or(json!(""));
+            t["metadata"]["resourceVersion"] = obj
+                .pointer("/metadata/resourceVersion")
+                .cloned()
+                .unwrap_or(json!(""));
             Ok(json_response(code, &t))
         }
         Render::PartialMetadata => Ok(json_response(
@@ -329,11 +447,19 @@ fn encode_continue(revision: Revision, start_after: &str) -> String {
 
 fn decode_continue(token: &str) -> Result<(Revision, String), ApiError> {
     use base64::Engine;
-    let bad = || ApiError::bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)");
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token.trim_end_matches('=')).map_err(|_| bad())?;
+    let bad = || {
+        ApiError::bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)")
+    };
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token.trim_end_matches('='))
+        .map_err(|_| bad())?;
     let v: Value = serde_json::from_slice(&bytes).map_err(|_| bad())?;
     let rv = v.get("rv").and_then(Value::as_i64).ok_or_else(bad)?;
-    let start = v.get("start").and_then(Value::as_str).ok_or_else(bad)?.to_string();
+    let start = v
+        .get("start")
+        .and_then(Value::as_str)
+        .ok_or_else(bad)?
+        .to_string();
     Ok((rv, start))
 }
 
@@ -345,27 +471,39 @@ pub(crate) struct Filter {
 }
 
 impl Filter {
-    pub fn from_query(rt: &ResourceType, rp: &ResourcePath, query: &Query) -> Result<Filter, ApiError> {
+    pub fn from_query(
+        rt: &ResourceType,
+        rp: &ResourcePath,
+        query: &Query,
+    ) -> Result<Filter, ApiError> {
         let labels = match query.get("labelSelector") {
             Some(s) => Some(
-                apimachinery::selector::LabelSelector::parse(s)
-                    .map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?,
+                apimachinery::selector::LabelSelector::parse(s).map_err(|e| {
+                    ApiError::bad_request(format!("unable to parse requirement: {e}"))
+                })?,
             ),
             None => None,
         };
         let fields = match query.get("fieldSelector") {
             Some(s) => {
-                let f = apimachinery::fields::FieldSelector::parse(s).map_err(|e| ApiError::bad_request(e.to_string()))?;
+                let f = apimachinery::fields::FieldSelector::parse(s)
+                    .map_err(|e| ApiError::bad_request(e.to_string()))?;
                 for field in f.requirements().iter().map(|r| r.field.as_str()) {
                     if !supported_field(rt, field) {
-                        return Err(ApiError::bad_request(format!("field label not supported: {field}")));
+                        return Err(ApiError::bad_request(format!(
+                            "field label not supported: {field}"
+                        )));
                     }
                 }
                 Some(f)
             }
             None => None,
         };
-        Ok(Filter { labels, fields, namespace: rp.namespace.clone() })
+        Ok(Filter {
+            labels,
+            fields,
+            namespace: rp.namespace.clone(),
+        })
     }
 
     pub fn matches(&self, obj: &Value) -> bool {
@@ -397,11 +535,18 @@ fn supported_field(rt: &ResourceType, field: &str) -> bool {
     match (rt.group.as_str(), rt.kind.as_str()) {
         ("", "Pod") => matches!(
             field,
-            "spec.nodeName" | "spec.restartPolicy" | "spec.schedulerName" | "spec.serviceAccountName" | "spec.hostNetwork"
-                | "status.phase" | "status.podIP" | "status.nominatedNodeName"
+            "spec.nodeName"
+                | "spec.restartPolicy"
+                | "spec.schedulerName"
+                | "spec.serviceAccountName"
+                | "spec.hostNetwork"
+                | "status.phase"
+                | "status.podIP"
+                | "status.nominatedNodeName"
         ),
         ("", "Event") | ("events.k8s.io", "Event") => {
-            field.starts_with("involvedObject.") || matches!(field, "reason" | "reportingComponent" | "source" | "type")
+            field.starts_with("involvedObject.")
+                || matches!(field, "reason" | "reportingComponent" | "source" | "type")
                 || field.starts_with("regarding.")
         }
         ("", "Node") => field == "spec.unschedulable",
@@ -437,10 +582,19 @@ pub(crate) struct ListResult {
     pub remaining: Option<usize>,
 }
 
-pub(crate) async fn list_objects(server: &ApiServer, rt: &ResourceType, rp: &ResourcePath, query: &Query) -> Result<ListResult, ApiError> {
+pub(crate) async fn list_objects(
+    server: &ApiServer,
+    rt: &ResourceType,
+    rp: &ResourcePath,
+    query: &Query,
+) -> Result<ListResult, ApiError> {
     let filter = Filter::from_query(rt, rp, query)?;
     let limit = match query.get("limit") {
-        Some(l) => Some(l.parse::<usize>().map_err(|_| ApiError::bad_request(format!("invalid limit: {l:?}")))?).filter(|l| *l > 0),
+        Some(l) => Some(
+            l.parse::<usize>()
+                .map_err(|_| ApiError::bad_request(format!("invalid limit: {l:?}")))?,
+        )
+        .filter(|l| *l > 0),
         None => None,
     };
     let (mut revision, mut start_after) = (None, None);
@@ -481,19 +635,35 @@ pub(crate) async fn list_objects(server: &ApiServer, rt: &ResourceType, rp: &Res
                         let more = resp.more || i + 1 < n;
                         let token = more.then(|| encode_continue(resp.revision, &kv.key));
                         let remaining = more.then(|| resp.remaining + (n - i - 1));
-                        return Ok(ListResult { items, revision: resp.revision, continue_token: token, remaining });
+                        return Ok(ListResult {
+                            items,
+                            revision: resp.revision,
+                            continue_token: token,
+                            remaining,
+                        });
                     }
                 }
             }
         }
         if !resp.more || n == 0 {
-            return Ok(ListResult { items, revision: resp.revision, continue_token: None, remaining: None });
+            return Ok(ListResult {
+                items,
+                revision: resp.revision,
+                continue_token: None,
+                remaining: None,
+            });
         }
         start_after = resp.kvs.last().map(|kv| kv.key.clone());
     }
 }
 
-async fn list(server: &ApiServer, rt: &ResourceType, rp: &ResourcePath, query: &Query, headers: &HeaderMap) -> Result<Response<ResponseBody>, ApiError> {
+async fn list(
+    server: &ApiServer,
+    rt: &ResourceType,
+    rp: &ResourcePath,
+    query: &Query,
+    headers: &HeaderMap,
+) -> Result<Response<ResponseBody>, ApiError> {
     let render = render_kind(headers)?;
     let result = list_objects(server, rt, rp, query).await?;
     let mut metadata = json!({"resourceVersion": result.revision.to_string()});
@@ -532,7 +702,11 @@ fn check_type_meta(rt: &ResourceType, obj: &mut Value) -> Result<(), ApiError> {
     match m.get("apiVersion").and_then(Value::as_str) {
         Some(av) if av != want_api_version => {
             let (g, _) = split_api_version(av);
-            if g != rt.group || m.get("kind").and_then(Value::as_str).is_some_and(|k| k != rt.kind) {
+            if g != rt.group
+                || m.get("kind")
+                    .and_then(Value::as_str)
+                    .is_some_and(|k| k != rt.kind)
+            {
                 return Err(ApiError::bad_request(format!(
                     "the API version in the data ({av}) does not match the expected API version ({want_api_version})"
                 )));
@@ -548,7 +722,10 @@ fn check_type_meta(rt: &ResourceType, obj: &mut Value) -> Result<(), ApiError> {
     }
     match m.get("kind").and_then(Value::as_str) {
         Some(k) if k != rt.kind => {
-            return Err(ApiError::bad_request(format!("the kind in the data ({k}) does not match the expected kind ({})", rt.kind)))
+            return Err(ApiError::bad_request(format!(
+                "the kind in the data ({k}) does not match the expected kind ({})",
+                rt.kind
+            )))
         }
         Some(_) => {}
         None => {
@@ -561,7 +738,9 @@ fn check_type_meta(rt: &ResourceType, obj: &mut Value) -> Result<(), ApiError> {
 fn check_namespace(rt: &ResourceType, obj: &mut Value, ns: Option<&str>) -> Result<(), ApiError> {
     let meta = meta_mut(obj);
     if rt.namespaced() {
-        let url_ns = ns.ok_or_else(|| ApiError::bad_request("a namespace is required for a namespaced resource"))?;
+        let url_ns = ns.ok_or_else(|| {
+            ApiError::bad_request("a namespace is required for a namespaced resource")
+        })?;
         match meta.get("namespace").and_then(Value::as_str) {
             Some(body_ns) if !body_ns.is_empty() && body_ns != url_ns => {
                 return Err(ApiError::bad_request(format!(
@@ -583,12 +762,21 @@ fn generate_name_suffix() -> String {
     // The alphabet Kubernetes uses: no vowels (no words), no look-alikes.
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     let mut rng = rand::rng();
-    (0..5).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect()
+    (0..5)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect()
 }
 
-async fn ensure_namespace_open(server: &ApiServer, rt: &ResourceType, ns: &str, name: &str) -> Result<(), ApiError> {
+async fn ensure_namespace_open(
+    server: &ApiServer,
+    rt: &ResourceType,
+    ns: &str,
+    name: &str,
+) -> Result<(), ApiError> {
     let registry = server.registry();
-    let ns_rt = registry.get("", "v1", "namespaces").expect("namespaces are built in");
+    let ns_rt = registry
+        .get("", "v1", "namespaces")
+        .expect("namespaces are built in");
     match get(server, &ns_rt, None, ns).await {
         Ok((nsobj, _)) => {
             if nsobj.pointer("/metadata/deletionTimestamp").is_some() {
@@ -614,16 +802,31 @@ fn qualified(rt: &ResourceType) -> String {
 
 /// Type checks, unknown-field policy, defaulting and validation: everything an
 /// object must pass before it may be stored.
-fn admit(rt: &ResourceType, obj: &mut Value, old: Option<&Value>, ctx: &RequestCtx) -> Result<(), ApiError> {
+fn admit(
+    rt: &ResourceType,
+    obj: &mut Value,
+    old: Option<&Value>,
+    ctx: &RequestCtx,
+) -> Result<(), ApiError> {
     api::validation::check_types(&rt.group, &rt.version, &rt.kind, obj)?;
     if ctx.field_validation == FieldValidation::Strict {
         let unknown = match &rt.custom {
-            Some(c) => c.schema.as_ref().map(|s| api::crd::unknown_fields(obj, s)).unwrap_or_default(),
+            Some(c) => c
+                .schema
+                .as_ref()
+                .map(|s| api::crd::unknown_fields(obj, s))
+                .unwrap_or_default(),
             None => openapi::unknown_fields(obj, &rt.group, &rt.version, &rt.kind),
         };
         if !unknown.is_empty() {
-            let list = unknown.iter().map(|f| format!("unknown field \"{}\"", f.trim_start_matches('.'))).collect::<Vec<_>>();
-            return Err(ApiError::bad_request(format!("strict decoding error: {}", list.join(", "))));
+            let list = unknown
+                .iter()
+                .map(|f| format!("unknown field \"{}\"", f.trim_start_matches('.')))
+                .collect::<Vec<_>>();
+            return Err(ApiError::bad_request(format!(
+                "strict decoding error: {}",
+                list.join(", ")
+            )));
         }
     }
     api::defaults::apply_defaults(&rt.group, &rt.kind, obj);
@@ -643,7 +846,13 @@ fn admit(rt: &ResourceType, obj: &mut Value, old: Option<&Value>, ctx: &RequestC
     Ok(())
 }
 
-pub(crate) async fn create(server: &ApiServer, rt: &ResourceType, ns: Option<&str>, obj: Value, ctx: &RequestCtx) -> Result<Value, ApiError> {
+pub(crate) async fn create(
+    server: &ApiServer,
+    rt: &ResourceType,
+    ns: Option<&str>,
+    obj: Value,
+    ctx: &RequestCtx,
+) -> Result<Value, ApiError> {
     create_inner(server, rt, ns, obj, ctx, true).await
 }
 
@@ -659,7 +868,11 @@ async fn create_inner(
     check_namespace(rt, &mut obj, ns)?;
     {
         let meta = meta_mut(&mut obj);
-        if meta.get("name").and_then(Value::as_str).is_none_or(str::is_empty) {
+        if meta
+            .get("name")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+        {
             match meta.get("generateName").and_then(Value::as_str) {
                 Some(prefix) if !prefix.is_empty() => {
                     let name = format!("{prefix}{}", generate_name_suffix());
@@ -670,7 +883,10 @@ async fn create_inner(
                         &rt.group,
                         &rt.kind,
                         "",
-                        vec![Cause::required("metadata.name", "name or generateName is required")],
+                        vec![Cause::required(
+                            "metadata.name",
+                            "name or generateName is required",
+                        )],
                     ))
                 }
             }
@@ -693,7 +909,12 @@ async fn create_inner(
     }
     // What a client sends as status on create is dropped for kinds whose status
     // is the system's to write (it comes from controllers and agents).
-    if rt.has_status && !(rt.group.is_empty() && matches!(rt.kind.as_str(), "Node" | "Namespace" | "PersistentVolume" | "PersistentVolumeClaim" | "Pod"))
+    if rt.has_status
+        && !(rt.group.is_empty()
+            && matches!(
+                rt.kind.as_str(),
+                "Node" | "Namespace" | "PersistentVolume" | "PersistentVolumeClaim" | "Pod"
+            ))
         && rt.custom.is_none()
     {
         obj.as_object_mut().unwrap().remove("status");
@@ -706,15 +927,32 @@ async fn create_inner(
         return Ok(obj);
     }
     let stored = to_storage(rt, obj)?;
-    let kv = server.store.create(&rt.key(ns, &name), encode_for_store(&stored)).await.map_err(|e| store_error(e, rt, &name))?;
+    let kv = server
+        .store
+        .create(&rt.key(ns, &name), encode_for_store(&stored))
+        .await
+        .map_err(|e| store_error(e, rt, &name))?;
     after_write(server, rt).await;
     from_storage(rt, decode_stored(&kv)?)
 }
 
 /// Records in metadata.managedFields that `manager` owns what it changed.
-fn track_managed_fields(rt: &ResourceType, old: Option<&Value>, obj: &mut Value, manager: &str, operation: &str) {
+fn track_managed_fields(
+    rt: &ResourceType,
+    old: Option<&Value>,
+    obj: &mut Value,
+    manager: &str,
+    operation: &str,
+) {
     let ty = apimachinery::patch_meta::root_type(&rt.group, &rt.kind);
-    *obj = apimachinery::apply::update_managed_fields(old, obj, manager, operation, &now_rfc3339(), ty);
+    *obj = apimachinery::apply::update_managed_fields(
+        old,
+        obj,
+        manager,
+        operation,
+        &now_rfc3339(),
+        ty,
+    );
 }
 
 /// Side effects of a successful write that the API server itself owns: a
@@ -730,11 +968,18 @@ async fn after_write(server: &ApiServer, rt: &ResourceType) {
 /// Applies the rules of an update to `new` given the stored `old`: immutable
 /// metadata kept, status or spec kept depending on the subresource,
 /// generation bumped on spec changes.
-fn prepare_update(rt: &ResourceType, old: &Value, new: &mut Value, subresource: Option<&str>) -> Result<(), ApiError> {
+fn prepare_update(
+    rt: &ResourceType,
+    old: &Value,
+    new: &mut Value,
+    subresource: Option<&str>,
+) -> Result<(), ApiError> {
     let name = meta_str(old, "name").unwrap_or("").to_string();
     if let Some(n) = meta_str(new, "name") {
         if n != name {
-            return Err(ApiError::bad_request(format!("the name of the object ({n}) does not match the name on the URL ({name})")));
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({n}) does not match the name on the URL ({name})"
+            )));
         }
     }
     if let (Some(old_uid), Some(new_uid)) = (meta_str(old, "uid"), meta_str(new, "uid")) {
@@ -751,7 +996,14 @@ fn prepare_update(rt: &ResourceType, old: &Value, new: &mut Value, subresource: 
     {
         let meta = meta_mut(new);
         meta.insert("name".into(), json!(name));
-        for field in ["uid", "creationTimestamp", "namespace", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"] {
+        for field in [
+            "uid",
+            "creationTimestamp",
+            "namespace",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "generation",
+        ] {
             match old_meta.get(field) {
                 Some(v) => {
                     meta.insert(field.into(), v.clone());
@@ -796,7 +1048,9 @@ fn prepare_update(rt: &ResourceType, old: &Value, new: &mut Value, subresource: 
             if rt.has_status && !(rt.group.is_empty() && rt.kind == "Namespace") {
                 match old.get("status") {
                     Some(s) => {
-                        new.as_object_mut().unwrap().insert("status".into(), s.clone());
+                        new.as_object_mut()
+                            .unwrap()
+                            .insert("status".into(), s.clone());
                     }
                     None => {
                         new.as_object_mut().unwrap().remove("status");
@@ -804,7 +1058,9 @@ fn prepare_update(rt: &ResourceType, old: &Value, new: &mut Value, subresource: 
                 }
             } else if rt.group.is_empty() && rt.kind == "Namespace" {
                 if let Some(s) = old.get("status") {
-                    new.as_object_mut().unwrap().insert("status".into(), s.clone());
+                    new.as_object_mut()
+                        .unwrap()
+                        .insert("status".into(), s.clone());
                 }
                 if let Some(f) = old.pointer("/spec/finalizers") {
                     new["spec"]["finalizers"] = f.clone();
@@ -813,7 +1069,11 @@ fn prepare_update(rt: &ResourceType, old: &Value, new: &mut Value, subresource: 
         }
     }
     if spec_changed(old, new) {
-        let g = old.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0) + 1;
+        let g = old
+            .pointer("/metadata/generation")
+            .and_then(Value::as_i64)
+            .unwrap_or(0)
+            + 1;
         meta_mut(new).insert("generation".into(), json!(g));
     }
     Ok(())
@@ -864,7 +1124,19 @@ pub(crate) async fn update(
         }
         _ => old_rev,
     };
-    let stored = write_update(server, rt, ns, name, &old, expected, obj, subresource, ctx, "Update").await?;
+    let stored = write_update(
+        server,
+        rt,
+        ns,
+        name,
+        &old,
+        expected,
+        obj,
+        subresource,
+        ctx,
+        "Update",
+    )
+    .await?;
     Ok((stored, false))
 }
 
@@ -893,14 +1165,25 @@ async fn write_update(
         return Ok(obj);
     }
     let key = rt.key(ns, name);
-    if obj.pointer("/metadata/deletionTimestamp").is_some() && finalizers(&obj).is_empty() && deletion_ready(rt, &obj) {
-        let (_, kv) = server.store.delete(&key, Some(expected)).await.map_err(|e| store_error(e, rt, name))?;
+    if obj.pointer("/metadata/deletionTimestamp").is_some()
+        && finalizers(&obj).is_empty()
+        && deletion_ready(rt, &obj)
+    {
+        let (_, kv) = server
+            .store
+            .delete(&key, Some(expected))
+            .await
+            .map_err(|e| store_error(e, rt, name))?;
         let mut gone = decode_stored(&kv)?;
         meta_mut(&mut gone).insert("resourceVersion".into(), json!(kv.mod_revision.to_string()));
         return from_storage(rt, gone);
     }
     let stored = to_storage(rt, obj)?;
-    let kv = server.store.update(&key, encode_for_store(&stored), expected).await.map_err(|e| store_error(e, rt, name))?;
+    let kv = server
+        .store
+        .update(&key, encode_for_store(&stored), expected)
+        .await
+        .map_err(|e| store_error(e, rt, name))?;
     after_write(server, rt).await;
     from_storage(rt, decode_stored(&kv)?)
 }
@@ -908,7 +1191,10 @@ async fn write_update(
 /// Namespaces wait for their own spec finalizers too.
 fn deletion_ready(rt: &ResourceType, obj: &Value) -> bool {
     if rt.group.is_empty() && rt.kind == "Namespace" {
-        return obj.pointer("/spec/finalizers").and_then(Value::as_array).is_none_or(|a| a.is_empty());
+        return obj
+            .pointer("/spec/finalizers")
+            .and_then(Value::as_array)
+            .is_none_or(|a| a.is_empty());
     }
     true
 }
@@ -916,6 +1202,7 @@ fn deletion_ready(rt: &ResourceType, obj: &Value) -> bool {
 /// Read-modify-write with retries on conflicts: the way patches and the
 /// server's own controllers change objects. `mutate` gets the current object
 /// and returns the new one (or an error to stop).
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn update_with<F>(
     server: &ApiServer,
     rt: &ResourceType,
@@ -944,7 +1231,20 @@ where
                 ));
             }
         }
-        match write_update(server, rt, ns, name, &old, rev, new, subresource, ctx, operation).await {
+        match write_update(
+            server,
+            rt,
+            ns,
+            name,
+            &old,
+            rev,
+            new,
+            subresource,
+            ctx,
+            operation,
+        )
+        .await
+        {
             Err(e) if e.code == 409 && e.reason == "Conflict" => last_err = Some(e),
             other => return other,
         }
@@ -970,7 +1270,8 @@ async fn patch(
         "application/json-patch+json" => {
             let ops = body::decode_json(bytes)?;
             let obj = update_with(server, rt, ns, name, subresource, ctx, "Update", |old| {
-                apimachinery::patch::apply_json_patch(old, &ops).map_err(|e| patch_error(rt, name, e))
+                apimachinery::patch::apply_json_patch(old, &ops)
+                    .map_err(|e| patch_error(rt, name, e))
             })
             .await?;
             Ok((obj, false))
@@ -978,7 +1279,8 @@ async fn patch(
         "application/merge-patch+json" => {
             let p = body::decode_json(bytes)?;
             let obj = update_with(server, rt, ns, name, subresource, ctx, "Update", |old| {
-                apimachinery::patch::apply_merge_patch(old, &p).map_err(|e| patch_error(rt, name, e))
+                apimachinery::patch::apply_merge_patch(old, &p)
+                    .map_err(|e| patch_error(rt, name, e))
             })
             .await?;
             Ok((obj, false))
@@ -992,7 +1294,8 @@ async fn patch(
             let p = body::decode_json(bytes)?;
             let ty = apimachinery::patch_meta::root_type(&rt.group, &rt.kind);
             let obj = update_with(server, rt, ns, name, subresource, ctx, "Update", |old| {
-                apimachinery::strategic::strategic_merge_patch(old, &p, ty).map_err(|e| patch_error(rt, name, e))
+                apimachinery::strategic::strategic_merge_patch(old, &p, ty)
+                    .map_err(|e| patch_error(rt, name, e))
             })
             .await?;
             Ok((obj, false))
@@ -1000,7 +1303,9 @@ async fn patch(
         "application/apply-patch+yaml" | "application/apply-patch+json" => {
             let applied = body::decode_yaml(bytes)?;
             if !applied.is_object() {
-                return Err(ApiError::bad_request("the applied configuration must be an object"));
+                return Err(ApiError::bad_request(
+                    "the applied configuration must be an object",
+                ));
             }
             apply(server, rt, ns, name, subresource, applied, ctx).await
         }
@@ -1010,7 +1315,11 @@ async fn patch(
 
 fn patch_error(rt: &ResourceType, name: &str, e: apimachinery::patch::PatchError) -> ApiError {
     let _ = (rt, name);
-    ApiError::new(422, "Invalid", format!("the patch could not be applied: {e}"))
+    ApiError::new(
+        422,
+        "Invalid",
+        format!("the patch could not be applied: {e}"),
+    )
 }
 
 /// Server-side apply: create when absent, else merge under field ownership.
@@ -1024,12 +1333,16 @@ async fn apply(
     ctx: &RequestCtx,
 ) -> Result<(Value, bool), ApiError> {
     if ctx.field_manager.is_empty() || ctx.field_manager == "unknown" && !applied.is_object() {
-        return Err(ApiError::bad_request("PATCH with apply requires a fieldManager"));
+        return Err(ApiError::bad_request(
+            "PATCH with apply requires a fieldManager",
+        ));
     }
     check_type_meta(rt, &mut applied)?;
     if let Some(n) = meta_str(&applied, "name") {
         if n != name {
-            return Err(ApiError::bad_request(format!("the name of the object ({n}) does not match the name on the URL ({name})")));
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({n}) does not match the name on the URL ({name})"
+            )));
         }
     }
     let ty = apimachinery::patch_meta::root_type(&rt.group, &rt.kind);
@@ -1037,8 +1350,15 @@ async fn apply(
     for _ in 0..MAX_CONFLICT_RETRIES {
         match get(server, rt, ns, name).await {
             Err(e) if e.code == 404 && subresource.is_none() => {
-                let mut obj = apimachinery::apply::apply(None, &applied, &ctx.field_manager, ctx.force, ty, &now)
-                    .map_err(|e| apply_error(rt, name, e))?;
+                let mut obj = apimachinery::apply::apply(
+                    None,
+                    &applied,
+                    &ctx.field_manager,
+                    ctx.force,
+                    ty,
+                    &now,
+                )
+                .map_err(|e| apply_error(rt, name, e))?;
                 meta_mut(&mut obj).insert("name".into(), json!(name));
                 match create_applied(server, rt, ns, obj, ctx).await {
                     Err(e) if e.code == 409 && e.reason == "AlreadyExists" => continue,
@@ -1047,19 +1367,50 @@ async fn apply(
             }
             Err(e) => return Err(e),
             Ok((old, rev)) => {
-                let new = apimachinery::apply::apply(Some(&old), &applied, &ctx.field_manager, ctx.force, ty, &now)
-                    .map_err(|e| apply_error(rt, name, e))?;
-                match write_update(server, rt, ns, name, &old, rev, new, subresource, ctx, "Apply").await {
+                let new = apimachinery::apply::apply(
+                    Some(&old),
+                    &applied,
+                    &ctx.field_manager,
+                    ctx.force,
+                    ty,
+                    &now,
+                )
+                .map_err(|e| apply_error(rt, name, e))?;
+                match write_update(
+                    server,
+                    rt,
+                    ns,
+                    name,
+                    &old,
+                    rev,
+                    new,
+                    subresource,
+                    ctx,
+                    "Apply",
+                )
+                .await
+                {
                     Err(e) if e.code == 409 && e.reason == "Conflict" => continue,
                     other => return other.map(|o| (o, false)),
                 }
             }
         }
     }
-    Err(ApiError::conflict(&rt.group, &rt.plural, name, "too many concurrent writers; try again"))
+    Err(ApiError::conflict(
+        &rt.group,
+        &rt.plural,
+        name,
+        "too many concurrent writers; try again",
+    ))
 }
 
-async fn create_applied(server: &ApiServer, rt: &ResourceType, ns: Option<&str>, obj: Value, ctx: &RequestCtx) -> Result<Value, ApiError> {
+async fn create_applied(
+    server: &ApiServer,
+    rt: &ResourceType,
+    ns: Option<&str>,
+    obj: Value,
+    ctx: &RequestCtx,
+) -> Result<Value, ApiError> {
     // The Apply entry computed by `apply` already owns every applied field;
     // create must not add an Update entry of its own.
     create_inner(server, rt, ns, obj, ctx, false).await
@@ -1069,16 +1420,20 @@ fn apply_error(rt: &ResourceType, name: &str, e: apimachinery::apply::ApplyError
     match &e {
         apimachinery::apply::ApplyError::Conflicts(conflicts) => {
             let mut err = ApiError::new(409, "Conflict", e.to_string());
-            err.details = Some(api::status::Details {
+            err.details = Some(Box::new(api::status::Details {
                 name: name.into(),
                 group: rt.group.clone(),
                 kind: rt.plural.clone(),
                 causes: conflicts
                     .iter()
-                    .map(|c| Cause { reason: "FieldManagerConflict".into(), message: format!("conflict with \"{}\"", c.manager), field: c.field.clone() })
+                    .map(|c| Cause {
+                        reason: "FieldManagerConflict".into(),
+                        message: format!("conflict with \"{}\"", c.manager),
+                        field: c.field.clone(),
+                    })
                     .collect(),
                 retry_after_seconds: None,
-            });
+            }));
             err
         }
         #[allow(unreachable_patterns)]
@@ -1094,21 +1449,42 @@ fn path_get<'a>(obj: &'a Value, dotted: &str) -> Option<&'a Value> {
 
 fn scale_of(rt: &ResourceType, obj: &Value) -> Value {
     let spec = rt.scale.as_ref().expect("scale subresource");
-    let replicas = path_get(obj, &spec.spec_replicas_path).and_then(Value::as_i64).unwrap_or(0);
-    let status_replicas = path_get(obj, &spec.status_replicas_path).and_then(Value::as_i64).unwrap_or(0);
-    let mut selector = spec.label_selector_path.as_deref().and_then(|p| path_get(obj, p)).and_then(Value::as_str).map(String::from);
+    let replicas = path_get(obj, &spec.spec_replicas_path)
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
+    let status_replicas = path_get(obj, &spec.status_replicas_path)
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
+    let mut selector = spec
+        .label_selector_path
+        .as_deref()
+        .and_then(|p| path_get(obj, p))
+        .and_then(Value::as_str)
+        .map(String::from);
     if selector.is_none() {
         // Built-in kinds: the selector string from spec.selector.
-        selector = obj.pointer("/spec/selector").map(|s| match s.get("matchLabels").or(Some(s)).and_then(Value::as_object) {
-            Some(m) if s.get("matchExpressions").is_none() => {
-                m.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(""))).collect::<Vec<_>>().join(",")
+        selector = obj.pointer("/spec/selector").map(|s| {
+            match s.get("matchLabels").or(Some(s)).and_then(Value::as_object) {
+                Some(m) if s.get("matchExpressions").is_none() => m
+                    .iter()
+                    .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                    .collect::<Vec<_>>()
+                    .join(","),
+                _ => apimachinery::selector::LabelSelector::from_json(Some(s), "spec.selector")
+                    .map(|l| l.to_string())
+                    .unwrap_or_default(),
             }
-            _ => apimachinery::selector::LabelSelector::from_json(Some(s), "spec.selector").map(|l| l.to_string()).unwrap_or_default(),
         });
     }
     let meta = obj.get("metadata").cloned().unwrap_or(json!({}));
     let mut scale_meta = json!({});
-    for f in ["name", "namespace", "uid", "resourceVersion", "creationTimestamp"] {
+    for f in [
+        "name",
+        "namespace",
+        "uid",
+        "resourceVersion",
+        "creationTimestamp",
+    ] {
         if let Some(v) = meta.get(f) {
             scale_meta[f] = v.clone();
         }
@@ -1124,20 +1500,37 @@ fn set_replicas(rt: &ResourceType, obj: &Value, scale: &Value) -> Result<Value, 
     let spec = rt.scale.as_ref().expect("scale subresource");
     let replicas = scale.pointer("/spec/replicas").cloned().unwrap_or(json!(0));
     let Some(n) = replicas.as_i64() else {
-        return Err(ApiError::invalid("autoscaling", "Scale", meta_str(obj, "name").unwrap_or(""), vec![Cause::invalid_raw("spec.replicas", &replicas, "must be an integer")]));
+        return Err(ApiError::invalid(
+            "autoscaling",
+            "Scale",
+            meta_str(obj, "name").unwrap_or(""),
+            vec![Cause::invalid_raw(
+                "spec.replicas",
+                &replicas,
+                "must be an integer",
+            )],
+        ));
     };
     if n < 0 {
         return Err(ApiError::invalid(
             "autoscaling",
             "Scale",
             meta_str(obj, "name").unwrap_or(""),
-            vec![Cause::invalid_raw("spec.replicas", n, "must be greater than or equal to 0")],
+            vec![Cause::invalid_raw(
+                "spec.replicas",
+                n,
+                "must be greater than or equal to 0",
+            )],
         ));
     }
     let mut new = obj.clone();
     let pointer = spec.spec_replicas_path.replace('.', "/");
     set_pointer(&mut new, &pointer, json!(n));
-    if let Some(rv) = scale.pointer("/metadata/resourceVersion").and_then(Value::as_str).filter(|s| !s.is_empty()) {
+    if let Some(rv) = scale
+        .pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+    {
         meta_mut(&mut new).insert("resourceVersion".into(), json!(rv));
     } else {
         meta_mut(&mut new).remove("resourceVersion");
@@ -1162,8 +1555,18 @@ fn set_pointer(v: &mut Value, pointer: &str, new: Value) {
     }
 }
 
-async fn update_scale(server: &ApiServer, rt: &ResourceType, ns: Option<&str>, name: &str, scale: Value, ctx: &RequestCtx) -> Result<Value, ApiError> {
-    let obj = update_with(server, rt, ns, name, None, ctx, "Update", |old| set_replicas(rt, old, &scale)).await?;
+async fn update_scale(
+    server: &ApiServer,
+    rt: &ResourceType,
+    ns: Option<&str>,
+    name: &str,
+    scale: Value,
+    ctx: &RequestCtx,
+) -> Result<Value, ApiError> {
+    let obj = update_with(server, rt, ns, name, None, ctx, "Update", |old| {
+        set_replicas(rt, old, &scale)
+    })
+    .await?;
     Ok(scale_of(rt, &obj))
 }
 
@@ -1182,7 +1585,9 @@ async fn patch_scale(
         let current = scale_of(rt, old);
         let patched = match media_type.as_str() {
             "application/json-patch+json" => apimachinery::patch::apply_json_patch(&current, &p),
-            "application/merge-patch+json" | "application/strategic-merge-patch+json" => apimachinery::patch::apply_merge_patch(&current, &p),
+            "application/merge-patch+json" | "application/strategic-merge-patch+json" => {
+                apimachinery::patch::apply_merge_patch(&current, &p)
+            }
             other => return Err(ApiError::unsupported_media_type(other)),
         }
         .map_err(|e| patch_error(rt, name, e))?;
@@ -1208,18 +1613,36 @@ pub(crate) struct DeleteOptions {
     pub dry_run: bool,
 }
 
-fn delete_options(headers: &HeaderMap, bytes: &[u8], query: &Query) -> Result<DeleteOptions, ApiError> {
+fn delete_options(
+    headers: &HeaderMap,
+    bytes: &[u8],
+    query: &Query,
+) -> Result<DeleteOptions, ApiError> {
     let mut o = DeleteOptions::default();
     if !bytes.iter().all(u8::is_ascii_whitespace) {
         let v = body::decode_object(headers, bytes)?;
-        o.propagation = v.get("propagationPolicy").and_then(Value::as_str).map(String::from);
-        if v.get("orphanDependents").and_then(Value::as_bool) == Some(true) && o.propagation.is_none() {
+        o.propagation = v
+            .get("propagationPolicy")
+            .and_then(Value::as_str)
+            .map(String::from);
+        if v.get("orphanDependents").and_then(Value::as_bool) == Some(true)
+            && o.propagation.is_none()
+        {
             o.propagation = Some("Orphan".into());
         }
         o.grace_period_seconds = v.get("gracePeriodSeconds").and_then(Value::as_i64);
-        o.precondition_uid = v.pointer("/preconditions/uid").and_then(Value::as_str).map(String::from);
-        o.precondition_resource_version = v.pointer("/preconditions/resourceVersion").and_then(Value::as_str).map(String::from);
-        o.dry_run = v.get("dryRun").and_then(Value::as_array).is_some_and(|a| a.iter().any(|x| x == "All"));
+        o.precondition_uid = v
+            .pointer("/preconditions/uid")
+            .and_then(Value::as_str)
+            .map(String::from);
+        o.precondition_resource_version = v
+            .pointer("/preconditions/resourceVersion")
+            .and_then(Value::as_str)
+            .map(String::from);
+        o.dry_run = v
+            .get("dryRun")
+            .and_then(Value::as_array)
+            .is_some_and(|a| a.iter().any(|x| x == "All"));
     }
     if let Some(p) = query.get("propagationPolicy") {
         o.propagation = Some(p.to_string());
@@ -1228,7 +1651,10 @@ fn delete_options(headers: &HeaderMap, bytes: &[u8], query: &Query) -> Result<De
         o.propagation = Some("Orphan".into());
     }
     if let Some(g) = query.get("gracePeriodSeconds") {
-        o.grace_period_seconds = Some(g.parse().map_err(|_| ApiError::bad_request(format!("invalid gracePeriodSeconds: {g:?}")))?);
+        o.grace_period_seconds =
+            Some(g.parse().map_err(|_| {
+                ApiError::bad_request(format!("invalid gracePeriodSeconds: {g:?}"))
+            })?);
     }
     if query.get("dryRun") == Some("All") {
         o.dry_run = true;
@@ -1239,7 +1665,11 @@ fn delete_options(headers: &HeaderMap, bytes: &[u8], query: &Query) -> Result<De
                 "meta.k8s.io",
                 "DeleteOptions",
                 "",
-                vec![Cause::not_supported("propagationPolicy", p, &["Foreground", "Background", "Orphan"])],
+                vec![Cause::not_supported(
+                    "propagationPolicy",
+                    p,
+                    &["Foreground", "Background", "Orphan"],
+                )],
             ));
         }
     }
@@ -1269,7 +1699,10 @@ pub(crate) async fn delete(
                     &rt.group,
                     &rt.plural,
                     name,
-                    &format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {}", meta_str(&obj, "uid").unwrap_or("")),
+                    &format!(
+                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                        meta_str(&obj, "uid").unwrap_or("")
+                    ),
                 ));
             }
         }
@@ -1284,16 +1717,27 @@ pub(crate) async fn delete(
             }
         }
         let mut fins = finalizers(&obj);
-        let policy = options.propagation.clone().unwrap_or_else(|| default_propagation(rt).to_string());
+        let policy = options
+            .propagation
+            .clone()
+            .unwrap_or_else(|| default_propagation(rt).to_string());
         let is_namespace = rt.group.is_empty() && rt.kind == "Namespace";
         let graceful_pod = rt.group.is_empty()
             && rt.kind == "Pod"
-            && obj.pointer("/spec/nodeName").and_then(Value::as_str).is_some_and(|n| !n.is_empty())
-            && !matches!(obj.pointer("/status/phase").and_then(Value::as_str), Some("Succeeded") | Some("Failed"))
+            && obj
+                .pointer("/spec/nodeName")
+                .and_then(Value::as_str)
+                .is_some_and(|n| !n.is_empty())
+            && !matches!(
+                obj.pointer("/status/phase").and_then(Value::as_str),
+                Some("Succeeded") | Some("Failed")
+            )
             && options.grace_period_seconds.unwrap_or(1) > 0;
         match policy.as_str() {
             "Orphan" if !fins.iter().any(|f| f == "orphan") => fins.push("orphan".into()),
-            "Foreground" if !fins.iter().any(|f| f == "foregroundDeletion") => fins.push("foregroundDeletion".into()),
+            "Foreground" if !fins.iter().any(|f| f == "foregroundDeletion") => {
+                fins.push("foregroundDeletion".into())
+            }
             _ => {}
         }
         if fins.is_empty() && !is_namespace && !graceful_pod {
@@ -1303,7 +1747,8 @@ pub(crate) async fn delete(
             match server.store.delete(&rt.key(ns, name), Some(rev)).await {
                 Ok((del_rev, _)) => {
                     let mut gone = obj;
-                    meta_mut(&mut gone).insert("resourceVersion".into(), json!(del_rev.to_string()));
+                    meta_mut(&mut gone)
+                        .insert("resourceVersion".into(), json!(del_rev.to_string()));
                     after_write(server, rt).await;
                     return Ok(Deleted::Gone(gone));
                 }
@@ -1318,13 +1763,19 @@ pub(crate) async fn delete(
             let grace = if graceful_pod {
                 options
                     .grace_period_seconds
-                    .or_else(|| obj.pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_i64))
+                    .or_else(|| {
+                        obj.pointer("/spec/terminationGracePeriodSeconds")
+                            .and_then(Value::as_i64)
+                    })
                     .unwrap_or(30)
             } else {
                 0
             };
             let at = Utc::now() + chrono::Duration::seconds(grace);
-            meta.insert("deletionTimestamp".into(), json!(at.to_rfc3339_opts(SecondsFormat::Secs, true)));
+            meta.insert(
+                "deletionTimestamp".into(),
+                json!(at.to_rfc3339_opts(SecondsFormat::Secs, true)),
+            );
             meta.insert("deletionGracePeriodSeconds".into(), json!(grace));
         }
         if !fins.is_empty() {
@@ -1340,13 +1791,22 @@ pub(crate) async fn delete(
             return Ok(Deleted::Pending(new));
         }
         let stored = to_storage(rt, new)?;
-        match server.store.update(&rt.key(ns, name), encode_for_store(&stored), rev).await {
+        match server
+            .store
+            .update(&rt.key(ns, name), encode_for_store(&stored), rev)
+            .await
+        {
             Ok(kv) => return Ok(Deleted::Pending(from_storage(rt, decode_stored(&kv)?)?)),
             Err(StoreError::Conflict { .. }) => continue,
             Err(e) => return Err(store_error(e, rt, name)),
         }
     }
-    Err(ApiError::conflict(&rt.group, &rt.plural, name, "too many concurrent writers; try again"))
+    Err(ApiError::conflict(
+        &rt.group,
+        &rt.plural,
+        name,
+        "too many concurrent writers; try again",
+    ))
 }
 
 /// Kubernetes orphans by default only for the legacy kinds that did so before
@@ -1390,11 +1850,38 @@ pub(crate) async fn bootstrap(server: &ApiServer) -> Result<(), ApiError> {
     let rc_rt = registry.get("node.k8s.io", "v1", "runtimeclasses").unwrap();
     let ctx = RequestCtx::internal("drover-apiserver");
     for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
-        ignore_exists(create(server, &ns_rt, None, json!({"metadata": {"name": ns}}), &ctx).await)?;
-        ignore_exists(create(server, &sa_rt, Some(ns), json!({"metadata": {"name": "default"}}), &ctx).await)?;
+        ignore_exists(
+            create(
+                server,
+                &ns_rt,
+                None,
+                json!({"metadata": {"name": ns}}),
+                &ctx,
+            )
+            .await,
+        )?;
+        ignore_exists(
+            create(
+                server,
+                &sa_rt,
+                Some(ns),
+                json!({"metadata": {"name": "default"}}),
+                &ctx,
+            )
+            .await,
+        )?;
     }
     for (name, handler) in [("oci", "runc"), ("process", "process")] {
-        ignore_exists(create(server, &rc_rt, None, json!({"metadata": {"name": name}, "handler": handler}), &ctx).await)?;
+        ignore_exists(
+            create(
+                server,
+                &rc_rt,
+                None,
+                json!({"metadata": {"name": name}, "handler": handler}),
+                &ctx,
+            )
+            .await,
+        )?;
     }
     crate::gc::load_crds(server).await;
     Ok(())

@@ -8,7 +8,10 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rcgen::{BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType};
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PkiError {
@@ -21,7 +24,10 @@ pub enum PkiError {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> PkiError + '_ {
-    move |source| PkiError::Io { path: path.to_path_buf(), source }
+    move |source| PkiError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// Everything TLS and authentication need, loaded from (or created in) `DIR/tls`.
@@ -39,15 +45,25 @@ fn ca_params() -> Result<CertificateParams, PkiError> {
     dn.push(DnType::CommonName, "drover-ca");
     params.distinguished_name = dn;
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     Ok(params)
 }
 
 fn write_private(path: &Path, contents: &str) -> Result<(), PkiError> {
-    use std::os::unix::fs::OpenOptionsExt;
     use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension("tmp");
-    let mut f = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp).map_err(io_err(&tmp))?;
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(io_err(&tmp))?;
     f.write_all(contents.as_bytes()).map_err(io_err(&tmp))?;
     f.sync_all().map_err(io_err(&tmp))?;
     fs::rename(&tmp, path).map_err(io_err(path))
@@ -68,8 +84,10 @@ impl Pki {
         let (ca_cert_pem, ca_key) = if ca_cert_path.exists() && ca_key_path.exists() {
             let cert = fs::read_to_string(&ca_cert_path).map_err(io_err(&ca_cert_path))?;
             let key_pem = fs::read_to_string(&ca_key_path).map_err(io_err(&ca_key_path))?;
-            let key = KeyPair::from_pem(&key_pem)
-                .map_err(|e| PkiError::Invalid { path: ca_key_path.clone(), message: e.to_string() })?;
+            let key = KeyPair::from_pem(&key_pem).map_err(|e| PkiError::Invalid {
+                path: ca_key_path.clone(),
+                message: e.to_string(),
+            })?;
             (cert, key)
         } else {
             let key = KeyPair::generate()?;
@@ -81,7 +99,14 @@ impl Pki {
 
         let wanted_sans = {
             let mut s: Vec<String> = sans.to_vec();
-            for extra in ["localhost", "127.0.0.1", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"] {
+            for extra in [
+                "localhost",
+                "127.0.0.1",
+                "kubernetes",
+                "kubernetes.default",
+                "kubernetes.default.svc",
+                "kubernetes.default.svc.cluster.local",
+            ] {
                 if !s.iter().any(|x| x == extra) {
                     s.push(extra.to_string());
                 }
@@ -90,34 +115,39 @@ impl Pki {
             s
         };
         let recorded_sans = fs::read_to_string(&sans_path).unwrap_or_default();
-        let (server_cert_pem, server_key_pem) =
-            if server_cert_path.exists() && server_key_path.exists() && recorded_sans == wanted_sans.join("\n") {
-                (
-                    fs::read_to_string(&server_cert_path).map_err(io_err(&server_cert_path))?,
-                    fs::read_to_string(&server_key_path).map_err(io_err(&server_key_path))?,
-                )
-            } else {
-                let issuer = Issuer::new(ca_params()?, &ca_key);
-                let key = KeyPair::generate()?;
-                let mut params = CertificateParams::new(Vec::<String>::new())?;
-                let mut dn = DistinguishedName::new();
-                dn.push(DnType::CommonName, "drover-apiserver");
-                params.distinguished_name = dn;
-                params.subject_alt_names = wanted_sans
-                    .iter()
-                    .map(|s| match s.parse::<IpAddr>() {
-                        Ok(ip) => Ok(SanType::IpAddress(ip)),
-                        Err(_) => s.clone().try_into().map(SanType::DnsName),
-                    })
-                    .collect::<Result<_, _>>()?;
-                params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
-                params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
-                let cert = params.signed_by(&key, &issuer)?;
-                write_private(&server_key_path, &key.serialize_pem())?;
-                write_private(&server_cert_path, &cert.pem())?;
-                write_private(&sans_path, &wanted_sans.join("\n"))?;
-                (cert.pem(), key.serialize_pem())
-            };
+        let (server_cert_pem, server_key_pem) = if server_cert_path.exists()
+            && server_key_path.exists()
+            && recorded_sans == wanted_sans.join("\n")
+        {
+            (
+                fs::read_to_string(&server_cert_path).map_err(io_err(&server_cert_path))?,
+                fs::read_to_string(&server_key_path).map_err(io_err(&server_key_path))?,
+            )
+        } else {
+            let issuer = Issuer::new(ca_params()?, &ca_key);
+            let key = KeyPair::generate()?;
+            let mut params = CertificateParams::new(Vec::<String>::new())?;
+            let mut dn = DistinguishedName::new();
+            dn.push(DnType::CommonName, "drover-apiserver");
+            params.distinguished_name = dn;
+            params.subject_alt_names = wanted_sans
+                .iter()
+                .map(|s| match s.parse::<IpAddr>() {
+                    Ok(ip) => Ok(SanType::IpAddress(ip)),
+                    Err(_) => s.clone().try_into().map(SanType::DnsName),
+                })
+                .collect::<Result<_, _>>()?;
+            params.key_usages = vec![
+                KeyUsagePurpose::DigitalSignature,
+                KeyUsagePurpose::KeyEncipherment,
+            ];
+            params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+            let cert = params.signed_by(&key, &issuer)?;
+            write_private(&server_key_path, &key.serialize_pem())?;
+            write_private(&server_cert_path, &cert.pem())?;
+            write_private(&sans_path, &wanted_sans.join("\n"))?;
+            (cert.pem(), key.serialize_pem())
+        };
 
         let admin_token = match fs::read_to_string(&token_path) {
             Ok(t) if !t.trim().is_empty() => t.trim().to_string(),
@@ -127,23 +157,43 @@ impl Pki {
                 t
             }
         };
-        Ok(Pki { ca_cert_pem, server_cert_pem, server_key_pem, admin_token })
+        Ok(Pki {
+            ca_cert_pem,
+            server_cert_pem,
+            server_key_pem,
+            admin_token,
+        })
     }
 
     pub fn rustls_config(&self) -> Result<Arc<rustls::ServerConfig>, PkiError> {
         let certs = rustls_pemfile::certs(&mut self.server_cert_pem.as_bytes())
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| PkiError::Invalid { path: "server.crt".into(), message: e.to_string() })?;
+            .map_err(|e| PkiError::Invalid {
+                path: "server.crt".into(),
+                message: e.to_string(),
+            })?;
         let key = rustls_pemfile::private_key(&mut self.server_key_pem.as_bytes())
-            .map_err(|e| PkiError::Invalid { path: "server.key".into(), message: e.to_string() })?
-            .ok_or_else(|| PkiError::Invalid { path: "server.key".into(), message: "no private key".into() })?;
+            .map_err(|e| PkiError::Invalid {
+                path: "server.key".into(),
+                message: e.to_string(),
+            })?
+            .ok_or_else(|| PkiError::Invalid {
+                path: "server.key".into(),
+                message: "no private key".into(),
+            })?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut config = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
-            .map_err(|e| PkiError::Invalid { path: "tls".into(), message: e.to_string() })?
+            .map_err(|e| PkiError::Invalid {
+                path: "tls".into(),
+                message: e.to_string(),
+            })?
             .with_no_client_auth()
             .with_single_cert(certs, key)
-            .map_err(|e| PkiError::Invalid { path: "server.crt".into(), message: e.to_string() })?;
+            .map_err(|e| PkiError::Invalid {
+                path: "server.crt".into(),
+                message: e.to_string(),
+            })?;
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(Arc::new(config))
     }

@@ -18,10 +18,16 @@ pub enum Target {
     /// `/apis/<group>`
     Group(String),
     /// `/api/v1`, `/apis/<group>/<version>`
-    ResourceList { group: String, version: String },
+    ResourceList {
+        group: String,
+        version: String,
+    },
     OpenApiV3Root,
     /// `/openapi/v3/api/v1`, `/openapi/v3/apis/<group>/<version>`
-    OpenApiV3 { group: String, version: String },
+    OpenApiV3 {
+        group: String,
+        version: String,
+    },
     OpenApiV2,
     Resource(ResourcePath),
     NotFound,
@@ -39,7 +45,11 @@ pub struct ResourcePath {
 }
 
 pub fn parse_path(path: &str) -> Target {
-    let parts: Vec<&str> = path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
+    let parts: Vec<&str> = path
+        .trim_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
     match parts.as_slice() {
         ["healthz", ..] => Target::Healthz,
         ["livez", ..] => Target::Livez,
@@ -49,13 +59,23 @@ pub fn parse_path(path: &str) -> Target {
         ["api"] => Target::CoreVersions,
         ["apis"] => Target::Groups,
         ["apis", group] => Target::Group(group.to_string()),
-        ["api", version] => Target::ResourceList { group: String::new(), version: version.to_string() },
-        ["apis", group, version] => Target::ResourceList { group: group.to_string(), version: version.to_string() },
+        ["api", version] => Target::ResourceList {
+            group: String::new(),
+            version: version.to_string(),
+        },
+        ["apis", group, version] => Target::ResourceList {
+            group: group.to_string(),
+            version: version.to_string(),
+        },
         ["openapi", "v3"] => Target::OpenApiV3Root,
-        ["openapi", "v3", "api", version] => Target::OpenApiV3 { group: String::new(), version: version.to_string() },
-        ["openapi", "v3", "apis", group, version] => {
-            Target::OpenApiV3 { group: group.to_string(), version: version.to_string() }
-        }
+        ["openapi", "v3", "api", version] => Target::OpenApiV3 {
+            group: String::new(),
+            version: version.to_string(),
+        },
+        ["openapi", "v3", "apis", group, version] => Target::OpenApiV3 {
+            group: group.to_string(),
+            version: version.to_string(),
+        },
         ["openapi", "v2"] => Target::OpenApiV2,
         ["api", version, rest @ ..] => resource(String::new(), version, rest),
         ["apis", group, version, rest @ ..] => resource(group.to_string(), version, rest),
@@ -68,7 +88,10 @@ fn resource(group: String, version: &str, rest: &[&str]) -> Target {
     let mut parts = rest;
     // `namespaces/<ns>/<resource>...` unless what follows the namespace is one
     // of the namespace's own subresources (then it is the namespace itself).
-    if parts.first() == Some(&"namespaces") && parts.len() > 2 && !matches!(parts[2], "status" | "finalize") {
+    if parts.first() == Some(&"namespaces")
+        && parts.len() > 2
+        && !matches!(parts[2], "status" | "finalize")
+    {
         namespace = Some(parts[1].to_string());
         parts = &parts[2..];
     }
@@ -103,7 +126,10 @@ impl Query {
         Query(m)
     }
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).map(String::as_str).filter(|s| !s.is_empty())
+        self.0
+            .get(key)
+            .map(String::as_str)
+            .filter(|s| !s.is_empty())
     }
     pub fn flag(&self, key: &str) -> bool {
         matches!(self.get(key), Some("true") | Some("1"))
@@ -114,7 +140,13 @@ impl Query {
 mod tests {
     use super::*;
 
-    fn rp(group: &str, ns: Option<&str>, plural: &str, name: Option<&str>, sub: Option<&str>) -> Target {
+    fn rp(
+        group: &str,
+        ns: Option<&str>,
+        plural: &str,
+        name: Option<&str>,
+        sub: Option<&str>,
+    ) -> Target {
         Target::Resource(ResourcePath {
             group: group.into(),
             version: "v1".into(),
@@ -131,19 +163,55 @@ mod tests {
             ("/api", Target::CoreVersions),
             ("/apis", Target::Groups),
             ("/apis/apps", Target::Group("apps".into())),
-            ("/api/v1", Target::ResourceList { group: "".into(), version: "v1".into() }),
+            (
+                "/api/v1",
+                Target::ResourceList {
+                    group: "".into(),
+                    version: "v1".into(),
+                },
+            ),
             ("/api/v1/pods", rp("", None, "pods", None, None)),
             ("/api/v1/namespaces", rp("", None, "namespaces", None, None)),
-            ("/api/v1/namespaces/default", rp("", None, "namespaces", Some("default"), None)),
-            ("/api/v1/namespaces/default/status", rp("", None, "namespaces", Some("default"), Some("status"))),
-            ("/api/v1/namespaces/default/finalize", rp("", None, "namespaces", Some("default"), Some("finalize"))),
-            ("/api/v1/namespaces/default/pods", rp("", Some("default"), "pods", None, None)),
-            ("/api/v1/namespaces/default/pods/web", rp("", Some("default"), "pods", Some("web"), None)),
-            ("/api/v1/namespaces/default/pods/web/log", rp("", Some("default"), "pods", Some("web"), Some("log"))),
-            ("/apis/apps/v1/namespaces/d/deployments/x/scale", rp("apps", Some("d"), "deployments", Some("x"), Some("scale"))),
-            ("/apis/apps/v1/deployments", rp("apps", None, "deployments", None, None)),
+            (
+                "/api/v1/namespaces/default",
+                rp("", None, "namespaces", Some("default"), None),
+            ),
+            (
+                "/api/v1/namespaces/default/status",
+                rp("", None, "namespaces", Some("default"), Some("status")),
+            ),
+            (
+                "/api/v1/namespaces/default/finalize",
+                rp("", None, "namespaces", Some("default"), Some("finalize")),
+            ),
+            (
+                "/api/v1/namespaces/default/pods",
+                rp("", Some("default"), "pods", None, None),
+            ),
+            (
+                "/api/v1/namespaces/default/pods/web",
+                rp("", Some("default"), "pods", Some("web"), None),
+            ),
+            (
+                "/api/v1/namespaces/default/pods/web/log",
+                rp("", Some("default"), "pods", Some("web"), Some("log")),
+            ),
+            (
+                "/apis/apps/v1/namespaces/d/deployments/x/scale",
+                rp("apps", Some("d"), "deployments", Some("x"), Some("scale")),
+            ),
+            (
+                "/apis/apps/v1/deployments",
+                rp("apps", None, "deployments", None, None),
+            ),
             ("/api/v1/namespaces/a/pods/b/c/d", Target::NotFound),
-            ("/openapi/v3/apis/apps/v1", Target::OpenApiV3 { group: "apps".into(), version: "v1".into() }),
+            (
+                "/openapi/v3/apis/apps/v1",
+                Target::OpenApiV3 {
+                    group: "apps".into(),
+                    version: "v1".into(),
+                },
+            ),
             ("/nope", Target::NotFound),
         ];
         for (path, want) in cases {

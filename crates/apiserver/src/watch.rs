@@ -18,7 +18,9 @@ use hyper::body::Frame;
 use serde_json::{json, Value};
 use store::{Event, Revision, StoreError};
 
-use crate::objects::{decode_stored, from_storage, list_objects, render_kind, table_of, Filter, Render};
+use crate::objects::{
+    decode_stored, from_storage, list_objects, render_kind, table_of, Filter, Render,
+};
 use crate::request::{Query, ResourcePath};
 use crate::{ApiServer, ResponseBody};
 
@@ -37,7 +39,10 @@ pub(crate) async fn serve(
     let render = render_kind(headers)?;
     let filter = Filter::from_query(rt, rp, query)?;
     let timeout = match query.get("timeoutSeconds") {
-        Some(t) => Duration::from_secs(t.parse::<u64>().map_err(|_| ApiError::bad_request(format!("invalid timeoutSeconds: {t:?}")))?),
+        Some(t) => Duration::from_secs(
+            t.parse::<u64>()
+                .map_err(|_| ApiError::bad_request(format!("invalid timeoutSeconds: {t:?}")))?,
+        ),
         None => DEFAULT_WATCH_TIMEOUT,
     };
     let bookmarks = query.flag("allowWatchBookmarks");
@@ -58,13 +63,21 @@ pub(crate) async fn serve(
         initial = listed.items;
         start = listed.revision + 1;
     } else {
-        let n: Revision = rv.parse().map_err(|_| ApiError::bad_request(format!("invalid resource version: \"{rv}\"")))?;
+        let n: Revision = rv
+            .parse()
+            .map_err(|_| ApiError::bad_request(format!("invalid resource version: \"{rv}\"")))?;
         start = n + 1;
     }
-    let stream = match server.store.watch(&rt.list_prefix(rp.namespace.as_deref()), start).await {
+    let stream = match server
+        .store
+        .watch(&rt.list_prefix(rp.namespace.as_deref()), start)
+        .await
+    {
         Ok(s) => Some(s),
         Err(StoreError::Compacted { compacted, .. }) => {
-            gone = Some(ApiError::gone(format!("too old resource version: {rv} ({compacted})")));
+            gone = Some(ApiError::gone(format!(
+                "too old resource version: {rv} ({compacted})"
+            )));
             None
         }
         Err(e) => return Err(crate::objects::store_error(e, rt, "")),
@@ -76,7 +89,11 @@ pub(crate) async fn serve(
     tokio::spawn(async move {
         use std::sync::atomic::Ordering::Relaxed;
         server.metrics.watches_open.fetch_add(1, Relaxed);
-        let enc = Encoder { rt: &rt, render, query: &query };
+        let enc = Encoder {
+            rt: &rt,
+            render,
+            query: &query,
+        };
         let mut last_revision = start - 1;
         'run: {
             if let Some(e) = gone {
@@ -131,7 +148,10 @@ pub(crate) async fn serve(
         server.metrics.watches_open.fetch_sub(1, Relaxed);
     });
 
-    let body = StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(rx).map(|b| Ok::<_, Infallible>(Frame::data(b))));
+    let body = StreamBody::new(
+        tokio_stream::wrappers::ReceiverStream::new(rx)
+            .map(|b| Ok::<_, Infallible>(Frame::data(b))),
+    );
     let content_type = "application/json";
     Ok(Response::builder()
         .status(StatusCode::OK)
@@ -148,7 +168,10 @@ fn translate(rt: &ResourceType, filter: &Filter, ev: Event) -> Option<(&'static 
         Event::Put { kv, prev } => {
             let cur = decode(&kv)?;
             let cur_match = filter.matches(&cur);
-            let prev_match = prev.as_ref().and_then(decode).is_some_and(|p| filter.matches(&p));
+            let prev_match = prev
+                .as_ref()
+                .and_then(decode)
+                .is_some_and(|p| filter.matches(&p));
             match (prev.is_some(), prev_match, cur_match) {
                 (false, _, true) => Some(("ADDED", cur)),
                 (true, true, true) => Some(("MODIFIED", cur)),
@@ -198,14 +221,21 @@ impl Encoder<'_> {
         let (kind, api_version) = match self.render {
             Render::Json => (self.rt.kind.clone(), self.rt.api_version()),
             Render::Table => ("Table".to_string(), "meta.k8s.io/v1".to_string()),
-            Render::PartialMetadata => ("PartialObjectMetadata".to_string(), "meta.k8s.io/v1".to_string()),
+            Render::PartialMetadata => (
+                "PartialObjectMetadata".to_string(),
+                "meta.k8s.io/v1".to_string(),
+            ),
         };
-        line("BOOKMARK", json!({"kind": kind, "apiVersion": api_version, "metadata": metadata}))
+        line(
+            "BOOKMARK",
+            json!({"kind": kind, "apiVersion": api_version, "metadata": metadata}),
+        )
     }
 }
 
 fn line(kind: &str, object: Value) -> Bytes {
-    let mut v = serde_json::to_vec(&json!({"type": kind, "object": object})).expect("serializing a Value cannot fail");
+    let mut v = serde_json::to_vec(&json!({"type": kind, "object": object}))
+        .expect("serializing a Value cannot fail");
     v.push(b'\n');
     Bytes::from(v)
 }

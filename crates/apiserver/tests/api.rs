@@ -22,37 +22,69 @@ struct Api {
 async fn embedded() -> Api {
     let dir = tempfile::tempdir().unwrap();
     let store = store::EmbeddedStore::open(dir.path(), store::EmbeddedOptions::default()).unwrap();
-    let server = ApiServer::new(store, Config { admin_tokens: vec![TOKEN.into()] });
+    let server = ApiServer::new(
+        store,
+        Config {
+            admin_tokens: vec![TOKEN.into()],
+        },
+    );
     server.start().await.unwrap();
-    Api { server, _guard: Box::new(dir) }
+    Api {
+        server,
+        _guard: Box::new(dir),
+    }
 }
 
 async fn on_etcd(etcd: &store::testing::EtcdProcess, prefix: &str) -> Arc<ApiServer> {
-    let store = store::EtcdStore::connect(&[etcd.endpoint().to_string()], prefix).await.unwrap();
-    let server = ApiServer::new(store, Config { admin_tokens: vec![TOKEN.into()] });
+    let store = store::EtcdStore::connect(&[etcd.endpoint().to_string()], prefix)
+        .await
+        .unwrap();
+    let server = ApiServer::new(
+        store,
+        Config {
+            admin_tokens: vec![TOKEN.into()],
+        },
+    );
     server.start().await.unwrap();
     server
 }
 
 async fn etcd() -> Api {
-    let etcd = store::testing::EtcdProcess::start().expect("etcd must be installed (apt-get install -y etcd-server)");
+    let etcd = store::testing::EtcdProcess::start()
+        .expect("etcd must be installed (apt-get install -y etcd-server)");
     let server = on_etcd(&etcd, "/drover").await;
-    Api { server, _guard: Box::new(etcd) }
+    Api {
+        server,
+        _guard: Box::new(etcd),
+    }
 }
 
 impl Api {
-    async fn call(&self, method: &str, path: &str, content_type: &str, body: Option<Value>) -> (StatusCode, Value) {
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         call(&self.server, method, path, content_type, body).await
     }
     async fn get(&self, path: &str) -> (StatusCode, Value) {
         self.call("GET", path, "application/json", None).await
     }
     async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
-        self.call("POST", path, "application/json", Some(body)).await
+        self.call("POST", path, "application/json", Some(body))
+            .await
     }
 }
 
-async fn call(server: &Arc<ApiServer>, method: &str, path: &str, content_type: &str, body: Option<Value>) -> (StatusCode, Value) {
+async fn call(
+    server: &Arc<ApiServer>,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
     let bytes = body.map(|b| Bytes::from(b.to_string())).unwrap_or_default();
     let req = Request::builder()
         .method(method)
@@ -64,7 +96,8 @@ async fn call(server: &Arc<ApiServer>, method: &str, path: &str, content_type: &
     let resp = server.clone().handle(req).await;
     let status = resp.status();
     let body = resp.into_body().collect().await.unwrap().to_bytes();
-    let v = serde_json::from_slice(&body).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into()));
+    let v = serde_json::from_slice(&body)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into()));
     (status, v)
 }
 
@@ -105,7 +138,10 @@ const CMS: &str = "/api/v1/namespaces/default/configmaps";
 
 async fn paging_is_a_consistent_snapshot(api: Api) {
     for i in 0..7 {
-        assert_eq!(api.post(CMS, cm(&format!("c{i}"), json!({}))).await.0, StatusCode::CREATED);
+        assert_eq!(
+            api.post(CMS, cm(&format!("c{i}"), json!({}))).await.0,
+            StatusCode::CREATED
+        );
     }
     let (code, page1) = api.get(&format!("{CMS}?limit=3")).await;
     assert_eq!(code, StatusCode::OK);
@@ -115,14 +151,22 @@ async fn paging_is_a_consistent_snapshot(api: Api) {
     // A write after the first page is not seen by the rest of the list.
     api.post(CMS, cm("c99", json!({}))).await;
     let (_, page2) = api.get(&format!("{CMS}?limit=10&continue={token}")).await;
-    let names: Vec<&str> = page2["items"].as_array().unwrap().iter().map(|i| i["metadata"]["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = page2["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["metadata"]["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, vec!["c3", "c4", "c5", "c6"]);
     assert!(page2["metadata"].get("continue").is_none());
     // Label-filtered paging still fills pages.
     for i in 0..5 {
-        api.post(CMS, cm(&format!("l{i}"), json!({"pick": "yes"}))).await;
+        api.post(CMS, cm(&format!("l{i}"), json!({"pick": "yes"})))
+            .await;
     }
-    let (_, page) = api.get(&format!("{CMS}?limit=2&labelSelector=pick%3Dyes")).await;
+    let (_, page) = api
+        .get(&format!("{CMS}?limit=2&labelSelector=pick%3Dyes"))
+        .await;
     assert_eq!(page["items"].as_array().unwrap().len(), 2);
 }
 
@@ -130,7 +174,11 @@ async fn compaction_answers_410(api: Api) {
     api.post(CMS, cm("a", json!({}))).await;
     api.post(CMS, cm("b", json!({}))).await;
     let (_, list) = api.get(&format!("{CMS}?limit=1")).await;
-    let old_rv: i64 = list["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap();
+    let old_rv: i64 = list["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     api.post(CMS, cm("c", json!({}))).await;
     api.post(CMS, cm("d", json!({}))).await;
     let token = list["metadata"]["continue"].as_str().unwrap().to_string();
@@ -139,27 +187,61 @@ async fn compaction_answers_410(api: Api) {
     let (code, status) = api.get(&format!("{CMS}?limit=1&continue={token}")).await;
     assert_eq!(code, StatusCode::GONE, "{status}");
     assert_eq!(status["reason"], "Expired");
-    let events = watch(&api.server, &format!("{CMS}?watch=true&resourceVersion={old_rv}"), 1).await;
+    let events = watch(
+        &api.server,
+        &format!("{CMS}?watch=true&resourceVersion={old_rv}"),
+        1,
+    )
+    .await;
     assert_eq!(events[0]["type"], "ERROR", "{events:?}");
     assert_eq!(events[0]["object"]["code"], 410);
-    assert!(events[0]["object"]["message"].as_str().unwrap().contains("too old resource version"));
+    assert!(events[0]["object"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("too old resource version"));
 }
 
 async fn watch_filters_and_replays(api: Api) {
     let (_, created) = api.post(CMS, cm("w", json!({"app": "x"}))).await;
-    let rv: i64 = created["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap();
+    let rv: i64 = created["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     let path = format!("{CMS}/w");
     // Leaves the selection (DELETED for the watcher), re-enters (ADDED), is deleted.
-    api.call("PATCH", &path, "application/merge-patch+json", Some(json!({"metadata": {"labels": {"app": "y"}}}))).await;
-    api.call("PATCH", &path, "application/merge-patch+json", Some(json!({"metadata": {"labels": {"app": "x"}}}))).await;
+    api.call(
+        "PATCH",
+        &path,
+        "application/merge-patch+json",
+        Some(json!({"metadata": {"labels": {"app": "y"}}})),
+    )
+    .await;
+    api.call(
+        "PATCH",
+        &path,
+        "application/merge-patch+json",
+        Some(json!({"metadata": {"labels": {"app": "x"}}})),
+    )
+    .await;
     api.post(CMS, cm("other", json!({"app": "z"}))).await;
     api.call("DELETE", &path, "application/json", None).await;
-    let events = watch(&api.server, &format!("{CMS}?watch=true&labelSelector=app%3Dx&resourceVersion={rv}"), 3).await;
+    let events = watch(
+        &api.server,
+        &format!("{CMS}?watch=true&labelSelector=app%3Dx&resourceVersion={rv}"),
+        3,
+    )
+    .await;
     let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
     assert_eq!(types, vec!["DELETED", "ADDED", "DELETED"], "{events:?}");
     // From "now" (no resourceVersion): the current state as ADDED first.
     api.post(CMS, cm("now", json!({"app": "x"}))).await;
-    let events = watch(&api.server, &format!("{CMS}?watch=true&labelSelector=app%3Dx&timeoutSeconds=1"), 5).await;
+    let events = watch(
+        &api.server,
+        &format!("{CMS}?watch=true&labelSelector=app%3Dx&timeoutSeconds=1"),
+        5,
+    )
+    .await;
     assert_eq!(events.len(), 1, "{events:?}");
     assert_eq!(events[0]["object"]["metadata"]["name"], "now");
 }
@@ -170,9 +252,14 @@ async fn writes_follow_kubernetes_rules(api: Api) {
         "status": {"replicas": 99}});
     let deps = "/apis/apps/v1/namespaces/default/deployments";
     // dryRun stores nothing.
-    let (code, dry) = api.post(&format!("{deps}?dryRun=All"), deploy.clone()).await;
+    let (code, dry) = api
+        .post(&format!("{deps}?dryRun=All"), deploy.clone())
+        .await;
     assert_eq!(code, StatusCode::CREATED);
-    assert!(dry["metadata"]["name"].as_str().unwrap().starts_with("web-"));
+    assert!(dry["metadata"]["name"]
+        .as_str()
+        .unwrap()
+        .starts_with("web-"));
     let (_, list) = api.get(deps).await;
     assert_eq!(list["items"].as_array().unwrap().len(), 0);
     // generateName, status dropped on create, generation 1.
@@ -181,50 +268,118 @@ async fn writes_follow_kubernetes_rules(api: Api) {
     let name = d["metadata"]["name"].as_str().unwrap().to_string();
     assert_eq!(name.len(), "web-".len() + 5);
     assert_eq!(d["metadata"]["generation"], 1);
-    assert!(d.get("status").is_none() || d["status"].get("replicas").is_none(), "{d}");
+    assert!(
+        d.get("status").is_none() || d["status"].get("replicas").is_none(),
+        "{d}"
+    );
     let path = format!("{deps}/{name}");
     // The status subresource changes only status; the main resource only spec.
-    let (code, s) = api.call("PATCH", &format!("{path}/status"), "application/merge-patch+json", Some(json!({"spec": {"replicas": 7}, "status": {"replicas": 1}}))).await;
+    let (code, s) = api
+        .call(
+            "PATCH",
+            &format!("{path}/status"),
+            "application/merge-patch+json",
+            Some(json!({"spec": {"replicas": 7}, "status": {"replicas": 1}})),
+        )
+        .await;
     assert_eq!(code, StatusCode::OK, "{s}");
     assert_eq!(s["status"]["replicas"], 1);
     assert_eq!(s["spec"]["replicas"], 1);
-    assert_eq!(s["metadata"]["generation"], 1, "status writes do not bump generation");
-    let (_, m) = api.call("PATCH", &path, "application/merge-patch+json", Some(json!({"spec": {"replicas": 3}, "status": {"replicas": 50}}))).await;
+    assert_eq!(
+        s["metadata"]["generation"], 1,
+        "status writes do not bump generation"
+    );
+    let (_, m) = api
+        .call(
+            "PATCH",
+            &path,
+            "application/merge-patch+json",
+            Some(json!({"spec": {"replicas": 3}, "status": {"replicas": 50}})),
+        )
+        .await;
     assert_eq!(m["spec"]["replicas"], 3);
     assert_eq!(m["status"]["replicas"], 1);
     assert_eq!(m["metadata"]["generation"], 2);
     // A metadata-only change does not bump generation.
-    let (_, m) = api.call("PATCH", &path, "application/merge-patch+json", Some(json!({"metadata": {"labels": {"x": "y"}}}))).await;
+    let (_, m) = api
+        .call(
+            "PATCH",
+            &path,
+            "application/merge-patch+json",
+            Some(json!({"metadata": {"labels": {"x": "y"}}})),
+        )
+        .await;
     assert_eq!(m["metadata"]["generation"], 2);
     // Stale resourceVersion → 409.
     let mut stale = m.clone();
     stale["metadata"]["resourceVersion"] = json!("1");
-    let (code, status) = api.call("PUT", &path, "application/json", Some(stale)).await;
+    let (code, status) = api
+        .call("PUT", &path, "application/json", Some(stale))
+        .await;
     assert_eq!(code, StatusCode::CONFLICT, "{status}");
     assert_eq!(status["reason"], "Conflict");
     // Delete preconditions.
-    let (code, _) = api.call("DELETE", &path, "application/json", Some(json!({"preconditions": {"uid": "not-it"}}))).await;
+    let (code, _) = api
+        .call(
+            "DELETE",
+            &path,
+            "application/json",
+            Some(json!({"preconditions": {"uid": "not-it"}})),
+        )
+        .await;
     assert_eq!(code, StatusCode::CONFLICT);
     // Finalizers hold deletion until removed.
-    api.call("PATCH", &path, "application/merge-patch+json", Some(json!({"metadata": {"finalizers": ["example.com/hold"]}}))).await;
+    api.call(
+        "PATCH",
+        &path,
+        "application/merge-patch+json",
+        Some(json!({"metadata": {"finalizers": ["example.com/hold"]}})),
+    )
+    .await;
     let (code, d) = api.call("DELETE", &path, "application/json", None).await;
     assert_eq!(code, StatusCode::OK);
     assert!(d["metadata"]["deletionTimestamp"].is_string(), "{d}");
     let (code, _) = api.get(&path).await;
-    assert_eq!(code, StatusCode::OK, "still there while a finalizer remains");
-    api.call("PATCH", &path, "application/merge-patch+json", Some(json!({"metadata": {"finalizers": null}}))).await;
+    assert_eq!(
+        code,
+        StatusCode::OK,
+        "still there while a finalizer remains"
+    );
+    api.call(
+        "PATCH",
+        &path,
+        "application/merge-patch+json",
+        Some(json!({"metadata": {"finalizers": null}})),
+    )
+    .await;
     let (code, _) = api.get(&path).await;
-    assert_eq!(code, StatusCode::NOT_FOUND, "gone once the last finalizer is removed");
+    assert_eq!(
+        code,
+        StatusCode::NOT_FOUND,
+        "gone once the last finalizer is removed"
+    );
     // Field selectors: supported and unsupported.
-    let (code, _) = api.get("/api/v1/pods?fieldSelector=spec.nodeName%3Dn1").await;
+    let (code, _) = api
+        .get("/api/v1/pods?fieldSelector=spec.nodeName%3Dn1")
+        .await;
     assert_eq!(code, StatusCode::OK);
     let (code, status) = api.get("/api/v1/pods?fieldSelector=spec.bogus%3D1").await;
     assert_eq!(code, StatusCode::BAD_REQUEST);
-    assert!(status["message"].as_str().unwrap().contains("field label not supported"));
+    assert!(status["message"]
+        .as_str()
+        .unwrap()
+        .contains("field label not supported"));
     // deletecollection.
     api.post(CMS, cm("d1", json!({"del": "me"}))).await;
     api.post(CMS, cm("d2", json!({"del": "me"}))).await;
-    let (code, _) = api.call("DELETE", &format!("{CMS}?labelSelector=del%3Dme"), "application/json", None).await;
+    let (code, _) = api
+        .call(
+            "DELETE",
+            &format!("{CMS}?labelSelector=del%3Dme"),
+            "application/json",
+            None,
+        )
+        .await;
     assert_eq!(code, StatusCode::OK);
     let (_, list) = api.get(&format!("{CMS}?labelSelector=del%3Dme")).await;
     assert_eq!(list["items"].as_array().unwrap().len(), 0);
@@ -235,28 +390,58 @@ async fn tables_and_discovery(api: Api) {
     let req = Request::builder()
         .uri(CMS)
         .header("authorization", format!("Bearer {TOKEN}"))
-        .header("accept", "application/json;as=Table;v=v1;g=meta.k8s.io,application/json")
+        .header(
+            "accept",
+            "application/json;as=Table;v=v1;g=meta.k8s.io,application/json",
+        )
         .body(Full::new(Bytes::new()))
         .unwrap();
     let resp = api.server.clone().handle(req).await;
-    let t: Value = serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    let t: Value =
+        serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
     assert_eq!(t["kind"], "Table");
-    let cols: Vec<&str> = t["columnDefinitions"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+    let cols: Vec<&str> = t["columnDefinitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
     assert_eq!(cols, vec!["Name", "Data", "Age"]);
     assert_eq!(t["rows"][0]["cells"][0], "t");
     let req = Request::builder()
         .uri("/apis")
         .header("authorization", format!("Bearer {TOKEN}"))
-        .header("accept", "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json")
+        .header(
+            "accept",
+            "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json",
+        )
         .body(Full::new(Bytes::new()))
         .unwrap();
     let resp = api.server.clone().handle(req).await;
-    assert!(resp.headers()["content-type"].to_str().unwrap().contains("as=APIGroupDiscoveryList"));
-    let d: Value = serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
-    let apps = d["items"].as_array().unwrap().iter().find(|g| g["metadata"]["name"] == "apps").unwrap();
-    let deploy = apps["versions"][0]["resources"].as_array().unwrap().iter().find(|r| r["resource"] == "deployments").unwrap();
+    assert!(resp.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .contains("as=APIGroupDiscoveryList"));
+    let d: Value =
+        serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    let apps = d["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["metadata"]["name"] == "apps")
+        .unwrap();
+    let deploy = apps["versions"][0]["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["resource"] == "deployments")
+        .unwrap();
     assert_eq!(deploy["scope"], "Namespaced");
-    assert!(deploy["subresources"].as_array().unwrap().iter().any(|s| s["subresource"] == "scale"));
+    assert!(deploy["subresources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|s| s["subresource"] == "scale"));
 }
 
 macro_rules! on_both_backends {
@@ -266,17 +451,31 @@ macro_rules! on_both_backends {
     };
 }
 
-on_both_backends!(paging_is_a_consistent_snapshot, compaction_answers_410, watch_filters_and_replays, writes_follow_kubernetes_rules, tables_and_discovery);
+on_both_backends!(
+    paging_is_a_consistent_snapshot,
+    compaction_answers_410,
+    watch_filters_and_replays,
+    writes_follow_kubernetes_rules,
+    tables_and_discovery
+);
 
 /// Two API servers on one etcd: each sees the other's writes and watches,
 /// concurrent updates of one object never lose a write, and a CRD created
 /// through one is served by the other.
 #[tokio::test]
 async fn two_servers_share_one_etcd() {
-    let etcd = store::testing::EtcdProcess::start().expect("etcd must be installed (apt-get install -y etcd-server)");
+    let etcd = store::testing::EtcdProcess::start()
+        .expect("etcd must be installed (apt-get install -y etcd-server)");
     let a = on_etcd(&etcd, "/shared").await;
     let b = on_etcd(&etcd, "/shared").await;
-    let (code, _) = call(&a, "POST", CMS, "application/json", Some(json!({"metadata": {"name": "counter"}, "data": {"n": "0"}}))).await;
+    let (code, _) = call(
+        &a,
+        "POST",
+        CMS,
+        "application/json",
+        Some(json!({"metadata": {"name": "counter"}, "data": {"n": "0"}})),
+    )
+    .await;
     assert_eq!(code, StatusCode::CREATED);
     // 40 increments split across both servers, each a read-modify-write with
     // the resourceVersion as precondition, retried on 409.
@@ -285,11 +484,25 @@ async fn two_servers_share_one_etcd() {
         let s = if i % 2 == 0 { a.clone() } else { b.clone() };
         tasks.push(tokio::spawn(async move {
             loop {
-                let (_, cur) = call(&s, "GET", &format!("{CMS}/counter"), "application/json", None).await;
+                let (_, cur) = call(
+                    &s,
+                    "GET",
+                    &format!("{CMS}/counter"),
+                    "application/json",
+                    None,
+                )
+                .await;
                 let n: i64 = cur["data"]["n"].as_str().unwrap().parse().unwrap();
                 let mut next = cur.clone();
                 next["data"]["n"] = json!((n + 1).to_string());
-                let (code, _) = call(&s, "PUT", &format!("{CMS}/counter"), "application/json", Some(next)).await;
+                let (code, _) = call(
+                    &s,
+                    "PUT",
+                    &format!("{CMS}/counter"),
+                    "application/json",
+                    Some(next),
+                )
+                .await;
                 if code == StatusCode::OK {
                     return;
                 }
@@ -300,21 +513,45 @@ async fn two_servers_share_one_etcd() {
     for t in tasks {
         t.await.unwrap();
     }
-    let (_, cur) = call(&b, "GET", &format!("{CMS}/counter"), "application/json", None).await;
+    let (_, cur) = call(
+        &b,
+        "GET",
+        &format!("{CMS}/counter"),
+        "application/json",
+        None,
+    )
+    .await;
     assert_eq!(cur["data"]["n"], "40", "no lost updates across servers");
     // A CRD created through A becomes served by B (B's collector watch reloads CRDs).
     let crd = json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition", "metadata": {"name": "gadgets.example.com"},
         "spec": {"group": "example.com", "scope": "Namespaced", "names": {"kind": "Gadget", "plural": "gadgets"},
                  "versions": [{"name": "v1", "served": true, "storage": true, "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]}});
-    let (code, body) = call(&a, "POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", "application/json", Some(crd)).await;
+    let (code, body) = call(
+        &a,
+        "POST",
+        "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+        "application/json",
+        Some(crd),
+    )
+    .await;
     assert_eq!(code, StatusCode::CREATED, "{body}");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
-        let (code, _) = call(&b, "GET", "/apis/example.com/v1/namespaces/default/gadgets", "application/json", None).await;
+        let (code, _) = call(
+            &b,
+            "GET",
+            "/apis/example.com/v1/namespaces/default/gadgets",
+            "application/json",
+            None,
+        )
+        .await;
         if code == StatusCode::OK {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "server B never served the CRD created through A");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "server B never served the CRD created through A"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

@@ -11,7 +11,11 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "drover", version, about = "A Kubernetes-compatible orchestrator in one binary")]
+#[command(
+    name = "drover",
+    version,
+    about = "A Kubernetes-compatible orchestrator in one binary"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -57,16 +61,25 @@ struct ServerArgs {
 fn main() -> Result<()> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("DROVER_LOG").unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("DROVER_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     match cli.command {
         Command::Version => {
-            println!("drover {} (Kubernetes {})", env!("CARGO_PKG_VERSION"), apiserver::KUBERNETES_GIT_VERSION);
+            println!(
+                "drover {} (Kubernetes {})",
+                env!("CARGO_PKG_VERSION"),
+                apiserver::KUBERNETES_GIT_VERSION
+            );
             Ok(())
         }
         Command::Server(args) => {
-            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
             runtime.block_on(server(args))
         }
     }
@@ -74,7 +87,8 @@ fn main() -> Result<()> {
 
 async fn server(args: ServerArgs) -> Result<()> {
     let started = Instant::now();
-    std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating data dir {}", args.data_dir.display()))?;
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating data dir {}", args.data_dir.display()))?;
     let store: Arc<dyn store::Store> = if args.datastore_endpoint.is_empty() {
         let dir = args.data_dir.join("db");
         store::EmbeddedStore::open(&dir, store::EmbeddedOptions::default())
@@ -87,7 +101,12 @@ async fn server(args: ServerArgs) -> Result<()> {
         }
         store::EtcdStore::connect(&args.datastore_endpoint, &args.datastore_prefix)
             .await
-            .with_context(|| format!("connecting to etcd at {}", args.datastore_endpoint.join(",")))?
+            .with_context(|| {
+                format!(
+                    "connecting to etcd at {}",
+                    args.datastore_endpoint.join(",")
+                )
+            })?
     };
 
     let listener = tokio::net::TcpListener::bind(SocketAddr::new(args.bind, args.port))
@@ -99,19 +118,43 @@ async fn server(args: ServerArgs) -> Result<()> {
     let pki = apiserver::pki::Pki::load_or_create(&args.data_dir.join("tls"), &sans)?;
     let tls = pki.rustls_config()?;
 
-    let server = apiserver::ApiServer::new(store, apiserver::Config { admin_tokens: vec![pki.admin_token.clone()] });
+    let server = apiserver::ApiServer::new(
+        store,
+        apiserver::Config {
+            admin_tokens: vec![pki.admin_token.clone()],
+        },
+    );
     let serving = tokio::spawn(server.clone().serve(listener, tls));
-    server.start().await.map_err(|e| anyhow::anyhow!("bootstrapping the cluster: {e}"))?;
+    server
+        .start()
+        .await
+        .map_err(|e| anyhow::anyhow!("bootstrapping the cluster: {e}"))?;
 
-    let host = if addr.ip().is_unspecified() { "127.0.0.1".to_string() } else { addr.ip().to_string() };
+    let host = if addr.ip().is_unspecified() {
+        "127.0.0.1".to_string()
+    } else {
+        addr.ip().to_string()
+    };
     let url = format!("https://{}", SocketAddr::new(host.parse()?, addr.port()));
-    let kubeconfig = args.write_kubeconfig.clone().unwrap_or_else(|| args.data_dir.join("kubeconfig.yaml"));
+    let kubeconfig = args
+        .write_kubeconfig
+        .clone()
+        .unwrap_or_else(|| args.data_dir.join("kubeconfig.yaml"));
     apiserver::pki::write_kubeconfig(&kubeconfig, &pki.admin_kubeconfig(&url))?;
     if !args.disable_agent {
-        tracing::info!("the node agent is not part of this build yet; running the control plane only");
+        tracing::info!(
+            "the node agent is not part of this build yet; running the control plane only"
+        );
     }
-    tracing::info!("drover server ready at {url} in {} ms; kubeconfig: {}", started.elapsed().as_millis(), kubeconfig.display());
-    eprintln!("To use it:  export KUBECONFIG={}  &&  kubectl get namespaces", kubeconfig.display());
+    tracing::info!(
+        "drover server ready at {url} in {} ms; kubeconfig: {}",
+        started.elapsed().as_millis(),
+        kubeconfig.display()
+    );
+    eprintln!(
+        "To use it:  export KUBECONFIG={}  &&  kubectl get namespaces",
+        kubeconfig.display()
+    );
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {

@@ -20,17 +20,28 @@ pub fn kubectl_binary() -> PathBuf {
         return PathBuf::from(p);
     }
     let name = format!("kubectl.{KUBECTL_VERSION}");
-    let dispatcher = which("kubectl").unwrap_or_else(|| panic!("kubectl is not on PATH; the tests need {name} (set DROVER_TEST_KUBECTL)"));
+    let dispatcher = which("kubectl").unwrap_or_else(|| {
+        panic!("kubectl is not on PATH; the tests need {name} (set DROVER_TEST_KUBECTL)")
+    });
     let real = std::fs::canonicalize(&dispatcher).unwrap_or(dispatcher);
     let candidate = real.parent().unwrap().join(&name);
     if candidate.exists() {
         return candidate;
     }
-    which(&name).unwrap_or_else(|| panic!("{name} not found next to {} nor on PATH (set DROVER_TEST_KUBECTL)", real.display()))
+    which(&name).unwrap_or_else(|| {
+        panic!(
+            "{name} not found next to {} nor on PATH (set DROVER_TEST_KUBECTL)",
+            real.display()
+        )
+    })
 }
 
 fn which(name: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| std::env::split_paths(&paths).map(|p| p.join(name)).find(|p| p.is_file()))
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(name))
+            .find(|p| p.is_file())
+    })
 }
 
 pub struct Server {
@@ -70,7 +81,11 @@ impl Server {
 
     fn spawn(&mut self) {
         let _ = std::fs::remove_file(&self.kubeconfig);
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_drover"))
             .arg("server")
             .arg("--data-dir")
@@ -86,16 +101,25 @@ impl Server {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Ok(text) = std::fs::read_to_string(&self.kubeconfig) {
-                if let (Some(url), Some(token)) = (yaml_field(&text, "server:"), yaml_field(&text, "token:")) {
+                if let (Some(url), Some(token)) =
+                    (yaml_field(&text, "server:"), yaml_field(&text, "token:"))
+                {
                     self.url = url;
                     self.token = token;
                     break;
                 }
             }
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("drover server exited with {status} before becoming ready; log:\n{}", self.log_text());
+                panic!(
+                    "drover server exited with {status} before becoming ready; log:\n{}",
+                    self.log_text()
+                );
             }
-            assert!(Instant::now() < deadline, "drover server not ready after 60 s; log:\n{}", self.log_text());
+            assert!(
+                Instant::now() < deadline,
+                "drover server not ready after 60 s; log:\n{}",
+                self.log_text()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -127,12 +151,21 @@ impl Server {
             .env("KUBECONFIG", &self.kubeconfig)
             .env("HOME", self.home.path())
             .env_remove("KUBERNETES_SERVICE_HOST")
-            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("running kubectl");
         if let Some(input) = stdin {
-            child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(input.as_bytes())
+                .unwrap();
         }
         child.wait_with_output().unwrap()
     }
@@ -187,8 +220,18 @@ impl Server {
     }
 
     /// A raw HTTPS request with curl; returns (status code, body).
-    pub fn curl(&self, method: &str, path: &str, token: Option<&str>, content_type: Option<&str>, body: Option<&[u8]>) -> (u16, String) {
-        let body_file = self.data_dir.path().join(format!("curl-body-{}", std::process::id()));
+    pub fn curl(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        content_type: Option<&str>,
+        body: Option<&[u8]>,
+    ) -> (u16, String) {
+        let body_file = self
+            .data_dir
+            .path()
+            .join(format!("curl-body-{}", std::process::id()));
         let mut cmd = Command::new("curl");
         cmd.args(["-sS", "-k", "-o", "-", "-w", "\n%{http_code}", "-X", method]);
         if let Some(t) = token {
@@ -227,11 +270,15 @@ impl Drop for Server {
 }
 
 fn unsafe_terminate(c: &Child) {
-    let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-TERM", &c.id().to_string()])
+        .status();
 }
 
 fn yaml_field(text: &str, key: &str) -> Option<String> {
-    text.lines().find_map(|l| l.trim().strip_prefix(key).map(|v| v.trim().to_string())).filter(|v| !v.is_empty())
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix(key).map(|v| v.trim().to_string()))
+        .filter(|v| !v.is_empty())
 }
 
 /// Polls `cond` until it holds or `timeout` passes; panics with `what`.

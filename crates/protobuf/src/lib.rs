@@ -1,0 +1,1 @@
+//! Kubernetes protobuf request bodies decoded into the Kubernetes JSON shape.
