@@ -114,6 +114,8 @@ pub enum Action {
     FinalizeNamespace { name: String },
     /// The owner of a dependent may be gone: check with a live read, delete if so.
     VerifyOwners { key: String },
+    /// Every active namespace has a ServiceAccount named "default".
+    CreateDefaultServiceAccount { namespace: String },
 }
 
 /// Decides what to do from the index alone. Pure; table-tested below.
@@ -184,6 +186,12 @@ pub fn plan(index: &BTreeMap<String, ObjectMeta>) -> Vec<Action> {
                     }
                 }
             }
+        }
+    }
+    for m in index.values().filter(|m| m.is_namespace() && !m.deleting) {
+        let key = format!("/registry/core/serviceaccounts/{}/default", m.name);
+        if !index.contains_key(&key) {
+            actions.push(Action::CreateDefaultServiceAccount { namespace: m.name.clone() });
         }
     }
     for ns in terminating {
@@ -437,6 +445,15 @@ async fn execute(
             )
             .await
             .map(|_| ())
+        }
+        Action::CreateDefaultServiceAccount { namespace } => {
+            let rt = registry.get("", "v1", "serviceaccounts").expect("built in");
+            let sa = json!({"metadata": {"name": "default"}});
+            match objects::create(server, &rt, Some(namespace), sa, &RequestCtx::internal("drover-serviceaccount-controller")).await {
+                Ok(_) => Ok(()),
+                Err(e) if e.code == 409 => Ok(()),
+                Err(e) => Err(e),
+            }
         }
         Action::FinalizeNamespace { name } => {
             let rt = registry.get("", "v1", "namespaces").expect("built in");
@@ -696,6 +713,17 @@ mod tests {
                 owner_uid: "rs1".into()
             }]
         );
+    }
+
+    #[test]
+    fn active_namespace_gets_a_default_service_account() {
+        let idx = index(vec![obj("/ns/x", "Namespace", None, "n1", &[], &[], false)]);
+        assert_eq!(plan(&idx), vec![Action::CreateDefaultServiceAccount { namespace: "x".into() }]);
+        let idx = index(vec![
+            obj("/ns/x", "Namespace", None, "n1", &[], &[], false),
+            obj("/registry/core/serviceaccounts/x/default", "ServiceAccount", Some("x"), "s1", &[], &[], false),
+        ]);
+        assert_eq!(plan(&idx), vec![]);
     }
 
     #[test]

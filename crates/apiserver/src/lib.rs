@@ -7,6 +7,7 @@
 pub mod body;
 pub mod discovery;
 pub mod gc;
+pub mod metrics;
 pub mod objects;
 pub mod pki;
 pub mod request;
@@ -46,17 +47,9 @@ pub struct ApiServer {
     pub(crate) store: Arc<dyn Store>,
     registry: RwLock<Arc<Registry>>,
     config: Config,
-    pub(crate) metrics: Metrics,
-    started: Instant,
+    pub(crate) metrics: metrics::Metrics,
     ready: std::sync::atomic::AtomicBool,
     openapi_cache: discovery::OpenApiCache,
-}
-
-#[derive(Default)]
-pub(crate) struct Metrics {
-    pub requests: std::sync::atomic::AtomicU64,
-    pub errors: std::sync::atomic::AtomicU64,
-    pub watches_open: std::sync::atomic::AtomicI64,
 }
 
 impl ApiServer {
@@ -65,8 +58,7 @@ impl ApiServer {
             store,
             registry: RwLock::new(Arc::new(Registry::builtin())),
             config,
-            metrics: Metrics::default(),
-            started: Instant::now(),
+            metrics: metrics::Metrics::default(),
             ready: std::sync::atomic::AtomicBool::new(false),
             openapi_cache: discovery::OpenApiCache::default(),
         })
@@ -140,10 +132,30 @@ impl ApiServer {
         B: http_body::Body<Data = Bytes> + Unpin,
         B::Error: std::fmt::Display,
     {
-        use std::sync::atomic::Ordering::Relaxed;
-        self.metrics.requests.fetch_add(1, Relaxed);
+        let started = Instant::now();
         let path = req.uri().path().to_string();
         let target = parse_path(&path);
+        let (verb, resource) = match &target {
+            Target::Resource(rp) => {
+                let watch = Query::parse(req.uri().query()).flag("watch");
+                let resource = match &rp.subresource {
+                    Some(sub) => format!("{}/{sub}", rp.plural),
+                    None => rp.plural.clone(),
+                };
+                (metrics::verb(req.method(), rp.name.is_some(), watch), resource)
+            }
+            _ => (metrics::verb(req.method(), true, false), String::new()),
+        };
+        let resp = self.route(req, target, &path).await;
+        self.metrics.observe(verb, &resource, resp.status().as_u16(), started.elapsed().as_secs_f64());
+        resp
+    }
+
+    async fn route<B>(self: &Arc<Self>, req: Request<B>, target: Target, path: &str) -> Response<ResponseBody>
+    where
+        B: http_body::Body<Data = Bytes> + Unpin,
+        B::Error: std::fmt::Display,
+    {
         // Health endpoints answer without credentials, as on Kubernetes
         // (system:public-info-viewer); everything else needs a valid token.
         match target {
@@ -159,32 +171,29 @@ impl ApiServer {
             _ => {}
         }
         if !self.authenticated(&req) {
-            self.metrics.errors.fetch_add(1, Relaxed);
             return error_response(&ApiError::unauthorized());
         }
         let query = Query::parse(req.uri().query());
         let result = match target {
-            Target::Metrics => Ok(text(StatusCode::OK, &self.metrics_text())),
+            Target::Metrics => {
+                let revision = self.store.revisions().await.ok().map(|(current, _)| current);
+                Ok(Response::builder()
+                    .status(StatusCode::OK)
+                    .header(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")
+                    .body(full(self.metrics.encode(revision)))
+                    .unwrap())
+            }
             Target::CoreVersions => Ok(discovery::core_versions(&self.registry(), &req)),
             Target::Groups => Ok(discovery::groups(&self.registry(), &req)),
             Target::Group(g) => discovery::group(&self.registry(), &g),
-            Target::ResourceList { group, version } => {
-                discovery::resource_list(&self.registry(), &group, &version)
-            }
+            Target::ResourceList { group, version } => discovery::resource_list(&self.registry(), &group, &version),
             Target::OpenApiV3Root => Ok(discovery::openapi_root(&self.registry())),
-            Target::OpenApiV3 { group, version } => discovery::openapi_group_version(
-                &self.registry(),
-                &self.openapi_cache,
-                &group,
-                &version,
-            ),
+            Target::OpenApiV3 { group, version } => {
+                discovery::openapi_group_version(&self.registry(), &self.openapi_cache, &group, &version)
+            }
             Target::OpenApiV2 => Ok(discovery::openapi_v2(&req)),
-            Target::Resource(rp) => objects::handle(&self, req, rp, query).await,
-            Target::NotFound => Err(ApiError::new(
-                404,
-                "NotFound",
-                "the server could not find the requested resource",
-            )),
+            Target::Resource(rp) => objects::handle(self, req, rp, query).await,
+            Target::NotFound => Err(ApiError::new(404, "NotFound", "the server could not find the requested resource")),
             Target::Healthz | Target::Livez | Target::Readyz | Target::Version => unreachable!(),
         };
         match result {
@@ -193,7 +202,6 @@ impl ApiServer {
                 if e.code >= 500 {
                     tracing::warn!("{path}: {}", e.message);
                 }
-                self.metrics.errors.fetch_add(1, Relaxed);
                 error_response(&e)
             }
         }
@@ -216,41 +224,6 @@ impl ApiServer {
             .any(|t| pki::constant_time_eq(t.as_bytes(), token.as_bytes()))
     }
 
-    fn metrics_text(&self) -> String {
-        use std::sync::atomic::Ordering::Relaxed;
-        let mut s = String::new();
-        s.push_str("# HELP apiserver_request_total Requests received by the API server.\n# TYPE apiserver_request_total counter\n");
-        s.push_str(&format!(
-            "apiserver_request_total {}\n",
-            self.metrics.requests.load(Relaxed)
-        ));
-        s.push_str("# HELP apiserver_request_errors_total Requests answered with an error Status.\n# TYPE apiserver_request_errors_total counter\n");
-        s.push_str(&format!(
-            "apiserver_request_errors_total {}\n",
-            self.metrics.errors.load(Relaxed)
-        ));
-        s.push_str("# HELP apiserver_watches_open Watches being served.\n# TYPE apiserver_watches_open gauge\n");
-        s.push_str(&format!(
-            "apiserver_watches_open {}\n",
-            self.metrics.watches_open.load(Relaxed)
-        ));
-        s.push_str("# HELP process_uptime_seconds Seconds since the API server started.\n# TYPE process_uptime_seconds gauge\n");
-        s.push_str(&format!(
-            "process_uptime_seconds {:.3}\n",
-            self.started.elapsed().as_secs_f64()
-        ));
-        if let Some(rss) = resident_memory_bytes() {
-            s.push_str("# HELP process_resident_memory_bytes Resident memory size in bytes.\n# TYPE process_resident_memory_bytes gauge\n");
-            s.push_str(&format!("process_resident_memory_bytes {rss}\n"));
-        }
-        s
-    }
-}
-
-fn resident_memory_bytes() -> Option<u64> {
-    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
-    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    Some(pages * 4096)
 }
 
 pub fn version_info() -> Value {

@@ -1844,44 +1844,31 @@ async fn delete_collection(
 
 /// Objects every cluster starts with; created if absent, never overwritten.
 pub(crate) async fn bootstrap(server: &ApiServer) -> Result<(), ApiError> {
+    use futures::future::join_all;
     let registry = server.registry();
-    let ns_rt = registry.get("", "v1", "namespaces").unwrap();
-    let sa_rt = registry.get("", "v1", "serviceaccounts").unwrap();
-    let rc_rt = registry.get("node.k8s.io", "v1", "runtimeclasses").unwrap();
+    let rt = |g: &str, p: &str| registry.get(g, "v1", p).expect("built in");
+    let (ns_rt, sa_rt) = (rt("", "namespaces"), rt("", "serviceaccounts"));
+    let (rc_rt, pc_rt) = (rt("node.k8s.io", "runtimeclasses"), rt("scheduling.k8s.io", "priorityclasses"));
     let ctx = RequestCtx::internal("drover-apiserver");
-    for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
-        ignore_exists(
-            create(
-                server,
-                &ns_rt,
-                None,
-                json!({"metadata": {"name": ns}}),
-                &ctx,
-            )
-            .await,
-        )?;
-        ignore_exists(
-            create(
-                server,
-                &sa_rt,
-                Some(ns),
-                json!({"metadata": {"name": "default"}}),
-                &ctx,
-            )
-            .await,
-        )?;
-    }
+    let namespaces = ["default", "kube-system", "kube-public", "kube-node-lease"];
+    // Cluster-scoped objects first, all at once (the store commits them in
+    // one group), then what lives in the namespaces.
+    let mut first: Vec<(&ResourceType, Value)> = namespaces.iter().map(|ns| (&*ns_rt, json!({"metadata": {"name": ns}}))).collect();
     for (name, handler) in [("oci", "runc"), ("process", "process")] {
-        ignore_exists(
-            create(
-                server,
-                &rc_rt,
-                None,
-                json!({"metadata": {"name": name}, "handler": handler}),
-                &ctx,
-            )
-            .await,
-        )?;
+        first.push((&*rc_rt, json!({"metadata": {"name": name}, "handler": handler})));
+    }
+    for (name, value, description) in [
+        ("system-cluster-critical", 2_000_000_000, "Used for system critical pods that must run in the cluster, but can be moved to another node if necessary."),
+        ("system-node-critical", 2_000_001_000, "Used for system critical pods that must not be moved from their current node."),
+    ] {
+        first.push((&*pc_rt, json!({"metadata": {"name": name}, "value": value, "description": description})));
+    }
+    for r in join_all(first.into_iter().map(|(rt, obj)| create(server, rt, None, obj, &ctx))).await {
+        ignore_exists(r)?;
+    }
+    let accounts = namespaces.iter().map(|ns| create(server, &sa_rt, Some(ns), json!({"metadata": {"name": "default"}}), &ctx));
+    for r in join_all(accounts).await {
+        ignore_exists(r)?;
     }
     crate::gc::load_crds(server).await;
     Ok(())

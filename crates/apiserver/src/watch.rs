@@ -87,8 +87,7 @@ pub(crate) async fn serve(
     let query = query.clone();
     let server = server.clone();
     tokio::spawn(async move {
-        use std::sync::atomic::Ordering::Relaxed;
-        server.metrics.watches_open.fetch_add(1, Relaxed);
+        server.metrics.watch_started();
         let enc = Encoder {
             rt: &rt,
             render,
@@ -145,7 +144,7 @@ pub(crate) async fn serve(
                 }
             }
         }
-        server.metrics.watches_open.fetch_sub(1, Relaxed);
+        server.metrics.watch_ended();
     });
 
     let body = StreamBody::new(

@@ -385,6 +385,9 @@ fn delete_cascades_and_wait() {
 fn namespace_deletion_empties_it() {
     let s = Server::start();
     s.ok(&["create", "namespace", "scratch"]);
+    wait_until("the default ServiceAccount of a new namespace", Duration::from_secs(30), || {
+        s.kubectl(&["get", "serviceaccount", "default", "-n", "scratch"]).status.success()
+    });
     s.ok(&[
         "create",
         "configmap",
