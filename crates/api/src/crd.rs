@@ -32,17 +32,7 @@ pub fn resource_types(crd: &Value) -> Vec<ResourceType> {
     let singular = Some(str_of(spec, "/names/singular"))
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| kind.to_lowercase());
-    let list = |p: &str| -> Vec<String> {
-        spec.pointer(p)
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .map(String::from)
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
+    let list = |p: &str| crate::string_list(spec.pointer(p));
     let scope = if str_of(spec, "/scope") == "Cluster" {
         Scope::Cluster
     } else {

@@ -12,3 +12,10 @@ pub mod validation;
 
 pub use registry::{Registry, ResourceType, Scope};
 pub use status::{ApiError, Cause};
+
+/// The strings of a JSON array (non-strings skipped); empty when absent.
+pub fn string_list(v: Option<&serde_json::Value>) -> Vec<String> {
+    v.and_then(serde_json::Value::as_array)
+        .map(|a| a.iter().filter_map(serde_json::Value::as_str).map(String::from).collect())
+        .unwrap_or_default()
+}

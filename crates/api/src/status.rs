@@ -150,6 +150,16 @@ impl ApiError {
         .with_details(group, resource, name)
     }
 
+    /// 409 for a write based on an old resourceVersion.
+    pub fn modified(group: &str, resource: &str, name: &str) -> ApiError {
+        ApiError::conflict(
+            group,
+            resource,
+            name,
+            "the object has been modified; please apply your changes to the latest version and try again",
+        )
+    }
+
     /// 422 with causes. `kind` is the object's Kind (e.g. "Pod"), as Kubernetes reports it.
     pub fn invalid(group: &str, kind: &str, name: &str, causes: Vec<Cause>) -> ApiError {
         let qualified = if group.is_empty() {

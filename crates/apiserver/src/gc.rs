@@ -73,16 +73,7 @@ impl ObjectMeta {
             name: s(meta.get("name")),
             uid: s(meta.get("uid")),
             owners,
-            finalizers: meta
-                .get("finalizers")
-                .and_then(Value::as_array)
-                .map(|a| {
-                    a.iter()
-                        .filter_map(Value::as_str)
-                        .map(String::from)
-                        .collect()
-                })
-                .unwrap_or_default(),
+            finalizers: api::string_list(meta.get("finalizers")),
             deleting: meta.get("deletionTimestamp").is_some_and(|v| !v.is_null()),
             namespace_finalizer: obj
                 .pointer("/spec/finalizers")

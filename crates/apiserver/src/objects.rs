@@ -30,12 +30,7 @@ pub(crate) fn store_error(e: StoreError, rt: &ResourceType, name: &str) -> ApiEr
     match e {
         StoreError::AlreadyExists { .. } => ApiError::already_exists(&rt.group, &rt.plural, name),
         StoreError::NotFound { .. } => ApiError::not_found(&rt.group, &rt.plural, name),
-        StoreError::Conflict { .. } => ApiError::conflict(
-            &rt.group,
-            &rt.plural,
-            name,
-            "the object has been modified; please apply your changes to the latest version and try again",
-        ),
+        StoreError::Conflict { .. } => ApiError::modified(&rt.group, &rt.plural, name),
         StoreError::Compacted { .. } => ApiError::gone("too old resource version"),
         StoreError::FutureRevision { requested, current } => ApiError::new(
             504,
@@ -80,15 +75,7 @@ fn meta_mut(obj: &mut Value) -> &mut Map<String, Value> {
 }
 
 fn finalizers(obj: &Value) -> Vec<String> {
-    obj.pointer("/metadata/finalizers")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(String::from)
-                .collect()
-        })
-        .unwrap_or_default()
+    api::string_list(obj.pointer("/metadata/finalizers"))
 }
 
 fn parse_resource_version(s: &str) -> Result<Revision, ApiError> {
@@ -1113,12 +1100,7 @@ pub(crate) async fn update(
         Some(rv) if !rv.is_empty() => {
             let rv = parse_resource_version(rv)?;
             if rv != old_rev {
-                return Err(ApiError::conflict(
-                    &rt.group,
-                    &rt.plural,
-                    name,
-                    "the object has been modified; please apply your changes to the latest version and try again",
-                ));
+                return Err(ApiError::modified(&rt.group, &rt.plural, name));
             }
             rv
         }
@@ -1223,12 +1205,7 @@ where
         // A patch that names a resourceVersion is a precondition, never retried.
         if let Some(rv) = meta_str(&new, "resourceVersion").filter(|rv| !rv.is_empty()) {
             if parse_resource_version(rv)? != rev {
-                return Err(ApiError::conflict(
-                    &rt.group,
-                    &rt.plural,
-                    name,
-                    "the object has been modified; please apply your changes to the latest version and try again",
-                ));
+                return Err(ApiError::modified(&rt.group, &rt.plural, name));
             }
         }
         match write_update(
