@@ -90,6 +90,7 @@ pub fn resource_types(crd: &Value) -> Vec<ResourceType> {
                         .unwrap_or_default(),
                     served: true,
                 })),
+                create_only: false,
             }
         })
         .collect()

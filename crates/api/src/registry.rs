@@ -36,6 +36,8 @@ pub struct ResourceType {
     pub storage_prefix: String,
     /// Set for resources defined by a CustomResourceDefinition.
     pub custom: Option<Arc<CustomResource>>,
+    /// A review (access or identity): only `create`, answered, never stored.
+    pub create_only: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -84,6 +86,9 @@ impl ResourceType {
     }
 
     pub fn verbs(&self) -> Vec<&'static str> {
+        if self.create_only {
+            return vec!["create"];
+        }
         vec![
             "create",
             "delete",
@@ -633,8 +638,32 @@ fn builtin_types() -> Vec<ResourceType> {
                 storage_version: storage_version.clone(),
                 storage_prefix: format!("/registry/{}/{}/", storage_group_dir, bt.plural),
                 custom: None,
+                create_only: false,
             });
         }
+    }
+    // Reviews kubectl uses (`auth can-i`, `auth whoami`): created, answered, never stored.
+    for (group, kind, plural) in [
+        ("authorization.k8s.io", "SelfSubjectAccessReview", "selfsubjectaccessreviews"),
+        ("authorization.k8s.io", "SelfSubjectRulesReview", "selfsubjectrulesreviews"),
+        ("authentication.k8s.io", "SelfSubjectReview", "selfsubjectreviews"),
+    ] {
+        out.push(ResourceType {
+            group: group.into(),
+            version: "v1".into(),
+            kind: kind.into(),
+            plural: plural.into(),
+            singular: kind.to_lowercase(),
+            short_names: Vec::new(),
+            categories: Vec::new(),
+            scope: Scope::Cluster,
+            has_status: false,
+            scale: None,
+            storage_version: format!("{group}/v1"),
+            storage_prefix: format!("/registry/{group}/{plural}/"),
+            custom: None,
+            create_only: true,
+        });
     }
     out
 }

@@ -749,3 +749,11 @@ fn server_on_etcd() {
     let out = s.ok(&["get", "namespaces"]);
     assert!(out.contains("kube-system"), "{out}");
 }
+
+#[test]
+fn auth_can_i_and_whoami() {
+    let s = Server::start();
+    assert_eq!(s.ok(&["auth", "can-i", "create", "deployments"]).trim(), "yes");
+    let out = s.ok(&["auth", "whoami"]);
+    assert!(out.contains("admin"), "{out}");
+}
