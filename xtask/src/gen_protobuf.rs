@@ -37,6 +37,8 @@ const PACKAGES: &[&str] = &[
     "api/policy/v1",
     "api/networking/v1",
     "api/rbac/v1",
+    "api/authorization/v1",
+    "api/authentication/v1",
     "apiextensions_apiserver/pkg/apis/apiextensions/v1",
     "apimachinery/pkg/apis/meta/v1",
     "apimachinery/pkg/api/resource",
@@ -60,12 +62,18 @@ const EXTRA_KINDS: &[(&str, &str, &str)] = &[
 /// `protobuf::table::Shape` variant that decodes them.
 const SHAPES: &[(&str, &str)] = &[
     ("io.k8s.apimachinery.pkg.apis.meta.v1.Time", "Time"),
-    ("io.k8s.apimachinery.pkg.apis.meta.v1.MicroTime", "MicroTime"),
+    (
+        "io.k8s.apimachinery.pkg.apis.meta.v1.MicroTime",
+        "MicroTime",
+    ),
     ("io.k8s.apimachinery.pkg.apis.meta.v1.Duration", "Duration"),
     ("io.k8s.apimachinery.pkg.apis.meta.v1.FieldsV1", "RawJson"),
     ("io.k8s.apimachinery.pkg.apis.meta.v1.Verbs", "StringList"),
     ("io.k8s.apimachinery.pkg.api.resource.Quantity", "Quantity"),
-    ("io.k8s.apimachinery.pkg.util.intstr.IntOrString", "IntOrString"),
+    (
+        "io.k8s.apimachinery.pkg.util.intstr.IntOrString",
+        "IntOrString",
+    ),
     ("io.k8s.apimachinery.pkg.runtime.RawExtension", "RawJson"),
     (
         "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.JSON",
@@ -99,8 +107,8 @@ pub fn run() -> Result<()> {
     let mut parsed = Vec::new();
     for package in PACKAGES {
         let path = src.join(package).join("mod.rs");
-        let text =
-            std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
         let module: Vec<String> = package.split('/').map(str::to_owned).collect();
         parsed.push(parse_module(&text, &module).with_context(|| format!("parsing {package}"))?);
     }
@@ -140,7 +148,8 @@ fn k8s_pb_src(workspace: &Path) -> Result<PathBuf> {
             String::from_utf8_lossy(&output.stderr)
         );
     }
-    let metadata: Value = serde_json::from_slice(&output.stdout).context("parsing cargo metadata")?;
+    let metadata: Value =
+        serde_json::from_slice(&output.stdout).context("parsing cargo metadata")?;
     let manifest = metadata["packages"]
         .as_array()
         .into_iter()
@@ -213,13 +222,16 @@ fn parse_module(text: &str, module: &[String]) -> Result<ParsedModule> {
                 pending_attr = Some(attr.to_owned());
             } else if pending_attr.is_some() {
                 pending_decl.push_str(trimmed);
-                let balanced = pending_decl.matches('<').count() == pending_decl.matches('>').count();
+                let balanced =
+                    pending_decl.matches('<').count() == pending_decl.matches('>').count();
                 if balanced && pending_decl.ends_with(',') {
                     let decl = std::mem::take(&mut pending_decl);
                     let attr = pending_attr.take().unwrap_or_default();
-                    message.fields.push(parse_field_decl(&decl, attr).with_context(|| {
-                        format!("line {}: field of {}", number + 1, message.name)
-                    })?);
+                    message
+                        .fields
+                        .push(parse_field_decl(&decl, attr).with_context(|| {
+                            format!("line {}: field of {}", number + 1, message.name)
+                        })?);
                 }
             }
             continue;
@@ -384,7 +396,10 @@ fn field_spec(field: &RawField, module: &[String]) -> Result<FieldSpec> {
                     }
                     other => RawKindOf::Scalar(scalar(other)?),
                 };
-                kind = Some(RawKindOf::Map(scalar(key_kind.trim())?, Box::new(value_kind)));
+                kind = Some(RawKindOf::Map(
+                    scalar(key_kind.trim())?,
+                    Box::new(value_kind),
+                ));
             }
             (name, None) if kind.is_none() => kind = Some(RawKindOf::Scalar(scalar(name)?)),
             _ => bail!("unexpected attribute part {part:?}"),
@@ -590,9 +605,10 @@ fn build_table(modules: &[ParsedModule], definitions: &BTreeMap<String, Value>) 
     }
     for (api_version, kind, name) in EXTRA_KINDS {
         roots.push((*name).to_owned());
-        table
-            .kinds
-            .insert(((*api_version).to_owned(), (*kind).to_owned()), (*name).to_owned());
+        table.kinds.insert(
+            ((*api_version).to_owned(), (*kind).to_owned()),
+            (*name).to_owned(),
+        );
     }
 
     let mut queue = roots;
@@ -744,11 +760,7 @@ fn render(table: &Table, k8s_pb_version: &str) -> String {
          pub(crate) static MESSAGES: &[Message] = &[\n",
     );
     for (name, message) in &table.messages {
-        let _ = writeln!(
-            out,
-            "    msg({name:?}, Shape::{}, &[",
-            message.shape
-        );
+        let _ = writeln!(out, "    msg({name:?}, Shape::{}, &[", message.shape);
         for field in &message.fields {
             let kind = render_kind(&field.kind);
             let tag = field.tag;
@@ -783,8 +795,18 @@ mod tests {
                 "apimachinery/pkg/apis/meta/v1",
                 "ObjectMeta",
             ),
-            ("super::super::core::v1::PodTemplateSpec", "api/apps/v1", "api/core/v1", "PodTemplateSpec"),
-            ("crate::api::core::v1::Pod", "api/apps/v1", "api/core/v1", "Pod"),
+            (
+                "super::super::core::v1::PodTemplateSpec",
+                "api/apps/v1",
+                "api/core/v1",
+                "PodTemplateSpec",
+            ),
+            (
+                "crate::api::core::v1::Pod",
+                "api/apps/v1",
+                "api/core/v1",
+                "Pod",
+            ),
         ];
         for (path, from, want_module, want_name) in cases {
             let got = resolve_path(path, &module(from)).unwrap();
@@ -796,7 +818,10 @@ mod tests {
     fn package_of_cases() {
         let cases = [
             ("api/core/v1", "io.k8s.api.core.v1"),
-            ("apimachinery/pkg/apis/meta/v1", "io.k8s.apimachinery.pkg.apis.meta.v1"),
+            (
+                "apimachinery/pkg/apis/meta/v1",
+                "io.k8s.apimachinery.pkg.apis.meta.v1",
+            ),
             (
                 "apiextensions_apiserver/pkg/apis/apiextensions/v1",
                 "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1",

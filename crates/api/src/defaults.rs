@@ -336,15 +336,23 @@ fn default_container(c: &mut Value) {
     }
     for probe in ["livenessProbe", "readinessProbe", "startupProbe"] {
         if let Some(Value::Object(p)) = m.get_mut(probe) {
-            p.entry("timeoutSeconds").or_insert(json!(1));
-            p.entry("periodSeconds").or_insert(json!(10));
-            p.entry("successThreshold").or_insert(json!(1));
-            p.entry("failureThreshold").or_insert(json!(3));
+            default_unless_nonzero(p, "timeoutSeconds", 1);
+            default_unless_nonzero(p, "periodSeconds", 10);
+            default_unless_nonzero(p, "successThreshold", 1);
+            default_unless_nonzero(p, "failureThreshold", 3);
             if let Some(Value::Object(h)) = p.get_mut("httpGet") {
                 h.entry("path").or_insert(json!("/"));
                 h.entry("scheme").or_insert(json!("HTTP"));
             }
         }
+    }
+}
+
+/// Sets a non-pointer integer field (where Go treats 0 as unset) when it is
+/// missing or 0 — protobuf clients always send such fields, 0 included.
+fn default_unless_nonzero(m: &mut Map<String, Value>, field: &str, value: i64) {
+    if m.get(field).and_then(Value::as_i64).unwrap_or(0) == 0 {
+        m.insert(field.into(), json!(value));
     }
 }
 

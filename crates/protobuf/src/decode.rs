@@ -14,15 +14,18 @@ use crate::table::{self, Field, Kind, Message, Shape};
 use crate::wire::{Reader, WireValue};
 use crate::{ProtobufError, MAGIC, MEDIA_TYPE};
 
-/// Deeper nesting is refused instead of risking the stack on a hostile body. Real objects stay
-/// far below: a CRD schema costs about three messages per level of its JSON schema.
-const MAX_DEPTH: usize = 200;
+/// Deeper nesting is refused instead of risking the stack on a hostile body (100 is also C++
+/// protobuf's default). Real objects stay far below: a CRD schema costs one to two messages per
+/// level of its JSON schema. A level costs under 5 KiB of stack even in a debug build.
+const MAX_DEPTH: usize = 100;
 
 type Result<T> = std::result::Result<T, ProtobufError>;
 
 /// Decodes magic + `runtime.Unknown` starting at absolute offset `base` of the request body.
 pub(crate) fn decode_envelope(body: &[u8], base: usize, depth: usize) -> Result<Value> {
-    let rest = body.strip_prefix(MAGIC).ok_or(ProtobufError::MissingMagic)?;
+    let rest = body
+        .strip_prefix(MAGIC)
+        .ok_or(ProtobufError::MissingMagic)?;
     let mut api_version = String::new();
     let mut kind = String::new();
     let mut raw: (&[u8], usize) = (&[], base + body.len());
@@ -93,6 +96,9 @@ pub(crate) fn decode_envelope(body: &[u8], base: usize, depth: usize) -> Result<
 
 /// A message's JSON, or `None` when Kubernetes would leave the field out (an unset `Time`, an
 /// empty `RawExtension`).
+///
+/// Each shape has its own function: this one sits on every level of recursion, and a debug
+/// build gives a function one stack slot per local of every match arm.
 fn decode_message(
     message: &'static Message,
     data: &[u8],
@@ -106,127 +112,166 @@ fn decode_message(
         });
     }
     match message.shape {
-        Shape::Object => Ok(Some(Value::Object(decode_fields(
-            message, data, offset, depth,
-        )?))),
+        Shape::Object => {
+            decode_fields(message, data, offset, depth).map(|o| Some(Value::Object(o)))
+        }
         Shape::Time => time(message, data, offset, false),
         Shape::MicroTime => time(message, data, offset, true),
-        Shape::Duration => {
-            let mut nanoseconds = 0i64;
-            for_each_field(message, data, offset, |tag, value| {
-                if tag == 1 {
-                    nanoseconds = expect_varint((message.name, tag), value)? as i64;
-                }
-                Ok(())
-            })?;
-            Ok(Some(Value::String(go_duration(nanoseconds))))
-        }
-        Shape::Quantity => {
-            // Go's zero Quantity prints as "0".
-            let mut quantity = "0".to_owned();
-            for_each_field(message, data, offset, |tag, value| {
-                if tag == 1 {
-                    quantity = expect_string((message.name, tag), value)?;
-                }
-                Ok(())
-            })?;
-            Ok(Some(Value::String(quantity)))
-        }
-        Shape::IntOrString => {
-            let (mut kind, mut int_value, mut string_value) = (0u64, 0i32, String::new());
-            for_each_field(message, data, offset, |tag, value| {
-                let context = (message.name, tag);
-                match tag {
-                    1 => kind = expect_varint(context, value)?,
-                    2 => int_value = expect_varint(context, value)? as i32,
-                    3 => string_value = expect_string(context, value)?,
-                    _ => {}
-                }
-                Ok(())
-            })?;
-            match kind {
-                0 => Ok(Some(Value::from(int_value))),
-                1 => Ok(Some(Value::String(string_value))),
-                other => Err(ProtobufError::InvalidValue {
-                    message: message.name,
-                    offset,
-                    reason: format!("type {other} is neither 0 (int) nor 1 (string)"),
-                }),
-            }
-        }
-        Shape::RawJson => {
-            let mut raw: (&[u8], usize) = (&[], offset);
-            for_each_field(message, data, offset, |tag, value| {
-                if tag == 1 {
-                    raw = expect_bytes((message.name, tag), value)?;
-                }
-                Ok(())
-            })?;
-            let (raw, raw_offset) = raw;
-            if raw.is_empty() {
-                Ok(None)
-            } else if raw.starts_with(MAGIC) {
-                // An embedded object a protobuf client encoded as protobuf, not JSON.
-                decode_envelope(raw, raw_offset, depth + 1).map(Some)
-            } else {
-                parse_json(message.name, raw, raw_offset).map(Some)
-            }
-        }
-        Shape::StringList => {
-            let mut items = Vec::new();
-            for_each_field(message, data, offset, |tag, value| {
-                if tag == 1 {
-                    items.push(Value::String(expect_string((message.name, tag), value)?));
-                }
-                Ok(())
-            })?;
-            Ok(Some(Value::Array(items)))
-        }
-        Shape::SchemaOrArray => {
-            let (mut schema, mut schemas) = (None, Vec::new());
-            for_each_field(message, data, offset, |tag, value| {
-                match tag {
-                    1 => schema = nested(message, tag, value, depth)?,
-                    2 => schemas.push(nested(message, tag, value, depth)?.unwrap_or(Value::Null)),
-                    _ => {}
-                }
-                Ok(())
-            })?;
-            Ok(if schemas.is_empty() {
-                schema
-            } else {
-                Some(Value::Array(schemas))
-            })
-        }
-        Shape::SchemaOrBool => {
-            let (mut allows, mut schema) = (false, None);
-            for_each_field(message, data, offset, |tag, value| {
-                match tag {
-                    1 => allows = expect_varint((message.name, tag), value)? != 0,
-                    2 => schema = nested(message, tag, value, depth)?,
-                    _ => {}
-                }
-                Ok(())
-            })?;
-            Ok(Some(schema.unwrap_or(Value::Bool(allows))))
-        }
-        Shape::SchemaOrStringArray => {
-            let (mut schema, mut property) = (None, Vec::new());
-            for_each_field(message, data, offset, |tag, value| {
-                match tag {
-                    1 => schema = nested(message, tag, value, depth)?,
-                    2 => property.push(Value::String(expect_string((message.name, tag), value)?)),
-                    _ => {}
-                }
-                Ok(())
-            })?;
-            Ok(if property.is_empty() {
-                schema
-            } else {
-                Some(Value::Array(property))
-            })
-        }
+        Shape::Duration => duration(message, data, offset),
+        Shape::Quantity => quantity(message, data, offset),
+        Shape::IntOrString => int_or_string(message, data, offset),
+        Shape::RawJson => raw_json(message, data, offset, depth),
+        Shape::StringList => string_list(message, data, offset),
+        Shape::SchemaOrArray => schema_or_array(message, data, offset, depth),
+        Shape::SchemaOrBool => schema_or_bool(message, data, offset, depth),
+        Shape::SchemaOrStringArray => schema_or_string_array(message, data, offset, depth),
     }
+}
+
+fn duration(message: &'static Message, data: &[u8], offset: usize) -> Result<Option<Value>> {
+    let mut nanoseconds = 0i64;
+    for_each_field(data, offset, |tag, value| {
+        if tag == 1 {
+            nanoseconds = expect_varint((message.name, tag), value)? as i64;
+        }
+        Ok(())
+    })?;
+    Ok(Some(Value::String(go_duration(nanoseconds))))
+}
+
+fn quantity(message: &'static Message, data: &[u8], offset: usize) -> Result<Option<Value>> {
+    // Go's zero Quantity prints as "0".
+    let mut quantity = "0".to_owned();
+    for_each_field(data, offset, |tag, value| {
+        if tag == 1 {
+            quantity = expect_string((message.name, tag), value)?;
+        }
+        Ok(())
+    })?;
+    Ok(Some(Value::String(quantity)))
+}
+
+fn int_or_string(message: &'static Message, data: &[u8], offset: usize) -> Result<Option<Value>> {
+    let (mut kind, mut int_value, mut string_value) = (0u64, 0i32, String::new());
+    for_each_field(data, offset, |tag, value| {
+        let context = (message.name, tag);
+        match tag {
+            1 => kind = expect_varint(context, value)?,
+            2 => int_value = expect_varint(context, value)? as i32,
+            3 => string_value = expect_string(context, value)?,
+            _ => {}
+        }
+        Ok(())
+    })?;
+    match kind {
+        0 => Ok(Some(Value::from(int_value))),
+        1 => Ok(Some(Value::String(string_value))),
+        other => Err(ProtobufError::InvalidValue {
+            message: message.name,
+            offset,
+            reason: format!("type {other} is neither 0 (int) nor 1 (string)"),
+        }),
+    }
+}
+
+fn raw_json(
+    message: &'static Message,
+    data: &[u8],
+    offset: usize,
+    depth: usize,
+) -> Result<Option<Value>> {
+    let mut raw: (&[u8], usize) = (&[], offset);
+    for_each_field(data, offset, |tag, value| {
+        if tag == 1 {
+            raw = expect_bytes((message.name, tag), value)?;
+        }
+        Ok(())
+    })?;
+    let (raw, raw_offset) = raw;
+    if raw.is_empty() {
+        Ok(None)
+    } else if raw.starts_with(MAGIC) {
+        // An embedded object a protobuf client encoded as protobuf, not JSON.
+        decode_envelope(raw, raw_offset, depth + 1).map(Some)
+    } else {
+        parse_json(message.name, raw, raw_offset).map(Some)
+    }
+}
+
+fn string_list(message: &'static Message, data: &[u8], offset: usize) -> Result<Option<Value>> {
+    let mut items = Vec::new();
+    for_each_field(data, offset, |tag, value| {
+        if tag == 1 {
+            items.push(Value::String(expect_string((message.name, tag), value)?));
+        }
+        Ok(())
+    })?;
+    Ok(Some(Value::Array(items)))
+}
+
+/// A list of schemas when there is one, else the single schema (Go's MarshalJSON order).
+fn schema_or_array(
+    message: &'static Message,
+    data: &[u8],
+    offset: usize,
+    depth: usize,
+) -> Result<Option<Value>> {
+    let (mut schema, mut schemas) = (None, Vec::new());
+    for_each_field(data, offset, |tag, value| {
+        match tag {
+            1 => schema = nested(message, tag, value, depth)?,
+            2 => schemas.push(nested(message, tag, value, depth)?.unwrap_or(Value::Null)),
+            _ => {}
+        }
+        Ok(())
+    })?;
+    Ok(if schemas.is_empty() {
+        schema
+    } else {
+        Some(Value::Array(schemas))
+    })
+}
+
+/// The schema when there is one, else the boolean.
+fn schema_or_bool(
+    message: &'static Message,
+    data: &[u8],
+    offset: usize,
+    depth: usize,
+) -> Result<Option<Value>> {
+    let (mut allows, mut schema) = (false, None);
+    for_each_field(data, offset, |tag, value| {
+        match tag {
+            1 => allows = expect_varint((message.name, tag), value)? != 0,
+            2 => schema = nested(message, tag, value, depth)?,
+            _ => {}
+        }
+        Ok(())
+    })?;
+    Ok(Some(schema.unwrap_or(Value::Bool(allows))))
+}
+
+/// The string list when there is one, else the schema.
+fn schema_or_string_array(
+    message: &'static Message,
+    data: &[u8],
+    offset: usize,
+    depth: usize,
+) -> Result<Option<Value>> {
+    let (mut schema, mut property) = (None, Vec::new());
+    for_each_field(data, offset, |tag, value| {
+        match tag {
+            1 => schema = nested(message, tag, value, depth)?,
+            2 => property.push(Value::String(expect_string((message.name, tag), value)?)),
+            _ => {}
+        }
+        Ok(())
+    })?;
+    Ok(if property.is_empty() {
+        schema
+    } else {
+        Some(Value::Array(property))
+    })
 }
 
 /// The fields of an object-shaped message, in wire order.
@@ -239,59 +284,111 @@ fn decode_fields(
     let mut object = Map::new();
     let mut reader = Reader::new(data, offset);
     while let Some((tag, value)) = reader.next_field()? {
-        let Some(field) = message.field(tag) else {
-            continue;
-        };
-        let context = (message.name, tag);
-        if let Kind::Map(key_kind, value_kind) = field.kind {
-            let (key, entry_value) = map_entry(context, *key_kind, *value_kind, value, depth)?;
-            let map = object
-                .entry(field.json)
-                .or_insert_with(|| Value::Object(Map::new()));
-            if let Value::Object(map) = map {
-                map.insert(key, entry_value);
-            }
-        } else if field.inline {
-            if let Some(Value::Object(embedded)) = decode_value(context, field.kind, value, depth)? {
-                object.extend(embedded);
-            }
-        } else if field.repeated {
-            let items = object
-                .entry(field.json)
-                .or_insert_with(|| Value::Array(Vec::new()));
-            let Value::Array(items) = items else {
-                continue;
-            };
-            match (value, packed_element(field)) {
-                // proto2 Kubernetes messages are unpacked, but a decoder must accept both.
-                (WireValue::Bytes { data, offset }, Some(read)) => {
-                    let mut packed = Reader::new(data, offset);
-                    while !packed.at_end() {
-                        let element = read(&mut packed)?;
-                        items.extend(decode_value(context, field.kind, element, depth)?);
-                    }
-                }
-                _ => items.push(decode_value(context, field.kind, value, depth)?.unwrap_or(Value::Null)),
-            }
-        } else {
-            // A repeated occurrence of a singular field replaces the earlier one (last wins).
-            match decode_value(context, field.kind, value, depth)? {
-                Some(decoded) => {
-                    object.insert(field.json.to_owned(), decoded);
-                }
-                None => {
-                    object.remove(field.json);
-                }
+        if let Some(field) = message.field(tag) {
+            // One function per field form keeps each recursion level's stack frame small in
+            // debug builds, where every local of every branch gets its own slot.
+            let context = (message.name, tag);
+            match field.kind {
+                Kind::Map(key_kind, value_kind) => insert_map_entry(
+                    &mut object,
+                    field,
+                    (*key_kind, *value_kind),
+                    context,
+                    value,
+                    depth,
+                )?,
+                _ if field.inline => merge_inline(&mut object, field, context, value, depth)?,
+                _ if field.repeated => push_repeated(&mut object, field, context, value, depth)?,
+                _ => set_singular(&mut object, field, context, value, depth)?,
             }
         }
     }
-    // Kubernetes omits empty lists and maps (`omitempty`); a packed field with no elements or a
-    // map of only duplicate-free entries can leave one behind.
-    object.retain(|_, v| match v {
-        Value::Array(items) => !items.is_empty(),
-        _ => true,
-    });
+    // Kubernetes omits empty lists (`omitempty`); a packed field with no elements leaves one.
+    object.retain(|_, v| !matches!(v, Value::Array(items) if items.is_empty()));
     Ok(object)
+}
+
+fn insert_map_entry(
+    object: &mut Map<String, Value>,
+    field: &'static Field,
+    (key_kind, value_kind): (Kind, Kind),
+    context: (&'static str, u32),
+    value: WireValue<'_>,
+    depth: usize,
+) -> Result<()> {
+    let (key, entry_value) = map_entry(context, key_kind, value_kind, value, depth)?;
+    let map = object
+        .entry(field.json)
+        .or_insert_with(|| Value::Object(Map::new()));
+    if let Value::Object(map) = map {
+        map.insert(key, entry_value);
+    }
+    Ok(())
+}
+
+fn merge_inline(
+    object: &mut Map<String, Value>,
+    field: &'static Field,
+    context: (&'static str, u32),
+    value: WireValue<'_>,
+    depth: usize,
+) -> Result<()> {
+    if let Some(Value::Object(embedded)) = decode_value(context, field.kind, value, depth)? {
+        object.extend(embedded);
+    }
+    Ok(())
+}
+
+fn push_repeated(
+    object: &mut Map<String, Value>,
+    field: &'static Field,
+    context: (&'static str, u32),
+    value: WireValue<'_>,
+    depth: usize,
+) -> Result<()> {
+    let items = object
+        .entry(field.json)
+        .or_insert_with(|| Value::Array(Vec::new()));
+    let Value::Array(items) = items else {
+        return Ok(());
+    };
+    match (value, packed_element(field)) {
+        // proto2 Kubernetes messages are unpacked, but a decoder must accept both.
+        (WireValue::Bytes { data, offset }, Some(read)) => {
+            let mut packed = Reader::new(data, offset);
+            while !packed.at_end() {
+                let element = read(&mut packed)?;
+                items.extend(decode_value(context, field.kind, element, depth)?);
+            }
+        }
+        _ => items.push(decode_value(context, field.kind, value, depth)?.unwrap_or(Value::Null)),
+    }
+    Ok(())
+}
+
+/// A repeated occurrence of a singular field replaces the earlier one (last wins).
+fn set_singular(
+    object: &mut Map<String, Value>,
+    field: &'static Field,
+    context: (&'static str, u32),
+    value: WireValue<'_>,
+    depth: usize,
+) -> Result<()> {
+    match decode_value(context, field.kind, value, depth)? {
+        // Go marshals a non-pointer string even when empty, and there "" means
+        // unset (its JSON form omits it); dropping it keeps defaulting working.
+        // storageClassName is a *string whose "" means "no class", so it stays.
+        Some(Value::String(s)) if s.is_empty() && field.json != "storageClassName" => {
+            object.remove(field.json);
+        }
+        Some(decoded) => {
+            object.insert(field.json.to_owned(), decoded);
+        }
+        None => {
+            object.remove(field.json);
+        }
+    }
+    Ok(())
 }
 
 /// How to read one element of a packed repeated scalar field, if the kind can be packed.
@@ -415,7 +512,6 @@ fn nested(
 }
 
 fn for_each_field<'a>(
-    _message: &'static Message,
     data: &'a [u8],
     offset: usize,
     mut visit: impl FnMut(u32, WireValue<'a>) -> Result<()>,
@@ -427,7 +523,10 @@ fn for_each_field<'a>(
     Ok(())
 }
 
-fn expect_bytes<'a>(context: (&'static str, u32), value: WireValue<'a>) -> Result<(&'a [u8], usize)> {
+fn expect_bytes<'a>(
+    context: (&'static str, u32),
+    value: WireValue<'a>,
+) -> Result<(&'a [u8], usize)> {
     match value {
         WireValue::Bytes { data, offset } => Ok((data, offset)),
         other => Err(ProtobufError::WireTypeMismatch {
@@ -465,9 +564,14 @@ fn parse_json(message: &'static str, raw: &[u8], offset: usize) -> Result<Value>
 
 /// meta/v1 Time (whole seconds) or MicroTime (microseconds), in UTC as Go prints them. A message
 /// with no fields is Go's zero time, which Kubernetes writes as `null`; it is left out instead.
-fn time(message: &'static Message, data: &[u8], offset: usize, micro: bool) -> Result<Option<Value>> {
+fn time(
+    message: &'static Message,
+    data: &[u8],
+    offset: usize,
+    micro: bool,
+) -> Result<Option<Value>> {
     let (mut seconds, mut nanos, mut any) = (0i64, 0i64, false);
-    for_each_field(message, data, offset, |tag, value| {
+    for_each_field(data, offset, |tag, value| {
         match tag {
             1 => seconds = expect_varint((message.name, tag), value)? as i64,
             2 => nanos = i64::from(expect_varint((message.name, tag), value)? as i32),

@@ -4,6 +4,8 @@
 // Field names with no OpenAPI property (camelCase derived from the protobuf name):
 //   io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.CustomResourceDefinitionStatus.observed_generation
 //   io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.CustomResourceDefinitionCondition.observed_generation
+//   io.k8s.api.authentication.v1.ExtraValue.items
+//   io.k8s.api.authorization.v1.ExtraValue.items
 //   io.k8s.api.storage.v1.VolumeAttributesClass.metadata
 //   io.k8s.api.storage.v1.VolumeAttributesClass.driver_name
 //   io.k8s.api.storage.v1.VolumeAttributesClass.parameters
@@ -54,6 +56,12 @@ pub(crate) static KINDS: &[(&str, &str, &str)] = &[
     ("apps/v1", "Deployment", "io.k8s.api.apps.v1.Deployment"),
     ("apps/v1", "ReplicaSet", "io.k8s.api.apps.v1.ReplicaSet"),
     ("apps/v1", "StatefulSet", "io.k8s.api.apps.v1.StatefulSet"),
+    ("authentication.k8s.io/v1", "SelfSubjectReview", "io.k8s.api.authentication.v1.SelfSubjectReview"),
+    ("authentication.k8s.io/v1", "TokenReview", "io.k8s.api.authentication.v1.TokenReview"),
+    ("authorization.k8s.io/v1", "LocalSubjectAccessReview", "io.k8s.api.authorization.v1.LocalSubjectAccessReview"),
+    ("authorization.k8s.io/v1", "SelfSubjectAccessReview", "io.k8s.api.authorization.v1.SelfSubjectAccessReview"),
+    ("authorization.k8s.io/v1", "SelfSubjectRulesReview", "io.k8s.api.authorization.v1.SelfSubjectRulesReview"),
+    ("authorization.k8s.io/v1", "SubjectAccessReview", "io.k8s.api.authorization.v1.SubjectAccessReview"),
     ("autoscaling/v1", "HorizontalPodAutoscaler", "io.k8s.api.autoscaling.v1.HorizontalPodAutoscaler"),
     ("autoscaling/v1", "Scale", "io.k8s.api.autoscaling.v1.Scale"),
     ("autoscaling/v2", "HorizontalPodAutoscaler", "io.k8s.api.autoscaling.v2.HorizontalPodAutoscaler"),
@@ -267,6 +275,120 @@ pub(crate) static MESSAGES: &[Message] = &[
     msg("io.k8s.api.apps.v1.StatefulSetUpdateStrategy", Shape::Object, &[
         opt(1, "type", K::String),
         opt(2, "rollingUpdate", K::Message("io.k8s.api.apps.v1.RollingUpdateStatefulSetStrategy")),
+    ]),
+    msg("io.k8s.api.authentication.v1.ExtraValue", Shape::Object, &[
+        rep(1, "items", K::String),
+    ]),
+    msg("io.k8s.api.authentication.v1.SelfSubjectReview", Shape::Object, &[
+        opt(1, "metadata", K::Message("io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta")),
+        opt(2, "status", K::Message("io.k8s.api.authentication.v1.SelfSubjectReviewStatus")),
+    ]),
+    msg("io.k8s.api.authentication.v1.SelfSubjectReviewStatus", Shape::Object, &[
+        opt(1, "userInfo", K::Message("io.k8s.api.authentication.v1.UserInfo")),
+    ]),
+    msg("io.k8s.api.authentication.v1.TokenReview", Shape::Object, &[
+        opt(1, "metadata", K::Message("io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta")),
+        opt(2, "spec", K::Message("io.k8s.api.authentication.v1.TokenReviewSpec")),
+        opt(3, "status", K::Message("io.k8s.api.authentication.v1.TokenReviewStatus")),
+    ]),
+    msg("io.k8s.api.authentication.v1.TokenReviewSpec", Shape::Object, &[
+        opt(1, "token", K::String),
+        rep(2, "audiences", K::String),
+    ]),
+    msg("io.k8s.api.authentication.v1.TokenReviewStatus", Shape::Object, &[
+        opt(1, "authenticated", K::Bool),
+        opt(2, "user", K::Message("io.k8s.api.authentication.v1.UserInfo")),
+        opt(3, "error", K::String),
+        rep(4, "audiences", K::String),
+    ]),
+    msg("io.k8s.api.authentication.v1.UserInfo", Shape::Object, &[
+        opt(1, "username", K::String),
+        opt(2, "uid", K::String),
+        rep(3, "groups", K::String),
+        opt(4, "extra", K::Map(&K::String, &K::Message("io.k8s.api.authentication.v1.ExtraValue"))),
+    ]),
+    msg("io.k8s.api.authorization.v1.ExtraValue", Shape::Object, &[
+        rep(1, "items", K::String),
+    ]),
+    msg("io.k8s.api.authorization.v1.FieldSelectorAttributes", Shape::Object, &[
+        opt(1, "rawSelector", K::String),
+        rep(2, "requirements", K::Message("io.k8s.apimachinery.pkg.apis.meta.v1.FieldSelectorRequirement")),
+    ]),
+    msg("io.k8s.api.authorization.v1.LabelSelectorAttributes", Shape::Object, &[
+        opt(1, "rawSelector", K::String),
+        rep(2, "requirements", K::Message("io.k8s.apimachinery.pkg.apis.meta.v1.LabelSelectorRequirement")),
+    ]),
+    msg("io.k8s.api.authorization.v1.LocalSubjectAccessReview", Shape::Object, &[
+        opt(1, "metadata", K::Message("io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta")),
+        opt(2, "spec", K::Message("io.k8s.api.authorization.v1.SubjectAccessReviewSpec")),
+        opt(3, "status", K::Message("io.k8s.api.authorization.v1.SubjectAccessReviewStatus")),
+    ]),
+    msg("io.k8s.api.authorization.v1.NonResourceAttributes", Shape::Object, &[
+        opt(1, "path", K::String),
+        opt(2, "verb", K::String),
+    ]),
+    msg("io.k8s.api.authorization.v1.NonResourceRule", Shape::Object, &[
+        rep(1, "verbs", K::String),
+        rep(2, "nonResourceURLs", K::String),
+    ]),
+    msg("io.k8s.api.authorization.v1.ResourceAttributes", Shape::Object, &[
+        opt(1, "namespace", K::String),
+        opt(2, "verb", K::String),
+        opt(3, "group", K::String),
+        opt(4, "version", K::String),
+        opt(5, "resource", K::String),
+        opt(6, "subresource", K::String),
+        opt(7, "name", K::String),
+        opt(8, "fieldSelector", K::Message("io.k8s.api.authorization.v1.FieldSelectorAttributes")),
+        opt(9, "labelSelector", K::Message("io.k8s.api.authorization.v1.LabelSelectorAttributes")),
+    ]),
+    msg("io.k8s.api.authorization.v1.ResourceRule", Shape::Object, &[
+        rep(1, "verbs", K::String),
+        rep(2, "apiGroups", K::String),
+        rep(3, "resources", K::String),
+        rep(4, "resourceNames", K::String),
+    ]),
+    msg("io.k8s.api.authorization.v1.SelfSubjectAccessReview", Shape::Object, &[
+        opt(1, "metadata", K::Message("io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta")),
+        opt(2, "spec", K::Message("io.k8s.api.authorization.v1.SelfSubjectAccessReviewSpec")),
+        opt(3, "status", K::Message("io.k8s.api.authorization.v1.SubjectAccessReviewStatus")),
+    ]),
+    msg("io.k8s.api.authorization.v1.SelfSubjectAccessReviewSpec", Shape::Object, &[
+        opt(1, "resourceAttributes", K::Message("io.k8s.api.authorization.v1.ResourceAttributes")),
+        opt(2, "nonResourceAttributes", K::Message("io.k8s.api.authorization.v1.NonResourceAttributes")),
+    ]),
+    msg("io.k8s.api.authorization.v1.SelfSubjectRulesReview", Shape::Object, &[
+        opt(1, "metadata", K::Message("io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta")),
+        opt(2, "spec", K::Message("io.k8s.api.authorization.v1.SelfSubjectRulesReviewSpec")),
+        opt(3, "status", K::Message("io.k8s.api.authorization.v1.SubjectRulesReviewStatus")),
+    ]),
+    msg("io.k8s.api.authorization.v1.SelfSubjectRulesReviewSpec", Shape::Object, &[
+        opt(1, "namespace", K::String),
+    ]),
+    msg("io.k8s.api.authorization.v1.SubjectAccessReview", Shape::Object, &[
+        opt(1, "metadata", K::Message("io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta")),
+        opt(2, "spec", K::Message("io.k8s.api.authorization.v1.SubjectAccessReviewSpec")),
+        opt(3, "status", K::Message("io.k8s.api.authorization.v1.SubjectAccessReviewStatus")),
+    ]),
+    msg("io.k8s.api.authorization.v1.SubjectAccessReviewSpec", Shape::Object, &[
+        opt(1, "resourceAttributes", K::Message("io.k8s.api.authorization.v1.ResourceAttributes")),
+        opt(2, "nonResourceAttributes", K::Message("io.k8s.api.authorization.v1.NonResourceAttributes")),
+        opt(3, "user", K::String),
+        rep(4, "groups", K::String),
+        opt(5, "extra", K::Map(&K::String, &K::Message("io.k8s.api.authorization.v1.ExtraValue"))),
+        opt(6, "uid", K::String),
+    ]),
+    msg("io.k8s.api.authorization.v1.SubjectAccessReviewStatus", Shape::Object, &[
+        opt(1, "allowed", K::Bool),
+        opt(2, "reason", K::String),
+        opt(3, "evaluationError", K::String),
+        opt(4, "denied", K::Bool),
+    ]),
+    msg("io.k8s.api.authorization.v1.SubjectRulesReviewStatus", Shape::Object, &[
+        rep(1, "resourceRules", K::Message("io.k8s.api.authorization.v1.ResourceRule")),
+        rep(2, "nonResourceRules", K::Message("io.k8s.api.authorization.v1.NonResourceRule")),
+        opt(3, "incomplete", K::Bool),
+        opt(4, "evaluationError", K::String),
     ]),
     msg("io.k8s.api.autoscaling.v1.CrossVersionObjectReference", Shape::Object, &[
         opt(1, "kind", K::String),
@@ -2405,6 +2527,11 @@ pub(crate) static MESSAGES: &[Message] = &[
         opt(4, "propagationPolicy", K::String),
         rep(5, "dryRun", K::String),
         opt(6, "ignoreStoreReadErrorWithClusterBreakingPotential", K::Bool),
+    ]),
+    msg("io.k8s.apimachinery.pkg.apis.meta.v1.FieldSelectorRequirement", Shape::Object, &[
+        opt(1, "key", K::String),
+        opt(2, "operator", K::String),
+        rep(3, "values", K::String),
     ]),
     msg("io.k8s.apimachinery.pkg.apis.meta.v1.FieldsV1", Shape::RawJson, &[
         opt(1, "raw", K::Bytes),

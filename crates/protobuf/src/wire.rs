@@ -13,7 +13,10 @@ pub(crate) enum WireValue<'a> {
     Fixed32(u32),
     /// Length-delimited: strings, bytes, messages, packed repeated scalars. `offset` is where
     /// `data` starts in the body.
-    Bytes { data: &'a [u8], offset: usize },
+    Bytes {
+        data: &'a [u8],
+        offset: usize,
+    },
 }
 
 impl WireValue<'_> {
@@ -182,15 +185,23 @@ mod tests {
             (&[0x08, 0x96], "truncated varint at byte 101"),
             (&[0x80], "truncated varint at byte 100"),
             (
-                &[0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01],
+                &[
+                    0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01,
+                ],
                 "varint longer than 10 bytes at byte 101",
             ),
             (
                 &[0x1a, 0x05, b'h'],
                 "truncated length-delimited field at byte 102: needs 5 bytes, 1 left",
             ),
-            (&[0x11, 1, 2], "truncated 64-bit value at byte 101: needs 8 bytes, 2 left"),
-            (&[0x25, 1], "truncated 32-bit value at byte 101: needs 4 bytes, 1 left"),
+            (
+                &[0x11, 1, 2],
+                "truncated 64-bit value at byte 101: needs 8 bytes, 2 left",
+            ),
+            (
+                &[0x25, 1],
+                "truncated 32-bit value at byte 101: needs 4 bytes, 1 left",
+            ),
             (&[0x00], "invalid field number 0 at byte 100"),
             (&[0x0b], "unsupported wire type 3 at byte 100"),
             (&[0x0f], "unsupported wire type 7 at byte 100"),
