@@ -6,7 +6,6 @@
 
 use serde_json::{json, Map, Value};
 
-
 pub fn convert(mut obj: Value, from: &str, to: &str) -> Value {
     if from != to {
         obj = match (from, to) {

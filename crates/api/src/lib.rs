@@ -16,6 +16,11 @@ pub use status::{ApiError, Cause};
 /// The strings of a JSON array (non-strings skipped); empty when absent.
 pub fn string_list(v: Option<&serde_json::Value>) -> Vec<String> {
     v.and_then(serde_json::Value::as_array)
-        .map(|a| a.iter().filter_map(serde_json::Value::as_str).map(String::from).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(serde_json::Value::as_str)
+                .map(String::from)
+                .collect()
+        })
         .unwrap_or_default()
 }

@@ -644,9 +644,21 @@ fn builtin_types() -> Vec<ResourceType> {
     }
     // Reviews kubectl uses (`auth can-i`, `auth whoami`): created, answered, never stored.
     for (group, kind, plural) in [
-        ("authorization.k8s.io", "SelfSubjectAccessReview", "selfsubjectaccessreviews"),
-        ("authorization.k8s.io", "SelfSubjectRulesReview", "selfsubjectrulesreviews"),
-        ("authentication.k8s.io", "SelfSubjectReview", "selfsubjectreviews"),
+        (
+            "authorization.k8s.io",
+            "SelfSubjectAccessReview",
+            "selfsubjectaccessreviews",
+        ),
+        (
+            "authorization.k8s.io",
+            "SelfSubjectRulesReview",
+            "selfsubjectrulesreviews",
+        ),
+        (
+            "authentication.k8s.io",
+            "SelfSubjectReview",
+            "selfsubjectreviews",
+        ),
     ] {
         out.push(ResourceType {
             group: group.into(),

@@ -160,28 +160,54 @@ pub fn validate(
             immutable(obj, old, "handler", &mut errs);
         }
         ("rbac.authorization.k8s.io", "Role") | ("rbac.authorization.k8s.io", "ClusterRole") => {
-            for (i, rule) in obj.get("rules").and_then(Value::as_array).into_iter().flatten().enumerate() {
-                if rule.get("verbs").and_then(Value::as_array).is_none_or(|v| v.is_empty()) {
-                    errs.push(FieldError::required(format!("rules[{i}].verbs"), "verbs must contain at least one value"));
+            for (i, rule) in obj
+                .get("rules")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .enumerate()
+            {
+                if rule
+                    .get("verbs")
+                    .and_then(Value::as_array)
+                    .is_none_or(|v| v.is_empty())
+                {
+                    errs.push(FieldError::required(
+                        format!("rules[{i}].verbs"),
+                        "verbs must contain at least one value",
+                    ));
                 }
             }
         }
-        ("rbac.authorization.k8s.io", "RoleBinding") | ("rbac.authorization.k8s.io", "ClusterRoleBinding") => {
+        ("rbac.authorization.k8s.io", "RoleBinding")
+        | ("rbac.authorization.k8s.io", "ClusterRoleBinding") => {
             let role_ref = obj.get("roleRef");
             for f in ["kind", "name"] {
-                if role_ref.and_then(|r| r.get(f)).and_then(Value::as_str).is_none_or(str::is_empty) {
+                if role_ref
+                    .and_then(|r| r.get(f))
+                    .and_then(Value::as_str)
+                    .is_none_or(str::is_empty)
+                {
                     errs.push(FieldError::required(format!("roleRef.{f}"), ""));
                 }
             }
             if let Some(k) = role_ref.and_then(|r| r.get("kind")).and_then(Value::as_str) {
-                let allowed: &[&str] = if kind == "RoleBinding" { &["Role", "ClusterRole"] } else { &["ClusterRole"] };
+                let allowed: &[&str] = if kind == "RoleBinding" {
+                    &["Role", "ClusterRole"]
+                } else {
+                    &["ClusterRole"]
+                };
                 if !k.is_empty() && !allowed.contains(&k) {
                     errs.push(FieldError::not_supported("roleRef.kind", k, allowed));
                 }
             }
             if let (Some(new), Some(old)) = (role_ref, old.and_then(|o| o.get("roleRef"))) {
                 if new != old {
-                    errs.push(FieldError::invalid("roleRef", new.to_string(), "cannot change roleRef"));
+                    errs.push(FieldError::invalid(
+                        "roleRef",
+                        new.to_string(),
+                        "cannot change roleRef",
+                    ));
                 }
             }
         }
@@ -199,25 +225,45 @@ fn immutable(obj: &Value, old: Option<&Value>, field: &str, errs: &mut Vec<Field
     }
 }
 
-const ACCESS_MODES: &[&str] = &["ReadWriteOnce", "ReadOnlyMany", "ReadWriteMany", "ReadWriteOncePod"];
+const ACCESS_MODES: &[&str] = &[
+    "ReadWriteOnce",
+    "ReadOnlyMany",
+    "ReadWriteMany",
+    "ReadWriteOncePod",
+];
 
 fn validate_access_modes(spec: Option<&Value>, path: &str, errs: &mut Vec<FieldError>) {
-    let modes = spec.and_then(|s| s.get("accessModes")).and_then(Value::as_array);
+    let modes = spec
+        .and_then(|s| s.get("accessModes"))
+        .and_then(Value::as_array);
     if modes.is_none_or(|m| m.is_empty()) {
-        errs.push(FieldError::required(format!("{path}.accessModes"), "at least 1 access mode is required"));
+        errs.push(FieldError::required(
+            format!("{path}.accessModes"),
+            "at least 1 access mode is required",
+        ));
     }
     for m in modes.into_iter().flatten() {
         let m = m.as_str().unwrap_or("");
         if !ACCESS_MODES.contains(&m) {
-            errs.push(FieldError::not_supported(format!("{path}.accessModes"), m, ACCESS_MODES));
+            errs.push(FieldError::not_supported(
+                format!("{path}.accessModes"),
+                m,
+                ACCESS_MODES,
+            ));
         }
     }
 }
 
 fn validate_pvc_spec(spec: Option<&Value>, path: &str, errs: &mut Vec<FieldError>) {
     validate_access_modes(spec, path, errs);
-    if spec.and_then(|s| s.pointer("/resources/requests/storage")).is_none() {
-        errs.push(FieldError::required(format!("{path}.resources[storage]"), ""));
+    if spec
+        .and_then(|s| s.pointer("/resources/requests/storage"))
+        .is_none()
+    {
+        errs.push(FieldError::required(
+            format!("{path}.resources[storage]"),
+            "",
+        ));
     }
 }
 
@@ -232,17 +278,43 @@ fn validate_endpoint_slice(obj: &Value, errs: &mut Vec<FieldError>) {
     match obj.get("addressType").and_then(Value::as_str) {
         None => errs.push(FieldError::required("addressType", "")),
         Some("IPv4" | "IPv6" | "FQDN") => {}
-        Some(other) => errs.push(FieldError::not_supported("addressType", other, &["IPv4", "IPv6", "FQDN"])),
+        Some(other) => errs.push(FieldError::not_supported(
+            "addressType",
+            other,
+            &["IPv4", "IPv6", "FQDN"],
+        )),
     }
-    for (i, e) in obj.get("endpoints").and_then(Value::as_array).into_iter().flatten().enumerate() {
-        if e.get("addresses").and_then(Value::as_array).is_none_or(|a| a.is_empty()) {
-            errs.push(FieldError::required(format!("endpoints[{i}].addresses"), "must contain at least 1 address"));
+    for (i, e) in obj
+        .get("endpoints")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        if e.get("addresses")
+            .and_then(Value::as_array)
+            .is_none_or(|a| a.is_empty())
+        {
+            errs.push(FieldError::required(
+                format!("endpoints[{i}].addresses"),
+                "must contain at least 1 address",
+            ));
         }
     }
-    for (i, p) in obj.get("ports").and_then(Value::as_array).into_iter().flatten().enumerate() {
+    for (i, p) in obj
+        .get("ports")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
         if let Some(n) = p.get("port").and_then(Value::as_i64) {
             if !(1..=65535).contains(&n) {
-                errs.push(FieldError::invalid_unquoted(format!("ports[{i}].port"), n, "must be between 1 and 65535, inclusive"));
+                errs.push(FieldError::invalid_unquoted(
+                    format!("ports[{i}].port"),
+                    n,
+                    "must be between 1 and 65535, inclusive",
+                ));
             }
         }
     }
@@ -1106,16 +1178,47 @@ mod tests {
     #[test]
     fn more_kinds() {
         let cases: &[(&str, &str, Value, &str)] = &[
-            ("", "PersistentVolumeClaim", json!({"metadata":{"name":"c","namespace":"d"},"spec":{}}), "spec.accessModes: Required value"),
-            ("node.k8s.io", "RuntimeClass", json!({"metadata":{"name":"r"}}), "handler: Required value"),
-            ("scheduling.k8s.io", "PriorityClass", json!({"metadata":{"name":"p"}}), "value: Required value"),
-            ("rbac.authorization.k8s.io", "RoleBinding", json!({"metadata":{"name":"b","namespace":"d"},"roleRef":{"kind":"Pod","name":"x"}}), "roleRef.kind: Unsupported value"),
-            ("discovery.k8s.io", "EndpointSlice", json!({"metadata":{"name":"s","namespace":"d"},"addressType":"IPv5"}), "addressType: Unsupported value"),
+            (
+                "",
+                "PersistentVolumeClaim",
+                json!({"metadata":{"name":"c","namespace":"d"},"spec":{}}),
+                "spec.accessModes: Required value",
+            ),
+            (
+                "node.k8s.io",
+                "RuntimeClass",
+                json!({"metadata":{"name":"r"}}),
+                "handler: Required value",
+            ),
+            (
+                "scheduling.k8s.io",
+                "PriorityClass",
+                json!({"metadata":{"name":"p"}}),
+                "value: Required value",
+            ),
+            (
+                "rbac.authorization.k8s.io",
+                "RoleBinding",
+                json!({"metadata":{"name":"b","namespace":"d"},"roleRef":{"kind":"Pod","name":"x"}}),
+                "roleRef.kind: Unsupported value",
+            ),
+            (
+                "discovery.k8s.io",
+                "EndpointSlice",
+                json!({"metadata":{"name":"s","namespace":"d"},"addressType":"IPv5"}),
+                "addressType: Unsupported value",
+            ),
         ];
         for (group, kind, obj, want) in cases {
             let namespaced = obj.pointer("/metadata/namespace").is_some();
-            let got: Vec<String> = validate(group, kind, obj, None, namespaced).into_iter().map(|c| format!("{}: {}", c.field, c.message)).collect();
-            assert!(got.iter().any(|g| g.starts_with(want)), "{kind}: want {want:?} in {got:?}");
+            let got: Vec<String> = validate(group, kind, obj, None, namespaced)
+                .into_iter()
+                .map(|c| format!("{}: {}", c.field, c.message))
+                .collect();
+            assert!(
+                got.iter().any(|g| g.starts_with(want)),
+                "{kind}: want {want:?} in {got:?}"
+            );
         }
     }
 

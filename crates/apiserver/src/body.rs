@@ -79,8 +79,9 @@ pub fn decode_object(headers: &HeaderMap, bytes: &[u8]) -> Result<Value, ApiErro
         "application/json" | "" | "*/*" => decode_json(bytes)?,
         "application/yaml" | "application/x-yaml" | "text/yaml" => decode_yaml(bytes)?,
         // What client-go's typed clients (kubectl create, drain, ...) send.
-        protobuf::MEDIA_TYPE => protobuf::decode_object(bytes)
-            .map_err(|e| ApiError::bad_request(format!("error decoding the protobuf request body: {e}")))?,
+        protobuf::MEDIA_TYPE => protobuf::decode_object(bytes).map_err(|e| {
+            ApiError::bad_request(format!("error decoding the protobuf request body: {e}"))
+        })?,
         other => return Err(ApiError::unsupported_media_type(other)),
     };
     if !v.is_object() {

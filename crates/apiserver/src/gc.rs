@@ -182,7 +182,9 @@ pub fn plan(index: &BTreeMap<String, ObjectMeta>) -> Vec<Action> {
     for m in index.values().filter(|m| m.is_namespace() && !m.deleting) {
         let key = format!("/registry/core/serviceaccounts/{}/default", m.name);
         if !index.contains_key(&key) {
-            actions.push(Action::CreateDefaultServiceAccount { namespace: m.name.clone() });
+            actions.push(Action::CreateDefaultServiceAccount {
+                namespace: m.name.clone(),
+            });
         }
     }
     for ns in terminating {
@@ -440,7 +442,15 @@ async fn execute(
         Action::CreateDefaultServiceAccount { namespace } => {
             let rt = registry.get("", "v1", "serviceaccounts").expect("built in");
             let sa = json!({"metadata": {"name": "default"}});
-            match objects::create(server, &rt, Some(namespace), sa, &RequestCtx::internal("drover-serviceaccount-controller")).await {
+            match objects::create(
+                server,
+                &rt,
+                Some(namespace),
+                sa,
+                &RequestCtx::internal("drover-serviceaccount-controller"),
+            )
+            .await
+            {
                 Ok(_) => Ok(()),
                 Err(e) if e.code == 409 => Ok(()),
                 Err(e) => Err(e),
@@ -709,10 +719,23 @@ mod tests {
     #[test]
     fn active_namespace_gets_a_default_service_account() {
         let idx = index(vec![obj("/ns/x", "Namespace", None, "n1", &[], &[], false)]);
-        assert_eq!(plan(&idx), vec![Action::CreateDefaultServiceAccount { namespace: "x".into() }]);
+        assert_eq!(
+            plan(&idx),
+            vec![Action::CreateDefaultServiceAccount {
+                namespace: "x".into()
+            }]
+        );
         let idx = index(vec![
             obj("/ns/x", "Namespace", None, "n1", &[], &[], false),
-            obj("/registry/core/serviceaccounts/x/default", "ServiceAccount", Some("x"), "s1", &[], &[], false),
+            obj(
+                "/registry/core/serviceaccounts/x/default",
+                "ServiceAccount",
+                Some("x"),
+                "s1",
+                &[],
+                &[],
+                false,
+            ),
         ]);
         assert_eq!(plan(&idx), vec![]);
     }

@@ -142,16 +142,29 @@ impl ApiServer {
                     Some(sub) => format!("{}/{sub}", rp.plural),
                     None => rp.plural.clone(),
                 };
-                (metrics::verb(req.method(), rp.name.is_some(), watch), resource)
+                (
+                    metrics::verb(req.method(), rp.name.is_some(), watch),
+                    resource,
+                )
             }
             _ => (metrics::verb(req.method(), true, false), String::new()),
         };
         let resp = self.route(req, target, &path).await;
-        self.metrics.observe(verb, &resource, resp.status().as_u16(), started.elapsed().as_secs_f64());
+        self.metrics.observe(
+            verb,
+            &resource,
+            resp.status().as_u16(),
+            started.elapsed().as_secs_f64(),
+        );
         resp
     }
 
-    async fn route<B>(self: &Arc<Self>, req: Request<B>, target: Target, path: &str) -> Response<ResponseBody>
+    async fn route<B>(
+        self: &Arc<Self>,
+        req: Request<B>,
+        target: Target,
+        path: &str,
+    ) -> Response<ResponseBody>
     where
         B: http_body::Body<Data = Bytes> + Unpin,
         B::Error: std::fmt::Display,
@@ -176,24 +189,41 @@ impl ApiServer {
         let query = Query::parse(req.uri().query());
         let result = match target {
             Target::Metrics => {
-                let revision = self.store.revisions().await.ok().map(|(current, _)| current);
+                let revision = self
+                    .store
+                    .revisions()
+                    .await
+                    .ok()
+                    .map(|(current, _)| current);
                 Ok(Response::builder()
                     .status(StatusCode::OK)
-                    .header(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")
+                    .header(
+                        header::CONTENT_TYPE,
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    )
                     .body(full(self.metrics.encode(revision)))
                     .unwrap())
             }
             Target::CoreVersions => Ok(discovery::core_versions(&self.registry(), &req)),
             Target::Groups => Ok(discovery::groups(&self.registry(), &req)),
             Target::Group(g) => discovery::group(&self.registry(), &g),
-            Target::ResourceList { group, version } => discovery::resource_list(&self.registry(), &group, &version),
-            Target::OpenApiV3Root => Ok(discovery::openapi_root(&self.registry())),
-            Target::OpenApiV3 { group, version } => {
-                discovery::openapi_group_version(&self.registry(), &self.openapi_cache, &group, &version)
+            Target::ResourceList { group, version } => {
+                discovery::resource_list(&self.registry(), &group, &version)
             }
+            Target::OpenApiV3Root => Ok(discovery::openapi_root(&self.registry())),
+            Target::OpenApiV3 { group, version } => discovery::openapi_group_version(
+                &self.registry(),
+                &self.openapi_cache,
+                &group,
+                &version,
+            ),
             Target::OpenApiV2 => Ok(discovery::openapi_v2(&req)),
             Target::Resource(rp) => objects::handle(self, req, rp, query).await,
-            Target::NotFound => Err(ApiError::new(404, "NotFound", "the server could not find the requested resource")),
+            Target::NotFound => Err(ApiError::new(
+                404,
+                "NotFound",
+                "the server could not find the requested resource",
+            )),
             Target::Healthz | Target::Livez | Target::Readyz | Target::Version => unreachable!(),
         };
         match result {
@@ -223,7 +253,6 @@ impl ApiServer {
             .iter()
             .any(|t| pki::constant_time_eq(t.as_bytes(), token.as_bytes()))
     }
-
 }
 
 pub fn version_info() -> Value {

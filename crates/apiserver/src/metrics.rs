@@ -35,36 +35,72 @@ pub struct Metrics {
 
 fn latency_histogram() -> Histogram {
     // 100 µs … ~13 s, doubling.
-    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(0.0001, 2.0, 18))
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+        0.0001, 2.0, 18,
+    ))
 }
 
 impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::default();
         let requests = Family::<RequestLabels, Counter>::default();
-        let latency = Family::<LatencyLabels, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
+        let latency = Family::<LatencyLabels, Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
         let watches_open = Gauge::<i64, AtomicI64>::default();
         let resident_memory = Gauge::<i64, AtomicI64>::default();
         let store_revision = Gauge::<i64, AtomicI64>::default();
-        registry.register("apiserver_request", "Requests answered, by verb, resource and HTTP code", requests.clone());
+        registry.register(
+            "apiserver_request",
+            "Requests answered, by verb, resource and HTTP code",
+            requests.clone(),
+        );
         registry.register(
             "apiserver_request_duration_seconds",
             "Time to answer a request (to the first byte of a watch)",
             latency.clone(),
         );
-        registry.register("apiserver_watches_open", "Watches being served", watches_open.clone());
-        registry.register("process_resident_memory_bytes", "Resident memory of the process", resident_memory.clone());
-        registry.register("apiserver_storage_revision", "The store's current revision", store_revision.clone());
-        Metrics { registry, requests, latency, watches_open, resident_memory, store_revision }
+        registry.register(
+            "apiserver_watches_open",
+            "Watches being served",
+            watches_open.clone(),
+        );
+        registry.register(
+            "process_resident_memory_bytes",
+            "Resident memory of the process",
+            resident_memory.clone(),
+        );
+        registry.register(
+            "apiserver_storage_revision",
+            "The store's current revision",
+            store_revision.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            latency,
+            watches_open,
+            resident_memory,
+            store_revision,
+        }
     }
 }
 
 impl Metrics {
     pub fn observe(&self, verb: &str, resource: &str, code: u16, seconds: f64) {
         self.requests
-            .get_or_create(&RequestLabels { verb: verb.into(), resource: resource.into(), code: code.to_string() })
+            .get_or_create(&RequestLabels {
+                verb: verb.into(),
+                resource: resource.into(),
+                code: code.to_string(),
+            })
             .inc();
-        self.latency.get_or_create(&LatencyLabels { verb: verb.into(), resource: resource.into() }).observe(seconds);
+        self.latency
+            .get_or_create(&LatencyLabels {
+                verb: verb.into(),
+                resource: resource.into(),
+            })
+            .observe(seconds);
     }
 
     pub fn encode(&self, store_revision: Option<i64>) -> String {
@@ -75,7 +111,8 @@ impl Metrics {
             self.store_revision.set(r);
         }
         let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
         out
     }
 
@@ -123,9 +160,15 @@ mod tests {
         m.observe("GET", "pods", 200, 0.002);
         m.watch_started();
         let text = m.encode(Some(42));
-        assert!(text.contains("apiserver_request_total{verb=\"GET\",resource=\"pods\",code=\"200\"} 1"), "{text}");
+        assert!(
+            text.contains("apiserver_request_total{verb=\"GET\",resource=\"pods\",code=\"200\"} 1"),
+            "{text}"
+        );
         assert!(text.contains("apiserver_watches_open 1"), "{text}");
         assert!(text.contains("apiserver_storage_revision 42"), "{text}");
-        assert!(text.contains("apiserver_request_duration_seconds_bucket"), "{text}");
+        assert!(
+            text.contains("apiserver_request_duration_seconds_bucket"),
+            "{text}"
+        );
     }
 }

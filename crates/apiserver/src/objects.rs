@@ -87,11 +87,19 @@ fn parse_resource_version(s: &str) -> Result<Revision, ApiError> {
 
 /// Strips the served version's apiVersion and converts to the storage version.
 fn to_storage(rt: &ResourceType, obj: Value) -> Result<Value, ApiError> {
-    Ok(api::conversion::convert(obj, &rt.api_version(), &rt.storage_version))
+    Ok(api::conversion::convert(
+        obj,
+        &rt.api_version(),
+        &rt.storage_version,
+    ))
 }
 
 pub(crate) fn from_storage(rt: &ResourceType, obj: Value) -> Result<Value, ApiError> {
-    Ok(api::conversion::convert(obj, &rt.storage_version, &rt.api_version()))
+    Ok(api::conversion::convert(
+        obj,
+        &rt.storage_version,
+        &rt.api_version(),
+    ))
 }
 
 pub(crate) async fn handle<B>(
@@ -265,20 +273,27 @@ where
     B::Error: std::fmt::Display,
 {
     if req.method() != Method::POST {
-        return Err(ApiError::method_not_allowed(format!("{} only support create", rt.plural)));
+        return Err(ApiError::method_not_allowed(format!(
+            "{} only support create",
+            rt.plural
+        )));
     }
     let (parts, incoming) = req.into_parts();
     let bytes = body::read(&parts.headers, incoming).await?;
     let mut obj = body::decode_object(&parts.headers, &bytes)?;
     check_type_meta(rt, &mut obj)?;
     let status = match rt.kind.as_str() {
-        "SelfSubjectAccessReview" => json!({"allowed": true, "reason": "the admin token may do everything"}),
+        "SelfSubjectAccessReview" => {
+            json!({"allowed": true, "reason": "the admin token may do everything"})
+        }
         "SelfSubjectRulesReview" => json!({
             "resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}],
             "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}],
             "incomplete": false,
         }),
-        _ => json!({"userInfo": {"username": "admin", "groups": ["system:masters", "system:authenticated"]}}),
+        _ => {
+            json!({"userInfo": {"username": "admin", "groups": ["system:masters", "system:authenticated"]}})
+        }
     };
     obj["status"] = status;
     Ok(json_response(StatusCode::CREATED, &obj))
@@ -1855,14 +1870,23 @@ pub(crate) async fn bootstrap(server: &ApiServer) -> Result<(), ApiError> {
     let registry = server.registry();
     let rt = |g: &str, p: &str| registry.get(g, "v1", p).expect("built in");
     let (ns_rt, sa_rt) = (rt("", "namespaces"), rt("", "serviceaccounts"));
-    let (rc_rt, pc_rt) = (rt("node.k8s.io", "runtimeclasses"), rt("scheduling.k8s.io", "priorityclasses"));
+    let (rc_rt, pc_rt) = (
+        rt("node.k8s.io", "runtimeclasses"),
+        rt("scheduling.k8s.io", "priorityclasses"),
+    );
     let ctx = RequestCtx::internal("drover-apiserver");
     let namespaces = ["default", "kube-system", "kube-public", "kube-node-lease"];
     // Cluster-scoped objects first, all at once (the store commits them in
     // one group), then what lives in the namespaces.
-    let mut first: Vec<(&ResourceType, Value)> = namespaces.iter().map(|ns| (&*ns_rt, json!({"metadata": {"name": ns}}))).collect();
+    let mut first: Vec<(&ResourceType, Value)> = namespaces
+        .iter()
+        .map(|ns| (&*ns_rt, json!({"metadata": {"name": ns}})))
+        .collect();
     for (name, handler) in [("oci", "runc"), ("process", "process")] {
-        first.push((&*rc_rt, json!({"metadata": {"name": name}, "handler": handler})));
+        first.push((
+            &*rc_rt,
+            json!({"metadata": {"name": name}, "handler": handler}),
+        ));
     }
     for (name, value, description) in [
         ("system-cluster-critical", 2_000_000_000, "Used for system critical pods that must run in the cluster, but can be moved to another node if necessary."),
@@ -1870,10 +1894,24 @@ pub(crate) async fn bootstrap(server: &ApiServer) -> Result<(), ApiError> {
     ] {
         first.push((&*pc_rt, json!({"metadata": {"name": name}, "value": value, "description": description})));
     }
-    for r in join_all(first.into_iter().map(|(rt, obj)| create(server, rt, None, obj, &ctx))).await {
+    for r in join_all(
+        first
+            .into_iter()
+            .map(|(rt, obj)| create(server, rt, None, obj, &ctx)),
+    )
+    .await
+    {
         ignore_exists(r)?;
     }
-    let accounts = namespaces.iter().map(|ns| create(server, &sa_rt, Some(ns), json!({"metadata": {"name": "default"}}), &ctx));
+    let accounts = namespaces.iter().map(|ns| {
+        create(
+            server,
+            &sa_rt,
+            Some(ns),
+            json!({"metadata": {"name": "default"}}),
+            &ctx,
+        )
+    });
     for r in join_all(accounts).await {
         ignore_exists(r)?;
     }

@@ -172,13 +172,7 @@ fn get_formats_selectors_and_watch() {
 
     // -w: start a watch, make a change, see it arrive.
     let mut child = std::process::Command::new(common::kubectl_binary())
-        .args([
-            "get",
-            "configmaps",
-            "-w",
-            "-o",
-            "name",
-        ])
+        .args(["get", "configmaps", "-w", "-o", "name"])
         .env("KUBECONFIG", &s.kubeconfig)
         .env("HOME", s.home.path())
         .stdout(std::process::Stdio::piped())
@@ -212,7 +206,10 @@ fn get_formats_selectors_and_watch() {
     let _ = child.kill();
     let _ = child.wait();
     // The initial list held one and two: three can only have come through the watch.
-    assert!(seen.iter().any(|l| l.trim() == "configmap/three"), "watch lines: {seen:?}");
+    assert!(
+        seen.iter().any(|l| l.trim() == "configmap/three"),
+        "watch lines: {seen:?}"
+    );
 }
 
 #[test]
@@ -381,9 +378,15 @@ fn delete_cascades_and_wait() {
 fn namespace_deletion_empties_it() {
     let s = Server::start();
     s.ok(&["create", "namespace", "scratch"]);
-    wait_until("the default ServiceAccount of a new namespace", Duration::from_secs(30), || {
-        s.kubectl(&["get", "serviceaccount", "default", "-n", "scratch"]).status.success()
-    });
+    wait_until(
+        "the default ServiceAccount of a new namespace",
+        Duration::from_secs(30),
+        || {
+            s.kubectl(&["get", "serviceaccount", "default", "-n", "scratch"])
+                .status
+                .success()
+        },
+    );
     s.ok(&[
         "create",
         "configmap",
@@ -749,7 +752,10 @@ fn server_on_etcd() {
 #[test]
 fn auth_can_i_and_whoami() {
     let s = Server::start();
-    assert_eq!(s.ok(&["auth", "can-i", "create", "deployments"]).trim(), "yes");
+    assert_eq!(
+        s.ok(&["auth", "can-i", "create", "deployments"]).trim(),
+        "yes"
+    );
     let out = s.ok(&["auth", "whoami"]);
     assert!(out.contains("admin"), "{out}");
 }
