@@ -533,7 +533,7 @@ async fn reload_crds(server: &ApiServer) {
     server.set_registry(Registry::with_custom(custom));
     let ctx = RequestCtx::internal("drover-apiextensions-controller");
     for name in to_establish {
-        let now = objects::now_rfc3339();
+        let now = server.now_rfc3339();
         let _ = objects::update_with(server, &crd_rt, None, &name, Some("status"), &ctx, "Update", |old| {
             let mut new = old.clone();
             let names = old.pointer("/spec/names").cloned().unwrap_or(json!({}));

@@ -41,6 +41,49 @@ pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
 pub struct Config {
     /// Bearer tokens with full (admin) access.
     pub admin_tokens: Vec<String>,
+    /// Where timestamps (creationTimestamp, deletionTimestamp, managedFields)
+    /// come from. The simulation passes a virtual clock.
+    pub clock: Arc<dyn Clock>,
+    /// Where uids and generated name suffixes come from. The simulation
+    /// passes a seeded generator so that a seed replays exactly.
+    pub random: Arc<dyn Random>,
+}
+
+impl Config {
+    /// Wall clock and OS randomness.
+    pub fn new(admin_tokens: Vec<String>) -> Config {
+        Config {
+            admin_tokens,
+            clock: Arc::new(SystemClock),
+            random: Arc::new(SystemRandom),
+        }
+    }
+}
+
+/// The time source of the API server.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> chrono::DateTime<chrono::Utc>;
+}
+
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        chrono::Utc::now()
+    }
+}
+
+/// The source of randomness of the API server (uids, generateName suffixes).
+pub trait Random: Send + Sync {
+    fn next_u64(&self) -> u64;
+}
+
+pub struct SystemRandom;
+
+impl Random for SystemRandom {
+    fn next_u64(&self) -> u64 {
+        rand::random()
+    }
 }
 
 pub struct ApiServer {
@@ -74,6 +117,20 @@ impl ApiServer {
 
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    pub(crate) fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.config.clock.now()
+    }
+
+    /// Now as Kubernetes writes timestamps (RFC 3339, whole seconds, `Z`).
+    pub(crate) fn now_rfc3339(&self) -> String {
+        self.now()
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    }
+
+    pub(crate) fn random_u64(&self) -> u64 {
+        self.config.random.next_u64()
     }
 
     /// Creates what every cluster has (namespaces default, kube-system,

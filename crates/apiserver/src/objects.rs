@@ -22,10 +22,6 @@ use crate::{body, json_response, ApiServer, ResponseBody};
 /// writer got in between the read and the compare-and-swap.
 const MAX_CONFLICT_RETRIES: usize = 8;
 
-pub(crate) fn now_rfc3339() -> String {
-    Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true)
-}
-
 pub(crate) fn store_error(e: StoreError, rt: &ResourceType, name: &str) -> ApiError {
     match e {
         StoreError::AlreadyExists { .. } => ApiError::already_exists(&rt.group, &rt.plural, name),
@@ -789,14 +785,26 @@ fn check_namespace(rt: &ResourceType, obj: &mut Value, ns: Option<&str>) -> Resu
     Ok(())
 }
 
-fn generate_name_suffix() -> String {
-    use rand::Rng;
+fn generate_name_suffix(server: &ApiServer) -> String {
     // The alphabet Kubernetes uses: no vowels (no words), no look-alikes.
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    let mut rng = rand::rng();
+    let mut bits = server.random_u64();
     (0..5)
-        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .map(|_| {
+            let c = ALPHABET[(bits % ALPHABET.len() as u64) as usize] as char;
+            bits /= ALPHABET.len() as u64;
+            c
+        })
         .collect()
+}
+
+fn new_uid(server: &ApiServer) -> String {
+    let mut bytes = [0u8; 16];
+    bytes[..8].copy_from_slice(&server.random_u64().to_le_bytes());
+    bytes[8..].copy_from_slice(&server.random_u64().to_le_bytes());
+    uuid::Builder::from_random_bytes(bytes)
+        .into_uuid()
+        .to_string()
 }
 
 async fn ensure_namespace_open(
@@ -907,7 +915,7 @@ async fn create_inner(
         {
             match meta.get("generateName").and_then(Value::as_str) {
                 Some(prefix) if !prefix.is_empty() => {
-                    let name = format!("{prefix}{}", generate_name_suffix());
+                    let name = format!("{prefix}{}", generate_name_suffix(server));
                     meta.insert("name".into(), json!(name));
                 }
                 _ => {
@@ -923,8 +931,8 @@ async fn create_inner(
                 }
             }
         }
-        meta.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
-        meta.insert("creationTimestamp".into(), json!(now_rfc3339()));
+        meta.insert("uid".into(), json!(new_uid(server)));
+        meta.insert("creationTimestamp".into(), json!(server.now_rfc3339()));
         meta.remove("resourceVersion");
         meta.remove("deletionTimestamp");
         meta.remove("deletionGracePeriodSeconds");
@@ -953,7 +961,7 @@ async fn create_inner(
     }
     admit(rt, &mut obj, None, ctx)?;
     if record_manager {
-        track_managed_fields(rt, None, &mut obj, &ctx.field_manager, "Update");
+        track_managed_fields(server, rt, None, &mut obj, &ctx.field_manager, "Update");
     }
     if ctx.dry_run {
         return Ok(obj);
@@ -970,6 +978,7 @@ async fn create_inner(
 
 /// Records in metadata.managedFields that `manager` owns what it changed.
 fn track_managed_fields(
+    server: &ApiServer,
     rt: &ResourceType,
     old: Option<&Value>,
     obj: &mut Value,
@@ -982,7 +991,7 @@ fn track_managed_fields(
         obj,
         manager,
         operation,
-        &now_rfc3339(),
+        &server.now_rfc3339(),
         ty,
     );
 }
@@ -1186,7 +1195,14 @@ async fn write_update(
     prepare_update(rt, old, &mut obj, subresource)?;
     admit(rt, &mut obj, Some(old), ctx)?;
     if operation != "Apply" {
-        track_managed_fields(rt, Some(old), &mut obj, &ctx.field_manager, operation);
+        track_managed_fields(
+            server,
+            rt,
+            Some(old),
+            &mut obj,
+            &ctx.field_manager,
+            operation,
+        );
     }
     if ctx.dry_run {
         return Ok(obj);
@@ -1368,7 +1384,7 @@ async fn apply(
         }
     }
     let ty = apimachinery::patch_meta::root_type(&rt.group, &rt.kind);
-    let now = now_rfc3339();
+    let now = server.now_rfc3339();
     for _ in 0..MAX_CONFLICT_RETRIES {
         match get(server, rt, ns, name).await {
             Err(e) if e.code == 404 && subresource.is_none() => {
@@ -1793,7 +1809,7 @@ pub(crate) async fn delete(
             } else {
                 0
             };
-            let at = Utc::now() + chrono::Duration::seconds(grace);
+            let at = server.now() + chrono::Duration::seconds(grace);
             meta.insert(
                 "deletionTimestamp".into(),
                 json!(at.to_rfc3339_opts(SecondsFormat::Secs, true)),

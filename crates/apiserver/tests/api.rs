@@ -22,12 +22,7 @@ struct Api {
 async fn embedded() -> Api {
     let dir = tempfile::tempdir().unwrap();
     let store = store::EmbeddedStore::open(dir.path(), store::EmbeddedOptions::default()).unwrap();
-    let server = ApiServer::new(
-        store,
-        Config {
-            admin_tokens: vec![TOKEN.into()],
-        },
-    );
+    let server = ApiServer::new(store, Config::new(vec![TOKEN.into()]));
     server.start().await.unwrap();
     Api {
         server,
@@ -39,12 +34,7 @@ async fn on_etcd(etcd: &store::testing::EtcdProcess, prefix: &str) -> Arc<ApiSer
     let store = store::EtcdStore::connect(&[etcd.endpoint().to_string()], prefix)
         .await
         .unwrap();
-    let server = ApiServer::new(
-        store,
-        Config {
-            admin_tokens: vec![TOKEN.into()],
-        },
-    );
+    let server = ApiServer::new(store, Config::new(vec![TOKEN.into()]));
     server.start().await.unwrap();
     server
 }

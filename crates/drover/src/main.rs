@@ -118,12 +118,8 @@ async fn server(args: ServerArgs) -> Result<()> {
     let pki = apiserver::pki::Pki::load_or_create(&args.data_dir.join("tls"), &sans)?;
     let tls = pki.rustls_config()?;
 
-    let server = apiserver::ApiServer::new(
-        store,
-        apiserver::Config {
-            admin_tokens: vec![pki.admin_token.clone()],
-        },
-    );
+    let server =
+        apiserver::ApiServer::new(store, apiserver::Config::new(vec![pki.admin_token.clone()]));
     let serving = tokio::spawn(server.clone().serve(listener, tls));
     server
         .start()

@@ -8,10 +8,12 @@ use std::pin::Pin;
 pub mod conformance;
 pub mod embedded;
 pub mod etcd;
+pub mod memory;
 pub mod testing;
 
 pub use embedded::{EmbeddedOptions, EmbeddedStore};
 pub use etcd::EtcdStore;
+pub use memory::MemoryStore;
 
 use async_trait::async_trait;
 use bytes::Bytes;

@@ -11,7 +11,7 @@
 
 mod compaction;
 mod disk;
-mod mvcc;
+pub(crate) mod mvcc;
 
 use std::collections::{HashMap, VecDeque};
 use std::fs::{self, File};
@@ -66,7 +66,7 @@ impl Default for EmbeddedOptions {
     }
 }
 
-enum Operation {
+pub(crate) enum Operation {
     Create {
         key: String,
         value: Bytes,
@@ -85,10 +85,133 @@ enum Operation {
     },
 }
 
-enum Outcome {
+pub(crate) enum Outcome {
     Written(KeyValue),
     Deleted(Revision, KeyValue),
     Compacted,
+}
+
+/// Evaluates the operations of one batch in order, each against the state as
+/// changed by the earlier ones, collecting what to log and what to publish.
+/// The committer uses it for group commit; `MemoryStore` for one operation at a time.
+pub(crate) struct BatchEvaluation<'a> {
+    state: &'a MvccState,
+    /// Keys written earlier in this batch, as they will be once it commits.
+    overlay: HashMap<String, Option<KeyValue>>,
+    pub(crate) revision: Revision,
+    pub(crate) compacted: Revision,
+    pub(crate) mutations: Vec<Mutation>,
+    pub(crate) events: Vec<Event>,
+}
+
+impl<'a> BatchEvaluation<'a> {
+    pub(crate) fn new(state: &'a MvccState) -> Self {
+        BatchEvaluation {
+            state,
+            overlay: HashMap::new(),
+            revision: state.revision,
+            compacted: state.compacted,
+            mutations: Vec::new(),
+            events: Vec::new(),
+        }
+    }
+
+    fn current(&self, key: &str) -> Option<KeyValue> {
+        match self.overlay.get(key) {
+            Some(kv) => kv.clone(),
+            None => self.state.latest(key),
+        }
+    }
+
+    pub(crate) fn evaluate(&mut self, operation: Operation) -> Result<Outcome> {
+        match operation {
+            Operation::Create { key, value } => match self.current(&key) {
+                Some(_) => Err(StoreError::AlreadyExists { key }),
+                None => {
+                    self.revision += 1;
+                    let kv = KeyValue {
+                        key,
+                        value,
+                        create_revision: self.revision,
+                        mod_revision: self.revision,
+                        version: 1,
+                    };
+                    self.overlay.insert(kv.key.clone(), Some(kv.clone()));
+                    self.mutations.push(Mutation::Put(kv.clone()));
+                    self.events.push(Event::Put {
+                        kv: kv.clone(),
+                        prev: None,
+                    });
+                    Ok(Outcome::Written(kv))
+                }
+            },
+            Operation::Update {
+                key,
+                value,
+                expected,
+            } => match self.current(&key) {
+                None => Err(StoreError::NotFound { key }),
+                Some(prev) if prev.mod_revision != expected => Err(StoreError::Conflict {
+                    key,
+                    expected,
+                    current: Some(prev),
+                }),
+                Some(prev) => {
+                    self.revision += 1;
+                    let kv = KeyValue {
+                        key,
+                        value,
+                        create_revision: prev.create_revision,
+                        mod_revision: self.revision,
+                        version: prev.version + 1,
+                    };
+                    self.overlay.insert(kv.key.clone(), Some(kv.clone()));
+                    self.mutations.push(Mutation::Put(kv.clone()));
+                    self.events.push(Event::Put {
+                        kv: kv.clone(),
+                        prev: Some(prev),
+                    });
+                    Ok(Outcome::Written(kv))
+                }
+            },
+            Operation::Delete { key, expected } => match self.current(&key) {
+                None => Err(StoreError::NotFound { key }),
+                Some(prev) if expected.is_some_and(|e| e != prev.mod_revision) => {
+                    Err(StoreError::Conflict {
+                        key,
+                        expected: expected.unwrap_or_default(),
+                        current: Some(prev),
+                    })
+                }
+                Some(prev) => {
+                    self.revision += 1;
+                    let revision = self.revision;
+                    self.overlay.insert(key.clone(), None);
+                    self.mutations.push(Mutation::Delete { key, revision });
+                    self.events.push(Event::Delete {
+                        revision,
+                        prev: prev.clone(),
+                    });
+                    Ok(Outcome::Deleted(revision, prev))
+                }
+            },
+            Operation::Compact { revision: target } => {
+                if target > self.revision {
+                    Err(StoreError::FutureRevision {
+                        requested: target,
+                        current: self.revision,
+                    })
+                } else {
+                    // At or below the compacted revision there is nothing to do.
+                    if target > self.compacted {
+                        self.compacted = target;
+                        self.mutations.push(Mutation::Compact { revision: target });
+                    }
+                    Ok(Outcome::Compacted)
+                }
+            }
+        }
+    }
 }
 
 struct Request {
@@ -96,12 +219,12 @@ struct Request {
     reply: oneshot::Sender<Result<Outcome>>,
 }
 
-struct Watcher {
-    prefix: String,
+pub(crate) struct Watcher {
+    pub(crate) prefix: String,
     /// Events below this are not for this watcher (a watch may start in the future).
-    start_revision: Revision,
-    sender: mpsc::Sender<Result<Vec<Event>>>,
-    lagged: Arc<AtomicBool>,
+    pub(crate) start_revision: Revision,
+    pub(crate) sender: mpsc::Sender<Result<Vec<Event>>>,
+    pub(crate) lagged: Arc<AtomicBool>,
 }
 
 /// What readers, watchers and the committer share. Lock order: `state`, then `watchers`.
@@ -326,7 +449,7 @@ impl Store for EmbeddedStore {
 
 /// Replayed history in bounded chunks, then live batches; ends with an error
 /// saying why the live part stopped.
-fn watch_stream(
+pub(crate) fn watch_stream(
     replay: Vec<Event>,
     receiver: mpsc::Receiver<Result<Vec<Event>>>,
     lagged: Arc<AtomicBool>,
@@ -359,7 +482,7 @@ fn watch_stream(
 
 /// Hand each watcher the events it asked for; a watcher whose buffer is full is
 /// dropped (its stream then ends with `WatchLagged`) instead of blocking writers.
-fn publish(watchers: &mut Vec<Watcher>, events: &[Event]) {
+pub(crate) fn publish(watchers: &mut Vec<Watcher>, events: &[Event]) {
     watchers.retain(|watcher| {
         let matching: Vec<Event> = events
             .iter()
@@ -458,114 +581,22 @@ impl Committer {
             }
             return;
         }
-        let mut mutations = Vec::new();
-        let mut events = Vec::new();
         let mut replies = Vec::with_capacity(batch.len());
-        {
+        let (mutations, events) = {
             let state = self.shared.read_state();
-            let mut revision = state.revision;
-            let mut compacted = state.compacted;
-            // Keys written earlier in this batch, as they will be once it commits.
-            let mut overlay: HashMap<String, Option<KeyValue>> = HashMap::new();
-            let current =
-                |overlay: &HashMap<String, Option<KeyValue>>, key: &str| match overlay.get(key) {
-                    Some(kv) => kv.clone(),
-                    None => state.latest(key),
-                };
+            let mut batch_eval = BatchEvaluation::new(&state);
             for request in batch {
-                let outcome = match request.operation {
-                    Operation::Create { key, value } => match current(&overlay, &key) {
-                        Some(_) => Err(StoreError::AlreadyExists { key }),
-                        None => {
-                            revision += 1;
-                            let kv = KeyValue {
-                                key,
-                                value,
-                                create_revision: revision,
-                                mod_revision: revision,
-                                version: 1,
-                            };
-                            overlay.insert(kv.key.clone(), Some(kv.clone()));
-                            mutations.push(Mutation::Put(kv.clone()));
-                            events.push(Event::Put {
-                                kv: kv.clone(),
-                                prev: None,
-                            });
-                            Ok(Outcome::Written(kv))
-                        }
-                    },
-                    Operation::Update {
-                        key,
-                        value,
-                        expected,
-                    } => match current(&overlay, &key) {
-                        None => Err(StoreError::NotFound { key }),
-                        Some(prev) if prev.mod_revision != expected => Err(StoreError::Conflict {
-                            key,
-                            expected,
-                            current: Some(prev),
-                        }),
-                        Some(prev) => {
-                            revision += 1;
-                            let kv = KeyValue {
-                                key,
-                                value,
-                                create_revision: prev.create_revision,
-                                mod_revision: revision,
-                                version: prev.version + 1,
-                            };
-                            overlay.insert(kv.key.clone(), Some(kv.clone()));
-                            mutations.push(Mutation::Put(kv.clone()));
-                            events.push(Event::Put {
-                                kv: kv.clone(),
-                                prev: Some(prev),
-                            });
-                            Ok(Outcome::Written(kv))
-                        }
-                    },
-                    Operation::Delete { key, expected } => match current(&overlay, &key) {
-                        None => Err(StoreError::NotFound { key }),
-                        Some(prev) if expected.is_some_and(|e| e != prev.mod_revision) => {
-                            Err(StoreError::Conflict {
-                                key,
-                                expected: expected.unwrap_or_default(),
-                                current: Some(prev),
-                            })
-                        }
-                        Some(prev) => {
-                            revision += 1;
-                            overlay.insert(key.clone(), None);
-                            mutations.push(Mutation::Delete { key, revision });
-                            events.push(Event::Delete {
-                                revision,
-                                prev: prev.clone(),
-                            });
-                            Ok(Outcome::Deleted(revision, prev))
-                        }
-                    },
-                    Operation::Compact { revision: target } => {
-                        if target > revision {
-                            Err(StoreError::FutureRevision {
-                                requested: target,
-                                current: revision,
-                            })
-                        } else {
-                            // At or below the compacted revision there is nothing to do.
-                            if target > compacted {
-                                compacted = target;
-                                mutations.push(Mutation::Compact { revision: target });
-                            }
-                            Ok(Outcome::Compacted)
-                        }
-                    }
-                };
+                let outcome = batch_eval.evaluate(request.operation);
                 replies.push((request.reply, outcome));
             }
+            let (revision, compacted) = (batch_eval.revision, batch_eval.compacted);
+            let (mut mutations, events) = (batch_eval.mutations, batch_eval.events);
             drop(state);
             if let Some(target) = self.auto_compaction_target(revision, compacted) {
                 mutations.push(Mutation::Compact { revision: target });
             }
-        }
+            (mutations, events)
+        };
         if !mutations.is_empty() {
             if let Err(error) = self.append(&mutations) {
                 tracing::error!(%error, "write-ahead log append failed; refusing further writes");

@@ -1,0 +1,10 @@
+//! drover's controllers. Each controller is a pure function from observed
+//! state (typed objects read from informer caches) and `now` to a [`Plan`]
+//! (plain data: creates, updates, deletes, status writes, events, requeue);
+//! the runtime applies plans through the API server, never the store.
+
+pub mod plan;
+pub mod pods;
+// Workload controllers (one module each; pure reconcile + table tests):
+
+pub use plan::{Action, EventType, Plan, Resource};

@@ -1,0 +1,240 @@
+//! Helpers every workload controller shares: owner references, pods from
+//! templates, pod readiness and availability, typed label selectors.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use serde::Serialize;
+use serde_json::Value;
+
+/// The controller reference a controller puts on what it creates.
+pub fn controller_reference(api_version: &str, kind: &str, owner: &ObjectMeta) -> OwnerReference {
+    OwnerReference {
+        api_version: api_version.to_string(),
+        kind: kind.to_string(),
+        name: owner.name.clone().unwrap_or_default(),
+        uid: owner.uid.clone().unwrap_or_default(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    }
+}
+
+/// The owner reference with `controller: true`, if any.
+pub fn controller_of(meta: &ObjectMeta) -> Option<&OwnerReference> {
+    meta.owner_references
+        .as_ref()?
+        .iter()
+        .find(|r| r.controller == Some(true))
+}
+
+/// Whether `meta` is controlled by the object with this uid.
+pub fn is_controlled_by(meta: &ObjectMeta, owner_uid: &str) -> bool {
+    controller_of(meta).is_some_and(|r| r.uid == owner_uid)
+}
+
+/// A pod for `template`, owned by `owner`, in `namespace`. The caller sets
+/// `metadata.name` or `metadata.generateName`.
+pub fn pod_from_template(
+    template: &PodTemplateSpec,
+    namespace: &str,
+    owner: OwnerReference,
+) -> Pod {
+    let tmeta = template.metadata.clone().unwrap_or_default();
+    Pod {
+        metadata: ObjectMeta {
+            namespace: Some(namespace.to_string()),
+            labels: tmeta.labels,
+            annotations: tmeta.annotations,
+            finalizers: tmeta.finalizers,
+            owner_references: Some(vec![owner]),
+            ..Default::default()
+        },
+        spec: template.spec.clone(),
+        status: None,
+    }
+}
+
+pub fn pod_phase(pod: &Pod) -> &str {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .unwrap_or("Pending")
+}
+
+pub fn is_terminating(meta: &ObjectMeta) -> bool {
+    meta.deletion_timestamp.is_some()
+}
+
+/// Active as the ReplicaSet and Job controllers count it: not finished and
+/// not being deleted.
+pub fn is_pod_active(pod: &Pod) -> bool {
+    let phase = pod_phase(pod);
+    phase != "Succeeded" && phase != "Failed" && !is_terminating(&pod.metadata)
+}
+
+fn ready_condition(pod: &Pod) -> Option<&k8s_openapi::api::core::v1::PodCondition> {
+    pod.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == "Ready")
+}
+
+/// The pod's Ready condition is True.
+pub fn is_pod_ready(pod: &Pod) -> bool {
+    ready_condition(pod).is_some_and(|c| c.status == "True")
+}
+
+/// Ready for at least `min_ready_seconds` at `now`.
+pub fn is_pod_available(pod: &Pod, min_ready_seconds: i32, now: jiff::Timestamp) -> bool {
+    let Some(c) = ready_condition(pod) else {
+        return false;
+    };
+    if c.status != "True" {
+        return false;
+    }
+    if min_ready_seconds <= 0 {
+        return true;
+    }
+    match &c.last_transition_time {
+        Some(t) => t.0.as_second() + i64::from(min_ready_seconds) <= now.as_second(),
+        None => false,
+    }
+}
+
+/// When a ready pod becomes available, if it is not yet (for requeueing).
+pub fn available_at(pod: &Pod, min_ready_seconds: i32) -> Option<jiff::Timestamp> {
+    let c = ready_condition(pod)?;
+    if c.status != "True" {
+        return None;
+    }
+    let t = c.last_transition_time.as_ref()?;
+    jiff::Timestamp::from_second(t.0.as_second() + i64::from(min_ready_seconds)).ok()
+}
+
+/// Whether a typed `LabelSelector` matches `labels`. An empty selector
+/// matches everything; a selector with an invalid operator matches nothing.
+pub fn selector_matches(
+    selector: &LabelSelector,
+    labels: Option<&BTreeMap<String, String>>,
+) -> bool {
+    let empty = BTreeMap::new();
+    let labels = labels.unwrap_or(&empty);
+    if let Some(ml) = &selector.match_labels {
+        if ml.iter().any(|(k, v)| labels.get(k) != Some(v)) {
+            return false;
+        }
+    }
+    for e in selector.match_expressions.iter().flatten() {
+        let values = e.values.as_deref().unwrap_or(&[]);
+        let ok = match e.operator.as_str() {
+            "In" => labels.get(&e.key).is_some_and(|v| values.contains(v)),
+            "NotIn" => labels.get(&e.key).is_none_or(|v| !values.contains(v)),
+            "Exists" => labels.contains_key(&e.key),
+            "DoesNotExist" => !labels.contains_key(&e.key),
+            _ => false,
+        };
+        if !ok {
+            return false;
+        }
+    }
+    true
+}
+
+/// Whether the selector selects nothing at all (nil selector).
+pub fn selector_is_empty(selector: &LabelSelector) -> bool {
+    selector.match_labels.as_ref().is_none_or(|m| m.is_empty())
+        && selector
+            .match_expressions
+            .as_ref()
+            .is_none_or(|m| m.is_empty())
+}
+
+/// A typed object as JSON for a plan action.
+pub fn to_value<T: Serialize>(object: &T) -> Value {
+    serde_json::to_value(object).expect("k8s-openapi types serialize")
+}
+
+/// Kubernetes' `ComputeHash`-style short hash for names (pod-template-hash,
+/// controller-revision-hash): FNV-1a of the JSON form plus a collision
+/// count, rendered with the "safe" alphabet Kubernetes uses.
+pub fn template_hash<T: Serialize>(template: &T, collision_count: Option<i32>) -> String {
+    let bytes = serde_json::to_vec(template).expect("serializable");
+    let mut h: u32 = 0x811c9dc5;
+    let mut feed = |b: u8| {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x01000193);
+    };
+    for b in bytes {
+        feed(b);
+    }
+    if let Some(c) = collision_count {
+        for b in c.to_le_bytes() {
+            feed(b);
+        }
+    }
+    safe_encode(u64::from(h))
+}
+
+/// Kubernetes' `rand.SafeEncodeString` alphabet (no vowels, no 0/1/3 that
+/// could spell words).
+fn safe_encode(mut n: u64) -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    if n == 0 {
+        return "b".into();
+    }
+    let mut out = Vec::new();
+    while n > 0 {
+        out.push(ALPHABET[(n % ALPHABET.len() as u64) as usize]);
+        n /= ALPHABET.len() as u64;
+    }
+    String::from_utf8(out).unwrap()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn selectors() {
+        let sel = LabelSelector {
+            match_labels: Some(labels(&[("app", "web")])),
+            match_expressions: Some(vec![LabelSelectorRequirement {
+                key: "tier".into(),
+                operator: "NotIn".into(),
+                values: Some(vec!["db".into()]),
+            }]),
+        };
+        assert!(selector_matches(&sel, Some(&labels(&[("app", "web")]))));
+        assert!(selector_matches(
+            &sel,
+            Some(&labels(&[("app", "web"), ("tier", "fe")]))
+        ));
+        assert!(!selector_matches(
+            &sel,
+            Some(&labels(&[("app", "web"), ("tier", "db")]))
+        ));
+        assert!(!selector_matches(&sel, Some(&labels(&[("app", "api")]))));
+        assert!(!selector_matches(&sel, None));
+        assert!(selector_matches(&LabelSelector::default(), None));
+    }
+
+    #[test]
+    fn hash_is_stable_and_depends_on_collisions() {
+        let a = template_hash(&serde_json::json!({"a": 1}), None);
+        assert_eq!(a, template_hash(&serde_json::json!({"a": 1}), None));
+        assert_ne!(a, template_hash(&serde_json::json!({"a": 1}), Some(1)));
+        assert_ne!(a, template_hash(&serde_json::json!({"a": 2}), None));
+        assert!(a.chars().all(|c| "bcdfghjklmnpqrstvwxz2456789".contains(c)));
+    }
+}
