@@ -170,6 +170,15 @@ fn subresources(
             "v1".to_string(),
         ));
     }
+    if rt.group.is_empty() && rt.plural == "pods" {
+        out.push((
+            "binding",
+            "Binding".to_string(),
+            vec!["create"],
+            String::new(),
+            "v1".to_string(),
+        ));
+    }
     if rt.group.is_empty() && rt.plural == "namespaces" {
         out.push((
             "finalize",

@@ -156,6 +156,15 @@ where
             let created = create(server, &rt, rp.namespace.as_deref(), obj, &ctx).await?;
             respond(&parts.headers, &query, &rt, StatusCode::CREATED, created)
         }
+        (&Method::POST, Some(name), Some("binding")) if rt.group.is_empty() && rt.plural == "pods" => {
+            let bytes = body::read(&parts.headers, incoming).await?;
+            let binding = body::decode_object(&parts.headers, &bytes)?;
+            bind_pod(server, &rt, rp.namespace.as_deref(), name, &binding, &ctx).await?;
+            Ok(json_response(
+                StatusCode::CREATED,
+                &api::status::success_status(json!({})),
+            ))
+        }
         (&Method::PUT, Some(name), sub) => {
             let bytes = body::read(&parts.headers, incoming).await?;
             let obj = body::decode_object(&parts.headers, &bytes)?;
@@ -1078,6 +1087,9 @@ fn prepare_update(
             }
             *new = merged;
         }
+        // `pods/binding` builds the whole new object itself (spec.nodeName and
+        // the PodScheduled condition).
+        Some("binding") => {}
         Some("finalize") => {
             // Only spec.finalizers of a namespace changes.
             let finalizers = new.pointer("/spec/finalizers").cloned();
@@ -1288,6 +1300,67 @@ where
         }
     }
     Err(last_err.unwrap())
+}
+
+// ---------------------------------------------------------------- binding
+
+/// `POST pods/NAME/binding`: assigns an unassigned pod to a node, as the
+/// scheduler does. One compare-and-swap sets `spec.nodeName` and the
+/// PodScheduled condition; a pod already assigned (or being deleted) is a
+/// 409, so two schedulers can never both bind it.
+async fn bind_pod(
+    server: &ApiServer,
+    rt: &ResourceType,
+    ns: Option<&str>,
+    name: &str,
+    binding: &Value,
+    ctx: &RequestCtx,
+) -> Result<(), ApiError> {
+    let kind = binding.pointer("/target/kind").and_then(Value::as_str).unwrap_or("Node");
+    let node = binding.pointer("/target/name").and_then(Value::as_str).unwrap_or("");
+    let mut causes = Vec::new();
+    if !kind.is_empty() && kind != "Node" {
+        causes.push(Cause::not_supported("target.kind", kind, &["Node"]));
+    }
+    if node.is_empty() {
+        causes.push(Cause::required("target.name", ""));
+    }
+    if !causes.is_empty() {
+        return Err(ApiError::invalid("", "Binding", name, causes));
+    }
+    let uid = binding.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("").to_string();
+    let now = server.now_rfc3339();
+    update_with(server, rt, ns, name, Some("binding"), ctx, "Update", |old| {
+        let why = |message: String| ApiError::conflict(&rt.group, &rt.plural, name, &message);
+        if !uid.is_empty() && meta_str(old, "uid") != Some(uid.as_str()) {
+            return Err(why(format!(
+                "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                meta_str(old, "uid").unwrap_or("")
+            )));
+        }
+        if old.pointer("/metadata/deletionTimestamp").is_some() {
+            return Err(why(format!("pod {name} is being deleted, cannot be assigned to a host")));
+        }
+        if let Some(current) = old.pointer("/spec/nodeName").and_then(Value::as_str).filter(|n| !n.is_empty()) {
+            return Err(why(format!("pod {name} is already assigned to node \"{current}\"")));
+        }
+        let mut new = old.clone();
+        new["spec"]["nodeName"] = json!(node);
+        if !new.get("status").is_some_and(Value::is_object) {
+            new["status"] = json!({});
+        }
+        let status = new["status"].as_object_mut().expect("status is an object");
+        let conditions = status.entry("conditions").or_insert_with(|| json!([]));
+        if !conditions.is_array() {
+            *conditions = json!([]);
+        }
+        let list = conditions.as_array_mut().expect("conditions is an array");
+        list.retain(|c| c.get("type").and_then(Value::as_str) != Some("PodScheduled"));
+        list.push(json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": now}));
+        Ok(new)
+    })
+    .await
+    .map(|_| ())
 }
 
 // ---------------------------------------------------------------- patch

@@ -4,7 +4,10 @@
 //! the runtime applies plans through the API server, never the store.
 
 pub mod plan;
+pub mod podgc;
 pub mod pods;
+pub mod runtime;
 // Workload controllers (one module each; pure reconcile + table tests):
+pub mod job;
 
 pub use plan::{Action, EventType, Plan, Resource};

@@ -106,6 +106,23 @@ pub enum Action {
         /// `Background`, `Foreground` or `Orphan`; `None` is the server default.
         propagation: Option<&'static str>,
     },
+    /// DELETE with `gracePeriodSeconds=0` and a uid precondition: what the
+    /// kubelet sends once a terminating pod's containers are gone, and what
+    /// pod garbage collection sends for pods on nodes that no longer exist.
+    DeleteNow {
+        resource: Resource,
+        namespace: Option<String>,
+        name: String,
+        uid: Option<String>,
+    },
+    /// POST to a subresource, e.g. `pods/NAME/binding`.
+    CreateSubresource {
+        resource: Resource,
+        namespace: Option<String>,
+        name: String,
+        subresource: &'static str,
+        object: Value,
+    },
     /// A core/v1 Event about `involved` (an object reference as JSON:
     /// apiVersion, kind, namespace, name, uid).
     Event {

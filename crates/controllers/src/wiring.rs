@@ -1,0 +1,395 @@
+//! The built-in controllers as the runtime runs them: for each, which keys
+//! an object change concerns (its own objects, the owner named by a
+//! controller reference, or — for orphans — every owner whose selector
+//! matches, so it can adopt), and how its reconcile function is fed from the
+//! caches.
+
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::Metadata;
+
+use crate::pods::{controller_of, selector_matches};
+use crate::runtime::{AnyObject, Cache, Caches, Controller, ObjectKey};
+use crate::{Plan, Resource};
+
+/// Every built-in controller.
+pub fn all() -> Vec<Arc<dyn Controller>> {
+    vec![
+        Arc::new(ReplicaSetController),
+        Arc::new(DeploymentController),
+        Arc::new(JobController),
+        Arc::new(CronJobController),
+        Arc::new(DaemonSetController),
+        Arc::new(StatefulSetController),
+        Arc::new(PodGcController),
+    ]
+}
+
+/// The keys of owners of kind `owner_kind` (in `cache`) that `meta`
+/// concerns: its controller if it has one, else every owner in its
+/// namespace whose selector matches its labels.
+fn owner_keys<K: Metadata<Ty = ObjectMeta>>(
+    meta: &ObjectMeta,
+    owner_kind: &str,
+    cache: &Cache<K>,
+    selector: impl Fn(&K) -> Option<&LabelSelector>,
+) -> Vec<ObjectKey> {
+    let namespace = meta.namespace.clone().unwrap_or_default();
+    if let Some(owner) = controller_of(meta) {
+        return if owner.kind == owner_kind {
+            vec![ObjectKey::new(&namespace, &owner.name)]
+        } else {
+            Vec::new()
+        };
+    }
+    cache
+        .list_namespace(&namespace)
+        .iter()
+        .filter(|o| {
+            selector(o).is_some_and(|s| {
+                !crate::pods::selector_is_empty(s) && selector_matches(s, meta.labels.as_ref())
+            })
+        })
+        .map(|o| ObjectKey::of(o.metadata()))
+        .collect()
+}
+
+fn keys_of<K: Metadata<Ty = ObjectMeta>>(cache: &Cache<K>) -> Vec<ObjectKey> {
+    cache
+        .list()
+        .iter()
+        .map(|o| ObjectKey::of(o.metadata()))
+        .collect()
+}
+
+/// Objects of `cache` in `namespace` that `owner_uid` controls or that
+/// `selector` matches (candidates for adoption).
+fn owned_or_matching<'a, K: Metadata<Ty = ObjectMeta>>(
+    objects: &'a [Arc<K>],
+    owner_uid: &str,
+    selector: Option<&LabelSelector>,
+) -> Vec<&'a K> {
+    objects
+        .iter()
+        .filter(|o| {
+            let meta = o.metadata();
+            match controller_of(meta) {
+                Some(r) => r.uid == owner_uid,
+                None => selector.is_some_and(|s| {
+                    !crate::pods::selector_is_empty(s) && selector_matches(s, meta.labels.as_ref())
+                }),
+            }
+        })
+        .map(|o| o.as_ref())
+        .collect()
+}
+
+fn uid(meta: &ObjectMeta) -> &str {
+    meta.uid.as_deref().unwrap_or("")
+}
+
+pub struct ReplicaSetController;
+
+impl Controller for ReplicaSetController {
+    fn name(&self) -> &'static str {
+        "replicaset"
+    }
+    fn reads(&self) -> &'static [Resource] {
+        &[Resource::ReplicaSets, Resource::Pods]
+    }
+    fn keys_for(&self, caches: &Caches, object: &AnyObject) -> Vec<ObjectKey> {
+        match object {
+            AnyObject::ReplicaSets(rs) => vec![ObjectKey::of(&rs.metadata)],
+            AnyObject::Pods(pod) => owner_keys(&pod.metadata, "ReplicaSet", &caches.replica_sets, |rs| {
+                rs.spec.as_ref().map(|s| &s.selector)
+            }),
+            _ => Vec::new(),
+        }
+    }
+    fn all_keys(&self, caches: &Caches) -> Vec<ObjectKey> {
+        keys_of(&caches.replica_sets)
+    }
+    fn reconcile(&self, caches: &Caches, key: &ObjectKey, now: jiff::Timestamp) -> Plan {
+        let Some(rs) = caches.replica_sets.get(key) else {
+            return Plan::default();
+        };
+        let pods = caches.pods.list_namespace(&key.namespace);
+        let selector = rs.spec.as_ref().map(|s| &s.selector);
+        let pods: Vec<&Pod> = owned_or_matching(&pods, uid(&rs.metadata), selector);
+        crate::replicaset::reconcile_replicaset(&rs, &pods, now)
+    }
+}
+
+pub struct DeploymentController;
+
+impl Controller for DeploymentController {
+    fn name(&self) -> &'static str {
+        "deployment"
+    }
+    fn reads(&self) -> &'static [Resource] {
+        &[Resource::Deployments, Resource::ReplicaSets, Resource::Pods]
+    }
+    fn keys_for(&self, caches: &Caches, object: &AnyObject) -> Vec<ObjectKey> {
+        match object {
+            AnyObject::Deployments(d) => vec![ObjectKey::of(&d.metadata)],
+            AnyObject::ReplicaSets(rs) => owner_keys(&rs.metadata, "Deployment", &caches.deployments, |d| {
+                d.spec.as_ref().map(|s| &s.selector)
+            }),
+            // Recreate waits for old pods to be gone: a pod's deletion concerns
+            // the deployment that owns its ReplicaSet.
+            AnyObject::Pods(pod) => {
+                let Some(owner) = controller_of(&pod.metadata) else {
+                    return Vec::new();
+                };
+                if owner.kind != "ReplicaSet" {
+                    return Vec::new();
+                }
+                let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+                caches
+                    .replica_sets
+                    .get(&ObjectKey::new(&namespace, &owner.name))
+                    .and_then(|rs| controller_of(&rs.metadata).cloned())
+                    .filter(|o| o.kind == "Deployment")
+                    .map(|o| vec![ObjectKey::new(&namespace, &o.name)])
+                    .unwrap_or_default()
+            }
+            _ => Vec::new(),
+        }
+    }
+    fn all_keys(&self, caches: &Caches) -> Vec<ObjectKey> {
+        keys_of(&caches.deployments)
+    }
+    fn reconcile(&self, caches: &Caches, key: &ObjectKey, now: jiff::Timestamp) -> Plan {
+        let Some(d) = caches.deployments.get(key) else {
+            return Plan::default();
+        };
+        let selector = d.spec.as_ref().map(|s| &s.selector);
+        let all_rs = caches.replica_sets.list_namespace(&key.namespace);
+        let rs = owned_or_matching(&all_rs, uid(&d.metadata), selector);
+        let all_pods = caches.pods.list_namespace(&key.namespace);
+        let pods: Vec<&Pod> = all_pods
+            .iter()
+            .filter(|p| selector.is_some_and(|s| selector_matches(s, p.metadata.labels.as_ref())))
+            .map(|p| p.as_ref())
+            .collect();
+        crate::deployment::reconcile_deployment(&d, &rs, &pods, now)
+    }
+}
+
+pub struct JobController;
+
+impl Controller for JobController {
+    fn name(&self) -> &'static str {
+        "job"
+    }
+    fn reads(&self) -> &'static [Resource] {
+        &[Resource::Jobs, Resource::Pods]
+    }
+    fn keys_for(&self, caches: &Caches, object: &AnyObject) -> Vec<ObjectKey> {
+        match object {
+            AnyObject::Jobs(j) => vec![ObjectKey::of(&j.metadata)],
+            AnyObject::Pods(pod) => owner_keys(&pod.metadata, "Job", &caches.jobs, |j| {
+                j.spec.as_ref().and_then(|s| s.selector.as_ref())
+            }),
+            _ => Vec::new(),
+        }
+    }
+    fn all_keys(&self, caches: &Caches) -> Vec<ObjectKey> {
+        keys_of(&caches.jobs)
+    }
+    fn reconcile(&self, caches: &Caches, key: &ObjectKey, now: jiff::Timestamp) -> Plan {
+        let Some(job) = caches.jobs.get(key) else {
+            return Plan::default();
+        };
+        let selector = job.spec.as_ref().and_then(|s| s.selector.as_ref());
+        let all_pods = caches.pods.list_namespace(&key.namespace);
+        let pods = owned_or_matching(&all_pods, uid(&job.metadata), selector);
+        crate::job::reconcile_job(&job, &pods, now)
+    }
+}
+
+pub struct CronJobController;
+
+impl Controller for CronJobController {
+    fn name(&self) -> &'static str {
+        "cronjob"
+    }
+    fn reads(&self) -> &'static [Resource] {
+        &[Resource::CronJobs, Resource::Jobs]
+    }
+    fn keys_for(&self, _caches: &Caches, object: &AnyObject) -> Vec<ObjectKey> {
+        match object {
+            AnyObject::CronJobs(c) => vec![ObjectKey::of(&c.metadata)],
+            AnyObject::Jobs(j) => controller_of(&j.metadata)
+                .filter(|o| o.kind == "CronJob")
+                .map(|o| vec![ObjectKey::new(j.metadata.namespace.as_deref().unwrap_or(""), &o.name)])
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        }
+    }
+    fn all_keys(&self, caches: &Caches) -> Vec<ObjectKey> {
+        keys_of(&caches.cron_jobs)
+    }
+    fn reconcile(&self, caches: &Caches, key: &ObjectKey, now: jiff::Timestamp) -> Plan {
+        let Some(cronjob) = caches.cron_jobs.get(key) else {
+            return Plan::default();
+        };
+        let all_jobs = caches.jobs.list_namespace(&key.namespace);
+        let jobs = owned_or_matching(&all_jobs, uid(&cronjob.metadata), None);
+        crate::cronjob::reconcile_cronjob(&cronjob, &jobs, now)
+    }
+}
+
+pub struct DaemonSetController;
+
+impl Controller for DaemonSetController {
+    fn name(&self) -> &'static str {
+        "daemonset"
+    }
+    fn reads(&self) -> &'static [Resource] {
+        &[Resource::DaemonSets, Resource::Pods, Resource::Nodes, Resource::ControllerRevisions]
+    }
+    fn keys_for(&self, caches: &Caches, object: &AnyObject) -> Vec<ObjectKey> {
+        match object {
+            AnyObject::DaemonSets(ds) => vec![ObjectKey::of(&ds.metadata)],
+            AnyObject::Pods(pod) => owner_keys(&pod.metadata, "DaemonSet", &caches.daemon_sets, |ds| {
+                ds.spec.as_ref().map(|s| &s.selector)
+            }),
+            AnyObject::ControllerRevisions(r) => controller_of(&r.metadata)
+                .filter(|o| o.kind == "DaemonSet")
+                .map(|o| vec![ObjectKey::new(r.metadata.namespace.as_deref().unwrap_or(""), &o.name)])
+                .unwrap_or_default(),
+            // A node's labels, taints or existence decide eligibility everywhere.
+            AnyObject::Nodes(_) => keys_of(&caches.daemon_sets),
+            _ => Vec::new(),
+        }
+    }
+    fn all_keys(&self, caches: &Caches) -> Vec<ObjectKey> {
+        keys_of(&caches.daemon_sets)
+    }
+    fn reconcile(&self, caches: &Caches, key: &ObjectKey, now: jiff::Timestamp) -> Plan {
+        let Some(ds) = caches.daemon_sets.get(key) else {
+            return Plan::default();
+        };
+        let nodes = caches.nodes.list();
+        let nodes: Vec<_> = nodes.iter().map(|n| n.as_ref()).collect();
+        let selector = ds.spec.as_ref().map(|s| &s.selector);
+        let all_pods = caches.pods.list_namespace(&key.namespace);
+        let pods = owned_or_matching(&all_pods, uid(&ds.metadata), selector);
+        let all_revisions = caches.controller_revisions.list_namespace(&key.namespace);
+        let revisions = owned_or_matching(&all_revisions, uid(&ds.metadata), None);
+        crate::daemonset::reconcile_daemonset(&ds, &nodes, &pods, &revisions, now)
+    }
+}
+
+pub struct StatefulSetController;
+
+impl Controller for StatefulSetController {
+    fn name(&self) -> &'static str {
+        "statefulset"
+    }
+    fn reads(&self) -> &'static [Resource] {
+        &[
+            Resource::StatefulSets,
+            Resource::Pods,
+            Resource::PersistentVolumeClaims,
+            Resource::ControllerRevisions,
+        ]
+    }
+    fn keys_for(&self, caches: &Caches, object: &AnyObject) -> Vec<ObjectKey> {
+        match object {
+            AnyObject::StatefulSets(s) => vec![ObjectKey::of(&s.metadata)],
+            AnyObject::Pods(pod) => owner_keys(&pod.metadata, "StatefulSet", &caches.stateful_sets, |s| {
+                s.spec.as_ref().map(|s| &s.selector)
+            }),
+            AnyObject::ControllerRevisions(r) => controller_of(&r.metadata)
+                .filter(|o| o.kind == "StatefulSet")
+                .map(|o| vec![ObjectKey::new(r.metadata.namespace.as_deref().unwrap_or(""), &o.name)])
+                .unwrap_or_default(),
+            AnyObject::PersistentVolumeClaims(pvc) => {
+                // Claims are named <template>-<set>-<ordinal>; any set in the
+                // namespace whose name appears in the claim's name may own it.
+                let namespace = pvc.metadata.namespace.clone().unwrap_or_default();
+                let name = pvc.metadata.name.clone().unwrap_or_default();
+                caches
+                    .stateful_sets
+                    .list_namespace(&namespace)
+                    .iter()
+                    .filter(|s| {
+                        s.metadata
+                            .name
+                            .as_deref()
+                            .is_some_and(|n| name.contains(&format!("-{n}-")))
+                    })
+                    .map(|s| ObjectKey::of(&s.metadata))
+                    .collect()
+            }
+            _ => Vec::new(),
+        }
+    }
+    fn all_keys(&self, caches: &Caches) -> Vec<ObjectKey> {
+        keys_of(&caches.stateful_sets)
+    }
+    fn reconcile(&self, caches: &Caches, key: &ObjectKey, now: jiff::Timestamp) -> Plan {
+        let Some(sts) = caches.stateful_sets.get(key) else {
+            return Plan::default();
+        };
+        let selector = sts.spec.as_ref().map(|s| &s.selector);
+        let all_pods = caches.pods.list_namespace(&key.namespace);
+        let pods = owned_or_matching(&all_pods, uid(&sts.metadata), selector);
+        let all_pvcs = caches.persistent_volume_claims.list_namespace(&key.namespace);
+        let pvcs: Vec<_> = all_pvcs.iter().map(|p| p.as_ref()).collect();
+        let all_revisions = caches.controller_revisions.list_namespace(&key.namespace);
+        let revisions = owned_or_matching(&all_revisions, uid(&sts.metadata), None);
+        crate::statefulset::reconcile_statefulset(&sts, &pods, &pvcs, &revisions, now)
+    }
+}
+
+pub struct PodGcController;
+
+impl Controller for PodGcController {
+    fn name(&self) -> &'static str {
+        "podgc"
+    }
+    fn reads(&self) -> &'static [Resource] {
+        &[Resource::Pods, Resource::Nodes]
+    }
+    fn keys_for(&self, caches: &Caches, object: &AnyObject) -> Vec<ObjectKey> {
+        match object {
+            AnyObject::Pods(p) if p.spec.as_ref().is_some_and(|s| s.node_name.is_some()) => {
+                vec![ObjectKey::of(&p.metadata)]
+            }
+            // A node that disappears orphans every pod bound to it.
+            AnyObject::Nodes(n) if caches.nodes.get(&ObjectKey::of(&n.metadata)).is_none() => {
+                let node = n.metadata.name.as_deref().unwrap_or("");
+                caches
+                    .pods
+                    .list()
+                    .iter()
+                    .filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node))
+                    .map(|p| ObjectKey::of(&p.metadata))
+                    .collect()
+            }
+            _ => Vec::new(),
+        }
+    }
+    fn all_keys(&self, caches: &Caches) -> Vec<ObjectKey> {
+        caches
+            .pods
+            .list()
+            .iter()
+            .filter(|p| p.spec.as_ref().is_some_and(|s| s.node_name.is_some()))
+            .map(|p| ObjectKey::of(&p.metadata))
+            .collect()
+    }
+    fn reconcile(&self, caches: &Caches, key: &ObjectKey, _now: jiff::Timestamp) -> Plan {
+        let Some(pod) = caches.pods.get(key) else {
+            return Plan::default();
+        };
+        let node = pod.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default();
+        let exists = caches.nodes.get(&ObjectKey::new("", &node)).is_some();
+        crate::podgc::reconcile_pod_gc(&pod, exists)
+    }
+}

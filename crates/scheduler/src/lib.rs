@@ -1,0 +1,1 @@
+//! drover scheduler (being written).
