@@ -266,7 +266,7 @@ async fn run_collector(server: &Arc<ApiServer>) -> Result<(), String> {
         .watch("/registry/", revision.unwrap_or(0) + 1)
         .await
         .map_err(|e| e.to_string())?;
-    let mut failed_at: HashMap<Action, std::time::Instant> = HashMap::new();
+    let mut failed_at: HashMap<Action, tokio::time::Instant> = HashMap::new();
     let mut tick = tokio::time::interval(Duration::from_secs(5));
     // Plan after every batch of changes (and every few seconds, to retry).
     loop {
@@ -281,11 +281,13 @@ async fn run_collector(server: &Arc<ApiServer>) -> Result<(), String> {
                 }
                 if let Err(e) = execute(server, &index, &action).await {
                     tracing::debug!("gc action {action:?} failed: {e}");
-                    failed_at.insert(action, std::time::Instant::now());
+                    failed_at.insert(action, tokio::time::Instant::now());
                 }
             }
         }
+        // `biased`: a fixed polling order keeps the simulation deterministic.
         tokio::select! {
+            biased;
             batch = watch.next() => {
                 let Some(batch) = batch else { return Err("store watch ended".into()) };
                 let events = batch.map_err(|e| e.to_string())?;

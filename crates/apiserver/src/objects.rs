@@ -156,7 +156,9 @@ where
             let created = create(server, &rt, rp.namespace.as_deref(), obj, &ctx).await?;
             respond(&parts.headers, &query, &rt, StatusCode::CREATED, created)
         }
-        (&Method::POST, Some(name), Some("binding")) if rt.group.is_empty() && rt.plural == "pods" => {
+        (&Method::POST, Some(name), Some("binding"))
+            if rt.group.is_empty() && rt.plural == "pods" =>
+        {
             let bytes = body::read(&parts.headers, incoming).await?;
             let binding = body::decode_object(&parts.headers, &bytes)?;
             bind_pod(server, &rt, rp.namespace.as_deref(), name, &binding, &ctx).await?;
@@ -1316,8 +1318,14 @@ async fn bind_pod(
     binding: &Value,
     ctx: &RequestCtx,
 ) -> Result<(), ApiError> {
-    let kind = binding.pointer("/target/kind").and_then(Value::as_str).unwrap_or("Node");
-    let node = binding.pointer("/target/name").and_then(Value::as_str).unwrap_or("");
+    let kind = binding
+        .pointer("/target/kind")
+        .and_then(Value::as_str)
+        .unwrap_or("Node");
+    let node = binding
+        .pointer("/target/name")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     let mut causes = Vec::new();
     if !kind.is_empty() && kind != "Node" {
         causes.push(Cause::not_supported("target.kind", kind, &["Node"]));
@@ -1328,7 +1336,11 @@ async fn bind_pod(
     if !causes.is_empty() {
         return Err(ApiError::invalid("", "Binding", name, causes));
     }
-    let uid = binding.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("").to_string();
+    let uid = binding
+        .pointer("/metadata/uid")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
     let now = server.now_rfc3339();
     update_with(server, rt, ns, name, Some("binding"), ctx, "Update", |old| {
         let why = |message: String| ApiError::conflict(&rt.group, &rt.plural, name, &message);

@@ -116,7 +116,10 @@ pub(crate) async fn serve(
             let mut bookmark_tick = tokio::time::interval(BOOKMARK_INTERVAL);
             bookmark_tick.tick().await;
             loop {
+                // `biased`: a fixed polling order keeps the simulation
+                // deterministic (tokio's default is a random order).
                 tokio::select! {
+                    biased;
                     _ = &mut deadline => break,
                     _ = tx.closed() => break,
                     _ = bookmark_tick.tick(), if bookmarks => {

@@ -111,10 +111,15 @@ impl InProcess {
 }
 
 impl Transport for InProcess {
-    fn send(&self, mut request: Request<Full<Bytes>>) -> BoxFuture<'_, Result<Response<ResponseBody>>> {
+    fn send(
+        &self,
+        mut request: Request<Full<Bytes>>,
+    ) -> BoxFuture<'_, Result<Response<ResponseBody>>> {
         request.headers_mut().insert(
             http::header::AUTHORIZATION,
-            self.authorization.parse().expect("token is a valid header value"),
+            self.authorization
+                .parse()
+                .expect("token is a valid header value"),
         );
         let server = self.server.clone();
         Box::pin(async move { Ok(server.handle(request).await) })
@@ -162,7 +167,9 @@ pub enum WatchEvent {
     Added(Value),
     Modified(Value),
     Deleted(Value),
-    Bookmark { resource_version: String },
+    Bookmark {
+        resource_version: String,
+    },
     /// An `ERROR` event; the stream ends after it (410 means relist).
     Error(ClientError),
 }
@@ -195,7 +202,13 @@ impl Client {
         }
     }
 
-    async fn call(&self, method: Method, uri: &str, content_type: &str, body: Option<Bytes>) -> Result<Value> {
+    async fn call(
+        &self,
+        method: Method,
+        uri: &str,
+        content_type: &str,
+        body: Option<Bytes>,
+    ) -> Result<Value> {
         let request = Request::builder()
             .method(method)
             .uri(uri)
@@ -211,7 +224,8 @@ impl Client {
             .await
             .map_err(|_| ClientError::Transport("reading the response body".into()))?
             .to_bytes();
-        let value: Value = serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode(e.to_string()))?;
+        let value: Value =
+            serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode(e.to_string()))?;
         if status.is_success() {
             Ok(value)
         } else {
@@ -224,8 +238,13 @@ impl Client {
     }
 
     pub async fn get(&self, gvr: Gvr, namespace: Option<&str>, name: &str) -> Result<Value> {
-        self.call(Method::GET, &gvr.object_path(namespace, name), "application/json", None)
-            .await
+        self.call(
+            Method::GET,
+            &gvr.object_path(namespace, name),
+            "application/json",
+            None,
+        )
+        .await
     }
 
     /// Lists everything (following `continue` tokens), optionally filtered.
@@ -250,7 +269,9 @@ impl Client {
                 query.push(format!("continue={}", encode(c)));
             }
             let uri = format!("{}?{}", gvr.collection_path(namespace), query.join("&"));
-            let mut page = self.call(Method::GET, &uri, "application/json", None).await?;
+            let mut page = self
+                .call(Method::GET, &uri, "application/json", None)
+                .await?;
             if let Some(Value::Array(page_items)) = page.get_mut("items").map(Value::take) {
                 items.extend(page_items);
             }
@@ -345,8 +366,13 @@ impl Client {
 
     pub async fn create(&self, gvr: Gvr, namespace: Option<&str>, object: &Value) -> Result<Value> {
         let uri = self.with_manager(gvr.collection_path(namespace));
-        self.call(Method::POST, &uri, "application/json", Some(to_bytes(object)))
-            .await
+        self.call(
+            Method::POST,
+            &uri,
+            "application/json",
+            Some(to_bytes(object)),
+        )
+        .await
     }
 
     /// POST to a subresource, e.g. `pods/NAME/binding` or `pods/NAME/eviction`.
@@ -358,22 +384,52 @@ impl Client {
         subresource: &str,
         object: &Value,
     ) -> Result<Value> {
-        let uri = self.with_manager(format!("{}/{subresource}", gvr.object_path(namespace, name)));
-        self.call(Method::POST, &uri, "application/json", Some(to_bytes(object)))
-            .await
+        let uri = self.with_manager(format!(
+            "{}/{subresource}",
+            gvr.object_path(namespace, name)
+        ));
+        self.call(
+            Method::POST,
+            &uri,
+            "application/json",
+            Some(to_bytes(object)),
+        )
+        .await
     }
 
     /// PUT of the whole object (optimistic concurrency on its resourceVersion).
-    pub async fn replace(&self, gvr: Gvr, namespace: Option<&str>, name: &str, object: &Value) -> Result<Value> {
+    pub async fn replace(
+        &self,
+        gvr: Gvr,
+        namespace: Option<&str>,
+        name: &str,
+        object: &Value,
+    ) -> Result<Value> {
         let uri = self.with_manager(gvr.object_path(namespace, name));
-        self.call(Method::PUT, &uri, "application/json", Some(to_bytes(object)))
-            .await
+        self.call(
+            Method::PUT,
+            &uri,
+            "application/json",
+            Some(to_bytes(object)),
+        )
+        .await
     }
 
-    pub async fn replace_status(&self, gvr: Gvr, namespace: Option<&str>, name: &str, object: &Value) -> Result<Value> {
+    pub async fn replace_status(
+        &self,
+        gvr: Gvr,
+        namespace: Option<&str>,
+        name: &str,
+        object: &Value,
+    ) -> Result<Value> {
         let uri = self.with_manager(format!("{}/status", gvr.object_path(namespace, name)));
-        self.call(Method::PUT, &uri, "application/json", Some(to_bytes(object)))
-            .await
+        self.call(
+            Method::PUT,
+            &uri,
+            "application/json",
+            Some(to_bytes(object)),
+        )
+        .await
     }
 
     pub async fn patch(
@@ -390,17 +446,29 @@ impl Client {
             path = format!("{path}/{sub}");
         }
         let uri = self.with_manager(path);
-        self.call(Method::PATCH, &uri, patch_type.content_type(), Some(to_bytes(patch)))
-            .await
+        self.call(
+            Method::PATCH,
+            &uri,
+            patch_type.content_type(),
+            Some(to_bytes(patch)),
+        )
+        .await
     }
 
     /// DELETE; returns the object as the server answered (still present
     /// with a deletionTimestamp when finalizers or grace hold it, or the
     /// `Status` of a finished deletion).
-    pub async fn delete(&self, gvr: Gvr, namespace: Option<&str>, name: &str, options: &DeleteOptions) -> Result<Value> {
+    pub async fn delete(
+        &self,
+        gvr: Gvr,
+        namespace: Option<&str>,
+        name: &str,
+        options: &DeleteOptions,
+    ) -> Result<Value> {
         let mut body = json!({"kind": "DeleteOptions", "apiVersion": "v1"});
         if options.uid.is_some() || options.resource_version.is_some() {
-            body["preconditions"] = json!({"uid": options.uid, "resourceVersion": options.resource_version});
+            body["preconditions"] =
+                json!({"uid": options.uid, "resourceVersion": options.resource_version});
         }
         if let Some(p) = &options.propagation {
             body["propagationPolicy"] = json!(p);
@@ -473,7 +541,9 @@ fn encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
             _ => out.push_str(&format!("%{b:02X}")),
         }
     }

@@ -7,7 +7,15 @@ pub mod plan;
 pub mod podgc;
 pub mod pods;
 pub mod runtime;
+pub mod scheduling;
+pub mod wiring;
 // Workload controllers (one module each; pure reconcile + table tests):
+pub mod cronjob;
+pub mod daemonset;
+pub mod deployment;
+pub mod history;
 pub mod job;
+pub mod replicaset;
+pub mod statefulset;
 
 pub use plan::{Action, EventType, Plan, Resource};

@@ -64,8 +64,14 @@ mod tests {
 
     #[test]
     fn only_pods_on_vanished_nodes_are_deleted() {
-        assert!(reconcile_pod_gc(&pod(None), false).is_empty(), "unscheduled");
-        assert!(reconcile_pod_gc(&pod(Some("n1")), true).is_empty(), "node exists");
+        assert!(
+            reconcile_pod_gc(&pod(None), false).is_empty(),
+            "unscheduled"
+        );
+        assert!(
+            reconcile_pod_gc(&pod(Some("n1")), true).is_empty(),
+            "node exists"
+        );
         let plan = reconcile_pod_gc(&pod(Some("n1")), false);
         assert_eq!(
             plan.actions.last(),

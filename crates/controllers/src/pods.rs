@@ -193,6 +193,30 @@ fn safe_encode(mut n: u64) -> String {
     String::from_utf8(out).unwrap()
 }
 
+/// An int-or-percent field (maxUnavailable, maxSurge) as a count of
+/// `total`, percentages rounded up or down as the field's semantics need;
+/// None for a malformed value.
+pub fn scaled_int_or_percent(
+    value: &k8s_openapi::apimachinery::pkg::util::intstr::IntOrString,
+    total: i32,
+    round_up: bool,
+) -> Option<i32> {
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+    match value {
+        IntOrString::Int(n) => Some(*n),
+        IntOrString::String(s) => {
+            let percent: i64 = s.strip_suffix('%')?.parse().ok()?;
+            let scaled = percent * i64::from(total);
+            let count = if round_up {
+                (scaled + 99).div_euclid(100)
+            } else {
+                scaled.div_euclid(100)
+            };
+            i32::try_from(count).ok()
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

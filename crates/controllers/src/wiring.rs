@@ -102,9 +102,11 @@ impl Controller for ReplicaSetController {
     fn keys_for(&self, caches: &Caches, object: &AnyObject) -> Vec<ObjectKey> {
         match object {
             AnyObject::ReplicaSets(rs) => vec![ObjectKey::of(&rs.metadata)],
-            AnyObject::Pods(pod) => owner_keys(&pod.metadata, "ReplicaSet", &caches.replica_sets, |rs| {
-                rs.spec.as_ref().map(|s| &s.selector)
-            }),
+            AnyObject::Pods(pod) => {
+                owner_keys(&pod.metadata, "ReplicaSet", &caches.replica_sets, |rs| {
+                    rs.spec.as_ref().map(|s| &s.selector)
+                })
+            }
             _ => Vec::new(),
         }
     }
@@ -134,9 +136,11 @@ impl Controller for DeploymentController {
     fn keys_for(&self, caches: &Caches, object: &AnyObject) -> Vec<ObjectKey> {
         match object {
             AnyObject::Deployments(d) => vec![ObjectKey::of(&d.metadata)],
-            AnyObject::ReplicaSets(rs) => owner_keys(&rs.metadata, "Deployment", &caches.deployments, |d| {
-                d.spec.as_ref().map(|s| &s.selector)
-            }),
+            AnyObject::ReplicaSets(rs) => {
+                owner_keys(&rs.metadata, "Deployment", &caches.deployments, |d| {
+                    d.spec.as_ref().map(|s| &s.selector)
+                })
+            }
             // Recreate waits for old pods to be gone: a pod's deletion concerns
             // the deployment that owns its ReplicaSet.
             AnyObject::Pods(pod) => {
@@ -224,7 +228,12 @@ impl Controller for CronJobController {
             AnyObject::CronJobs(c) => vec![ObjectKey::of(&c.metadata)],
             AnyObject::Jobs(j) => controller_of(&j.metadata)
                 .filter(|o| o.kind == "CronJob")
-                .map(|o| vec![ObjectKey::new(j.metadata.namespace.as_deref().unwrap_or(""), &o.name)])
+                .map(|o| {
+                    vec![ObjectKey::new(
+                        j.metadata.namespace.as_deref().unwrap_or(""),
+                        &o.name,
+                    )]
+                })
                 .unwrap_or_default(),
             _ => Vec::new(),
         }
@@ -249,17 +258,29 @@ impl Controller for DaemonSetController {
         "daemonset"
     }
     fn reads(&self) -> &'static [Resource] {
-        &[Resource::DaemonSets, Resource::Pods, Resource::Nodes, Resource::ControllerRevisions]
+        &[
+            Resource::DaemonSets,
+            Resource::Pods,
+            Resource::Nodes,
+            Resource::ControllerRevisions,
+        ]
     }
     fn keys_for(&self, caches: &Caches, object: &AnyObject) -> Vec<ObjectKey> {
         match object {
             AnyObject::DaemonSets(ds) => vec![ObjectKey::of(&ds.metadata)],
-            AnyObject::Pods(pod) => owner_keys(&pod.metadata, "DaemonSet", &caches.daemon_sets, |ds| {
-                ds.spec.as_ref().map(|s| &s.selector)
-            }),
+            AnyObject::Pods(pod) => {
+                owner_keys(&pod.metadata, "DaemonSet", &caches.daemon_sets, |ds| {
+                    ds.spec.as_ref().map(|s| &s.selector)
+                })
+            }
             AnyObject::ControllerRevisions(r) => controller_of(&r.metadata)
                 .filter(|o| o.kind == "DaemonSet")
-                .map(|o| vec![ObjectKey::new(r.metadata.namespace.as_deref().unwrap_or(""), &o.name)])
+                .map(|o| {
+                    vec![ObjectKey::new(
+                        r.metadata.namespace.as_deref().unwrap_or(""),
+                        &o.name,
+                    )]
+                })
                 .unwrap_or_default(),
             // A node's labels, taints or existence decide eligibility everywhere.
             AnyObject::Nodes(_) => keys_of(&caches.daemon_sets),
@@ -301,12 +322,19 @@ impl Controller for StatefulSetController {
     fn keys_for(&self, caches: &Caches, object: &AnyObject) -> Vec<ObjectKey> {
         match object {
             AnyObject::StatefulSets(s) => vec![ObjectKey::of(&s.metadata)],
-            AnyObject::Pods(pod) => owner_keys(&pod.metadata, "StatefulSet", &caches.stateful_sets, |s| {
-                s.spec.as_ref().map(|s| &s.selector)
-            }),
+            AnyObject::Pods(pod) => {
+                owner_keys(&pod.metadata, "StatefulSet", &caches.stateful_sets, |s| {
+                    s.spec.as_ref().map(|s| &s.selector)
+                })
+            }
             AnyObject::ControllerRevisions(r) => controller_of(&r.metadata)
                 .filter(|o| o.kind == "StatefulSet")
-                .map(|o| vec![ObjectKey::new(r.metadata.namespace.as_deref().unwrap_or(""), &o.name)])
+                .map(|o| {
+                    vec![ObjectKey::new(
+                        r.metadata.namespace.as_deref().unwrap_or(""),
+                        &o.name,
+                    )]
+                })
                 .unwrap_or_default(),
             AnyObject::PersistentVolumeClaims(pvc) => {
                 // Claims are named <template>-<set>-<ordinal>; any set in the
@@ -339,7 +367,9 @@ impl Controller for StatefulSetController {
         let selector = sts.spec.as_ref().map(|s| &s.selector);
         let all_pods = caches.pods.list_namespace(&key.namespace);
         let pods = owned_or_matching(&all_pods, uid(&sts.metadata), selector);
-        let all_pvcs = caches.persistent_volume_claims.list_namespace(&key.namespace);
+        let all_pvcs = caches
+            .persistent_volume_claims
+            .list_namespace(&key.namespace);
         let pvcs: Vec<_> = all_pvcs.iter().map(|p| p.as_ref()).collect();
         let all_revisions = caches.controller_revisions.list_namespace(&key.namespace);
         let revisions = owned_or_matching(&all_revisions, uid(&sts.metadata), None);
@@ -388,7 +418,11 @@ impl Controller for PodGcController {
         let Some(pod) = caches.pods.get(key) else {
             return Plan::default();
         };
-        let node = pod.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default();
+        let node = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_name.clone())
+            .unwrap_or_default();
         let exists = caches.nodes.get(&ObjectKey::new("", &node)).is_some();
         crate::podgc::reconcile_pod_gc(&pod, exists)
     }

@@ -27,6 +27,34 @@ enum Command {
     Server(ServerArgs),
     /// Print the Kubernetes version this drover serves.
     Version,
+    /// Run the deterministic simulation of the control plane: the real API
+    /// server, controllers and scheduler with fake nodes on a virtual clock.
+    Sim(SimArgs),
+}
+
+#[derive(clap::Args)]
+struct SimArgs {
+    /// Fake nodes to register.
+    #[arg(long, default_value_t = 100)]
+    nodes: usize,
+    /// Pods to run (as Deployments of --pods-per-deployment replicas).
+    #[arg(long, default_value_t = 1000)]
+    pods: usize,
+    /// Seed of the run; the same seed replays the same run.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Run this many consecutive seeds, starting at --seed.
+    #[arg(long, default_value_t = 1)]
+    seeds: u64,
+    #[arg(long, default_value_t = 100)]
+    pods_per_deployment: usize,
+    /// Inject faults: write conflicts and errors, dropped watches, crashing
+    /// pods and lost nodes.
+    #[arg(long)]
+    faults: bool,
+    /// Print the step-by-step log of each run.
+    #[arg(long, short)]
+    verbose: bool,
 }
 
 #[derive(clap::Args)]
@@ -53,6 +81,9 @@ struct ServerArgs {
     /// Run only the control plane, without the node agent.
     #[arg(long)]
     disable_agent: bool,
+    /// Run without the controllers and the scheduler (API server only).
+    #[arg(long)]
+    disable_controllers: bool,
     /// Extra names or addresses for the serving certificate.
     #[arg(long = "tls-san", value_delimiter = ',')]
     tls_san: Vec<String>,
@@ -60,10 +91,16 @@ struct ServerArgs {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
+    // The simulation injects faults on purpose: only warnings by default.
+    let default_level = if matches!(cli.command, Command::Sim(_)) {
+        "warn"
+    } else {
+        "info"
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("DROVER_LOG")
-                .unwrap_or_else(|_| "info".into()),
+                .unwrap_or_else(|_| default_level.into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -76,6 +113,7 @@ fn main() -> Result<()> {
             );
             Ok(())
         }
+        Command::Sim(args) => simulate(args),
         Command::Server(args) => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -83,6 +121,56 @@ fn main() -> Result<()> {
             runtime.block_on(server(args))
         }
     }
+}
+
+fn simulate(args: SimArgs) -> Result<()> {
+    let mut failed = Vec::new();
+    for seed in args.seed..args.seed + args.seeds.max(1) {
+        let mut config = sim::SimConfig::new(args.nodes, args.pods, seed);
+        config.pods_per_deployment = args.pods_per_deployment;
+        if args.faults {
+            config.faults = sim::Faults {
+                write_conflict: 0.02,
+                write_error: 0.01,
+                watch_drop: 0.01,
+                crash_rate: 0.02,
+                lost_nodes: (args.nodes / 10).max(1),
+            };
+        }
+        let report = sim::run(&config);
+        if args.verbose || args.seeds == 1 {
+            for line in &report.log {
+                println!("{line}");
+            }
+        }
+        println!(
+            "seed {seed}: scheduled {} pods on {} nodes in {:.3} s: {:.0} pods/s; {} steps checked, \
+             {:.0} s virtual in {:.2} s; digest {:016x}; {}",
+            report.scheduled,
+            args.nodes,
+            report.schedule_wall.as_secs_f64(),
+            report.pods_per_second(),
+            report.steps,
+            report.total_virtual.as_secs_f64(),
+            report.total_wall.as_secs_f64(),
+            report.digest,
+            if report.ok() { "ok".to_string() } else { format!("{} VIOLATIONS", report.violations.len()) }
+        );
+        for v in &report.violations {
+            println!("  violation at revision {}: {}", v.revision, v.message);
+        }
+        if !report.ok() {
+            failed.push(seed);
+        }
+    }
+    if !failed.is_empty() {
+        let faults = if args.faults { " --faults" } else { "" };
+        bail!(
+            "invariants violated with seeds {failed:?}; replay one with: drover sim --nodes {} --pods {} --pods-per-deployment {}{faults} --seed {}",
+            args.nodes, args.pods, args.pods_per_deployment, failed[0]
+        );
+    }
+    Ok(())
 }
 
 async fn server(args: ServerArgs) -> Result<()> {
@@ -118,8 +206,12 @@ async fn server(args: ServerArgs) -> Result<()> {
     let pki = apiserver::pki::Pki::load_or_create(&args.data_dir.join("tls"), &sans)?;
     let tls = pki.rustls_config()?;
 
-    let server =
-        apiserver::ApiServer::new(store, apiserver::Config::new(vec![pki.admin_token.clone()]));
+    // In-process components (controllers, scheduler) use their own token.
+    let internal_token = apiserver::pki::random_token();
+    let server = apiserver::ApiServer::new(
+        store,
+        apiserver::Config::new(vec![pki.admin_token.clone(), internal_token.clone()]),
+    );
     let serving = tokio::spawn(server.clone().serve(listener, tls));
     server
         .start()
@@ -137,6 +229,9 @@ async fn server(args: ServerArgs) -> Result<()> {
         .clone()
         .unwrap_or_else(|| args.data_dir.join("kubeconfig.yaml"));
     apiserver::pki::write_kubeconfig(&kubeconfig, &pki.admin_kubeconfig(&url))?;
+    if !args.disable_controllers {
+        start_control_loops(server.clone(), &internal_token);
+    }
     if !args.disable_agent {
         tracing::info!(
             "the node agent is not part of this build yet; running the control plane only"
@@ -160,4 +255,33 @@ async fn server(args: ServerArgs) -> Result<()> {
     }
     tracing::info!("shutting down");
     Ok(())
+}
+
+/// Runs the controllers and the scheduler while this server holds the
+/// `kube-system/drover-controller-manager` Lease (several servers on one
+/// etcd: one acts, the others stand by).
+fn start_control_loops(server: Arc<apiserver::ApiServer>, token: &str) {
+    use controllers::runtime::leader::{run_while_leading, LeaderConfig, LeaderElector};
+    use controllers::runtime::{ControllerManager, Options, SystemClock};
+    let client = client::Client::in_process(server, token, "kube-controller-manager");
+    let clock: Arc<dyn controllers::runtime::Clock> = Arc::new(SystemClock);
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "drover".into());
+    let identity = format!(
+        "{host}_{}",
+        apiserver::pki::random_token().get(..8).unwrap_or("0")
+    );
+    let (elector, leading) = LeaderElector::new(
+        client.clone(),
+        clock.clone(),
+        LeaderConfig::new("drover-controller-manager", &identity),
+    );
+    tokio::spawn(run_while_leading(elector, leading, move || {
+        let mut all = controllers::wiring::all();
+        all.push(Arc::new(controllers::scheduling::SchedulerController::new()));
+        let manager =
+            ControllerManager::new(client.clone(), clock.clone(), all, Options::default());
+        manager.spawn()
+    }));
 }

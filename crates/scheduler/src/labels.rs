@@ -106,9 +106,9 @@ impl Selector {
     pub(crate) fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
         match self {
             Selector::Nothing => false,
-            Selector::Requirements(requirements) => {
-                requirements.iter().all(|requirement| requirement.matches(labels))
-            }
+            Selector::Requirements(requirements) => requirements
+                .iter()
+                .all(|requirement| requirement.matches(labels)),
         }
     }
 
@@ -167,22 +167,44 @@ mod tests {
         check(json!(null), &[("app", "web")], false);
         check(json!({}), &[], true);
         check(json!({}), &[("app", "web")], true);
-        check(json!({"matchLabels": {"app": "web"}}), &[("app", "web")], true);
-        check(json!({"matchLabels": {"app": "web"}}), &[("app", "db")], false);
+        check(
+            json!({"matchLabels": {"app": "web"}}),
+            &[("app", "web")],
+            true,
+        );
+        check(
+            json!({"matchLabels": {"app": "web"}}),
+            &[("app", "db")],
+            false,
+        );
         check(json!({"matchLabels": {"app": "web"}}), &[], false);
-        check(json!({"matchLabels": {"app": "web", "tier": "fe"}}), &[("app", "web")], false);
-        let expr = |op: &str, values: &[&str]| {
-            json!({"matchExpressions": [{"key": "app", "operator": op, "values": values}]})
-        };
+        check(
+            json!({"matchLabels": {"app": "web", "tier": "fe"}}),
+            &[("app", "web")],
+            false,
+        );
+        let expr = |op: &str, values: &[&str]| json!({"matchExpressions": [{"key": "app", "operator": op, "values": values}]});
         check(expr("In", &["web", "api"]), &[("app", "api")], true);
         check(expr("In", &["web", "api"]), &[("app", "db")], false);
         check(expr("In", &["web"]), &[], false);
         check(expr("NotIn", &["web"]), &[("app", "db")], true);
         check(expr("NotIn", &["web"]), &[("app", "web")], false);
         check(expr("NotIn", &["web"]), &[], true);
-        check(json!({"matchExpressions": [{"key": "app", "operator": "Exists"}]}), &[("app", "")], true);
-        check(json!({"matchExpressions": [{"key": "app", "operator": "Exists"}]}), &[], false);
-        check(json!({"matchExpressions": [{"key": "app", "operator": "DoesNotExist"}]}), &[], true);
+        check(
+            json!({"matchExpressions": [{"key": "app", "operator": "Exists"}]}),
+            &[("app", "")],
+            true,
+        );
+        check(
+            json!({"matchExpressions": [{"key": "app", "operator": "Exists"}]}),
+            &[],
+            false,
+        );
+        check(
+            json!({"matchExpressions": [{"key": "app", "operator": "DoesNotExist"}]}),
+            &[],
+            true,
+        );
         check(
             json!({"matchExpressions": [{"key": "app", "operator": "DoesNotExist"}]}),
             &[("app", "x")],
@@ -200,12 +222,11 @@ mod tests {
 
     #[test]
     fn index_hint_and_merge() {
-        let selector: LabelSelector =
-            serde_json::from_value(json!({"matchExpressions": [
-                {"key": "tier", "operator": "Exists"},
-                {"key": "app", "operator": "In", "values": ["web"]}
-            ]}))
-            .expect("decodes");
+        let selector: LabelSelector = serde_json::from_value(json!({"matchExpressions": [
+            {"key": "tier", "operator": "Exists"},
+            {"key": "app", "operator": "In", "values": ["web"]}
+        ]}))
+        .expect("decodes");
         let compiled = Selector::from_api(Some(&selector));
         assert_eq!(compiled.index_hint(), Some(("app", "web")));
         assert_eq!(Selector::Nothing.index_hint(), None);

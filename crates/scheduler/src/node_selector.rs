@@ -4,7 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{NodeSelectorRequirement, NodeSelectorTerm, Pod, PreferredSchedulingTerm};
+use k8s_openapi::api::core::v1::{
+    NodeSelectorRequirement, NodeSelectorTerm, Pod, PreferredSchedulingTerm,
+};
 
 /// The terms of a node selector: a node matches when any term matches.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -53,7 +55,9 @@ impl NodeSelector {
     /// Whether any term matches the node. An empty `node_name` skips `matchFields`,
     /// as Kubernetes does for a PersistentVolume's node affinity.
     pub(crate) fn matches(&self, node_name: &str, labels: &BTreeMap<String, String>) -> bool {
-        self.terms.iter().any(|term| term.matches(node_name, labels))
+        self.terms
+            .iter()
+            .any(|term| term.matches(node_name, labels))
     }
 
     /// The node names this selector is restricted to through `matchFields`
@@ -68,7 +72,10 @@ impl NodeSelector {
                     let values: Vec<String> = requirement.values.clone().unwrap_or_default();
                     term_names = Some(match term_names {
                         None => values,
-                        Some(previous) => previous.into_iter().filter(|n| values.contains(n)).collect(),
+                        Some(previous) => previous
+                            .into_iter()
+                            .filter(|n| values.contains(n))
+                            .collect(),
                     });
                 }
             }
@@ -94,7 +101,8 @@ impl Term {
         let mut invalid = false;
         let labels = match term.match_expressions.as_deref() {
             Some(expressions) if !expressions.is_empty() => {
-                let parsed: Option<Vec<_>> = expressions.iter().map(LabelRequirement::new).collect();
+                let parsed: Option<Vec<_>> =
+                    expressions.iter().map(LabelRequirement::new).collect();
                 invalid |= parsed.is_none();
                 parsed
             }
@@ -102,7 +110,8 @@ impl Term {
         };
         let fields = match term.match_fields.as_deref() {
             Some(requirements) if !requirements.is_empty() => {
-                let parsed: Option<Vec<_>> = requirements.iter().map(FieldRequirement::new).collect();
+                let parsed: Option<Vec<_>> =
+                    requirements.iter().map(FieldRequirement::new).collect();
                 invalid |= parsed.is_none();
                 parsed
             }
@@ -154,8 +163,12 @@ impl LabelRequirement {
 
     fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
         match self {
-            LabelRequirement::In(key, values) => labels.get(key).is_some_and(|v| values.contains(v)),
-            LabelRequirement::NotIn(key, values) => labels.get(key).is_none_or(|v| !values.contains(v)),
+            LabelRequirement::In(key, values) => {
+                labels.get(key).is_some_and(|v| values.contains(v))
+            }
+            LabelRequirement::NotIn(key, values) => {
+                labels.get(key).is_none_or(|v| !values.contains(v))
+            }
             LabelRequirement::Exists(key) => labels.contains_key(key),
             LabelRequirement::DoesNotExist(key) => !labels.contains_key(key),
             LabelRequirement::GreaterThan(key, bound) => labels
@@ -185,7 +198,13 @@ impl FieldRequirement {
 
     fn matches(&self, node_name: &str) -> bool {
         // Nodes expose only metadata.name as a field; any other field reads as empty.
-        let field = |key: &str| if key == "metadata.name" { node_name } else { "" };
+        let field = |key: &str| {
+            if key == "metadata.name" {
+                node_name
+            } else {
+                ""
+            }
+        };
         match self {
             FieldRequirement::Equals(key, value) => field(key) == value,
             FieldRequirement::NotEquals(key, value) => field(key) != value,
@@ -208,17 +227,15 @@ impl RequiredNodeAffinity {
         let affinity = spec
             .and_then(|s| s.affinity.as_ref())
             .and_then(|a| a.node_affinity.as_ref())
-            .and_then(|a| a.required_during_scheduling_ignored_during_execution.as_ref())
+            .and_then(|a| {
+                a.required_during_scheduling_ignored_during_execution
+                    .as_ref()
+            })
             .map(|required| NodeSelector::new(&required.node_selector_terms));
         RequiredNodeAffinity {
             node_selector,
             affinity,
         }
-    }
-
-    /// Whether the pod has any hard node constraint at all.
-    pub(crate) fn is_empty(&self) -> bool {
-        self.node_selector.is_none() && self.affinity.is_none()
     }
 
     pub(crate) fn matches(&self, node_name: &str, labels: &BTreeMap<String, String>) -> bool {
@@ -257,7 +274,10 @@ impl PreferredNodeAffinity {
             .as_ref()
             .and_then(|s| s.affinity.as_ref())
             .and_then(|a| a.node_affinity.as_ref())
-            .and_then(|a| a.preferred_during_scheduling_ignored_during_execution.as_deref())
+            .and_then(|a| {
+                a.preferred_during_scheduling_ignored_during_execution
+                    .as_deref()
+            })
             .unwrap_or_default();
         PreferredNodeAffinity::new(terms)
     }
@@ -282,11 +302,15 @@ mod tests {
     use serde_json::json;
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     fn check(terms: serde_json::Value, node: &str, node_labels: &[(&str, &str)], expected: bool) {
-        let terms: Vec<NodeSelectorTerm> = serde_json::from_value(terms.clone()).expect("terms decode");
+        let terms: Vec<NodeSelectorTerm> =
+            serde_json::from_value(terms.clone()).expect("terms decode");
         let selector = NodeSelector::new(&terms);
         assert_eq!(
             selector.matches(node, &labels(node_labels)),
@@ -302,7 +326,12 @@ mod tests {
     #[test]
     fn label_requirements() {
         check(expr("zone", "In", &["a", "b"]), "n", &[("zone", "b")], true);
-        check(expr("zone", "In", &["a", "b"]), "n", &[("zone", "c")], false);
+        check(
+            expr("zone", "In", &["a", "b"]),
+            "n",
+            &[("zone", "c")],
+            false,
+        );
         check(expr("zone", "In", &["a"]), "n", &[], false);
         check(expr("zone", "NotIn", &["a"]), "n", &[("zone", "b")], true);
         check(expr("zone", "NotIn", &["a"]), "n", &[("zone", "a")], false);
@@ -310,19 +339,39 @@ mod tests {
         check(expr("gpu", "Exists", &[]), "n", &[("gpu", "")], true);
         check(expr("gpu", "Exists", &[]), "n", &[], false);
         check(expr("gpu", "DoesNotExist", &[]), "n", &[], true);
-        check(expr("gpu", "DoesNotExist", &[]), "n", &[("gpu", "1")], false);
+        check(
+            expr("gpu", "DoesNotExist", &[]),
+            "n",
+            &[("gpu", "1")],
+            false,
+        );
         check(expr("cores", "Gt", &["4"]), "n", &[("cores", "8")], true);
         check(expr("cores", "Gt", &["4"]), "n", &[("cores", "4")], false);
-        check(expr("cores", "Gt", &["4"]), "n", &[("cores", "many")], false);
+        check(
+            expr("cores", "Gt", &["4"]),
+            "n",
+            &[("cores", "many")],
+            false,
+        );
         check(expr("cores", "Gt", &["4"]), "n", &[], false);
         check(expr("cores", "Lt", &["4"]), "n", &[("cores", "-1")], true);
         check(expr("cores", "Lt", &["4"]), "n", &[("cores", "4")], false);
         // Invalid requirements make their term match nothing.
-        check(expr("cores", "Gt", &["4", "5"]), "n", &[("cores", "8")], false);
+        check(
+            expr("cores", "Gt", &["4", "5"]),
+            "n",
+            &[("cores", "8")],
+            false,
+        );
         check(expr("cores", "Gt", &["x"]), "n", &[("cores", "8")], false);
         check(expr("zone", "In", &[]), "n", &[("zone", "")], false);
         check(expr("gpu", "Exists", &["x"]), "n", &[("gpu", "x")], false);
-        check(expr("zone", "Matches", &["a"]), "n", &[("zone", "a")], false);
+        check(
+            expr("zone", "Matches", &["a"]),
+            "n",
+            &[("zone", "a")],
+            false,
+        );
     }
 
     #[test]
@@ -333,16 +382,24 @@ mod tests {
                                   {"key": "disk", "operator": "In", "values": ["ssd"]}]},
             {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["b"]}]}
         ]);
-        check(two_terms.clone(), "n", &[("zone", "a"), ("disk", "ssd")], true);
-        check(two_terms.clone(), "n", &[("zone", "a"), ("disk", "hdd")], false);
+        check(
+            two_terms.clone(),
+            "n",
+            &[("zone", "a"), ("disk", "ssd")],
+            true,
+        );
+        check(
+            two_terms.clone(),
+            "n",
+            &[("zone", "a"), ("disk", "hdd")],
+            false,
+        );
         check(two_terms.clone(), "n", &[("zone", "b")], true);
         // No terms, or only empty terms, select nothing.
         check(json!([]), "n", &[], false);
         check(json!([{}]), "n", &[("zone", "a")], false);
         check(json!([{"matchExpressions": []}]), "n", &[], false);
-        let name = |op: &str, values: &[&str]| {
-            json!([{"matchFields": [{"key": "metadata.name", "operator": op, "values": values}]}])
-        };
+        let name = |op: &str, values: &[&str]| json!([{"matchFields": [{"key": "metadata.name", "operator": op, "values": values}]}]);
         check(name("In", &["n1"]), "n1", &[], true);
         check(name("In", &["n1"]), "n2", &[], false);
         check(name("NotIn", &["n1"]), "n2", &[], true);
@@ -364,15 +421,29 @@ mod tests {
     fn restricted_node_names() {
         let check_names = |terms: serde_json::Value, expected: Option<&[&str]>| {
             let terms: Vec<NodeSelectorTerm> = serde_json::from_value(terms).expect("decode");
-            let expected = expected.map(|names| names.iter().map(|n| n.to_string()).collect::<Vec<_>>());
+            let expected =
+                expected.map(|names| names.iter().map(|n| n.to_string()).collect::<Vec<_>>());
             assert_eq!(NodeSelector::restricted_node_names(&terms), expected);
         };
-        let name_in = |values: &[&str]| json!({"key": "metadata.name", "operator": "In", "values": values});
+        let name_in =
+            |values: &[&str]| json!({"key": "metadata.name", "operator": "In", "values": values});
         check_names(json!([{"matchFields": [name_in(&["a"])]}]), Some(&["a"]));
-        check_names(json!([{"matchFields": [name_in(&["a"])]}, {"matchFields": [name_in(&["b"])]}]), Some(&["a", "b"]));
-        check_names(json!([{"matchFields": [name_in(&["a", "b"]), name_in(&["b"])]}]), Some(&["b"]));
-        check_names(json!([{"matchFields": [name_in(&["a"]), name_in(&["b"])]}]), Some(&[]));
-        check_names(json!([{"matchFields": [name_in(&["a"])]}, {"matchExpressions": [{"key": "x", "operator": "Exists"}]}]), None);
+        check_names(
+            json!([{"matchFields": [name_in(&["a"])]}, {"matchFields": [name_in(&["b"])]}]),
+            Some(&["a", "b"]),
+        );
+        check_names(
+            json!([{"matchFields": [name_in(&["a", "b"]), name_in(&["b"])]}]),
+            Some(&["b"]),
+        );
+        check_names(
+            json!([{"matchFields": [name_in(&["a"]), name_in(&["b"])]}]),
+            Some(&[]),
+        );
+        check_names(
+            json!([{"matchFields": [name_in(&["a"])]}, {"matchExpressions": [{"key": "x", "operator": "Exists"}]}]),
+            None,
+        );
         check_names(json!([]), None);
     }
 
@@ -386,7 +457,10 @@ mod tests {
         ]))
         .expect("decode");
         let preferred = PreferredNodeAffinity::new(&terms);
-        assert_eq!(preferred.weight("n", &labels(&[("zone", "a"), ("disk", "ssd")])), 8);
+        assert_eq!(
+            preferred.weight("n", &labels(&[("zone", "a"), ("disk", "ssd")])),
+            8
+        );
         assert_eq!(preferred.weight("n", &labels(&[("zone", "a")])), 5);
         assert_eq!(preferred.weight("n", &labels(&[])), 0);
     }

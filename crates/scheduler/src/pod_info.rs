@@ -47,7 +47,9 @@ impl PodInfo {
             .owner_references
             .iter()
             .flatten()
-            .find(|owner| owner.controller == Some(true) && SPREAD_OWNER_KINDS.contains(&owner.kind.as_str()))
+            .find(|owner| {
+                owner.controller == Some(true) && SPREAD_OWNER_KINDS.contains(&owner.kind.as_str())
+            })
             .map(|owner| owner.uid.clone());
         let affinity = spec.and_then(|s| s.affinity.as_ref());
         let pod_affinity = affinity.and_then(|a| a.pod_affinity.as_ref());
@@ -59,25 +61,33 @@ impl PodInfo {
                 .map(|term| AffinityTerm::new(&namespace, term))
                 .collect()
         };
-        let preferred = |terms: Option<&Vec<WeightedPodAffinityTerm>>| -> Vec<WeightedAffinityTerm> {
-            terms
-                .into_iter()
-                .flatten()
-                .map(|term| WeightedAffinityTerm {
-                    term: AffinityTerm::new(&namespace, &term.pod_affinity_term),
-                    weight: i64::from(term.weight),
-                })
-                .collect()
-        };
-        let required_affinity =
-            required(pod_affinity.and_then(|a| a.required_during_scheduling_ignored_during_execution.as_ref()));
-        let required_anti_affinity =
-            required(pod_anti_affinity.and_then(|a| a.required_during_scheduling_ignored_during_execution.as_ref()));
-        let preferred_affinity =
-            preferred(pod_affinity.and_then(|a| a.preferred_during_scheduling_ignored_during_execution.as_ref()));
-        let preferred_anti_affinity = preferred(
-            pod_anti_affinity.and_then(|a| a.preferred_during_scheduling_ignored_during_execution.as_ref()),
-        );
+        let preferred =
+            |terms: Option<&Vec<WeightedPodAffinityTerm>>| -> Vec<WeightedAffinityTerm> {
+                terms
+                    .into_iter()
+                    .flatten()
+                    .map(|term| WeightedAffinityTerm {
+                        term: AffinityTerm::new(&namespace, &term.pod_affinity_term),
+                        weight: i64::from(term.weight),
+                    })
+                    .collect()
+            };
+        let required_affinity = required(pod_affinity.and_then(|a| {
+            a.required_during_scheduling_ignored_during_execution
+                .as_ref()
+        }));
+        let required_anti_affinity = required(pod_anti_affinity.and_then(|a| {
+            a.required_during_scheduling_ignored_during_execution
+                .as_ref()
+        }));
+        let preferred_affinity = preferred(pod_affinity.and_then(|a| {
+            a.preferred_during_scheduling_ignored_during_execution
+                .as_ref()
+        }));
+        let preferred_anti_affinity = preferred(pod_anti_affinity.and_then(|a| {
+            a.preferred_during_scheduling_ignored_during_execution
+                .as_ref()
+        }));
         PodInfo {
             terminating: pod.metadata.deletion_timestamp.is_some(),
             namespace,
@@ -218,7 +228,10 @@ mod tests {
         );
         assert_eq!(info.required_anti_affinity.len(), 1);
         assert!(info.has_pod_affinity_terms());
-        assert_eq!(info.required_anti_affinity[0].namespaces, BTreeSet::from(["shop".to_string()]));
+        assert_eq!(
+            info.required_anti_affinity[0].namespaces,
+            BTreeSet::from(["shop".to_string()])
+        );
 
         let job_pod = PodInfo::new(PodBuilder::new("j").owner("Job", "j", "uid-2").build());
         assert_eq!(job_pod.spread_owner_uid, None);
@@ -228,11 +241,23 @@ mod tests {
     #[test]
     fn term_namespaces() {
         let mut namespaces = NamespaceLabels::default();
-        namespaces.insert("prod".into(), BTreeMap::from([("env".to_string(), "prod".to_string())]));
+        namespaces.insert(
+            "prod".into(),
+            BTreeMap::from([("env".to_string(), "prod".to_string())]),
+        );
         let check = |term: PodAffinityTerm, pod_namespace: &str, expected: bool| {
             let compiled = AffinityTerm::new("default", &term);
-            let pod = PodInfo::new(PodBuilder::new("p").namespace(pod_namespace).label("app", "web").build());
-            assert_eq!(compiled.matches(&pod, &namespaces), expected, "{term:?} vs pod in {pod_namespace}");
+            let pod = PodInfo::new(
+                PodBuilder::new("p")
+                    .namespace(pod_namespace)
+                    .label("app", "web")
+                    .build(),
+            );
+            assert_eq!(
+                compiled.matches(&pod, &namespaces),
+                expected,
+                "{term:?} vs pod in {pod_namespace}"
+            );
         };
         let base = term(&[("app", "web")], "zone");
         check(base.clone(), "default", true);
@@ -250,10 +275,12 @@ mod tests {
         check(everything.clone(), "prod", true);
         check(everything, "elsewhere", true);
         let by_label = PodAffinityTerm {
-            namespace_selector: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector {
-                match_labels: Some(BTreeMap::from([("env".to_string(), "prod".to_string())])),
-                ..Default::default()
-            }),
+            namespace_selector: Some(
+                k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector {
+                    match_labels: Some(BTreeMap::from([("env".to_string(), "prod".to_string())])),
+                    ..Default::default()
+                },
+            ),
             ..base
         };
         check(by_label.clone(), "prod", true);

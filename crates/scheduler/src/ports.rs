@@ -83,7 +83,9 @@ impl UsedPorts {
         let Some(addresses) = self.by_port.get(&(port.protocol.clone(), port.port)) else {
             return false;
         };
-        port.host_ip == BIND_ALL || addresses.contains_key(BIND_ALL) || addresses.contains_key(&port.host_ip)
+        port.host_ip == BIND_ALL
+            || addresses.contains_key(BIND_ALL)
+            || addresses.contains_key(&port.host_ip)
     }
 
     /// Whether no host port is in use.
@@ -109,19 +111,51 @@ mod tests {
         for p in used {
             in_use.add(p);
         }
-        assert_eq!(in_use.conflicts_with(&wanted), expected, "{wanted:?} against {used:?}");
+        assert_eq!(
+            in_use.conflicts_with(&wanted),
+            expected,
+            "{wanted:?} against {used:?}"
+        );
     }
 
     #[test]
     fn conflicts() {
         check(&[], port("TCP", "0.0.0.0", 80), false);
-        check(&[port("TCP", "0.0.0.0", 80)], port("TCP", "0.0.0.0", 80), true);
-        check(&[port("TCP", "0.0.0.0", 80)], port("TCP", "10.0.0.1", 80), true);
-        check(&[port("TCP", "10.0.0.1", 80)], port("TCP", "0.0.0.0", 80), true);
-        check(&[port("TCP", "10.0.0.1", 80)], port("TCP", "10.0.0.1", 80), true);
-        check(&[port("TCP", "10.0.0.1", 80)], port("TCP", "10.0.0.2", 80), false);
-        check(&[port("TCP", "0.0.0.0", 80)], port("UDP", "0.0.0.0", 80), false);
-        check(&[port("TCP", "0.0.0.0", 80)], port("TCP", "0.0.0.0", 8080), false);
+        check(
+            &[port("TCP", "0.0.0.0", 80)],
+            port("TCP", "0.0.0.0", 80),
+            true,
+        );
+        check(
+            &[port("TCP", "0.0.0.0", 80)],
+            port("TCP", "10.0.0.1", 80),
+            true,
+        );
+        check(
+            &[port("TCP", "10.0.0.1", 80)],
+            port("TCP", "0.0.0.0", 80),
+            true,
+        );
+        check(
+            &[port("TCP", "10.0.0.1", 80)],
+            port("TCP", "10.0.0.1", 80),
+            true,
+        );
+        check(
+            &[port("TCP", "10.0.0.1", 80)],
+            port("TCP", "10.0.0.2", 80),
+            false,
+        );
+        check(
+            &[port("TCP", "0.0.0.0", 80)],
+            port("UDP", "0.0.0.0", 80),
+            false,
+        );
+        check(
+            &[port("TCP", "0.0.0.0", 80)],
+            port("TCP", "0.0.0.0", 8080),
+            false,
+        );
     }
 
     #[test]

@@ -153,13 +153,8 @@ impl Parsed {
         if self.mantissa == 0 {
             return Ok(0);
         }
-        let binary = 1u128
-            .checked_shl(self.exponent2)
-            .ok_or_else(out_of_range)?;
-        let value = self
-            .mantissa
-            .checked_mul(binary)
-            .ok_or_else(out_of_range)?;
+        let binary = 1u128.checked_shl(self.exponent2).ok_or_else(out_of_range)?;
+        let value = self.mantissa.checked_mul(binary).ok_or_else(out_of_range)?;
         let exponent = self.exponent10 + scale;
         let magnitude = if exponent >= 0 {
             let exponent = u32::try_from(exponent).map_err(|_| out_of_range())?;
@@ -233,7 +228,11 @@ mod tests {
 
     fn check_milli(input: &str, expected: Result<i64, &str>) {
         let got = parse_milli_value(input).map_err(|e| e.to_string());
-        assert_eq!(got, expected.map_err(str::to_string), "milli value of {input:?}");
+        assert_eq!(
+            got,
+            expected.map_err(str::to_string),
+            "milli value of {input:?}"
+        );
     }
 
     fn check_value(input: &str, expected: Result<i64, &str>) {
@@ -307,7 +306,9 @@ mod tests {
                  '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'"
             )
         };
-        for bad in ["abc", "Mi", ".", "-", "+", "1.5.5", "1 Mi", "1,5", "0x10", "--1", "1Mi3x"] {
+        for bad in [
+            "abc", "Mi", ".", "-", "+", "1.5.5", "1 Mi", "1,5", "0x10", "--1", "1Mi3x",
+        ] {
             check_value(bad, Err(&format(bad)));
         }
         for (bad, suffix) in [
@@ -334,8 +335,14 @@ mod tests {
             Err("quantity \"9223372036854775808\" is out of range"),
         );
         check_value("16Ei", Err("quantity \"16Ei\" is out of range"));
-        check_milli("9223372036854776", Err("quantity \"9223372036854776\" is out of range"));
-        check_value("1e100000000000", Err("quantity \"1e100000000000\" is out of range"));
+        check_milli(
+            "9223372036854776",
+            Err("quantity \"9223372036854776\" is out of range"),
+        );
+        check_value(
+            "1e100000000000",
+            Err("quantity \"1e100000000000\" is out of range"),
+        );
         check_value(
             "123456789012345678901234567890123456789012345",
             Err("quantity \"123456789012345678901234567890123456789012345\" is out of range"),

@@ -45,7 +45,9 @@ impl Resources {
         match name {
             "cpu" => self.milli_cpu = self.milli_cpu.saturating_add(amount),
             "memory" => self.memory = self.memory.saturating_add(amount),
-            "ephemeral-storage" => self.ephemeral_storage = self.ephemeral_storage.saturating_add(amount),
+            "ephemeral-storage" => {
+                self.ephemeral_storage = self.ephemeral_storage.saturating_add(amount)
+            }
             _ if is_scalar_resource_name(name) => {
                 let entry = self.scalar.entry(name.to_string()).or_default();
                 *entry = entry.saturating_add(amount);
@@ -58,7 +60,9 @@ impl Resources {
     pub(crate) fn add(&mut self, other: &Resources) {
         self.milli_cpu = self.milli_cpu.saturating_add(other.milli_cpu);
         self.memory = self.memory.saturating_add(other.memory);
-        self.ephemeral_storage = self.ephemeral_storage.saturating_add(other.ephemeral_storage);
+        self.ephemeral_storage = self
+            .ephemeral_storage
+            .saturating_add(other.ephemeral_storage);
         for (name, amount) in &other.scalar {
             let entry = self.scalar.entry(name.clone()).or_default();
             *entry = entry.saturating_add(*amount);
@@ -69,7 +73,9 @@ impl Resources {
     pub(crate) fn subtract(&mut self, other: &Resources) {
         self.milli_cpu = self.milli_cpu.saturating_sub(other.milli_cpu);
         self.memory = self.memory.saturating_sub(other.memory);
-        self.ephemeral_storage = self.ephemeral_storage.saturating_sub(other.ephemeral_storage);
+        self.ephemeral_storage = self
+            .ephemeral_storage
+            .saturating_sub(other.ephemeral_storage);
         for (name, amount) in &other.scalar {
             if let Some(entry) = self.scalar.get_mut(name) {
                 *entry = entry.saturating_sub(*amount);
@@ -82,7 +88,10 @@ impl Resources {
 
     /// Whether nothing at all is requested (NodeResourcesFit then only counts pods).
     pub(crate) fn is_zero(&self) -> bool {
-        self.milli_cpu == 0 && self.memory == 0 && self.ephemeral_storage == 0 && self.scalar.is_empty()
+        self.milli_cpu == 0
+            && self.memory == 0
+            && self.ephemeral_storage == 0
+            && self.scalar.is_empty()
     }
 }
 
@@ -147,8 +156,12 @@ fn container_amounts(container: &Container, non_missing: bool) -> Amounts {
         .map(amounts_of)
         .unwrap_or_default();
     if non_missing {
-        amounts.entry("cpu".to_string()).or_insert(DEFAULT_MILLI_CPU_REQUEST);
-        amounts.entry("memory".to_string()).or_insert(DEFAULT_MEMORY_REQUEST);
+        amounts
+            .entry("cpu".to_string())
+            .or_insert(DEFAULT_MILLI_CPU_REQUEST);
+        amounts
+            .entry("memory".to_string())
+            .or_insert(DEFAULT_MEMORY_REQUEST);
     }
     amounts
 }
@@ -222,20 +235,34 @@ mod tests {
     #[test]
     fn effective_requests() {
         check(PodBuilder::new("p"), 0, 0, (100, DEFAULT_MEMORY));
-        check(PodBuilder::new("p").requests("250m", "64Mi"), 250, 64 * MI, (250, 64 * MI));
         check(
-            PodBuilder::new("p").requests("250m", "64Mi").container("500m", "1Mi"),
+            PodBuilder::new("p").requests("250m", "64Mi"),
+            250,
+            64 * MI,
+            (250, 64 * MI),
+        );
+        check(
+            PodBuilder::new("p")
+                .requests("250m", "64Mi")
+                .container("500m", "1Mi"),
             750,
             65 * MI,
             (750, 65 * MI),
         );
         // Only cpu requested: memory assumed for scoring, not for fitting.
-        check(PodBuilder::new("p").requests("1", ""), 1000, 0, (1000, DEFAULT_MEMORY));
+        check(
+            PodBuilder::new("p").requests("1", ""),
+            1000,
+            0,
+            (1000, DEFAULT_MEMORY),
+        );
         // An explicit zero is not missing.
         check(PodBuilder::new("p").requests("0", "0"), 0, 0, (0, 0));
         // Init containers: the max of any one of them against the sum of containers.
         check(
-            PodBuilder::new("p").requests("100m", "10Mi").init_container("2", "5Mi"),
+            PodBuilder::new("p")
+                .requests("100m", "10Mi")
+                .init_container("2", "5Mi"),
             2000,
             10 * MI,
             (2000, 10 * MI),
@@ -270,12 +297,19 @@ mod tests {
         );
         // Overhead is added on top.
         check(
-            PodBuilder::new("p").requests("1", "10Mi").overhead("250m", "120Mi"),
+            PodBuilder::new("p")
+                .requests("1", "10Mi")
+                .overhead("250m", "120Mi"),
             1250,
             130 * MI,
             (1250, 130 * MI),
         );
-        check(PodBuilder::new("p").overhead("250m", "120Mi"), 250, 120 * MI, (350, 120 * MI + DEFAULT_MEMORY));
+        check(
+            PodBuilder::new("p").overhead("250m", "120Mi"),
+            250,
+            120 * MI,
+            (350, 120 * MI + DEFAULT_MEMORY),
+        );
     }
 
     #[test]
@@ -291,8 +325,19 @@ mod tests {
             .build();
         let requests = PodRequests::of(pod.spec.as_ref()).requests;
         assert_eq!(requests.ephemeral_storage, 1_000_000_000);
-        let scalar: Vec<_> = requests.scalar.iter().map(|(k, v)| (k.as_str(), *v)).collect();
-        assert_eq!(scalar, vec![("example.com/foo", 2), ("hugepages-2Mi", 4 * MI), ("nvidia.com/gpu", 1)]);
+        let scalar: Vec<_> = requests
+            .scalar
+            .iter()
+            .map(|(k, v)| (k.as_str(), *v))
+            .collect();
+        assert_eq!(
+            scalar,
+            vec![
+                ("example.com/foo", 2),
+                ("hugepages-2Mi", 4 * MI),
+                ("nvidia.com/gpu", 1)
+            ]
+        );
         assert!(is_scalar_resource_name("kubernetes.io/batch"));
         assert!(is_scalar_resource_name("attachable-volumes-csi-x"));
         assert!(!is_scalar_resource_name("requests.example.com/foo"));

@@ -10,7 +10,9 @@ use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::hash::BuildHasherDefault;
 
-use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod, Taint};
+use k8s_openapi::api::core::v1::{
+    Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod, Taint,
+};
 
 use crate::labels::{Selector, NO_LABELS};
 use crate::pod_info::{AffinityTerm, NamespaceLabels, PodInfo};
@@ -65,7 +67,9 @@ impl NodeInfo {
 
     fn set_node(&mut self, node: Node) {
         let allocatable = node.status.as_ref().and_then(|s| s.allocatable.as_ref());
-        self.allocatable = allocatable.map(Resources::from_resource_list).unwrap_or_default();
+        self.allocatable = allocatable
+            .map(Resources::from_resource_list)
+            .unwrap_or_default();
         self.allowed_pod_number = allocatable
             .and_then(|a| a.get("pods"))
             .and_then(|q| crate::quantity::parse_value(&q.0).ok())
@@ -100,7 +104,11 @@ impl NodeInfo {
 
     /// `spec.unschedulable`.
     pub fn unschedulable(&self) -> bool {
-        self.node.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false)
+        self.node
+            .spec
+            .as_ref()
+            .and_then(|s| s.unschedulable)
+            .unwrap_or(false)
     }
 
     /// `status.allocatable` without `pods`.
@@ -141,7 +149,9 @@ impl NodeInfo {
     pub(crate) fn add_pod(&mut self, slot: usize, pod: &PodInfo) {
         self.pods.push(slot);
         self.requested.add(&pod.requests);
-        self.non_zero_milli_cpu = self.non_zero_milli_cpu.saturating_add(pod.non_zero_milli_cpu);
+        self.non_zero_milli_cpu = self
+            .non_zero_milli_cpu
+            .saturating_add(pod.non_zero_milli_cpu);
         self.non_zero_memory = self.non_zero_memory.saturating_add(pod.non_zero_memory);
         for port in &pod.host_ports {
             self.used_ports.add(port);
@@ -154,7 +164,9 @@ impl NodeInfo {
         };
         self.pods.swap_remove(position);
         self.requested.subtract(&pod.requests);
-        self.non_zero_milli_cpu = self.non_zero_milli_cpu.saturating_sub(pod.non_zero_milli_cpu);
+        self.non_zero_milli_cpu = self
+            .non_zero_milli_cpu
+            .saturating_sub(pod.non_zero_milli_cpu);
         self.non_zero_memory = self.non_zero_memory.saturating_sub(pod.non_zero_memory);
         for port in &pod.host_ports {
             self.used_ports.remove(port);
@@ -188,6 +200,8 @@ pub(crate) struct PodSlot {
     pub(crate) node_name: Option<String>,
     /// `status.nominatedNodeName` of a pending pod that preempted others.
     pub(crate) nominated_node_name: Option<String>,
+    /// Where `node_name` is in the snapshot's node list, while the snapshot has it.
+    node_position: Option<usize>,
 }
 
 /// Nodes, the pods bound to them, volumes and namespaces: the input of `schedule`.
@@ -241,7 +255,9 @@ impl Snapshot {
                 if let Some(&position) = snapshot.node_index.get(&info.name) {
                     snapshot.nodes[position] = info;
                 } else {
-                    snapshot.node_index.insert(info.name.clone(), snapshot.nodes.len());
+                    snapshot
+                        .node_index
+                        .insert(info.name.clone(), snapshot.nodes.len());
                     snapshot.nodes.push(info);
                 }
             }
@@ -275,12 +291,14 @@ impl Snapshot {
         let Some(mut info) = NodeInfo::new(node) else {
             return;
         };
+        let position = self.nodes.len();
         for slot in self.ghost_pods.remove(&name).unwrap_or_default() {
-            if let Some(Some(record)) = self.pods.get(slot) {
+            if let Some(Some(record)) = self.pods.get_mut(slot) {
                 info.add_pod(slot, &record.info);
+                record.node_position = Some(position);
             }
         }
-        self.node_index.insert(name, self.nodes.len());
+        self.node_index.insert(name, position);
         self.nodes.push(info);
         self.recompute_order();
     }
@@ -292,8 +310,18 @@ impl Snapshot {
             return false;
         };
         let removed = self.nodes.swap_remove(position);
+        for &slot in &removed.pods {
+            if let Some(Some(record)) = self.pods.get_mut(slot) {
+                record.node_position = None;
+            }
+        }
         if let Some(moved) = self.nodes.get(position) {
             self.node_index.insert(moved.name.clone(), position);
+            for &slot in &moved.pods {
+                if let Some(Some(record)) = self.pods.get_mut(slot) {
+                    record.node_position = Some(position);
+                }
+            }
         }
         if !removed.pods.is_empty() {
             self.ghost_pods.insert(removed.name, removed.pods);
@@ -318,15 +346,20 @@ impl Snapshot {
         let node_name = non_empty(pod.spec.as_ref().and_then(|s| s.node_name.as_ref()));
         let nominated_node_name = match node_name {
             Some(_) => None,
-            None => non_empty(pod.status.as_ref().and_then(|s| s.nominated_node_name.as_ref())),
+            None => non_empty(
+                pod.status
+                    .as_ref()
+                    .and_then(|s| s.nominated_node_name.as_ref()),
+            ),
         };
         if node_name.is_none() && nominated_node_name.is_none() {
             return;
         }
-        let record = PodSlot {
+        let mut record = PodSlot {
             info: PodInfo::new(pod),
             node_name,
             nominated_node_name,
+            node_position: None,
         };
         let slot = match self.free_pod_slots.pop() {
             Some(slot) => slot,
@@ -336,13 +369,16 @@ impl Snapshot {
             }
         };
         self.pod_index.insert((namespace, name), slot);
-        self.attach(slot, &record);
+        self.attach(slot, &mut record);
         self.pods[slot] = Some(record);
     }
 
     /// Removes a pod. Returns whether it was there.
     pub fn remove_pod(&mut self, namespace: &str, name: &str) -> bool {
-        let Some(slot) = self.pod_index.remove(&(namespace.to_string(), name.to_string())) else {
+        let Some(slot) = self
+            .pod_index
+            .remove(&(namespace.to_string(), name.to_string()))
+        else {
             return false;
         };
         let Some(record) = self.pods.get_mut(slot).and_then(Option::take) else {
@@ -353,7 +389,7 @@ impl Snapshot {
         true
     }
 
-    fn attach(&mut self, slot: usize, record: &PodSlot) {
+    fn attach(&mut self, slot: usize, record: &mut PodSlot) {
         let info = &record.info;
         if let Some(node) = &record.nominated_node_name {
             self.nominated.entry(node.clone()).or_default().push(slot);
@@ -368,9 +404,15 @@ impl Snapshot {
                 .or_default()
                 .insert(slot);
         }
-        self.namespace_index.entry(info.namespace.clone()).or_default().insert(slot);
+        self.namespace_index
+            .entry(info.namespace.clone())
+            .or_default()
+            .insert(slot);
         if let Some(uid) = &info.spread_owner_uid {
-            self.owner_index.entry(uid.clone()).or_default().insert(slot);
+            self.owner_index
+                .entry(uid.clone())
+                .or_default()
+                .insert(slot);
         }
         if !info.required_anti_affinity.is_empty() {
             self.with_required_anti_affinity.insert(slot);
@@ -378,8 +420,9 @@ impl Snapshot {
         if info.has_pod_affinity_terms() {
             self.with_pod_affinity_terms.insert(slot);
         }
-        match self.node_index.get(node) {
-            Some(&position) => self.nodes[position].add_pod(slot, info),
+        record.node_position = self.node_index.get(node).copied();
+        match record.node_position {
+            Some(position) => self.nodes[position].add_pod(slot, info),
             None => self.ghost_pods.entry(node.clone()).or_default().push(slot),
         }
     }
@@ -394,7 +437,11 @@ impl Snapshot {
             return;
         };
         for (key, value) in info.labels() {
-            remove_from_set(&mut self.label_index, &label_key(&info.namespace, key, value), slot);
+            remove_from_set(
+                &mut self.label_index,
+                &label_key(&info.namespace, key, value),
+                slot,
+            );
         }
         remove_from_set(&mut self.namespace_index, &info.namespace, slot);
         if let Some(uid) = &info.spread_owner_uid {
@@ -402,8 +449,8 @@ impl Snapshot {
         }
         self.with_required_anti_affinity.remove(&slot);
         self.with_pod_affinity_terms.remove(&slot);
-        match self.node_index.get(node) {
-            Some(&position) => self.nodes[position].remove_pod(slot, info),
+        match record.node_position {
+            Some(position) => self.nodes[position].remove_pod(slot, info),
             None => remove_from_list(&mut self.ghost_pods, node, slot),
         }
     }
@@ -456,7 +503,9 @@ impl Snapshot {
 
     /// A node by name.
     pub fn node_info(&self, name: &str) -> Option<&NodeInfo> {
-        self.node_index.get(name).map(|&position| &self.nodes[position])
+        self.node_index
+            .get(name)
+            .map(|&position| &self.nodes[position])
     }
 
     /// The nodes in the order the scheduler visits them (zones interleaved).
@@ -466,7 +515,9 @@ impl Snapshot {
 
     /// A bound or nominated pod by namespace and name.
     pub fn pod(&self, namespace: &str, name: &str) -> Option<&Pod> {
-        let slot = self.pod_index.get(&(namespace.to_string(), name.to_string()))?;
+        let slot = self
+            .pod_index
+            .get(&(namespace.to_string(), name.to_string()))?;
         self.slot(*slot).map(|record| &record.info.pod)
     }
 
@@ -484,10 +535,12 @@ impl Snapshot {
         let mut zones: Vec<Vec<usize>> = Vec::new();
         let mut zone_positions: Map<&str, usize> = Map::default();
         for (position, node) in self.nodes.iter().enumerate() {
-            let zone = *zone_positions.entry(node.zone_key.as_str()).or_insert_with(|| {
-                zones.push(Vec::new());
-                zones.len() - 1
-            });
+            let zone = *zone_positions
+                .entry(node.zone_key.as_str())
+                .or_insert_with(|| {
+                    zones.push(Vec::new());
+                    zones.len() - 1
+                });
             zones[zone].push(position);
         }
         let mut order = Vec::with_capacity(self.nodes.len());
@@ -523,7 +576,7 @@ impl Snapshot {
 
     /// The node a bound pod is on, if the snapshot has that node.
     pub(crate) fn node_of(&self, record: &PodSlot) -> Option<usize> {
-        record.node_name.as_deref().and_then(|name| self.node_position(name))
+        record.node_position
     }
 
     pub(crate) fn namespaces(&self) -> &NamespaceLabels {
@@ -539,11 +592,15 @@ impl Snapshot {
     }
 
     pub(crate) fn pods_with_required_anti_affinity(&self) -> impl Iterator<Item = &PodSlot> {
-        self.with_required_anti_affinity.iter().filter_map(|&slot| self.slot(slot))
+        self.with_required_anti_affinity
+            .iter()
+            .filter_map(|&slot| self.slot(slot))
     }
 
     pub(crate) fn pods_with_pod_affinity_terms(&self) -> impl Iterator<Item = &PodSlot> {
-        self.with_pod_affinity_terms.iter().filter_map(|&slot| self.slot(slot))
+        self.with_pod_affinity_terms
+            .iter()
+            .filter_map(|&slot| self.slot(slot))
     }
 
     /// Pending pods nominated to the node.
@@ -569,7 +626,10 @@ impl Snapshot {
             (_, Some((key, value))) => self.label_index.get(&label_key(namespace, key, value)),
             (_, None) => self.namespace_index.get(namespace),
         };
-        slots.into_iter().flatten().filter_map(|&slot| self.slot(slot))
+        slots
+            .into_iter()
+            .flatten()
+            .filter_map(|&slot| self.slot(slot))
     }
 
     /// Bound pods controlled by the owner with this uid.
@@ -582,7 +642,10 @@ impl Snapshot {
     }
 
     /// Bound pods an affinity term may select, across the namespaces it covers.
-    pub(crate) fn term_candidates<'a>(&'a self, term: &'a AffinityTerm) -> impl Iterator<Item = &'a PodSlot> + 'a {
+    pub(crate) fn term_candidates<'a>(
+        &'a self,
+        term: &'a AffinityTerm,
+    ) -> impl Iterator<Item = &'a PodSlot> + 'a {
         let namespaces: Vec<&str> = if term.namespace_selector == Selector::Nothing {
             term.namespaces.iter().map(String::as_str).collect()
         } else {
@@ -626,7 +689,11 @@ mod tests {
 
     fn requested(snapshot: &Snapshot, node: &str) -> (i64, i64, usize) {
         let info = snapshot.node_info(node).expect("node exists");
-        (info.requested().milli_cpu, info.requested().memory, info.pod_count())
+        (
+            info.requested().milli_cpu,
+            info.requested().memory,
+            info.pod_count(),
+        )
     }
 
     const MI: i64 = 1024 * 1024;
@@ -634,12 +701,30 @@ mod tests {
     #[test]
     fn accounts_bound_pods() {
         let snapshot = Snapshot::new(
-            vec![NodeBuilder::new("n1").build(), NodeBuilder::new("n2").build()],
             vec![
-                PodBuilder::new("a").node("n1").requests("100m", "1Mi").build(),
-                PodBuilder::new("b").node("n1").requests("200m", "2Mi").overhead("50m", "").build(),
-                PodBuilder::new("done").node("n1").requests("1", "1Gi").phase("Succeeded").build(),
-                PodBuilder::new("failed").node("n2").requests("1", "1Gi").phase("Failed").build(),
+                NodeBuilder::new("n1").build(),
+                NodeBuilder::new("n2").build(),
+            ],
+            vec![
+                PodBuilder::new("a")
+                    .node("n1")
+                    .requests("100m", "1Mi")
+                    .build(),
+                PodBuilder::new("b")
+                    .node("n1")
+                    .requests("200m", "2Mi")
+                    .overhead("50m", "")
+                    .build(),
+                PodBuilder::new("done")
+                    .node("n1")
+                    .requests("1", "1Gi")
+                    .phase("Succeeded")
+                    .build(),
+                PodBuilder::new("failed")
+                    .node("n2")
+                    .requests("1", "1Gi")
+                    .phase("Failed")
+                    .build(),
                 PodBuilder::new("pending").requests("1", "1Gi").build(),
                 PodBuilder::new("c").node("n2").requests("", "").build(),
             ],
@@ -648,37 +733,70 @@ mod tests {
         );
         assert_eq!(requested(&snapshot, "n1"), (350, 3 * MI, 2));
         assert_eq!(requested(&snapshot, "n2"), (0, 0, 1));
-        assert_eq!(snapshot.node_info("n2").map(|n| n.non_zero_requested()), Some((100, 200 * MI)));
+        assert_eq!(
+            snapshot.node_info("n2").map(|n| n.non_zero_requested()),
+            Some((100, 200 * MI))
+        );
         assert!(snapshot.pod("default", "pending").is_none());
         assert!(snapshot.pod("default", "a").is_some());
-        assert_eq!(snapshot.node_info("n1").map(|n| n.allowed_pod_number()), Some(110));
+        assert_eq!(
+            snapshot.node_info("n1").map(|n| n.allowed_pod_number()),
+            Some(110)
+        );
     }
 
     #[test]
     fn add_and_remove_pods() {
-        let mut snapshot = Snapshot::new(vec![NodeBuilder::new("n1").build()], vec![], vec![], vec![]);
-        snapshot.add_pod(PodBuilder::new("a").node("n1").requests("1", "1Mi").host_port(80, "", "").build());
+        let mut snapshot =
+            Snapshot::new(vec![NodeBuilder::new("n1").build()], vec![], vec![], vec![]);
+        snapshot.add_pod(
+            PodBuilder::new("a")
+                .node("n1")
+                .requests("1", "1Mi")
+                .host_port(80, "", "")
+                .build(),
+        );
         assert_eq!(requested(&snapshot, "n1"), (1000, MI, 1));
-        assert!(!snapshot.node_info("n1").map(|n| n.used_ports().is_empty()).unwrap_or(true));
+        assert!(!snapshot
+            .node_info("n1")
+            .map(|n| n.used_ports().is_empty())
+            .unwrap_or(true));
         // Re-adding replaces instead of double counting.
         snapshot.add_pod(PodBuilder::new("a").node("n1").requests("2", "1Mi").build());
         assert_eq!(requested(&snapshot, "n1"), (2000, MI, 1));
-        assert!(snapshot.node_info("n1").map(|n| n.used_ports().is_empty()).unwrap_or(false));
+        assert!(snapshot
+            .node_info("n1")
+            .map(|n| n.used_ports().is_empty())
+            .unwrap_or(false));
         // A pod turning Succeeded leaves the node.
-        snapshot.add_pod(PodBuilder::new("a").node("n1").requests("2", "1Mi").phase("Succeeded").build());
+        snapshot.add_pod(
+            PodBuilder::new("a")
+                .node("n1")
+                .requests("2", "1Mi")
+                .phase("Succeeded")
+                .build(),
+        );
         assert_eq!(requested(&snapshot, "n1"), (0, 0, 0));
         snapshot.add_pod(PodBuilder::new("b").node("n1").requests("1", "").build());
         assert!(snapshot.remove_pod("default", "b"));
         assert!(!snapshot.remove_pod("default", "b"));
         assert_eq!(requested(&snapshot, "n1"), (0, 0, 0));
-        assert_eq!(snapshot.candidates("default", &Selector::Requirements(Vec::new())).count(), 0);
+        assert_eq!(
+            snapshot
+                .candidates("default", &Selector::Requirements(Vec::new()))
+                .count(),
+            0
+        );
     }
 
     #[test]
     fn nodes_come_and_go_with_their_pods() {
         let mut snapshot = Snapshot::new(
             vec![],
-            vec![PodBuilder::new("early").node("n1").requests("1", "").build()],
+            vec![PodBuilder::new("early")
+                .node("n1")
+                .requests("1", "")
+                .build()],
             vec![],
             vec![],
         );
@@ -686,10 +804,23 @@ mod tests {
         snapshot.upsert_node(NodeBuilder::new("n1").build());
         assert_eq!(requested(&snapshot, "n1"), (1000, 0, 1));
         snapshot.upsert_node(NodeBuilder::new("n1").cpu("8").build());
-        assert_eq!(snapshot.node_info("n1").map(|n| n.allocatable().milli_cpu), Some(8000));
+        assert_eq!(
+            snapshot.node_info("n1").map(|n| n.allocatable().milli_cpu),
+            Some(8000)
+        );
         assert_eq!(requested(&snapshot, "n1"), (1000, 0, 1));
         snapshot.upsert_node(NodeBuilder::new("n2").build());
+        snapshot.add_pod(PodBuilder::new("on-n2").node("n2").build());
         assert!(snapshot.remove_node("n1"));
+        // n2 moved into n1's place; its pods follow.
+        let on_n2 = snapshot
+            .pod_index
+            .get(&("default".to_string(), "on-n2".to_string()))
+            .copied();
+        let position = on_n2
+            .and_then(|slot| snapshot.slot(slot))
+            .and_then(|r| snapshot.node_of(r));
+        assert_eq!(position, snapshot.node_position("n2"));
         assert!(!snapshot.remove_node("n1"));
         assert_eq!(snapshot.node_count(), 1);
         assert_eq!(snapshot.node_info("n2").map(NodeInfo::name), Some("n2"));
@@ -723,15 +854,25 @@ mod tests {
         let snapshot = Snapshot::new(
             vec![NodeBuilder::new("n1").build()],
             vec![
-                PodBuilder::new("web-1").node("n1").label("app", "web").build(),
-                PodBuilder::new("web-2").node("n1").label("app", "web").namespace("other").build(),
+                PodBuilder::new("web-1")
+                    .node("n1")
+                    .label("app", "web")
+                    .build(),
+                PodBuilder::new("web-2")
+                    .node("n1")
+                    .label("app", "web")
+                    .namespace("other")
+                    .build(),
                 PodBuilder::new("db").node("n1").label("app", "db").build(),
             ],
             vec![],
             vec![],
         );
         let web = Selector::from_labels(&BTreeMap::from([("app".to_string(), "web".to_string())]));
-        let names: Vec<&str> = snapshot.candidates("default", &web).map(|p| p.info.name.as_str()).collect();
+        let names: Vec<&str> = snapshot
+            .candidates("default", &web)
+            .map(|p| p.info.name.as_str())
+            .collect();
         assert_eq!(names, vec!["web-1"]);
         let mut all: Vec<&str> = snapshot
             .candidates("default", &Selector::Requirements(Vec::new()))
@@ -739,6 +880,9 @@ mod tests {
             .collect();
         all.sort_unstable();
         assert_eq!(all, vec!["db", "web-1"]);
-        assert_eq!(snapshot.candidates("default", &Selector::Nothing).count(), 0);
+        assert_eq!(
+            snapshot.candidates("default", &Selector::Nothing).count(),
+            0
+        );
     }
 }

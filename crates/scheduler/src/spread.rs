@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use crate::labels::Selector;
 use crate::node_selector::RequiredNodeAffinity;
 use crate::pod_info::PodInfo;
-use crate::snapshot::{NodeInfo, PodSlot, Snapshot, ZONE_LABEL};
+use crate::snapshot::{Map, NodeInfo, PodSlot, Snapshot, ZONE_LABEL};
 use crate::taints::first_untolerated_scheduling_taint;
 
 pub(crate) const HOSTNAME_LABEL: &str = "kubernetes.io/hostname";
@@ -47,11 +47,18 @@ pub(crate) struct SpreadConstraint {
 impl SpreadConstraint {
     /// Whether the node's domain takes part (node inclusion policies: node
     /// affinity honored and taints ignored unless the constraint says otherwise).
-    pub(crate) fn includes_node(&self, pod: &PodInfo, required: &RequiredNodeAffinity, node: &NodeInfo) -> bool {
+    pub(crate) fn includes_node(
+        &self,
+        pod: &PodInfo,
+        required: &RequiredNodeAffinity,
+        node: &NodeInfo,
+    ) -> bool {
         if self.honor_node_affinity && !required.matches(node.name(), node.labels()) {
             return false;
         }
-        if self.honor_node_taints && first_untolerated_scheduling_taint(node.taints(), pod.tolerations()).is_some() {
+        if self.honor_node_taints
+            && first_untolerated_scheduling_taint(node.taints(), pod.tolerations()).is_some()
+        {
             return false;
         }
         true
@@ -75,7 +82,11 @@ pub(crate) fn constraints(pod: &PodInfo, when_unsatisfiable: &str) -> Vec<Spread
                 .match_label_keys
                 .iter()
                 .flatten()
-                .filter_map(|key| pod.labels().get(key).map(|value| (key.clone(), value.clone())))
+                .filter_map(|key| {
+                    pod.labels()
+                        .get(key)
+                        .map(|value| (key.clone(), value.clone()))
+                })
                 .collect();
             selector = selector.merged_with_labels(&match_labels);
             SpreadConstraint {
@@ -120,7 +131,9 @@ pub(crate) fn default_constraints(pod: &PodInfo) -> Vec<SpreadConstraint> {
 }
 
 pub(crate) fn node_has_all_keys(node: &NodeInfo, constraints: &[SpreadConstraint]) -> bool {
-    constraints.iter().all(|c| node.labels().contains_key(&c.topology_key))
+    constraints
+        .iter()
+        .all(|c| node.labels().contains_key(&c.topology_key))
 }
 
 /// Whether an existing pod counts for a constraint of `pod`: same namespace, not
@@ -129,13 +142,32 @@ fn counts_for(existing: &PodInfo, namespace: &str, selector: &PodSelector) -> bo
     !existing.terminating && existing.namespace == namespace && selector.matches(existing)
 }
 
-/// For every node position in the snapshot, how many pods on it the constraint counts.
-pub(crate) fn matching_pods_per_node(snapshot: &Snapshot, namespace: &str, selector: &PodSelector) -> Vec<i64> {
-    let mut counts = vec![0i64; snapshot.nodes().len()];
+/// How many pods on each node a constraint counts. Sparse: most nodes have none.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct PodCounts {
+    by_node: Map<usize, i64>,
+    /// The snapshot positions with a non-zero count, in position order.
+    pub(crate) nodes_with_pods: Vec<usize>,
+}
+
+impl PodCounts {
+    /// The count on the node at this snapshot position.
+    pub(crate) fn on(&self, position: usize) -> i64 {
+        self.by_node.get(&position).copied().unwrap_or(0)
+    }
+}
+
+/// Counts the pods a constraint counts on every node, from the snapshot's indexes.
+pub(crate) fn matching_pods_per_node(
+    snapshot: &Snapshot,
+    namespace: &str,
+    selector: &PodSelector,
+) -> PodCounts {
+    let mut by_node: Map<usize, i64> = Map::default();
     let mut count = |record: &PodSlot| {
         if counts_for(&record.info, namespace, selector) {
             if let Some(position) = snapshot.node_of(record) {
-                counts[position] += 1;
+                *by_node.entry(position).or_default() += 1;
             }
         }
     };
@@ -143,7 +175,12 @@ pub(crate) fn matching_pods_per_node(snapshot: &Snapshot, namespace: &str, selec
         PodSelector::Labels(labels) => snapshot.candidates(namespace, labels).for_each(&mut count),
         PodSelector::Owner(uid) => snapshot.owned_by(uid).for_each(&mut count),
     }
-    counts
+    let mut nodes_with_pods: Vec<usize> = by_node.keys().copied().collect();
+    nodes_with_pods.sort_unstable();
+    PodCounts {
+        by_node,
+        nodes_with_pods,
+    }
 }
 
 #[cfg(test)]
@@ -179,7 +216,12 @@ mod tests {
         assert_eq!(soft.len(), 1);
         assert_eq!(soft[0].min_domains, 3);
         assert!(!soft[0].honor_node_affinity && soft[0].honor_node_taints);
-        let other_hash = PodInfo::new(PodBuilder::new("q").label("app", "web").label("hash", "def").build());
+        let other_hash = PodInfo::new(
+            PodBuilder::new("q")
+                .label("app", "web")
+                .label("hash", "def")
+                .build(),
+        );
         assert!(soft[0].selector.matches(&pod));
         assert!(!soft[0].selector.matches(&other_hash));
         assert!(hard[0].selector.matches(&other_hash));
@@ -189,12 +231,27 @@ mod tests {
 
     #[test]
     fn default_constraints_follow_the_owner() {
-        let pod = PodInfo::new(PodBuilder::new("p").owner("ReplicaSet", "rs", "rs-uid").build());
+        let pod = PodInfo::new(
+            PodBuilder::new("p")
+                .owner("ReplicaSet", "rs", "rs-uid")
+                .build(),
+        );
         let defaults = default_constraints(&pod);
-        let summary: Vec<(&str, i64)> = defaults.iter().map(|c| (c.topology_key.as_str(), c.max_skew)).collect();
+        let summary: Vec<(&str, i64)> = defaults
+            .iter()
+            .map(|c| (c.topology_key.as_str(), c.max_skew))
+            .collect();
         assert_eq!(summary, vec![(HOSTNAME_LABEL, 3), (ZONE_LABEL, 5)]);
-        let sibling = PodInfo::new(PodBuilder::new("s").owner("ReplicaSet", "rs", "rs-uid").build());
-        let stranger = PodInfo::new(PodBuilder::new("t").owner("ReplicaSet", "rs2", "other").build());
+        let sibling = PodInfo::new(
+            PodBuilder::new("s")
+                .owner("ReplicaSet", "rs", "rs-uid")
+                .build(),
+        );
+        let stranger = PodInfo::new(
+            PodBuilder::new("t")
+                .owner("ReplicaSet", "rs2", "other")
+                .build(),
+        );
         assert!(defaults[0].selector.matches(&sibling));
         assert!(!defaults[0].selector.matches(&stranger));
     }
@@ -202,14 +259,28 @@ mod tests {
     #[test]
     fn counts_matching_pods_per_node() {
         let snapshot = Snapshot::new(
-            vec![NodeBuilder::new("n1").build(), NodeBuilder::new("n2").build()],
+            vec![
+                NodeBuilder::new("n1").build(),
+                NodeBuilder::new("n2").build(),
+            ],
             vec![
                 PodBuilder::new("a").node("n1").label("app", "web").build(),
                 PodBuilder::new("b").node("n1").label("app", "web").build(),
-                PodBuilder::new("c").node("n2").label("app", "web").terminating().build(),
-                PodBuilder::new("d").node("n2").label("app", "web").namespace("other").build(),
+                PodBuilder::new("c")
+                    .node("n2")
+                    .label("app", "web")
+                    .terminating()
+                    .build(),
+                PodBuilder::new("d")
+                    .node("n2")
+                    .label("app", "web")
+                    .namespace("other")
+                    .build(),
                 PodBuilder::new("e").node("n2").label("app", "web").build(),
-                PodBuilder::new("f").node("gone").label("app", "web").build(),
+                PodBuilder::new("f")
+                    .node("gone")
+                    .label("app", "web")
+                    .build(),
             ],
             vec![],
             vec![],
@@ -219,7 +290,7 @@ mod tests {
             "web".to_string(),
         )])));
         let counts = matching_pods_per_node(&snapshot, "default", &selector);
-        let by_name = |name: &str| snapshot.node_position(name).map(|p| counts[p]);
+        let by_name = |name: &str| snapshot.node_position(name).map(|p| counts.on(p));
         assert_eq!((by_name("n1"), by_name("n2")), (Some(2), Some(1)));
     }
 }

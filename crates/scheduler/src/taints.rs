@@ -18,7 +18,8 @@ pub(crate) fn tolerates(toleration: &Toleration, taint: &Taint) -> bool {
     }
     match toleration.operator.as_deref().unwrap_or_default() {
         "" | "Equal" => {
-            toleration.value.as_deref().unwrap_or_default() == taint.value.as_deref().unwrap_or_default()
+            toleration.value.as_deref().unwrap_or_default()
+                == taint.value.as_deref().unwrap_or_default()
         }
         "Exists" => true,
         _ => false,
@@ -27,7 +28,9 @@ pub(crate) fn tolerates(toleration: &Toleration, taint: &Taint) -> bool {
 
 /// Whether any of the tolerations tolerates the taint.
 pub(crate) fn tolerated_by_any(tolerations: &[Toleration], taint: &Taint) -> bool {
-    tolerations.iter().any(|toleration| tolerates(toleration, taint))
+    tolerations
+        .iter()
+        .any(|toleration| tolerates(toleration, taint))
 }
 
 /// The first `NoSchedule` or `NoExecute` taint the tolerations do not tolerate.
@@ -36,7 +39,8 @@ pub(crate) fn first_untolerated_scheduling_taint<'a>(
     tolerations: &[Toleration],
 ) -> Option<&'a Taint> {
     taints.iter().find(|taint| {
-        (taint.effect == "NoSchedule" || taint.effect == "NoExecute") && !tolerated_by_any(tolerations, taint)
+        (taint.effect == "NoSchedule" || taint.effect == "NoExecute")
+            && !tolerated_by_any(tolerations, taint)
     })
 }
 
@@ -70,17 +74,61 @@ mod tests {
 
     #[test]
     fn toleration_matching() {
-        check(toleration("k", "Equal", "v", "NoSchedule"), taint("k", "v", "NoSchedule"), true);
-        check(toleration("k", "", "v", "NoSchedule"), taint("k", "v", "NoSchedule"), true);
-        check(toleration("k", "Equal", "v", "NoSchedule"), taint("k", "w", "NoSchedule"), false);
-        check(toleration("k", "Equal", "", "NoSchedule"), taint("k", "", "NoSchedule"), true);
-        check(toleration("k", "Equal", "v", "NoSchedule"), taint("k", "v", "NoExecute"), false);
-        check(toleration("k", "Equal", "v", ""), taint("k", "v", "NoExecute"), true);
-        check(toleration("k", "Exists", "", "NoSchedule"), taint("k", "anything", "NoSchedule"), true);
-        check(toleration("k", "Exists", "", "NoSchedule"), taint("other", "", "NoSchedule"), false);
-        check(toleration("", "Exists", "", ""), taint("any", "thing", "NoExecute"), true);
-        check(toleration("", "Exists", "", "PreferNoSchedule"), taint("any", "", "NoSchedule"), false);
-        check(toleration("k", "Gt", "1", ""), taint("k", "2", "NoSchedule"), false);
+        check(
+            toleration("k", "Equal", "v", "NoSchedule"),
+            taint("k", "v", "NoSchedule"),
+            true,
+        );
+        check(
+            toleration("k", "", "v", "NoSchedule"),
+            taint("k", "v", "NoSchedule"),
+            true,
+        );
+        check(
+            toleration("k", "Equal", "v", "NoSchedule"),
+            taint("k", "w", "NoSchedule"),
+            false,
+        );
+        check(
+            toleration("k", "Equal", "", "NoSchedule"),
+            taint("k", "", "NoSchedule"),
+            true,
+        );
+        check(
+            toleration("k", "Equal", "v", "NoSchedule"),
+            taint("k", "v", "NoExecute"),
+            false,
+        );
+        check(
+            toleration("k", "Equal", "v", ""),
+            taint("k", "v", "NoExecute"),
+            true,
+        );
+        check(
+            toleration("k", "Exists", "", "NoSchedule"),
+            taint("k", "anything", "NoSchedule"),
+            true,
+        );
+        check(
+            toleration("k", "Exists", "", "NoSchedule"),
+            taint("other", "", "NoSchedule"),
+            false,
+        );
+        check(
+            toleration("", "Exists", "", ""),
+            taint("any", "thing", "NoExecute"),
+            true,
+        );
+        check(
+            toleration("", "Exists", "", "PreferNoSchedule"),
+            taint("any", "", "NoSchedule"),
+            false,
+        );
+        check(
+            toleration("k", "Gt", "1", ""),
+            taint("k", "2", "NoSchedule"),
+            false,
+        );
     }
 
     #[test]
@@ -91,10 +139,19 @@ mod tests {
             taint("b", "2", "NoExecute"),
         ];
         let none: [Toleration; 0] = [];
-        assert_eq!(first_untolerated_scheduling_taint(&taints, &none).map(|t| t.key.as_str()), Some("a"));
+        assert_eq!(
+            first_untolerated_scheduling_taint(&taints, &none).map(|t| t.key.as_str()),
+            Some("a")
+        );
         let tolerate_a = [toleration("a", "Exists", "", "")];
-        assert_eq!(first_untolerated_scheduling_taint(&taints, &tolerate_a).map(|t| t.key.as_str()), Some("b"));
+        assert_eq!(
+            first_untolerated_scheduling_taint(&taints, &tolerate_a).map(|t| t.key.as_str()),
+            Some("b")
+        );
         let tolerate_all = [toleration("", "Exists", "", "")];
-        assert_eq!(first_untolerated_scheduling_taint(&taints, &tolerate_all), None);
+        assert_eq!(
+            first_untolerated_scheduling_taint(&taints, &tolerate_all),
+            None
+        );
     }
 }

@@ -5,13 +5,15 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{
     Affinity, Container, ContainerPort, Node, NodeAffinity, NodeSelector, NodeSelectorRequirement,
     NodeSelectorTerm, NodeSpec, NodeStatus, PersistentVolume, PersistentVolumeClaim,
-    PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource, PersistentVolumeSpec, Pod, PodAffinity,
-    PodAffinityTerm, PodAntiAffinity, PodCondition, PodSpec, PodStatus, PreferredSchedulingTerm,
-    ResourceRequirements, Taint, Toleration, TopologySpreadConstraint, Volume, VolumeNodeAffinity,
-    WeightedPodAffinityTerm,
+    PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource, PersistentVolumeSpec, Pod,
+    PodAffinity, PodAffinityTerm, PodAntiAffinity, PodCondition, PodSpec, PodStatus,
+    PreferredSchedulingTerm, ResourceRequirements, Taint, Toleration, TopologySpreadConstraint,
+    Volume, VolumeNodeAffinity, WeightedPodAffinityTerm,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
+    LabelSelector, ObjectMeta, OwnerReference, Time,
+};
 
 /// Builds a pod in namespace `default` with one container requesting nothing.
 #[derive(Clone, Debug)]
@@ -122,7 +124,10 @@ impl PodBuilder {
     pub(crate) fn sidecar(mut self, cpu: &str, memory: &str) -> Self {
         let mut sidecar = container("sidecar", cpu, memory);
         sidecar.restart_policy = Some("Always".to_string());
-        self.spec().init_containers.get_or_insert_with(Vec::new).push(sidecar);
+        self.spec()
+            .init_containers
+            .get_or_insert_with(Vec::new)
+            .push(sidecar);
         self
     }
 
@@ -152,7 +157,10 @@ impl PodBuilder {
     }
 
     pub(crate) fn nominated(mut self, node: &str) -> Self {
-        self.0.status.get_or_insert_with(Default::default).nominated_node_name = Some(node.to_string());
+        self.0
+            .status
+            .get_or_insert_with(Default::default)
+            .nominated_node_name = Some(node.to_string());
         self
     }
 
@@ -174,7 +182,10 @@ impl PodBuilder {
     /// Marks the pod as started `seconds` after the Unix epoch.
     pub(crate) fn started(mut self, seconds: i64) -> Self {
         let timestamp = k8s_openapi::jiff::Timestamp::from_second(seconds).unwrap_or_default();
-        self.0.status.get_or_insert_with(Default::default).start_time = Some(Time(timestamp));
+        self.0
+            .status
+            .get_or_insert_with(Default::default)
+            .start_time = Some(Time(timestamp));
         self
     }
 
@@ -217,15 +228,24 @@ impl PodBuilder {
         self
     }
 
-    pub(crate) fn toleration(mut self, key: &str, operator: &str, value: &str, effect: &str) -> Self {
+    pub(crate) fn toleration(
+        mut self,
+        key: &str,
+        operator: &str,
+        value: &str,
+        effect: &str,
+    ) -> Self {
         let some = |s: &str| (!s.is_empty()).then(|| s.to_string());
-        self.spec().tolerations.get_or_insert_with(Vec::new).push(Toleration {
-            key: some(key),
-            operator: some(operator),
-            value: some(value),
-            effect: some(effect),
-            toleration_seconds: None,
-        });
+        self.spec()
+            .tolerations
+            .get_or_insert_with(Vec::new)
+            .push(Toleration {
+                key: some(key),
+                operator: some(operator),
+                value: some(value),
+                effect: some(effect),
+                toleration_seconds: None,
+            });
         self
     }
 
@@ -247,7 +267,11 @@ impl PodBuilder {
         self
     }
 
-    pub(crate) fn preferred_node_affinity(mut self, weight: i32, preference: NodeSelectorTerm) -> Self {
+    pub(crate) fn preferred_node_affinity(
+        mut self,
+        weight: i32,
+        preference: NodeSelectorTerm,
+    ) -> Self {
         self.affinity()
             .node_affinity
             .get_or_insert_with(NodeAffinity::default)
@@ -290,7 +314,11 @@ impl PodBuilder {
         self
     }
 
-    pub(crate) fn preferred_pod_anti_affinity(mut self, weight: i32, term: PodAffinityTerm) -> Self {
+    pub(crate) fn preferred_pod_anti_affinity(
+        mut self,
+        weight: i32,
+        term: PodAffinityTerm,
+    ) -> Self {
         self.affinity()
             .pod_anti_affinity
             .get_or_insert_with(PodAntiAffinity::default)
@@ -304,7 +332,13 @@ impl PodBuilder {
     }
 
     /// Adds a topology spread constraint selecting pods with the given labels.
-    pub(crate) fn spread(mut self, max_skew: i32, topology_key: &str, when: &str, selector: &[(&str, &str)]) -> Self {
+    pub(crate) fn spread(
+        mut self,
+        max_skew: i32,
+        topology_key: &str,
+        when: &str,
+        selector: &[(&str, &str)],
+    ) -> Self {
         self.spec()
             .topology_spread_constraints
             .get_or_insert_with(Vec::new)
@@ -328,14 +362,17 @@ impl PodBuilder {
     }
 
     pub(crate) fn pvc(mut self, claim: &str) -> Self {
-        self.spec().volumes.get_or_insert_with(Vec::new).push(Volume {
-            name: claim.to_string(),
-            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-                claim_name: claim.to_string(),
-                read_only: None,
-            }),
-            ..Default::default()
-        });
+        self.spec()
+            .volumes
+            .get_or_insert_with(Vec::new)
+            .push(Volume {
+                name: claim.to_string(),
+                persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                    claim_name: claim.to_string(),
+                    read_only: None,
+                }),
+                ..Default::default()
+            });
         self
     }
 
@@ -343,14 +380,21 @@ impl PodBuilder {
         self.spec()
             .scheduling_gates
             .get_or_insert_with(Vec::new)
-            .push(k8s_openapi::api::core::v1::PodSchedulingGate { name: gate.to_string() });
+            .push(k8s_openapi::api::core::v1::PodSchedulingGate {
+                name: gate.to_string(),
+            });
         self
     }
 }
 
 pub(crate) fn label_selector(labels: &[(&str, &str)]) -> LabelSelector {
     LabelSelector {
-        match_labels: Some(labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
+        match_labels: Some(
+            labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        ),
         match_expressions: None,
     }
 }
@@ -398,7 +442,10 @@ impl NodeBuilder {
         NodeBuilder(Node {
             metadata: ObjectMeta {
                 name: Some(name.to_string()),
-                labels: Some(BTreeMap::from([("kubernetes.io/hostname".to_string(), name.to_string())])),
+                labels: Some(BTreeMap::from([(
+                    "kubernetes.io/hostname".to_string(),
+                    name.to_string(),
+                )])),
                 ..Default::default()
             },
             spec: Some(NodeSpec::default()),
@@ -429,13 +476,6 @@ impl NodeBuilder {
 
     pub(crate) fn zone(self, zone: &str) -> Self {
         self.label("topology.kubernetes.io/zone", zone)
-    }
-
-    pub(crate) fn without_label(mut self, key: &str) -> Self {
-        if let Some(labels) = self.0.metadata.labels.as_mut() {
-            labels.remove(key);
-        }
-        self
     }
 
     pub(crate) fn allocatable(mut self, name: &str, amount: &str) -> Self {
@@ -476,7 +516,10 @@ impl NodeBuilder {
     }
 
     pub(crate) fn unschedulable(mut self) -> Self {
-        self.0.spec.get_or_insert_with(Default::default).unschedulable = Some(true);
+        self.0
+            .spec
+            .get_or_insert_with(Default::default)
+            .unschedulable = Some(true);
         self
     }
 }

@@ -111,7 +111,12 @@ fn str_at<'a>(v: &'a Value, pointer: &str) -> &'a str {
 fn pod_info(v: &Value) -> PodInfo {
     let mut cpu = 0;
     let mut memory = 0;
-    for c in v.pointer("/spec/containers").and_then(Value::as_array).into_iter().flatten() {
+    for c in v
+        .pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         cpu += parse_quantity(str_at(c, "/resources/requests/cpu"), true);
         memory += parse_quantity(str_at(c, "/resources/requests/memory"), false);
     }
@@ -196,16 +201,36 @@ impl Checker {
     }
 
     fn deployment(&mut self, v: &Value, deleted: bool) {
-        let key = format!("{}/{}", str_at(v, "/metadata/namespace"), str_at(v, "/metadata/name"));
+        let key = format!(
+            "{}/{}",
+            str_at(v, "/metadata/namespace"),
+            str_at(v, "/metadata/name")
+        );
         if deleted || v.pointer("/metadata/deletionTimestamp").is_some() {
             self.deployments.remove(&key);
             return;
         }
-        let replicas = v.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1);
+        let replicas = v
+            .pointer("/spec/replicas")
+            .and_then(Value::as_i64)
+            .unwrap_or(1);
         let rolling = str_at(v, "/spec/strategy/type") != "Recreate";
-        let paused = v.pointer("/spec/paused").and_then(Value::as_bool).unwrap_or(false);
-        let surge = resolve(v.pointer("/spec/strategy/rollingUpdate/maxSurge"), replicas, true, 25);
-        let mut max_unavailable = resolve(v.pointer("/spec/strategy/rollingUpdate/maxUnavailable"), replicas, false, 25);
+        let paused = v
+            .pointer("/spec/paused")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        let surge = resolve(
+            v.pointer("/spec/strategy/rollingUpdate/maxSurge"),
+            replicas,
+            true,
+            25,
+        );
+        let mut max_unavailable = resolve(
+            v.pointer("/spec/strategy/rollingUpdate/maxUnavailable"),
+            replicas,
+            false,
+            25,
+        );
         if surge == 0 && max_unavailable == 0 {
             max_unavailable = 1;
         }
@@ -221,7 +246,8 @@ impl Checker {
             .filter(|p| p.namespace == namespace && p.available && matches(&selector, &p.labels))
             .count() as i64;
         let previous = self.deployments.get(&key);
-        let settled = previous.is_some_and(|d| d.settled && d.replicas == replicas) || available >= replicas;
+        let settled =
+            previous.is_some_and(|d| d.settled && d.replicas == replicas) || available >= replicas;
         self.deployments.insert(
             key,
             DeploymentInfo {
@@ -244,7 +270,10 @@ impl Checker {
                 if from != to {
                     self.violate(
                         revision,
-                        format!("pod {}/{} bound twice: to {from}, then to {to}", a.namespace, a.name),
+                        format!(
+                            "pod {}/{} bound twice: to {from}, then to {to}",
+                            a.namespace, a.name
+                        ),
                     );
                 }
             }
@@ -284,8 +313,12 @@ impl Checker {
         let is = after.as_ref().filter(|p| p.available);
         let mut floor_violations = Vec::new();
         for (key, d) in self.deployments.iter_mut() {
-            let delta = i64::from(is.is_some_and(|p| p.namespace == d.namespace && matches(&d.selector, &p.labels)))
-                - i64::from(was.is_some_and(|p| p.namespace == d.namespace && matches(&d.selector, &p.labels)));
+            let delta =
+                i64::from(is.is_some_and(|p| {
+                    p.namespace == d.namespace && matches(&d.selector, &p.labels)
+                })) - i64::from(was.is_some_and(|p| {
+                    p.namespace == d.namespace && matches(&d.selector, &p.labels)
+                }));
             if delta == 0 {
                 continue;
             }
@@ -345,9 +378,17 @@ mod tests {
     fn rebinding_is_a_violation() {
         let mut c = Checker::new(true);
         c.observe(1, None, Some(&pod("a", Some("n1"), "0", true)));
-        c.observe(2, Some(&pod("a", Some("n1"), "0", true)), Some(&pod("a", Some("n1"), "0", true)));
+        c.observe(
+            2,
+            Some(&pod("a", Some("n1"), "0", true)),
+            Some(&pod("a", Some("n1"), "0", true)),
+        );
         assert!(c.violations.is_empty());
-        c.observe(3, Some(&pod("a", Some("n1"), "0", true)), Some(&pod("a", Some("n2"), "0", true)));
+        c.observe(
+            3,
+            Some(&pod("a", Some("n1"), "0", true)),
+            Some(&pod("a", Some("n2"), "0", true)),
+        );
         assert_eq!(c.violations.len(), 1, "{:?}", c.violations);
         assert!(c.violations[0].message.contains("bound twice"));
     }
@@ -360,7 +401,11 @@ mod tests {
         assert!(c.violations.is_empty());
         c.observe(3, None, Some(&pod("b", Some("n1"), "600m", true)));
         assert_eq!(c.violations.len(), 1);
-        assert!(c.violations[0].message.contains("over-committed"), "{:?}", c.violations);
+        assert!(
+            c.violations[0].message.contains("over-committed"),
+            "{:?}",
+            c.violations
+        );
         // Deleting a pod frees its share.
         c.observe(4, Some(&pod("b", Some("n1"), "600m", true)), None);
         c.observe(5, None, Some(&pod("c", Some("n1"), "300m", true)));
@@ -376,7 +421,11 @@ mod tests {
             c.observe(2 + i as i64, None, Some(&pod(uid, Some("n1"), "0", true)));
         }
         // One down: 2 >= 3 - 1 is fine.
-        c.observe(10, Some(&pod("a", Some("n1"), "0", true)), Some(&pod("a", Some("n1"), "0", false)));
+        c.observe(
+            10,
+            Some(&pod("a", Some("n1"), "0", true)),
+            Some(&pod("a", Some("n1"), "0", false)),
+        );
         assert!(c.violations.is_empty(), "{:?}", c.violations);
         // Two down: below the floor.
         c.observe(11, Some(&pod("b", Some("n1"), "0", true)), None);

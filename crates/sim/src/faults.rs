@@ -27,8 +27,16 @@ pub struct FaultyTransport {
 }
 
 impl FaultyTransport {
-    pub fn new(inner: Arc<dyn Transport>, rates: FaultRates, random: Arc<SeededRandom>) -> FaultyTransport {
-        FaultyTransport { inner, rates, random }
+    pub fn new(
+        inner: Arc<dyn Transport>,
+        rates: FaultRates,
+        random: Arc<SeededRandom>,
+    ) -> FaultyTransport {
+        FaultyTransport {
+            inner,
+            rates,
+            random,
+        }
     }
 }
 
@@ -40,20 +48,38 @@ fn status(code: u16, reason: &str, message: &str) -> Response<apiserver::Respons
     Response::builder()
         .status(code)
         .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(body.to_string())).map_err(|never| match never {}).boxed())
+        .body(
+            Full::new(Bytes::from(body.to_string()))
+                .map_err(|never| match never {})
+                .boxed(),
+        )
         .expect("valid response")
 }
 
 impl Transport for FaultyTransport {
-    fn send(&self, request: Request<Full<Bytes>>) -> BoxFuture<'_, Result<Response<apiserver::ResponseBody>, ClientError>> {
+    fn send(
+        &self,
+        request: Request<Full<Bytes>>,
+    ) -> BoxFuture<'_, Result<Response<apiserver::ResponseBody>, ClientError>> {
         Box::pin(async move {
             let is_write = request.method() != Method::GET;
-            let is_watch = request.uri().query().is_some_and(|q| q.contains("watch=true"));
+            let is_watch = request
+                .uri()
+                .query()
+                .is_some_and(|q| q.contains("watch=true"));
             if is_write && self.random.chance(self.rates.write_conflict) {
-                return Ok(status(409, "Conflict", "injected fault: the object has been modified"));
+                return Ok(status(
+                    409,
+                    "Conflict",
+                    "injected fault: the object has been modified",
+                ));
             }
             if is_write && self.random.chance(self.rates.write_error) {
-                return Ok(status(500, "InternalError", "injected fault: internal error"));
+                return Ok(status(
+                    500,
+                    "InternalError",
+                    "injected fault: internal error",
+                ));
             }
             let response = self.inner.send(request).await?;
             if !is_watch || self.rates.watch_drop <= 0.0 {

@@ -37,7 +37,11 @@ impl FakeKubelet {
 }
 
 fn node_of(pod: &Pod) -> Option<&str> {
-    pod.spec.as_ref()?.node_name.as_deref().filter(|n| !n.is_empty())
+    pod.spec
+        .as_ref()?
+        .node_name
+        .as_deref()
+        .filter(|n| !n.is_empty())
 }
 
 fn rfc3339(t: jiff::Timestamp) -> String {
@@ -46,8 +50,14 @@ fn rfc3339(t: jiff::Timestamp) -> String {
 
 /// The pod IP a node hands out: 10.(node index).(pod index), from the names.
 fn pod_ip(node: &str, pod: &str) -> String {
-    let n: u32 = node.rsplit('-').next().and_then(|s| s.parse().ok()).unwrap_or(0);
-    let h = pod.bytes().fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
+    let n: u32 = node
+        .rsplit('-')
+        .next()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let h = pod
+        .bytes()
+        .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
     format!("10.{}.{}.{}", 64 + (n >> 8) % 64, n & 255, 2 + h % 250)
 }
 
@@ -140,7 +150,11 @@ impl Controller for FakeKubelet {
             });
             return plan;
         }
-        let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("Pending");
+        let phase = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.phase.as_deref())
+            .unwrap_or("Pending");
         let restarts = pod
             .status
             .as_ref()
@@ -152,7 +166,8 @@ impl Controller for FakeKubelet {
         match phase {
             "Pending" => {
                 let first = *seen.entry(key.clone()).or_insert(now);
-                let start_at = first + jiff::SignedDuration::try_from(self.startup).unwrap_or_default();
+                let start_at =
+                    first + jiff::SignedDuration::try_from(self.startup).unwrap_or_default();
                 if now >= start_at {
                     patch(&mut plan, status_patch(&pod, now, true, 0));
                 } else {
@@ -195,7 +210,8 @@ impl Controller for FakeKubelet {
 /// A Node object for fake node `index` of `count` (3 zones).
 pub fn node(index: usize, cpu: &str, memory: &str, pods: &str) -> Value {
     let name = format!("node-{index:05}");
-    let resources = json!({"cpu": cpu, "memory": memory, "pods": pods, "ephemeral-storage": "100Gi"});
+    let resources =
+        json!({"cpu": cpu, "memory": memory, "pods": pods, "ephemeral-storage": "100Gi"});
     json!({
         "apiVersion": "v1",
         "kind": "Node",

@@ -8,3 +8,6 @@ pub mod checker;
 pub mod clock;
 pub mod faults;
 pub mod kubelet;
+mod scenario;
+
+pub use scenario::{run, Faults, Report, SimConfig};

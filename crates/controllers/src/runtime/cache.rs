@@ -73,11 +73,17 @@ impl<K> Default for Cache<K> {
     }
 }
 
+/// One change as `(old, new)`; `None` on either side is a creation or deletion.
+pub type Change<K> = (Option<Arc<K>>, Option<Arc<K>>);
+
 /// What an update did, for change notification.
 pub enum Applied<K> {
     /// Nothing newer: the event was stale or a repeat.
     Unchanged,
-    Changed { old: Option<Arc<K>>, new: Option<Arc<K>> },
+    Changed {
+        old: Option<Arc<K>>,
+        new: Option<Arc<K>>,
+    },
 }
 
 impl<K: Metadata<Ty = ObjectMeta>> Cache<K> {
@@ -87,7 +93,10 @@ impl<K: Metadata<Ty = ObjectMeta>> Cache<K> {
 
     /// Every object, ordered by namespace and name.
     pub fn list(&self) -> Vec<Arc<K>> {
-        self.read().values().filter_map(|e| e.object.clone()).collect()
+        self.read()
+            .values()
+            .filter_map(|e| e.object.clone())
+            .collect()
     }
 
     pub fn list_namespace(&self, namespace: &str) -> Vec<Arc<K>> {
@@ -128,7 +137,10 @@ impl<K: Metadata<Ty = ObjectMeta>> Cache<K> {
                 },
             )
             .and_then(|e| e.object);
-        Applied::Changed { old, new: Some(new) }
+        Applied::Changed {
+            old,
+            new: Some(new),
+        }
     }
 
     /// Records a deletion observed at `revision` (at least the deleted
@@ -163,7 +175,7 @@ impl<K: Metadata<Ty = ObjectMeta>> Cache<K> {
     /// Replaces the whole content with a fresh list at `revision`; returns
     /// the changes as `(old, new)` pairs (objects gone from the list count as
     /// deleted). Entries newer than the list (our own writes) are kept.
-    pub fn replace(&self, objects: Vec<K>, revision: i64) -> Vec<(Option<Arc<K>>, Option<Arc<K>>)> {
+    pub fn replace(&self, objects: Vec<K>, revision: i64) -> Vec<Change<K>> {
         let mut entries = self.write();
         let mut previous = std::mem::take(&mut *entries);
         let mut changes = Vec::new();

@@ -95,11 +95,7 @@ pub fn decide(
         .map(|s| Duration::from_secs(s.max(0) as u64))
         .unwrap_or(config.lease_duration);
     let expired = holder.is_empty()
-        || now
-            .duration_since(observed_at)
-            .unsigned_abs()
-            .ge(&held_for)
-            && now >= observed_at;
+        || now.duration_since(observed_at).unsigned_abs().ge(&held_for) && now >= observed_at;
     if !expired {
         return Decision::Follow { holder };
     }
@@ -125,7 +121,11 @@ pub struct LeaderElector {
 }
 
 impl LeaderElector {
-    pub fn new(client: Client, clock: Arc<dyn Clock>, config: LeaderConfig) -> (LeaderElector, watch::Receiver<bool>) {
+    pub fn new(
+        client: Client,
+        clock: Arc<dyn Clock>,
+        config: LeaderConfig,
+    ) -> (LeaderElector, watch::Receiver<bool>) {
         let (leading, receiver) = watch::channel(false);
         (
             LeaderElector {
@@ -175,7 +175,12 @@ impl LeaderElector {
                     .map(|_| true),
                 Decision::Update(lease) => self
                     .client
-                    .replace(LEASES, Some(&self.config.namespace), &self.config.name, &to_value(&lease))
+                    .replace(
+                        LEASES,
+                        Some(&self.config.namespace),
+                        &self.config.name,
+                        &to_value(&lease),
+                    )
                     .await
                     .map(|_| true),
                 Decision::Follow { .. } => Ok(false),
@@ -184,13 +189,20 @@ impl LeaderElector {
                 Ok(true) => {
                     last_renewed = tokio::time::Instant::now();
                     if !*self.leading.borrow() {
-                        tracing::info!("leader election: {} became the leader of {}", self.config.identity, self.config.name);
+                        tracing::info!(
+                            "leader election: {} became the leader of {}",
+                            self.config.identity,
+                            self.config.name
+                        );
                         let _ = self.leading.send(true);
                     }
                 }
                 Ok(false) => {
                     if *self.leading.borrow() {
-                        tracing::warn!("leader election: lost {} to another holder", self.config.name);
+                        tracing::warn!(
+                            "leader election: lost {} to another holder",
+                            self.config.name
+                        );
                         let _ = self.leading.send(false);
                     }
                 }
@@ -206,7 +218,10 @@ impl LeaderElector {
     /// A leader that could not renew within the renew deadline stops leading.
     fn check_deadline(&self, last_renewed: tokio::time::Instant) {
         if *self.leading.borrow() && last_renewed.elapsed() > self.config.renew_deadline {
-            tracing::warn!("leader election: could not renew {} in time; stepping down", self.config.name);
+            tracing::warn!(
+                "leader election: could not renew {} in time; stepping down",
+                self.config.name
+            );
             let _ = self.leading.send(false);
         }
     }
@@ -214,6 +229,34 @@ impl LeaderElector {
 
 fn to_value(lease: &Lease) -> Value {
     serde_json::to_value(lease).expect("Lease serializes")
+}
+
+/// Runs `start()`'s tasks only while this process leads: they start when
+/// leadership is won and are aborted when it is lost (and started afresh,
+/// with empty caches, if it is won again).
+pub async fn run_while_leading<F>(
+    elector: LeaderElector,
+    mut leading: watch::Receiver<bool>,
+    start: F,
+) where
+    F: Fn() -> tokio::task::JoinSet<()>,
+{
+    tokio::spawn(elector.run());
+    loop {
+        while !*leading.borrow_and_update() {
+            if leading.changed().await.is_err() {
+                return;
+            }
+        }
+        let mut tasks = start();
+        while *leading.borrow_and_update() {
+            if leading.changed().await.is_err() {
+                tasks.abort_all();
+                return;
+            }
+        }
+        tasks.abort_all();
+    }
 }
 
 #[cfg(test)]
@@ -240,7 +283,9 @@ mod tests {
 
     fn holder_of(d: &Decision) -> String {
         match d {
-            Decision::Create(l) | Decision::Update(l) => l.spec.as_ref().unwrap().holder_identity.clone().unwrap(),
+            Decision::Create(l) | Decision::Update(l) => {
+                l.spec.as_ref().unwrap().holder_identity.clone().unwrap()
+            }
             Decision::Follow { holder } => format!("follow {holder}"),
         }
     }
@@ -252,47 +297,33 @@ mod tests {
         assert_eq!(holder_of(&decide(None, &a, t(0), t(0))), "a");
         // Our own lease: renew, keeping transitions and the resourceVersion.
         let d = decide(Some(&held_by("a", 0)), &a, t(5), t(0));
-        let Decision::Update(l) = &d else { panic!("{d:?}") };
+        let Decision::Update(l) = &d else {
+            panic!("{d:?}")
+        };
         assert_eq!(l.spec.as_ref().unwrap().renew_time, Some(MicroTime(t(5))));
         assert_eq!(l.metadata.resource_version.as_deref(), Some("7"));
         // Someone else's live lease: follow, until we have seen it unchanged for 15 s.
-        assert_eq!(holder_of(&decide(Some(&held_by("b", 0)), &a, t(14), t(0))), "follow b");
+        assert_eq!(
+            holder_of(&decide(Some(&held_by("b", 0)), &a, t(14), t(0))),
+            "follow b"
+        );
         let d = decide(Some(&held_by("b", 0)), &a, t(15), t(0));
         assert_eq!(holder_of(&d), "a");
         let Decision::Update(l) = &d else { panic!() };
         assert_eq!(l.spec.as_ref().unwrap().lease_transitions, Some(1));
-        assert_eq!(l.spec.as_ref().unwrap().acquire_time, Some(MicroTime(t(15))));
+        assert_eq!(
+            l.spec.as_ref().unwrap().acquire_time,
+            Some(MicroTime(t(15)))
+        );
         // Skewed remote clock: a renewTime far in the past does not matter, only
         // how long we have watched the record.
-        assert_eq!(holder_of(&decide(Some(&held_by("b", -3600)), &a, t(3), t(0))), "follow b");
+        assert_eq!(
+            holder_of(&decide(Some(&held_by("b", -3600)), &a, t(3), t(0))),
+            "follow b"
+        );
         // Released (empty holder): take it at once.
         let mut released = held_by("b", 0);
         released.spec.as_mut().unwrap().holder_identity = Some(String::new());
         assert_eq!(holder_of(&decide(Some(&released), &a, t(1), t(1))), "a");
-    }
-}
-
-/// Runs `start()`'s tasks only while this process leads: they start when
-/// leadership is won and are aborted when it is lost (and started afresh,
-/// with empty caches, if it is won again).
-pub async fn run_while_leading<F>(elector: LeaderElector, mut leading: watch::Receiver<bool>, start: F)
-where
-    F: Fn() -> tokio::task::JoinSet<()>,
-{
-    tokio::spawn(elector.run());
-    loop {
-        while !*leading.borrow_and_update() {
-            if leading.changed().await.is_err() {
-                return;
-            }
-        }
-        let mut tasks = start();
-        while *leading.borrow_and_update() {
-            if leading.changed().await.is_err() {
-                tasks.abort_all();
-                return;
-            }
-        }
-        tasks.abort_all();
     }
 }

@@ -14,7 +14,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use client::{Client, ClientError, DeleteOptions, Gvr, PatchType, WatchEvent};
-use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::apps::v1::{
+    ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet,
+};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{Node, PersistentVolumeClaim, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -23,8 +25,8 @@ use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use tokio::task::JoinSet;
 
-pub use self::cache::{Cache, ObjectKey};
 use self::cache::{revision_of, Applied};
+pub use self::cache::{Cache, ObjectKey};
 pub use self::queue::WorkQueue;
 use crate::plan::{Action, EventType, Plan, Resource};
 
@@ -211,7 +213,12 @@ pub struct ControllerManager {
 }
 
 impl ControllerManager {
-    pub fn new(client: Client, clock: Arc<dyn Clock>, controllers: Vec<Arc<dyn Controller>>, options: Options) -> Arc<ControllerManager> {
+    pub fn new(
+        client: Client,
+        clock: Arc<dyn Clock>,
+        controllers: Vec<Arc<dyn Controller>>,
+        options: Options,
+    ) -> Arc<ControllerManager> {
         Arc::new(ControllerManager {
             client,
             clock,
@@ -301,7 +308,12 @@ impl ControllerManager {
             loop {
                 let stream = match self
                     .client
-                    .watch(gvr, None, &resource_version, self.options.watch_timeout_seconds)
+                    .watch(
+                        gvr,
+                        None,
+                        &resource_version,
+                        self.options.watch_timeout_seconds,
+                    )
                     .await
                 {
                     Ok(s) => s,
@@ -319,7 +331,10 @@ impl ControllerManager {
                 while let Some(event) = futures::StreamExt::next(&mut stream).await {
                     match event {
                         WatchEvent::Added(v) | WatchEvent::Modified(v) => {
-                            if let Some(rv) = v.pointer("/metadata/resourceVersion").and_then(Value::as_str) {
+                            if let Some(rv) = v
+                                .pointer("/metadata/resourceVersion")
+                                .and_then(Value::as_str)
+                            {
                                 resource_version = rv.to_string();
                             }
                             if let Some((old, new)) = self.caches.upsert(resource, v) {
@@ -336,11 +351,16 @@ impl ControllerManager {
                             if let Some(rv) = &meta.resource_version {
                                 resource_version = rv.clone();
                             }
-                            if let Some((old, new)) = self.caches.remove(resource, &ObjectKey::of(&meta), revision) {
+                            if let Some((old, new)) =
+                                self.caches
+                                    .remove(resource, &ObjectKey::of(&meta), revision)
+                            {
                                 self.dispatch(old.as_ref(), new.as_ref());
                             }
                         }
-                        WatchEvent::Bookmark { resource_version: rv } => {
+                        WatchEvent::Bookmark {
+                            resource_version: rv,
+                        } => {
                             if !rv.is_empty() {
                                 resource_version = rv;
                             }
@@ -423,7 +443,10 @@ impl ControllerManager {
                 namespace,
                 object,
             } => {
-                match client.create(gvr(*resource), namespace.as_deref(), object).await {
+                match client
+                    .create(gvr(*resource), namespace.as_deref(), object)
+                    .await
+                {
                     Ok(created) => {
                         if *resource == Resource::Pods {
                             self.pod_created_event(&created).await;
@@ -442,7 +465,9 @@ impl ControllerManager {
                 name,
                 object,
             } => {
-                let updated = client.replace(gvr(*resource), namespace.as_deref(), name, object).await?;
+                let updated = client
+                    .replace(gvr(*resource), namespace.as_deref(), name, object)
+                    .await?;
                 self.observe(*resource, updated);
                 Ok(())
             }
@@ -466,7 +491,14 @@ impl ControllerManager {
                 patch,
             } => {
                 let patched = client
-                    .patch(gvr(*resource), namespace.as_deref(), name, *subresource, PatchType::Merge, patch)
+                    .patch(
+                        gvr(*resource),
+                        namespace.as_deref(),
+                        name,
+                        *subresource,
+                        PatchType::Merge,
+                        patch,
+                    )
                     .await?;
                 self.observe(*resource, patched);
                 Ok(())
@@ -483,7 +515,8 @@ impl ControllerManager {
                     propagation: propagation.map(str::to_string),
                     ..Default::default()
                 };
-                self.delete(*resource, namespace.as_deref(), name, &options).await
+                self.delete(*resource, namespace.as_deref(), name, &options)
+                    .await
             }
             Action::DeleteNow {
                 resource,
@@ -496,7 +529,8 @@ impl ControllerManager {
                     grace_period_seconds: Some(0),
                     ..Default::default()
                 };
-                self.delete(*resource, namespace.as_deref(), name, &options).await
+                self.delete(*resource, namespace.as_deref(), name, &options)
+                    .await
             }
             Action::CreateSubresource {
                 resource,
@@ -506,7 +540,13 @@ impl ControllerManager {
                 object,
             } => {
                 client
-                    .create_subresource(gvr(*resource), namespace.as_deref(), name, subresource, object)
+                    .create_subresource(
+                        gvr(*resource),
+                        namespace.as_deref(),
+                        name,
+                        subresource,
+                        object,
+                    )
                     .await?;
                 Ok(())
             }
@@ -516,7 +556,8 @@ impl ControllerManager {
                 reason,
                 message,
             } => {
-                self.record_event(involved, *event_type, reason, message).await;
+                self.record_event(involved, *event_type, reason, message)
+                    .await;
                 Ok(())
             }
         }
@@ -529,7 +570,11 @@ impl ControllerManager {
         name: &str,
         options: &DeleteOptions,
     ) -> Result<(), ClientError> {
-        match self.client.delete(gvr(resource), namespace, name, options).await {
+        match self
+            .client
+            .delete(gvr(resource), namespace, name, options)
+            .await
+        {
             Ok(answer) => {
                 let still_there = answer.get("kind").and_then(Value::as_str) != Some("Status")
                     && answer.pointer("/metadata/deletionTimestamp").is_some();
@@ -558,11 +603,23 @@ impl ControllerManager {
     fn current_revision(&self, resource: Resource, key: &ObjectKey) -> Option<i64> {
         let meta = match resource {
             Resource::Pods => self.caches.pods.get(key).map(|o| o.metadata.clone()),
-            Resource::ReplicaSets => self.caches.replica_sets.get(key).map(|o| o.metadata.clone()),
+            Resource::ReplicaSets => self
+                .caches
+                .replica_sets
+                .get(key)
+                .map(|o| o.metadata.clone()),
             Resource::Deployments => self.caches.deployments.get(key).map(|o| o.metadata.clone()),
             Resource::Jobs => self.caches.jobs.get(key).map(|o| o.metadata.clone()),
-            Resource::ControllerRevisions => self.caches.controller_revisions.get(key).map(|o| o.metadata.clone()),
-            Resource::PersistentVolumeClaims => self.caches.persistent_volume_claims.get(key).map(|o| o.metadata.clone()),
+            Resource::ControllerRevisions => self
+                .caches
+                .controller_revisions
+                .get(key)
+                .map(|o| o.metadata.clone()),
+            Resource::PersistentVolumeClaims => self
+                .caches
+                .persistent_volume_claims
+                .get(key)
+                .map(|o| o.metadata.clone()),
             _ => None,
         }?;
         Some(revision_of(&meta))
@@ -574,11 +631,17 @@ impl ControllerManager {
         let Some(owner) = pod
             .pointer("/metadata/ownerReferences")
             .and_then(Value::as_array)
-            .and_then(|refs| refs.iter().find(|r| r.get("controller") == Some(&json!(true))))
+            .and_then(|refs| {
+                refs.iter()
+                    .find(|r| r.get("controller") == Some(&json!(true)))
+            })
         else {
             return;
         };
-        let name = pod.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
+        let name = pod
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or("");
         let involved = json!({
             "apiVersion": owner.get("apiVersion"),
             "kind": owner.get("kind"),
@@ -586,13 +649,24 @@ impl ControllerManager {
             "uid": owner.get("uid"),
             "namespace": pod.pointer("/metadata/namespace"),
         });
-        self.record_event(&involved, EventType::Normal, "SuccessfulCreate", &format!("Created pod: {name}"))
-            .await;
+        self.record_event(
+            &involved,
+            EventType::Normal,
+            "SuccessfulCreate",
+            &format!("Created pod: {name}"),
+        )
+        .await;
     }
 
     /// Writes a core/v1 Event; failures are logged, never retried (events
     /// are best effort, as in Kubernetes).
-    async fn record_event(&self, involved: &Value, event_type: EventType, reason: &str, message: &str) {
+    async fn record_event(
+        &self,
+        involved: &Value,
+        event_type: EventType,
+        reason: &str,
+        message: &str,
+    ) {
         let now = self.clock.now();
         let namespace = involved
             .get("namespace")
@@ -600,7 +674,10 @@ impl ControllerManager {
             .filter(|s| !s.is_empty())
             .unwrap_or("default")
             .to_string();
-        let name = involved.get("name").and_then(Value::as_str).unwrap_or("object");
+        let name = involved
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or("object");
         let sequence = self.event_sequence.fetch_add(1, Ordering::Relaxed);
         let timestamp = now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
         let event = json!({

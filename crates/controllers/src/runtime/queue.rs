@@ -152,7 +152,11 @@ mod tests {
         assert_eq!(q.len(), 1, "a is processing: not handed out twice");
         assert_eq!(q.get().await.unwrap(), key("b"));
         q.done(&a);
-        assert_eq!(q.get().await.unwrap(), key("a"), "changed while processing → again");
+        assert_eq!(
+            q.get().await.unwrap(),
+            key("a"),
+            "changed while processing → again"
+        );
     }
 
     #[tokio::test(start_paused = true)]

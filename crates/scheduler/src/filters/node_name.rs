@@ -8,7 +8,9 @@ pub(crate) const REASON: &str = "node(s) didn't match the requested node name";
 
 pub(crate) fn filter(pod: &PodInfo, node: &NodeInfo) -> FilterResult {
     match pod.pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) {
-        Some(wanted) if !wanted.is_empty() && wanted != node.name() => Err(Rejection::unresolvable(REASON)),
+        Some(wanted) if !wanted.is_empty() && wanted != node.name() => {
+            Err(Rejection::unresolvable(REASON))
+        }
         _ => Ok(()),
     }
 }
@@ -23,7 +25,10 @@ mod tests {
     fn check(pod: PodBuilder, node: &str, expected: Option<&str>) {
         let snapshot = Snapshot::new(vec![NodeBuilder::new(node).build()], vec![], vec![], vec![]);
         let node = snapshot.node_infos().next().expect("one node");
-        assert_eq!(outcome(filter(&PodInfo::new(pod.build()), node)).as_deref(), expected);
+        assert_eq!(
+            outcome(filter(&PodInfo::new(pod.build()), node)).as_deref(),
+            expected
+        );
     }
 
     #[test]

@@ -44,16 +44,36 @@ mod tests {
     #[test]
     fn cordoned_nodes() {
         check(PodBuilder::new("p"), NodeBuilder::new("n"), None);
-        check(PodBuilder::new("p"), NodeBuilder::new("n").unschedulable(), Some(REASON));
+        check(
+            PodBuilder::new("p"),
+            NodeBuilder::new("n").unschedulable(),
+            Some(REASON),
+        );
         let key = "node.kubernetes.io/unschedulable";
-        check(PodBuilder::new("p").toleration(key, "Exists", "", "NoSchedule"), NodeBuilder::new("n").unschedulable(), None);
-        check(PodBuilder::new("p").toleration(key, "Exists", "", ""), NodeBuilder::new("n").unschedulable(), None);
-        check(PodBuilder::new("p").toleration("", "Exists", "", ""), NodeBuilder::new("n").unschedulable(), None);
+        check(
+            PodBuilder::new("p").toleration(key, "Exists", "", "NoSchedule"),
+            NodeBuilder::new("n").unschedulable(),
+            None,
+        );
+        check(
+            PodBuilder::new("p").toleration(key, "Exists", "", ""),
+            NodeBuilder::new("n").unschedulable(),
+            None,
+        );
+        check(
+            PodBuilder::new("p").toleration("", "Exists", "", ""),
+            NodeBuilder::new("n").unschedulable(),
+            None,
+        );
         check(
             PodBuilder::new("p").toleration(key, "Exists", "", "NoExecute"),
             NodeBuilder::new("n").unschedulable(),
             Some(REASON),
         );
-        check(PodBuilder::new("p").toleration("other", "Exists", "", ""), NodeBuilder::new("n").unschedulable(), Some(REASON));
+        check(
+            PodBuilder::new("p").toleration("other", "Exists", "", ""),
+            NodeBuilder::new("n").unschedulable(),
+            Some(REASON),
+        );
     }
 }

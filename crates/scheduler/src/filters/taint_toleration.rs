@@ -27,7 +27,10 @@ mod tests {
     fn check(pod: PodBuilder, node: NodeBuilder, expected: Option<&str>) {
         let snapshot = Snapshot::new(vec![node.build()], vec![], vec![], vec![]);
         let node = snapshot.node_infos().next().expect("one node");
-        assert_eq!(outcome(filter(&PodInfo::new(pod.build()), node)).as_deref(), expected);
+        assert_eq!(
+            outcome(filter(&PodInfo::new(pod.build()), node)).as_deref(),
+            expected
+        );
     }
 
     #[test]
@@ -36,12 +39,32 @@ mod tests {
         let p = || PodBuilder::new("p");
         let n = || NodeBuilder::new("n");
         check(p(), n(), None);
-        check(p(), n().taint(cp, "", "NoSchedule"), Some("node(s) had untolerated taint {node-role.kubernetes.io/control-plane: }"));
-        check(p(), n().taint("dedicated", "gpu", "NoExecute"), Some("node(s) had untolerated taint {dedicated: gpu}"));
+        check(
+            p(),
+            n().taint(cp, "", "NoSchedule"),
+            Some("node(s) had untolerated taint {node-role.kubernetes.io/control-plane: }"),
+        );
+        check(
+            p(),
+            n().taint("dedicated", "gpu", "NoExecute"),
+            Some("node(s) had untolerated taint {dedicated: gpu}"),
+        );
         check(p(), n().taint("soft", "x", "PreferNoSchedule"), None);
-        check(p().toleration(cp, "Exists", "", "NoSchedule"), n().taint(cp, "", "NoSchedule"), None);
-        check(p().toleration(cp, "", "", "NoSchedule"), n().taint(cp, "", "NoSchedule"), None);
-        check(p().toleration("dedicated", "Equal", "gpu", ""), n().taint("dedicated", "gpu", "NoSchedule"), None);
+        check(
+            p().toleration(cp, "Exists", "", "NoSchedule"),
+            n().taint(cp, "", "NoSchedule"),
+            None,
+        );
+        check(
+            p().toleration(cp, "", "", "NoSchedule"),
+            n().taint(cp, "", "NoSchedule"),
+            None,
+        );
+        check(
+            p().toleration("dedicated", "Equal", "gpu", ""),
+            n().taint("dedicated", "gpu", "NoSchedule"),
+            None,
+        );
         check(
             p().toleration("dedicated", "Equal", "cpu", ""),
             n().taint("dedicated", "gpu", "NoSchedule"),
@@ -52,11 +75,18 @@ mod tests {
             n().taint("dedicated", "gpu", "NoExecute"),
             Some("node(s) had untolerated taint {dedicated: gpu}"),
         );
-        check(p().toleration("", "Exists", "", ""), n().taint("a", "1", "NoSchedule").taint("b", "", "NoExecute"), None);
+        check(
+            p().toleration("", "Exists", "", ""),
+            n().taint("a", "1", "NoSchedule")
+                .taint("b", "", "NoExecute"),
+            None,
+        );
         // The first untolerated taint in node order is reported.
         check(
             p().toleration("a", "Exists", "", ""),
-            n().taint("a", "1", "NoSchedule").taint("b", "2", "NoSchedule").taint("c", "3", "NoExecute"),
+            n().taint("a", "1", "NoSchedule")
+                .taint("b", "2", "NoSchedule")
+                .taint("c", "3", "NoExecute"),
             Some("node(s) had untolerated taint {b: 2}"),
         );
         check(

@@ -1,0 +1,262 @@
+//! End to end: the controllers and the scheduler of a real drover server,
+//! driven by kubectl 1.32. No node agent runs here: the test registers a
+//! Node itself and plays its kubelet — marking bound pods Running and Ready
+//! and finishing terminating ones — so what is tested is exactly the control
+//! loop: Deployment → ReplicaSet → pods → scheduler → binding → status.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{wait_until, Server};
+use serde_json::Value;
+
+const NODE: &str = r#"
+apiVersion: v1
+kind: Node
+metadata:
+  name: node-a
+  labels: {kubernetes.io/hostname: node-a}
+"#;
+
+const TIMEOUT: Duration = Duration::from_secs(90);
+
+fn register_node(s: &Server, cpu: &str) {
+    s.ok_stdin(&["apply", "-f", "-"], NODE);
+    let status = format!(
+        r#"{{"status":{{"capacity":{{"cpu":"{cpu}","memory":"8Gi","pods":"110"}},"allocatable":{{"cpu":"{cpu}","memory":"8Gi","pods":"110"}},"conditions":[{{"type":"Ready","status":"True","reason":"KubeletReady","message":"ready"}}]}}}}"#
+    );
+    s.ok(&[
+        "patch",
+        "node",
+        "node-a",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        &status,
+    ]);
+}
+
+/// One pass of a fake kubelet over the pods of `selector`: bound pods become
+/// Running and Ready; terminating ones are finished. Returns the live pods.
+fn kubelet_pass(s: &Server, selector: &str) -> Vec<Value> {
+    let pods = s.json(&["get", "pods", "-l", selector]);
+    let mut live = Vec::new();
+    for p in pods["items"].as_array().unwrap() {
+        let name = p["metadata"]["name"].as_str().unwrap();
+        if p["metadata"].get("deletionTimestamp").is_some() {
+            let _ = s.kubectl(&["delete", "pod", name, "--grace-period=0", "--force"]);
+            continue;
+        }
+        live.push(p.clone());
+        let bound = p["spec"]["nodeName"]
+            .as_str()
+            .is_some_and(|n| !n.is_empty());
+        let ready = p["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True");
+        if bound && !ready {
+            let _ = s.kubectl(&[
+                "patch", "pod", name, "--subresource=status", "--type=merge", "-p",
+                r#"{"status":{"phase":"Running","conditions":[{"type":"PodScheduled","status":"True"},{"type":"Initialized","status":"True"},{"type":"ContainersReady","status":"True"},{"type":"Ready","status":"True"}]}}"#,
+            ]);
+        }
+    }
+    live
+}
+
+/// Plays the kubelet until `kubectl rollout status` says the rollout is done.
+fn roll_out(s: &Server, deployment: &str, selector: &str) -> String {
+    let mut last = String::new();
+    wait_until(&format!("rollout of {deployment}: {last}"), TIMEOUT, || {
+        kubelet_pass(s, selector);
+        let out = s.kubectl(&[
+            "rollout",
+            "status",
+            &format!("deployment/{deployment}"),
+            "--watch=false",
+        ]);
+        last = String::from_utf8_lossy(&out.stdout).to_string();
+        out.status.success() && last.contains("successfully rolled out")
+    });
+    last
+}
+
+fn images(s: &Server, selector: &str) -> Vec<String> {
+    let mut v: Vec<String> = kubelet_pass(s, selector)
+        .iter()
+        .map(|p| {
+            p["spec"]["containers"][0]["image"]
+                .as_str()
+                .unwrap_or("")
+                .to_string()
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn deployment_rolls_out_scales_and_rolls_back() {
+    let s = Server::start();
+    register_node(&s, "4");
+    s.ok(&[
+        "create",
+        "deployment",
+        "web",
+        "--image=registry.local/web:1",
+        "--replicas=3",
+    ]);
+
+    // The ReplicaSet creates three pods; the scheduler binds them to the node.
+    wait_until("3 pods bound to node-a", TIMEOUT, || {
+        let pods = s.json(&["get", "pods", "-l", "app=web"]);
+        let items = pods["items"].as_array().unwrap();
+        items.len() == 3 && items.iter().all(|p| p["spec"]["nodeName"] == "node-a")
+    });
+    roll_out(&s, "web", "app=web");
+    let d = s.json(&["get", "deployment", "web"]);
+    assert_eq!(d["status"]["availableReplicas"], 3, "{}", d["status"]);
+    assert_eq!(
+        d["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
+        "1"
+    );
+    let rs = s.json(&["get", "replicasets", "-l", "app=web"]);
+    assert_eq!(rs["items"].as_array().unwrap().len(), 1);
+    assert!(rs["items"][0]["metadata"]["labels"]["pod-template-hash"].is_string());
+    let events = s.ok(&["describe", "deployment", "web"]);
+    assert!(
+        events.contains("ScalingReplicaSet") && events.contains("Scaled up replica set"),
+        "{events}"
+    );
+    let out = s.ok(&["get", "deployment", "web"]);
+    assert!(out.contains("3/3"), "READY column: {out}");
+
+    // A new image rolls out through a second ReplicaSet.
+    s.ok(&["set", "image", "deployment/web", "web=registry.local/web:2"]);
+    roll_out(&s, "web", "app=web");
+    wait_until("only web:2 pods", TIMEOUT, || {
+        images(&s, "app=web") == vec!["registry.local/web:2"; 3]
+    });
+    let history = s.ok(&["rollout", "history", "deployment/web"]);
+    assert!(history.contains('1') && history.contains('2'), "{history}");
+
+    // Undo goes back to the first template, as revision 3.
+    s.ok(&["rollout", "undo", "deployment/web"]);
+    roll_out(&s, "web", "app=web");
+    wait_until("only web:1 pods again", TIMEOUT, || {
+        images(&s, "app=web") == vec!["registry.local/web:1"; 3]
+    });
+    let d = s.json(&["get", "deployment", "web"]);
+    assert_eq!(
+        d["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
+        "3"
+    );
+
+    // Scale down: surplus pods are deleted.
+    s.ok(&["scale", "deployment", "web", "--replicas=1"]);
+    wait_until("one pod left", TIMEOUT, || {
+        kubelet_pass(&s, "app=web").len() == 1
+    });
+    roll_out(&s, "web", "app=web");
+
+    // Pause: template changes wait; resume rolls them out.
+    s.ok(&["rollout", "pause", "deployment/web"]);
+    s.ok(&["set", "image", "deployment/web", "web=registry.local/web:3"]);
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        images(&s, "app=web"),
+        vec!["registry.local/web:1"],
+        "paused deployment rolled out"
+    );
+    s.ok(&["rollout", "resume", "deployment/web"]);
+    roll_out(&s, "web", "app=web");
+    wait_until("web:3 after resume", TIMEOUT, || {
+        images(&s, "app=web") == vec!["registry.local/web:3"]
+    });
+
+    // Deleting the deployment takes its ReplicaSets and pods with it.
+    s.ok(&["delete", "deployment", "web"]);
+    wait_until("ReplicaSets and pods of web gone", TIMEOUT, || {
+        kubelet_pass(&s, "app=web");
+        let rs = s.json(&["get", "replicasets", "-l", "app=web"]);
+        let pods = s.json(&["get", "pods", "-l", "app=web"]);
+        rs["items"].as_array().unwrap().is_empty() && pods["items"].as_array().unwrap().is_empty()
+    });
+}
+
+#[test]
+fn unschedulable_pods_say_why_and_schedule_when_capacity_appears() {
+    let s = Server::start();
+    register_node(&s, "1");
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: big}
+spec:
+  containers:
+  - name: c
+    image: registry.local/big:1
+    resources: {requests: {cpu: "2"}}
+"#,
+    );
+    let mut message = String::new();
+    wait_until("PodScheduled=False on the big pod", TIMEOUT, || {
+        let p = s.json(&["get", "pod", "big"]);
+        message = p["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["type"] == "PodScheduled" && c["status"] == "False")
+            .and_then(|c| c["message"].as_str())
+            .unwrap_or("")
+            .to_string();
+        !message.is_empty()
+    });
+    assert_eq!(message, "0/1 nodes are available: 1 Insufficient cpu. preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod.");
+    let events = s.ok(&["describe", "pod", "big"]);
+    assert!(
+        events.contains("FailedScheduling") && events.contains("Insufficient cpu"),
+        "{events}"
+    );
+
+    // More CPU on the node: the pod is retried and bound.
+    let status = r#"{"status":{"capacity":{"cpu":"4"},"allocatable":{"cpu":"4"}}}"#;
+    s.ok(&[
+        "patch",
+        "node",
+        "node-a",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        status,
+    ]);
+    wait_until("big pod bound", TIMEOUT, || {
+        s.json(&["get", "pod", "big"])["spec"]["nodeName"] == "node-a"
+    });
+
+    // A cordoned node takes no new pods.
+    s.ok(&["cordon", "node-a"]);
+    s.ok(&["run", "small", "--image=registry.local/small:1"]);
+    wait_until("small pod reported unschedulable", TIMEOUT, || {
+        let p = s.json(&["get", "pod", "small"]);
+        p["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| {
+                c["type"] == "PodScheduled"
+                    && c["message"]
+                        .as_str()
+                        .is_some_and(|m| m.contains("unschedulable"))
+            })
+    });
+    s.ok(&["uncordon", "node-a"]);
+    wait_until("small pod bound after uncordon", TIMEOUT, || {
+        s.json(&["get", "pod", "small"])["spec"]["nodeName"] == "node-a"
+    });
+}

@@ -1,0 +1,642 @@
+//! One simulation run: set up the control plane, register fake nodes, drive
+//! a scenario through the API like a user would (create Deployments, roll
+//! them out, lose nodes, scale, delete with cascading), and check invariants
+//! all along and convergence at the end.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use apiserver::{ApiServer, Config};
+use client::{Client, DeleteOptions, Gvr, InProcess, PatchType};
+use controllers::runtime::{ControllerManager, Options};
+use futures::StreamExt;
+use serde_json::{json, Value};
+use store::{Event, MemoryStore, Store};
+
+use crate::checker::{Checker, Violation};
+use crate::clock::{SeededRandom, SimClock};
+use crate::faults::{FaultRates, FaultyTransport};
+use crate::kubelet::{self, FakeKubelet};
+
+const PODS: Gvr = Gvr::new("", "v1", "pods");
+const NODES: Gvr = Gvr::new("", "v1", "nodes");
+const DEPLOYMENTS: Gvr = Gvr::new("apps", "v1", "deployments");
+const REPLICA_SETS: Gvr = Gvr::new("apps", "v1", "replicasets");
+const NAMESPACE: &str = "sim";
+const TOKEN: &str = "simulation-token";
+
+#[derive(Clone, Debug, Default)]
+pub struct Faults {
+    pub write_conflict: f64,
+    pub write_error: f64,
+    pub watch_drop: f64,
+    /// Chance per look that a running pod's container crashes.
+    pub crash_rate: f64,
+    /// Nodes deleted in the middle of the run.
+    pub lost_nodes: usize,
+}
+
+impl Faults {
+    pub fn any(&self) -> bool {
+        self.write_conflict > 0.0
+            || self.write_error > 0.0
+            || self.watch_drop > 0.0
+            || self.crash_rate > 0.0
+            || self.lost_nodes > 0
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    pub nodes: usize,
+    pub pods: usize,
+    pub seed: u64,
+    pub pods_per_deployment: usize,
+    pub faults: Faults,
+    /// Virtual time allowed for each phase to converge.
+    pub phase_deadline: Duration,
+}
+
+impl SimConfig {
+    pub fn new(nodes: usize, pods: usize, seed: u64) -> SimConfig {
+        SimConfig {
+            nodes,
+            pods,
+            seed,
+            pods_per_deployment: 100,
+            faults: Faults::default(),
+            phase_deadline: Duration::from_secs(1800),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Report {
+    pub seed: u64,
+    pub scheduled: usize,
+    pub schedule_wall: Duration,
+    pub schedule_virtual: Duration,
+    pub total_wall: Duration,
+    pub total_virtual: Duration,
+    /// Committed changes (store revisions) checked.
+    pub steps: u64,
+    /// A hash of every committed change: equal for equal seeds.
+    pub digest: u64,
+    pub violations: Vec<Violation>,
+    /// What happened, phase by phase.
+    pub log: Vec<String>,
+}
+
+impl Report {
+    pub fn ok(&self) -> bool {
+        self.violations.is_empty()
+    }
+
+    pub fn pods_per_second(&self) -> f64 {
+        self.scheduled as f64 / self.schedule_wall.as_secs_f64().max(1e-9)
+    }
+}
+
+/// Runs one simulation to the end on a fresh single-threaded runtime with
+/// paused (virtual) time.
+pub fn run(config: &SimConfig) -> Report {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .expect("a current-thread runtime");
+    runtime.block_on(simulate(config.clone()))
+}
+
+struct Recorder {
+    checker: Checker,
+    digest: u64,
+}
+
+fn fnv(mut h: u64, bytes: &[u8]) -> u64 {
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    h
+}
+
+fn decode(bytes: &[u8]) -> Option<Value> {
+    serde_json::from_slice(bytes).ok()
+}
+
+async fn simulate(config: SimConfig) -> Report {
+    let wall = Instant::now();
+    let clock = Arc::new(SimClock::new());
+    let random = Arc::new(SeededRandom::new(config.seed));
+    let store = MemoryStore::new();
+    let server = ApiServer::new(
+        store.clone(),
+        Config {
+            admin_tokens: vec![TOKEN.into()],
+            clock: clock.clone(),
+            random: random.clone(),
+        },
+    );
+    let mut report = Report {
+        seed: config.seed,
+        ..Default::default()
+    };
+    if let Err(e) = server.start().await {
+        report.violations.push(Violation {
+            revision: 0,
+            message: format!("bootstrap failed: {e}"),
+        });
+        return report;
+    }
+
+    // The checker sees every committed change, in revision order.
+    let faults = &config.faults;
+    let recorder = Arc::new(Mutex::new(Recorder {
+        checker: Checker::new(faults.crash_rate == 0.0 && faults.lost_nodes == 0),
+        digest: 0xcbf29ce484222325,
+    }));
+    let mut changes = store.watch("/registry/", 0).await.expect("store watch");
+    let checking = {
+        let recorder = recorder.clone();
+        tokio::spawn(async move {
+            while let Some(Ok(batch)) = changes.next().await {
+                let mut r = recorder.lock().unwrap_or_else(|p| p.into_inner());
+                for event in batch {
+                    let revision = event.revision();
+                    r.digest = fnv(r.digest, event.key().as_bytes());
+                    r.digest = fnv(r.digest, &revision.to_le_bytes());
+                    match &event {
+                        Event::Put { kv, prev } => {
+                            r.digest = fnv(r.digest, &kv.value);
+                            let old = prev.as_ref().and_then(|p| decode(&p.value));
+                            let new = decode(&kv.value);
+                            r.checker.observe(revision, old.as_ref(), new.as_ref());
+                        }
+                        Event::Delete { prev, .. } => {
+                            let old = decode(&prev.value);
+                            r.checker.observe(revision, old.as_ref(), None);
+                        }
+                    }
+                }
+            }
+        })
+    };
+
+    let direct = Client::in_process(server.clone(), TOKEN, "sim");
+    let transport = Arc::new(FaultyTransport::new(
+        Arc::new(InProcess::new(server.clone(), TOKEN)),
+        FaultRates {
+            write_conflict: faults.write_conflict,
+            write_error: faults.write_error,
+            watch_drop: faults.watch_drop,
+        },
+        random.clone(),
+    ));
+    let controller_client = Client::new(transport, "kube-controller-manager");
+    let mut controllers = controllers::wiring::all();
+    controllers.push(Arc::new(controllers::scheduling::SchedulerController::new()));
+    controllers.push(Arc::new(FakeKubelet::new(
+        random.clone(),
+        faults.crash_rate,
+    )));
+    let manager = ControllerManager::new(
+        controller_client,
+        clock.clone(),
+        controllers,
+        Options::default(),
+    );
+    let _running = manager.spawn();
+
+    let log = |report: &mut Report, line: String| {
+        report
+            .log
+            .push(format!("[{:>8.1}s] {line}", clock.elapsed().as_secs_f64()));
+    };
+
+    // Nodes: 8 CPUs, 32 GiB, 110 pods each.
+    for i in 0..config.nodes {
+        if let Err(e) = direct
+            .create(NODES, None, &kubelet::node(i, "8", "32Gi", "110"))
+            .await
+        {
+            report.violations.push(Violation {
+                revision: 0,
+                message: format!("registering node {i}: {e}"),
+            });
+            return report;
+        }
+    }
+    let _ = direct
+        .create(
+            Gvr::new("", "v1", "namespaces"),
+            None,
+            &json!({"metadata": {"name": NAMESPACE}}),
+        )
+        .await;
+    log(&mut report, format!("registered {} nodes", config.nodes));
+
+    // Deployments totalling `pods` replicas.
+    let per = config.pods_per_deployment.max(1);
+    let mut sizes = Vec::new();
+    let mut left = config.pods;
+    while left > 0 {
+        let n = left.min(per);
+        sizes.push(n);
+        left -= n;
+    }
+    let schedule_started = (Instant::now(), clock.elapsed());
+    for (i, replicas) in sizes.iter().enumerate() {
+        let d = deployment(&format!("app-{i:04}"), *replicas);
+        if let Err(e) = direct.create(DEPLOYMENTS, Some(NAMESPACE), &d).await {
+            report.violations.push(Violation {
+                revision: 0,
+                message: format!("creating deployment {i}: {e}"),
+            });
+            return report;
+        }
+    }
+    let deadline = config.phase_deadline;
+    let want = config.pods;
+    let scheduled = wait_for(&clock, deadline, || async {
+        let pods = direct.list(PODS, Some(NAMESPACE), None, None).await.ok()?;
+        let bound = pods
+            .items
+            .iter()
+            .filter(|p| {
+                p.pointer("/spec/nodeName")
+                    .and_then(Value::as_str)
+                    .is_some_and(|n| !n.is_empty())
+            })
+            .count();
+        (bound >= want).then_some(bound)
+    })
+    .await;
+    match scheduled {
+        Some(n) => {
+            report.scheduled = n;
+            report.schedule_wall = schedule_started.0.elapsed();
+            report.schedule_virtual = clock.elapsed() - schedule_started.1;
+            let line = format!(
+                "scheduled {n} pods on {} nodes in {:.3} s: {:.0} pods/s",
+                config.nodes,
+                report.schedule_wall.as_secs_f64(),
+                report.pods_per_second()
+            );
+            log(&mut report, line);
+        }
+        None => {
+            fail(&mut report, &direct, "pods were not all scheduled").await;
+        }
+    }
+    let names: Vec<String> = (0..sizes.len()).map(|i| format!("app-{i:04}")).collect();
+    if !wait_complete(&clock, deadline, &direct, &names).await {
+        fail(&mut report, &direct, "deployments did not become available").await;
+    }
+    log(
+        &mut report,
+        format!("{} deployments available", names.len()),
+    );
+
+    // A rolling update of every deployment.
+    for name in &names {
+        let patch =
+            json!({"spec": {"template": {"metadata": {"annotations": {"sim/rollout": "1"}}}}});
+        if let Err(e) = direct
+            .patch(
+                DEPLOYMENTS,
+                Some(NAMESPACE),
+                name,
+                None,
+                PatchType::Merge,
+                &patch,
+            )
+            .await
+        {
+            fail(&mut report, &direct, &format!("rolling out {name}: {e}")).await;
+        }
+    }
+    if !wait_complete(&clock, deadline, &direct, &names).await {
+        fail(&mut report, &direct, "rolling update did not complete").await;
+    }
+    log(&mut report, "rolling update complete".into());
+
+    // Lose nodes: their pods are garbage collected and replaced elsewhere.
+    if faults.lost_nodes > 0 {
+        let mut lost = BTreeSet::new();
+        while lost.len() < faults.lost_nodes.min(config.nodes.saturating_sub(1)) {
+            lost.insert(random.below(config.nodes as u64) as usize);
+        }
+        for i in &lost {
+            let _ = direct
+                .delete(
+                    NODES,
+                    None,
+                    &format!("node-{i:05}"),
+                    &DeleteOptions::default(),
+                )
+                .await;
+        }
+        if !wait_complete(&clock, deadline, &direct, &names).await {
+            fail(&mut report, &direct, "did not recover from lost nodes").await;
+        }
+        log(
+            &mut report,
+            format!("recovered from losing {} nodes", lost.len()),
+        );
+    }
+
+    // Scale the first deployment up and the last one down.
+    if let (Some(first), Some(last)) = (names.first(), names.last()) {
+        for (name, delta) in [(first, 2i64), (last, -1i64)] {
+            let current = direct
+                .get(DEPLOYMENTS, Some(NAMESPACE), name)
+                .await
+                .ok()
+                .and_then(|d| d.pointer("/spec/replicas").and_then(Value::as_i64))
+                .unwrap_or(1);
+            let patch = json!({"spec": {"replicas": (current + delta).max(0)}});
+            let _ = direct
+                .patch(
+                    DEPLOYMENTS,
+                    Some(NAMESPACE),
+                    name,
+                    None,
+                    PatchType::Merge,
+                    &patch,
+                )
+                .await;
+        }
+        if !wait_complete(&clock, deadline, &direct, &names).await {
+            fail(&mut report, &direct, "scaling did not converge").await;
+        }
+        log(&mut report, "scaled".into());
+    }
+
+    // Delete half the deployments, cascading in the background.
+    let (deleted, kept) = names.split_at(names.len() / 2);
+    for name in deleted {
+        let options = DeleteOptions {
+            propagation: Some("Background".into()),
+            ..Default::default()
+        };
+        let _ = direct
+            .delete(DEPLOYMENTS, Some(NAMESPACE), name, &options)
+            .await;
+    }
+    let gone: BTreeSet<String> = deleted.iter().cloned().collect();
+    let cleaned = wait_for(&clock, deadline, || async {
+        let rs = direct
+            .list(REPLICA_SETS, Some(NAMESPACE), None, None)
+            .await
+            .ok()?;
+        let pods = direct.list(PODS, Some(NAMESPACE), None, None).await.ok()?;
+        let left = rs
+            .items
+            .iter()
+            .chain(pods.items.iter())
+            .filter(|o| {
+                let name = o
+                    .pointer("/metadata/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
+                gone.iter().any(|d| name.starts_with(&format!("{d}-")))
+            })
+            .count();
+        (left == 0).then_some(())
+    })
+    .await;
+    if cleaned.is_none() {
+        fail(
+            &mut report,
+            &direct,
+            "cascading deletion left ReplicaSets or pods behind",
+        )
+        .await;
+    }
+    log(
+        &mut report,
+        format!(
+            "deleted {} deployments with their ReplicaSets and pods",
+            deleted.len()
+        ),
+    );
+
+    // Final convergence: what is left is complete and nothing is orphaned.
+    if !wait_complete(&clock, deadline, &direct, kept).await {
+        fail(
+            &mut report,
+            &direct,
+            "remaining deployments did not converge",
+        )
+        .await;
+    }
+    check_no_orphans(&mut report, &direct).await;
+
+    report.total_wall = wall.elapsed();
+    report.total_virtual = clock.elapsed();
+    // Let the checker drain what is committed so far.
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    checking.abort();
+    let r = recorder.lock().unwrap_or_else(|p| p.into_inner());
+    report.steps = r.checker.steps;
+    report.digest = r.digest;
+    report
+        .violations
+        .extend(r.checker.violations.iter().cloned());
+    report
+}
+
+fn deployment(name: &str, replicas: usize) -> Value {
+    json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": NAMESPACE},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{
+                    "name": "app",
+                    "image": "registry.local/app:1",
+                    "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}},
+                }]},
+            },
+        },
+    })
+}
+
+/// Polls `probe` every virtual second until it answers or `deadline` passes.
+async fn wait_for<T, F, Fut>(clock: &SimClock, deadline: Duration, mut probe: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let until = clock.elapsed() + deadline;
+    loop {
+        if let Some(v) = probe().await {
+            return Some(v);
+        }
+        if clock.elapsed() >= until {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Every named deployment is complete: all replicas updated and available,
+/// no old ones, status observed for the current generation — and the pods
+/// agree: exactly `replicas` ready, not terminating.
+async fn wait_complete(
+    clock: &SimClock,
+    deadline: Duration,
+    client: &Client,
+    names: &[String],
+) -> bool {
+    let names: BTreeSet<&String> = names.iter().collect();
+    wait_for(clock, deadline, || async {
+        let list = client
+            .list(DEPLOYMENTS, Some(NAMESPACE), None, None)
+            .await
+            .ok()?;
+        let pods = client.list(PODS, Some(NAMESPACE), None, None).await.ok()?;
+        let complete = list
+            .items
+            .iter()
+            .filter(|d| {
+                let name = d
+                    .pointer("/metadata/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
+                names.contains(&name.to_string())
+            })
+            .filter(|d| deployment_complete(d) && ready_pods(&pods.items, d) == replicas_of(d))
+            .count();
+        (complete == names.len()).then_some(())
+    })
+    .await
+    .is_some()
+}
+
+fn replicas_of(d: &Value) -> i64 {
+    d.pointer("/spec/replicas")
+        .and_then(Value::as_i64)
+        .unwrap_or(1)
+}
+
+/// Ready, not terminating pods labelled `app=<deployment name>`.
+fn ready_pods(pods: &[Value], d: &Value) -> i64 {
+    let app = d
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    pods.iter()
+        .filter(|p| p.pointer("/metadata/labels/app").and_then(Value::as_str) == Some(app))
+        .filter(|p| p.pointer("/metadata/deletionTimestamp").is_none())
+        .filter(|p| {
+            p.pointer("/status/conditions")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        })
+        .count() as i64
+}
+
+fn deployment_complete(d: &Value) -> bool {
+    let int = |p: &str| d.pointer(p).and_then(Value::as_i64).unwrap_or(0);
+    let replicas = d
+        .pointer("/spec/replicas")
+        .and_then(Value::as_i64)
+        .unwrap_or(1);
+    int("/status/observedGeneration") >= int("/metadata/generation")
+        && int("/status/updatedReplicas") == replicas
+        && int("/status/replicas") == replicas
+        && int("/status/availableReplicas") == replicas
+}
+
+async fn fail(report: &mut Report, client: &Client, what: &str) {
+    let mut detail = String::new();
+    if let Ok(list) = client.list(DEPLOYMENTS, Some(NAMESPACE), None, None).await {
+        for d in list
+            .items
+            .iter()
+            .filter(|d| !deployment_complete(d))
+            .take(3)
+        {
+            detail.push_str(&format!(
+                " {}: spec {} status {};",
+                d.pointer("/metadata/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or(""),
+                d.pointer("/spec/replicas").unwrap_or(&Value::Null),
+                d.get("status").unwrap_or(&Value::Null)
+            ));
+        }
+    }
+    if let Ok(pods) = client.list(PODS, Some(NAMESPACE), None, None).await {
+        let pending = pods
+            .items
+            .iter()
+            .filter(|p| p.pointer("/spec/nodeName").is_none())
+            .count();
+        detail.push_str(&format!(
+            " pods: {} ({} unbound)",
+            pods.items.len(),
+            pending
+        ));
+    }
+    report.violations.push(Violation {
+        revision: 0,
+        message: format!("{what}:{detail}"),
+    });
+}
+
+/// Every pod and ReplicaSet whose controller reference names an owner that
+/// no longer exists is a leak of the garbage collector or a controller.
+async fn check_no_orphans(report: &mut Report, client: &Client) {
+    let (Ok(deployments), Ok(replica_sets), Ok(pods)) = (
+        client.list(DEPLOYMENTS, Some(NAMESPACE), None, None).await,
+        client.list(REPLICA_SETS, Some(NAMESPACE), None, None).await,
+        client.list(PODS, Some(NAMESPACE), None, None).await,
+    ) else {
+        return;
+    };
+    let uids: BTreeSet<String> = deployments
+        .items
+        .iter()
+        .chain(replica_sets.items.iter())
+        .filter_map(|o| {
+            o.pointer("/metadata/uid")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
+        .collect();
+    for o in replica_sets.items.iter().chain(pods.items.iter()) {
+        for r in o
+            .pointer("/metadata/ownerReferences")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let uid = r.get("uid").and_then(Value::as_str).unwrap_or("");
+            if !uids.contains(uid) {
+                report.violations.push(Violation {
+                    revision: 0,
+                    message: format!(
+                        "orphan: {} {} owned by missing {} {}",
+                        o.get("kind").and_then(Value::as_str).unwrap_or(""),
+                        o.pointer("/metadata/name")
+                            .and_then(Value::as_str)
+                            .unwrap_or(""),
+                        r.get("kind").and_then(Value::as_str).unwrap_or(""),
+                        r.get("name").and_then(Value::as_str).unwrap_or("")
+                    ),
+                });
+            }
+        }
+    }
+}
