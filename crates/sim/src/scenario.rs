@@ -328,22 +328,47 @@ async fn simulate(config: SimConfig) -> Report {
         while lost.len() < faults.lost_nodes.min(config.nodes.saturating_sub(1)) {
             lost.insert(random.below(config.nodes as u64) as usize);
         }
-        for i in &lost {
+        let lost_names: BTreeSet<String> = lost.iter().map(|i| format!("node-{i:05}")).collect();
+        let stranded = |pods: &[Value]| {
+            pods.iter()
+                .filter(|p| {
+                    p.pointer("/spec/nodeName")
+                        .and_then(Value::as_str)
+                        .is_some_and(|n| lost_names.contains(n))
+                })
+                .count()
+        };
+        let on_lost = match direct.list(PODS, Some(NAMESPACE), None, None).await {
+            Ok(pods) => stranded(&pods.items),
+            Err(_) => 0,
+        };
+        for name in &lost_names {
             let _ = direct
-                .delete(
-                    NODES,
-                    None,
-                    &format!("node-{i:05}"),
-                    &DeleteOptions::default(),
-                )
+                .delete(NODES, None, name, &DeleteOptions::default())
                 .await;
+        }
+        let drained = wait_for(&clock, deadline, || async {
+            let pods = direct.list(PODS, Some(NAMESPACE), None, None).await.ok()?;
+            (stranded(&pods.items) == 0).then_some(())
+        })
+        .await;
+        if drained.is_none() {
+            fail(
+                &mut report,
+                &direct,
+                "pods on lost nodes were not garbage collected",
+            )
+            .await;
         }
         if !wait_complete(&clock, deadline, &direct, &names).await {
             fail(&mut report, &direct, "did not recover from lost nodes").await;
         }
         log(
             &mut report,
-            format!("recovered from losing {} nodes", lost.len()),
+            format!(
+                "recovered from losing {} nodes ({on_lost} pods replaced)",
+                lost.len()
+            ),
         );
     }
 
