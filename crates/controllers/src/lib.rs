@@ -10,6 +10,9 @@ pub mod runtime;
 pub mod scheduling;
 pub mod wiring;
 // Workload controllers (one module each; pure reconcile + table tests):
+pub mod hpa;
+pub mod nodelifecycle;
+pub mod endpoints;
 pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;

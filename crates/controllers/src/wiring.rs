@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, ReplicationController};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::Metadata;
 
@@ -18,6 +18,7 @@ use crate::{Plan, Resource};
 pub fn all() -> Vec<Arc<dyn Controller>> {
     vec![
         Arc::new(ReplicaSetController),
+        Arc::new(ReplicationControllerController),
         Arc::new(DeploymentController),
         Arc::new(JobController),
         Arc::new(CronJobController),
@@ -121,6 +122,70 @@ impl Controller for ReplicaSetController {
         let selector = rs.spec.as_ref().map(|s| &s.selector);
         let pods: Vec<&Pod> = owned_or_matching(&pods, uid(&rs.metadata), selector);
         crate::replicaset::reconcile_replicaset(&rs, &pods, now)
+    }
+}
+
+/// A ReplicationController's map selector as a label selector (empty →
+/// the template's labels, as the API server defaults it).
+fn rc_selector(rc: &ReplicationController) -> Option<LabelSelector> {
+    let spec = rc.spec.as_ref()?;
+    let labels = spec
+        .selector
+        .clone()
+        .filter(|s| !s.is_empty())
+        .or_else(|| spec.template.as_ref()?.metadata.as_ref()?.labels.clone())?;
+    Some(LabelSelector {
+        match_labels: Some(labels),
+        match_expressions: None,
+    })
+}
+
+pub struct ReplicationControllerController;
+
+impl Controller for ReplicationControllerController {
+    fn name(&self) -> &'static str {
+        "replicationcontroller"
+    }
+    fn reads(&self) -> &'static [Resource] {
+        &[Resource::ReplicationControllers, Resource::Pods]
+    }
+    fn keys_for(&self, caches: &Caches, object: &AnyObject) -> Vec<ObjectKey> {
+        match object {
+            AnyObject::ReplicationControllers(rc) => vec![ObjectKey::of(&rc.metadata)],
+            AnyObject::Pods(pod) => {
+                let meta = &pod.metadata;
+                let namespace = meta.namespace.clone().unwrap_or_default();
+                if let Some(owner) = controller_of(meta) {
+                    return if owner.kind == "ReplicationController" {
+                        vec![ObjectKey::new(&namespace, &owner.name)]
+                    } else {
+                        Vec::new()
+                    };
+                }
+                caches
+                    .replication_controllers
+                    .list_namespace(&namespace)
+                    .iter()
+                    .filter(|rc| {
+                        rc_selector(rc).is_some_and(|s| selector_matches(&s, meta.labels.as_ref()))
+                    })
+                    .map(|rc| ObjectKey::of(&rc.metadata))
+                    .collect()
+            }
+            _ => Vec::new(),
+        }
+    }
+    fn all_keys(&self, caches: &Caches) -> Vec<ObjectKey> {
+        keys_of(&caches.replication_controllers)
+    }
+    fn reconcile(&self, caches: &Caches, key: &ObjectKey, now: jiff::Timestamp) -> Plan {
+        let Some(rc) = caches.replication_controllers.get(key) else {
+            return Plan::default();
+        };
+        let selector = rc_selector(&rc);
+        let pods = caches.pods.list_namespace(&key.namespace);
+        let pods: Vec<&Pod> = owned_or_matching(&pods, uid(&rc.metadata), selector.as_ref());
+        crate::replicaset::reconcile_replication_controller(&rc, &pods, now)
     }
 }
 

@@ -18,7 +18,7 @@ use k8s_openapi::api::apps::v1::{
     ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet,
 };
 use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::core::v1::{Node, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{Node, PersistentVolumeClaim, Pod, ReplicationController};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::Metadata;
 use serde::de::DeserializeOwned;
@@ -121,12 +121,13 @@ macro_rules! kinds {
     };
 }
 
-const KIND_COUNT: usize = 10;
+const KIND_COUNT: usize = 11;
 
 kinds! {
     Pods => pods: Pod,
     Nodes => nodes: Node,
     ReplicaSets => replica_sets: ReplicaSet,
+    ReplicationControllers => replication_controllers: ReplicationController,
     Deployments => deployments: Deployment,
     StatefulSets => stateful_sets: StatefulSet,
     DaemonSets => daemon_sets: DaemonSet,
