@@ -637,3 +637,550 @@ pub fn reconcile_pod_readiness(pod: &Pod, node: Option<&Node>, now: jiff::Timest
     }
     plan
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    const BASE: i64 = 1_700_000_000;
+
+    fn ts(s: i64) -> jiff::Timestamp {
+        jiff::Timestamp::from_second(BASE + s).unwrap()
+    }
+
+    /// A time as the API serializes it.
+    fn t(s: i64) -> Value {
+        serde_json::to_value(Time(ts(s))).unwrap()
+    }
+
+    fn cond(type_: &str, status: &str, heartbeat: i64) -> Value {
+        json!({
+            "type": type_, "status": status, "reason": "KubeletReady",
+            "message": "kubelet is posting ready status",
+            "lastHeartbeatTime": t(heartbeat), "lastTransitionTime": t(-500),
+        })
+    }
+
+    fn node(conditions: Value, taints: Value) -> Node {
+        serde_json::from_value(json!({
+            "metadata": {"name": "n1", "uid": "node-uid", "resourceVersion": "7",
+                         "creationTimestamp": t(-1000)},
+            "spec": {"taints": taints},
+            "status": {"conditions": conditions},
+        }))
+        .unwrap()
+    }
+
+    fn ready_node(status: &str, heartbeat: i64) -> Node {
+        node(
+            json!([
+                cond("MemoryPressure", "False", heartbeat),
+                cond("Ready", status, heartbeat),
+            ]),
+            json!(null),
+        )
+    }
+
+    fn lease(renew: i64) -> Lease {
+        serde_json::from_value(json!({
+            "metadata": {"name": "n1", "namespace": "kube-node-lease"},
+            "spec": {"holderIdentity": "n1", "renewTime": "2023-11-14T22:13:20.000000Z"},
+        }))
+        .map(|mut l: Lease| {
+            l.spec.as_mut().unwrap().renew_time =
+                Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(ts(renew)));
+            l
+        })
+        .unwrap()
+    }
+
+    fn reconcile(node: &Node, lease: Option<&Lease>, health: &NodeHealth, now: i64) -> (Plan, NodeHealth) {
+        reconcile_node(node, lease, health, ts(now), &NodeLifecycleConfig::default())
+    }
+
+    fn event(reason: &str, message: &str) -> Action {
+        Action::Event {
+            involved: json!({"apiVersion": "v1", "kind": "Node", "name": "n1", "uid": "node-uid"}),
+            event_type: EventType::Normal,
+            reason: reason.into(),
+            message: message.into(),
+        }
+    }
+
+    fn written(action: &Action) -> (&'static str, Node) {
+        match action {
+            Action::UpdateStatus { resource: Resource::Nodes, namespace: None, name, object } if name == "n1" => {
+                ("status", serde_json::from_value(object.clone()).unwrap())
+            }
+            Action::Update { resource: Resource::Nodes, namespace: None, name, object } if name == "n1" => {
+                ("spec", serde_json::from_value(object.clone()).unwrap())
+            }
+            other => panic!("not a node write: {other:?}"),
+        }
+    }
+
+    fn taints_json(node: &Node) -> Value {
+        serde_json::to_value(&node.spec.as_ref().unwrap().taints).unwrap()
+    }
+
+    fn healthy_since(probe: i64, heartbeat: i64) -> NodeHealth {
+        NodeHealth {
+            probe_timestamp: Some(ts(probe)),
+            ready_condition_seen: true,
+            ready_heartbeat_time: Some(ts(heartbeat)),
+            lease_seen: false,
+            lease_renew_time: None,
+        }
+    }
+
+    #[test]
+    fn defaults_match_kubernetes_1_33() {
+        let c = NodeLifecycleConfig::default();
+        assert_eq!(c.node_monitor_grace_period, Duration::from_secs(50));
+        assert_eq!(c.node_startup_grace_period, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn first_observation_registers_the_node_and_requeues_at_grace_expiry() {
+        let (plan, health) = reconcile(&ready_node("True", -5), None, &NodeHealth::default(), 0);
+        assert_eq!(
+            plan.actions,
+            vec![event("RegisteredNode", "Node n1 event: Registered Node n1 in Controller")]
+        );
+        // The controller's own clock starts the grace period, not the
+        // kubelet's heartbeat time.
+        assert_eq!(plan.requeue_after, Some(Duration::from_secs(50)));
+        assert_eq!(health, healthy_since(0, -5));
+    }
+
+    #[test]
+    fn node_goes_unknown_exactly_at_the_grace_period() {
+        let n = ready_node("True", -5);
+        let health = healthy_since(0, -5);
+        let (plan, same) = reconcile(&n, None, &health, 49);
+        assert!(plan.actions.is_empty(), "{plan:?}");
+        assert_eq!(plan.requeue_after, Some(Duration::from_secs(1)));
+        assert_eq!(same, health);
+
+        let (plan, after) = reconcile(&n, None, &health, 50);
+        assert_eq!(plan.actions.len(), 2, "{plan:?}");
+        let (kind, object) = written(&plan.actions[0]);
+        assert_eq!(kind, "status");
+        assert_eq!(
+            serde_json::to_value(&object.status.as_ref().unwrap().conditions).unwrap(),
+            json!([
+                {"type": "MemoryPressure", "status": "Unknown", "reason": "NodeStatusUnknown",
+                 "message": "Kubelet stopped posting node status.",
+                 "lastHeartbeatTime": t(-5), "lastTransitionTime": t(50)},
+                {"type": "Ready", "status": "Unknown", "reason": "NodeStatusUnknown",
+                 "message": "Kubelet stopped posting node status.",
+                 "lastHeartbeatTime": t(-5), "lastTransitionTime": t(50)},
+                {"type": "DiskPressure", "status": "Unknown", "reason": "NodeStatusNeverUpdated",
+                 "message": "Kubelet never posted node status.",
+                 "lastHeartbeatTime": t(-1000), "lastTransitionTime": t(50)},
+                {"type": "PIDPressure", "status": "Unknown", "reason": "NodeStatusNeverUpdated",
+                 "message": "Kubelet never posted node status.",
+                 "lastHeartbeatTime": t(-1000), "lastTransitionTime": t(50)},
+            ])
+        );
+        assert_eq!(object.metadata.resource_version.as_deref(), Some("7"));
+        assert_eq!(plan.actions[1], event("NodeNotReady", "Node n1 status is now: NodeNotReady"));
+        assert_eq!(plan.requeue_after, None);
+        // Our own write keeps the heartbeat: reading it back is no sign of life.
+        assert_eq!(after, health);
+
+        // The written node, reconciled again: only the taints, once.
+        let (plan, _) = reconcile(&object, None, &after, 51);
+        assert_eq!(plan.actions.len(), 1, "{plan:?}");
+        let (kind, tainted) = written(&plan.actions[0]);
+        assert_eq!(kind, "spec");
+        assert_eq!(
+            taints_json(&tainted),
+            json!([
+                {"key": TAINT_NODE_UNREACHABLE, "effect": "NoSchedule", "timeAdded": t(51)},
+                {"key": TAINT_NODE_UNREACHABLE, "effect": "NoExecute", "timeAdded": t(51)},
+            ])
+        );
+        assert_eq!(tainted.status, object.status, "a spec write leaves status alone");
+        let (plan, _) = reconcile(&tainted, None, &after, 60);
+        assert!(plan.is_empty(), "steady state writes nothing: {plan:?}");
+    }
+
+    #[test]
+    fn a_heartbeat_or_a_lease_renewal_restarts_the_grace_period() {
+        let health = healthy_since(0, -5);
+        // New heartbeat in status at 30 s.
+        let (plan, h) = reconcile(&ready_node("True", 29), None, &health, 30);
+        assert!(plan.actions.is_empty());
+        assert_eq!(plan.requeue_after, Some(Duration::from_secs(50)));
+        assert_eq!(h.probe_timestamp, Some(ts(30)));
+
+        // Status stale, but the Lease keeps being renewed.
+        let n = ready_node("True", -5);
+        let (_, h) = reconcile(&n, Some(&lease(10)), &health, 10);
+        assert_eq!(h.probe_timestamp, Some(ts(10)));
+        assert_eq!((h.lease_seen, h.lease_renew_time), (true, Some(ts(10))));
+        let (plan, h) = reconcile(&n, Some(&lease(40)), &h, 45);
+        assert_eq!(h.probe_timestamp, Some(ts(45)));
+        assert_eq!(plan.requeue_after, Some(Duration::from_secs(50)));
+        // The same renewTime again is no renewal: Unknown 50 s after 45.
+        let (plan, _) = reconcile(&n, Some(&lease(40)), &h, 94);
+        assert!(plan.actions.is_empty());
+        let (plan, _) = reconcile(&n, Some(&lease(40)), &h, 95);
+        assert!(matches!(plan.actions[0], Action::UpdateStatus { .. }), "{plan:?}");
+    }
+
+    #[test]
+    fn recovery_removes_the_taints_and_keeps_others() {
+        let mut n = ready_node("True", 100);
+        n.spec.as_mut().unwrap().taints = Some(
+            serde_json::from_value(json!([
+                {"key": "dedicated", "value": "db", "effect": "NoSchedule"},
+                {"key": TAINT_NODE_UNREACHABLE, "effect": "NoSchedule", "timeAdded": t(51)},
+                {"key": TAINT_NODE_UNREACHABLE, "effect": "NoExecute", "timeAdded": t(51)},
+                {"key": "maintenance", "effect": "NoExecute", "timeAdded": t(20)},
+            ]))
+            .unwrap(),
+        );
+        // Ready again after being Unknown: the kubelet posted a new heartbeat.
+        let (plan, h) = reconcile(&n, None, &healthy_since(0, -5), 100);
+        assert_eq!(h.probe_timestamp, Some(ts(100)));
+        assert_eq!(plan.actions.len(), 1);
+        let (_, object) = written(&plan.actions[0]);
+        assert_eq!(
+            taints_json(&object),
+            json!([
+                {"key": "dedicated", "value": "db", "effect": "NoSchedule"},
+                {"key": "maintenance", "effect": "NoExecute", "timeAdded": t(20)},
+            ])
+        );
+        assert_eq!(plan.requeue_after, Some(Duration::from_secs(50)));
+        // And the empty list is written as no taints at all.
+        let mut bare = n.clone();
+        bare.spec.as_mut().unwrap().taints = Some(
+            serde_json::from_value(json!([
+                {"key": TAINT_NODE_UNREACHABLE, "effect": "NoExecute", "timeAdded": t(51)},
+            ]))
+            .unwrap(),
+        );
+        let (plan, _) = reconcile(&bare, None, &h, 101);
+        let (_, object) = written(&plan.actions[0]);
+        assert_eq!(object.spec.unwrap().taints, None);
+    }
+
+    #[test]
+    fn condition_taints_follow_each_condition() {
+        let cases: Vec<(&str, Value, Option<bool>, Value, Value)> = vec![
+            (
+                "Ready=False swaps unreachable for not-ready, keeping timeAdded of the rest",
+                json!([cond("Ready", "False", 0)]),
+                None,
+                json!([
+                    {"key": TAINT_NODE_UNREACHABLE, "effect": "NoSchedule", "timeAdded": t(-30)},
+                    {"key": TAINT_NODE_UNREACHABLE, "effect": "NoExecute", "timeAdded": t(-30)},
+                ]),
+                json!([
+                    {"key": TAINT_NODE_NOT_READY, "effect": "NoSchedule", "timeAdded": t(0)},
+                    {"key": TAINT_NODE_NOT_READY, "effect": "NoExecute", "timeAdded": t(0)},
+                ]),
+            ),
+            (
+                "pressure conditions and spec.unschedulable add NoSchedule taints only",
+                json!([
+                    cond("Ready", "True", 0), cond("MemoryPressure", "True", 0),
+                    cond("DiskPressure", "True", 0), cond("PIDPressure", "True", 0),
+                    cond("NetworkUnavailable", "True", 0),
+                ]),
+                Some(true),
+                json!(null),
+                json!([
+                    {"key": TAINT_NODE_MEMORY_PRESSURE, "effect": "NoSchedule", "timeAdded": t(0)},
+                    {"key": TAINT_NODE_DISK_PRESSURE, "effect": "NoSchedule", "timeAdded": t(0)},
+                    {"key": TAINT_NODE_PID_PRESSURE, "effect": "NoSchedule", "timeAdded": t(0)},
+                    {"key": TAINT_NODE_NETWORK_UNAVAILABLE, "effect": "NoSchedule", "timeAdded": t(0)},
+                    {"key": TAINT_NODE_UNSCHEDULABLE, "effect": "NoSchedule", "timeAdded": t(0)},
+                ]),
+            ),
+            (
+                "pressure gone, cordon lifted: managed NoSchedule taints go, a user's NoExecute stays",
+                json!([cond("Ready", "True", 0), cond("MemoryPressure", "False", 0)]),
+                Some(false),
+                json!([
+                    {"key": TAINT_NODE_MEMORY_PRESSURE, "effect": "NoSchedule", "timeAdded": t(-9)},
+                    {"key": TAINT_NODE_UNSCHEDULABLE, "effect": "NoSchedule", "timeAdded": t(-9)},
+                    {"key": TAINT_NODE_MEMORY_PRESSURE, "effect": "NoExecute", "timeAdded": t(-9)},
+                ]),
+                json!([
+                    {"key": TAINT_NODE_MEMORY_PRESSURE, "effect": "NoExecute", "timeAdded": t(-9)},
+                ]),
+            ),
+        ];
+        for (name, conditions, unschedulable, taints, expected) in cases {
+            let mut n = node(conditions, taints);
+            n.spec.as_mut().unwrap().unschedulable = unschedulable;
+            let (plan, _) = reconcile(&n, None, &healthy_since(0, 0), 0);
+            assert_eq!(plan.actions.len(), 1, "{name}: {plan:?}");
+            let (kind, object) = written(&plan.actions[0]);
+            assert_eq!(kind, "spec", "{name}");
+            assert_eq!(taints_json(&object), expected, "{name}");
+            // Applying the plan converges.
+            let (plan, _) = reconcile(&object, None, &healthy_since(0, 0), 0);
+            assert!(plan.actions.is_empty(), "{name}: not idempotent: {plan:?}");
+        }
+    }
+
+    #[test]
+    fn a_node_that_never_posted_status_gets_the_startup_grace_period() {
+        let n = node(json!(null), json!(null));
+        // Counted from the node's creation (-1000): long expired at first sight.
+        let (plan, health) = reconcile(&n, None, &NodeHealth::default(), 0);
+        assert_eq!(health.probe_timestamp, Some(ts(-1000)));
+        assert_eq!(plan.actions.len(), 2, "{plan:?}");
+        assert_eq!(plan.actions[0], event("RegisteredNode", "Node n1 event: Registered Node n1 in Controller"));
+        let (_, object) = written(&plan.actions[1]);
+        let conditions = object.status.as_ref().unwrap().conditions.clone().unwrap();
+        assert_eq!(
+            serde_json::to_value(&conditions[0]).unwrap(),
+            json!({"type": "Ready", "status": "Unknown", "reason": "NodeStatusNeverUpdated",
+                   "message": "Kubelet never posted node status.",
+                   "lastHeartbeatTime": t(-1000), "lastTransitionTime": t(0)})
+        );
+        assert_eq!(
+            conditions.iter().map(|c| c.type_.as_str()).collect::<Vec<_>>(),
+            MONITORED_CONDITIONS
+        );
+        // No NodeNotReady: it was never Ready.
+        assert_eq!(health.ready_heartbeat_time, Some(ts(-1000)));
+
+        // A young node without status: 60 s from creation.
+        let mut young = n.clone();
+        young.metadata.creation_timestamp = Some(Time(ts(0)));
+        let (plan, health) = reconcile(&young, None, &NodeHealth::default(), 10);
+        assert_eq!(plan.requeue_after, Some(Duration::from_secs(50)));
+        assert_eq!(plan.actions.len(), 1, "only RegisteredNode: {plan:?}");
+        let (plan, _) = reconcile(&young, None, &health, 59);
+        assert!(plan.actions.is_empty());
+        let (plan, _) = reconcile(&young, None, &health, 60);
+        assert!(matches!(plan.actions[0], Action::UpdateStatus { .. }));
+        // A lease renewal counts even without status.
+        let (plan, h) = reconcile(&young, Some(&lease(59)), &health, 60);
+        assert_eq!(h.probe_timestamp, Some(ts(60)));
+        assert!(plan.actions.is_empty(), "{plan:?}");
+        assert_eq!(plan.requeue_after, Some(Duration::from_secs(60)));
+    }
+
+    #[test]
+    fn an_unknown_node_stays_written_once() {
+        // Already Unknown (from a previous controller): no status write even
+        // though the grace period has long expired, only the taints.
+        let n = node(
+            json!([cond("Ready", "Unknown", -500), cond("MemoryPressure", "Unknown", -500),
+                   cond("DiskPressure", "Unknown", -500), cond("PIDPressure", "Unknown", -500)]),
+            json!([
+                {"key": TAINT_NODE_UNREACHABLE, "effect": "NoSchedule", "timeAdded": t(-400)},
+                {"key": TAINT_NODE_UNREACHABLE, "effect": "NoExecute", "timeAdded": t(-400)},
+            ]),
+        );
+        let (plan, h) = reconcile(&n, None, &healthy_since(-400, -500), 0);
+        assert!(plan.is_empty(), "{plan:?}");
+        assert_eq!(h, healthy_since(-400, -500));
+    }
+
+    fn pod(tolerations: Value) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": "web-1", "namespace": "prod", "uid": "pod-uid", "resourceVersion": "3"},
+            "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "i"}],
+                     "tolerations": tolerations},
+            "status": {"phase": "Running", "conditions": [
+                {"type": "Ready", "status": "True", "lastTransitionTime": t(-900)}
+            ]},
+        }))
+        .unwrap()
+    }
+
+    fn tainted(taints: Value) -> Node {
+        node(json!([cond("Ready", "Unknown", -100)]), taints)
+    }
+
+    fn unreachable_since(added: i64) -> Node {
+        tainted(json!([
+            {"key": TAINT_NODE_UNREACHABLE, "effect": "NoSchedule", "timeAdded": t(added)},
+            {"key": TAINT_NODE_UNREACHABLE, "effect": "NoExecute", "timeAdded": t(added)},
+        ]))
+    }
+
+    fn eviction_plan(with_status: bool, now: i64) -> Vec<Action> {
+        let mut actions = vec![Action::Event {
+            involved: json!({"apiVersion": "v1", "kind": "Pod", "namespace": "prod", "name": "web-1"}),
+            event_type: EventType::Normal,
+            reason: "TaintManagerEviction".into(),
+            message: "Marking for deletion Pod prod/web-1".into(),
+        }];
+        if with_status {
+            let mut object = pods::to_value(&pod(json!(null)));
+            object["status"]["conditions"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!({
+                    "type": "DisruptionTarget", "status": "True", "reason": "DeletionByTaintManager",
+                    "message": "Taint manager: deleting due to NoExecute taint",
+                    "lastTransitionTime": t(now),
+                }));
+            actions.push(Action::UpdateStatus {
+                resource: Resource::Pods,
+                namespace: Some("prod".into()),
+                name: "web-1".into(),
+                object,
+            });
+        }
+        actions.push(Action::Delete {
+            resource: Resource::Pods,
+            namespace: Some("prod".into()),
+            name: "web-1".into(),
+            uid: Some("pod-uid".into()),
+            propagation: None,
+        });
+        actions
+    }
+
+    #[test]
+    fn an_untolerated_no_execute_taint_evicts_at_once() {
+        let n = tainted(json!([{"key": "maintenance", "effect": "NoExecute", "timeAdded": t(0)}]));
+        let plan = reconcile_taint_eviction(&pod(json!(null)), Some(&n), ts(1));
+        assert_eq!(plan.actions, eviction_plan(true, 1));
+        assert_eq!(plan.requeue_after, None);
+    }
+
+    #[test]
+    fn default_tolerations_give_300_seconds_from_time_added() {
+        let n = unreachable_since(0);
+        let p = pod(json!(null));
+        let plan = reconcile_taint_eviction(&p, Some(&n), ts(100));
+        assert!(plan.actions.is_empty());
+        assert_eq!(plan.requeue_after, Some(Duration::from_secs(200)));
+        let plan = reconcile_taint_eviction(&p, Some(&n), ts(299));
+        assert_eq!(plan.requeue_after, Some(Duration::from_secs(1)));
+        let plan = reconcile_taint_eviction(&p, Some(&n), ts(300));
+        assert_eq!(plan.actions, eviction_plan(true, 300));
+        // The admission plugin's tolerations, present on the pod, behave the same.
+        let admitted = pod(json!([
+            {"key": TAINT_NODE_NOT_READY, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
+            {"key": TAINT_NODE_UNREACHABLE, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
+        ]));
+        let plan = reconcile_taint_eviction(&admitted, Some(&n), ts(100));
+        assert_eq!((plan.actions.len(), plan.requeue_after), (0, Some(Duration::from_secs(200))));
+    }
+
+    #[test]
+    fn toleration_timing_table() {
+        let unreachable = |secs: Value| json!({"key": TAINT_NODE_UNREACHABLE, "operator": "Exists",
+                                               "effect": "NoExecute", "tolerationSeconds": secs});
+        // (case, tolerations, taints, now, evicted, requeue seconds)
+        let cases: Vec<(&str, Value, Value, i64, bool, Option<u64>)> = vec![
+            ("own 60 s toleration, 30 s in", json!([unreachable(json!(60))]),
+             json!([{"key": TAINT_NODE_UNREACHABLE, "effect": "NoExecute", "timeAdded": t(0)}]), 30, false, Some(30)),
+            ("own 60 s toleration, at 60 s", json!([unreachable(json!(60))]),
+             json!([{"key": TAINT_NODE_UNREACHABLE, "effect": "NoExecute", "timeAdded": t(0)}]), 60, true, None),
+            ("tolerationSeconds 0 evicts now", json!([unreachable(json!(0))]),
+             json!([{"key": TAINT_NODE_UNREACHABLE, "effect": "NoExecute", "timeAdded": t(0)}]), 0, true, None),
+            ("negative tolerationSeconds evicts now", json!([unreachable(json!(-5))]),
+             json!([{"key": TAINT_NODE_UNREACHABLE, "effect": "NoExecute", "timeAdded": t(0)}]), 0, true, None),
+            ("tolerated forever", json!([{"key": TAINT_NODE_UNREACHABLE, "operator": "Exists", "effect": "NoExecute"}]),
+             json!([{"key": TAINT_NODE_UNREACHABLE, "effect": "NoExecute", "timeAdded": t(0)}]), 10_000, false, None),
+            ("tolerate-everything toleration also covers the defaults", json!([{"operator": "Exists"}]),
+             json!([{"key": TAINT_NODE_NOT_READY, "effect": "NoExecute", "timeAdded": t(0)},
+                    {"key": "x", "effect": "NoExecute", "timeAdded": t(0)}]), 10_000, false, None),
+            ("earliest deadline over several taints", json!([
+                {"key": "a", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 100},
+                {"key": "b", "operator": "Equal", "value": "1", "effect": "NoExecute", "tolerationSeconds": 30}]),
+             json!([{"key": "a", "effect": "NoExecute", "timeAdded": t(0)},
+                    {"key": "b", "value": "1", "effect": "NoExecute", "timeAdded": t(50)}]), 60, false, Some(20)),
+            ("the first matching toleration decides, not the longest", json!([
+                {"key": "a", "operator": "Exists", "tolerationSeconds": 10},
+                {"key": "a", "operator": "Exists", "effect": "NoExecute"}]),
+             json!([{"key": "a", "effect": "NoExecute", "timeAdded": t(0)}]), 10, true, None),
+            ("value mismatch is not tolerated", json!([
+                {"key": "b", "operator": "Equal", "value": "2", "effect": "NoExecute"}]),
+             json!([{"key": "b", "value": "1", "effect": "NoExecute", "timeAdded": t(0)}]), 0, true, None),
+            ("no timeAdded: no deadline", json!([unreachable(json!(60))]),
+             json!([{"key": TAINT_NODE_UNREACHABLE, "effect": "NoExecute"}]), 10_000, false, None),
+            ("NoSchedule taints never evict", json!(null),
+             json!([{"key": "x", "effect": "NoSchedule"}, {"key": "y", "effect": "PreferNoSchedule"}]), 0, false, None),
+        ];
+        for (name, tolerations, taints, now, evicted, requeue) in cases {
+            let plan = reconcile_taint_eviction(&pod(tolerations.clone()), Some(&tainted(taints)), ts(now));
+            let mut expected_pod = pod(tolerations);
+            let delete = Action::Delete {
+                resource: Resource::Pods,
+                namespace: Some("prod".into()),
+                name: "web-1".into(),
+                uid: Some("pod-uid".into()),
+                propagation: None,
+            };
+            assert_eq!(plan.actions.last() == Some(&delete), evicted, "{name}: {plan:?}");
+            assert_eq!(plan.actions.len(), if evicted { 3 } else { 0 }, "{name}");
+            assert_eq!(plan.requeue_after, requeue.map(Duration::from_secs), "{name}");
+            expected_pod.metadata.name = None;
+        }
+    }
+
+    #[test]
+    fn eviction_skips_what_is_not_its_business() {
+        let n = tainted(json!([{"key": "x", "effect": "NoExecute", "timeAdded": t(0)}]));
+        let mut terminating = pod(json!(null));
+        terminating.metadata.deletion_timestamp = Some(Time(ts(0)));
+        assert!(reconcile_taint_eviction(&terminating, Some(&n), ts(5)).is_empty());
+        let mut elsewhere = pod(json!(null));
+        elsewhere.spec.as_mut().unwrap().node_name = Some("n2".into());
+        assert!(reconcile_taint_eviction(&elsewhere, Some(&n), ts(5)).is_empty());
+        assert!(reconcile_taint_eviction(&pod(json!(null)), None, ts(5)).is_empty());
+        let untainted = ready_node("True", 0);
+        assert!(reconcile_taint_eviction(&pod(json!(null)), Some(&untainted), ts(5)).is_empty());
+        // Already marked by an earlier attempt: no second status write.
+        let mut marked = pod(json!(null));
+        marked.status.as_mut().unwrap().conditions.as_mut().unwrap().push(PodCondition {
+            type_: "DisruptionTarget".into(),
+            status: "True".into(),
+            reason: Some("DeletionByTaintManager".into()),
+            message: Some("Taint manager: deleting due to NoExecute taint".into()),
+            last_transition_time: Some(Time(ts(2))),
+            ..Default::default()
+        });
+        let plan = reconcile_taint_eviction(&marked, Some(&n), ts(5));
+        assert_eq!(plan.actions, eviction_plan(false, 5));
+    }
+
+    #[test]
+    fn pods_on_an_unknown_node_are_marked_not_ready() {
+        let p = pod(json!(null));
+        let plan = reconcile_pod_readiness(&p, Some(&unreachable_since(0)), ts(7));
+        assert_eq!(plan.actions.len(), 2, "{plan:?}");
+        let Action::UpdateStatus { resource: Resource::Pods, object, .. } = &plan.actions[0] else {
+            panic!("{plan:?}")
+        };
+        assert_eq!(
+            object["status"]["conditions"],
+            json!([{"type": "Ready", "status": "False", "lastTransitionTime": t(7)}])
+        );
+        assert_eq!(object["metadata"]["resourceVersion"], json!("3"));
+        assert_eq!(
+            plan.actions[1],
+            Action::Event {
+                involved: json!({"apiVersion": "v1", "kind": "Pod", "namespace": "prod",
+                                 "name": "web-1", "uid": "pod-uid"}),
+                event_type: EventType::Warning,
+                reason: "NodeNotReady".into(),
+                message: "Node is not ready".into(),
+            }
+        );
+        // Written once: the pod read back is not Ready any more.
+        let marked: Pod = serde_json::from_value(object.clone()).unwrap();
+        assert!(reconcile_pod_readiness(&marked, Some(&unreachable_since(0)), ts(8)).is_empty());
+        // A live kubelet reporting NotReady is left to manage its pods.
+        let not_ready = node(json!([cond("Ready", "False", 0)]), json!(null));
+        assert!(reconcile_pod_readiness(&p, Some(&not_ready), ts(7)).is_empty());
+        assert!(reconcile_pod_readiness(&p, Some(&ready_node("True", 0)), ts(7)).is_empty());
+        assert!(reconcile_pod_readiness(&p, None, ts(7)).is_empty());
+    }
+}

@@ -265,3 +265,96 @@ spec:
         s.json(&["get", "pod", "small"])["spec"]["nodeName"] == "node-a"
     });
 }
+
+#[test]
+fn two_servers_on_one_etcd_run_one_controller_manager() {
+    let etcd = store::testing::EtcdProcess::start()
+        .expect("etcd must be installed (apt-get install -y etcd-server)");
+    let mut a = Server::start_with(&["--datastore-endpoint", etcd.endpoint()]);
+    let mut b = Server::start_with(&["--datastore-endpoint", etcd.endpoint()]);
+    let holder = |s: &Server| {
+        let out = s.kubectl(&[
+            "get",
+            "lease",
+            "drover-controller-manager",
+            "-n",
+            "kube-system",
+            "-o",
+            "json",
+        ]);
+        serde_json::from_slice::<Value>(&out.stdout)
+            .ok()
+            .and_then(|l| l["spec"]["holderIdentity"].as_str().map(str::to_string))
+            .unwrap_or_default()
+    };
+    wait_until("a leader is elected", TIMEOUT, || !holder(&a).is_empty());
+    let first = holder(&a);
+    assert_eq!(first, holder(&b), "both servers see the same lease");
+
+    // One acting controller manager: three replicas, not six.
+    register_node(&a, "4");
+    a.ok(&[
+        "create",
+        "deployment",
+        "one",
+        "--image=registry.local/one:1",
+        "--replicas=3",
+    ]);
+    wait_until("3 pods of one", TIMEOUT, || {
+        kubelet_pass(&b, "app=one").len() == 3
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        kubelet_pass(&a, "app=one").len(),
+        3,
+        "a second controller manager acted too"
+    );
+    assert_eq!(s_rs_count(&a, "app=one"), 1, "one ReplicaSet");
+
+    // The leader dies: the other server takes over within the lease duration.
+    let a_leads = a.log_text().contains("became the leader");
+    let b_leads = b.log_text().contains("became the leader");
+    assert!(
+        a_leads != b_leads,
+        "exactly one server says it leads (a: {a_leads}, b: {b_leads})"
+    );
+    let survivor = if a_leads {
+        a.kill();
+        &b
+    } else {
+        b.kill();
+        &a
+    };
+    wait_until("the lease changes hands", TIMEOUT, || {
+        let h = holder(survivor);
+        !h.is_empty() && h != first
+    });
+    survivor.ok(&[
+        "create",
+        "deployment",
+        "two",
+        "--image=registry.local/two:1",
+        "--replicas=2",
+    ]);
+    wait_until("2 pods of two, made by the new leader", TIMEOUT, || {
+        kubelet_pass(survivor, "app=two").len() == 2
+    });
+    let lease = survivor.json(&[
+        "get",
+        "lease",
+        "drover-controller-manager",
+        "-n",
+        "kube-system",
+    ]);
+    assert!(
+        lease["spec"]["leaseTransitions"].as_i64().unwrap_or(0) >= 1,
+        "{lease}"
+    );
+}
+
+fn s_rs_count(s: &Server, selector: &str) -> usize {
+    s.json(&["get", "replicasets", "-l", selector])["items"]
+        .as_array()
+        .map(Vec::len)
+        .unwrap_or(0)
+}
