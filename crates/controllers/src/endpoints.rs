@@ -673,7 +673,7 @@ fn reconcile_port_mapping<'a>(
 
     // Fill the slices being written anyway, fullest first.
     if !wanted.is_empty() {
-        to_update.sort_by(|a, b| b.endpoints.len().cmp(&a.endpoints.len()));
+        to_update.sort_by_key(|s| std::cmp::Reverse(s.endpoints.len()));
         for slice in &mut to_update {
             fill(slice, &mut wanted);
         }
@@ -866,7 +866,12 @@ fn ports_key(ports: &[SlicePort]) -> PortsKey {
 }
 
 /// Kubernetes' `podToEndpoint`.
-fn pod_to_endpoint(pod: &Pod, node: Option<&Node>, service: &Service, address_type: &str) -> Endpoint {
+fn pod_to_endpoint(
+    pod: &Pod,
+    node: Option<&Node>,
+    service: &Service,
+    address_type: &str,
+) -> Endpoint {
     let publish_not_ready = service
         .spec
         .as_ref()
@@ -1083,4 +1088,1216 @@ fn non_empty<T>(v: Vec<T>) -> Option<Vec<T>> {
 
 fn non_empty_map(m: BTreeMap<String, String>) -> Option<BTreeMap<String, String>> {
     (!m.is_empty()).then_some(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{json, Value};
+
+    use super::*;
+
+    /// Ready IPs, not-ready IPs, (port name, port) of one subset.
+    type SubsetSummary<'a> = (Vec<&'a str>, Vec<&'a str>, Vec<(String, i64)>);
+    /// Case name, publishNotReadyAddresses, pod patch, expected
+    /// (ready, serving, terminating) or None when left out.
+    type ConditionCase = (&'static str, bool, Value, Option<(bool, bool, bool)>);
+    /// (port name, port)s and endpoint addresses of one slice.
+    type SliceSummary = (Vec<(String, i32)>, Vec<String>);
+
+    fn ts() -> jiff::Timestamp {
+        jiff::Timestamp::from_second(1_700_000_000).unwrap()
+    }
+
+    /// RFC 7386 merge of `patch` into `base` (null removes).
+    fn merge(base: &mut Value, patch: Value) {
+        match (base, patch) {
+            (Value::Object(b), Value::Object(p)) => {
+                for (k, v) in p {
+                    if v.is_null() {
+                        b.remove(&k);
+                    } else {
+                        merge(b.entry(k).or_insert(Value::Null), v);
+                    }
+                }
+            }
+            (b, p) => *b = p,
+        }
+    }
+
+    /// Service `web` in `default` selecting `app=web`, port http 80 →
+    /// targetPort 8080, cluster IP 10.0.0.10, IPv4; `patch` merged in.
+    fn service(patch: Value) -> Service {
+        let mut v = json!({
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {
+                "name": "web", "namespace": "default", "uid": "svc-uid",
+                "labels": {"app": "web", "team": "a"},
+                "resourceVersion": "5"
+            },
+            "spec": {
+                "type": "ClusterIP",
+                "clusterIP": "10.0.0.10",
+                "ipFamilies": ["IPv4"],
+                "selector": {"app": "web"},
+                "ports": [{"name": "http", "port": 80, "targetPort": 8080, "protocol": "TCP"}]
+            }
+        });
+        merge(&mut v, patch);
+        serde_json::from_value(v).unwrap()
+    }
+
+    /// Pod `name` labeled `app=web`, Running and Ready on node n1 with `ip`,
+    /// a container port `http` 8080/TCP; `patch` merged in.
+    fn pod(name: &str, ip: &str, patch: Value) -> Pod {
+        let mut v = json!({
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": name, "namespace": "default", "uid": format!("uid-{name}"),
+                "labels": {"app": "web"}, "resourceVersion": "7"
+            },
+            "spec": {
+                "nodeName": "n1",
+                "containers": [{"name": "c", "image": "nginx",
+                    "ports": [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]}]
+            },
+            "status": {
+                "phase": "Running",
+                "podIP": ip,
+                "podIPs": [{"ip": ip}],
+                "conditions": [{"type": "Ready", "status": "True"}]
+            }
+        });
+        merge(&mut v, patch);
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn not_ready() -> Value {
+        json!({"status": {"conditions": [{"type": "Ready", "status": "False"}]}})
+    }
+
+    fn terminating() -> Value {
+        json!({"metadata": {"deletionTimestamp": "2023-11-14T22:00:00Z"}})
+    }
+
+    fn node(name: &str, zone: Option<&str>) -> Node {
+        let labels = match zone {
+            Some(z) => json!({ ZONE_LABEL: z }),
+            None => json!({}),
+        };
+        serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}})).unwrap()
+    }
+
+    fn refs<T>(v: &[T]) -> Vec<&T> {
+        v.iter().collect()
+    }
+
+    /// The API server's side of the test: stores what plans write, assigns
+    /// names, uids and resourceVersions, and checks optimistic concurrency.
+    #[derive(Default)]
+    struct Cluster {
+        endpoints: Option<Endpoints>,
+        slices: Vec<EndpointSlice>,
+        revision: u64,
+        writes: usize,
+    }
+
+    impl Cluster {
+        fn next_rv(&mut self) -> String {
+            self.revision += 1;
+            (100 + self.revision).to_string()
+        }
+
+        fn apply(&mut self, plan: &Plan) {
+            for action in &plan.actions {
+                self.writes += 1;
+                match action {
+                    Action::Create {
+                        resource: Resource::Endpoints,
+                        object,
+                        ..
+                    } => {
+                        assert!(self.endpoints.is_none(), "create of existing endpoints");
+                        let mut ep: Endpoints = serde_json::from_value(object.clone()).unwrap();
+                        ep.metadata.uid = Some("ep-uid".into());
+                        ep.metadata.resource_version = Some(self.next_rv());
+                        self.endpoints = Some(ep);
+                    }
+                    Action::Update {
+                        resource: Resource::Endpoints,
+                        object,
+                        ..
+                    } => {
+                        let mut ep: Endpoints = serde_json::from_value(object.clone()).unwrap();
+                        let cur = self
+                            .endpoints
+                            .as_ref()
+                            .expect("update of missing endpoints");
+                        assert_eq!(ep.metadata.resource_version, cur.metadata.resource_version);
+                        ep.metadata.resource_version = Some(self.next_rv());
+                        self.endpoints = Some(ep);
+                    }
+                    Action::Delete {
+                        resource: Resource::Endpoints,
+                        uid,
+                        ..
+                    } => {
+                        let cur = self.endpoints.take().expect("delete of missing endpoints");
+                        assert_eq!(uid, &cur.metadata.uid);
+                    }
+                    Action::Create {
+                        resource: Resource::EndpointSlices,
+                        object,
+                        ..
+                    } => {
+                        let mut s: EndpointSlice = serde_json::from_value(object.clone()).unwrap();
+                        let rv = self.next_rv();
+                        let prefix = s.metadata.generate_name.clone().unwrap();
+                        s.metadata.name = Some(format!("{prefix}{rv}"));
+                        s.metadata.uid = Some(format!("slice-uid-{rv}"));
+                        s.metadata.resource_version = Some(rv);
+                        self.slices.push(s);
+                    }
+                    Action::Update {
+                        resource: Resource::EndpointSlices,
+                        name,
+                        object,
+                        ..
+                    } => {
+                        let mut s: EndpointSlice = serde_json::from_value(object.clone()).unwrap();
+                        let rv = self.next_rv();
+                        let cur = self
+                            .slices
+                            .iter_mut()
+                            .find(|c| c.metadata.name.as_ref() == Some(name))
+                            .expect("update of missing slice");
+                        assert_eq!(s.metadata.resource_version, cur.metadata.resource_version);
+                        assert_eq!(s.address_type, cur.address_type, "addressType is immutable");
+                        s.metadata.resource_version = Some(rv);
+                        *cur = s;
+                    }
+                    Action::Delete {
+                        resource: Resource::EndpointSlices,
+                        name,
+                        uid,
+                        ..
+                    } => {
+                        let i = self
+                            .slices
+                            .iter()
+                            .position(|c| c.metadata.name.as_ref() == Some(name))
+                            .expect("delete of missing slice");
+                        assert_eq!(uid, &self.slices[i].metadata.uid);
+                        self.slices.remove(i);
+                    }
+                    other => panic!("unexpected action {other:?}"),
+                }
+            }
+        }
+
+        /// Endpoints reconcile → apply, then the same again must plan nothing.
+        fn sync_endpoints(&mut self, svc: &Service, pods: &[Pod]) -> Plan {
+            let plan = reconcile_endpoints(svc, &refs(pods), self.endpoints.as_ref(), ts());
+            self.apply(&plan);
+            let again = reconcile_endpoints(svc, &refs(pods), self.endpoints.as_ref(), ts());
+            assert_eq!(
+                again,
+                Plan::default(),
+                "endpoints reconcile is not idempotent"
+            );
+            plan
+        }
+
+        /// Slice reconcile → apply, then the same again must write nothing.
+        fn sync_slices(&mut self, svc: &Service, pods: &[Pod], nodes: &[Node]) -> Plan {
+            let current = self.slices.clone();
+            let plan =
+                reconcile_endpoint_slices(svc, &refs(pods), &refs(nodes), &refs(&current), ts());
+            self.apply(&plan);
+            let current = self.slices.clone();
+            let again =
+                reconcile_endpoint_slices(svc, &refs(pods), &refs(nodes), &refs(&current), ts());
+            assert!(
+                again.actions.is_empty(),
+                "slice reconcile is not idempotent: {again:?}"
+            );
+            plan
+        }
+
+        fn slice_sizes(&self) -> Vec<usize> {
+            let mut sizes: Vec<usize> = self.slices.iter().map(|s| s.endpoints.len()).collect();
+            sizes.sort();
+            sizes
+        }
+    }
+
+    fn kinds(plan: &Plan) -> Vec<&'static str> {
+        plan.actions
+            .iter()
+            .map(|a| match a {
+                Action::Create { .. } => "create",
+                Action::Update { .. } => "update",
+                Action::Delete { .. } => "delete",
+                _ => "other",
+            })
+            .collect()
+    }
+
+    fn only_object(plan: &Plan) -> &Value {
+        assert_eq!(plan.actions.len(), 1, "{plan:?}");
+        match &plan.actions[0] {
+            Action::Create { object, .. } | Action::Update { object, .. } => object,
+            other => panic!("not a write: {other:?}"),
+        }
+    }
+
+    fn ips(list: &Value) -> Vec<&str> {
+        list.as_array()
+            .map(|l| l.iter().map(|a| a["ip"].as_str().unwrap()).collect())
+            .unwrap_or_default()
+    }
+
+    // -- Endpoints ----------------------------------------------------------
+
+    #[test]
+    fn endpoints_created_for_ready_pods_sorted_by_ip() {
+        let svc = service(json!({}));
+        let pods = [
+            pod("b", "10.1.0.9", json!({})),
+            pod("a", "10.1.0.10", json!({})),
+        ];
+        let plan = reconcile_endpoints(&svc, &refs(&pods), None, ts());
+        assert_eq!(
+            plan.actions,
+            vec![Action::Create {
+                resource: Resource::Endpoints,
+                namespace: Some("default".into()),
+                object: json!({
+                    "apiVersion": "v1",
+                    "kind": "Endpoints",
+                    "metadata": {
+                        "name": "web",
+                        "namespace": "default",
+                        "labels": {
+                            "app": "web", "team": "a",
+                            "endpoints.kubernetes.io/managed-by": "endpoint-controller"
+                        }
+                    },
+                    "subsets": [{
+                        "addresses": [
+                            {"ip": "10.1.0.10", "nodeName": "n1",
+                             "targetRef": {"kind": "Pod", "namespace": "default", "name": "a", "uid": "uid-a"}},
+                            {"ip": "10.1.0.9", "nodeName": "n1",
+                             "targetRef": {"kind": "Pod", "namespace": "default", "name": "b", "uid": "uid-b"}}
+                        ],
+                        "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}]
+                    }]
+                }),
+            }]
+        );
+    }
+
+    #[test]
+    fn endpoints_are_byte_equal_whatever_the_pod_order() {
+        let svc = service(json!({}));
+        let mut pods: Vec<Pod> = (0..20)
+            .map(|i| {
+                pod(
+                    &format!("p{i}"),
+                    &format!("10.1.{}.{}", i % 3, i),
+                    json!({}),
+                )
+            })
+            .collect();
+        let a = reconcile_endpoints(&svc, &refs(&pods), None, ts());
+        pods.reverse();
+        let b = reconcile_endpoints(&svc, &refs(&pods), None, ts());
+        assert_eq!(
+            serde_json::to_string(only_object(&a)).unwrap(),
+            serde_json::to_string(only_object(&b)).unwrap()
+        );
+    }
+
+    #[test]
+    fn endpoints_pod_selection_and_readiness() {
+        // (case, publishNotReadyAddresses, pod patch, expected: Some(ready?) or None = left out)
+        let cases: Vec<(&str, bool, Value, Option<bool>)> = vec![
+            ("ready", false, json!({}), Some(true)),
+            ("not ready", false, not_ready(), Some(false)),
+            (
+                "no ready condition",
+                false,
+                json!({"status": {"conditions": null}}),
+                Some(false),
+            ),
+            ("terminating", false, terminating(), None),
+            (
+                "succeeded",
+                false,
+                json!({"status": {"phase": "Succeeded"}}),
+                None,
+            ),
+            (
+                "failed",
+                false,
+                json!({"status": {"phase": "Failed"}}),
+                None,
+            ),
+            (
+                "no IP",
+                false,
+                json!({"status": {"podIP": null, "podIPs": null}}),
+                None,
+            ),
+            (
+                "other labels",
+                false,
+                json!({"metadata": {"labels": {"app": "db"}}}),
+                None,
+            ),
+            (
+                "other namespace",
+                false,
+                json!({"metadata": {"namespace": "other"}}),
+                None,
+            ),
+            ("publish: not ready", true, not_ready(), Some(true)),
+            ("publish: terminating", true, terminating(), Some(true)),
+            (
+                "publish: failed",
+                true,
+                json!({"status": {"phase": "Failed"}}),
+                None,
+            ),
+        ];
+        for (name, publish, patch, want) in cases {
+            let svc = service(json!({"spec": {"publishNotReadyAddresses": publish}}));
+            let pods = [pod("p", "10.1.0.1", patch)];
+            let plan = reconcile_endpoints(&svc, &refs(&pods), None, ts());
+            let obj = only_object(&plan);
+            let subset = &obj["subsets"][0];
+            let got = if subset.is_null() {
+                None
+            } else if ips(&subset["addresses"]) == ["10.1.0.1"] {
+                assert!(subset["notReadyAddresses"].is_null(), "{name}");
+                Some(true)
+            } else {
+                assert_eq!(ips(&subset["notReadyAddresses"]), ["10.1.0.1"], "{name}");
+                Some(false)
+            };
+            assert_eq!(got, want, "{name}");
+        }
+    }
+
+    #[test]
+    fn endpoints_group_addresses_by_port_set_with_named_target_ports() {
+        let svc = service(json!({"spec": {"ports": [
+            {"name": "http", "port": 80, "targetPort": "web", "protocol": "TCP"},
+            {"name": "metrics", "port": 9090, "targetPort": 9090, "protocol": "TCP"},
+            {"name": "dns", "port": 53, "targetPort": "web", "protocol": "UDP"}
+        ]}}));
+        let with_web = |name: &str, ip: &str, port: i32| {
+            pod(
+                name,
+                ip,
+                json!({"spec": {"containers": [{"name": "c", "image": "x", "ports": [
+                    {"name": "web", "containerPort": port, "protocol": "TCP"}
+                ]}]}}),
+            )
+        };
+        let pods = [
+            with_web("a", "10.1.0.1", 8080),
+            with_web("b", "10.1.0.2", 8080),
+            with_web("c", "10.1.0.3", 8081),
+            // No port named "web": only in the metrics subset.
+            pod("d", "10.1.0.4", json!({})),
+            // A not-ready pod of the first port set.
+            pod("e", "10.1.0.5", not_ready()),
+        ];
+        let mut pods = pods.to_vec();
+        pods[4] = {
+            let mut p = with_web("e", "10.1.0.5", 8080);
+            p.status = pod("e", "10.1.0.5", not_ready()).status;
+            p
+        };
+        let plan = reconcile_endpoints(&svc, &refs(&pods), None, ts());
+        let subsets = only_object(&plan)["subsets"].as_array().unwrap().clone();
+        let summary: Vec<SubsetSummary> = subsets
+            .iter()
+            .map(|s| {
+                (
+                    ips(&s["addresses"]),
+                    ips(&s["notReadyAddresses"]),
+                    s["ports"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|p| {
+                            (
+                                p["name"].as_str().unwrap().to_string(),
+                                p["port"].as_i64().unwrap(),
+                            )
+                        })
+                        .collect(),
+                )
+            })
+            .collect();
+        // The UDP "dns" port finds no UDP port named "web": never published.
+        assert_eq!(
+            summary,
+            vec![
+                (
+                    vec!["10.1.0.1", "10.1.0.2"],
+                    vec!["10.1.0.5"],
+                    vec![("http".to_string(), 8080), ("metrics".to_string(), 9090)]
+                ),
+                (
+                    vec!["10.1.0.3"],
+                    vec![],
+                    vec![("http".to_string(), 8081), ("metrics".to_string(), 9090)]
+                ),
+                (
+                    vec!["10.1.0.4"],
+                    vec![],
+                    vec![("metrics".to_string(), 9090)]
+                ),
+            ]
+        );
+        let mut cluster = Cluster::default();
+        cluster.sync_endpoints(&svc, &pods);
+    }
+
+    #[test]
+    fn endpoints_named_port_in_sidecar_and_protocol_must_match() {
+        let svc = service(json!({"spec": {"ports": [
+            {"name": "dns", "port": 53, "targetPort": "dns", "protocol": "UDP"}
+        ]}}));
+        let pods = [
+            pod(
+                "sidecar",
+                "10.1.0.1",
+                json!({"spec": {"initContainers": [{"name": "s", "image": "x", "restartPolicy": "Always",
+                    "ports": [{"name": "dns", "containerPort": 5353, "protocol": "UDP"}]}]}}),
+            ),
+            pod(
+                "tcp-only",
+                "10.1.0.2",
+                json!({"spec": {"containers": [{"name": "c", "image": "x",
+                    "ports": [{"name": "dns", "containerPort": 5353}]}]}}),
+            ),
+        ];
+        let plan = reconcile_endpoints(&svc, &refs(&pods), None, ts());
+        let obj = only_object(&plan);
+        assert_eq!(ips(&obj["subsets"][0]["addresses"]), ["10.1.0.1"]);
+        assert_eq!(
+            obj["subsets"][0]["ports"],
+            json!([{"name": "dns", "port": 5353, "protocol": "UDP"}])
+        );
+        assert!(obj["subsets"][1].is_null());
+    }
+
+    #[test]
+    fn endpoints_headless_without_ports_and_hostnames() {
+        let svc = service(json!({"spec": {"clusterIP": "None", "ports": null}}));
+        let pods = [
+            pod(
+                "a",
+                "10.1.0.1",
+                json!({"spec": {"hostname": "a", "subdomain": "web"}}),
+            ),
+            pod(
+                "b",
+                "10.1.0.2",
+                json!({"spec": {"hostname": "b", "subdomain": "other"}}),
+            ),
+        ];
+        let plan = reconcile_endpoints(&svc, &refs(&pods), None, ts());
+        let obj = only_object(&plan);
+        assert_eq!(obj["metadata"]["labels"][HEADLESS_LABEL], "");
+        assert_eq!(obj["subsets"].as_array().unwrap().len(), 1);
+        let subset = &obj["subsets"][0];
+        assert!(subset["ports"].is_null());
+        assert_eq!(subset["addresses"][0]["hostname"], "a");
+        assert!(subset["addresses"][1].get("hostname").is_none());
+
+        // A service with a cluster IP and no ports publishes no addresses.
+        let svc = service(json!({"spec": {"ports": null}}));
+        let plan = reconcile_endpoints(&svc, &refs(&pods), None, ts());
+        assert!(only_object(&plan).get("subsets").is_none());
+    }
+
+    #[test]
+    fn endpoints_pick_the_service_ip_family() {
+        let dual = json!({"status": {"podIP": "10.1.0.1", "podIPs": [{"ip": "10.1.0.1"}, {"ip": "fd00::1"}]}});
+        let pods = [pod("a", "10.1.0.1", dual)];
+        for (families, want) in [
+            (json!(["IPv4"]), "10.1.0.1"),
+            (json!(["IPv6", "IPv4"]), "fd00::1"),
+        ] {
+            let svc = service(json!({"spec": {"ipFamilies": families}}));
+            let plan = reconcile_endpoints(&svc, &refs(&pods), None, ts());
+            assert_eq!(ips(&only_object(&plan)["subsets"][0]["addresses"]), [want]);
+        }
+        // A v4-only pod has no address for an IPv6 service.
+        let svc = service(json!({"spec": {"ipFamilies": ["IPv6"]}}));
+        let pods = [pod("a", "10.1.0.1", json!({}))];
+        let plan = reconcile_endpoints(&svc, &refs(&pods), None, ts());
+        assert!(only_object(&plan).get("subsets").is_none());
+    }
+
+    #[test]
+    fn endpoints_skipped_without_selector_or_while_deleting() {
+        let pods = [pod("a", "10.1.0.1", json!({}))];
+        for patch in [
+            json!({"spec": {"selector": null}}),
+            json!({"spec": {"selector": {}}}),
+            json!({"metadata": {"deletionTimestamp": "2023-11-14T22:00:00Z"}}),
+        ] {
+            let mut svc = service(patch.clone());
+            if patch["spec"]["selector"] == json!({}) {
+                // A merge patch cannot empty a map; set it directly.
+                svc.spec.as_mut().unwrap().selector = Some(BTreeMap::new());
+            }
+            assert_eq!(
+                reconcile_endpoints(&svc, &refs(&pods), None, ts()),
+                Plan::default(),
+                "{patch}"
+            );
+        }
+    }
+
+    #[test]
+    fn endpoints_of_external_name_services_are_deleted_only_if_ours() {
+        let svc = service(json!({}));
+        let pods = [pod("a", "10.1.0.1", json!({}))];
+        let mut cluster = Cluster::default();
+        cluster.sync_endpoints(&svc, &pods);
+
+        let ext = service(
+            json!({"spec": {"type": "ExternalName", "externalName": "example.com", "clusterIP": null}}),
+        );
+        let plan = reconcile_endpoints(&ext, &refs(&pods), cluster.endpoints.as_ref(), ts());
+        assert_eq!(
+            plan.actions,
+            vec![Action::Delete {
+                resource: Resource::Endpoints,
+                namespace: Some("default".into()),
+                name: "web".into(),
+                uid: Some("ep-uid".into()),
+                propagation: None,
+            }]
+        );
+        cluster.apply(&plan);
+        assert_eq!(
+            reconcile_endpoints(&ext, &refs(&pods), None, ts()),
+            Plan::default()
+        );
+
+        let hand_made: Endpoints = serde_json::from_value(json!({
+            "metadata": {"name": "web", "namespace": "default", "uid": "u"},
+            "subsets": [{"addresses": [{"ip": "192.168.0.1"}], "ports": [{"port": 80}]}]
+        }))
+        .unwrap();
+        assert_eq!(
+            reconcile_endpoints(&ext, &refs(&pods), Some(&hand_made), ts()),
+            Plan::default()
+        );
+        assert_eq!(
+            reconcile_endpoints_without_service(&hand_made),
+            Plan::default()
+        );
+    }
+
+    #[test]
+    fn endpoints_without_service_deleted_when_ours() {
+        let svc = service(json!({}));
+        let mut cluster = Cluster::default();
+        cluster.sync_endpoints(&svc, &[]);
+        let ep = cluster.endpoints.clone().unwrap();
+        let plan = reconcile_endpoints_without_service(&ep);
+        assert_eq!(kinds(&plan), ["delete"]);
+    }
+
+    #[test]
+    fn endpoints_updates_carry_resource_version_and_keep_annotations() {
+        let svc = service(json!({}));
+        let mut pods = vec![pod("a", "10.1.0.1", json!({}))];
+        let mut cluster = Cluster::default();
+        assert_eq!(kinds(&cluster.sync_endpoints(&svc, &pods)), ["create"]);
+        // Someone else's annotation and a stale pod resourceVersion in targetRef.
+        let ep = cluster.endpoints.as_mut().unwrap();
+        ep.metadata.annotations = Some(BTreeMap::from([("note".to_string(), "keep".to_string())]));
+        ep.subsets.as_mut().unwrap()[0].addresses.as_mut().unwrap()[0]
+            .target_ref
+            .as_mut()
+            .unwrap()
+            .resource_version = Some("3".into());
+        assert_eq!(
+            reconcile_endpoints(&svc, &refs(&pods), cluster.endpoints.as_ref(), ts()),
+            Plan::default()
+        );
+
+        pods.push(pod("b", "10.1.0.2", not_ready()));
+        let plan = cluster.sync_endpoints(&svc, &pods);
+        let obj = only_object(&plan);
+        assert_eq!(kinds(&plan), ["update"]);
+        assert_eq!(obj["metadata"]["resourceVersion"], "101");
+        assert_eq!(obj["metadata"]["uid"], "ep-uid");
+        assert_eq!(obj["metadata"]["annotations"], json!({"note": "keep"}));
+        assert_eq!(ips(&obj["subsets"][0]["notReadyAddresses"]), ["10.1.0.2"]);
+
+        // Labels follow the service's.
+        let relabeled = service(json!({"metadata": {"labels": {"team": "b"}}}));
+        let plan = cluster.sync_endpoints(&relabeled, &pods);
+        assert_eq!(only_object(&plan)["metadata"]["labels"]["team"], "b");
+
+        // Pods going away empty the subsets but keep the object.
+        let plan = cluster.sync_endpoints(&relabeled, &[]);
+        assert!(only_object(&plan).get("subsets").is_none());
+    }
+
+    #[test]
+    fn endpoints_headless_label_follows_cluster_ip() {
+        let mut cluster = Cluster::default();
+        let headless = service(json!({"spec": {"clusterIP": "None"}}));
+        cluster.sync_endpoints(&headless, &[]);
+        let labels = cluster
+            .endpoints
+            .as_ref()
+            .unwrap()
+            .metadata
+            .labels
+            .clone()
+            .unwrap();
+        assert_eq!(labels.get(HEADLESS_LABEL).map(String::as_str), Some(""));
+        let plan = cluster.sync_endpoints(&service(json!({})), &[]);
+        assert!(only_object(&plan)["metadata"]["labels"]
+            .get(HEADLESS_LABEL)
+            .is_none());
+    }
+
+    #[test]
+    fn endpoints_over_capacity_are_truncated_ready_first() {
+        let svc = service(json!({}));
+        let mut pods: Vec<Pod> = (0..990)
+            .map(|i| {
+                pod(
+                    &format!("r{i}"),
+                    &format!("10.1.{}.{}", i / 250, i % 250),
+                    json!({}),
+                )
+            })
+            .collect();
+        pods.extend((0..30).map(|i| pod(&format!("n{i}"), &format!("10.2.0.{i}"), not_ready())));
+        let mut cluster = Cluster::default();
+        let plan = cluster.sync_endpoints(&svc, &pods);
+        let obj = only_object(&plan);
+        assert_eq!(
+            obj["metadata"]["annotations"][OVER_CAPACITY_ANNOTATION],
+            "truncated"
+        );
+        assert_eq!(
+            obj["subsets"][0]["addresses"].as_array().unwrap().len(),
+            990
+        );
+        assert_eq!(
+            obj["subsets"][0]["notReadyAddresses"]
+                .as_array()
+                .unwrap()
+                .len(),
+            10
+        );
+
+        // Back under capacity: everything, and the annotation goes.
+        pods.truncate(995);
+        let plan = cluster.sync_endpoints(&svc, &pods);
+        let obj = only_object(&plan);
+        assert!(obj["metadata"].get("annotations").is_none());
+        assert_eq!(
+            obj["subsets"][0]["notReadyAddresses"]
+                .as_array()
+                .unwrap()
+                .len(),
+            5
+        );
+    }
+
+    #[test]
+    fn endpoints_converge_through_changes() {
+        let svc = service(json!({}));
+        let mut cluster = Cluster::default();
+        let steps: Vec<Vec<Pod>> = vec![
+            vec![],
+            vec![pod("a", "10.1.0.1", not_ready())],
+            vec![
+                pod("a", "10.1.0.1", json!({})),
+                pod("b", "10.1.0.2", json!({})),
+            ],
+            vec![
+                pod("a", "10.1.0.1", terminating()),
+                pod("b", "10.1.0.2", json!({})),
+            ],
+            vec![pod(
+                "b",
+                "10.1.0.2",
+                json!({"status": {"phase": "Succeeded"}}),
+            )],
+        ];
+        let expected_writes = [1, 1, 1, 1, 1];
+        for (pods, writes) in steps.iter().zip(expected_writes) {
+            let plan = cluster.sync_endpoints(&svc, pods);
+            assert_eq!(plan.actions.len(), writes);
+        }
+        assert!(cluster.endpoints.unwrap().subsets.is_none());
+    }
+
+    // -- EndpointSlices -----------------------------------------------------
+
+    fn nodes() -> Vec<Node> {
+        vec![node("n1", Some("zone-a")), node("n2", None)]
+    }
+
+    #[test]
+    fn slice_created_with_owner_labels_and_endpoint_details() {
+        let svc = service(json!({"spec": {"ports": [
+            {"name": "http", "port": 80, "targetPort": 8080, "protocol": "TCP", "appProtocol": "http"}
+        ]}}));
+        let pods = [
+            pod(
+                "a",
+                "10.1.0.1",
+                json!({"spec": {"hostname": "a", "subdomain": "web"}}),
+            ),
+            pod("b", "10.1.0.2", json!({"spec": {"nodeName": "n2"}})),
+        ];
+        let plan = reconcile_endpoint_slices(&svc, &refs(&pods), &refs(&nodes()), &[], ts());
+        let target = |n: &str| json!({"kind": "Pod", "namespace": "default", "name": n, "uid": format!("uid-{n}")});
+        assert_eq!(
+            plan.actions,
+            vec![Action::Create {
+                resource: Resource::EndpointSlices,
+                namespace: Some("default".into()),
+                object: json!({
+                    "apiVersion": "discovery.k8s.io/v1",
+                    "kind": "EndpointSlice",
+                    "metadata": {
+                        "generateName": "web-",
+                        "namespace": "default",
+                        "labels": {
+                            "app": "web", "team": "a",
+                            "kubernetes.io/service-name": "web",
+                            "endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io"
+                        },
+                        "ownerReferences": [{
+                            "apiVersion": "v1", "kind": "Service", "name": "web", "uid": "svc-uid",
+                            "controller": true, "blockOwnerDeletion": true
+                        }]
+                    },
+                    "addressType": "IPv4",
+                    "endpoints": [
+                        {"addresses": ["10.1.0.1"],
+                         "conditions": {"ready": true, "serving": true, "terminating": false},
+                         "hostname": "a", "nodeName": "n1", "zone": "zone-a", "targetRef": target("a")},
+                        {"addresses": ["10.1.0.2"],
+                         "conditions": {"ready": true, "serving": true, "terminating": false},
+                         "nodeName": "n2", "targetRef": target("b")}
+                    ],
+                    "ports": [{"name": "http", "port": 8080, "protocol": "TCP", "appProtocol": "http"}]
+                }),
+            }]
+        );
+        let mut cluster = Cluster::default();
+        cluster.sync_slices(&svc, &pods, &nodes());
+    }
+
+    #[test]
+    fn slice_endpoint_conditions() {
+        // (case, publishNotReadyAddresses, pod patch, expected (ready, serving, terminating) or None)
+        let cases: Vec<ConditionCase> = vec![
+            ("ready", false, json!({}), Some((true, true, false))),
+            ("not ready", false, not_ready(), Some((false, false, false))),
+            (
+                "terminating ready",
+                false,
+                terminating(),
+                Some((false, true, true)),
+            ),
+            (
+                "terminating not ready",
+                false,
+                merged(terminating(), not_ready()),
+                Some((false, false, true)),
+            ),
+            (
+                "publish: not ready",
+                true,
+                not_ready(),
+                Some((true, false, false)),
+            ),
+            (
+                "publish: terminating",
+                true,
+                terminating(),
+                Some((true, true, true)),
+            ),
+            (
+                "succeeded",
+                false,
+                json!({"status": {"phase": "Succeeded"}}),
+                None,
+            ),
+            (
+                "no IP",
+                false,
+                json!({"status": {"podIP": null, "podIPs": null}}),
+                None,
+            ),
+            (
+                "not selected",
+                false,
+                json!({"metadata": {"labels": null}}),
+                None,
+            ),
+        ];
+        for (name, publish, patch, want) in cases {
+            let svc = service(json!({"spec": {"publishNotReadyAddresses": publish}}));
+            let pods = [pod("p", "10.1.0.1", patch)];
+            let plan = reconcile_endpoint_slices(&svc, &refs(&pods), &refs(&nodes()), &[], ts());
+            let obj = only_object(&plan);
+            let got = obj["endpoints"].as_array().unwrap().first().map(|e| {
+                let c = &e["conditions"];
+                (
+                    c["ready"].as_bool().unwrap(),
+                    c["serving"].as_bool().unwrap(),
+                    c["terminating"].as_bool().unwrap(),
+                )
+            });
+            assert_eq!(got, want, "{name}");
+        }
+    }
+
+    fn merged(mut a: Value, b: Value) -> Value {
+        merge(&mut a, b);
+        a
+    }
+
+    #[test]
+    fn slice_per_port_set() {
+        let svc = service(json!({"spec": {"ports": [
+            {"name": "http", "port": 80, "targetPort": "web", "protocol": "TCP"},
+            {"name": "metrics", "port": 9090, "targetPort": 9090, "protocol": "TCP"}
+        ]}}));
+        let with_web = |name: &str, ip: &str, port: i32| {
+            pod(
+                name,
+                ip,
+                json!({"spec": {"containers": [{"name": "c", "image": "x", "ports": [
+                    {"name": "web", "containerPort": port, "protocol": "TCP"}
+                ]}]}}),
+            )
+        };
+        let pods = [
+            with_web("a", "10.1.0.1", 8080),
+            with_web("b", "10.1.0.2", 8081),
+            pod("c", "10.1.0.3", json!({})),
+            with_web("d", "10.1.0.4", 8080),
+        ];
+        let mut cluster = Cluster::default();
+        let plan = cluster.sync_slices(&svc, &pods, &nodes());
+        assert_eq!(kinds(&plan), ["create", "create", "create"]);
+        let mut summary: Vec<SliceSummary> = cluster
+            .slices
+            .iter()
+            .map(|s| {
+                (
+                    s.ports
+                        .iter()
+                        .flatten()
+                        .map(|p| (p.name.clone().unwrap(), p.port.unwrap()))
+                        .collect(),
+                    s.endpoints.iter().map(|e| e.addresses[0].clone()).collect(),
+                )
+            })
+            .collect();
+        summary.sort();
+        let p = |n: &str, port: i32| (n.to_string(), port);
+        assert_eq!(
+            summary,
+            vec![
+                (
+                    vec![p("http", 8080), p("metrics", 9090)],
+                    vec!["10.1.0.1".to_string(), "10.1.0.4".to_string()]
+                ),
+                (
+                    vec![p("http", 8081), p("metrics", 9090)],
+                    vec!["10.1.0.2".to_string()]
+                ),
+                (vec![p("metrics", 9090)], vec!["10.1.0.3".to_string()]),
+            ]
+        );
+
+        // Pod b goes: its slice is reused for nothing and deleted.
+        let pods = [pods[0].clone(), pods[2].clone(), pods[3].clone()];
+        let plan = cluster.sync_slices(&svc, &pods, &nodes());
+        assert_eq!(kinds(&plan), ["delete"]);
+    }
+
+    #[test]
+    fn slices_split_at_one_hundred_and_change_minimally() {
+        let svc = service(json!({}));
+        let make = |range: std::ops::Range<usize>| -> Vec<Pod> {
+            range
+                .map(|i| {
+                    pod(
+                        &format!("p{i:03}"),
+                        &format!("10.1.{}.{}", i / 200, i % 200),
+                        json!({}),
+                    )
+                })
+                .collect()
+        };
+        let mut cluster = Cluster::default();
+        let plan = cluster.sync_slices(&svc, &make(0..250), &nodes());
+        assert_eq!(kinds(&plan), ["create", "create", "create"]);
+        assert_eq!(cluster.slice_sizes(), [50, 100, 100]);
+
+        // Ten more fit into the slice with room: one update, no create.
+        let plan = cluster.sync_slices(&svc, &make(0..260), &nodes());
+        assert_eq!(kinds(&plan), ["update"]);
+        assert_eq!(cluster.slice_sizes(), [60, 100, 100]);
+
+        // Twenty pods go from one full slice: only that slice is written.
+        let mut pods = make(0..260);
+        let full = cluster
+            .slices
+            .iter()
+            .find(|s| s.endpoints.len() == 100)
+            .unwrap()
+            .clone();
+        let gone: BTreeSet<String> = full.endpoints[..20]
+            .iter()
+            .map(|e| e.target_ref.clone().unwrap().name.unwrap())
+            .collect();
+        pods.retain(|p| !gone.contains(p.metadata.name.as_ref().unwrap()));
+        let plan = cluster.sync_slices(&svc, &pods, &nodes());
+        assert_eq!(kinds(&plan), ["update"]);
+        assert_eq!(
+            plan.actions[0],
+            Action::Update {
+                resource: Resource::EndpointSlices,
+                namespace: Some("default".into()),
+                name: full.metadata.name.clone().unwrap(),
+                object: only_object(&plan).clone(),
+            }
+        );
+        assert_eq!(cluster.slice_sizes(), [60, 80, 100]);
+
+        // One pod turning not ready rewrites only the slice holding it.
+        let name = pods[0].metadata.name.clone().unwrap();
+        let ip = pod_ips(&pods[0])[0].to_owned();
+        pods[0] = pod(&name, &ip, not_ready());
+        let plan = cluster.sync_slices(&svc, &pods, &nodes());
+        assert_eq!(kinds(&plan), ["update"]);
+        assert_eq!(cluster.slice_sizes(), [60, 80, 100]);
+
+        // Every pod gone: one slice stays as the empty placeholder.
+        let plan = cluster.sync_slices(&svc, &[], &nodes());
+        assert_eq!(kinds(&plan), ["update", "delete", "delete"]);
+        assert_eq!(cluster.slice_sizes(), [0]);
+    }
+
+    #[test]
+    fn placeholder_slice_for_a_service_without_endpoints_is_reused() {
+        let svc = service(json!({}));
+        let mut cluster = Cluster::default();
+        let plan = cluster.sync_slices(&svc, &[], &nodes());
+        assert_eq!(kinds(&plan), ["create"]);
+        let placeholder = only_object(&plan);
+        assert_eq!(placeholder["endpoints"], json!([]));
+        assert!(placeholder.get("ports").is_none());
+        let name = cluster.slices[0].metadata.name.clone();
+
+        // The first pod turns the placeholder into its slice.
+        let pods = [pod("a", "10.1.0.1", json!({}))];
+        let plan = cluster.sync_slices(&svc, &pods, &nodes());
+        assert_eq!(kinds(&plan), ["update"]);
+        assert_eq!(cluster.slices.len(), 1);
+        assert_eq!(cluster.slices[0].metadata.name, name);
+        assert_eq!(cluster.slices[0].endpoints.len(), 1);
+        assert_eq!(
+            cluster.slices[0].ports.as_ref().unwrap()[0].port,
+            Some(8080)
+        );
+    }
+
+    #[test]
+    fn slices_of_other_managers_are_left_alone_and_stale_owners_replaced() {
+        let svc = service(json!({}));
+        let foreign: EndpointSlice = serde_json::from_value(json!({
+            "metadata": {"name": "web-custom", "namespace": "default", "uid": "f",
+                "labels": {SERVICE_NAME_LABEL: "web", SLICE_MANAGED_BY_LABEL: "someone-else"}},
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": ["192.168.0.1"]}]
+        }))
+        .unwrap();
+        let stale: EndpointSlice = serde_json::from_value(json!({
+            "metadata": {"name": "web-old", "namespace": "default", "uid": "s", "resourceVersion": "3",
+                "labels": {SERVICE_NAME_LABEL: "web", SLICE_MANAGED_BY_LABEL: SLICE_CONTROLLER_NAME},
+                "ownerReferences": [{"apiVersion": "v1", "kind": "Service", "name": "web", "uid": "old-uid", "controller": true}]},
+            "addressType": "IPv4",
+            "endpoints": []
+        }))
+        .unwrap();
+        let pods = [pod("a", "10.1.0.1", json!({}))];
+        let mut cluster = Cluster {
+            slices: vec![foreign.clone(), stale],
+            ..Default::default()
+        };
+        let plan = cluster.sync_slices(&svc, &pods, &nodes());
+        assert_eq!(kinds(&plan), ["create", "delete"]);
+        assert!(matches!(&plan.actions[1], Action::Delete { name, uid, .. }
+            if name == "web-old" && uid.as_deref() == Some("s")));
+        assert!(cluster.slices.contains(&foreign));
+        assert_eq!(cluster.slices.len(), 2);
+    }
+
+    #[test]
+    fn slice_labels_follow_the_service() {
+        let mut cluster = Cluster::default();
+        let pods = [pod("a", "10.1.0.1", json!({}))];
+        cluster.sync_slices(&service(json!({})), &pods, &nodes());
+        let svc =
+            service(json!({"metadata": {"labels": {"team": "b", SERVICE_NAME_LABEL: "evil"}}}));
+        let plan = cluster.sync_slices(&svc, &pods, &nodes());
+        assert_eq!(kinds(&plan), ["update"]);
+        let labels = &only_object(&plan)["metadata"]["labels"];
+        assert_eq!(labels["team"], "b");
+        assert_eq!(labels[SERVICE_NAME_LABEL], "web");
+        // Headless services get the headless label.
+        let headless = service(json!({"spec": {"clusterIP": "None"}}));
+        let plan = cluster.sync_slices(&headless, &pods, &nodes());
+        assert_eq!(only_object(&plan)["metadata"]["labels"][HEADLESS_LABEL], "");
+    }
+
+    #[test]
+    fn slices_per_address_type() {
+        let dual_pod = |name: &str, v4: &str, v6: &str| {
+            pod(
+                name,
+                v4,
+                json!({"status": {"podIPs": [{"ip": v4}, {"ip": v6}]}}),
+            )
+        };
+        let pods = [
+            dual_pod("a", "10.1.0.1", "fd00::1"),
+            pod("b", "10.1.0.2", json!({})),
+        ];
+        let svc = service(
+            json!({"spec": {"ipFamilies": ["IPv4", "IPv6"], "ipFamilyPolicy": "PreferDualStack"}}),
+        );
+        let mut cluster = Cluster::default();
+        cluster.sync_slices(&svc, &pods, &nodes());
+        let mut got: Vec<(String, Vec<Vec<String>>)> = cluster
+            .slices
+            .iter()
+            .map(|s| {
+                (
+                    s.address_type.clone(),
+                    s.endpoints.iter().map(|e| e.addresses.clone()).collect(),
+                )
+            })
+            .collect();
+        got.sort();
+        assert_eq!(
+            got,
+            vec![
+                (
+                    "IPv4".to_string(),
+                    vec![vec!["10.1.0.1".to_string()], vec!["10.1.0.2".to_string()]]
+                ),
+                ("IPv6".to_string(), vec![vec!["fd00::1".to_string()]]),
+            ]
+        );
+
+        // Back to single stack: the IPv6 slice is deleted, never rewritten.
+        let plan = cluster.sync_slices(&service(json!({})), &pods, &nodes());
+        assert_eq!(kinds(&plan), ["delete"]);
+        assert_eq!(cluster.slices.len(), 1);
+        assert_eq!(cluster.slices[0].address_type, "IPv4");
+
+        // Legacy headless service without families: both types.
+        let legacy = service(json!({"spec": {"ipFamilies": null, "clusterIP": "None"}}));
+        let plan = reconcile_endpoint_slices(&legacy, &refs(&pods), &refs(&nodes()), &[], ts());
+        assert_eq!(kinds(&plan), ["create", "create"]);
+    }
+
+    #[test]
+    fn pods_on_unknown_nodes_wait_unless_published() {
+        let pods = [
+            pod("a", "10.1.0.1", json!({})),
+            pod("b", "10.1.0.2", json!({"spec": {"nodeName": "gone"}})),
+        ];
+        let svc = service(json!({}));
+        let plan = reconcile_endpoint_slices(&svc, &refs(&pods), &refs(&nodes()), &[], ts());
+        assert_eq!(plan.requeue_after, Some(MISSING_NODE_REQUEUE));
+        assert_eq!(only_object(&plan)["endpoints"].as_array().unwrap().len(), 1);
+
+        let svc = service(json!({"spec": {"publishNotReadyAddresses": true}}));
+        let plan = reconcile_endpoint_slices(&svc, &refs(&pods), &refs(&nodes()), &[], ts());
+        assert_eq!(plan.requeue_after, None);
+        let endpoints = only_object(&plan)["endpoints"].as_array().unwrap().clone();
+        assert_eq!(endpoints.len(), 2);
+        assert_eq!(endpoints[1]["nodeName"], "gone");
+        assert!(endpoints[1].get("zone").is_none());
+    }
+
+    #[test]
+    fn slices_skipped_without_selector_or_while_deleting_and_removed_for_external_name() {
+        let pods = [pod("a", "10.1.0.1", json!({}))];
+        for patch in [
+            json!({"spec": {"selector": null}}),
+            json!({"metadata": {"deletionTimestamp": "2023-11-14T22:00:00Z"}}),
+        ] {
+            let svc = service(patch.clone());
+            let plan = reconcile_endpoint_slices(&svc, &refs(&pods), &refs(&nodes()), &[], ts());
+            assert_eq!(plan, Plan::default(), "{patch}");
+        }
+        let mut cluster = Cluster::default();
+        cluster.sync_slices(&service(json!({})), &pods, &nodes());
+        let ext = service(
+            json!({"spec": {"type": "ExternalName", "externalName": "example.com", "clusterIP": null}}),
+        );
+        let plan = cluster.sync_slices(&ext, &pods, &nodes());
+        assert_eq!(kinds(&plan), ["delete"]);
+        assert!(cluster.slices.is_empty());
+    }
+
+    #[test]
+    fn slice_endpoints_keep_their_slice_and_ignore_pod_resource_versions() {
+        let svc = service(json!({}));
+        let pods: Vec<Pod> = (0..5)
+            .map(|i| pod(&format!("p{i}"), &format!("10.1.0.{i}"), json!({})))
+            .collect();
+        let mut cluster = Cluster::default();
+        cluster.sync_slices(&svc, &pods, &nodes());
+        // Stored endpoints in another order, with targetRef resourceVersions.
+        let slice = &mut cluster.slices[0];
+        slice.endpoints.reverse();
+        for e in &mut slice.endpoints {
+            e.target_ref.as_mut().unwrap().resource_version = Some("9".into());
+        }
+        let current = cluster.slices.clone();
+        let plan =
+            reconcile_endpoint_slices(&svc, &refs(&pods), &refs(&nodes()), &refs(&current), ts());
+        assert_eq!(plan, Plan::default());
+        // A zone appearing on the node is written.
+        let zoned = vec![node("n1", Some("zone-b"))];
+        let plan = cluster.sync_slices(&svc, &pods, &zoned);
+        assert_eq!(kinds(&plan), ["update"]);
+        assert!(cluster.slices[0]
+            .endpoints
+            .iter()
+            .all(|e| e.zone.as_deref() == Some("zone-b")));
+    }
 }

@@ -320,7 +320,8 @@ impl Run<'_> {
                 name: hpa.metadata.name.clone().unwrap_or_default(),
                 object: pods::to_value(&object),
             });
-            let involved = object_reference("autoscaling/v2", "HorizontalPodAutoscaler", &hpa.metadata);
+            let involved =
+                object_reference("autoscaling/v2", "HorizontalPodAutoscaler", &hpa.metadata);
             for (reason, message) in self.warnings {
                 self.plan.push(Action::Event {
                     involved: involved.clone(),
@@ -403,7 +404,7 @@ impl Run<'_> {
         let mut metric = String::new();
         let mut statuses = Vec::new();
         let mut invalid = 0;
-        let mut first_invalid: Option<(HorizontalPodAutoscalerCondition, String)> = None;
+        let mut first_invalid: Option<MetricFailure> = None;
         for spec in &specs {
             match self.compute_replicas_for_metric(
                 spec,
@@ -422,25 +423,22 @@ impl Run<'_> {
                 Err(failure) => {
                     invalid += 1;
                     if first_invalid.is_none() {
-                        first_invalid = Some((failure.condition, failure.error));
+                        first_invalid = Some(failure);
                     }
                 }
             }
         }
-        let error = first_invalid.as_ref().map(|(_, e)| {
-            format!(
-                "invalid metrics ({invalid} invalid out of {}), first error is: {e}",
-                specs.len()
-            )
-        });
+        let error = first_invalid
+            .as_ref()
+            .map(|MetricFailure { error: e, .. }| {
+                format!(
+                    "invalid metrics ({invalid} invalid out of {}), first error is: {e}",
+                    specs.len()
+                )
+            });
         if invalid >= specs.len() || (invalid > 0 && replicas < scale.replicas) {
-            if let Some((condition, _)) = first_invalid {
-                self.set_condition(
-                    &condition.type_,
-                    &condition.status,
-                    condition.reason.as_deref().unwrap_or_default(),
-                    condition.message.unwrap_or_default(),
-                );
+            if let Some(failure) = first_invalid {
+                self.set_condition(SCALING_ACTIVE, "False", failure.reason, failure.message);
             }
             return MetricsOutcome {
                 replicas: None,
@@ -547,7 +545,8 @@ impl Run<'_> {
                     .as_ref()
                     .map(|p| p.metric.name.clone())
                     .unwrap_or_default();
-                let err = format!("unable to get metric {name}: drover serves no custom metrics API");
+                let err =
+                    format!("unable to get metric {name}: drover serves no custom metrics API");
                 Err(self.metric_failure(
                     "FailedGetPodsMetric",
                     format!("failed to get pods metric value: {err}"),
@@ -560,7 +559,8 @@ impl Run<'_> {
                     .as_ref()
                     .map(|o| o.metric.name.clone())
                     .unwrap_or_default();
-                let err = format!("unable to get metric {name}: drover serves no custom metrics API");
+                let err =
+                    format!("unable to get metric {name}: drover serves no custom metrics API");
                 Err(self.metric_failure(
                     "FailedGetObjectMetric",
                     format!("failed to get object metric value: {err}"),
@@ -573,8 +573,9 @@ impl Run<'_> {
                     .as_ref()
                     .map(|e| e.metric.name.clone())
                     .unwrap_or_default();
-                let err =
-                    format!("unable to get external metric {name}: drover serves no external metrics API");
+                let err = format!(
+                    "unable to get external metric {name}: drover serves no external metrics API"
+                );
                 Err(self.metric_failure(
                     "FailedGetExternalMetric",
                     format!("failed to get {name} external metric value: {err}"),
@@ -590,16 +591,19 @@ impl Run<'_> {
 
     /// `getUnableComputeReplicaCountCondition`: the condition to set if this
     /// metric decides, and its Warning event.
-    fn metric_failure(&mut self, reason: &'static str, error: String, cause: String) -> MetricFailure {
-        let condition = HorizontalPodAutoscalerCondition {
-            type_: SCALING_ACTIVE.into(),
-            status: "False".into(),
-            reason: Some(reason.into()),
-            message: Some(format!("the HPA was unable to compute the replica count: {cause}")),
-            last_transition_time: None,
-        };
+    fn metric_failure(
+        &mut self,
+        reason: &'static str,
+        error: String,
+        cause: String,
+    ) -> MetricFailure {
+        let message = format!("the HPA was unable to compute the replica count: {cause}");
         self.warnings.push((reason, cause));
-        MetricFailure { condition, error }
+        MetricFailure {
+            reason,
+            message,
+            error,
+        }
     }
 
     /// `normalizeDesiredReplicas`: no `behavior`, the legacy rules.
@@ -633,7 +637,11 @@ impl Run<'_> {
             );
         }
         let (desired, reason, message) = convert_with_rules(current, stabilized, min, max);
-        let limited = if desired == stabilized { "False" } else { "True" };
+        let limited = if desired == stabilized {
+            "False"
+        } else {
+            "True"
+        };
         self.set_condition(SCALING_LIMITED, limited, reason, message.into());
         desired
     }
@@ -647,7 +655,8 @@ impl Run<'_> {
         min: i32,
         max: i32,
     ) -> i32 {
-        let (stabilized, reason, message) = self.stabilize_with_behaviors(rules, current, prenormalized);
+        let (stabilized, reason, message) =
+            self.stabilize_with_behaviors(rules, current, prenormalized);
         if stabilized != prenormalized {
             self.set_condition(ABLE_TO_SCALE, "True", reason, message.into());
         } else {
@@ -658,8 +667,13 @@ impl Run<'_> {
                 "recommended size matches current size".into(),
             );
         }
-        let (desired, reason, message) = self.convert_with_behavior_rate(rules, current, stabilized, min, max);
-        let limited = if desired == stabilized { "False" } else { "True" };
+        let (desired, reason, message) =
+            self.convert_with_behavior_rate(rules, current, stabilized, min, max);
+        let limited = if desired == stabilized {
+            "False"
+        } else {
+            "True"
+        };
         self.set_condition(SCALING_LIMITED, limited, reason, message.into());
         desired
     }
@@ -742,7 +756,8 @@ impl Run<'_> {
                 return (allowed, reason, message);
             }
         } else if desired < current {
-            let limit = scale_down_limit(current, &self.history, &rules.down, self.now).min(current);
+            let limit =
+                scale_down_limit(current, &self.history, &rules.down, self.now).min(current);
             let (allowed, reason, message) = if min < limit {
                 (
                     limit,
@@ -804,8 +819,11 @@ struct Proposal {
     status: MetricStatus,
 }
 
+/// A metric that could not be computed: the ScalingActive reason and
+/// message to set if it decides, and the error for the aggregate.
 struct MetricFailure {
-    condition: HorizontalPodAutoscalerCondition,
+    reason: &'static str,
+    message: String,
     error: String,
 }
 
@@ -842,7 +860,9 @@ fn scale_resource(api_version: &str, kind: &str) -> Result<(Resource, &'static s
         ("", "ReplicationController") => {
             Ok((Resource::ReplicationControllers, "replicationcontrollers"))
         }
-        _ => Err(format!("no matches for kind \"{kind}\" in group \"{group}\"")),
+        _ => Err(format!(
+            "no matches for kind \"{kind}\" in group \"{group}\""
+        )),
     }
 }
 
@@ -973,10 +993,12 @@ fn group_pods(
                     if add(start, CPU_INITIALIZATION_PERIOD) > now {
                         // Still initializing: only a sample taken a full
                         // window after becoming ready counts.
-                        condition.status == "False" || metric.timestamp < add(transition, metric.window)
+                        condition.status == "False"
+                            || metric.timestamp < add(transition, metric.window)
                     } else {
                         // Unready and never been ready.
-                        condition.status == "False" && add(start, INITIAL_READINESS_DELAY) > transition
+                        condition.status == "False"
+                            && add(start, INITIAL_READINESS_DELAY) > transition
                     }
                 }
                 _ => true,
@@ -1340,17 +1362,18 @@ impl Rules {
             value,
             period_seconds: 15,
         };
-        let fill = |rules: Option<&HPAScalingRules>, window: i32, policies: Vec<HPAScalingPolicy>| {
-            DirectionRules {
-                stabilization_window_seconds: rules
-                    .and_then(|r| r.stabilization_window_seconds)
-                    .unwrap_or(window),
-                select_policy: rules
-                    .and_then(|r| r.select_policy.clone())
-                    .unwrap_or_else(|| "Max".into()),
-                policies: rules.and_then(|r| r.policies.clone()).unwrap_or(policies),
-            }
-        };
+        let fill =
+            |rules: Option<&HPAScalingRules>, window: i32, policies: Vec<HPAScalingPolicy>| {
+                DirectionRules {
+                    stabilization_window_seconds: rules
+                        .and_then(|r| r.stabilization_window_seconds)
+                        .unwrap_or(window),
+                    select_policy: rules
+                        .and_then(|r| r.select_policy.clone())
+                        .unwrap_or_else(|| "Max".into()),
+                    policies: rules.and_then(|r| r.policies.clone()).unwrap_or(policies),
+                }
+            };
         Rules {
             up: fill(
                 behavior.scale_up.as_ref(),
@@ -1504,7 +1527,10 @@ impl Selector {
         } else if let Some(v) = rest.strip_prefix("==").or_else(|| rest.strip_prefix('=')) {
             Ok(Requirement::In(key, single(v)))
         } else if let Some(v) = rest.strip_prefix("notin") {
-            Ok(Requirement::NotIn(key, Self::set(v).ok_or_else(unparsable)?))
+            Ok(Requirement::NotIn(
+                key,
+                Self::set(v).ok_or_else(unparsable)?,
+            ))
         } else if let Some(v) = rest.strip_prefix("in") {
             Ok(Requirement::In(key, Self::set(v).ok_or_else(unparsable)?))
         } else {
@@ -1527,5 +1553,1117 @@ impl Selector {
             Requirement::Exists(k) => labels.contains_key(k),
             Requirement::DoesNotExist(k) => !labels.contains_key(k),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    const BASE: i64 = 1_700_000_000;
+
+    fn ts(s: i64) -> jiff::Timestamp {
+        jiff::Timestamp::from_second(BASE + s).unwrap()
+    }
+
+    fn t(s: i64) -> Value {
+        serde_json::to_value(Time(ts(s))).unwrap()
+    }
+
+    /// An HPA on Deployment `web` (cpu at 50 %, 1..10 replicas); `spec`
+    /// fields override those.
+    fn hpa(spec: Value) -> HorizontalPodAutoscaler {
+        let mut full = json!({
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+            "minReplicas": 1,
+            "maxReplicas": 10,
+            "metrics": [{"type": "Resource", "resource": {"name": "cpu",
+                         "target": {"type": "Utilization", "averageUtilization": 50}}}],
+        });
+        for (k, v) in spec.as_object().unwrap() {
+            full[k] = v.clone();
+        }
+        serde_json::from_value(json!({
+            "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+            "metadata": {"name": "web", "namespace": "prod", "uid": "hpa-uid",
+                         "resourceVersion": "9", "generation": 2},
+            "spec": full,
+        }))
+        .unwrap()
+    }
+
+    fn scale(replicas: i32) -> Scale {
+        Scale {
+            replicas,
+            selector: "app=web".into(),
+        }
+    }
+
+    /// A running pod of `web`, ready and started long ago, requesting 500m.
+    fn pod(name: &str) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": "prod", "labels": {"app": "web"}},
+            "spec": {"containers": [{"name": "web", "image": "i",
+                     "resources": {"requests": {"cpu": "500m", "memory": "256Mi"}}}]},
+            "status": {"phase": "Running", "startTime": t(-600), "conditions": [
+                {"type": "Ready", "status": "True", "lastTransitionTime": t(-590)}]},
+        }))
+        .unwrap()
+    }
+
+    fn pod_with(name: &str, f: impl FnOnce(&mut Value)) -> Pod {
+        let mut v = pods::to_value(&pod(name));
+        f(&mut v);
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn usage(cpu_milli: i64) -> PodUsage {
+        PodUsage {
+            cpu_milli: Some(cpu_milli),
+            memory_bytes: Some(100 << 20),
+            timestamp: ts(0),
+            window: Duration::from_secs(30),
+        }
+    }
+
+    fn cpu(samples: &[(&str, i64)]) -> PodMetrics {
+        PodMetrics {
+            pods: samples
+                .iter()
+                .map(|(n, m)| (n.to_string(), usage(*m)))
+                .collect(),
+        }
+    }
+
+    /// `n` pods `web-0..` each using `milli` cpu.
+    fn fleet(n: usize, milli: i64) -> (Vec<Pod>, PodMetrics) {
+        let names: Vec<String> = (0..n).map(|i| format!("web-{i}")).collect();
+        let pods = names.iter().map(|n| pod(n)).collect();
+        let samples: Vec<(&str, i64)> = names.iter().map(|n| (n.as_str(), milli)).collect();
+        (pods, cpu(&samples))
+    }
+
+    /// History whose only recommendation is long expired: the stabilization
+    /// window holds nothing back.
+    fn settled(now: i64) -> HpaHistory {
+        HpaHistory {
+            recommendations: vec![Recommendation {
+                replicas: 1,
+                at: ts(now - 10_000),
+            }],
+            ..Default::default()
+        }
+    }
+
+    fn run(
+        hpa: &HorizontalPodAutoscaler,
+        target: Option<&Scale>,
+        pods: &[Pod],
+        metrics: &PodMetrics,
+        history: &HpaHistory,
+        now: i64,
+    ) -> (Plan, HpaHistory) {
+        let refs: Vec<&Pod> = pods.iter().collect();
+        let (plan, history) = reconcile_hpa(hpa, target, &refs, metrics, history, ts(now));
+        assert_eq!(plan.requeue_after, Some(SYNC_PERIOD), "always resynced");
+        (plan, history)
+    }
+
+    fn scaled_to(plan: &Plan) -> Option<i64> {
+        plan.actions.iter().find_map(|a| match a {
+            Action::Patch { patch, .. } => patch["spec"]["replicas"].as_i64(),
+            _ => None,
+        })
+    }
+
+    fn status(plan: &Plan) -> Option<Value> {
+        plan.actions.iter().find_map(|a| match a {
+            Action::UpdateStatus { object, .. } => Some(object["status"].clone()),
+            _ => None,
+        })
+    }
+
+    /// The HPA as the plan wrote it (to reconcile again).
+    fn written(hpa: &HorizontalPodAutoscaler, plan: &Plan) -> HorizontalPodAutoscaler {
+        let mut h = hpa.clone();
+        if let Some(s) = status(plan) {
+            h.status = Some(serde_json::from_value(s).unwrap());
+        }
+        h
+    }
+
+    fn condition(plan: &Plan, type_: &str) -> (String, String, String) {
+        let s = status(plan).expect("status written");
+        let c = s["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == type_)
+            .unwrap_or_else(|| panic!("no {type_} in {s}"))
+            .clone();
+        (
+            c["status"].as_str().unwrap().into(),
+            c["reason"].as_str().unwrap().into(),
+            c["message"].as_str().unwrap().into(),
+        )
+    }
+
+    fn events(plan: &Plan) -> Vec<(EventType, String, String)> {
+        plan.actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Event {
+                    event_type,
+                    reason,
+                    message,
+                    ..
+                } => Some((*event_type, reason.clone(), message.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn classic_scale_up_from_80_percent_to_a_50_percent_target() {
+        let h = hpa(json!({}));
+        let pods = [pod("web-a"), pod("web-b")];
+        let m = cpu(&[("web-a", 400), ("web-b", 400)]);
+        let (plan, history) = run(&h, Some(&scale(2)), &pods, &m, &HpaHistory::default(), 0);
+        assert_eq!(plan.actions.len(), 3, "{plan:?}");
+        assert_eq!(
+            plan.actions[0],
+            Action::Patch {
+                resource: Resource::Deployments,
+                namespace: Some("prod".into()),
+                name: "web".into(),
+                subresource: Some("scale"),
+                patch: json!({"spec": {"replicas": 4}}),
+            }
+        );
+        assert_eq!(
+            plan.actions[1],
+            Action::Event {
+                involved: object_reference("autoscaling/v2", "HorizontalPodAutoscaler", &h.metadata),
+                event_type: EventType::Normal,
+                reason: "SuccessfulRescale".into(),
+                message: "New size: 4; reason: cpu resource utilization (percentage of request) above target".into(),
+            }
+        );
+        let Action::UpdateStatus {
+            resource,
+            namespace,
+            name,
+            object,
+        } = &plan.actions[2]
+        else {
+            panic!("{plan:?}")
+        };
+        assert_eq!(
+            (*resource, namespace.as_deref(), name.as_str()),
+            (Resource::HorizontalPodAutoscalers, Some("prod"), "web")
+        );
+        assert_eq!(object["metadata"]["resourceVersion"], json!("9"));
+        assert_eq!(
+            object["status"],
+            json!({
+                "conditions": [
+                    {"type": "AbleToScale", "status": "True", "reason": "SucceededRescale",
+                     "message": "the HPA controller was able to update the target scale to 4",
+                     "lastTransitionTime": t(0)},
+                    {"type": "ScalingActive", "status": "True", "reason": "ValidMetricFound",
+                     "message": "the HPA was able to successfully calculate a replica count from cpu resource utilization (percentage of request)",
+                     "lastTransitionTime": t(0)},
+                    {"type": "ScalingLimited", "status": "False", "reason": "DesiredWithinRange",
+                     "message": "the desired count is within the acceptable range",
+                     "lastTransitionTime": t(0)},
+                ],
+                "currentMetrics": [{"type": "Resource", "resource": {"name": "cpu",
+                    "current": {"averageUtilization": 80, "averageValue": "400m"}}}],
+                "currentReplicas": 2,
+                "desiredReplicas": 4,
+                "lastScaleTime": t(0),
+                "observedGeneration": 2,
+            })
+        );
+        // The controller's start recorded the current size, then the proposal.
+        assert_eq!(
+            history.recommendations,
+            vec![
+                Recommendation {
+                    replicas: 2,
+                    at: ts(0)
+                },
+                Recommendation {
+                    replicas: 4,
+                    at: ts(0)
+                },
+            ]
+        );
+        assert!(
+            history.scale_up_events.is_empty(),
+            "kept only with behavior"
+        );
+
+        // Four pods at 50 %: on target, nothing to scale; status settles.
+        let h = written(&h, &plan);
+        let (pods, m) = fleet(4, 250);
+        let (plan, history) = run(&h, Some(&scale(4)), &pods, &m, &history, 15);
+        assert_eq!(scaled_to(&plan), None, "{plan:?}");
+        assert!(events(&plan).is_empty());
+        let s = status(&plan).unwrap();
+        assert_eq!(s["currentReplicas"], 4);
+        assert_eq!(s["desiredReplicas"], 4);
+        assert_eq!(s["lastScaleTime"], t(0), "unchanged without a rescale");
+        assert_eq!(
+            s["currentMetrics"][0]["resource"]["current"]["averageUtilization"],
+            50
+        );
+        assert_eq!(
+            condition(&plan, "AbleToScale"),
+            (
+                "True".into(),
+                "ReadyForNewScale".into(),
+                "recommended size matches current size".into()
+            )
+        );
+        // Same inputs again: no writes at all.
+        let h = written(&h, &plan);
+        let (plan, _) = run(&h, Some(&scale(4)), &pods, &m, &history, 30);
+        assert!(plan.actions.is_empty(), "{plan:?}");
+    }
+
+    #[test]
+    fn tolerance_table() {
+        // (usage per pod of 500m with a 50 % target, 4 replicas) → new size.
+        let cases = [
+            (225, None),    // 45 %: ratio 0.90, the lower edge is within
+            (230, None),    // 46 %: 0.92
+            (270, None),    // 54 %: 1.08
+            (275, None),    // 55 %: 1.10, the upper edge is within
+            (280, Some(5)), // 56 %: ceil(4 * 1.12)
+            (150, Some(3)), // 30 %: ceil(4 * 0.6)
+            (200, None),    // 40 %: ceil(4 * 0.8) = 4, nothing to do
+        ];
+        for (milli, expected) in cases {
+            let (pods, m) = fleet(4, milli);
+            let (plan, _) = run(&hpa(json!({})), Some(&scale(4)), &pods, &m, &settled(0), 0);
+            assert_eq!(scaled_to(&plan), expected, "{milli}m: {plan:?}");
+        }
+        // A per-HPA tolerance (behavior.scaleUp.tolerance) narrows the band.
+        let h = hpa(json!({"behavior": {"scaleUp": {"tolerance": "0.05"}}}));
+        let (pods, m) = fleet(4, 270);
+        let (plan, _) = run(&h, Some(&scale(4)), &pods, &m, &settled(0), 0);
+        assert_eq!(scaled_to(&plan), Some(5));
+    }
+
+    #[test]
+    fn scale_down_waits_out_the_stabilization_window() {
+        let h = hpa(json!({}));
+        let (pods, m) = fleet(4, 50); // 10 % → ceil(4 * 0.2) = 1
+        let history = HpaHistory {
+            recommendations: vec![Recommendation {
+                replicas: 4,
+                at: ts(-100),
+            }],
+            ..Default::default()
+        };
+        let (plan, history) = run(&h, Some(&scale(4)), &pods, &m, &history, 0);
+        assert_eq!(scaled_to(&plan), None);
+        assert_eq!(
+            condition(&plan, "AbleToScale"),
+            (
+                "True".into(),
+                "ScaleDownStabilized".into(),
+                "recent recommendations were higher than current one, applying the highest recent recommendation".into()
+            )
+        );
+        // At 200 s the recommendation of 4 is 300 s old and still counts.
+        let h = written(&h, &plan);
+        let (plan, history) = run(&h, Some(&scale(4)), &pods, &m, &history, 200);
+        assert_eq!(scaled_to(&plan), None);
+        // One second later it has left the window.
+        let (plan, history) = run(&h, Some(&scale(4)), &pods, &m, &history, 201);
+        assert_eq!(scaled_to(&plan), Some(1));
+        assert_eq!(
+            events(&plan),
+            vec![(
+                EventType::Normal,
+                "SuccessfulRescale".into(),
+                "New size: 1; reason: All metrics below target".into()
+            )]
+        );
+        assert_eq!(
+            history.recommendations,
+            vec![
+                Recommendation {
+                    replicas: 1,
+                    at: ts(0)
+                },
+                Recommendation {
+                    replicas: 1,
+                    at: ts(200)
+                },
+                Recommendation {
+                    replicas: 1,
+                    at: ts(201)
+                },
+            ]
+        );
+        // Right after a restart (empty history) the current size is the
+        // first recommendation, so no scale-down for 5 minutes either.
+        let (plan, _) = run(
+            &hpa(json!({})),
+            Some(&scale(4)),
+            &pods,
+            &m,
+            &HpaHistory::default(),
+            0,
+        );
+        assert_eq!(scaled_to(&plan), None);
+    }
+
+    #[test]
+    fn min_max_and_rate_clamping_without_behavior() {
+        let limited = |plan: &Plan| condition(plan, "ScalingLimited");
+        // 2 pods at 100 % → 4, but max 3.
+        let (pods, m) = fleet(2, 500);
+        let (plan, _) = run(
+            &hpa(json!({"maxReplicas": 3})),
+            Some(&scale(2)),
+            &pods,
+            &m,
+            &settled(0),
+            0,
+        );
+        assert_eq!(scaled_to(&plan), Some(3));
+        assert_eq!(
+            limited(&plan),
+            (
+                "True".into(),
+                "TooManyReplicas".into(),
+                "the desired replica count is more than the maximum replica count".into()
+            )
+        );
+        // 4 pods at 10 % → 1, but min 2.
+        let (pods, m) = fleet(4, 50);
+        let (plan, _) = run(
+            &hpa(json!({"minReplicas": 2})),
+            Some(&scale(4)),
+            &pods,
+            &m,
+            &settled(0),
+            0,
+        );
+        assert_eq!(scaled_to(&plan), Some(2));
+        assert_eq!(
+            limited(&plan),
+            (
+                "True".into(),
+                "TooFewReplicas".into(),
+                "the desired replica count is less than the minimum replica count".into()
+            )
+        );
+        // 2 pods at 500 % → 20, but at most max(2 * 2, 4) per step.
+        let (pods, m) = fleet(2, 2500);
+        let (plan, _) = run(
+            &hpa(json!({"maxReplicas": 100})),
+            Some(&scale(2)),
+            &pods,
+            &m,
+            &settled(0),
+            0,
+        );
+        assert_eq!(scaled_to(&plan), Some(4));
+        assert_eq!(
+            limited(&plan),
+            (
+                "True".into(),
+                "ScaleUpLimit".into(),
+                "the desired replica count is increasing faster than the maximum scale rate".into()
+            )
+        );
+        let (pods, m) = fleet(5, 2500);
+        let (plan, _) = run(
+            &hpa(json!({"maxReplicas": 100})),
+            Some(&scale(5)),
+            &pods,
+            &m,
+            &settled(0),
+            0,
+        );
+        assert_eq!(scaled_to(&plan), Some(10));
+    }
+
+    #[test]
+    fn replicas_outside_min_max_are_corrected_without_metrics() {
+        let cases = [
+            (
+                12,
+                json!({}),
+                Some(10),
+                "Current number of replicas above Spec.MaxReplicas",
+            ),
+            (
+                1,
+                json!({"minReplicas": 3}),
+                Some(3),
+                "Current number of replicas below Spec.MinReplicas",
+            ),
+        ];
+        for (current, spec, expected, reason) in cases {
+            let (plan, _) = run(
+                &hpa(spec),
+                Some(&scale(current)),
+                &[],
+                &PodMetrics::default(),
+                &settled(0),
+                0,
+            );
+            assert_eq!(scaled_to(&plan), expected);
+            assert_eq!(
+                events(&plan)[0].2,
+                format!("New size: {}; reason: {reason}", expected.unwrap())
+            );
+            let s = status(&plan).unwrap();
+            assert_eq!(s["currentMetrics"], Value::Null);
+            assert_eq!(
+                s["conditions"].as_array().unwrap().len(),
+                1,
+                "only AbleToScale: {s}"
+            );
+        }
+        // A target scaled to zero by hand disables autoscaling.
+        let (plan, _) = run(
+            &hpa(json!({})),
+            Some(&scale(0)),
+            &[],
+            &PodMetrics::default(),
+            &settled(0),
+            0,
+        );
+        assert_eq!(scaled_to(&plan), None);
+        assert_eq!(
+            condition(&plan, "ScalingActive"),
+            (
+                "False".into(),
+                "ScalingDisabled".into(),
+                "scaling is disabled since the replica count of the target is zero".into()
+            )
+        );
+        let s = status(&plan).unwrap();
+        assert_eq!(
+            (s["currentReplicas"].clone(), s["desiredReplicas"].clone()),
+            (Value::Null, json!(0))
+        );
+    }
+
+    #[test]
+    fn missing_metrics_count_against_the_scale_direction() {
+        let pods = [pod("web-a"), pod("web-b"), pod("web-c")];
+        // Scale-down: web-c without metrics counts as 100 %:
+        // (50 + 50 + 500) / 1500 = 40 % → ratio 0.8 → ceil(0.8 * 3) = 3.
+        let m = cpu(&[("web-a", 50), ("web-b", 50)]);
+        let (plan, _) = run(&hpa(json!({})), Some(&scale(3)), &pods, &m, &settled(0), 0);
+        assert_eq!(
+            scaled_to(&plan),
+            None,
+            "naively ceil(0.2 * 2) = 1: {plan:?}"
+        );
+        // The reported utilization is that of the measured pods only.
+        assert_eq!(
+            status(&plan).unwrap()["currentMetrics"][0]["resource"]["current"],
+            json!({"averageUtilization": 10, "averageValue": "50m"})
+        );
+        // Scale-up: web-c counts as 0 %: 800 / 1500 = 53 % → within tolerance.
+        let m = cpu(&[("web-a", 400), ("web-b", 400)]);
+        let (plan, _) = run(&hpa(json!({})), Some(&scale(3)), &pods, &m, &settled(0), 0);
+        assert_eq!(
+            scaled_to(&plan),
+            None,
+            "naively ceil(1.6 * 2) = 4: {plan:?}"
+        );
+        // Without web-c the same usage scales.
+        let (plan, _) = run(
+            &hpa(json!({})),
+            Some(&scale(2)),
+            &pods[..2],
+            &m,
+            &settled(0),
+            0,
+        );
+        assert_eq!(scaled_to(&plan), Some(4));
+        // A pod whose metrics lack the resource is missing too.
+        let mut m = cpu(&[("web-a", 400), ("web-b", 400), ("web-c", 0)]);
+        m.pods.get_mut("web-c").unwrap().cpu_milli = None;
+        let (plan, _) = run(&hpa(json!({})), Some(&scale(3)), &pods, &m, &settled(0), 0);
+        assert_eq!(scaled_to(&plan), None);
+    }
+
+    #[test]
+    fn unready_and_ignored_pods() {
+        let pending = pod_with("web-c", |p| p["status"]["phase"] = json!("Pending"));
+        // Scale-up with a Pending pod: it counts as 0 % → 53 %, within.
+        let pods = [pod("web-a"), pod("web-b"), pending.clone()];
+        let m = cpu(&[("web-a", 400), ("web-b", 400), ("web-c", 400)]);
+        let (plan, _) = run(&hpa(json!({})), Some(&scale(3)), &pods, &m, &settled(0), 0);
+        assert_eq!(scaled_to(&plan), None, "{plan:?}");
+        // Scale-down: unready pods are left out: ceil(0.2 * 2) = 1.
+        let m = cpu(&[("web-a", 50), ("web-b", 50), ("web-c", 50)]);
+        let (plan, _) = run(&hpa(json!({})), Some(&scale(3)), &pods, &m, &settled(0), 0);
+        assert_eq!(scaled_to(&plan), Some(1));
+
+        // Within the 5 min cpu initialization period, a sample not a full
+        // window after becoming ready is a start-up spike, not load.
+        let starting = pod_with("web-c", |p| {
+            p["status"]["startTime"] = t(-60);
+            p["status"]["conditions"][0]["lastTransitionTime"] = t(-10);
+        });
+        let m = cpu(&[("web-a", 400), ("web-b", 400), ("web-c", 1000)]);
+        let pods = [pod("web-a"), pod("web-b"), starting.clone()];
+        let (plan, _) = run(&hpa(json!({})), Some(&scale(3)), &pods, &m, &settled(0), 0);
+        assert_eq!(scaled_to(&plan), None, "naively 120 % → 8: {plan:?}");
+        // Ready for a full window before the sample: it counts.
+        let mut later = m.clone();
+        later.pods.get_mut("web-c").unwrap().timestamp = ts(20);
+        let (plan, _) = run(
+            &hpa(json!({})),
+            Some(&scale(3)),
+            &pods,
+            &later,
+            &settled(20),
+            20,
+        );
+        assert_eq!(
+            scaled_to(&plan),
+            Some(6),
+            "120 % → ceil(2.4 * 3) = 8, at most 2x"
+        );
+
+        // Not ready and never been ready (within 30 s of its start): unready.
+        let never = pod_with("web-b", |p| {
+            p["status"]["conditions"][0]["status"] = json!("False");
+            p["status"]["conditions"][0]["lastTransitionTime"] = t(-590);
+        });
+        let m = cpu(&[("web-a", 400), ("web-b", 400)]);
+        let (plan, _) = run(
+            &hpa(json!({})),
+            Some(&scale(2)),
+            &[pod("web-a"), never],
+            &m,
+            &settled(0),
+            0,
+        );
+        assert_eq!(
+            scaled_to(&plan),
+            None,
+            "(400 + 0) / 1000 = 40 % is a direction change"
+        );
+        // Not ready after having been ready: its sample counts.
+        let lapsed = pod_with("web-b", |p| {
+            p["status"]["conditions"][0]["status"] = json!("False");
+            p["status"]["conditions"][0]["lastTransitionTime"] = t(-100);
+        });
+        let (plan, _) = run(
+            &hpa(json!({})),
+            Some(&scale(2)),
+            &[pod("web-a"), lapsed],
+            &m,
+            &settled(0),
+            0,
+        );
+        assert_eq!(scaled_to(&plan), Some(4));
+
+        // Failed and terminating pods are ignored altogether.
+        let failed = pod_with("web-c", |p| p["status"]["phase"] = json!("Failed"));
+        let leaving = pod_with("web-d", |p| p["metadata"]["deletionTimestamp"] = t(-1));
+        let m = cpu(&[("web-a", 400), ("web-b", 400), ("web-c", 0), ("web-d", 0)]);
+        let pods = [pod("web-a"), pod("web-b"), failed, leaving];
+        let (plan, _) = run(&hpa(json!({})), Some(&scale(4)), &pods, &m, &settled(0), 0);
+        assert_eq!(scaled_to(&plan), None, "ceil(1.6 * 2) = 4 = current");
+        assert_eq!(
+            status(&plan).unwrap()["currentMetrics"][0]["resource"]["current"]
+                ["averageUtilization"],
+            80
+        );
+    }
+
+    #[test]
+    fn metric_failures_set_scaling_active_false_once() {
+        let h = hpa(json!({}));
+        let pods = [pod("web-a"), pod("web-b")];
+        let (plan, history) = run(
+            &h,
+            Some(&scale(2)),
+            &pods,
+            &PodMetrics::default(),
+            &HpaHistory::default(),
+            0,
+        );
+        assert_eq!(scaled_to(&plan), None);
+        let cause = "failed to get cpu utilization: unable to get metrics for resource cpu: no metrics returned from resource metrics API";
+        assert_eq!(
+            status(&plan).unwrap(),
+            json!({
+                "conditions": [
+                    {"type": "AbleToScale", "status": "True", "reason": "SucceededGetScale",
+                     "message": "the HPA controller was able to get the target's current scale",
+                     "lastTransitionTime": t(0)},
+                    {"type": "ScalingActive", "status": "False", "reason": "FailedGetResourceMetric",
+                     "message": format!("the HPA was unable to compute the replica count: {cause}"),
+                     "lastTransitionTime": t(0)},
+                ],
+                "currentReplicas": 2,
+                "desiredReplicas": 0,
+                "observedGeneration": 2,
+            })
+        );
+        assert_eq!(
+            events(&plan),
+            vec![
+                (EventType::Warning, "FailedGetResourceMetric".into(), cause.into()),
+                (
+                    EventType::Warning,
+                    "FailedComputeMetricsReplicas".into(),
+                    format!("invalid metrics (1 invalid out of 1), first error is: failed to get cpu resource metric value: {cause}")
+                ),
+            ]
+        );
+        // Still failing 15 s later: nothing new to say.
+        let (plan, _) = run(
+            &written(&h, &plan),
+            Some(&scale(2)),
+            &pods,
+            &PodMetrics::default(),
+            &history,
+            15,
+        );
+        assert!(plan.actions.is_empty(), "{plan:?}");
+
+        let message = |pods: &[Pod], m: &PodMetrics| {
+            let (plan, _) = run(&hpa(json!({})), Some(&scale(2)), pods, m, &settled(0), 0);
+            assert_eq!(scaled_to(&plan), None);
+            condition(&plan, "ScalingActive").2
+        };
+        let no_request = pod_with("web-a", |p| {
+            p["spec"]["containers"][0]["resources"] = json!({});
+        });
+        assert_eq!(
+            message(&[no_request, pod("web-b")], &cpu(&[("web-a", 1), ("web-b", 1)])),
+            "the HPA was unable to compute the replica count: failed to get cpu utilization: missing request for cpu in container web of Pod web-a"
+        );
+        let pending = pod_with("web-a", |p| p["status"]["phase"] = json!("Pending"));
+        assert_eq!(
+            message(&[pending], &cpu(&[("web-a", 1)])),
+            "the HPA was unable to compute the replica count: failed to get cpu utilization: did not receive metrics for targeted pods (pods might be unready)"
+        );
+        // Pods (and their metrics) outside the selector or namespace do not count.
+        let other = pod_with("web-a", |p| p["metadata"]["labels"]["app"] = json!("api"));
+        let elsewhere = pod_with("web-b", |p| p["metadata"]["namespace"] = json!("dev"));
+        assert_eq!(
+            message(&[other, elsewhere], &cpu(&[("web-a", 400), ("web-b", 400)])),
+            format!("the HPA was unable to compute the replica count: {cause}")
+        );
+    }
+
+    #[test]
+    fn behavior_policies_limit_the_rate() {
+        // Default scale-up rules: max(+4 pods, +100 %) per 15 s.
+        let h = hpa(json!({"maxReplicas": 100, "behavior": {}}));
+        let (pods, m) = fleet(2, 2500);
+        let (plan, history) = run(&h, Some(&scale(2)), &pods, &m, &settled(0), 0);
+        assert_eq!(scaled_to(&plan), Some(6));
+        assert_eq!(condition(&plan, "ScalingLimited").1, "ScaleUpLimit");
+        assert_eq!(
+            history.scale_up_events,
+            vec![ScaleEvent {
+                change: 4,
+                at: ts(0)
+            }]
+        );
+        // 10 s later the period still holds those 4: the limit is
+        // max(2 + 4, 2 * 2) = 6, already reached.
+        let (pods, m) = fleet(6, 2500);
+        let (plan, history) = run(
+            &written(&h, &plan),
+            Some(&scale(6)),
+            &pods,
+            &m,
+            &history,
+            10,
+        );
+        assert_eq!(scaled_to(&plan), None);
+        assert_eq!(condition(&plan, "ScalingLimited").0, "True");
+        // After the 15 s period: max(6 + 4, 6 * 2) = 12.
+        let (plan, history) = run(&h, Some(&scale(6)), &pods, &m, &history, 16);
+        assert_eq!(scaled_to(&plan), Some(12));
+        assert_eq!(
+            history.scale_up_events,
+            vec![ScaleEvent {
+                change: 6,
+                at: ts(16)
+            }],
+            "events older than the longest period (15 s) are dropped"
+        );
+        // 16 s later: max(12 + 4, 12 * 2) = 24.
+        let (plan, history) = run(&h, Some(&scale(12)), &pods, &m, &history, 32);
+        assert_eq!(scaled_to(&plan), Some(24));
+        assert_eq!(
+            history.scale_up_events,
+            vec![ScaleEvent {
+                change: 12,
+                at: ts(32)
+            }]
+        );
+
+        // selectPolicy Min: the smaller of +4 and +100 %.
+        let h = hpa(json!({"maxReplicas": 100, "behavior": {"scaleUp": {"selectPolicy": "Min"}}}));
+        let (pods, m) = fleet(2, 2500);
+        let (plan, _) = run(&h, Some(&scale(2)), &pods, &m, &settled(0), 0);
+        assert_eq!(scaled_to(&plan), Some(4));
+    }
+
+    #[test]
+    fn scale_down_policies_and_windows() {
+        let (pods, m) = fleet(5, 50); // 10 % → 1
+                                      // One pod per minute, no window.
+        let h = hpa(
+            json!({"behavior": {"scaleDown": {"stabilizationWindowSeconds": 0,
+            "policies": [{"type": "Pods", "value": 1, "periodSeconds": 60}]}}}),
+        );
+        let (plan, history) = run(&h, Some(&scale(5)), &pods, &m, &settled(0), 0);
+        assert_eq!(scaled_to(&plan), Some(4));
+        assert_eq!(
+            condition(&plan, "ScalingLimited"),
+            (
+                "True".into(),
+                "ScaleDownLimit".into(),
+                "the desired replica count is decreasing faster than the maximum scale rate".into()
+            )
+        );
+        assert_eq!(
+            history.scale_down_events,
+            vec![ScaleEvent {
+                change: 1,
+                at: ts(0)
+            }]
+        );
+        let (plan, history) = run(&h, Some(&scale(4)), &pods[..4], &m, &history, 30);
+        assert_eq!(scaled_to(&plan), None);
+        let (plan, _) = run(&h, Some(&scale(4)), &pods[..4], &m, &history, 61);
+        assert_eq!(scaled_to(&plan), Some(3));
+
+        // 50 % per minute rounds the limit down: 5 * 0.5 = 2.5 → 2.
+        let h = hpa(
+            json!({"behavior": {"scaleDown": {"stabilizationWindowSeconds": 0,
+            "policies": [{"type": "Percent", "value": 50, "periodSeconds": 60}]}}}),
+        );
+        let (plan, _) = run(&h, Some(&scale(5)), &pods, &m, &settled(0), 0);
+        assert_eq!(scaled_to(&plan), Some(2));
+
+        // Disabled: never down.
+        let h = hpa(json!({"behavior": {"scaleDown": {"selectPolicy": "Disabled"}}}));
+        let (plan, _) = run(&h, Some(&scale(5)), &pods, &m, &settled(0), 0);
+        assert_eq!(scaled_to(&plan), None);
+        assert_eq!(condition(&plan, "ScalingLimited").1, "ScaleDownLimit");
+
+        // A 60 s scale-down window holds the highest recent recommendation.
+        let h = hpa(json!({"behavior": {"scaleDown": {"stabilizationWindowSeconds": 60}}}));
+        let history = HpaHistory {
+            recommendations: vec![Recommendation {
+                replicas: 5,
+                at: ts(-30),
+            }],
+            ..Default::default()
+        };
+        let (plan, history) = run(&h, Some(&scale(5)), &pods, &m, &history, 0);
+        assert_eq!(scaled_to(&plan), None);
+        assert_eq!(condition(&plan, "AbleToScale").1, "ScaleDownStabilized");
+        let (plan, _) = run(&h, Some(&scale(5)), &pods, &m, &history, 31);
+        assert_eq!(
+            scaled_to(&plan),
+            Some(1),
+            "default scale-down policy: 100 % per 15 s"
+        );
+
+        // A scale-up window holds the lowest recent recommendation.
+        let h = hpa(json!({"behavior": {"scaleUp": {"stabilizationWindowSeconds": 60}}}));
+        let (pods, m) = fleet(2, 400);
+        let history = HpaHistory {
+            recommendations: vec![Recommendation {
+                replicas: 2,
+                at: ts(-30),
+            }],
+            ..Default::default()
+        };
+        let (plan, _) = run(&h, Some(&scale(2)), &pods, &m, &history, 0);
+        assert_eq!(scaled_to(&plan), None);
+        assert_eq!(
+            condition(&plan, "AbleToScale"),
+            (
+                "True".into(),
+                "ScaleUpStabilized".into(),
+                "recent recommendations were lower than current one, applying the lowest recent recommendation".into()
+            )
+        );
+    }
+
+    #[test]
+    fn scale_targets_by_kind() {
+        let (pods, m) = fleet(2, 400);
+        let cases = [
+            ("apps/v1", "Deployment", Some(Resource::Deployments)),
+            ("apps/v1", "ReplicaSet", Some(Resource::ReplicaSets)),
+            ("apps/v1", "StatefulSet", Some(Resource::StatefulSets)),
+            (
+                "v1",
+                "ReplicationController",
+                Some(Resource::ReplicationControllers),
+            ),
+            ("example.com/v1", "Foo", None),
+            ("v1", "Deployment", None),
+        ];
+        for (api_version, kind, expected) in cases {
+            let h = hpa(
+                json!({"scaleTargetRef": {"apiVersion": api_version, "kind": kind, "name": "web"}}),
+            );
+            let (plan, _) = run(&h, Some(&scale(2)), &pods, &m, &settled(0), 0);
+            let resource = plan.actions.iter().find_map(|a| match a {
+                Action::Patch {
+                    resource,
+                    subresource: Some("scale"),
+                    ..
+                } => Some(*resource),
+                _ => None,
+            });
+            assert_eq!(resource, expected, "{kind}");
+            if expected.is_none() {
+                let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
+                let err = format!("no matches for kind \"{kind}\" in group \"{group}\"");
+                assert_eq!(
+                    condition(&plan, "AbleToScale"),
+                    (
+                        "False".into(),
+                        "FailedGetScale".into(),
+                        format!("the HPA controller was unable to get the target's current scale: {err}")
+                    )
+                );
+                assert_eq!(
+                    events(&plan),
+                    vec![(EventType::Warning, "FailedGetScale".into(), err)]
+                );
+            }
+        }
+        // The target does not exist.
+        let (plan, _) = run(&hpa(json!({})), None, &pods, &m, &settled(0), 0);
+        assert_eq!(
+            events(&plan),
+            vec![(
+                EventType::Warning,
+                "FailedGetScale".into(),
+                "deployments.apps \"web\" not found".into()
+            )]
+        );
+        assert_eq!(scaled_to(&plan), None);
+    }
+
+    #[test]
+    fn average_value_and_several_metrics() {
+        let memory = |target: &str| {
+            json!({"type": "Resource", "resource": {"name": "memory",
+            "target": {"type": "AverageValue", "averageValue": target}}})
+        };
+        let mut m = cpu(&[("web-a", 100), ("web-b", 100)]);
+        for u in m.pods.values_mut() {
+            u.memory_bytes = Some(300 << 20);
+        }
+        let pods = [pod("web-a"), pod("web-b")];
+        let h = hpa(json!({"metrics": [memory("200Mi")]}));
+        let (plan, _) = run(&h, Some(&scale(2)), &pods, &m, &settled(0), 0);
+        assert_eq!(scaled_to(&plan), Some(3), "300Mi / 200Mi = 1.5 → 3");
+        assert_eq!(
+            events(&plan)[0].2,
+            "New size: 3; reason: memory resource above target"
+        );
+        assert_eq!(
+            status(&plan).unwrap()["currentMetrics"],
+            json!([{"type": "Resource", "resource": {"name": "memory",
+                     "current": {"averageValue": "314572800"}}}])
+        );
+        // The largest proposal wins: cpu 20 % → 1, memory → 3.
+        let cpu20 = json!({"type": "Resource", "resource": {"name": "cpu",
+            "target": {"type": "Utilization", "averageUtilization": 50}}});
+        let h = hpa(json!({"metrics": [cpu20, memory("200Mi")]}));
+        let (plan, _) = run(&h, Some(&scale(2)), &pods, &m, &settled(0), 0);
+        assert_eq!(scaled_to(&plan), Some(3));
+        assert_eq!(
+            status(&plan).unwrap()["currentMetrics"]
+                .as_array()
+                .unwrap()
+                .len(),
+            2
+        );
+        // No metrics in the spec: cpu at 80 %, as the API server defaults.
+        let h = hpa(json!({"metrics": []}));
+        let (plan, _) = run(
+            &h,
+            Some(&scale(2)),
+            &pods,
+            &cpu(&[("web-a", 400), ("web-b", 400)]),
+            &settled(0),
+            0,
+        );
+        assert_eq!(scaled_to(&plan), None, "80 % on an 80 % target");
+        let (plan, _) = run(
+            &h,
+            Some(&scale(2)),
+            &pods,
+            &cpu(&[("web-a", 500), ("web-b", 500)]),
+            &settled(0),
+            0,
+        );
+        assert_eq!(scaled_to(&plan), Some(3), "100 % → ceil(2 * 1.25)");
+    }
+
+    #[test]
+    fn metrics_drover_cannot_serve() {
+        let pods_metric = json!({"type": "Pods", "pods": {"metric": {"name": "rps"},
+            "target": {"type": "AverageValue", "averageValue": "10"}}});
+        let cpu50 = json!({"type": "Resource", "resource": {"name": "cpu",
+            "target": {"type": "Utilization", "averageUtilization": 50}}});
+        let pods = [pod("web-a"), pod("web-b")];
+        // Alone: ScalingActive False.
+        let h = hpa(json!({"metrics": [pods_metric.clone()]}));
+        let (plan, _) = run(
+            &h,
+            Some(&scale(2)),
+            &pods,
+            &cpu(&[("web-a", 400), ("web-b", 400)]),
+            &settled(0),
+            0,
+        );
+        assert_eq!(scaled_to(&plan), None);
+        assert_eq!(
+            condition(&plan, "ScalingActive"),
+            (
+                "False".into(),
+                "FailedGetPodsMetric".into(),
+                "the HPA was unable to compute the replica count: unable to get metric rps: drover serves no custom metrics API".into()
+            )
+        );
+        // With a valid metric that scales up: it scales, and says so.
+        let h = hpa(json!({"metrics": [pods_metric.clone(), cpu50.clone()]}));
+        let (plan, _) = run(
+            &h,
+            Some(&scale(2)),
+            &pods,
+            &cpu(&[("web-a", 400), ("web-b", 400)]),
+            &settled(0),
+            0,
+        );
+        assert_eq!(scaled_to(&plan), Some(4));
+        assert_eq!(condition(&plan, "ScalingActive").1, "ValidMetricFound");
+        assert_eq!(events(&plan)[1].1, "FailedGetPodsMetric");
+        // But never down on partial information.
+        let (plan, _) = run(
+            &h,
+            Some(&scale(2)),
+            &pods,
+            &cpu(&[("web-a", 50), ("web-b", 50)]),
+            &settled(0),
+            0,
+        );
+        assert_eq!(scaled_to(&plan), None);
+        assert_eq!(condition(&plan, "ScalingActive").1, "FailedGetPodsMetric");
+        assert!(events(&plan).iter().any(|e| e.2.starts_with(
+            "invalid metrics (1 invalid out of 2), first error is: failed to get pods metric value"
+        )));
+    }
+
+    #[test]
+    fn selectors() {
+        let (pods, m) = fleet(2, 400);
+        let (plan, _) = run(
+            &hpa(json!({})),
+            Some(&Scale {
+                replicas: 2,
+                selector: String::new(),
+            }),
+            &pods,
+            &m,
+            &settled(0),
+            0,
+        );
+        assert_eq!(
+            condition(&plan, "ScalingActive"),
+            (
+                "False".into(),
+                "InvalidSelector".into(),
+                "the HPA target's scale is missing a selector".into()
+            )
+        );
+        assert_eq!(
+            events(&plan),
+            vec![
+                (
+                    EventType::Warning,
+                    "SelectorRequired".into(),
+                    "selector is required".into()
+                ),
+                (
+                    EventType::Warning,
+                    "FailedComputeMetricsReplicas".into(),
+                    "selector is required".into()
+                ),
+            ]
+        );
+        let bad = Scale {
+            replicas: 2,
+            selector: "app in web".into(),
+        };
+        let (plan, _) = run(&hpa(json!({})), Some(&bad), &pods, &m, &settled(0), 0);
+        assert_eq!(condition(&plan, "ScalingActive").1, "InvalidSelector");
+
+        let labels = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let web = labels(&[("app", "web"), ("tier", "fe")]);
+        let cases = [
+            ("app=web", true),
+            ("app==web,tier=fe", true),
+            ("app!=web", false),
+            ("app in (web, api),tier notin (db)", true),
+            ("tier notin (fe)", false),
+            ("app,!canary", true),
+            ("canary", false),
+            ("!tier", false),
+            ("app in(api)", false),
+        ];
+        for (selector, expected) in cases {
+            let s = Selector::parse(selector).unwrap_or_else(|e| panic!("{selector}: {e}"));
+            assert_eq!(s.matches(Some(&web)), expected, "{selector}");
+        }
+        for bad in ["app in web", "a b", "=web", "app in (web"] {
+            assert!(Selector::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn milli_quantities_print_like_kubernetes() {
+        let cases = [
+            (400, "400m"),
+            (1500, "1500m"),
+            (1000, "1"),
+            (0, "0"),
+            (2_000_000, "2k"),
+            (314_572_800_000, "314572800"),
+            (5_000_000_000_000, "5G"),
+        ];
+        for (milli, expected) in cases {
+            assert_eq!(milli_quantity(milli).0, expected, "{milli}");
+        }
     }
 }

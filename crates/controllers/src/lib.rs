@@ -10,14 +10,14 @@ pub mod runtime;
 pub mod scheduling;
 pub mod wiring;
 // Workload controllers (one module each; pure reconcile + table tests):
-pub mod hpa;
-pub mod nodelifecycle;
-pub mod endpoints;
 pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
+pub mod endpoints;
 pub mod history;
+pub mod hpa;
 pub mod job;
+pub mod nodelifecycle;
 pub mod replicaset;
 pub mod statefulset;
 

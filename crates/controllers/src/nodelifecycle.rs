@@ -195,15 +195,16 @@ pub fn reconcile_node(
     }
 
     let probe = health.probe_timestamp.unwrap_or(now);
-    let deadline = probe
-        .checked_add(grace)
-        .unwrap_or(jiff::Timestamp::MAX);
+    let deadline = probe.checked_add(grace).unwrap_or(jiff::Timestamp::MAX);
     if now >= deadline {
         let updated = conditions_unknown(&conditions, created, now);
         let new_ready = find_condition(&updated, "Ready");
         if new_ready != ready {
             let mut object = node.clone();
-            object.status.get_or_insert_with(Default::default).conditions = Some(updated.clone());
+            object
+                .status
+                .get_or_insert_with(Default::default)
+                .conditions = Some(updated.clone());
             plan.push(Action::UpdateStatus {
                 resource: Resource::Nodes,
                 namespace: None,
@@ -311,7 +312,11 @@ fn is_managed_no_schedule_key(key: &str) -> bool {
 /// or `None` when they already do. Other taints, and the controller's taints
 /// that stay, are kept as they are (value, `timeAdded`); new ones are
 /// appended with `timeAdded = now`, as `SwapNodeControllerTaint` does.
-fn desired_taints(node: &Node, conditions: &[NodeCondition], now: jiff::Timestamp) -> Option<Vec<Taint>> {
+fn desired_taints(
+    node: &Node,
+    conditions: &[NodeCondition],
+    now: jiff::Timestamp,
+) -> Option<Vec<Taint>> {
     let existing: Vec<Taint> = node
         .spec
         .as_ref()
@@ -683,20 +688,30 @@ mod tests {
     }
 
     fn lease(renew: i64) -> Lease {
+        let renew_time = serde_json::to_value(
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(ts(renew)),
+        )
+        .unwrap();
         serde_json::from_value(json!({
             "metadata": {"name": "n1", "namespace": "kube-node-lease"},
-            "spec": {"holderIdentity": "n1", "renewTime": "2023-11-14T22:13:20.000000Z"},
+            "spec": {"holderIdentity": "n1", "renewTime": renew_time},
         }))
-        .map(|mut l: Lease| {
-            l.spec.as_mut().unwrap().renew_time =
-                Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(ts(renew)));
-            l
-        })
         .unwrap()
     }
 
-    fn reconcile(node: &Node, lease: Option<&Lease>, health: &NodeHealth, now: i64) -> (Plan, NodeHealth) {
-        reconcile_node(node, lease, health, ts(now), &NodeLifecycleConfig::default())
+    fn reconcile(
+        node: &Node,
+        lease: Option<&Lease>,
+        health: &NodeHealth,
+        now: i64,
+    ) -> (Plan, NodeHealth) {
+        reconcile_node(
+            node,
+            lease,
+            health,
+            ts(now),
+            &NodeLifecycleConfig::default(),
+        )
     }
 
     fn event(reason: &str, message: &str) -> Action {
@@ -710,12 +725,18 @@ mod tests {
 
     fn written(action: &Action) -> (&'static str, Node) {
         match action {
-            Action::UpdateStatus { resource: Resource::Nodes, namespace: None, name, object } if name == "n1" => {
-                ("status", serde_json::from_value(object.clone()).unwrap())
-            }
-            Action::Update { resource: Resource::Nodes, namespace: None, name, object } if name == "n1" => {
-                ("spec", serde_json::from_value(object.clone()).unwrap())
-            }
+            Action::UpdateStatus {
+                resource: Resource::Nodes,
+                namespace: None,
+                name,
+                object,
+            } if name == "n1" => ("status", serde_json::from_value(object.clone()).unwrap()),
+            Action::Update {
+                resource: Resource::Nodes,
+                namespace: None,
+                name,
+                object,
+            } if name == "n1" => ("spec", serde_json::from_value(object.clone()).unwrap()),
             other => panic!("not a node write: {other:?}"),
         }
     }
@@ -746,7 +767,10 @@ mod tests {
         let (plan, health) = reconcile(&ready_node("True", -5), None, &NodeHealth::default(), 0);
         assert_eq!(
             plan.actions,
-            vec![event("RegisteredNode", "Node n1 event: Registered Node n1 in Controller")]
+            vec![event(
+                "RegisteredNode",
+                "Node n1 event: Registered Node n1 in Controller"
+            )]
         );
         // The controller's own clock starts the grace period, not the
         // kubelet's heartbeat time.
@@ -785,7 +809,10 @@ mod tests {
             ])
         );
         assert_eq!(object.metadata.resource_version.as_deref(), Some("7"));
-        assert_eq!(plan.actions[1], event("NodeNotReady", "Node n1 status is now: NodeNotReady"));
+        assert_eq!(
+            plan.actions[1],
+            event("NodeNotReady", "Node n1 status is now: NodeNotReady")
+        );
         assert_eq!(plan.requeue_after, None);
         // Our own write keeps the heartbeat: reading it back is no sign of life.
         assert_eq!(after, health);
@@ -802,7 +829,10 @@ mod tests {
                 {"key": TAINT_NODE_UNREACHABLE, "effect": "NoExecute", "timeAdded": t(51)},
             ])
         );
-        assert_eq!(tainted.status, object.status, "a spec write leaves status alone");
+        assert_eq!(
+            tainted.status, object.status,
+            "a spec write leaves status alone"
+        );
         let (plan, _) = reconcile(&tainted, None, &after, 60);
         assert!(plan.is_empty(), "steady state writes nothing: {plan:?}");
     }
@@ -828,7 +858,10 @@ mod tests {
         let (plan, _) = reconcile(&n, Some(&lease(40)), &h, 94);
         assert!(plan.actions.is_empty());
         let (plan, _) = reconcile(&n, Some(&lease(40)), &h, 95);
-        assert!(matches!(plan.actions[0], Action::UpdateStatus { .. }), "{plan:?}");
+        assert!(
+            matches!(plan.actions[0], Action::UpdateStatus { .. }),
+            "{plan:?}"
+        );
     }
 
     #[test]
@@ -869,9 +902,12 @@ mod tests {
         assert_eq!(object.spec.unwrap().taints, None);
     }
 
+    /// (case, node conditions, spec.unschedulable, taints before, taints after)
+    type TaintCase = (&'static str, Value, Option<bool>, Value, Value);
+
     #[test]
     fn condition_taints_follow_each_condition() {
-        let cases: Vec<(&str, Value, Option<bool>, Value, Value)> = vec![
+        let cases: Vec<TaintCase> = vec![
             (
                 "Ready=False swaps unreachable for not-ready, keeping timeAdded of the rest",
                 json!([cond("Ready", "False", 0)]),
@@ -937,7 +973,13 @@ mod tests {
         let (plan, health) = reconcile(&n, None, &NodeHealth::default(), 0);
         assert_eq!(health.probe_timestamp, Some(ts(-1000)));
         assert_eq!(plan.actions.len(), 2, "{plan:?}");
-        assert_eq!(plan.actions[0], event("RegisteredNode", "Node n1 event: Registered Node n1 in Controller"));
+        assert_eq!(
+            plan.actions[0],
+            event(
+                "RegisteredNode",
+                "Node n1 event: Registered Node n1 in Controller"
+            )
+        );
         let (_, object) = written(&plan.actions[1]);
         let conditions = object.status.as_ref().unwrap().conditions.clone().unwrap();
         assert_eq!(
@@ -947,7 +989,10 @@ mod tests {
                    "lastHeartbeatTime": t(-1000), "lastTransitionTime": t(0)})
         );
         assert_eq!(
-            conditions.iter().map(|c| c.type_.as_str()).collect::<Vec<_>>(),
+            conditions
+                .iter()
+                .map(|c| c.type_.as_str())
+                .collect::<Vec<_>>(),
             MONITORED_CONDITIONS
         );
         // No NodeNotReady: it was never Ready.
@@ -975,8 +1020,12 @@ mod tests {
         // Already Unknown (from a previous controller): no status write even
         // though the grace period has long expired, only the taints.
         let n = node(
-            json!([cond("Ready", "Unknown", -500), cond("MemoryPressure", "Unknown", -500),
-                   cond("DiskPressure", "Unknown", -500), cond("PIDPressure", "Unknown", -500)]),
+            json!([
+                cond("Ready", "Unknown", -500),
+                cond("MemoryPressure", "Unknown", -500),
+                cond("DiskPressure", "Unknown", -500),
+                cond("PIDPressure", "Unknown", -500)
+            ]),
             json!([
                 {"key": TAINT_NODE_UNREACHABLE, "effect": "NoSchedule", "timeAdded": t(-400)},
                 {"key": TAINT_NODE_UNREACHABLE, "effect": "NoExecute", "timeAdded": t(-400)},
@@ -1069,48 +1118,120 @@ mod tests {
             {"key": TAINT_NODE_UNREACHABLE, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
         ]));
         let plan = reconcile_taint_eviction(&admitted, Some(&n), ts(100));
-        assert_eq!((plan.actions.len(), plan.requeue_after), (0, Some(Duration::from_secs(200))));
+        assert_eq!(
+            (plan.actions.len(), plan.requeue_after),
+            (0, Some(Duration::from_secs(200)))
+        );
     }
+
+    /// (case, tolerations, taints, now, evicted, requeue seconds)
+    type TimingCase = (&'static str, Value, Value, i64, bool, Option<u64>);
 
     #[test]
     fn toleration_timing_table() {
-        let unreachable = |secs: Value| json!({"key": TAINT_NODE_UNREACHABLE, "operator": "Exists",
-                                               "effect": "NoExecute", "tolerationSeconds": secs});
-        // (case, tolerations, taints, now, evicted, requeue seconds)
-        let cases: Vec<(&str, Value, Value, i64, bool, Option<u64>)> = vec![
-            ("own 60 s toleration, 30 s in", json!([unreachable(json!(60))]),
-             json!([{"key": TAINT_NODE_UNREACHABLE, "effect": "NoExecute", "timeAdded": t(0)}]), 30, false, Some(30)),
-            ("own 60 s toleration, at 60 s", json!([unreachable(json!(60))]),
-             json!([{"key": TAINT_NODE_UNREACHABLE, "effect": "NoExecute", "timeAdded": t(0)}]), 60, true, None),
-            ("tolerationSeconds 0 evicts now", json!([unreachable(json!(0))]),
-             json!([{"key": TAINT_NODE_UNREACHABLE, "effect": "NoExecute", "timeAdded": t(0)}]), 0, true, None),
-            ("negative tolerationSeconds evicts now", json!([unreachable(json!(-5))]),
-             json!([{"key": TAINT_NODE_UNREACHABLE, "effect": "NoExecute", "timeAdded": t(0)}]), 0, true, None),
-            ("tolerated forever", json!([{"key": TAINT_NODE_UNREACHABLE, "operator": "Exists", "effect": "NoExecute"}]),
-             json!([{"key": TAINT_NODE_UNREACHABLE, "effect": "NoExecute", "timeAdded": t(0)}]), 10_000, false, None),
-            ("tolerate-everything toleration also covers the defaults", json!([{"operator": "Exists"}]),
-             json!([{"key": TAINT_NODE_NOT_READY, "effect": "NoExecute", "timeAdded": t(0)},
-                    {"key": "x", "effect": "NoExecute", "timeAdded": t(0)}]), 10_000, false, None),
-            ("earliest deadline over several taints", json!([
+        let unreachable = |secs: Value| {
+            json!({"key": TAINT_NODE_UNREACHABLE, "operator": "Exists",
+                                               "effect": "NoExecute", "tolerationSeconds": secs})
+        };
+        let cases: Vec<TimingCase> = vec![
+            (
+                "own 60 s toleration, 30 s in",
+                json!([unreachable(json!(60))]),
+                json!([{"key": TAINT_NODE_UNREACHABLE, "effect": "NoExecute", "timeAdded": t(0)}]),
+                30,
+                false,
+                Some(30),
+            ),
+            (
+                "own 60 s toleration, at 60 s",
+                json!([unreachable(json!(60))]),
+                json!([{"key": TAINT_NODE_UNREACHABLE, "effect": "NoExecute", "timeAdded": t(0)}]),
+                60,
+                true,
+                None,
+            ),
+            (
+                "tolerationSeconds 0 evicts now",
+                json!([unreachable(json!(0))]),
+                json!([{"key": TAINT_NODE_UNREACHABLE, "effect": "NoExecute", "timeAdded": t(0)}]),
+                0,
+                true,
+                None,
+            ),
+            (
+                "negative tolerationSeconds evicts now",
+                json!([unreachable(json!(-5))]),
+                json!([{"key": TAINT_NODE_UNREACHABLE, "effect": "NoExecute", "timeAdded": t(0)}]),
+                0,
+                true,
+                None,
+            ),
+            (
+                "tolerated forever",
+                json!([{"key": TAINT_NODE_UNREACHABLE, "operator": "Exists", "effect": "NoExecute"}]),
+                json!([{"key": TAINT_NODE_UNREACHABLE, "effect": "NoExecute", "timeAdded": t(0)}]),
+                10_000,
+                false,
+                None,
+            ),
+            (
+                "tolerate-everything toleration also covers the defaults",
+                json!([{"operator": "Exists"}]),
+                json!([{"key": TAINT_NODE_NOT_READY, "effect": "NoExecute", "timeAdded": t(0)},
+                    {"key": "x", "effect": "NoExecute", "timeAdded": t(0)}]),
+                10_000,
+                false,
+                None,
+            ),
+            (
+                "earliest deadline over several taints",
+                json!([
                 {"key": "a", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 100},
                 {"key": "b", "operator": "Equal", "value": "1", "effect": "NoExecute", "tolerationSeconds": 30}]),
-             json!([{"key": "a", "effect": "NoExecute", "timeAdded": t(0)},
-                    {"key": "b", "value": "1", "effect": "NoExecute", "timeAdded": t(50)}]), 60, false, Some(20)),
-            ("the first matching toleration decides, not the longest", json!([
+                json!([{"key": "a", "effect": "NoExecute", "timeAdded": t(0)},
+                    {"key": "b", "value": "1", "effect": "NoExecute", "timeAdded": t(50)}]),
+                60,
+                false,
+                Some(20),
+            ),
+            (
+                "the first matching toleration decides, not the longest",
+                json!([
                 {"key": "a", "operator": "Exists", "tolerationSeconds": 10},
                 {"key": "a", "operator": "Exists", "effect": "NoExecute"}]),
-             json!([{"key": "a", "effect": "NoExecute", "timeAdded": t(0)}]), 10, true, None),
-            ("value mismatch is not tolerated", json!([
+                json!([{"key": "a", "effect": "NoExecute", "timeAdded": t(0)}]),
+                10,
+                true,
+                None,
+            ),
+            (
+                "value mismatch is not tolerated",
+                json!([
                 {"key": "b", "operator": "Equal", "value": "2", "effect": "NoExecute"}]),
-             json!([{"key": "b", "value": "1", "effect": "NoExecute", "timeAdded": t(0)}]), 0, true, None),
-            ("no timeAdded: no deadline", json!([unreachable(json!(60))]),
-             json!([{"key": TAINT_NODE_UNREACHABLE, "effect": "NoExecute"}]), 10_000, false, None),
-            ("NoSchedule taints never evict", json!(null),
-             json!([{"key": "x", "effect": "NoSchedule"}, {"key": "y", "effect": "PreferNoSchedule"}]), 0, false, None),
+                json!([{"key": "b", "value": "1", "effect": "NoExecute", "timeAdded": t(0)}]),
+                0,
+                true,
+                None,
+            ),
+            (
+                "no timeAdded: no deadline",
+                json!([unreachable(json!(60))]),
+                json!([{"key": TAINT_NODE_UNREACHABLE, "effect": "NoExecute"}]),
+                10_000,
+                false,
+                None,
+            ),
+            (
+                "NoSchedule taints never evict",
+                json!(null),
+                json!([{"key": "x", "effect": "NoSchedule"}, {"key": "y", "effect": "PreferNoSchedule"}]),
+                0,
+                false,
+                None,
+            ),
         ];
         for (name, tolerations, taints, now, evicted, requeue) in cases {
-            let plan = reconcile_taint_eviction(&pod(tolerations.clone()), Some(&tainted(taints)), ts(now));
-            let mut expected_pod = pod(tolerations);
+            let plan = reconcile_taint_eviction(&pod(tolerations), Some(&tainted(taints)), ts(now));
             let delete = Action::Delete {
                 resource: Resource::Pods,
                 namespace: Some("prod".into()),
@@ -1118,10 +1239,17 @@ mod tests {
                 uid: Some("pod-uid".into()),
                 propagation: None,
             };
-            assert_eq!(plan.actions.last() == Some(&delete), evicted, "{name}: {plan:?}");
+            assert_eq!(
+                plan.actions.last() == Some(&delete),
+                evicted,
+                "{name}: {plan:?}"
+            );
             assert_eq!(plan.actions.len(), if evicted { 3 } else { 0 }, "{name}");
-            assert_eq!(plan.requeue_after, requeue.map(Duration::from_secs), "{name}");
-            expected_pod.metadata.name = None;
+            assert_eq!(
+                plan.requeue_after,
+                requeue.map(Duration::from_secs),
+                "{name}"
+            );
         }
     }
 
@@ -1139,14 +1267,21 @@ mod tests {
         assert!(reconcile_taint_eviction(&pod(json!(null)), Some(&untainted), ts(5)).is_empty());
         // Already marked by an earlier attempt: no second status write.
         let mut marked = pod(json!(null));
-        marked.status.as_mut().unwrap().conditions.as_mut().unwrap().push(PodCondition {
-            type_: "DisruptionTarget".into(),
-            status: "True".into(),
-            reason: Some("DeletionByTaintManager".into()),
-            message: Some("Taint manager: deleting due to NoExecute taint".into()),
-            last_transition_time: Some(Time(ts(2))),
-            ..Default::default()
-        });
+        marked
+            .status
+            .as_mut()
+            .unwrap()
+            .conditions
+            .as_mut()
+            .unwrap()
+            .push(PodCondition {
+                type_: "DisruptionTarget".into(),
+                status: "True".into(),
+                reason: Some("DeletionByTaintManager".into()),
+                message: Some("Taint manager: deleting due to NoExecute taint".into()),
+                last_transition_time: Some(Time(ts(2))),
+                ..Default::default()
+            });
         let plan = reconcile_taint_eviction(&marked, Some(&n), ts(5));
         assert_eq!(plan.actions, eviction_plan(false, 5));
     }
@@ -1156,7 +1291,12 @@ mod tests {
         let p = pod(json!(null));
         let plan = reconcile_pod_readiness(&p, Some(&unreachable_since(0)), ts(7));
         assert_eq!(plan.actions.len(), 2, "{plan:?}");
-        let Action::UpdateStatus { resource: Resource::Pods, object, .. } = &plan.actions[0] else {
+        let Action::UpdateStatus {
+            resource: Resource::Pods,
+            object,
+            ..
+        } = &plan.actions[0]
+        else {
             panic!("{plan:?}")
         };
         assert_eq!(
