@@ -103,6 +103,24 @@ pub fn reconcile_replicaset(rs: &ReplicaSet, pods: &[&Pod], now: jiff::Timestamp
     plan
 }
 
+/// A ReplicationController's map selector as a label selector; an empty
+/// one means the template's labels, as the API server defaults it.
+pub fn replication_controller_selector(rc: &ReplicationController) -> LabelSelector {
+    let spec = rc.spec.as_ref();
+    let template_labels = spec
+        .and_then(|s| s.template.as_ref())
+        .and_then(|t| t.metadata.as_ref())
+        .and_then(|m| m.labels.clone());
+    let match_labels = spec
+        .and_then(|s| s.selector.clone())
+        .filter(|s| !s.is_empty())
+        .or(template_labels);
+    LabelSelector {
+        match_labels,
+        match_expressions: None,
+    }
+}
+
 /// `ReplicationController` reconcile: the ReplicaSet logic with a map
 /// selector (defaulted from the template's labels when empty, as the API
 /// server does) and core/v1 status.
@@ -112,26 +130,13 @@ pub fn reconcile_replication_controller(
     now: jiff::Timestamp,
 ) -> Plan {
     let spec = rc.spec.clone().unwrap_or_default();
-    let template_labels = spec
-        .template
-        .as_ref()
-        .and_then(|t| t.metadata.as_ref())
-        .and_then(|m| m.labels.clone());
-    let match_labels = spec
-        .selector
-        .clone()
-        .filter(|s| !s.is_empty())
-        .or(template_labels);
     let owner = Owner {
         api_version: "v1",
         kind: "ReplicationController",
         meta: &rc.metadata,
         replicas: spec.replicas.unwrap_or(1),
         min_ready_seconds: spec.min_ready_seconds.unwrap_or(0),
-        selector: LabelSelector {
-            match_labels,
-            match_expressions: None,
-        },
+        selector: replication_controller_selector(rc),
         template: spec.template.as_ref(),
     };
     let Some(outcome) = manage(&owner, pods, now) else {

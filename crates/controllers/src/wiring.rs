@@ -6,11 +6,12 @@
 
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Pod, ReplicationController};
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::Metadata;
 
 use crate::pods::{controller_of, selector_matches};
+use crate::replicaset::replication_controller_selector;
 use crate::runtime::{AnyObject, Cache, Caches, Controller, ObjectKey};
 use crate::{Plan, Resource};
 
@@ -125,21 +126,6 @@ impl Controller for ReplicaSetController {
     }
 }
 
-/// A ReplicationController's map selector as a label selector (empty →
-/// the template's labels, as the API server defaults it).
-fn rc_selector(rc: &ReplicationController) -> Option<LabelSelector> {
-    let spec = rc.spec.as_ref()?;
-    let labels = spec
-        .selector
-        .clone()
-        .filter(|s| !s.is_empty())
-        .or_else(|| spec.template.as_ref()?.metadata.as_ref()?.labels.clone())?;
-    Some(LabelSelector {
-        match_labels: Some(labels),
-        match_expressions: None,
-    })
-}
-
 pub struct ReplicationControllerController;
 
 impl Controller for ReplicationControllerController {
@@ -167,7 +153,9 @@ impl Controller for ReplicationControllerController {
                     .list_namespace(&namespace)
                     .iter()
                     .filter(|rc| {
-                        rc_selector(rc).is_some_and(|s| selector_matches(&s, meta.labels.as_ref()))
+                        let s = replication_controller_selector(rc);
+                        !crate::pods::selector_is_empty(&s)
+                            && selector_matches(&s, meta.labels.as_ref())
                     })
                     .map(|rc| ObjectKey::of(&rc.metadata))
                     .collect()
@@ -182,9 +170,9 @@ impl Controller for ReplicationControllerController {
         let Some(rc) = caches.replication_controllers.get(key) else {
             return Plan::default();
         };
-        let selector = rc_selector(&rc);
+        let selector = replication_controller_selector(&rc);
         let pods = caches.pods.list_namespace(&key.namespace);
-        let pods: Vec<&Pod> = owned_or_matching(&pods, uid(&rc.metadata), selector.as_ref());
+        let pods: Vec<&Pod> = owned_or_matching(&pods, uid(&rc.metadata), Some(&selector));
         crate::replicaset::reconcile_replication_controller(&rc, &pods, now)
     }
 }
