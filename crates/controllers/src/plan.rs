@@ -9,6 +9,7 @@ use serde_json::Value;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Resource {
     Pods,
+    Services,
     Events,
     Endpoints,
     EndpointSlices,
@@ -32,6 +33,7 @@ impl Resource {
     pub fn gvr(self) -> (&'static str, &'static str, &'static str) {
         match self {
             Resource::Pods => ("", "v1", "pods"),
+            Resource::Services => ("", "v1", "services"),
             Resource::Events => ("", "v1", "events"),
             Resource::Endpoints => ("", "v1", "endpoints"),
             Resource::EndpointSlices => ("discovery.k8s.io", "v1", "endpointslices"),

@@ -3,8 +3,11 @@
 //! terminating pods at once, and — when asked — crashes running containers
 //! so that they are briefly not ready and their restart count grows. It is a
 //! controller over pods, run by the same runtime as the real controllers.
+//! [`FakeNodeAgent`] renews each node's Lease in `kube-node-lease` like a
+//! kubelet; a node marked [`Dead`] stops renewing and its kubelet stops
+//! acting, so the node lifecycle controller finds it unreachable.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,8 +18,30 @@ use serde_json::{json, Value};
 
 use crate::clock::SeededRandom;
 
+/// The nodes whose kubelet has died (shared by the fake kubelet, the fake
+/// node agent and the scenario that kills them).
+#[derive(Clone, Default)]
+pub struct Dead(Arc<Mutex<BTreeSet<String>>>);
+
+impl Dead {
+    pub fn kill(&self, node: &str) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(node.to_string());
+    }
+
+    pub fn contains(&self, node: &str) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(node)
+    }
+}
+
 pub struct FakeKubelet {
     random: Arc<SeededRandom>,
+    dead: Dead,
     /// Per pod: when it was first seen bound (starts after a delay).
     seen: Mutex<BTreeMap<ObjectKey, jiff::Timestamp>>,
     /// Chance that a reconcile of a running pod crashes its container.
@@ -26,9 +51,10 @@ pub struct FakeKubelet {
 }
 
 impl FakeKubelet {
-    pub fn new(random: Arc<SeededRandom>, crash_rate: f64) -> FakeKubelet {
+    pub fn new(random: Arc<SeededRandom>, crash_rate: f64, dead: Dead) -> FakeKubelet {
         FakeKubelet {
             random,
+            dead,
             seen: Mutex::new(BTreeMap::new()),
             crash_rate,
             startup: Duration::from_secs(1),
@@ -129,8 +155,10 @@ impl Controller for FakeKubelet {
             seen.remove(key);
             return plan;
         };
-        if node_of(&pod).is_none() {
-            return plan;
+        match node_of(&pod) {
+            None => return plan,
+            Some(node) if self.dead.contains(node) => return plan,
+            Some(_) => {}
         }
         let patch = |plan: &mut Plan, body: Value| {
             plan.push(Action::Patch {
@@ -203,6 +231,123 @@ impl Controller for FakeKubelet {
             }
             _ => {}
         }
+        plan
+    }
+}
+
+/// How often a kubelet renews its node Lease (a quarter of the Lease's
+/// 40 s duration, as the kubelet does).
+pub const LEASE_RENEW_INTERVAL: Duration = Duration::from_secs(10);
+const LEASE_DURATION_SECONDS: i32 = 40;
+
+/// The node-heartbeat half of a kubelet: keeps `kube-node-lease/<node>`
+/// renewed for every node that is not dead.
+pub struct FakeNodeAgent {
+    dead: Dead,
+}
+
+impl FakeNodeAgent {
+    pub fn new(dead: Dead) -> FakeNodeAgent {
+        FakeNodeAgent { dead }
+    }
+}
+
+fn rfc3339_micro(t: jiff::Timestamp) -> String {
+    t.strftime("%Y-%m-%dT%H:%M:%S.%6fZ").to_string()
+}
+
+impl Controller for FakeNodeAgent {
+    fn name(&self) -> &'static str {
+        "fake-node-agent"
+    }
+    fn reads(&self) -> &'static [Resource] {
+        &[Resource::Nodes, Resource::Leases]
+    }
+    fn keys_for(&self, _caches: &Caches, object: &AnyObject) -> Vec<ObjectKey> {
+        match object {
+            AnyObject::Nodes(n) => {
+                vec![ObjectKey::new("", n.metadata.name.as_deref().unwrap_or(""))]
+            }
+            _ => Vec::new(),
+        }
+    }
+    fn keys_for_change(
+        &self,
+        caches: &Caches,
+        old: Option<&AnyObject>,
+        new: Option<&AnyObject>,
+    ) -> Vec<ObjectKey> {
+        // Only a new node starts a renewal loop; the loop goes on by requeue.
+        match (old, new) {
+            (None, Some(node)) => self.keys_for(caches, node),
+            _ => Vec::new(),
+        }
+    }
+    fn all_keys(&self, caches: &Caches) -> Vec<ObjectKey> {
+        caches
+            .nodes
+            .list()
+            .iter()
+            .map(|n| ObjectKey::new("", n.metadata.name.as_deref().unwrap_or("")))
+            .collect()
+    }
+    fn reconcile(&self, caches: &Caches, key: &ObjectKey, now: jiff::Timestamp) -> Plan {
+        let mut plan = Plan::default();
+        let Some(node) = caches.nodes.get(key) else {
+            return plan;
+        };
+        if self.dead.contains(&key.name) {
+            return plan;
+        }
+        let lease_key = ObjectKey::new(controllers::wiring::NODE_LEASE_NAMESPACE, &key.name);
+        let lease = caches.leases.get(&lease_key);
+        let renewed = lease
+            .as_ref()
+            .and_then(|l| l.spec.as_ref())
+            .and_then(|s| s.renew_time.as_ref())
+            .map(|t| t.0);
+        let interval = jiff::SignedDuration::try_from(LEASE_RENEW_INTERVAL).unwrap_or_default();
+        if let Some(at) = renewed.map(|r| r + interval).filter(|at| *at > now) {
+            plan.requeue(at.duration_since(now).unsigned_abs());
+            return plan;
+        }
+        let spec = json!({
+            "holderIdentity": key.name,
+            "leaseDurationSeconds": LEASE_DURATION_SECONDS,
+            "renewTime": rfc3339_micro(now),
+        });
+        match lease {
+            Some(lease) => {
+                let mut object = serde_json::to_value(lease.as_ref()).unwrap_or_default();
+                object["spec"] = spec;
+                plan.push(Action::Update {
+                    resource: Resource::Leases,
+                    namespace: Some(lease_key.namespace.clone()),
+                    name: key.name.clone(),
+                    object,
+                });
+            }
+            None => plan.push(Action::Create {
+                resource: Resource::Leases,
+                namespace: Some(lease_key.namespace.clone()),
+                object: json!({
+                    "apiVersion": "coordination.k8s.io/v1",
+                    "kind": "Lease",
+                    "metadata": {
+                        "name": key.name,
+                        "namespace": lease_key.namespace,
+                        "ownerReferences": [{
+                            "apiVersion": "v1",
+                            "kind": "Node",
+                            "name": key.name,
+                            "uid": node.metadata.uid,
+                        }],
+                    },
+                    "spec": spec,
+                }),
+            }),
+        }
+        plan.requeue(LEASE_RENEW_INTERVAL);
         plan
     }
 }

@@ -17,7 +17,7 @@ use store::{Event, MemoryStore, Store};
 use crate::checker::{Checker, Violation};
 use crate::clock::{SeededRandom, SimClock};
 use crate::faults::{FaultRates, FaultyTransport};
-use crate::kubelet::{self, FakeKubelet};
+use crate::kubelet::{self, Dead, FakeKubelet, FakeNodeAgent};
 
 const PODS: Gvr = Gvr::new("", "v1", "pods");
 const NODES: Gvr = Gvr::new("", "v1", "nodes");
@@ -197,10 +197,13 @@ async fn simulate(config: SimConfig) -> Report {
     let controller_client = Client::new(transport, "kube-controller-manager");
     let mut controllers = controllers::wiring::all();
     controllers.push(Arc::new(controllers::scheduling::SchedulerController::new()));
+    let dead = Dead::default();
     controllers.push(Arc::new(FakeKubelet::new(
         random.clone(),
         faults.crash_rate,
+        dead.clone(),
     )));
+    controllers.push(Arc::new(FakeNodeAgent::new(dead.clone())));
     let manager = ControllerManager::new(
         controller_client,
         clock.clone(),
@@ -322,26 +325,95 @@ async fn simulate(config: SimConfig) -> Report {
     }
     log(&mut report, "rolling update complete".into());
 
-    // Lose nodes: their pods are garbage collected and replaced elsewhere.
+    // Lose nodes: their kubelets stop renewing Leases; the node lifecycle
+    // controller marks them Unknown and taints them unreachable; their pods
+    // are evicted once their toleration (60 s here) runs out and replaced
+    // elsewhere. Then the dead nodes are deleted (as an operator or a cloud
+    // node controller would), and pod GC removes what is left on them.
     if faults.lost_nodes > 0 {
         let mut lost = BTreeSet::new();
         while lost.len() < faults.lost_nodes.min(config.nodes.saturating_sub(1)) {
             lost.insert(random.below(config.nodes as u64) as usize);
         }
         let lost_names: BTreeSet<String> = lost.iter().map(|i| format!("node-{i:05}")).collect();
-        let stranded = |pods: &[Value]| {
-            pods.iter()
+        let on_lost_nodes = |pods: &[Value]| -> (usize, usize) {
+            let on: Vec<&Value> = pods
+                .iter()
                 .filter(|p| {
                     p.pointer("/spec/nodeName")
                         .and_then(Value::as_str)
                         .is_some_and(|n| lost_names.contains(n))
                 })
-                .count()
+                .collect();
+            let evicted = on
+                .iter()
+                .filter(|p| p.pointer("/metadata/deletionTimestamp").is_some())
+                .count();
+            (on.len(), evicted)
         };
         let on_lost = match direct.list(PODS, Some(NAMESPACE), None, None).await {
-            Ok(pods) => stranded(&pods.items),
+            Ok(pods) => on_lost_nodes(&pods.items).0,
             Err(_) => 0,
         };
+        for name in &lost_names {
+            dead.kill(name);
+        }
+        let tainted = wait_for(&clock, deadline, || async {
+            let nodes = direct.list(NODES, None, None, None).await.ok()?;
+            let unreachable = nodes
+                .items
+                .iter()
+                .filter(|n| {
+                    let name = n.pointer("/metadata/name").and_then(Value::as_str);
+                    let unknown = n
+                        .pointer("/status/conditions")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                        .any(|c| c["type"] == "Ready" && c["status"] == "Unknown");
+                    let taint = n
+                        .pointer("/spec/taints")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                        .any(|t| {
+                            t["key"] == "node.kubernetes.io/unreachable"
+                                && t["effect"] == "NoExecute"
+                        });
+                    name.is_some_and(|n| lost_names.contains(n)) && unknown && taint
+                })
+                .count();
+            (unreachable == lost_names.len()).then_some(())
+        })
+        .await;
+        if tainted.is_none() {
+            fail(
+                &mut report,
+                &direct,
+                "lost nodes were not marked unreachable",
+            )
+            .await;
+        }
+        log(
+            &mut report,
+            format!("{} nodes unreachable and tainted", lost_names.len()),
+        );
+        if !wait_complete(&clock, deadline, &direct, &names).await {
+            fail(&mut report, &direct, "did not recover from lost nodes").await;
+        }
+        let evicted = wait_for(&clock, deadline, || async {
+            let pods = direct.list(PODS, Some(NAMESPACE), None, None).await.ok()?;
+            let (on, evicted) = on_lost_nodes(&pods.items);
+            (on == evicted).then_some(evicted)
+        })
+        .await;
+        match evicted {
+            Some(n) => log(
+                &mut report,
+                format!("{n} of {on_lost} pods on lost nodes evicted and replaced"),
+            ),
+            None => fail(&mut report, &direct, "pods on lost nodes were not evicted").await,
+        }
         for name in &lost_names {
             let _ = direct
                 .delete(NODES, None, name, &DeleteOptions::default())
@@ -349,26 +421,20 @@ async fn simulate(config: SimConfig) -> Report {
         }
         let drained = wait_for(&clock, deadline, || async {
             let pods = direct.list(PODS, Some(NAMESPACE), None, None).await.ok()?;
-            (stranded(&pods.items) == 0).then_some(())
+            (on_lost_nodes(&pods.items).0 == 0).then_some(())
         })
         .await;
         if drained.is_none() {
             fail(
                 &mut report,
                 &direct,
-                "pods on lost nodes were not garbage collected",
+                "pods on deleted nodes were not garbage collected",
             )
             .await;
         }
-        if !wait_complete(&clock, deadline, &direct, &names).await {
-            fail(&mut report, &direct, "did not recover from lost nodes").await;
-        }
         log(
             &mut report,
-            format!(
-                "recovered from losing {} nodes ({on_lost} pods replaced)",
-                lost.len()
-            ),
+            format!("deleted {} lost nodes", lost_names.len()),
         );
     }
 
@@ -484,11 +550,21 @@ fn deployment(name: &str, replicas: usize) -> Value {
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}},
             "template": {
                 "metadata": {"labels": {"app": name}},
-                "spec": {"containers": [{
-                    "name": "app",
-                    "image": "registry.local/app:1",
-                    "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}},
-                }]},
+                "spec": {
+                    "containers": [{
+                        "name": "app",
+                        "image": "registry.local/app:1",
+                        "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}},
+                    }],
+                    // Evicted a minute after their node becomes unreachable
+                    // (the default is 300 s).
+                    "tolerations": [{
+                        "key": "node.kubernetes.io/unreachable",
+                        "operator": "Exists",
+                        "effect": "NoExecute",
+                        "tolerationSeconds": 60,
+                    }],
+                },
             },
         },
     })

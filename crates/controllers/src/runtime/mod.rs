@@ -17,8 +17,13 @@ use client::{Client, ClientError, DeleteOptions, Gvr, PatchType, WatchEvent};
 use k8s_openapi::api::apps::v1::{
     ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet,
 };
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::core::v1::{Node, PersistentVolumeClaim, Pod, ReplicationController};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{
+    Endpoints, Node, PersistentVolumeClaim, Pod, ReplicationController, Service,
+};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::Metadata;
 use serde::de::DeserializeOwned;
@@ -104,6 +109,14 @@ macro_rules! kinds {
                 }
             }
 
+            /// The cached revision of one object, if cached.
+            fn revision(&self, resource: Resource, key: &ObjectKey) -> Option<i64> {
+                match resource {
+                    $( Resource::$variant => self.$field.get(key).map(|o| revision_of(o.metadata())), )*
+                    _ => None,
+                }
+            }
+
             fn replace(&self, resource: Resource, items: Vec<Value>, revision: i64) -> Vec<(Option<AnyObject>, Option<AnyObject>)> {
                 match resource {
                     $( Resource::$variant => {
@@ -121,7 +134,7 @@ macro_rules! kinds {
     };
 }
 
-const KIND_COUNT: usize = 11;
+const KIND_COUNT: usize = 16;
 
 kinds! {
     Pods => pods: Pod,
@@ -135,6 +148,11 @@ kinds! {
     Jobs => jobs: Job,
     CronJobs => cron_jobs: CronJob,
     PersistentVolumeClaims => persistent_volume_claims: PersistentVolumeClaim,
+    Services => services: Service,
+    Endpoints => endpoints: Endpoints,
+    EndpointSlices => endpoint_slices: EndpointSlice,
+    Leases => leases: Lease,
+    HorizontalPodAutoscalers => horizontal_pod_autoscalers: HorizontalPodAutoscaler,
 }
 
 impl Caches {
@@ -178,10 +196,30 @@ pub trait Controller: Send + Sync + 'static {
     fn observe(&self, _old: Option<&AnyObject>, _new: Option<&AnyObject>) {}
     /// The keys of this controller that a change of `object` concerns.
     fn keys_for(&self, caches: &Caches, object: &AnyObject) -> Vec<ObjectKey>;
+    /// The keys a change from `old` to `new` concerns; by default those of
+    /// either side. Controllers that only care about some fields of a
+    /// frequently written kind (node heartbeats) compare the two here.
+    fn keys_for_change(
+        &self,
+        caches: &Caches,
+        old: Option<&AnyObject>,
+        new: Option<&AnyObject>,
+    ) -> Vec<ObjectKey> {
+        let mut keys = Vec::new();
+        for object in [old, new].into_iter().flatten() {
+            keys.extend(self.keys_for(caches, object));
+        }
+        keys
+    }
     /// Every key (for the periodic resync).
     fn all_keys(&self, caches: &Caches) -> Vec<ObjectKey>;
     /// The plan for `key` given the caches at `now`.
     fn reconcile(&self, caches: &Caches, key: &ObjectKey, now: jiff::Timestamp) -> Plan;
+    /// Told whether the plan of the last `reconcile` of `key` was applied
+    /// in full (for controllers that keep memory between reconciles and
+    /// must only keep what was actually written, like the HPA's scale
+    /// events).
+    fn applied(&self, _key: &ObjectKey, _ok: bool) {}
 }
 
 /// Tuning of the runtime.
@@ -266,10 +304,8 @@ impl ControllerManager {
     fn dispatch(&self, old: Option<&AnyObject>, new: Option<&AnyObject>) {
         for (controller, queue) in &self.controllers {
             controller.observe(old, new);
-            for object in [old, new].into_iter().flatten() {
-                for key in controller.keys_for(&self.caches, object) {
-                    queue.add(key);
-                }
+            for key in controller.keys_for_change(&self.caches, old, new) {
+                queue.add(key);
             }
         }
     }
@@ -403,7 +439,9 @@ impl ControllerManager {
                 continue;
             }
             let plan = controller.reconcile(&self.caches, &key, self.clock.now());
-            match self.apply(&plan).await {
+            let result = self.apply(&plan).await;
+            controller.applied(&key, result.is_ok());
+            match result {
                 Ok(()) => {
                     queue.forget(&key);
                     if let Some(after) = plan.requeue_after {
@@ -501,7 +539,10 @@ impl ControllerManager {
                         patch,
                     )
                     .await?;
-                self.observe(*resource, patched);
+                // A subresource such as `scale` answers with another kind.
+                if subresource.is_none_or(|s| s == "status") {
+                    self.observe(*resource, patched);
+                }
                 Ok(())
             }
             Action::Delete {
@@ -602,28 +643,7 @@ impl ControllerManager {
     }
 
     fn current_revision(&self, resource: Resource, key: &ObjectKey) -> Option<i64> {
-        let meta = match resource {
-            Resource::Pods => self.caches.pods.get(key).map(|o| o.metadata.clone()),
-            Resource::ReplicaSets => self
-                .caches
-                .replica_sets
-                .get(key)
-                .map(|o| o.metadata.clone()),
-            Resource::Deployments => self.caches.deployments.get(key).map(|o| o.metadata.clone()),
-            Resource::Jobs => self.caches.jobs.get(key).map(|o| o.metadata.clone()),
-            Resource::ControllerRevisions => self
-                .caches
-                .controller_revisions
-                .get(key)
-                .map(|o| o.metadata.clone()),
-            Resource::PersistentVolumeClaims => self
-                .caches
-                .persistent_volume_claims
-                .get(key)
-                .map(|o| o.metadata.clone()),
-            _ => None,
-        }?;
-        Some(revision_of(&meta))
+        self.caches.revision(resource, key)
     }
 
     /// "Created pod: NAME" on the pod's controller, as the ReplicaSet, Job,

@@ -15,8 +15,38 @@ use crate::replicaset::replication_controller_selector;
 use crate::runtime::{AnyObject, Cache, Caches, Controller, ObjectKey};
 use crate::{Plan, Resource};
 
-/// Every built-in controller.
+pub mod autoscaling;
+pub mod nodes;
+pub mod services;
+
+pub use autoscaling::{ApiMetrics, HpaController, MetricsSource, NoMetrics};
+pub use nodes::{NodeLifecycleController, TaintEvictionController, NODE_LEASE_NAMESPACE};
+pub use services::{EndpointSliceController, EndpointsController};
+
+/// What the built-in controllers are configured with.
+#[derive(Clone)]
+pub struct Wiring {
+    pub node_lifecycle: crate::nodelifecycle::NodeLifecycleConfig,
+    /// Where the HPA reads pod usage.
+    pub metrics: Arc<dyn MetricsSource>,
+}
+
+impl Default for Wiring {
+    fn default() -> Self {
+        Wiring {
+            node_lifecycle: Default::default(),
+            metrics: Arc::new(NoMetrics),
+        }
+    }
+}
+
+/// Every built-in controller, with default configuration.
 pub fn all() -> Vec<Arc<dyn Controller>> {
+    all_with(&Wiring::default())
+}
+
+/// Every built-in controller.
+pub fn all_with(wiring: &Wiring) -> Vec<Arc<dyn Controller>> {
     vec![
         Arc::new(ReplicaSetController),
         Arc::new(ReplicationControllerController),
@@ -26,6 +56,11 @@ pub fn all() -> Vec<Arc<dyn Controller>> {
         Arc::new(DaemonSetController),
         Arc::new(StatefulSetController),
         Arc::new(PodGcController),
+        Arc::new(EndpointsController),
+        Arc::new(EndpointSliceController),
+        Arc::new(NodeLifecycleController::new(wiring.node_lifecycle)),
+        Arc::new(TaintEvictionController),
+        Arc::new(HpaController::new(wiring.metrics.clone())),
     ]
 }
 
