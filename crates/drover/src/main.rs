@@ -87,6 +87,22 @@ struct ServerArgs {
     /// Extra names or addresses for the serving certificate.
     #[arg(long = "tls-san", value_delimiter = ',')]
     tls_san: Vec<String>,
+    /// How long a node may go without renewing its Lease or posting status
+    /// before it is marked Unknown and tainted unreachable (e.g. 50s, 2m).
+    #[arg(long, default_value = "50s", value_parser = parse_duration)]
+    node_monitor_grace_period: std::time::Duration,
+    /// The same for a node that never posted a Ready condition.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    node_startup_grace_period: std::time::Duration,
+}
+
+/// A duration as `kube-controller-manager` flags take them: `50s`, `2m`,
+/// `1h30m`, `500ms`.
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let parsed: jiff::SignedDuration = text
+        .parse()
+        .map_err(|e| format!("invalid duration {text:?} (use e.g. 50s, 2m, 500ms): {e}"))?;
+    std::time::Duration::try_from(parsed).map_err(|_| format!("duration {text:?} is negative"))
 }
 
 fn main() -> Result<()> {
@@ -230,7 +246,14 @@ async fn server(args: ServerArgs) -> Result<()> {
         .unwrap_or_else(|| args.data_dir.join("kubeconfig.yaml"));
     apiserver::pki::write_kubeconfig(&kubeconfig, &pki.admin_kubeconfig(&url))?;
     if !args.disable_controllers {
-        start_control_loops(server.clone(), &internal_token);
+        let wiring = controllers::wiring::Wiring {
+            node_lifecycle: controllers::nodelifecycle::NodeLifecycleConfig {
+                node_monitor_grace_period: args.node_monitor_grace_period,
+                node_startup_grace_period: args.node_startup_grace_period,
+            },
+            ..Default::default()
+        };
+        start_control_loops(server.clone(), &internal_token, wiring);
     }
     if !args.disable_agent {
         tracing::info!(
@@ -260,7 +283,11 @@ async fn server(args: ServerArgs) -> Result<()> {
 /// Runs the controllers and the scheduler while this server holds the
 /// `kube-system/drover-controller-manager` Lease (several servers on one
 /// etcd: one acts, the others stand by).
-fn start_control_loops(server: Arc<apiserver::ApiServer>, token: &str) {
+fn start_control_loops(
+    server: Arc<apiserver::ApiServer>,
+    token: &str,
+    wiring: controllers::wiring::Wiring,
+) {
     use controllers::runtime::leader::{run_while_leading, LeaderConfig, LeaderElector};
     use controllers::runtime::{ControllerManager, Options, SystemClock};
     let client = client::Client::in_process(server, token, "kube-controller-manager");
@@ -278,10 +305,18 @@ fn start_control_loops(server: Arc<apiserver::ApiServer>, token: &str) {
         LeaderConfig::new("drover-controller-manager", &identity),
     );
     tokio::spawn(run_while_leading(elector, leading, move || {
-        let mut all = controllers::wiring::all();
+        // The HPA reads pod usage from metrics.k8s.io, as in Kubernetes.
+        let metrics = controllers::wiring::ApiMetrics::new();
+        let wiring = controllers::wiring::Wiring {
+            metrics: metrics.clone(),
+            ..wiring.clone()
+        };
+        let mut all = controllers::wiring::all_with(&wiring);
         all.push(Arc::new(controllers::scheduling::SchedulerController::new()));
         let manager =
             ControllerManager::new(client.clone(), clock.clone(), all, Options::default());
-        manager.spawn()
+        let mut tasks = manager.spawn();
+        tasks.spawn(metrics.run(client.clone()));
+        tasks
     }));
 }

@@ -6,61 +6,107 @@
 
 mod common;
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use common::{wait_until, Server};
 use serde_json::Value;
 
-const NODE: &str = r#"
-apiVersion: v1
-kind: Node
-metadata:
-  name: node-a
-  labels: {kubernetes.io/hostname: node-a}
-"#;
-
 const TIMEOUT: Duration = Duration::from_secs(90);
 
 fn register_node(s: &Server, cpu: &str) {
-    s.ok_stdin(&["apply", "-f", "-"], NODE);
+    register_named_node(s, "node-a", cpu);
+}
+
+/// Registers a Node with a Ready condition and a renewed Lease, as a
+/// kubelet does on start.
+fn register_named_node(s: &Server, name: &str, cpu: &str) {
+    let node = format!(
+        "apiVersion: v1\nkind: Node\nmetadata:\n  name: {name}\n  labels: {{kubernetes.io/hostname: {name}}}\n"
+    );
+    s.ok_stdin(&["apply", "-f", "-"], &node);
     let status = format!(
         r#"{{"status":{{"capacity":{{"cpu":"{cpu}","memory":"8Gi","pods":"110"}},"allocatable":{{"cpu":"{cpu}","memory":"8Gi","pods":"110"}},"conditions":[{{"type":"Ready","status":"True","reason":"KubeletReady","message":"ready"}}]}}}}"#
     );
     s.ok(&[
         "patch",
         "node",
-        "node-a",
+        name,
         "--subresource=status",
         "--type=merge",
         "-p",
         &status,
     ]);
+    renew_lease(s, name);
 }
 
+/// What a kubelet does every 10 s: renew `kube-node-lease/<node>`.
+fn renew_lease(s: &Server, node: &str) {
+    let now = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S.%6fZ");
+    let lease = format!(
+        "apiVersion: coordination.k8s.io/v1\nkind: Lease\nmetadata:\n  name: {node}\n  namespace: kube-node-lease\nspec:\n  holderIdentity: {node}\n  leaseDurationSeconds: 40\n  renewTime: \"{now}\"\n"
+    );
+    s.ok_stdin(&["apply", "-f", "-"], &lease);
+}
+
+static NEXT_POD_IP: AtomicU32 = AtomicU32::new(2);
+
 /// One pass of a fake kubelet over the pods of `selector`: bound pods become
-/// Running and Ready; terminating ones are finished. Returns the live pods.
+/// Running and Ready with a pod IP; terminating ones are finished; the
+/// Leases of the nodes seen are renewed. Returns the live pods.
 fn kubelet_pass(s: &Server, selector: &str) -> Vec<Value> {
+    kubelet_pass_except(s, selector, &[])
+}
+
+/// [`kubelet_pass`] for every node but `dead` (whose kubelets are gone:
+/// their pods are left as they are and their Leases are not renewed).
+fn kubelet_pass_except(s: &Server, selector: &str, dead: &[&str]) -> Vec<Value> {
+    let nodes = s.json(&["get", "nodes"]);
+    for n in nodes["items"].as_array().unwrap() {
+        let name = n["metadata"]["name"].as_str().unwrap();
+        if !dead.contains(&name) {
+            renew_lease(s, name);
+        }
+    }
     let pods = s.json(&["get", "pods", "-l", selector]);
     let mut live = Vec::new();
     for p in pods["items"].as_array().unwrap() {
         let name = p["metadata"]["name"].as_str().unwrap();
+        let node = p["spec"]["nodeName"].as_str().filter(|n| !n.is_empty());
+        if node.is_some_and(|n| dead.contains(&n)) {
+            continue;
+        }
         if p["metadata"].get("deletionTimestamp").is_some() {
             let _ = s.kubectl(&["delete", "pod", name, "--grace-period=0", "--force"]);
             continue;
         }
         live.push(p.clone());
-        let bound = p["spec"]["nodeName"]
-            .as_str()
-            .is_some_and(|n| !n.is_empty());
         let ready = p["status"]["conditions"]
             .as_array()
             .into_iter()
             .flatten()
             .any(|c| c["type"] == "Ready" && c["status"] == "True");
-        if bound && !ready {
+        if node.is_some() && !ready {
+            let ip = p["status"]["podIP"]
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| {
+                    format!(
+                        "10.42.0.{}",
+                        NEXT_POD_IP.fetch_add(1, Ordering::Relaxed) % 250 + 2
+                    )
+                });
+            let status = format!(
+                r#"{{"status":{{"phase":"Running","podIP":"{ip}","podIPs":[{{"ip":"{ip}"}}],"conditions":[{{"type":"PodScheduled","status":"True"}},{{"type":"Initialized","status":"True"}},{{"type":"ContainersReady","status":"True"}},{{"type":"Ready","status":"True"}}]}}}}"#
+            );
             let _ = s.kubectl(&[
-                "patch", "pod", name, "--subresource=status", "--type=merge", "-p",
-                r#"{"status":{"phase":"Running","conditions":[{"type":"PodScheduled","status":"True"},{"type":"Initialized","status":"True"},{"type":"ContainersReady","status":"True"},{"type":"Ready","status":"True"}]}}"#,
+                "patch",
+                "pod",
+                name,
+                "--subresource=status",
+                "--type=merge",
+                "-p",
+                &status,
             ]);
         }
     }
@@ -357,4 +403,272 @@ fn s_rs_count(s: &Server, selector: &str) -> usize {
         .as_array()
         .map(Vec::len)
         .unwrap_or(0)
+}
+
+fn addresses(endpoints: &Value, field: &str) -> Vec<String> {
+    let mut ips: Vec<String> = endpoints["subsets"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|s| s[field].as_array().cloned().unwrap_or_default())
+        .filter_map(|a| a["ip"].as_str().map(str::to_string))
+        .collect();
+    ips.sort();
+    ips
+}
+
+fn pod_ips(pods: &[Value]) -> Vec<String> {
+    let mut ips: Vec<String> = pods
+        .iter()
+        .filter_map(|p| p["status"]["podIP"].as_str().map(str::to_string))
+        .collect();
+    ips.sort();
+    ips
+}
+
+#[test]
+fn services_get_endpoints_and_slices_of_ready_pods() {
+    let s = Server::start();
+    register_node(&s, "4");
+    s.ok(&[
+        "create",
+        "deployment",
+        "web",
+        "--image=registry.local/web:1",
+        "--replicas=2",
+    ]);
+    s.ok(&[
+        "expose",
+        "deployment",
+        "web",
+        "--port=80",
+        "--target-port=8080",
+    ]);
+    roll_out(&s, "web", "app=web");
+    let pods = kubelet_pass(&s, "app=web");
+    let ips = pod_ips(&pods);
+    assert_eq!(ips.len(), 2, "pods without IPs: {pods:?}");
+
+    let mut last = Value::Null;
+    wait_until("Endpoints web list both pod IPs", TIMEOUT, || {
+        last = s.json(&["get", "endpoints", "web"]);
+        addresses(&last, "addresses") == ips
+    });
+    assert_eq!(last["subsets"][0]["ports"][0]["port"], 8080, "{last}");
+    assert_eq!(
+        last["metadata"]["labels"]["endpoints.kubernetes.io/managed-by"],
+        "endpoint-controller"
+    );
+    wait_until("an EndpointSlice with both pods ready", TIMEOUT, || {
+        let slices = s.json(&[
+            "get",
+            "endpointslices",
+            "-l",
+            "kubernetes.io/service-name=web",
+        ]);
+        let endpoints: Vec<&Value> = slices["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|sl| sl["endpoints"].as_array().into_iter().flatten())
+            .collect();
+        endpoints.len() == 2 && endpoints.iter().all(|e| e["conditions"]["ready"] == true)
+    });
+    let described = s.ok(&["describe", "service", "web"]);
+    assert!(
+        ips.iter().all(|ip| described.contains(ip.as_str())),
+        "describe service shows no endpoints: {described}"
+    );
+
+    // A pod that turns not ready moves to notReadyAddresses.
+    let name = pods[0]["metadata"]["name"].as_str().unwrap();
+    let ip = pods[0]["status"]["podIP"].as_str().unwrap().to_string();
+    s.ok(&[
+        "patch", "pod", name, "--subresource=status", "--type=merge", "-p",
+        r#"{"status":{"conditions":[{"type":"ContainersReady","status":"False"},{"type":"Ready","status":"False"}]}}"#,
+    ]);
+    wait_until(
+        "the not-ready pod leaves the ready addresses",
+        TIMEOUT,
+        || {
+            last = s.json(&["get", "endpoints", "web"]);
+            addresses(&last, "notReadyAddresses") == vec![ip.clone()]
+                && !addresses(&last, "addresses").contains(&ip)
+        },
+    );
+
+    // Deleting the Service removes its Endpoints and EndpointSlices.
+    s.ok(&["delete", "service", "web"]);
+    wait_until("Endpoints and EndpointSlices gone", TIMEOUT, || {
+        let ep = s.kubectl(&["get", "endpoints", "web"]);
+        let slices = s.json(&[
+            "get",
+            "endpointslices",
+            "-l",
+            "kubernetes.io/service-name=web",
+        ]);
+        !ep.status.success() && slices["items"].as_array().is_some_and(|i| i.is_empty())
+    });
+}
+
+const TOLERATING_DEPLOYMENT: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 3
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers: [{name: web, image: registry.local/web:1}]
+      tolerations:
+      - {key: node.kubernetes.io/unreachable, operator: Exists, effect: NoExecute, tolerationSeconds: 2}
+"#;
+
+#[test]
+fn pods_of_an_unreachable_node_are_evicted_and_replaced() {
+    let s = Server::start_with(&["--node-monitor-grace-period=3s"]);
+    register_named_node(&s, "node-a", "4");
+    s.ok_stdin(&["apply", "-f", "-"], TOLERATING_DEPLOYMENT);
+    roll_out(&s, "web", "app=web");
+    let on_a = kubelet_pass(&s, "app=web");
+    assert!(on_a.iter().all(|p| p["spec"]["nodeName"] == "node-a"));
+    register_named_node(&s, "node-b", "4");
+
+    // node-a's kubelet dies: no more Lease renewals, its pods left alone.
+    let dead = ["node-a"];
+    let mut last = Value::Null;
+    wait_until("node-a Unknown and tainted unreachable", TIMEOUT, || {
+        kubelet_pass_except(&s, "app=web", &dead);
+        last = s.json(&["get", "node", "node-a"]);
+        let unknown = last["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["type"] == "Ready" && c["status"] == "Unknown");
+        let tainted = last["spec"]["taints"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|t| t["key"] == "node.kubernetes.io/unreachable" && t["effect"] == "NoExecute");
+        unknown && tainted
+    });
+    let b = s.json(&["get", "node", "node-b"]);
+    assert!(
+        b["spec"]["taints"].is_null(),
+        "the live node was tainted: {}",
+        b["spec"]
+    );
+
+    // Its pods are evicted after their 2 s toleration and replaced on node-b.
+    wait_until("3 ready pods on node-b", TIMEOUT, || {
+        let live = kubelet_pass_except(&s, "app=web", &dead);
+        let all = s.json(&["get", "pods", "-l", "app=web"]);
+        let ready_on_b = all["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| {
+                p["spec"]["nodeName"] == "node-b"
+                    && p["metadata"]["deletionTimestamp"].is_null()
+                    && p["status"]["conditions"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .any(|c| c["type"] == "Ready" && c["status"] == "True")
+            })
+            .count();
+        let _ = live;
+        ready_on_b == 3
+    });
+    let pods = s.json(&["get", "pods", "-l", "app=web"]);
+    for p in pods["items"].as_array().unwrap() {
+        if p["spec"]["nodeName"] == "node-a" {
+            assert!(
+                p["metadata"]["deletionTimestamp"].is_string(),
+                "a pod on the dead node was not evicted: {}",
+                p["metadata"]
+            );
+            let target = p["status"]["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| {
+                    c["type"] == "DisruptionTarget" && c["reason"] == "DeletionByTaintManager"
+                });
+            assert!(target, "no DisruptionTarget condition: {}", p["status"]);
+        }
+    }
+    let events = s.ok(&["get", "events", "-A"]);
+    assert!(events.contains("NodeNotReady"), "{events}");
+}
+
+#[test]
+fn hpa_scales_to_min_replicas_and_reports_missing_metrics() {
+    let s = Server::start();
+    register_node(&s, "4");
+    s.ok(&[
+        "create",
+        "deployment",
+        "web",
+        "--image=registry.local/web:1",
+        "--replicas=1",
+    ]);
+    s.ok(&[
+        "set",
+        "resources",
+        "deployment",
+        "web",
+        "--requests=cpu=100m",
+    ]);
+    roll_out(&s, "web", "app=web");
+    s.ok(&[
+        "autoscale",
+        "deployment",
+        "web",
+        "--min=2",
+        "--max=5",
+        "--cpu-percent=80",
+    ]);
+    wait_until(
+        "the HPA raises the deployment to its minimum",
+        TIMEOUT,
+        || {
+            kubelet_pass(&s, "app=web");
+            s.json(&["get", "deployment", "web"])["spec"]["replicas"] == 2
+        },
+    );
+    roll_out(&s, "web", "app=web");
+    let mut hpa = Value::Null;
+    wait_until("HPA status with conditions", TIMEOUT, || {
+        hpa = s.json(&["get", "hpa.v2.autoscaling", "web"]);
+        let conditions = hpa["status"]["conditions"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        hpa["status"]["desiredReplicas"] == 2
+            && conditions
+                .iter()
+                .any(|c| c["type"] == "AbleToScale" && c["status"] == "True")
+    });
+    // Nothing serves metrics.k8s.io here: the HPA says so, as Kubernetes
+    // does without metrics-server, and may only have acted on minReplicas.
+    let described = s.ok(&["describe", "hpa", "web"]);
+    assert!(
+        described.contains("SuccessfulRescale") && described.contains("below Spec.MinReplicas"),
+        "{described}"
+    );
+    wait_until("ScalingActive False for missing metrics", TIMEOUT, || {
+        hpa = s.json(&["get", "hpa.v2.autoscaling", "web"]);
+        hpa["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| {
+                c["type"] == "ScalingActive"
+                    && c["status"] == "False"
+                    && c["reason"] == "FailedGetResourceMetric"
+            })
+    });
 }
