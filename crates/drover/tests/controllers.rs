@@ -223,6 +223,29 @@ fn deployment_rolls_out_scales_and_rolls_back() {
         images(&s, "app=web") == vec!["registry.local/web:3"]
     });
 
+    // Restart: same image, a new ReplicaSet and a new pod.
+    let before: Vec<String> = kubelet_pass(&s, "app=web")
+        .iter()
+        .map(|p| p["metadata"]["name"].as_str().unwrap().to_string())
+        .collect();
+    s.ok(&["rollout", "restart", "deployment/web"]);
+    roll_out(&s, "web", "app=web");
+    wait_until("a new pod after restart", TIMEOUT, || {
+        let now: Vec<String> = kubelet_pass(&s, "app=web")
+            .iter()
+            .map(|p| p["metadata"]["name"].as_str().unwrap().to_string())
+            .collect();
+        now.len() == 1 && now != before
+    });
+    let d = s.json(&["get", "deployment", "web"]);
+    assert!(
+        d["spec"]["template"]["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"]
+            .is_string(),
+        "{}",
+        d["spec"]["template"]
+    );
+    assert_eq!(images(&s, "app=web"), vec!["registry.local/web:3"]);
+
     // Deleting the deployment takes its ReplicaSets and pods with it.
     s.ok(&["delete", "deployment", "web"]);
     wait_until("ReplicaSets and pods of web gone", TIMEOUT, || {
@@ -671,4 +694,163 @@ fn hpa_scales_to_min_replicas_and_reports_missing_metrics() {
                     && c["reason"] == "FailedGetResourceMetric"
             })
     });
+}
+
+/// Plays the kubelet of pods that run to completion: bound pods of
+/// `selector` finish with exit code 0. Returns how many have succeeded.
+fn complete_pods(s: &Server, selector: &str) -> usize {
+    renew_lease(s, "node-a");
+    let pods = s.json(&["get", "pods", "-l", selector]);
+    let mut succeeded = 0;
+    for p in pods["items"].as_array().unwrap() {
+        let name = p["metadata"]["name"].as_str().unwrap();
+        if p["status"]["phase"] == "Succeeded" {
+            succeeded += 1;
+            continue;
+        }
+        if p["spec"]["nodeName"]
+            .as_str()
+            .is_some_and(|n| !n.is_empty())
+            && p["metadata"]["deletionTimestamp"].is_null()
+        {
+            let status = r#"{"status":{"phase":"Succeeded","conditions":[{"type":"Ready","status":"False","reason":"PodCompleted"}],"containerStatuses":[{"name":"job","image":"registry.local/job:1","imageID":"","ready":false,"restartCount":0,"state":{"terminated":{"exitCode":0,"reason":"Completed"}}}]}}"#;
+            let _ = s.kubectl(&[
+                "patch",
+                "pod",
+                name,
+                "--subresource=status",
+                "--type=merge",
+                "-p",
+                status,
+            ]);
+        }
+    }
+    succeeded
+}
+
+#[test]
+fn jobs_complete_and_cronjobs_fire() {
+    let s = Server::start();
+    register_node(&s, "4");
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        r#"
+apiVersion: batch/v1
+kind: Job
+metadata: {name: batch}
+spec:
+  completions: 4
+  parallelism: 2
+  template:
+    metadata: {labels: {app: batch}}
+    spec:
+      restartPolicy: Never
+      containers: [{name: job, image: registry.local/job:1}]
+"#,
+    );
+    // Never more than `parallelism` pods run at once.
+    let mut max_active = 0;
+    wait_until("job batch complete", TIMEOUT, || {
+        let pods = s.json(&["get", "pods", "-l", "app=batch"]);
+        let active = pods["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| {
+                p["status"]["phase"] != "Succeeded" && p["metadata"]["deletionTimestamp"].is_null()
+            })
+            .count();
+        max_active = max_active.max(active);
+        complete_pods(&s, "app=batch");
+        let job = s.json(&["get", "job", "batch"]);
+        job["status"]["succeeded"] == 4
+            && job["status"]["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| c["type"] == "Complete" && c["status"] == "True")
+    });
+    assert!(
+        max_active <= 2,
+        "{max_active} pods ran at once with parallelism 2"
+    );
+    let out = s.ok(&["get", "job", "batch"]);
+    assert!(out.contains("4/4"), "COMPLETIONS column: {out}");
+
+    // A CronJob every minute creates a Job at the next minute boundary.
+    s.ok(&[
+        "create",
+        "cronjob",
+        "tick",
+        "--image=registry.local/job:1",
+        "--schedule=* * * * *",
+    ]);
+    wait_until(
+        "cronjob tick fired and its job completed",
+        Duration::from_secs(150),
+        || {
+            let jobs = s.json(&["get", "jobs"]);
+            let tick: Vec<&Value> = jobs["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|j| j["metadata"]["ownerReferences"][0]["name"] == "tick")
+                .collect();
+            if let Some(job) = tick.first() {
+                let name = job["metadata"]["name"].as_str().unwrap();
+                complete_pods(&s, &format!("job-name={name}"));
+            }
+            let cj = s.json(&["get", "cronjob", "tick"]);
+            cj["status"]["lastSuccessfulTime"].is_string()
+        },
+    );
+    let described = s.ok(&["describe", "cronjob", "tick"]);
+    assert!(described.contains("SuccessfulCreate"), "{described}");
+}
+
+#[test]
+fn workload_bad_input_is_rejected_with_field_paths() {
+    let s = Server::start();
+    let deployment = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: bad}
+spec:
+  replicas: 2
+  strategy: {type: RollingUpdate}
+  selector: {matchLabels: {app: bad}}
+  template:
+    metadata: {labels: {app: bad}}
+    spec:
+      containers: [{name: c, image: registry.local/c:1}]
+"#;
+    for (manifest, wanted) in [
+        (
+            deployment.replace("replicas: 2", "replicas: -1"),
+            "spec.replicas: Invalid value: -1: must be greater than or equal to 0",
+        ),
+        (
+            deployment.replace("type: RollingUpdate", "type: BlueGreen"),
+            "spec.strategy.type: Unsupported value: \"BlueGreen\"",
+        ),
+        (
+            deployment.replace("matchLabels: {app: bad}", "matchLabels: {app: other}"),
+            "spec.template.metadata.labels: Invalid value",
+        ),
+        (
+            deployment.replace("matchLabels: {app: bad}", "matchExpressions: [{key: app, operator: Near}]"),
+            "spec.selector.matchExpressions[0].operator",
+        ),
+        (
+            "apiVersion: batch/v1\nkind: CronJob\nmetadata: {name: bad}\nspec:\n  schedule: \"61 * * * *\"\n  jobTemplate:\n    spec:\n      template:\n        spec:\n          restartPolicy: Never\n          containers: [{name: c, image: i}]\n".to_string(),
+            "spec.schedule: Invalid value: \"61 * * * *\"",
+        ),
+    ] {
+        let err = s.fails(&["apply", "-f", "-"], Some(&manifest));
+        assert!(err.contains(wanted), "wanted {wanted:?} in: {err}");
+        assert!(err.contains("is invalid"), "not a 422 Invalid: {err}");
+    }
+    // Nothing was half-created.
+    let all = s.ok(&["get", "deployments,cronjobs", "-o", "name"]);
+    assert!(all.trim().is_empty(), "{all}");
 }
