@@ -1,0 +1,7 @@
+//! drover's node agent (its kubelet): registers the Node, renews its Lease
+//! in `kube-node-lease`, and keeps the pods bound to the node running
+//! through a [`runtime::ContainerRuntime`], publishing their status. The
+//! decision per pod is the pure [`sync::sync_pod`]; this crate's runtime
+//! loop only observes, calls it and carries out its steps.
+
+pub mod sync;
