@@ -4,4 +4,7 @@
 //! decision per pod is the pure [`sync::sync_pod`]; this crate's runtime
 //! loop only observes, calls it and carries out its steps.
 
+pub mod agent;
+pub mod node;
+pub mod runtime;
 pub mod sync;

@@ -307,11 +307,27 @@ impl Client {
         resource_version: &str,
         timeout_seconds: u32,
     ) -> Result<WatchStream> {
-        let uri = format!(
+        self.watch_selected(gvr, namespace, resource_version, timeout_seconds, None)
+            .await
+    }
+
+    /// [`Client::watch`] of the objects a field selector selects.
+    pub async fn watch_selected(
+        &self,
+        gvr: Gvr,
+        namespace: Option<&str>,
+        resource_version: &str,
+        timeout_seconds: u32,
+        field_selector: Option<&str>,
+    ) -> Result<WatchStream> {
+        let mut uri = format!(
             "{}?watch=true&allowWatchBookmarks=true&resourceVersion={}&timeoutSeconds={timeout_seconds}",
             gvr.collection_path(namespace),
             encode(resource_version)
         );
+        if let Some(s) = field_selector {
+            uri.push_str(&format!("&fieldSelector={}", encode(s)));
+        }
         let request = Request::builder()
             .method(Method::GET)
             .uri(uri)

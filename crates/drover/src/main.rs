@@ -87,6 +87,19 @@ struct ServerArgs {
     /// Extra names or addresses for the serving certificate.
     #[arg(long = "tls-san", value_delimiter = ',')]
     tls_san: Vec<String>,
+    /// The name of this server's node [default: the host name].
+    #[arg(long)]
+    node_name: Option<String>,
+    /// The node's address (InternalIP; pods of the process runtime share
+    /// the host network for now, so also their pod IP).
+    #[arg(long, default_value = "127.0.0.1")]
+    node_ip: String,
+    /// The cgroup (in every hierarchy) under which pods get their cgroups.
+    #[arg(long, default_value = "drover")]
+    cgroup_parent: String,
+    /// The runtime of pods without `runtimeClassName`.
+    #[arg(long, default_value = "process")]
+    default_runtime: String,
     /// How long a node may go without renewing its Lease or posting status
     /// before it is marked Unknown and tainted unreachable (e.g. 50s, 2m).
     #[arg(long, default_value = "50s", value_parser = parse_duration)]
@@ -106,6 +119,13 @@ fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
 }
 
 fn main() -> Result<()> {
+    // The container shim runs before anything else: it forks into new
+    // namespaces and must stay single-threaded.
+    let mut raw = std::env::args_os().skip(1);
+    if raw.next().as_deref() == Some(std::ffi::OsStr::new("internal-shim")) {
+        let config = raw.next().map(std::path::PathBuf::from).unwrap_or_default();
+        std::process::exit(runtime_linux::shim::shim_main(&config));
+    }
     let cli = Cli::parse();
     // The simulation injects faults on purpose: only warnings by default.
     let default_level = if matches!(cli.command, Command::Sim(_)) {
@@ -256,9 +276,7 @@ async fn server(args: ServerArgs) -> Result<()> {
         start_control_loops(server.clone(), &internal_token, wiring);
     }
     if !args.disable_agent {
-        tracing::info!(
-            "the node agent is not part of this build yet; running the control plane only"
-        );
+        start_agent(&server, &internal_token, &args)?;
     }
     tracing::info!(
         "drover server ready at {url} in {} ms; kubeconfig: {}",
@@ -277,6 +295,47 @@ async fn server(args: ServerArgs) -> Result<()> {
         r = serving => { r?; }
     }
     tracing::info!("shutting down");
+    Ok(())
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_lowercase())
+        .unwrap_or_else(|_| "drover".into())
+}
+
+/// Runs the node agent in this process: this machine becomes a node.
+fn start_agent(server: &Arc<apiserver::ApiServer>, token: &str, args: &ServerArgs) -> Result<()> {
+    use runtime_linux::cgroups::Cgroups;
+    use runtime_linux::process::{ProcessRuntime, ShimCommand};
+    let cgroups = Cgroups::detect().context("the node agent needs cgroups (or pass --disable-agent)")?;
+    let name = args.node_name.clone().unwrap_or_else(host_name);
+    let root = args.data_dir.join("agent");
+    std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
+    let shim = ShimCommand {
+        program: std::env::current_exe().context("locating the drover binary for the container shim")?,
+        args: vec!["internal-shim".into()],
+    };
+    let process = ProcessRuntime::new(
+        root.clone(),
+        cgroups.clone(),
+        args.cgroup_parent.clone().into(),
+        shim,
+        args.node_ip.clone(),
+    );
+    let node = agent::node::NodeConfig::from_machine(
+        &name,
+        &args.node_ip,
+        &args.data_dir,
+        apiserver::KUBERNETES_GIT_VERSION,
+    );
+    let client = client::Client::in_process(server.clone(), token, "kubelet");
+    let agent = agent::agent::Agent::new(client, node, vec![process], &args.default_runtime);
+    tracing::info!(
+        "node agent for node {name}: process runtime, cgroup v{}",
+        cgroups.version()
+    );
+    tokio::spawn(agent.run());
     Ok(())
 }
 

@@ -1,0 +1,701 @@
+//! The agent's runtime loop: register the node, renew its Lease, watch the
+//! pods bound to it, and run one worker per pod that observes the container
+//! runtime, asks [`crate::sync::sync_pod`] what to do, does it, and
+//! publishes the pod's status — every second while anything runs (the
+//! kubelet's PLEG relist period) and at once when the pod changes.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use client::{Client, DeleteOptions, Gvr, WatchEvent};
+use k8s_openapi::api::core::v1::{Container, Pod};
+use serde_json::{json, Value};
+use tokio::sync::Notify;
+
+use crate::node::{self, NodeConfig, LEASE_RENEW_INTERVAL};
+use crate::runtime::{ContainerLaunch, ContainerRuntime};
+use crate::sync::{self, InstanceState, NodeFacts, ProbeResults, Step, SyncMemory};
+
+const PODS: Gvr = Gvr::new("", "v1", "pods");
+const EVENTS: Gvr = Gvr::new("", "v1", "events");
+const CONFIG_MAPS: Gvr = Gvr::new("", "v1", "configmaps");
+const SECRETS: Gvr = Gvr::new("", "v1", "secrets");
+
+/// How often a pod with something running is looked at again.
+const RELIST_PERIOD: Duration = Duration::from_secs(1);
+
+pub struct Agent {
+    client: Client,
+    node: NodeConfig,
+    /// By RuntimeClass name; pods without one use `default_runtime`.
+    runtimes: BTreeMap<String, Arc<dyn ContainerRuntime>>,
+    default_runtime: String,
+    workers: Mutex<BTreeMap<String, Worker>>,
+}
+
+struct Worker {
+    pod: Arc<Mutex<Pod>>,
+    wake: Arc<Notify>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Agent {
+    pub fn new(
+        client: Client,
+        node: NodeConfig,
+        runtimes: Vec<Arc<dyn ContainerRuntime>>,
+        default_runtime: &str,
+    ) -> Arc<Agent> {
+        Arc::new(Agent {
+            client,
+            node,
+            runtimes: runtimes
+                .into_iter()
+                .map(|r| (r.name().to_string(), r))
+                .collect(),
+            default_runtime: default_runtime.to_string(),
+            workers: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    /// Runs until the task is dropped.
+    pub async fn run(self: Arc<Self>) {
+        let started = jiff::Timestamp::now();
+        let mut failures = 0u32;
+        while let Err(e) = node::register(&self.client, &self.node, started).await {
+            failures += 1;
+            tracing::warn!("agent: registering node {}: {e}", self.node.name);
+            tokio::time::sleep(Duration::from_millis(200 * u64::from(failures.min(25)))).await;
+        }
+        tracing::info!("agent: node {} registered", self.node.name);
+        let heartbeat = {
+            let agent = self.clone();
+            tokio::spawn(async move { agent.heartbeat(started).await })
+        };
+        self.watch_pods().await;
+        heartbeat.abort();
+    }
+
+    async fn heartbeat(&self, started: jiff::Timestamp) {
+        let mut ticks = 0u64;
+        loop {
+            let now = jiff::Timestamp::now();
+            if let Err(e) = node::renew_lease(&self.client, &self.node.name, now).await {
+                tracing::warn!("agent: renewing the node lease: {e}");
+            }
+            // Full status every minute (the Lease is the frequent heartbeat).
+            if ticks % 6 == 5 {
+                if let Err(e) = node::post_status(&self.client, &self.node, now, started).await {
+                    tracing::warn!("agent: posting node status: {e}");
+                }
+            }
+            ticks += 1;
+            tokio::time::sleep(LEASE_RENEW_INTERVAL).await;
+        }
+    }
+
+    fn selector(&self) -> String {
+        format!("spec.nodeName={}", self.node.name)
+    }
+
+    async fn watch_pods(self: &Arc<Self>) {
+        let selector = self.selector();
+        loop {
+            let list = match self.client.list(PODS, None, None, Some(&selector)).await {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::warn!("agent: listing pods: {e}");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            let mut seen = Vec::new();
+            for item in list.items {
+                if let Ok(pod) = serde_json::from_value::<Pod>(item) {
+                    seen.push(pod.metadata.uid.clone().unwrap_or_default());
+                    self.upsert(pod);
+                }
+            }
+            self.forget_missing(&seen).await;
+            let mut resource_version = list.resource_version;
+            loop {
+                let stream = match self
+                    .client
+                    .watch_selected(PODS, None, &resource_version, 300, Some(&selector))
+                    .await
+                {
+                    Ok(s) => s,
+                    Err(e) => {
+                        if !e.is_gone() {
+                            tracing::warn!("agent: watching pods: {e}");
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                        }
+                        break;
+                    }
+                };
+                let mut stream = stream;
+                let mut relist = false;
+                while let Some(event) = futures::StreamExt::next(&mut stream).await {
+                    match event {
+                        WatchEvent::Added(v) | WatchEvent::Modified(v) | WatchEvent::Deleted(v) => {
+                            if let Some(rv) = v.pointer("/metadata/resourceVersion").and_then(Value::as_str) {
+                                resource_version = rv.to_string();
+                            }
+                            if let Ok(pod) = serde_json::from_value::<Pod>(v) {
+                                // A deleted pod's worker finishes on its own: it
+                                // sees the deletion and cleans up.
+                                self.upsert(pod);
+                            }
+                        }
+                        WatchEvent::Bookmark { resource_version: rv } => {
+                            if !rv.is_empty() {
+                                resource_version = rv;
+                            }
+                        }
+                        WatchEvent::Error(_) => {
+                            relist = true;
+                            break;
+                        }
+                    }
+                }
+                if relist {
+                    break;
+                }
+            }
+        }
+    }
+
+    fn upsert(self: &Arc<Self>, pod: Pod) {
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let mut workers = self.workers.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(worker) = workers.get(&uid) {
+            if !worker.task.is_finished() {
+                *worker.pod.lock().unwrap_or_else(|p| p.into_inner()) = pod;
+                worker.wake.notify_one();
+                return;
+            }
+        }
+        let shared = Arc::new(Mutex::new(pod));
+        let wake = Arc::new(Notify::new());
+        let task = {
+            let agent = self.clone();
+            let shared = shared.clone();
+            let wake = wake.clone();
+            tokio::spawn(async move { agent.pod_worker(shared, wake).await })
+        };
+        workers.insert(
+            uid,
+            Worker {
+                pod: shared,
+                wake,
+                task,
+            },
+        );
+    }
+
+    /// Pods the runtimes hold that the API no longer has: stop and forget.
+    async fn forget_missing(&self, live: &[String]) {
+        for runtime in self.runtimes.values() {
+            for uid in runtime.pods().await {
+                if !live.contains(&uid) {
+                    tracing::info!("agent: cleaning up pod {uid}, gone from the API");
+                    if let Err(e) = runtime.forget(&uid).await {
+                        tracing::warn!("agent: cleaning up pod {uid}: {e}");
+                    }
+                }
+            }
+        }
+    }
+
+    fn runtime_for(&self, pod: &Pod) -> Result<Arc<dyn ContainerRuntime>, String> {
+        let name = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.runtime_class_name.clone())
+            .unwrap_or_else(|| self.default_runtime.clone());
+        self.runtimes.get(&name).cloned().ok_or_else(|| {
+            format!(
+                "RuntimeClass \"{name}\" is not available on node {} (available: {})",
+                self.node.name,
+                self.runtimes.keys().cloned().collect::<Vec<_>>().join(", ")
+            )
+        })
+    }
+
+    async fn pod_worker(self: Arc<Self>, shared: Arc<Mutex<Pod>>, wake: Arc<Notify>) {
+        let mut memory = SyncMemory::default();
+        let facts = NodeFacts {
+            host_ip: self.node.address.clone(),
+        };
+        let mut reported_runtime_error = false;
+        loop {
+            let pod = shared.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            let uid = pod.metadata.uid.clone().unwrap_or_default();
+            let runtime = match self.runtime_for(&pod) {
+                Ok(r) => r,
+                Err(message) => {
+                    if !reported_runtime_error {
+                        self.event(&pod, true, "FailedCreatePodSandBox", &message).await;
+                        reported_runtime_error = true;
+                    }
+                    if pod.metadata.deletion_timestamp.is_some() {
+                        let _ = self.final_delete(&pod).await;
+                        return;
+                    }
+                    tokio::select! {
+                        _ = wake.notified() => {}
+                        _ = tokio::time::sleep(Duration::from_secs(10)) => {}
+                    }
+                    continue;
+                }
+            };
+            let observed = runtime.observe(&uid).await;
+            let now = jiff::Timestamp::now();
+            let decision = sync::sync_pod(&pod, &observed, &ProbeResults::default(), &memory, &facts, now);
+            memory = decision.memory.clone();
+            for event in &decision.events {
+                self.event(&pod, event.warning, &event.reason, &event.message).await;
+            }
+            for step in &decision.steps {
+                self.carry_out(&pod, &runtime, step).await;
+            }
+            self.publish_status(&pod, &decision.status).await;
+            if decision.finished {
+                if self.final_delete(&pod).await {
+                    let _ = runtime.forget(&uid).await;
+                    return;
+                }
+            }
+            let anything_running = observed
+                .containers
+                .iter()
+                .any(|c| matches!(c.state, InstanceState::Running { .. }));
+            let wait = if !decision.steps.is_empty() || anything_running {
+                RELIST_PERIOD
+            } else {
+                decision.requeue_after.unwrap_or(Duration::from_secs(30))
+            };
+            let wait = decision.requeue_after.map_or(wait, |r| r.min(wait));
+            tokio::select! {
+                _ = wake.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    async fn carry_out(&self, pod: &Pod, runtime: &Arc<dyn ContainerRuntime>, step: &Step) {
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        match step {
+            Step::CreateSandbox => {
+                if let Err(e) = runtime.create_sandbox(pod).await {
+                    self.event(pod, true, "FailedCreatePodSandBox", &format!("Failed to create pod sandbox: {e}"))
+                        .await;
+                }
+            }
+            Step::StartContainer { name, init, attempt } => {
+                let Some(container) = find_container(pod, name, *init) else {
+                    return;
+                };
+                let launch = self.launch(pod, container, *init, *attempt).await;
+                match runtime.start_container(pod, &launch).await {
+                    Ok(()) => {
+                        self.event(pod, false, "Created", &format!("Created container {name}")).await;
+                        self.event(pod, false, "Started", &format!("Started container {name}")).await;
+                    }
+                    Err(e) => {
+                        self.event(pod, true, "Failed", &format!("Error: {e}")).await;
+                    }
+                }
+            }
+            Step::KillContainer {
+                name,
+                attempt,
+                grace,
+                ..
+            } => {
+                if let Err(e) = runtime.kill_container(&uid, name, *attempt, *grace).await {
+                    tracing::warn!("agent: killing {name} of pod {uid}: {e}");
+                }
+            }
+            Step::RemoveSandbox => {
+                if let Err(e) = runtime.remove_sandbox(&uid).await {
+                    tracing::warn!("agent: removing the sandbox of pod {uid}: {e}");
+                }
+            }
+        }
+    }
+
+    /// The container's launch: command and args with `$(VAR)` expanded, the
+    /// environment with ConfigMap, Secret and downward-API values filled in,
+    /// and its resources. A reference that cannot be resolved becomes a
+    /// `CreateContainerConfigError`.
+    async fn launch(&self, pod: &Pod, container: &Container, init: bool, attempt: u32) -> ContainerLaunch {
+        let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+        let (env, config_error) = match self.resolve_env(pod, container, &namespace).await {
+            Ok(env) => (env, None),
+            Err(message) => (Vec::new(), Some(("CreateContainerConfigError".to_string(), message))),
+        };
+        let vars: BTreeMap<&str, &str> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let mut argv: Vec<String> = Vec::new();
+        for part in container.command.iter().flatten().chain(container.args.iter().flatten()) {
+            argv.push(expand(part, &vars));
+        }
+        let resources = container.resources.as_ref();
+        let quantity = |map: Option<&BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>, key: &str, milli: bool| {
+            map.and_then(|m| m.get(key)).and_then(|q| {
+                if milli {
+                    parse_milli(&q.0)
+                } else {
+                    parse_milli(&q.0).map(|m| m / 1000)
+                }
+            })
+        };
+        let limits = resources.and_then(|r| r.limits.as_ref());
+        let requests = resources.and_then(|r| r.requests.as_ref());
+        let mut env_full = vec![(
+            "PATH".to_string(),
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string(),
+        )];
+        env_full.push(("HOSTNAME".to_string(), pod.metadata.name.clone().unwrap_or_default()));
+        env_full.extend(env);
+        ContainerLaunch {
+            name: container.name.clone(),
+            init,
+            attempt,
+            argv,
+            env: env_full,
+            working_dir: container.working_dir.clone(),
+            memory_limit: quantity(limits, "memory", false),
+            cpu_limit_milli: quantity(limits, "cpu", true),
+            cpu_request_milli: quantity(requests, "cpu", true).or(quantity(limits, "cpu", true)),
+            config_error,
+        }
+    }
+
+    async fn resolve_env(&self, pod: &Pod, container: &Container, namespace: &str) -> Result<Vec<(String, String)>, String> {
+        let mut out: Vec<(String, String)> = Vec::new();
+        let mut objects: BTreeMap<(bool, String), Option<Value>> = BTreeMap::new();
+        let fetch = |secret: bool, name: String| {
+            let client = self.client.clone();
+            let namespace = namespace.to_string();
+            async move {
+                let gvr = if secret { SECRETS } else { CONFIG_MAPS };
+                client.get(gvr, Some(&namespace), &name).await.ok()
+            }
+        };
+        for from in container.env_from.iter().flatten() {
+            let (secret, name, optional) = if let Some(c) = &from.config_map_ref {
+                (false, c.name.clone(), c.optional.unwrap_or(false))
+            } else if let Some(s) = &from.secret_ref {
+                (true, s.name.clone(), s.optional.unwrap_or(false))
+            } else {
+                continue;
+            };
+            let key = (secret, name.clone());
+            if !objects.contains_key(&key) {
+                let v = fetch(secret, name.clone()).await;
+                objects.insert(key.clone(), v);
+            }
+            match &objects[&key] {
+                Some(object) => {
+                    for (k, v) in data_of(object, secret) {
+                        out.push((format!("{}{k}", from.prefix.clone().unwrap_or_default()), v));
+                    }
+                }
+                None if optional => {}
+                None => return Err(format!("{} \"{name}\" not found", if secret { "secret" } else { "configmap" })),
+            }
+        }
+        for var in container.env.iter().flatten() {
+            if let Some(value) = &var.value {
+                let vars: BTreeMap<&str, &str> = out.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                let expanded = expand(value, &vars);
+                out.push((var.name.clone(), expanded));
+                continue;
+            }
+            let Some(source) = &var.value_from else {
+                out.push((var.name.clone(), String::new()));
+                continue;
+            };
+            if let Some(field) = &source.field_ref {
+                out.push((var.name.clone(), field_value(pod, &field.field_path, &self.node.address)));
+            } else if let Some(r) = &source.resource_field_ref {
+                let value = container
+                    .resources
+                    .as_ref()
+                    .and_then(|res| {
+                        let (map, key) = r.resource.split_once('.')?;
+                        let m = if map == "limits" { res.limits.as_ref() } else { res.requests.as_ref() };
+                        m?.get(key).map(|q| q.0.clone())
+                    })
+                    .unwrap_or_default();
+                out.push((var.name.clone(), value));
+            } else {
+                let (secret, name, key, optional) = if let Some(c) = &source.config_map_key_ref {
+                    (false, c.name.clone(), c.key.clone(), c.optional.unwrap_or(false))
+                } else if let Some(s) = &source.secret_key_ref {
+                    (true, s.name.clone(), s.key.clone(), s.optional.unwrap_or(false))
+                } else {
+                    continue;
+                };
+                let object_key = (secret, name.clone());
+                if !objects.contains_key(&object_key) {
+                    let v = fetch(secret, name.clone()).await;
+                    objects.insert(object_key.clone(), v);
+                }
+                let kind = if secret { "secret" } else { "configmap" };
+                match &objects[&object_key] {
+                    Some(object) => match data_of(object, secret).into_iter().find(|(k, _)| *k == key) {
+                        Some((_, v)) => out.push((var.name.clone(), v)),
+                        None if optional => {}
+                        None => return Err(format!("couldn't find key {key} in {kind} {namespace}/{name}")),
+                    },
+                    None if optional => {}
+                    None => return Err(format!("{kind} \"{name}\" not found")),
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn publish_status(&self, pod: &Pod, status: &k8s_openapi::api::core::v1::PodStatus) {
+        if pod.status.as_ref() == Some(status) {
+            return;
+        }
+        let mut object = pod.clone();
+        object.status = Some(status.clone());
+        let value = serde_json::to_value(&object).unwrap_or_default();
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        if let Err(e) = self
+            .client
+            .replace_status(PODS, pod.metadata.namespace.as_deref(), &name, &value)
+            .await
+        {
+            if !e.is_conflict() && !e.is_not_found() {
+                tracing::warn!("agent: status of pod {name}: {e}");
+            }
+        }
+    }
+
+    /// The kubelet's last word on a deleted pod: delete with grace 0 once
+    /// nothing of it runs. True if the pod is gone.
+    async fn final_delete(&self, pod: &Pod) -> bool {
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let options = DeleteOptions {
+            grace_period_seconds: Some(0),
+            uid: pod.metadata.uid.clone(),
+            ..Default::default()
+        };
+        match self
+            .client
+            .delete(PODS, pod.metadata.namespace.as_deref(), &name, &options)
+            .await
+        {
+            Ok(_) => true,
+            Err(e) if e.is_not_found() || e.is_conflict() => true,
+            Err(e) => {
+                tracing::warn!("agent: deleting pod {name}: {e}");
+                false
+            }
+        }
+    }
+
+    async fn event(&self, pod: &Pod, warning: bool, reason: &str, message: &str) {
+        let now = jiff::Timestamp::now();
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let namespace = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+        let t = now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+        let event = json!({
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"name": format!("{name}.{:x}", now.as_nanosecond() as u64), "namespace": namespace},
+            "involvedObject": {"apiVersion": "v1", "kind": "Pod", "name": name, "namespace": namespace,
+                               "uid": pod.metadata.uid, "resourceVersion": pod.metadata.resource_version},
+            "type": if warning { "Warning" } else { "Normal" },
+            "reason": reason,
+            "message": message,
+            "source": {"component": "kubelet", "host": self.node.name},
+            "reportingComponent": "kubelet",
+            "reportingInstance": self.node.name,
+            "firstTimestamp": t,
+            "lastTimestamp": t,
+            "count": 1,
+        });
+        if let Err(e) = self.client.create(EVENTS, Some(&namespace), &event).await {
+            tracing::debug!("agent: event {reason} on {name}: {e}");
+        }
+    }
+}
+
+fn find_container<'a>(pod: &'a Pod, name: &str, init: bool) -> Option<&'a Container> {
+    let spec = pod.spec.as_ref()?;
+    let list = if init {
+        spec.init_containers.as_deref().unwrap_or(&[])
+    } else {
+        spec.containers.as_slice()
+    };
+    list.iter().find(|c| c.name == name)
+}
+
+/// `data` (and for Secrets, base64-decoded) of a ConfigMap or Secret.
+fn data_of(object: &Value, secret: bool) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    if let Some(map) = object.get("data").and_then(Value::as_object) {
+        for (k, v) in map {
+            let text = v.as_str().unwrap_or_default();
+            let value = if secret {
+                decode_base64(text).unwrap_or_default()
+            } else {
+                text.to_string()
+            };
+            out.push((k.clone(), value));
+        }
+    }
+    if !secret {
+        if let Some(map) = object.get("binaryData").and_then(Value::as_object) {
+            for (k, v) in map {
+                out.push((k.clone(), decode_base64(v.as_str().unwrap_or_default()).unwrap_or_default()));
+            }
+        }
+    }
+    out
+}
+
+fn decode_base64(text: &str) -> Option<String> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut bits = 0u32;
+    let mut count = 0;
+    let mut out = Vec::new();
+    for b in text.bytes().filter(|b| *b != b'=' && !b.is_ascii_whitespace()) {
+        let v = ALPHABET.iter().position(|a| *a == b)? as u32;
+        bits = (bits << 6) | v;
+        count += 6;
+        if count >= 8 {
+            count -= 8;
+            out.push((bits >> count) as u8);
+            bits &= (1 << count) - 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// The downward API's `fieldRef` values.
+fn field_value(pod: &Pod, path: &str, host_ip: &str) -> String {
+    let meta = &pod.metadata;
+    match path {
+        "metadata.name" => meta.name.clone().unwrap_or_default(),
+        "metadata.namespace" => meta.namespace.clone().unwrap_or_default(),
+        "metadata.uid" => meta.uid.clone().unwrap_or_default(),
+        "spec.nodeName" => pod.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default(),
+        "spec.serviceAccountName" => pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.service_account_name.clone())
+            .unwrap_or_default(),
+        "status.hostIP" => host_ip.to_string(),
+        // Pods of the process runtime share the node's network for now.
+        "status.podIP" => pod
+            .status
+            .as_ref()
+            .and_then(|s| s.pod_ip.clone())
+            .unwrap_or_else(|| host_ip.to_string()),
+        other => {
+            let label = |prefix: &str, map: &Option<BTreeMap<String, String>>| {
+                other
+                    .strip_prefix(prefix)
+                    .map(|k| k.trim_start_matches("['").trim_end_matches("']"))
+                    .and_then(|k| map.as_ref()?.get(k).cloned())
+            };
+            label("metadata.labels", &meta.labels)
+                .or_else(|| label("metadata.annotations", &meta.annotations))
+                .unwrap_or_default()
+        }
+    }
+}
+
+/// `$(VAR)` expansion as Kubernetes does it: defined variables are
+/// replaced, `$$` escapes, undefined references stay as written.
+fn expand(input: &str, vars: &BTreeMap<&str, &str>) -> String {
+    let mut out = String::new();
+    let bytes = input.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'$' && i + 1 < bytes.len() {
+            if bytes[i + 1] == b'$' {
+                out.push('$');
+                i += 2;
+                continue;
+            }
+            if bytes[i + 1] == b'(' {
+                if let Some(end) = input[i + 2..].find(')') {
+                    let name = &input[i + 2..i + 2 + end];
+                    match vars.get(name) {
+                        Some(v) => out.push_str(v),
+                        None => out.push_str(&input[i..i + 3 + end]),
+                    }
+                    i += 3 + end;
+                    continue;
+                }
+            }
+        }
+        let ch = input[i..].chars().next().unwrap_or_default();
+        out.push(ch);
+        i += ch.len_utf8();
+    }
+    out
+}
+
+/// A quantity in thousandths (`250m` → 250, `1` → 1000, `64Mi` → 64 Mi × 1000).
+fn parse_milli(q: &str) -> Option<i64> {
+    let q = q.trim();
+    let split = q
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-' || c == '+'))
+        .unwrap_or(q.len());
+    let (number, suffix) = q.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let factor: f64 = match suffix {
+        "" => 1.0,
+        "m" => 0.001,
+        "k" => 1e3,
+        "M" => 1e6,
+        "G" => 1e9,
+        "T" => 1e12,
+        "Ki" => 1024.0,
+        "Mi" => 1024.0 * 1024.0,
+        "Gi" => 1024.0 * 1024.0 * 1024.0,
+        "Ti" => 1024f64.powi(4),
+        "n" => 1e-9,
+        "u" => 1e-6,
+        _ => return None,
+    };
+    Some((number * factor * 1000.0).round() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn variables_expand_like_kubernetes() {
+        let vars: BTreeMap<&str, &str> = [("A", "1"), ("B", "two")].into();
+        assert_eq!(expand("x$(A)y$(B)", &vars), "x1ytwo");
+        assert_eq!(expand("$(MISSING)", &vars), "$(MISSING)");
+        assert_eq!(expand("$$(A)", &vars), "$(A)");
+        assert_eq!(expand("cost $5", &vars), "cost $5");
+    }
+
+    #[test]
+    fn quantities_in_thousandths() {
+        assert_eq!(parse_milli("250m"), Some(250));
+        assert_eq!(parse_milli("2"), Some(2000));
+        assert_eq!(parse_milli("64Mi").map(|m| m / 1000), Some(64 << 20));
+        assert_eq!(parse_milli("1.5"), Some(1500));
+        assert_eq!(parse_milli("lots"), None);
+    }
+
+    #[test]
+    fn base64_decodes() {
+        assert_eq!(decode_base64("aGVsbG8="), Some("hello".into()));
+    }
+}

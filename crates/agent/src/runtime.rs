@@ -1,0 +1,99 @@
+//! The seam between the agent and what runs containers: the agent decides
+//! (see [`crate::sync`]), a [`ContainerRuntime`] carries out one step at a
+//! time and reports what exists. Implementations: the process runtime and
+//! the OCI runtime (crates/runtime-linux), and a fake for tests.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+
+use crate::sync::{Observed, Sandbox};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// Something the pod asked for cannot be done (a clear message for the
+    /// user; becomes a waiting reason or an event).
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl RuntimeError {
+    pub fn io(what: impl Into<String>, source: std::io::Error) -> RuntimeError {
+        RuntimeError::Io {
+            what: what.into(),
+            source,
+        }
+    }
+}
+
+/// Everything a container needs that the agent resolved from the API
+/// (environment with ConfigMap/Secret/downward-API values filled in).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContainerLaunch {
+    pub name: String,
+    pub init: bool,
+    pub attempt: u32,
+    /// `command` + `args` resolved (`$(VAR)` expanded).
+    pub argv: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub working_dir: Option<String>,
+    /// Memory limit in bytes.
+    pub memory_limit: Option<i64>,
+    /// CPU limit in millicores.
+    pub cpu_limit_milli: Option<i64>,
+    /// CPU request in millicores (shares / weight).
+    pub cpu_request_milli: Option<i64>,
+    /// The container cannot be configured (`(reason, message)`, e.g. a
+    /// missing ConfigMap): the runtime records a `Failed` instance instead
+    /// of starting it.
+    pub config_error: Option<(String, String)>,
+}
+
+#[async_trait::async_trait]
+pub trait ContainerRuntime: Send + Sync + 'static {
+    /// A short name (`process`, `oci`).
+    fn name(&self) -> &'static str;
+    /// The uids of every pod this runtime holds state for (after an agent
+    /// restart, what to re-adopt or clean up).
+    async fn pods(&self) -> Vec<String>;
+    /// What exists of pod `uid`.
+    async fn observe(&self, uid: &str) -> Observed;
+    async fn create_sandbox(&self, pod: &Pod) -> Result<Sandbox, RuntimeError>;
+    /// Starts one container instance. A container that cannot be started
+    /// is recorded by the runtime as a `Failed` instance (so `observe`
+    /// reports it); the error is returned as well.
+    async fn start_container(&self, pod: &Pod, launch: &ContainerLaunch)
+        -> Result<(), RuntimeError>;
+    /// SIGTERM, then SIGKILL after `grace`; returns at once (the exit shows
+    /// in `observe`).
+    async fn kill_container(
+        &self,
+        uid: &str,
+        name: &str,
+        attempt: u32,
+        grace: Duration,
+    ) -> Result<(), RuntimeError>;
+    /// Removes the sandbox (network, cgroups, any process left); container
+    /// states and logs stay, for `kubectl logs` of a finished pod.
+    async fn remove_sandbox(&self, uid: &str) -> Result<(), RuntimeError>;
+    /// Removes everything left of a pod that no longer exists in the API.
+    async fn forget(&self, uid: &str) -> Result<(), RuntimeError>;
+    /// The log file of one container instance, if it exists.
+    fn log_path(&self, uid: &str, name: &str, attempt: u32) -> Option<PathBuf>;
+    /// CPU (nanoseconds used) and memory (working set bytes) of a pod.
+    async fn usage(&self, uid: &str) -> Option<Usage>;
+}
+
+/// Resource usage of a pod, read from its cgroups.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub cpu_usage_ns: u64,
+    pub memory_working_set_bytes: u64,
+}

@@ -1,0 +1,470 @@
+//! The process runtime: a container is its `command` + `args` run as a
+//! host process (no image) by a [`crate::shim`], in its own namespaces and
+//! cgroup. State lives in files under the runtime's directory, so a
+//! restarted agent finds every pod and container where it left them:
+//!
+//! ```text
+//! <root>/pods/<uid>/sandbox.json                      the sandbox
+//! <root>/pods/<uid>/containers/<name>/<attempt>/      shim config + state
+//! <root>/logs/<namespace>_<pod>_<uid>/<name>/<attempt>.log
+//! ```
+//!
+//! cgroups: `<parent>/pod<uid>/<name>` in every hierarchy.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use agent::runtime::{ContainerLaunch, ContainerRuntime, RuntimeError, Usage};
+use agent::sync::{ContainerInstance, InstanceState, Observed, Sandbox};
+use k8s_openapi::api::core::v1::Pod;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use serde::{Deserialize, Serialize};
+
+use crate::cgroups::{Cgroups, Limits};
+use crate::shim::{read_state, ShimConfig};
+
+/// How to start the shim: this program with these leading arguments
+/// (`drover internal-shim`), then the config path.
+#[derive(Clone, Debug)]
+pub struct ShimCommand {
+    pub program: PathBuf,
+    pub args: Vec<String>,
+}
+
+pub struct ProcessRuntime {
+    root: PathBuf,
+    cgroups: Cgroups,
+    cgroup_parent: PathBuf,
+    shim: ShimCommand,
+    /// The node's IP: pods of this runtime share the host network for now.
+    host_ip: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SandboxFile {
+    namespace: String,
+    name: String,
+    ip: Option<String>,
+    created_at: String,
+}
+
+impl ProcessRuntime {
+    pub fn new(
+        root: PathBuf,
+        cgroups: Cgroups,
+        cgroup_parent: PathBuf,
+        shim: ShimCommand,
+        host_ip: String,
+    ) -> Arc<ProcessRuntime> {
+        Arc::new(ProcessRuntime {
+            root,
+            cgroups,
+            cgroup_parent,
+            shim,
+            host_ip,
+        })
+    }
+
+    fn pod_dir(&self, uid: &str) -> PathBuf {
+        self.root.join("pods").join(uid)
+    }
+
+    fn container_dir(&self, uid: &str, name: &str, attempt: u32) -> PathBuf {
+        self.pod_dir(uid)
+            .join("containers")
+            .join(name)
+            .join(attempt.to_string())
+    }
+
+    fn pod_cgroup(&self, uid: &str) -> PathBuf {
+        self.cgroup_parent.join(format!("pod{uid}"))
+    }
+
+    fn sandbox_file(&self, uid: &str) -> Option<SandboxFile> {
+        let bytes = std::fs::read(self.pod_dir(uid).join("sandbox.json")).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    fn logs_dir(&self, uid: &str) -> Option<PathBuf> {
+        let sandbox = self.sandbox_file(uid)?;
+        Some(
+            self.root
+                .join("logs")
+                .join(format!("{}_{}_{uid}", sandbox.namespace, sandbox.name)),
+        )
+    }
+
+    fn attempts(&self, uid: &str, name: &str) -> Vec<u32> {
+        let dir = self.pod_dir(uid).join("containers").join(name);
+        let mut attempts: Vec<u32> = std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse().ok())
+            .collect();
+        attempts.sort_unstable();
+        attempts
+    }
+
+    fn instance(&self, uid: &str, name: &str, attempt: u32) -> Option<ContainerInstance> {
+        let dir = self.container_dir(uid, name, attempt);
+        let init = dir.join("init").exists();
+        let container_id = format!("drover://{uid}/{name}/{attempt}");
+        let state = match read_state(&dir.join("state.json")) {
+            None => {
+                // The shim has not written anything yet: starting, or it died
+                // before it could.
+                let started = std::fs::metadata(dir.join("config.json"))
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| jiff::Timestamp::try_from(t).ok())?;
+                if jiff::Timestamp::now().duration_since(started) > jiff::SignedDuration::from_secs(30) {
+                    InstanceState::Failed {
+                        reason: "RunContainerError".into(),
+                        message: "the container shim exited before starting the container".into(),
+                        at: started,
+                    }
+                } else {
+                    return None;
+                }
+            }
+            Some(s) => {
+                let parse = |t: &Option<String>| t.as_deref().and_then(|t| t.parse::<jiff::Timestamp>().ok());
+                if let Some((reason, message)) = s.failed {
+                    InstanceState::Failed {
+                        reason,
+                        message,
+                        at: parse(&s.finished_at).unwrap_or_else(jiff::Timestamp::now),
+                    }
+                } else if let Some(exit_code) = s.exit_code {
+                    InstanceState::Exited {
+                        started_at: parse(&s.started_at),
+                        finished_at: parse(&s.finished_at).unwrap_or_else(jiff::Timestamp::now),
+                        exit_code,
+                        oom_killed: s.oom_killed,
+                        message: None,
+                    }
+                } else if kill(Pid::from_raw(s.shim_pid), None).is_ok() {
+                    InstanceState::Running {
+                        started_at: parse(&s.started_at).unwrap_or_else(jiff::Timestamp::now),
+                    }
+                } else {
+                    // The shim was killed (not by us): the container went with
+                    // its PID namespace.
+                    InstanceState::Exited {
+                        started_at: parse(&s.started_at),
+                        finished_at: jiff::Timestamp::now(),
+                        exit_code: 137,
+                        oom_killed: false,
+                        message: Some("the container's shim was killed".into()),
+                    }
+                }
+            }
+        };
+        Some(ContainerInstance {
+            name: name.to_string(),
+            init,
+            attempt,
+            container_id,
+            image_id: String::new(),
+            state,
+        })
+    }
+
+    fn running_pid(&self, uid: &str, name: &str, attempt: u32) -> Option<Pid> {
+        let state = read_state(&self.container_dir(uid, name, attempt).join("state.json"))?;
+        (state.exit_code.is_none() && state.failed.is_none() && state.pid > 0)
+            .then(|| Pid::from_raw(state.pid))
+    }
+
+    /// Records a container that could not be started, as the shim would.
+    fn record_failure(&self, dir: &Path, reason: &str, message: &str) {
+        let state = crate::shim::ShimState {
+            failed: Some((reason.to_string(), message.to_string())),
+            finished_at: Some(jiff::Timestamp::now().to_string()),
+            ..Default::default()
+        };
+        let _ = std::fs::write(
+            dir.join("state.json"),
+            serde_json::to_vec(&state).unwrap_or_default(),
+        );
+    }
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> RuntimeError {
+    let what = what.into();
+    move |e| RuntimeError::io(what, e)
+}
+
+#[async_trait::async_trait]
+impl ContainerRuntime for ProcessRuntime {
+    fn name(&self) -> &'static str {
+        "process"
+    }
+
+    async fn pods(&self) -> Vec<String> {
+        std::fs::read_dir(self.root.join("pods"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str().map(str::to_string))
+            .collect()
+    }
+
+    async fn observe(&self, uid: &str) -> Observed {
+        let sandbox = self.sandbox_file(uid).and_then(|s| {
+            Some(Sandbox {
+                ip: s.ip,
+                created_at: s.created_at.parse().ok()?,
+            })
+        });
+        let mut containers = Vec::new();
+        let dir = self.pod_dir(uid).join("containers");
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str().map(str::to_string))
+            .collect();
+        names.sort();
+        for name in names {
+            let attempts = self.attempts(uid, &name);
+            for attempt in attempts.iter().rev().take(2).rev() {
+                if let Some(instance) = self.instance(uid, &name, *attempt) {
+                    containers.push(instance);
+                }
+            }
+        }
+        Observed {
+            sandbox,
+            containers,
+        }
+    }
+
+    async fn create_sandbox(&self, pod: &Pod) -> Result<Sandbox, RuntimeError> {
+        let uid = pod.metadata.uid.as_deref().unwrap_or_default();
+        let dir = self.pod_dir(uid);
+        std::fs::create_dir_all(dir.join("containers")).map_err(io(format!(
+            "creating pod directory {}",
+            dir.display()
+        )))?;
+        let created_at = jiff::Timestamp::now();
+        let file = SandboxFile {
+            namespace: pod.metadata.namespace.clone().unwrap_or_default(),
+            name: pod.metadata.name.clone().unwrap_or_default(),
+            ip: Some(self.host_ip.clone()),
+            created_at: created_at.to_string(),
+        };
+        self.cgroups
+            .create(&self.pod_cgroup(uid), &Limits::default())
+            .map_err(io("creating the pod cgroup"))?;
+        let logs = self
+            .root
+            .join("logs")
+            .join(format!("{}_{}_{uid}", file.namespace, file.name));
+        std::fs::create_dir_all(&logs).map_err(io(format!(
+            "creating log directory {}",
+            logs.display()
+        )))?;
+        std::fs::write(
+            dir.join("sandbox.json"),
+            serde_json::to_vec(&file).unwrap_or_default(),
+        )
+        .map_err(io("writing sandbox.json"))?;
+        Ok(Sandbox {
+            ip: file.ip,
+            created_at,
+        })
+    }
+
+    async fn start_container(
+        &self,
+        pod: &Pod,
+        launch: &ContainerLaunch,
+    ) -> Result<(), RuntimeError> {
+        let uid = pod.metadata.uid.as_deref().unwrap_or_default();
+        let dir = self.container_dir(uid, &launch.name, launch.attempt);
+        std::fs::create_dir_all(&dir).map_err(io(format!(
+            "creating container directory {}",
+            dir.display()
+        )))?;
+        if launch.init {
+            let _ = std::fs::write(dir.join("init"), "");
+        }
+        if let Some((reason, message)) = &launch.config_error {
+            self.record_failure(&dir, reason, message);
+            return Err(RuntimeError::Invalid(message.clone()));
+        }
+        let logs = self
+            .logs_dir(uid)
+            .ok_or_else(|| RuntimeError::Invalid("the pod has no sandbox".into()))?
+            .join(&launch.name);
+        std::fs::create_dir_all(&logs).map_err(io("creating the container log directory"))?;
+        let cgroup = self.pod_cgroup(uid).join(&launch.name);
+        let limits = Limits {
+            memory_bytes: launch.memory_limit,
+            cpu_limit_milli: launch.cpu_limit_milli,
+            cpu_request_milli: launch.cpu_request_milli,
+            pids: None,
+        };
+        if let Err(e) = self.cgroups.create(&cgroup, &limits) {
+            let message = format!("applying resource limits: {e}");
+            self.record_failure(&dir, "CreateContainerError", &message);
+            return Err(RuntimeError::Invalid(message));
+        }
+        if launch.argv.is_empty() {
+            let message = "the process runtime runs `command` and `args` as a host process: the container has neither".to_string();
+            self.record_failure(&dir, "CreateContainerConfigError", &message);
+            return Err(RuntimeError::Invalid(message));
+        }
+        let config = ShimConfig {
+            argv: launch.argv.clone(),
+            env: launch.env.clone(),
+            working_dir: launch.working_dir.clone(),
+            hostname: pod.metadata.name.clone().unwrap_or_default(),
+            log_path: logs.join(format!("{}.log", launch.attempt)),
+            state_path: dir.join("state.json"),
+            cgroups: self.cgroups.clone(),
+            cgroup,
+        };
+        let config_path = dir.join("config.json");
+        std::fs::write(&config_path, serde_json::to_vec(&config).unwrap_or_default())
+            .map_err(io("writing the shim config"))?;
+        let mut command = tokio::process::Command::new(&self.shim.program);
+        command
+            .args(&self.shim.args)
+            .arg(&config_path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(false);
+        let mut shim = command.spawn().map_err(io(format!(
+            "starting the container shim {}",
+            self.shim.program.display()
+        )))?;
+        // Reap the shim when it ends (it is our child while we live).
+        tokio::spawn(async move {
+            let _ = shim.wait().await;
+        });
+        // Wait until the shim says the container runs (or could not start),
+        // so the next observation is consistent.
+        let state_path = dir.join("state.json");
+        for _ in 0..500 {
+            if let Some(state) = read_state(&state_path) {
+                if let Some((_, message)) = state.failed {
+                    return Err(RuntimeError::Invalid(message));
+                }
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Ok(())
+    }
+
+    async fn kill_container(
+        &self,
+        uid: &str,
+        name: &str,
+        attempt: u32,
+        grace: Duration,
+    ) -> Result<(), RuntimeError> {
+        let Some(pid) = self.running_pid(uid, name, attempt) else {
+            return Ok(());
+        };
+        let _ = kill(pid, Signal::SIGTERM);
+        let state_path = self.container_dir(uid, name, attempt).join("state.json");
+        tokio::spawn(async move {
+            let deadline = tokio::time::Instant::now() + grace;
+            while tokio::time::Instant::now() < deadline {
+                if read_state(&state_path).is_some_and(|s| s.exit_code.is_some()) {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            if read_state(&state_path).is_some_and(|s| s.exit_code.is_none()) {
+                // PID 1 of the container's PID namespace: its death takes
+                // every other process of the container with it.
+                let _ = kill(pid, Signal::SIGKILL);
+            }
+        });
+        Ok(())
+    }
+
+    async fn remove_sandbox(&self, uid: &str) -> Result<(), RuntimeError> {
+        let cgroup = self.pod_cgroup(uid);
+        for _ in 0..50 {
+            let pids = self.cgroups.pids(&cgroup);
+            if pids.is_empty() {
+                break;
+            }
+            for pid in pids {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.cgroups
+            .remove(&cgroup)
+            .map_err(io("removing the pod cgroup"))?;
+        // Logs and container states stay until the pod is forgotten.
+        let sandbox = self.pod_dir(uid).join("sandbox.json");
+        if let Some(mut file) = self.sandbox_file(uid) {
+            file.ip = None;
+            let _ = std::fs::write(
+                self.pod_dir(uid).join("sandbox.last.json"),
+                serde_json::to_vec(&file).unwrap_or_default(),
+            );
+        }
+        match std::fs::remove_file(&sandbox) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(RuntimeError::io("removing sandbox.json", e)),
+        }
+    }
+
+    async fn forget(&self, uid: &str) -> Result<(), RuntimeError> {
+        self.remove_sandbox(uid).await?;
+        let last: Option<SandboxFile> = std::fs::read(self.pod_dir(uid).join("sandbox.last.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        if let Some(file) = last {
+            let logs = self
+                .root
+                .join("logs")
+                .join(format!("{}_{}_{uid}", file.namespace, file.name));
+            let _ = std::fs::remove_dir_all(logs);
+        }
+        match std::fs::remove_dir_all(self.pod_dir(uid)) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(RuntimeError::io("removing the pod's state", e)),
+        }
+    }
+
+    fn log_path(&self, uid: &str, name: &str, attempt: u32) -> Option<PathBuf> {
+        let file = self
+            .sandbox_file(uid)
+            .or_else(|| {
+                std::fs::read(self.pod_dir(uid).join("sandbox.last.json"))
+                    .ok()
+                    .and_then(|b| serde_json::from_slice(&b).ok())
+            })?;
+        let path = self
+            .root
+            .join("logs")
+            .join(format!("{}_{}_{uid}", file.namespace, file.name))
+            .join(name)
+            .join(format!("{attempt}.log"));
+        path.exists().then_some(path)
+    }
+
+    async fn usage(&self, uid: &str) -> Option<Usage> {
+        let (cpu, memory) = self.cgroups.usage(&self.pod_cgroup(uid))?;
+        Some(Usage {
+            cpu_usage_ns: cpu,
+            memory_working_set_bytes: memory,
+        })
+    }
+}

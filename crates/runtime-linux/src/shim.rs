@@ -1,0 +1,365 @@
+//! The container shim (conmon's job): one small process per container
+//! instance, started by the runtime and detached from the agent, so that
+//! containers keep running and their logs keep being written while the
+//! agent is down. It makes the container's namespaces (PID, mount, IPC,
+//! UTS), places the container in its cgroups before it executes anything,
+//! copies its stdout/stderr into the log file in the CRI format the kubelet
+//! uses, and records how it ended in a state file the runtime reads.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use nix::sched::CloneFlags;
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::{ForkResult, Pid};
+use serde::{Deserialize, Serialize};
+
+use crate::cgroups::Cgroups;
+
+/// What the shim is asked to run (written by the runtime as JSON).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ShimConfig {
+    pub argv: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub working_dir: Option<String>,
+    pub hostname: String,
+    pub log_path: PathBuf,
+    pub state_path: PathBuf,
+    pub cgroups: Cgroups,
+    /// The container's cgroup, relative to the hierarchy roots.
+    pub cgroup: PathBuf,
+}
+
+/// The state file: written when the container runs, rewritten when it ends.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShimState {
+    pub shim_pid: i32,
+    /// The container's first process, as the host sees it.
+    pub pid: i32,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub exit_code: Option<i32>,
+    #[serde(default)]
+    pub oom_killed: bool,
+    /// Could not start: `(reason, message)`.
+    pub failed: Option<(String, String)>,
+}
+
+pub fn read_state(path: &Path) -> Option<ShimState> {
+    serde_json::from_slice(&fs::read(path).ok()?).ok()
+}
+
+fn write_state(path: &Path, state: &ShimState) {
+    let tmp = path.with_extension("tmp");
+    if let Ok(bytes) = serde_json::to_vec(state) {
+        if fs::write(&tmp, bytes).is_ok() {
+            let _ = fs::rename(&tmp, path);
+        }
+    }
+}
+
+fn now() -> String {
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%S.%9fZ")
+        .to_string()
+}
+
+/// The PATH a container gets when its env sets none (the OCI default).
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Finds `program` as execvp would, in the container's own PATH.
+fn resolve(program: &str, env: &[(String, String)], cwd: &Path) -> Result<PathBuf, String> {
+    if program.contains('/') {
+        let path = cwd.join(program);
+        return if path.is_file() {
+            Ok(path)
+        } else {
+            Err(format!(
+                "exec: \"{program}\": stat {program}: no such file or directory"
+            ))
+        };
+    }
+    let path_var = env
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.as_str())
+        .unwrap_or(DEFAULT_PATH);
+    for dir in path_var.split(':').filter(|d| !d.is_empty()) {
+        let candidate = Path::new(dir).join(program);
+        if let Ok(meta) = fs::metadata(&candidate) {
+            use std::os::unix::fs::PermissionsExt;
+            if meta.is_file() && meta.permissions().mode() & 0o111 != 0 {
+                return Ok(candidate);
+            }
+        }
+    }
+    Err(format!(
+        "exec: \"{program}\": executable file not found in $PATH"
+    ))
+}
+
+/// Runs the shim for `config_path`; returns the shim's exit code.
+pub fn shim_main(config_path: &Path) -> i32 {
+    let config: ShimConfig = match fs::read(config_path)
+        .map_err(|e| e.to_string())
+        .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+    {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("drover shim: reading {}: {e}", config_path.display());
+            return 2;
+        }
+    };
+    let _ = nix::unistd::setsid();
+    let mut state = ShimState {
+        shim_pid: std::process::id() as i32,
+        ..Default::default()
+    };
+    let fail = |state: &mut ShimState, reason: &str, message: String| {
+        state.failed = Some((reason.to_string(), message));
+        state.finished_at = Some(now());
+        write_state(&config.state_path, state);
+        1
+    };
+
+    let cwd = PathBuf::from(config.working_dir.as_deref().unwrap_or("/"));
+    if !cwd.is_dir() {
+        return fail(
+            &mut state,
+            "CreateContainerError",
+            format!("working directory {} does not exist", cwd.display()),
+        );
+    }
+    let Some(program) = config.argv.first() else {
+        return fail(
+            &mut state,
+            "CreateContainerError",
+            "no command given (the process runtime needs `command`)".into(),
+        );
+    };
+    let program = match resolve(program, &config.env, &cwd) {
+        Ok(p) => p,
+        Err(message) => return fail(&mut state, "RunContainerError", message),
+    };
+    let to_c = |s: &str| std::ffi::CString::new(s.as_bytes()).unwrap_or_default();
+    let argv: Vec<std::ffi::CString> = config.argv.iter().map(|a| to_c(a)).collect();
+    let envp: Vec<std::ffi::CString> = config
+        .env
+        .iter()
+        .map(|(k, v)| to_c(&format!("{k}={v}")))
+        .collect();
+    let program_c = to_c(&program.to_string_lossy());
+
+    let log = match OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&config.log_path)
+    {
+        Ok(f) => Arc::new(Mutex::new(f)),
+        Err(e) => {
+            return fail(
+                &mut state,
+                "CreateContainerError",
+                format!("opening log file {}: {e}", config.log_path.display()),
+            )
+        }
+    };
+    let pipe = || nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC);
+    let (Ok((out_r, out_w)), Ok((err_r, err_w)), Ok((sync_r, sync_w))) = (pipe(), pipe(), pipe())
+    else {
+        return fail(&mut state, "CreateContainerError", "pipe failed".into());
+    };
+
+    let flags = CloneFlags::CLONE_NEWPID
+        | CloneFlags::CLONE_NEWNS
+        | CloneFlags::CLONE_NEWIPC
+        | CloneFlags::CLONE_NEWUTS;
+    if let Err(e) = nix::sched::unshare(flags) {
+        return fail(
+            &mut state,
+            "CreateContainerError",
+            format!("creating namespaces: {e}"),
+        );
+    }
+    let oom_before = config.cgroups.oom_kill_count(&config.cgroup);
+
+    // SAFETY: the shim is single-threaded here (no threads started yet), so
+    // the child may run arbitrary code until exec.
+    match unsafe { nix::unistd::fork() } {
+        Err(e) => fail(&mut state, "CreateContainerError", format!("fork: {e}")),
+        Ok(ForkResult::Child) => {
+            drop(out_r);
+            drop(err_r);
+            drop(sync_w);
+            child(
+                sync_r,
+                out_w,
+                err_w,
+                &config.hostname,
+                &cwd,
+                &program_c,
+                &argv,
+                &envp,
+            )
+        }
+        Ok(ForkResult::Parent { child }) => {
+            drop(out_w);
+            drop(err_w);
+            drop(sync_r);
+            for file in config.cgroups.procs_files(&config.cgroup) {
+                if let Err(e) = fs::write(&file, child.as_raw().to_string()) {
+                    let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
+                    let _ = waitpid(child, None);
+                    return fail(
+                        &mut state,
+                        "CreateContainerError",
+                        format!("joining cgroup {}: {e}", file.display()),
+                    );
+                }
+            }
+            state.pid = child.as_raw();
+            state.started_at = Some(now());
+            write_state(&config.state_path, &state);
+            let mut sync = File::from(sync_w);
+            let _ = sync.write_all(b"go");
+            drop(sync);
+
+            let copiers = [(out_r, "stdout"), (err_r, "stderr")].map(|(fd, stream)| {
+                let log = log.clone();
+                std::thread::spawn(move || copy_log(File::from(fd), stream, &log))
+            });
+            let exit_code = wait_exit(child);
+            for c in copiers {
+                let _ = c.join();
+            }
+            state.exit_code = Some(exit_code);
+            state.oom_killed = config.cgroups.oom_kill_count(&config.cgroup) > oom_before;
+            state.finished_at = Some(now());
+            write_state(&config.state_path, &state);
+            0
+        }
+    }
+}
+
+fn wait_exit(child: Pid) -> i32 {
+    loop {
+        match waitpid(child, None) {
+            Ok(WaitStatus::Exited(_, code)) => return code,
+            Ok(WaitStatus::Signaled(_, signal, _)) => return 128 + signal as i32,
+            Ok(_) => continue,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => return 255,
+        }
+    }
+}
+
+/// The container's side of the fork: wait until placed in its cgroups, set
+/// up the namespaces' view, and exec. Never returns.
+#[allow(clippy::too_many_arguments)]
+fn child(
+    sync_r: OwnedFd,
+    out_w: OwnedFd,
+    err_w: OwnedFd,
+    hostname: &str,
+    cwd: &Path,
+    program: &std::ffi::CStr,
+    argv: &[std::ffi::CString],
+    envp: &[std::ffi::CString],
+) -> i32 {
+    let mut go = [0u8; 2];
+    let _ = File::from(sync_r).read(&mut go);
+    use nix::mount::{mount, MsFlags};
+    // A private copy of the mount table, with a /proc for the new PID
+    // namespace (so `ps` shows the container's processes only).
+    let _ = mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    );
+    let _ = mount(
+        Some("proc"),
+        "/proc",
+        Some("proc"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        None::<&str>,
+    );
+    let _ = nix::unistd::sethostname(hostname);
+    let null = File::open("/dev/null").ok();
+    // SAFETY: dup2 onto the standard descriptors of this (single-threaded)
+    // child before exec.
+    unsafe {
+        if let Some(null) = &null {
+            libc::dup2(null.as_raw_fd(), 0);
+        }
+        libc::dup2(out_w.as_raw_fd(), 1);
+        libc::dup2(err_w.as_raw_fd(), 2);
+    }
+    let _ = nix::unistd::chdir(cwd);
+    let err = nix::unistd::execve(program, argv, envp).unwrap_err();
+    let _ = writeln!(
+        std::io::stderr(),
+        "drover: exec {}: {err}",
+        program.to_string_lossy()
+    );
+    // SAFETY: leave without running the parent's atexit handlers.
+    unsafe { libc::_exit(127) }
+}
+
+/// Copies one stream into the log file, one CRI log line per line:
+/// `<RFC 3339 nano time> <stream> <F|P> <text>`; lines over 16 KiB are
+/// split into partial (`P`) records, as CRI runtimes do.
+fn copy_log(mut from: File, stream: &str, log: &Mutex<File>) {
+    const MAX_LINE: usize = 16 * 1024;
+    let mut pending: Vec<u8> = Vec::new();
+    let mut buf = [0u8; 8192];
+    let emit = |bytes: &[u8], full: bool| {
+        let mut line = format!("{} {stream} {} ", now(), if full { 'F' } else { 'P' }).into_bytes();
+        line.extend_from_slice(bytes);
+        line.push(b'\n');
+        if let Ok(mut f) = log.lock() {
+            let _ = f.write_all(&line);
+        }
+    };
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        };
+        pending.extend_from_slice(&buf[..n]);
+        while let Some(i) = pending.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=i).collect();
+            emit(&line[..line.len() - 1], true);
+        }
+        while pending.len() >= MAX_LINE {
+            let part: Vec<u8> = pending.drain(..MAX_LINE).collect();
+            emit(&part, false);
+        }
+    }
+    if !pending.is_empty() {
+        emit(&pending, true);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn programs_resolve_in_the_container_path() {
+        let env = vec![("PATH".to_string(), "/nonexistent:/bin".to_string())];
+        assert_eq!(resolve("sh", &env, Path::new("/")), Ok(PathBuf::from("/bin/sh")));
+        assert_eq!(
+            resolve("no-such-program", &env, Path::new("/")),
+            Err("exec: \"no-such-program\": executable file not found in $PATH".into())
+        );
+        assert!(resolve("/bin/sh", &[], Path::new("/")).is_ok());
+    }
+}
