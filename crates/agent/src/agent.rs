@@ -139,7 +139,10 @@ impl Agent {
                 while let Some(event) = futures::StreamExt::next(&mut stream).await {
                     match event {
                         WatchEvent::Added(v) | WatchEvent::Modified(v) | WatchEvent::Deleted(v) => {
-                            if let Some(rv) = v.pointer("/metadata/resourceVersion").and_then(Value::as_str) {
+                            if let Some(rv) = v
+                                .pointer("/metadata/resourceVersion")
+                                .and_then(Value::as_str)
+                            {
                                 resource_version = rv.to_string();
                             }
                             if let Ok(pod) = serde_json::from_value::<Pod>(v) {
@@ -148,7 +151,9 @@ impl Agent {
                                 self.upsert(pod);
                             }
                         }
-                        WatchEvent::Bookmark { resource_version: rv } => {
+                        WatchEvent::Bookmark {
+                            resource_version: rv,
+                        } => {
                             if !rv.is_empty() {
                                 resource_version = rv;
                             }
@@ -236,7 +241,8 @@ impl Agent {
                 Ok(r) => r,
                 Err(message) => {
                     if !reported_runtime_error {
-                        self.event(&pod, true, "FailedCreatePodSandBox", &message).await;
+                        self.event(&pod, true, "FailedCreatePodSandBox", &message)
+                            .await;
                         reported_runtime_error = true;
                     }
                     if pod.metadata.deletion_timestamp.is_some() {
@@ -252,10 +258,18 @@ impl Agent {
             };
             let observed = runtime.observe(&uid).await;
             let now = jiff::Timestamp::now();
-            let decision = sync::sync_pod(&pod, &observed, &ProbeResults::default(), &memory, &facts, now);
+            let decision = sync::sync_pod(
+                &pod,
+                &observed,
+                &ProbeResults::default(),
+                &memory,
+                &facts,
+                now,
+            );
             memory = decision.memory.clone();
             for event in &decision.events {
-                self.event(&pod, event.warning, &event.reason, &event.message).await;
+                self.event(&pod, event.warning, &event.reason, &event.message)
+                    .await;
             }
             for step in &decision.steps {
                 self.carry_out(&pod, &runtime, step).await;
@@ -289,22 +303,34 @@ impl Agent {
         match step {
             Step::CreateSandbox => {
                 if let Err(e) = runtime.create_sandbox(pod).await {
-                    self.event(pod, true, "FailedCreatePodSandBox", &format!("Failed to create pod sandbox: {e}"))
-                        .await;
+                    self.event(
+                        pod,
+                        true,
+                        "FailedCreatePodSandBox",
+                        &format!("Failed to create pod sandbox: {e}"),
+                    )
+                    .await;
                 }
             }
-            Step::StartContainer { name, init, attempt } => {
+            Step::StartContainer {
+                name,
+                init,
+                attempt,
+            } => {
                 let Some(container) = find_container(pod, name, *init) else {
                     return;
                 };
                 let launch = self.launch(pod, container, *init, *attempt).await;
                 match runtime.start_container(pod, &launch).await {
                     Ok(()) => {
-                        self.event(pod, false, "Created", &format!("Created container {name}")).await;
-                        self.event(pod, false, "Started", &format!("Started container {name}")).await;
+                        self.event(pod, false, "Created", &format!("Created container {name}"))
+                            .await;
+                        self.event(pod, false, "Started", &format!("Started container {name}"))
+                            .await;
                     }
                     Err(e) => {
-                        self.event(pod, true, "Failed", &format!("Error: {e}")).await;
+                        self.event(pod, true, "Failed", &format!("Error: {e}"))
+                            .await;
                     }
                 }
             }
@@ -330,19 +356,38 @@ impl Agent {
     /// environment with ConfigMap, Secret and downward-API values filled in,
     /// and its resources. A reference that cannot be resolved becomes a
     /// `CreateContainerConfigError`.
-    async fn launch(&self, pod: &Pod, container: &Container, init: bool, attempt: u32) -> ContainerLaunch {
+    async fn launch(
+        &self,
+        pod: &Pod,
+        container: &Container,
+        init: bool,
+        attempt: u32,
+    ) -> ContainerLaunch {
         let namespace = pod.metadata.namespace.clone().unwrap_or_default();
         let (env, config_error) = match self.resolve_env(pod, container, &namespace).await {
             Ok(env) => (env, None),
-            Err(message) => (Vec::new(), Some(("CreateContainerConfigError".to_string(), message))),
+            Err(message) => (
+                Vec::new(),
+                Some(("CreateContainerConfigError".to_string(), message)),
+            ),
         };
-        let vars: BTreeMap<&str, &str> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let vars: BTreeMap<&str, &str> =
+            env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let mut argv: Vec<String> = Vec::new();
-        for part in container.command.iter().flatten().chain(container.args.iter().flatten()) {
+        for part in container
+            .command
+            .iter()
+            .flatten()
+            .chain(container.args.iter().flatten())
+        {
             argv.push(expand(part, &vars));
         }
         let resources = container.resources.as_ref();
-        let quantity = |map: Option<&BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>, key: &str, milli: bool| {
+        let quantity = |map: Option<
+            &BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>,
+        >,
+                        key: &str,
+                        milli: bool| {
             map.and_then(|m| m.get(key)).and_then(|q| {
                 if milli {
                     parse_milli(&q.0)
@@ -357,7 +402,10 @@ impl Agent {
             "PATH".to_string(),
             "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string(),
         )];
-        env_full.push(("HOSTNAME".to_string(), pod.metadata.name.clone().unwrap_or_default()));
+        env_full.push((
+            "HOSTNAME".to_string(),
+            pod.metadata.name.clone().unwrap_or_default(),
+        ));
         env_full.extend(env);
         ContainerLaunch {
             name: container.name.clone(),
@@ -373,7 +421,12 @@ impl Agent {
         }
     }
 
-    async fn resolve_env(&self, pod: &Pod, container: &Container, namespace: &str) -> Result<Vec<(String, String)>, String> {
+    async fn resolve_env(
+        &self,
+        pod: &Pod,
+        container: &Container,
+        namespace: &str,
+    ) -> Result<Vec<(String, String)>, String> {
         let mut out: Vec<(String, String)> = Vec::new();
         let mut objects: BTreeMap<(bool, String), Option<Value>> = BTreeMap::new();
         let fetch = |secret: bool, name: String| {
@@ -404,12 +457,18 @@ impl Agent {
                     }
                 }
                 None if optional => {}
-                None => return Err(format!("{} \"{name}\" not found", if secret { "secret" } else { "configmap" })),
+                None => {
+                    return Err(format!(
+                        "{} \"{name}\" not found",
+                        if secret { "secret" } else { "configmap" }
+                    ))
+                }
             }
         }
         for var in container.env.iter().flatten() {
             if let Some(value) = &var.value {
-                let vars: BTreeMap<&str, &str> = out.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                let vars: BTreeMap<&str, &str> =
+                    out.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
                 let expanded = expand(value, &vars);
                 out.push((var.name.clone(), expanded));
                 continue;
@@ -419,23 +478,40 @@ impl Agent {
                 continue;
             };
             if let Some(field) = &source.field_ref {
-                out.push((var.name.clone(), field_value(pod, &field.field_path, &self.node.address)));
+                out.push((
+                    var.name.clone(),
+                    field_value(pod, &field.field_path, &self.node.address),
+                ));
             } else if let Some(r) = &source.resource_field_ref {
                 let value = container
                     .resources
                     .as_ref()
                     .and_then(|res| {
                         let (map, key) = r.resource.split_once('.')?;
-                        let m = if map == "limits" { res.limits.as_ref() } else { res.requests.as_ref() };
+                        let m = if map == "limits" {
+                            res.limits.as_ref()
+                        } else {
+                            res.requests.as_ref()
+                        };
                         m?.get(key).map(|q| q.0.clone())
                     })
                     .unwrap_or_default();
                 out.push((var.name.clone(), value));
             } else {
                 let (secret, name, key, optional) = if let Some(c) = &source.config_map_key_ref {
-                    (false, c.name.clone(), c.key.clone(), c.optional.unwrap_or(false))
+                    (
+                        false,
+                        c.name.clone(),
+                        c.key.clone(),
+                        c.optional.unwrap_or(false),
+                    )
                 } else if let Some(s) = &source.secret_key_ref {
-                    (true, s.name.clone(), s.key.clone(), s.optional.unwrap_or(false))
+                    (
+                        true,
+                        s.name.clone(),
+                        s.key.clone(),
+                        s.optional.unwrap_or(false),
+                    )
                 } else {
                     continue;
                 };
@@ -446,11 +522,17 @@ impl Agent {
                 }
                 let kind = if secret { "secret" } else { "configmap" };
                 match &objects[&object_key] {
-                    Some(object) => match data_of(object, secret).into_iter().find(|(k, _)| *k == key) {
-                        Some((_, v)) => out.push((var.name.clone(), v)),
-                        None if optional => {}
-                        None => return Err(format!("couldn't find key {key} in {kind} {namespace}/{name}")),
-                    },
+                    Some(object) => {
+                        match data_of(object, secret).into_iter().find(|(k, _)| *k == key) {
+                            Some((_, v)) => out.push((var.name.clone(), v)),
+                            None if optional => {}
+                            None => {
+                                return Err(format!(
+                                    "couldn't find key {key} in {kind} {namespace}/{name}"
+                                ))
+                            }
+                        }
+                    }
                     None if optional => {}
                     None => return Err(format!("{kind} \"{name}\" not found")),
                 }
@@ -504,7 +586,11 @@ impl Agent {
     async fn event(&self, pod: &Pod, warning: bool, reason: &str, message: &str) {
         let now = jiff::Timestamp::now();
         let name = pod.metadata.name.clone().unwrap_or_default();
-        let namespace = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+        let namespace = pod
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into());
         let t = now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
         let event = json!({
             "apiVersion": "v1",
@@ -555,7 +641,10 @@ fn data_of(object: &Value, secret: bool) -> Vec<(String, String)> {
     if !secret {
         if let Some(map) = object.get("binaryData").and_then(Value::as_object) {
             for (k, v) in map {
-                out.push((k.clone(), decode_base64(v.as_str().unwrap_or_default()).unwrap_or_default()));
+                out.push((
+                    k.clone(),
+                    decode_base64(v.as_str().unwrap_or_default()).unwrap_or_default(),
+                ));
             }
         }
     }
@@ -567,7 +656,10 @@ fn decode_base64(text: &str) -> Option<String> {
     let mut bits = 0u32;
     let mut count = 0;
     let mut out = Vec::new();
-    for b in text.bytes().filter(|b| *b != b'=' && !b.is_ascii_whitespace()) {
+    for b in text
+        .bytes()
+        .filter(|b| *b != b'=' && !b.is_ascii_whitespace())
+    {
         let v = ALPHABET.iter().position(|a| *a == b)? as u32;
         bits = (bits << 6) | v;
         count += 6;
@@ -587,7 +679,11 @@ fn field_value(pod: &Pod, path: &str, host_ip: &str) -> String {
         "metadata.name" => meta.name.clone().unwrap_or_default(),
         "metadata.namespace" => meta.namespace.clone().unwrap_or_default(),
         "metadata.uid" => meta.uid.clone().unwrap_or_default(),
-        "spec.nodeName" => pod.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default(),
+        "spec.nodeName" => pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_name.clone())
+            .unwrap_or_default(),
         "spec.serviceAccountName" => pod
             .spec
             .as_ref()

@@ -33,8 +33,15 @@ pub struct NodeConfig {
 impl NodeConfig {
     /// Capacity as this machine has it (CPUs, MemTotal, the data dir's
     /// file system).
-    pub fn from_machine(name: &str, address: &str, data_dir: &std::path::Path, version: &str) -> NodeConfig {
-        let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as i64;
+    pub fn from_machine(
+        name: &str,
+        address: &str,
+        data_dir: &std::path::Path,
+        version: &str,
+    ) -> NodeConfig {
+        let cpus = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1) as i64;
         let memory = std::fs::read_to_string("/proc/meminfo")
             .ok()
             .and_then(|m| {
@@ -140,7 +147,11 @@ fn arch() -> &'static str {
 
 /// Creates the Node (or takes over an existing one of the same name) and
 /// posts its status.
-pub async fn register(client: &Client, config: &NodeConfig, now: jiff::Timestamp) -> Result<(), ClientError> {
+pub async fn register(
+    client: &Client,
+    config: &NodeConfig,
+    now: jiff::Timestamp,
+) -> Result<(), ClientError> {
     let mut labels = serde_json::Map::new();
     labels.insert("kubernetes.io/hostname".into(), json!(config.name));
     labels.insert("kubernetes.io/os".into(), json!("linux"));
@@ -183,7 +194,11 @@ pub async fn post_status(
 }
 
 /// Renews (or creates) the node's Lease.
-pub async fn renew_lease(client: &Client, node: &str, now: jiff::Timestamp) -> Result<(), ClientError> {
+pub async fn renew_lease(
+    client: &Client,
+    node: &str,
+    now: jiff::Timestamp,
+) -> Result<(), ClientError> {
     let renew = now.strftime("%Y-%m-%dT%H:%M:%S.%6fZ").to_string();
     let spec = json!({
         "holderIdentity": node,

@@ -69,8 +69,11 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     /// Starts one container instance. A container that cannot be started
     /// is recorded by the runtime as a `Failed` instance (so `observe`
     /// reports it); the error is returned as well.
-    async fn start_container(&self, pod: &Pod, launch: &ContainerLaunch)
-        -> Result<(), RuntimeError>;
+    async fn start_container(
+        &self,
+        pod: &Pod,
+        launch: &ContainerLaunch,
+    ) -> Result<(), RuntimeError>;
     /// SIGTERM, then SIGKILL after `grace`; returns at once (the exit shows
     /// in `observe`).
     async fn kill_container(

@@ -130,7 +130,11 @@ pub enum Step {
     CreateSandbox,
     /// Start instance `attempt` of container `name` (an init container if
     /// `init`).
-    StartContainer { name: String, init: bool, attempt: u32 },
+    StartContainer {
+        name: String,
+        init: bool,
+        attempt: u32,
+    },
     /// Stop a running instance: preStop hook, SIGTERM, SIGKILL after
     /// `grace`.
     KillContainer {

@@ -308,12 +308,14 @@ fn host_name() -> String {
 fn start_agent(server: &Arc<apiserver::ApiServer>, token: &str, args: &ServerArgs) -> Result<()> {
     use runtime_linux::cgroups::Cgroups;
     use runtime_linux::process::{ProcessRuntime, ShimCommand};
-    let cgroups = Cgroups::detect().context("the node agent needs cgroups (or pass --disable-agent)")?;
+    let cgroups =
+        Cgroups::detect().context("the node agent needs cgroups (or pass --disable-agent)")?;
     let name = args.node_name.clone().unwrap_or_else(host_name);
     let root = args.data_dir.join("agent");
     std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
     let shim = ShimCommand {
-        program: std::env::current_exe().context("locating the drover binary for the container shim")?,
+        program: std::env::current_exe()
+            .context("locating the drover binary for the container shim")?,
         args: vec!["internal-shim".into()],
     };
     let process = ProcessRuntime::new(

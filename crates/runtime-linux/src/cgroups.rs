@@ -64,8 +64,8 @@ impl Cgroups {
                 "cgroup2" => {
                     // A hybrid layout's /sys/fs/cgroup/unified has no
                     // controllers; only a full v2 root counts.
-                    let controllers = fs::read_to_string(path.join("cgroup.controllers"))
-                        .unwrap_or_default();
+                    let controllers =
+                        fs::read_to_string(path.join("cgroup.controllers")).unwrap_or_default();
                     let has = |c: &str| controllers.split_whitespace().any(|x| x == c);
                     if has("memory") && has("cpu") && has("pids") {
                         v2 = Some(path);
@@ -167,7 +167,10 @@ impl Cgroups {
                 memory, cpu, pids, ..
             } => {
                 if let Some(m) = limits.memory_bytes {
-                    write(&memory.join(relative).join("memory.limit_in_bytes"), &m.to_string())?;
+                    write(
+                        &memory.join(relative).join("memory.limit_in_bytes"),
+                        &m.to_string(),
+                    )?;
                     let _ = write(
                         &memory.join(relative).join("memory.memsw.limit_in_bytes"),
                         &m.to_string(),
@@ -179,7 +182,10 @@ impl Cgroups {
                         &cpu.join(relative).join("cpu.cfs_period_us"),
                         &CPU_PERIOD_US.to_string(),
                     )?;
-                    write(&cpu.join(relative).join("cpu.cfs_quota_us"), &quota.to_string())?;
+                    write(
+                        &cpu.join(relative).join("cpu.cfs_quota_us"),
+                        &quota.to_string(),
+                    )?;
                 }
                 if let Some(request) = limits.cpu_request_milli {
                     write(
@@ -241,7 +247,8 @@ impl Cgroups {
                 let dir = root.join(relative);
                 let stat = fs::read_to_string(dir.join("cpu.stat")).ok()?;
                 let cpu_us: u64 = stat.lines().find_map(|l| {
-                    l.strip_prefix("usage_usec ").and_then(|v| v.trim().parse().ok())
+                    l.strip_prefix("usage_usec ")
+                        .and_then(|v| v.trim().parse().ok())
                 })?;
                 let current: u64 = read_u64(&dir.join("memory.current"))?;
                 let inactive = memory_stat(&dir.join("memory.stat"), "inactive_file");
@@ -252,8 +259,10 @@ impl Cgroups {
             } => {
                 let cpu_ns = read_u64(&cpuacct.join(relative).join("cpuacct.usage"))?;
                 let usage = read_u64(&memory.join(relative).join("memory.usage_in_bytes"))?;
-                let inactive =
-                    memory_stat(&memory.join(relative).join("memory.stat"), "total_inactive_file");
+                let inactive = memory_stat(
+                    &memory.join(relative).join("memory.stat"),
+                    "total_inactive_file",
+                );
                 Some((cpu_ns, usage.saturating_sub(inactive)))
             }
         }
@@ -298,8 +307,12 @@ fn create_dir(dir: &Path) -> io::Result<()> {
 }
 
 fn write(file: &Path, value: &str) -> io::Result<()> {
-    fs::write(file, value)
-        .map_err(|e| io::Error::new(e.kind(), format!("writing {value} to {}: {e}", file.display())))
+    fs::write(file, value).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("writing {value} to {}: {e}", file.display()),
+        )
+    })
 }
 
 fn read_u64(file: &Path) -> Option<u64> {
@@ -407,8 +420,14 @@ mod tests {
         };
         v2.create(Path::new("drover/pod1/c"), &limits).unwrap();
         let dir = tmp.path().join("v2/drover/pod1/c");
-        assert_eq!(fs::read_to_string(dir.join("memory.max")).unwrap(), "67108864");
-        assert_eq!(fs::read_to_string(dir.join("cpu.max")).unwrap(), "25000 100000");
+        assert_eq!(
+            fs::read_to_string(dir.join("memory.max")).unwrap(),
+            "67108864"
+        );
+        assert_eq!(
+            fs::read_to_string(dir.join("cpu.max")).unwrap(),
+            "25000 100000"
+        );
         assert_eq!(fs::read_to_string(dir.join("cpu.weight")).unwrap(), "4");
         assert_eq!(fs::read_to_string(dir.join("pids.max")).unwrap(), "512");
 

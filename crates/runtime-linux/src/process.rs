@@ -121,7 +121,9 @@ impl ProcessRuntime {
                     .and_then(|m| m.modified())
                     .ok()
                     .and_then(|t| jiff::Timestamp::try_from(t).ok())?;
-                if jiff::Timestamp::now().duration_since(started) > jiff::SignedDuration::from_secs(30) {
+                if jiff::Timestamp::now().duration_since(started)
+                    > jiff::SignedDuration::from_secs(30)
+                {
                     InstanceState::Failed {
                         reason: "RunContainerError".into(),
                         message: "the container shim exited before starting the container".into(),
@@ -132,7 +134,9 @@ impl ProcessRuntime {
                 }
             }
             Some(s) => {
-                let parse = |t: &Option<String>| t.as_deref().and_then(|t| t.parse::<jiff::Timestamp>().ok());
+                let parse = |t: &Option<String>| {
+                    t.as_deref().and_then(|t| t.parse::<jiff::Timestamp>().ok())
+                };
                 if let Some((reason, message)) = s.failed {
                     InstanceState::Failed {
                         reason,
@@ -247,10 +251,8 @@ impl ContainerRuntime for ProcessRuntime {
     async fn create_sandbox(&self, pod: &Pod) -> Result<Sandbox, RuntimeError> {
         let uid = pod.metadata.uid.as_deref().unwrap_or_default();
         let dir = self.pod_dir(uid);
-        std::fs::create_dir_all(dir.join("containers")).map_err(io(format!(
-            "creating pod directory {}",
-            dir.display()
-        )))?;
+        std::fs::create_dir_all(dir.join("containers"))
+            .map_err(io(format!("creating pod directory {}", dir.display())))?;
         let created_at = jiff::Timestamp::now();
         let file = SandboxFile {
             namespace: pod.metadata.namespace.clone().unwrap_or_default(),
@@ -265,10 +267,8 @@ impl ContainerRuntime for ProcessRuntime {
             .root
             .join("logs")
             .join(format!("{}_{}_{uid}", file.namespace, file.name));
-        std::fs::create_dir_all(&logs).map_err(io(format!(
-            "creating log directory {}",
-            logs.display()
-        )))?;
+        std::fs::create_dir_all(&logs)
+            .map_err(io(format!("creating log directory {}", logs.display())))?;
         std::fs::write(
             dir.join("sandbox.json"),
             serde_json::to_vec(&file).unwrap_or_default(),
@@ -331,8 +331,11 @@ impl ContainerRuntime for ProcessRuntime {
             cgroup,
         };
         let config_path = dir.join("config.json");
-        std::fs::write(&config_path, serde_json::to_vec(&config).unwrap_or_default())
-            .map_err(io("writing the shim config"))?;
+        std::fs::write(
+            &config_path,
+            serde_json::to_vec(&config).unwrap_or_default(),
+        )
+        .map_err(io("writing the shim config"))?;
         let mut command = tokio::process::Command::new(&self.shim.program);
         command
             .args(&self.shim.args)
@@ -444,13 +447,11 @@ impl ContainerRuntime for ProcessRuntime {
     }
 
     fn log_path(&self, uid: &str, name: &str, attempt: u32) -> Option<PathBuf> {
-        let file = self
-            .sandbox_file(uid)
-            .or_else(|| {
-                std::fs::read(self.pod_dir(uid).join("sandbox.last.json"))
-                    .ok()
-                    .and_then(|b| serde_json::from_slice(&b).ok())
-            })?;
+        let file = self.sandbox_file(uid).or_else(|| {
+            std::fs::read(self.pod_dir(uid).join("sandbox.last.json"))
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok())
+        })?;
         let path = self
             .root
             .join("logs")

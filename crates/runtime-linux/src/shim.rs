@@ -228,14 +228,10 @@ pub fn shim_main(config_path: &Path) -> i32 {
             let _ = sync.write_all(b"go");
             drop(sync);
 
-            let copiers = [(out_r, "stdout"), (err_r, "stderr")].map(|(fd, stream)| {
-                let log = log.clone();
-                std::thread::spawn(move || copy_log(File::from(fd), stream, &log))
-            });
+            // Threads cannot be made after unshare(CLONE_NEWPID): one loop
+            // polls both streams until the container's side closes them.
+            copy_logs(out_r, err_r, &log);
             let exit_code = wait_exit(child);
-            for c in copiers {
-                let _ = c.join();
-            }
             state.exit_code = Some(exit_code);
             state.oom_killed = config.cgroups.oom_kill_count(&config.cgroup) > oom_before;
             state.finished_at = Some(now());
@@ -311,40 +307,99 @@ fn child(
     unsafe { libc::_exit(127) }
 }
 
-/// Copies one stream into the log file, one CRI log line per line:
-/// `<RFC 3339 nano time> <stream> <F|P> <text>`; lines over 16 KiB are
-/// split into partial (`P`) records, as CRI runtimes do.
-fn copy_log(mut from: File, stream: &str, log: &Mutex<File>) {
+/// One stream's CRI log writer: `<RFC 3339 nano time> <stream> <F|P>
+/// <text>` per line; lines over 16 KiB are split into partial (`P`)
+/// records, as CRI runtimes do.
+struct LogStream {
+    name: &'static str,
+    pending: Vec<u8>,
+}
+
+impl LogStream {
     const MAX_LINE: usize = 16 * 1024;
-    let mut pending: Vec<u8> = Vec::new();
-    let mut buf = [0u8; 8192];
-    let emit = |bytes: &[u8], full: bool| {
-        let mut line = format!("{} {stream} {} ", now(), if full { 'F' } else { 'P' }).into_bytes();
+
+    fn emit(&self, log: &Mutex<File>, bytes: &[u8], full: bool) {
+        let mut line =
+            format!("{} {} {} ", now(), self.name, if full { 'F' } else { 'P' }).into_bytes();
         line.extend_from_slice(bytes);
         line.push(b'\n');
         if let Ok(mut f) = log.lock() {
             let _ = f.write_all(&line);
         }
-    };
-    loop {
-        let n = match from.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(_) => break,
-        };
-        pending.extend_from_slice(&buf[..n]);
-        while let Some(i) = pending.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = pending.drain(..=i).collect();
-            emit(&line[..line.len() - 1], true);
+    }
+
+    fn feed(&mut self, log: &Mutex<File>, data: &[u8]) {
+        self.pending.extend_from_slice(data);
+        while let Some(i) = self.pending.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = self.pending.drain(..=i).collect();
+            self.emit(log, &line[..line.len() - 1], true);
         }
-        while pending.len() >= MAX_LINE {
-            let part: Vec<u8> = pending.drain(..MAX_LINE).collect();
-            emit(&part, false);
+        while self.pending.len() >= Self::MAX_LINE {
+            let part: Vec<u8> = self.pending.drain(..Self::MAX_LINE).collect();
+            self.emit(log, &part, false);
         }
     }
-    if !pending.is_empty() {
-        emit(&pending, true);
+
+    fn finish(&mut self, log: &Mutex<File>) {
+        if !self.pending.is_empty() {
+            let rest = std::mem::take(&mut self.pending);
+            self.emit(log, &rest, true);
+        }
+    }
+}
+
+/// Copies stdout and stderr into the log until both are closed.
+fn copy_logs(out: OwnedFd, err: OwnedFd, log: &Mutex<File>) {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let mut files = [Some(File::from(out)), Some(File::from(err))];
+    let mut streams = [
+        LogStream {
+            name: "stdout",
+            pending: Vec::new(),
+        },
+        LogStream {
+            name: "stderr",
+            pending: Vec::new(),
+        },
+    ];
+    let mut buf = [0u8; 8192];
+    while files.iter().any(Option::is_some) {
+        let ready: Vec<usize> = {
+            let mut fds = Vec::new();
+            let mut which = Vec::new();
+            for (i, f) in files.iter().enumerate() {
+                if let Some(f) = f {
+                    fds.push(PollFd::new(std::os::fd::AsFd::as_fd(f), PollFlags::POLLIN));
+                    which.push(i);
+                }
+            }
+            match poll(&mut fds, PollTimeout::from(1000u16)) {
+                Ok(0) => continue,
+                Ok(_) => {}
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(_) => break,
+            }
+            fds.iter()
+                .zip(which)
+                .filter(|(fd, _)| fd.revents().is_some_and(|r| !r.is_empty()))
+                .map(|(_, i)| i)
+                .collect()
+        };
+        for i in ready {
+            let Some(file) = files[i].as_mut() else {
+                continue;
+            };
+            match file.read(&mut buf) {
+                Ok(0) | Err(_) => {
+                    files[i] = None;
+                    streams[i].finish(log);
+                }
+                Ok(n) => streams[i].feed(log, &buf[..n]),
+            }
+        }
+    }
+    for s in &mut streams {
+        s.finish(log);
     }
 }
 
@@ -355,7 +410,10 @@ mod tests {
     #[test]
     fn programs_resolve_in_the_container_path() {
         let env = vec![("PATH".to_string(), "/nonexistent:/bin".to_string())];
-        assert_eq!(resolve("sh", &env, Path::new("/")), Ok(PathBuf::from("/bin/sh")));
+        assert_eq!(
+            resolve("sh", &env, Path::new("/")),
+            Ok(PathBuf::from("/bin/sh"))
+        );
         assert_eq!(
             resolve("no-such-program", &env, Path::new("/")),
             Err("exec: \"no-such-program\": executable file not found in $PATH".into())

@@ -1,0 +1,256 @@
+//! The process runtime against the real kernel: namespaces, cgroups (v1 or
+//! v2, whatever this machine has), the shim, logs, exit codes, OOM kills and
+//! graceful kills. Needs root (as CI runs); each test uses its own cgroup
+//! parent and state directory and removes both.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use agent::runtime::{ContainerLaunch, ContainerRuntime};
+use agent::sync::{InstanceState, Observed};
+use k8s_openapi::api::core::v1::Pod;
+use runtime_linux::cgroups::Cgroups;
+use runtime_linux::process::{ProcessRuntime, ShimCommand};
+
+struct Fixture {
+    runtime: Arc<ProcessRuntime>,
+    cgroups: Cgroups,
+    parent: String,
+    _dir: tempfile::TempDir,
+    pod: Pod,
+    uid: String,
+}
+
+fn fixture(test: &str) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let cgroups = Cgroups::detect().expect("cgroups on this machine");
+    let parent = format!("drover-test-{test}-{}", std::process::id());
+    let runtime = ProcessRuntime::new(
+        dir.path().to_path_buf(),
+        cgroups.clone(),
+        parent.clone().into(),
+        ShimCommand {
+            program: env!("CARGO_BIN_EXE_drover-shim").into(),
+            args: Vec::new(),
+        },
+        "127.0.0.1".into(),
+    );
+    let uid = format!("uid-{test}");
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": format!("pod-{test}"), "namespace": "default", "uid": uid},
+        "spec": {"containers": [{"name": "c"}]},
+    }))
+    .unwrap();
+    Fixture {
+        runtime,
+        cgroups,
+        parent,
+        _dir: dir,
+        pod,
+        uid,
+    }
+}
+
+fn launch(argv: &[&str]) -> ContainerLaunch {
+    ContainerLaunch {
+        name: "c".into(),
+        init: false,
+        attempt: 0,
+        argv: argv.iter().map(|s| s.to_string()).collect(),
+        env: vec![
+            ("PATH".into(), "/usr/bin:/bin".into()),
+            ("GREETING".into(), "hello".into()),
+        ],
+        working_dir: Some("/tmp".into()),
+        memory_limit: None,
+        cpu_limit_milli: None,
+        cpu_request_milli: None,
+        config_error: None,
+    }
+}
+
+async fn wait_exited(f: &Fixture, timeout: Duration) -> Observed {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let observed = f.runtime.observe(&f.uid).await;
+        if observed
+            .containers
+            .iter()
+            .any(|c| !matches!(c.state, InstanceState::Running { .. }))
+        {
+            return observed;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "container still running after {timeout:?}: {observed:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn log_of(f: &Fixture) -> String {
+    let path = f.runtime.log_path(&f.uid, "c", 0).expect("a log file");
+    std::fs::read_to_string(path).unwrap()
+}
+
+async fn cleanup(f: &Fixture) {
+    f.runtime.forget(&f.uid).await.expect("forget");
+    f.cgroups
+        .remove(std::path::Path::new(&f.parent))
+        .expect("removing the test's cgroup parent");
+}
+
+#[tokio::test]
+async fn a_process_runs_in_its_own_namespaces_and_its_exit_code_is_kept() {
+    let f = fixture("exit");
+    f.runtime.create_sandbox(&f.pod).await.unwrap();
+    f.runtime
+        .start_container(
+            &f.pod,
+            &launch(&[
+                "sh",
+                "-c",
+                "echo $GREETING from $$ in $(pwd) on $(hostname); echo oops >&2; exit 3",
+            ]),
+        )
+        .await
+        .unwrap();
+    let observed = wait_exited(&f, Duration::from_secs(20)).await;
+    let c = &observed.containers[0];
+    assert!(
+        matches!(
+            c.state,
+            InstanceState::Exited {
+                exit_code: 3,
+                oom_killed: false,
+                ..
+            }
+        ),
+        "{c:?}"
+    );
+    let log = log_of(&f);
+    // CRI format: time, stream, F, text. PID 1 in its own PID namespace, the
+    // pod's name as host name, the working directory applied.
+    assert!(
+        log.lines()
+            .any(|l| l.ends_with(" stdout F hello from 1 in /tmp on pod-exit")),
+        "{log}"
+    );
+    assert!(log.lines().any(|l| l.ends_with(" stderr F oops")), "{log}");
+    cleanup(&f).await;
+    assert!(f.runtime.pods().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_missing_program_is_a_clear_failure() {
+    let f = fixture("missing");
+    f.runtime.create_sandbox(&f.pod).await.unwrap();
+    let err = f
+        .runtime
+        .start_container(&f.pod, &launch(&["no-such-program-anywhere"]))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("executable file not found in $PATH"),
+        "{err}"
+    );
+    let observed = f.runtime.observe(&f.uid).await;
+    assert!(
+        matches!(&observed.containers[0].state, InstanceState::Failed { reason, .. } if reason == "RunContainerError"),
+        "{observed:?}"
+    );
+    cleanup(&f).await;
+}
+
+#[tokio::test]
+async fn over_its_memory_limit_a_container_is_oom_killed() {
+    let f = fixture("oom");
+    f.runtime.create_sandbox(&f.pod).await.unwrap();
+    let mut l = launch(&[
+        "sh",
+        "-c",
+        "x=$(head -c 300000000 /dev/zero | tr '\\0' a); echo survived",
+    ]);
+    l.memory_limit = Some(32 << 20);
+    f.runtime.start_container(&f.pod, &l).await.unwrap();
+    let observed = wait_exited(&f, Duration::from_secs(60)).await;
+    assert!(
+        matches!(
+            observed.containers[0].state,
+            InstanceState::Exited {
+                oom_killed: true,
+                ..
+            }
+        ),
+        "{observed:?}\nlog: {}",
+        log_of(&f)
+    );
+    cleanup(&f).await;
+}
+
+#[tokio::test]
+async fn a_kill_waits_for_sigterm_then_sigkills_after_the_grace_period() {
+    let f = fixture("kill");
+    f.runtime.create_sandbox(&f.pod).await.unwrap();
+    // Traps TERM and keeps running: only SIGKILL ends it.
+    f.runtime
+        .start_container(
+            &f.pod,
+            &launch(&[
+                "sh",
+                "-c",
+                "trap 'echo got TERM' TERM; echo ready; while true; do sleep 0.1; done",
+            ]),
+        )
+        .await
+        .unwrap();
+    // Signal only once the trap is set (PID 1 ignores an unhandled TERM).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !f.runtime.log_path(&f.uid, "c", 0).is_some_and(|p| {
+        std::fs::read_to_string(p)
+            .unwrap_or_default()
+            .contains("ready")
+    }) {
+        assert!(Instant::now() < deadline, "the container never said ready");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let started = Instant::now();
+    f.runtime
+        .kill_container(&f.uid, "c", 0, Duration::from_secs(2))
+        .await
+        .unwrap();
+    let observed = wait_exited(&f, Duration::from_secs(30)).await;
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "killed before the grace period ended"
+    );
+    assert!(
+        matches!(
+            observed.containers[0].state,
+            InstanceState::Exited { exit_code: 137, .. }
+        ),
+        "{observed:?}"
+    );
+    assert!(log_of(&f).contains("got TERM"), "{}", log_of(&f));
+    cleanup(&f).await;
+}
+
+#[tokio::test]
+async fn a_missing_config_map_is_recorded_not_run() {
+    let f = fixture("config");
+    f.runtime.create_sandbox(&f.pod).await.unwrap();
+    let mut l = launch(&["true"]);
+    l.config_error = Some((
+        "CreateContainerConfigError".into(),
+        "configmap \"settings\" not found".into(),
+    ));
+    assert!(f.runtime.start_container(&f.pod, &l).await.is_err());
+    let observed = f.runtime.observe(&f.uid).await;
+    assert!(
+        matches!(&observed.containers[0].state, InstanceState::Failed { reason, message, .. }
+            if reason == "CreateContainerConfigError" && message.contains("settings")),
+        "{observed:?}"
+    );
+    cleanup(&f).await;
+}
