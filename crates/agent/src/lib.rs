@@ -5,6 +5,7 @@
 //! loop only observes, calls it and carries out its steps.
 
 pub mod agent;
+pub mod logs;
 pub mod node;
 pub mod runtime;
 pub mod sync;

@@ -8,6 +8,7 @@ pub mod body;
 pub mod discovery;
 pub mod gc;
 pub mod metrics;
+pub mod nodes;
 pub mod objects;
 pub mod pki;
 pub mod request;
@@ -93,6 +94,8 @@ pub struct ApiServer {
     pub(crate) metrics: metrics::Metrics,
     ready: std::sync::atomic::AtomicBool,
     openapi_cache: discovery::OpenApiCache,
+    /// Node agents by node name (for `pods/log`).
+    nodes: RwLock<std::collections::BTreeMap<String, Arc<dyn nodes::NodeConnection>>>,
 }
 
 impl ApiServer {
@@ -104,7 +107,24 @@ impl ApiServer {
             metrics: metrics::Metrics::default(),
             ready: std::sync::atomic::AtomicBool::new(false),
             openapi_cache: discovery::OpenApiCache::default(),
+            nodes: RwLock::new(Default::default()),
         })
+    }
+
+    /// Makes node `name`'s agent reachable for `pods/log`.
+    pub fn connect_node(&self, name: &str, connection: Arc<dyn nodes::NodeConnection>) {
+        self.nodes
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_string(), connection);
+    }
+
+    pub(crate) fn node_connection(&self, name: &str) -> Option<Arc<dyn nodes::NodeConnection>> {
+        self.nodes
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
     }
 
     pub fn registry(&self) -> Arc<Registry> {

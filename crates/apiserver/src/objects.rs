@@ -146,6 +146,10 @@ where
             let (obj, _) = get(server, &rt, rp.namespace.as_deref(), name).await?;
             respond(&parts.headers, &query, &rt, StatusCode::OK, obj)
         }
+        (&Method::GET, Some(name), Some("log")) if rt.group.is_empty() && rt.plural == "pods" => {
+            let (pod, _) = get(server, &rt, rp.namespace.as_deref(), name).await?;
+            crate::nodes::serve_log(server, &pod, &query).await
+        }
         (&Method::GET, Some(name), Some("scale")) if rt.scale.is_some() => {
             let (obj, _) = get(server, &rt, rp.namespace.as_deref(), name).await?;
             Ok(json_response(StatusCode::OK, &scale_of(&rt, &obj)))

@@ -1,0 +1,167 @@
+//! What the API server asks of node agents on a user's behalf: container
+//! logs (`pods/log`). Agents connect themselves by node name
+//! ([`crate::ApiServer::connect_node`]); an in-process agent hands over an
+//! object, a remote one will be reached over its own HTTPS endpoint.
+
+use std::pin::Pin;
+
+use bytes::Bytes;
+use futures::Stream;
+use serde_json::Value;
+
+/// `pods/log` query parameters (PodLogOptions).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LogRequest {
+    pub container: String,
+    pub follow: bool,
+    pub previous: bool,
+    pub timestamps: bool,
+    pub tail_lines: Option<i64>,
+    pub since_seconds: Option<i64>,
+    pub since_time: Option<String>,
+    pub limit_bytes: Option<i64>,
+}
+
+/// A log: all at once, or a stream that ends when the container does.
+pub enum LogBody {
+    Complete(Vec<u8>),
+    Follow(Pin<Box<dyn Stream<Item = Bytes> + Send + Sync>>),
+}
+
+/// A failure the user sees: HTTP code and message.
+#[derive(Debug)]
+pub struct NodeError {
+    pub code: u16,
+    pub message: String,
+}
+
+#[async_trait::async_trait]
+pub trait NodeConnection: Send + Sync {
+    /// The log of container `request.container` of `pod` (the pod object
+    /// as stored).
+    async fn container_log(&self, pod: &Value, request: &LogRequest) -> Result<LogBody, NodeError>;
+}
+
+/// `GET pods/NAME/log`: picks the container as kube-apiserver does (the
+/// only one, or the `kubectl.kubernetes.io/default-container`, or the
+/// `container` parameter, which must exist), validates the options, and
+/// asks the pod's node.
+pub(crate) async fn serve_log(
+    server: &std::sync::Arc<crate::ApiServer>,
+    pod: &Value,
+    query: &crate::request::Query,
+) -> Result<http::Response<crate::ResponseBody>, api::ApiError> {
+    use api::ApiError;
+    use http_body_util::BodyExt;
+    let name = pod
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let names = |field: &str| -> Vec<String> {
+        pod.pointer(&format!("/spec/{field}"))
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c.get("name").and_then(Value::as_str).map(str::to_string))
+            .collect()
+    };
+    let containers = names("containers");
+    let init = names("initContainers");
+    let container = match query.get("container") {
+        Some(c) => {
+            if !containers.iter().chain(init.iter()).any(|n| n == c) {
+                return Err(ApiError::bad_request(format!(
+                    "container {c} is not valid for pod {name}"
+                )));
+            }
+            c.to_string()
+        }
+        None => match pod
+            .pointer("/metadata/annotations/kubectl.kubernetes.io~1default-container")
+            .and_then(Value::as_str)
+        {
+            Some(d) if containers.iter().any(|n| n == d) => d.to_string(),
+            _ if containers.len() == 1 => containers[0].clone(),
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "a container name must be specified for pod {name}, choose one of: [{}]{}",
+                    containers.join(" "),
+                    if init.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" or one of the init containers: [{}]", init.join(" "))
+                    }
+                )))
+            }
+        },
+    };
+    let number = |key: &str, min: i64| -> Result<Option<i64>, ApiError> {
+        match query.get(key) {
+            None => Ok(None),
+            Some(v) => match v.parse::<i64>() {
+                Ok(n) if n >= min => Ok(Some(n)),
+                _ => Err(ApiError::invalid(
+                    "",
+                    "PodLogOptions",
+                    name,
+                    vec![api::Cause::invalid_raw(
+                        key,
+                        v,
+                        format!("must be greater than {}", min - 1),
+                    )],
+                )),
+            },
+        }
+    };
+    let request = LogRequest {
+        container: container.clone(),
+        follow: query.flag("follow"),
+        previous: query.flag("previous"),
+        timestamps: query.flag("timestamps"),
+        tail_lines: number("tailLines", 0)?,
+        since_seconds: number("sinceSeconds", 1)?,
+        since_time: query.get("sinceTime").map(str::to_string),
+        limit_bytes: number("limitBytes", 1)?,
+    };
+    let node = pod
+        .pointer("/spec/nodeName")
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty());
+    let Some(node) = node else {
+        return Err(ApiError::bad_request(format!(
+            "container \"{container}\" in pod \"{name}\" is waiting to start: pod has not been scheduled"
+        )));
+    };
+    let Some(connection) = server.node_connection(node) else {
+        return Err(ApiError::new(
+            500,
+            "InternalError",
+            format!("no agent of node \"{node}\" is connected to this server"),
+        ));
+    };
+    let body = connection.container_log(pod, &request).await.map_err(|e| {
+        let reason = if e.code == 400 {
+            "BadRequest"
+        } else {
+            "InternalError"
+        };
+        ApiError::new(e.code, reason, e.message)
+    })?;
+    let body = match body {
+        LogBody::Complete(bytes) => http_body_util::Full::new(Bytes::from(bytes))
+            .map_err(|never| match never {})
+            .boxed(),
+        LogBody::Follow(stream) => {
+            let frames = futures::StreamExt::map(stream, |b| {
+                Ok::<_, std::convert::Infallible>(http_body::Frame::data(b))
+            });
+            BodyExt::boxed(http_body_util::StreamBody::new(frames))
+        }
+    };
+    Ok(http::Response::builder()
+        .status(200)
+        .header(http::header::CONTENT_TYPE, "text/plain")
+        .header(http::header::CACHE_CONTROL, "no-cache, private")
+        .body(body)
+        .unwrap())
+}
