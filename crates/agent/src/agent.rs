@@ -275,11 +275,9 @@ impl Agent {
                 self.carry_out(&pod, &runtime, step).await;
             }
             self.publish_status(&pod, &decision.status).await;
-            if decision.finished {
-                if self.final_delete(&pod).await {
-                    let _ = runtime.forget(&uid).await;
-                    return;
-                }
+            if decision.finished && self.final_delete(&pod).await {
+                let _ = runtime.forget(&uid).await;
+                return;
             }
             let anything_running = observed
                 .containers

@@ -23,8 +23,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the control plane: a Kubernetes API server on the embedded store (or etcd).
-    Server(ServerArgs),
+    /// Run a server: the Kubernetes API on the embedded store (or etcd), the
+    /// controllers and scheduler, and a node agent (this machine as a node).
+    Server(Box<ServerArgs>),
     /// Print the Kubernetes version this drover serves.
     Version,
     /// Run the deterministic simulation of the control plane: the real API
@@ -154,7 +155,7 @@ fn main() -> Result<()> {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
-            runtime.block_on(server(args))
+            runtime.block_on(server(*args))
         }
     }
 }

@@ -294,6 +294,9 @@ impl ContainerRuntime for ProcessRuntime {
         if launch.init {
             let _ = std::fs::write(dir.join("init"), "");
         }
+        // A retry of an instance that could not start reuses its attempt
+        // number: the old record goes.
+        let _ = std::fs::remove_file(dir.join("state.json"));
         if let Some((reason, message)) = &launch.config_error {
             self.record_failure(&dir, reason, message);
             return Err(RuntimeError::Invalid(message.clone()));

@@ -53,6 +53,9 @@ pub struct Server {
     pub token: String,
     pub extra_args: Vec<String>,
     log: PathBuf,
+    /// With the node agent: the cgroup parent its pods live under (every
+    /// process in it is killed and the cgroups removed on drop).
+    pub agent_cgroup: Option<String>,
 }
 
 impl Server {
@@ -74,6 +77,40 @@ impl Server {
             token: String::new(),
             extra_args: extra.iter().map(|s| s.to_string()).collect(),
             log,
+            agent_cgroup: None,
+        };
+        s.spawn();
+        s
+    }
+
+    /// A server that is also a node: its agent runs pods (process runtime)
+    /// under a cgroup parent of its own.
+    pub fn start_with_agent(extra: &[&str]) -> Server {
+        static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let cgroup = format!(
+            "drover-e2e-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        let mut args = vec![
+            format!("--cgroup-parent={cgroup}"),
+            "--node-name=e2e-node".to_string(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let data_dir = tempfile::tempdir().unwrap();
+        let home = tempfile::tempdir().unwrap();
+        let kubeconfig = data_dir.path().join("kubeconfig.yaml");
+        let log = data_dir.path().join("server.log");
+        let mut s = Server {
+            child: None,
+            data_dir,
+            home,
+            kubeconfig,
+            url: String::new(),
+            token: String::new(),
+            extra_args: args,
+            log,
+            agent_cgroup: Some(cgroup),
         };
         s.spawn();
         s
@@ -90,7 +127,12 @@ impl Server {
             .arg("server")
             .arg("--data-dir")
             .arg(self.data_dir.path())
-            .args(["--port", "0", "--disable-agent"])
+            .args(["--port", "0"])
+            .args(if self.agent_cgroup.is_none() {
+                &["--disable-agent"][..]
+            } else {
+                &[]
+            })
             .args(&self.extra_args)
             .env("DROVER_LOG", "info")
             .stdout(Stdio::null())
@@ -257,15 +299,82 @@ impl Drop for Server {
         if let Some(mut c) = self.child.take() {
             unsafe_terminate(&c);
             let deadline = Instant::now() + Duration::from_secs(5);
+            let mut exited = false;
             while Instant::now() < deadline {
                 if let Ok(Some(_)) = c.try_wait() {
-                    return;
+                    exited = true;
+                    break;
                 }
                 std::thread::sleep(Duration::from_millis(20));
             }
-            let _ = c.kill();
-            let _ = c.wait();
+            if !exited {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
         }
+        if let Some(cgroup) = &self.agent_cgroup {
+            remove_cgroup_tree(cgroup);
+        }
+    }
+}
+
+/// The directories of cgroup `name` (directly under a hierarchy root) in
+/// every mounted hierarchy, v1 or v2.
+pub fn cgroup_dirs(name: &str) -> Vec<PathBuf> {
+    let root = Path::new("/sys/fs/cgroup");
+    let mut dirs = vec![root.join(name)];
+    for entry in std::fs::read_dir(root).into_iter().flatten().flatten() {
+        dirs.push(entry.path().join(name));
+    }
+    dirs.into_iter().filter(|d| d.is_dir()).collect()
+}
+
+/// Processes in cgroup `name` and below, in any hierarchy.
+pub fn cgroup_pids(name: &str) -> Vec<i32> {
+    fn walk(dir: &Path, out: &mut Vec<i32>) {
+        if let Ok(text) = std::fs::read_to_string(dir.join("cgroup.procs")) {
+            out.extend(text.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
+        }
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                walk(&e.path(), out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for dir in cgroup_dirs(name) {
+        walk(&dir, &mut out);
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// Kills every process of cgroup `name` and removes it everywhere.
+pub fn remove_cgroup_tree(name: &str) {
+    for _ in 0..100 {
+        let pids = cgroup_pids(name);
+        if pids.is_empty() {
+            break;
+        }
+        for pid in pids {
+            let _ = Command::new("kill")
+                .args(["-9", &pid.to_string()])
+                .stderr(Stdio::null())
+                .status();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    fn rmdir_tree(dir: &Path) {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                rmdir_tree(&e.path());
+            }
+        }
+        let _ = std::fs::remove_dir(dir);
+    }
+    for dir in cgroup_dirs(name) {
+        rmdir_tree(&dir);
     }
 }
 

@@ -1,0 +1,256 @@
+//! End to end: `drover server` with its node agent runs pods for real (the
+//! process runtime: host processes in their own namespaces and cgroups),
+//! driven by kubectl 1.32 — status, exit codes, restarts with back-off,
+//! logs, configuration errors, limits and clean-up.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{cgroup_pids, wait_until, Server};
+use serde_json::Value;
+
+const TIMEOUT: Duration = Duration::from_secs(90);
+
+fn pod(s: &Server, name: &str) -> Value {
+    s.json(&["get", "pod", name])
+}
+
+fn container_status(pod: &Value) -> Value {
+    pod["status"]["containerStatuses"][0].clone()
+}
+
+fn wait_for_phase(s: &Server, name: &str, phase: &str) -> Value {
+    let mut last = Value::Null;
+    wait_until(&format!("pod {name} {phase}: {last}"), TIMEOUT, || {
+        last = pod(s, name);
+        last["status"]["phase"] == phase
+    });
+    last
+}
+
+#[test]
+fn the_server_is_a_ready_node_that_runs_pods() {
+    let s = Server::start_with_agent(&[]);
+    wait_until("node e2e-node Ready", TIMEOUT, || {
+        let node = s.kubectl(&["get", "node", "e2e-node", "-o", "json"]);
+        node.status.success()
+            && serde_json::from_slice::<Value>(&node.stdout).is_ok_and(|n| {
+                n["status"]["conditions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
+            })
+    });
+    let lease = s.json(&["get", "lease", "e2e-node", "-n", "kube-node-lease"]);
+    assert_eq!(lease["spec"]["holderIdentity"], "e2e-node", "{lease}");
+
+    // A pod that exits 3: Failed, exit code and reason reported, logs kept.
+    s.ok(&[
+        "run",
+        "once",
+        "--image=unused",
+        "--restart=Never",
+        "--command",
+        "--",
+        // `$$$$` is `$$` after Kubernetes' own `$(VAR)`/`$$` expansion.
+        "sh",
+        "-c",
+        "echo hello from $(hostname) as pid $$$$; echo to stderr >&2; exit 3",
+    ]);
+    let p = wait_for_phase(&s, "once", "Failed");
+    let c = container_status(&p);
+    assert_eq!(c["state"]["terminated"]["exitCode"], 3, "{c}");
+    assert_eq!(c["state"]["terminated"]["reason"], "Error", "{c}");
+    assert_eq!(p["spec"]["nodeName"], "e2e-node");
+    let logs = s.ok(&["logs", "once"]);
+    assert_eq!(logs, "hello from once as pid 1\nto stderr\n", "{logs}");
+    let tail = s.ok(&["logs", "once", "--tail=1", "--timestamps"]);
+    assert!(
+        tail.ends_with(" to stderr\n") && tail.starts_with("20"),
+        "{tail}"
+    );
+
+    // A long-running pod is Running and Ready; deleting it stops its
+    // processes and removes what it left.
+    s.ok(&[
+        "run",
+        "server",
+        "--image=unused",
+        "--command",
+        "--",
+        "sh",
+        "-c",
+        "trap 'echo bye; exit 0' TERM; echo up; while true; do sleep 0.2; done",
+    ]);
+    let p = wait_for_phase(&s, "server", "Running");
+    wait_until("server Ready", TIMEOUT, || {
+        pod(&s, "server")["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+    });
+    assert!(p["status"]["podIP"].is_string(), "{}", p["status"]);
+    let cgroup = s.agent_cgroup.clone().unwrap();
+    assert!(
+        !cgroup_pids(&cgroup).is_empty(),
+        "no process in the pod cgroup"
+    );
+    s.ok(&["delete", "pod", "server", "--wait=true", "--timeout=60s"]);
+    wait_until("no process left of deleted pods", TIMEOUT, || {
+        // `once` has exited already; `server` was the only one running.
+        cgroup_pids(&cgroup).is_empty()
+    });
+    let described = s.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=server",
+    ]);
+    assert!(
+        described.contains("Started") && described.contains("Killing"),
+        "{described}"
+    );
+}
+
+#[test]
+fn crashing_containers_restart_with_back_off_and_keep_previous_logs() {
+    let s = Server::start_with_agent(&[]);
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: crasher}
+spec:
+  containers:
+  - name: app
+    image: unused
+    command: [sh, -c, 'echo run at $(date +%s%N); exit 1']
+"#,
+    );
+    let mut last = Value::Null;
+    wait_until("two restarts and CrashLoopBackOff", TIMEOUT, || {
+        last = container_status(&pod(&s, "crasher"));
+        last["restartCount"].as_i64().unwrap_or(0) >= 2
+            && last["state"]["waiting"]["reason"] == "CrashLoopBackOff"
+    });
+    let message = last["state"]["waiting"]["message"].as_str().unwrap_or("");
+    assert!(
+        message.starts_with("back-off ")
+            && message.contains("restarting failed container=app pod=crasher_default("),
+        "{last}"
+    );
+    assert_eq!(last["lastState"]["terminated"]["exitCode"], 1, "{last}");
+    let previous = s.ok(&["logs", "crasher", "--previous"]);
+    assert!(previous.starts_with("run at "), "{previous}");
+    let events = s.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=crasher",
+    ]);
+    assert!(events.contains("BackOff"), "{events}");
+}
+
+#[test]
+fn configuration_errors_are_reported_and_heal() {
+    let s = Server::start_with_agent(&[]);
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: configured, labels: {team: blue}}
+spec:
+  containers:
+  - name: app
+    image: unused
+    command: [sh, -c, 'echo "$GREETING $POD_NAME $TEAM $KEPT"; sleep 3600']
+    env:
+    - {name: GREETING, valueFrom: {configMapKeyRef: {name: settings, key: greeting}}}
+    - {name: POD_NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}
+    - {name: TEAM, valueFrom: {fieldRef: {fieldPath: "metadata.labels['team']"}}}
+    - {name: KEPT, value: "$(MISSING_IS_KEPT) $(POD_NAME)"}
+"#,
+    );
+    let mut last = Value::Null;
+    wait_until("CreateContainerConfigError", TIMEOUT, || {
+        last = container_status(&pod(&s, "configured"));
+        last["state"]["waiting"]["reason"] == "CreateContainerConfigError"
+    });
+    assert!(
+        last["state"]["waiting"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("configmap \"settings\" not found")),
+        "{last}"
+    );
+    s.ok(&[
+        "create",
+        "configmap",
+        "settings",
+        "--from-literal=greeting=hi",
+    ]);
+    wait_for_phase(&s, "configured", "Running");
+    let mut logs = String::new();
+    wait_until("the resolved environment in the log", TIMEOUT, || {
+        logs = s.ok(&["logs", "configured"]);
+        !logs.is_empty()
+    });
+    assert_eq!(
+        logs, "hi configured blue $(MISSING_IS_KEPT) configured\n",
+        "{logs}"
+    );
+
+    // A command that does not exist says so.
+    s.ok(&[
+        "run",
+        "typo",
+        "--image=unused",
+        "--restart=Never",
+        "--command",
+        "--",
+        "no-such-command",
+    ]);
+    wait_until("RunContainerError for a missing command", TIMEOUT, || {
+        last = container_status(&pod(&s, "typo"));
+        last["state"]["waiting"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("\"no-such-command\": executable file not found in $PATH"))
+    });
+    s.ok(&[
+        "delete",
+        "pod",
+        "configured",
+        "typo",
+        "--wait=true",
+        "--timeout=60s",
+    ]);
+}
+
+#[test]
+fn a_container_over_its_memory_limit_is_oom_killed() {
+    let s = Server::start_with_agent(&[]);
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: hog}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: app
+    image: unused
+    command: [sh, -c, 'x=$(head -c 300000000 /dev/zero | tr "\0" a); echo survived']
+    resources:
+      limits: {memory: 32Mi}
+"#,
+    );
+    let p = wait_for_phase(&s, "hog", "Failed");
+    let c = container_status(&p);
+    assert_eq!(c["state"]["terminated"]["reason"], "OOMKilled", "{c}");
+    assert_eq!(p["status"]["qosClass"], "Burstable", "{}", p["status"]);
+}
