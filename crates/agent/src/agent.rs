@@ -15,7 +15,7 @@ use tokio::sync::Notify;
 
 use crate::node::{self, NodeConfig, LEASE_RENEW_INTERVAL};
 use crate::runtime::{ContainerLaunch, ContainerRuntime};
-use crate::sync::{self, InstanceState, NodeFacts, ProbeResults, Step, SyncMemory};
+use crate::sync::{self, InstanceState, NodeFacts, Step, SyncMemory};
 
 const PODS: Gvr = Gvr::new("", "v1", "pods");
 const EVENTS: Gvr = Gvr::new("", "v1", "events");
@@ -230,6 +230,7 @@ impl Agent {
 
     async fn pod_worker(self: Arc<Self>, shared: Arc<Mutex<Pod>>, wake: Arc<Notify>) {
         let mut memory = SyncMemory::default();
+        let mut prober = crate::prober::Prober::default();
         let facts = NodeFacts {
             host_ip: self.node.address.clone(),
         };
@@ -258,14 +259,13 @@ impl Agent {
             };
             let observed = runtime.observe(&uid).await;
             let now = jiff::Timestamp::now();
-            let decision = sync::sync_pod(
-                &pod,
-                &observed,
-                &ProbeResults::default(),
-                &memory,
-                &facts,
-                now,
-            );
+            let (probes, failures) = prober
+                .round(&pod, &observed, runtime.as_ref(), &self.node.address, now)
+                .await;
+            for failure in failures {
+                self.event(&pod, true, "Unhealthy", &failure.message).await;
+            }
+            let decision = sync::sync_pod(&pod, &observed, &probes, &memory, &facts, now);
             memory = decision.memory.clone();
             for event in &decision.events {
                 self.event(&pod, event.warning, &event.reason, &event.message)

@@ -7,5 +7,6 @@
 pub mod agent;
 pub mod logs;
 pub mod node;
+pub mod prober;
 pub mod runtime;
 pub mod sync;

@@ -88,6 +88,16 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     async fn remove_sandbox(&self, uid: &str) -> Result<(), RuntimeError>;
     /// Removes everything left of a pod that no longer exists in the API.
     async fn forget(&self, uid: &str) -> Result<(), RuntimeError>;
+    /// Runs `argv` inside a running container instance (its namespaces and
+    /// environment) and returns its exit code and output (exec probes).
+    async fn exec_sync(
+        &self,
+        uid: &str,
+        name: &str,
+        attempt: u32,
+        argv: &[String],
+        timeout: Duration,
+    ) -> Result<(i32, String), RuntimeError>;
     /// The log file of one container instance, if it exists.
     fn log_path(&self, uid: &str, name: &str, attempt: u32) -> Option<PathBuf>;
     /// CPU (nanoseconds used) and memory (working set bytes) of a pod.

@@ -449,6 +449,48 @@ impl ContainerRuntime for ProcessRuntime {
         }
     }
 
+    async fn exec_sync(
+        &self,
+        uid: &str,
+        name: &str,
+        attempt: u32,
+        argv: &[String],
+        timeout: Duration,
+    ) -> Result<(i32, String), RuntimeError> {
+        let dir = self.container_dir(uid, name, attempt);
+        let Some(pid) = self.running_pid(uid, name, attempt) else {
+            return Err(RuntimeError::Invalid(format!("container {name} is not running")));
+        };
+        let config: ShimConfig = std::fs::read(dir.join("config.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or_else(|| RuntimeError::Invalid(format!("container {name} has no config")))?;
+        if argv.is_empty() {
+            return Err(RuntimeError::Invalid("no command given".into()));
+        }
+        // Enter the container's PID, mount, UTS and IPC namespaces (the
+        // process joins them from outside, as `kubectl exec` does).
+        let mut command = tokio::process::Command::new("nsenter");
+        command
+            .arg("-t")
+            .arg(pid.as_raw().to_string())
+            .args(["-p", "-m", "-u", "-i", "--"])
+            .args(argv)
+            .env_clear()
+            .envs(config.env.iter().map(|(k, v)| (k, v)))
+            .current_dir(config.working_dir.as_deref().unwrap_or("/"))
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
+        let output = tokio::time::timeout(timeout, command.output())
+            .await
+            .map_err(|_| RuntimeError::Invalid(format!("command timed out after {}s", timeout.as_secs())))?
+            .map_err(io("running nsenter for an exec"))?;
+        let mut text = String::from_utf8_lossy(&output.stdout).to_string();
+        text.push_str(&String::from_utf8_lossy(&output.stderr));
+        let code = output.status.code().unwrap_or(128 + 9);
+        Ok((code, text))
+    }
+
     fn log_path(&self, uid: &str, name: &str, attempt: u32) -> Option<PathBuf> {
         let file = self.sandbox_file(uid).or_else(|| {
             std::fs::read(self.pod_dir(uid).join("sandbox.last.json"))
