@@ -2,10 +2,12 @@
 //! (the registry), how objects are defaulted and validated, and the Kubernetes
 //! `Status` error shape. Pure: no I/O, no clock (time comes in as an argument).
 
+pub mod admission;
 pub mod conversion;
 pub mod crd;
 pub mod cron;
 pub mod defaults;
+pub mod disruption;
 pub mod registry;
 pub mod status;
 pub mod validation;

@@ -218,6 +218,23 @@ impl ApiError {
         ApiError::new(406, "NotAcceptable", message)
     }
 
+    /// 429, as `NewTooManyRequests` makes it; `retry_after_seconds` 0 is left out.
+    pub fn too_many_requests(
+        message: impl Into<String>,
+        retry_after_seconds: u32,
+        causes: Vec<Cause>,
+    ) -> ApiError {
+        let mut e = ApiError::new(429, "TooManyRequests", message);
+        e.details = Some(Box::new(Details {
+            name: String::new(),
+            group: String::new(),
+            kind: String::new(),
+            causes,
+            retry_after_seconds: (retry_after_seconds > 0).then_some(retry_after_seconds),
+        }));
+        e
+    }
+
     pub fn internal(message: impl Into<String>) -> ApiError {
         ApiError::new(
             500,
@@ -255,9 +272,14 @@ impl ApiError {
                 details["causes"] = Value::Array(
                     d.causes
                         .iter()
-                        .map(
-                            |c| json!({"reason": c.reason, "message": c.message, "field": c.field}),
-                        )
+                        .map(|c| {
+                            let mut cause = json!({"reason": c.reason, "message": c.message});
+                            // `field` is omitted when empty, as in Kubernetes' StatusCause.
+                            if !c.field.is_empty() {
+                                cause["field"] = json!(c.field);
+                            }
+                            cause
+                        })
                         .collect(),
                 );
             }

@@ -74,6 +74,8 @@ pub fn check_types(group: &str, version: &str, kind: &str, obj: &Value) -> Resul
         ("scheduling.k8s.io", "v1", "PriorityClass") => decode!(api::scheduling::v1::PriorityClass),
         ("storage.k8s.io", "v1", "StorageClass") => decode!(api::storage::v1::StorageClass),
         ("policy", "v1", "PodDisruptionBudget") => decode!(api::policy::v1::PodDisruptionBudget),
+        // The body of `pods/eviction`.
+        ("policy", "v1", "Eviction") => decode!(api::policy::v1::Eviction),
         ("networking.k8s.io", "v1", "Ingress") => decode!(api::networking::v1::Ingress),
         ("networking.k8s.io", "v1", "NetworkPolicy") => decode!(api::networking::v1::NetworkPolicy),
         ("networking.k8s.io", "v1", "IngressClass") => decode!(api::networking::v1::IngressClass),
@@ -140,6 +142,7 @@ pub fn validate(
             errs.extend(crate::crd::validate_crd(obj))
         }
         ("", "PersistentVolumeClaim") => validate_pvc_spec(spec, "spec", &mut errs),
+        ("policy", "PodDisruptionBudget") => validate_pdb(obj, &mut errs),
         ("", "PersistentVolume") => validate_pv(spec, &mut errs),
         ("discovery.k8s.io", "EndpointSlice") => validate_endpoint_slice(obj, &mut errs),
         ("scheduling.k8s.io", "PriorityClass") => {
@@ -862,6 +865,46 @@ fn int_or_percent(
     }
 }
 
+/// `ValidatePodDisruptionBudgetSpec` and the non-negative status counts.
+fn validate_pdb(obj: &Value, errs: &mut Vec<FieldError>) {
+    let spec = obj.get("spec");
+    let field = |f: &str| spec.and_then(|s| s.get(f)).filter(|v| !v.is_null());
+    if let (Some(_), Some(_)) = (field("minAvailable"), field("maxUnavailable")) {
+        errs.push(FieldError::invalid(
+            "spec",
+            spec.map(Value::to_string).unwrap_or_default(),
+            "minAvailable and maxUnavailable cannot be both set",
+        ));
+    }
+    int_or_percent(field("minAvailable"), "spec.minAvailable", errs);
+    int_or_percent(field("maxUnavailable"), "spec.maxUnavailable", errs);
+    if let Some(selector) = field("selector") {
+        errs.extend(apimachinery::selector::validate_label_selector(
+            selector,
+            "spec.selector",
+        ));
+    }
+    if let Some(policy) = field("unhealthyPodEvictionPolicy").and_then(Value::as_str) {
+        const POLICIES: &[&str] = &["AlwaysAllow", "IfHealthyBudget"];
+        if !POLICIES.contains(&policy) {
+            errs.push(FieldError::not_supported(
+                "spec.unhealthyPodEvictionPolicy",
+                policy,
+                POLICIES,
+            ));
+        }
+    }
+    let status = obj.get("status");
+    for f in [
+        "disruptionsAllowed",
+        "currentHealthy",
+        "desiredHealthy",
+        "expectedPods",
+    ] {
+        non_negative(status, f, "status", errs);
+    }
+}
+
 fn validate_job_spec(spec: Option<&Value>, path: &str, errs: &mut Vec<FieldError>) {
     for f in [
         "parallelism",
@@ -1201,6 +1244,30 @@ mod tests {
                 "RoleBinding",
                 json!({"metadata":{"name":"b","namespace":"d"},"roleRef":{"kind":"Pod","name":"x"}}),
                 "roleRef.kind: Unsupported value",
+            ),
+            (
+                "policy",
+                "PodDisruptionBudget",
+                json!({"metadata":{"name":"b","namespace":"d"},"spec":{"minAvailable":1,"maxUnavailable":1,"selector":{"matchLabels":{"a":"b"}}}}),
+                "spec: Invalid value",
+            ),
+            (
+                "policy",
+                "PodDisruptionBudget",
+                json!({"metadata":{"name":"b","namespace":"d"},"spec":{"minAvailable":"150%"}}),
+                "spec.minAvailable: Invalid value: \"150%\": must not be greater than 100%",
+            ),
+            (
+                "policy",
+                "PodDisruptionBudget",
+                json!({"metadata":{"name":"b","namespace":"d"},"spec":{"maxUnavailable":-1}}),
+                "spec.maxUnavailable: Invalid value: -1: must be greater than or equal to 0",
+            ),
+            (
+                "policy",
+                "PodDisruptionBudget",
+                json!({"metadata":{"name":"b","namespace":"d"},"spec":{"unhealthyPodEvictionPolicy":"Never"}}),
+                "spec.unhealthyPodEvictionPolicy: Unsupported value: \"Never\"",
             ),
             (
                 "discovery.k8s.io",

@@ -179,6 +179,17 @@ fn subresources(
             "v1".to_string(),
         ));
     }
+    if rt.group.is_empty() && rt.plural == "pods" {
+        // kubectl drain evicts through this when discovery lists it with a
+        // group and version (`CheckEvictionSupport`).
+        out.push((
+            "eviction",
+            "Eviction".to_string(),
+            vec!["create"],
+            "policy".to_string(),
+            "v1".to_string(),
+        ));
+    }
     if rt.group.is_empty() && rt.plural == "namespaces" {
         out.push((
             "finalize",

@@ -6,6 +6,7 @@
 
 pub mod body;
 pub mod discovery;
+pub mod eviction;
 pub mod gc;
 pub mod metrics;
 pub mod nodes;
@@ -61,6 +62,34 @@ impl Config {
     }
 }
 
+/// kube-apiserver's default `tolerationSeconds` of the not-ready and
+/// unreachable tolerations (the `drover server` flags' default).
+pub use api::admission::DEFAULT_TOLERATION_SECONDS;
+
+/// Settings of the admission plugins drover runs, with kube-apiserver's
+/// defaults. Kept apart from `Config` so that callers building a `Config`
+/// literal (the simulation) need not change; `ApiServer::with_admission`
+/// takes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AdmissionConfig {
+    /// `--default-not-ready-toleration-seconds`: the `tolerationSeconds` of
+    /// the `node.kubernetes.io/not-ready:NoExecute` toleration
+    /// DefaultTolerationSeconds adds to every pod that has none.
+    pub default_not_ready_toleration_seconds: i64,
+    /// `--default-unreachable-toleration-seconds`: the same for
+    /// `node.kubernetes.io/unreachable:NoExecute`.
+    pub default_unreachable_toleration_seconds: i64,
+}
+
+impl Default for AdmissionConfig {
+    fn default() -> Self {
+        AdmissionConfig {
+            default_not_ready_toleration_seconds: api::admission::DEFAULT_TOLERATION_SECONDS,
+            default_unreachable_toleration_seconds: api::admission::DEFAULT_TOLERATION_SECONDS,
+        }
+    }
+}
+
 /// The time source of the API server.
 pub trait Clock: Send + Sync {
     fn now(&self) -> chrono::DateTime<chrono::Utc>;
@@ -91,6 +120,7 @@ pub struct ApiServer {
     pub(crate) store: Arc<dyn Store>,
     registry: RwLock<Arc<Registry>>,
     config: Config,
+    pub(crate) admission: AdmissionConfig,
     pub(crate) metrics: metrics::Metrics,
     ready: std::sync::atomic::AtomicBool,
     openapi_cache: discovery::OpenApiCache,
@@ -99,11 +129,21 @@ pub struct ApiServer {
 }
 
 impl ApiServer {
+    /// An API server with the default admission settings.
     pub fn new(store: Arc<dyn Store>, config: Config) -> Arc<ApiServer> {
+        ApiServer::with_admission(store, config, AdmissionConfig::default())
+    }
+
+    pub fn with_admission(
+        store: Arc<dyn Store>,
+        config: Config,
+        admission: AdmissionConfig,
+    ) -> Arc<ApiServer> {
         Arc::new(ApiServer {
             store,
             registry: RwLock::new(Arc::new(Registry::builtin())),
             config,
+            admission,
             metrics: metrics::Metrics::default(),
             ready: std::sync::atomic::AtomicBool::new(false),
             openapi_cache: discovery::OpenApiCache::default(),

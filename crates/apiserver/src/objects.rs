@@ -171,6 +171,16 @@ where
                 &api::status::success_status(json!({})),
             ))
         }
+        (&Method::POST, Some(name), Some("eviction"))
+            if rt.group.is_empty() && rt.plural == "pods" =>
+        {
+            let bytes = body::read(&parts.headers, incoming).await?;
+            let eviction = body::decode_object(&parts.headers, &bytes)?;
+            let status =
+                crate::eviction::evict(server, &rt, rp.namespace.as_deref(), name, eviction, &ctx)
+                    .await?;
+            Ok(json_response(StatusCode::CREATED, &status))
+        }
         (&Method::PUT, Some(name), sub) => {
             let bytes = body::read(&parts.headers, incoming).await?;
             let obj = body::decode_object(&parts.headers, &bytes)?;
@@ -858,9 +868,11 @@ fn qualified(rt: &ResourceType) -> String {
 /// Type checks, unknown-field policy, defaulting and validation: everything an
 /// object must pass before it may be stored.
 fn admit(
+    server: &ApiServer,
     rt: &ResourceType,
     obj: &mut Value,
     old: Option<&Value>,
+    subresource: Option<&str>,
     ctx: &RequestCtx,
 ) -> Result<(), ApiError> {
     api::validation::check_types(&rt.group, &rt.version, &rt.kind, obj)?;
@@ -885,6 +897,17 @@ fn admit(
         }
     }
     api::defaults::apply_defaults(&rt.group, &rt.kind, obj);
+    // Mutating admission, after defaulting and before validation as in
+    // kube-apiserver. DefaultTolerationSeconds handles pods proper (create
+    // and update), never their subresources.
+    if rt.group.is_empty() && rt.kind == "Pod" && subresource.is_none() {
+        let a = &server.admission;
+        api::admission::default_toleration_seconds(
+            obj,
+            a.default_not_ready_toleration_seconds,
+            a.default_unreachable_toleration_seconds,
+        );
+    }
     if let Some(c) = &rt.custom {
         if let Some(schema) = &c.schema {
             api::crd::apply_schema_defaults(obj, schema);
@@ -974,7 +997,7 @@ async fn create_inner(
     {
         obj.as_object_mut().unwrap().remove("status");
     }
-    admit(rt, &mut obj, None, ctx)?;
+    admit(server, rt, &mut obj, None, None, ctx)?;
     if record_manager {
         track_managed_fields(server, rt, None, &mut obj, &ctx.field_manager, "Update");
     }
@@ -1198,7 +1221,7 @@ pub(crate) async fn update(
 /// the compare-and-swap, or — when the last finalizer of an object being
 /// deleted is gone — the deletion.
 #[allow(clippy::too_many_arguments)]
-async fn write_update(
+pub(crate) async fn write_update(
     server: &ApiServer,
     rt: &ResourceType,
     ns: Option<&str>,
@@ -1211,7 +1234,7 @@ async fn write_update(
     operation: &str,
 ) -> Result<Value, ApiError> {
     prepare_update(rt, old, &mut obj, subresource)?;
-    admit(rt, &mut obj, Some(old), ctx)?;
+    admit(server, rt, &mut obj, Some(old), subresource, ctx)?;
     if operation != "Apply" {
         track_managed_fields(
             server,
@@ -1748,28 +1771,7 @@ fn delete_options(
     let mut o = DeleteOptions::default();
     if !bytes.iter().all(u8::is_ascii_whitespace) {
         let v = body::decode_object(headers, bytes)?;
-        o.propagation = v
-            .get("propagationPolicy")
-            .and_then(Value::as_str)
-            .map(String::from);
-        if v.get("orphanDependents").and_then(Value::as_bool) == Some(true)
-            && o.propagation.is_none()
-        {
-            o.propagation = Some("Orphan".into());
-        }
-        o.grace_period_seconds = v.get("gracePeriodSeconds").and_then(Value::as_i64);
-        o.precondition_uid = v
-            .pointer("/preconditions/uid")
-            .and_then(Value::as_str)
-            .map(String::from);
-        o.precondition_resource_version = v
-            .pointer("/preconditions/resourceVersion")
-            .and_then(Value::as_str)
-            .map(String::from);
-        o.dry_run = v
-            .get("dryRun")
-            .and_then(Value::as_array)
-            .is_some_and(|a| a.iter().any(|x| x == "All"));
+        o = delete_options_from_json(&v);
     }
     if let Some(p) = query.get("propagationPolicy") {
         o.propagation = Some(p.to_string());
@@ -1786,6 +1788,30 @@ fn delete_options(
     if query.get("dryRun") == Some("All") {
         o.dry_run = true;
     }
+    check_propagation(&o)?;
+    Ok(o)
+}
+
+/// The fields of a `DeleteOptions` body (also the `deleteOptions` of an Eviction).
+pub(crate) fn delete_options_from_json(v: &Value) -> DeleteOptions {
+    let text = |pointer: &str| v.pointer(pointer).and_then(Value::as_str).map(String::from);
+    let mut propagation = text("/propagationPolicy");
+    if v.get("orphanDependents").and_then(Value::as_bool) == Some(true) && propagation.is_none() {
+        propagation = Some("Orphan".into());
+    }
+    DeleteOptions {
+        propagation,
+        grace_period_seconds: v.get("gracePeriodSeconds").and_then(Value::as_i64),
+        precondition_uid: text("/preconditions/uid"),
+        precondition_resource_version: text("/preconditions/resourceVersion"),
+        dry_run: v
+            .get("dryRun")
+            .and_then(Value::as_array)
+            .is_some_and(|a| a.iter().any(|x| x == "All")),
+    }
+}
+
+pub(crate) fn check_propagation(o: &DeleteOptions) -> Result<(), ApiError> {
     if let Some(p) = &o.propagation {
         if !matches!(p.as_str(), "Orphan" | "Background" | "Foreground") {
             return Err(ApiError::invalid(
@@ -1800,7 +1826,7 @@ fn delete_options(
             ));
         }
     }
-    Ok(o)
+    Ok(())
 }
 
 pub(crate) enum Deleted {

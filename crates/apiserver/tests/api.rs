@@ -434,6 +434,314 @@ async fn tables_and_discovery(api: Api) {
         .any(|s| s["subresource"] == "scale"));
 }
 
+const PODS: &str = "/api/v1/namespaces/default/pods";
+const PDBS: &str = "/apis/policy/v1/namespaces/default/poddisruptionbudgets";
+
+fn pod(name: &str, labels: Value, phase: &str, ready: bool) -> Value {
+    json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "registry.local/c:1"}]},
+        "status": {"phase": phase, "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}]}})
+}
+
+fn eviction(name: &str, delete_options: Value) -> Value {
+    json!({"apiVersion": "policy/v1", "kind": "Eviction",
+        "metadata": {"name": name, "namespace": "default"}, "deleteOptions": delete_options})
+}
+
+fn toleration_seconds(pod: &Value) -> Vec<(String, Option<i64>)> {
+    pod["spec"]["tolerations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["key"].as_str().unwrap_or("").to_string(),
+                t["tolerationSeconds"].as_i64(),
+            )
+        })
+        .collect()
+}
+
+const NOT_READY: &str = "node.kubernetes.io/not-ready";
+const UNREACHABLE: &str = "node.kubernetes.io/unreachable";
+
+async fn pods_get_default_toleration_seconds(api: Api) {
+    let (code, p) = api
+        .post(PODS, pod("plain", json!({}), "Pending", false))
+        .await;
+    assert_eq!(code, StatusCode::CREATED, "{p}");
+    assert_eq!(
+        toleration_seconds(&p),
+        vec![
+            (NOT_READY.into(), Some(300)),
+            (UNREACHABLE.into(), Some(300))
+        ]
+    );
+    for t in p["spec"]["tolerations"].as_array().unwrap() {
+        assert_eq!(t["operator"], "Exists");
+        assert_eq!(t["effect"], "NoExecute");
+    }
+    // Its own unreachable toleration is kept; only not-ready is added.
+    let mut own = pod("own", json!({}), "Pending", false);
+    own["spec"]["tolerations"] = json!([{"key": UNREACHABLE, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 5}]);
+    let (code, p) = api.post(PODS, own).await;
+    assert_eq!(code, StatusCode::CREATED, "{p}");
+    assert_eq!(
+        toleration_seconds(&p),
+        vec![(UNREACHABLE.into(), Some(5)), (NOT_READY.into(), Some(300))]
+    );
+    // A dry run shows them too; an update that drops them gets them back.
+    let (code, p) = api
+        .post(
+            &format!("{PODS}?dryRun=All"),
+            pod("dry", json!({}), "Pending", false),
+        )
+        .await;
+    assert_eq!(code, StatusCode::CREATED, "{p}");
+    assert_eq!(toleration_seconds(&p).len(), 2);
+    let (_, mut stored) = api.get(&format!("{PODS}/plain")).await;
+    stored["spec"]
+        .as_object_mut()
+        .unwrap()
+        .remove("tolerations");
+    let (code, p) = api
+        .call(
+            "PUT",
+            &format!("{PODS}/plain"),
+            "application/json",
+            Some(stored),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK, "{p}");
+    assert_eq!(toleration_seconds(&p).len(), 2);
+}
+
+async fn evictions_respect_disruption_budgets(api: Api) {
+    // Discovery advertises pods/eviction as kubectl drain looks for it.
+    let (_, list) = api.get("/api/v1").await;
+    let ev = list["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "pods/eviction")
+        .expect("pods/eviction in /api/v1")
+        .clone();
+    assert_eq!(
+        (&ev["kind"], &ev["group"], &ev["version"], &ev["verbs"]),
+        (
+            &json!("Eviction"),
+            &json!("policy"),
+            &json!("v1"),
+            &json!(["create"])
+        )
+    );
+
+    // A budget with both minAvailable and maxUnavailable is invalid.
+    let both = json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "both"},
+        "spec": {"minAvailable": 1, "maxUnavailable": 1, "selector": {"matchLabels": {"app": "db"}}}});
+    let (code, st) = api.post(PDBS, both).await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{st}");
+    assert_eq!(st["reason"], "Invalid");
+    assert_eq!(st["details"]["causes"][0]["field"], "spec", "{st}");
+    assert!(st["message"]
+        .as_str()
+        .unwrap()
+        .contains("minAvailable and maxUnavailable cannot be both set"));
+
+    for p in [
+        pod("db-0", json!({"app": "db"}), "Running", true),
+        pod("db-1", json!({"app": "db"}), "Running", true),
+        pod("db-pending", json!({"app": "db"}), "Pending", false),
+        pod("lone", json!({}), "Running", true),
+    ] {
+        let (code, body) = api.post(PODS, p).await;
+        assert_eq!(code, StatusCode::CREATED, "{body}");
+    }
+    let budget = json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "db"},
+        "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "db"}}}});
+    assert_eq!(api.post(PDBS, budget).await.0, StatusCode::CREATED);
+
+    // Bad requests.
+    let (code, st) = api
+        .post(
+            &format!("{PODS}/db-0/eviction"),
+            eviction("db-1", json!({})),
+        )
+        .await;
+    assert_eq!(code, StatusCode::BAD_REQUEST, "{st}");
+    assert_eq!(
+        st["message"],
+        "name in URL does not match name in Eviction object"
+    );
+    let (code, st) = api
+        .post(
+            &format!("{PODS}/ghost/eviction"),
+            eviction("ghost", json!({})),
+        )
+        .await;
+    assert_eq!(code, StatusCode::NOT_FOUND, "{st}");
+    assert_eq!(st["message"], "pods \"ghost\" not found");
+    let (code, st) = api
+        .post(
+            &format!("{PODS}/db-0/eviction"),
+            eviction("db-0", json!({"gracePeriodSeconds": "soon"})),
+        )
+        .await;
+    assert_eq!(code, StatusCode::BAD_REQUEST, "{st}");
+
+    // A dry run changes nothing.
+    let (code, st) = api
+        .post(
+            &format!("{PODS}/db-0/eviction"),
+            eviction("db-0", json!({"dryRun": ["All"]})),
+        )
+        .await;
+    assert_eq!(code, StatusCode::CREATED, "{st}");
+    assert_eq!(api.get(&format!("{PODS}/db-0")).await.0, StatusCode::OK);
+    let (_, b) = api.get(&format!("{PDBS}/db")).await;
+    assert!(b["status"].get("disruptedPods").is_none(), "{b}");
+
+    // Two healthy pods, one must stay: the first eviction is allowed.
+    let (code, st) = api
+        .post(
+            &format!("{PODS}/db-0/eviction"),
+            eviction("db-0", json!({"gracePeriodSeconds": 0})),
+        )
+        .await;
+    assert_eq!(code, StatusCode::CREATED, "{st}");
+    assert_eq!(st["kind"], "Status");
+    assert_eq!(st["status"], "Success");
+    assert_eq!(
+        api.get(&format!("{PODS}/db-0")).await.0,
+        StatusCode::NOT_FOUND
+    );
+    let (_, b) = api.get(&format!("{PDBS}/db")).await;
+    let s = &b["status"];
+    assert_eq!(
+        (
+            &s["disruptionsAllowed"],
+            &s["currentHealthy"],
+            &s["desiredHealthy"],
+            &s["expectedPods"],
+            &s["observedGeneration"]
+        ),
+        (&json!(0), &json!(2), &json!(1), &json!(3), &json!(1)),
+        "{b}"
+    );
+    assert!(s["disruptedPods"]["db-0"].is_string(), "{b}");
+
+    // The second would leave none: 429 with the budget as the cause.
+    let (code, st) = api
+        .post(
+            &format!("{PODS}/db-1/eviction"),
+            eviction("db-1", json!({})),
+        )
+        .await;
+    assert_eq!(code, StatusCode::TOO_MANY_REQUESTS, "{st}");
+    assert_eq!(st["reason"], "TooManyRequests");
+    assert_eq!(
+        st["message"],
+        "Cannot evict pod as it would violate the pod's disruption budget."
+    );
+    assert_eq!(
+        st["details"]["causes"],
+        json!([{"reason": "DisruptionBudget", "message": "The disruption budget db needs 1 healthy pods and has 1 currently"}])
+    );
+    let (code, p) = api.get(&format!("{PODS}/db-1")).await;
+    assert_eq!(code, StatusCode::OK);
+    assert!(p["metadata"].get("deletionTimestamp").is_none());
+
+    // A pending pod is no disruption: deleted whatever the budget says.
+    let (code, st) = api
+        .post(
+            &format!("{PODS}/db-pending/eviction"),
+            eviction("db-pending", json!({"gracePeriodSeconds": 0})),
+        )
+        .await;
+    assert_eq!(code, StatusCode::CREATED, "{st}");
+    assert_eq!(
+        api.get(&format!("{PODS}/db-pending")).await.0,
+        StatusCode::NOT_FOUND
+    );
+
+    // An unready pod may go while the budget is met.
+    let (code, body) = api
+        .post(PODS, pod("db-sick", json!({"app": "db"}), "Running", false))
+        .await;
+    assert_eq!(code, StatusCode::CREATED, "{body}");
+    let (code, st) = api
+        .post(
+            &format!("{PODS}/db-sick/eviction"),
+            eviction("db-sick", json!({"gracePeriodSeconds": 0})),
+        )
+        .await;
+    assert_eq!(code, StatusCode::CREATED, "{st}");
+
+    // Without a budget, the pod is deleted gracefully (it is on a node) and
+    // marked as a disruption target; policy/v1beta1 is accepted too.
+    let mut beta = eviction("lone", json!({}));
+    beta["apiVersion"] = json!("policy/v1beta1");
+    let (code, st) = api.post(&format!("{PODS}/lone/eviction"), beta).await;
+    assert_eq!(code, StatusCode::CREATED, "{st}");
+    let (_, p) = api.get(&format!("{PODS}/lone")).await;
+    assert!(p["metadata"]["deletionTimestamp"].is_string(), "{p}");
+    let target = p["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "DisruptionTarget")
+        .expect("DisruptionTarget condition")
+        .clone();
+    assert_eq!(target["reason"], "EvictionByEvictionAPI");
+
+    // Two budgets over one pod: Kubernetes refuses with a 500.
+    let second = json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "everything"},
+        "spec": {"maxUnavailable": 1, "selector": {}}});
+    assert_eq!(api.post(PDBS, second).await.0, StatusCode::CREATED);
+    let (code, st) = api
+        .post(
+            &format!("{PODS}/db-1/eviction"),
+            eviction("db-1", json!({})),
+        )
+        .await;
+    assert_eq!(code, StatusCode::INTERNAL_SERVER_ERROR, "{st}");
+    assert_eq!(
+        st["message"],
+        "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support."
+    );
+}
+
+/// `--default-not-ready-toleration-seconds` and
+/// `--default-unreachable-toleration-seconds` reach the admission.
+#[tokio::test]
+async fn configured_toleration_seconds_are_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store::EmbeddedStore::open(dir.path(), store::EmbeddedOptions::default()).unwrap();
+    let server = ApiServer::with_admission(
+        store,
+        Config::new(vec![TOKEN.into()]),
+        apiserver::AdmissionConfig {
+            default_not_ready_toleration_seconds: 30,
+            default_unreachable_toleration_seconds: 45,
+        },
+    );
+    server.start().await.unwrap();
+    let (code, p) = call(
+        &server,
+        "POST",
+        PODS,
+        "application/json",
+        Some(pod("p", json!({}), "Pending", false)),
+    )
+    .await;
+    assert_eq!(code, StatusCode::CREATED, "{p}");
+    assert_eq!(
+        toleration_seconds(&p),
+        vec![(NOT_READY.into(), Some(30)), (UNREACHABLE.into(), Some(45))]
+    );
+}
+
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
         mod embedded_store { $( #[tokio::test] async fn $name() { super::$name(super::embedded().await).await } )* }
@@ -446,7 +754,9 @@ on_both_backends!(
     compaction_answers_410,
     watch_filters_and_replays,
     writes_follow_kubernetes_rules,
-    tables_and_discovery
+    tables_and_discovery,
+    pods_get_default_toleration_seconds,
+    evictions_respect_disruption_budgets
 );
 
 /// Two API servers on one etcd: each sees the other's writes and watches,

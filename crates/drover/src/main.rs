@@ -85,6 +85,14 @@ struct ServerArgs {
     /// Run without the controllers and the scheduler (API server only).
     #[arg(long)]
     disable_controllers: bool,
+    /// The tolerationSeconds of the `node.kubernetes.io/not-ready:NoExecute`
+    /// toleration added to every pod that does not already tolerate it.
+    #[arg(long, default_value_t = apiserver::DEFAULT_TOLERATION_SECONDS)]
+    default_not_ready_toleration_seconds: i64,
+    /// The tolerationSeconds of the `node.kubernetes.io/unreachable:NoExecute`
+    /// toleration added to every pod that does not already tolerate it.
+    #[arg(long, default_value_t = apiserver::DEFAULT_TOLERATION_SECONDS)]
+    default_unreachable_toleration_seconds: i64,
     /// Extra names or addresses for the serving certificate.
     #[arg(long = "tls-san", value_delimiter = ',')]
     tls_san: Vec<String>,
@@ -245,9 +253,13 @@ async fn server(args: ServerArgs) -> Result<()> {
 
     // In-process components (controllers, scheduler) use their own token.
     let internal_token = apiserver::pki::random_token();
-    let server = apiserver::ApiServer::new(
+    let server = apiserver::ApiServer::with_admission(
         store,
         apiserver::Config::new(vec![pki.admin_token.clone(), internal_token.clone()]),
+        apiserver::AdmissionConfig {
+            default_not_ready_toleration_seconds: args.default_not_ready_toleration_seconds,
+            default_unreachable_toleration_seconds: args.default_unreachable_toleration_seconds,
+        },
     );
     let serving = tokio::spawn(server.clone().serve(listener, tls));
     server

@@ -1,0 +1,122 @@
+//! Mutating admission that kube-apiserver runs by default and drover keeps:
+//! `DefaultTolerationSeconds`, which gives every pod a bounded toleration of
+//! the `not-ready` and `unreachable` NoExecute taints, so that taint-based
+//! eviction moves pods off a lost node after a while instead of at once.
+
+use serde_json::{json, Value};
+
+pub const TAINT_NODE_NOT_READY: &str = "node.kubernetes.io/not-ready";
+pub const TAINT_NODE_UNREACHABLE: &str = "node.kubernetes.io/unreachable";
+
+/// kube-apiserver's `--default-not-ready-toleration-seconds` and
+/// `--default-unreachable-toleration-seconds` default.
+pub const DEFAULT_TOLERATION_SECONDS: i64 = 300;
+
+/// Appends `{key, operator: Exists, effect: NoExecute, tolerationSeconds}` for
+/// the not-ready and the unreachable taint unless the pod already tolerates
+/// that taint's NoExecute effect. As in Kubernetes, a toleration counts when
+/// its key is the taint's (or empty: every key) and its effect is NoExecute
+/// (or empty: every effect); its operator and seconds are not looked at.
+pub fn default_toleration_seconds(
+    pod: &mut Value,
+    not_ready_seconds: i64,
+    unreachable_seconds: i64,
+) {
+    let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let tolerates = |list: &[Value], key: &str| {
+        list.iter().any(|t| {
+            let k = t.get("key").and_then(Value::as_str).unwrap_or("");
+            let effect = t.get("effect").and_then(Value::as_str).unwrap_or("");
+            (k == key || k.is_empty()) && (effect == "NoExecute" || effect.is_empty())
+        })
+    };
+    let existing: Vec<Value> = match spec.get("tolerations") {
+        Some(Value::Array(a)) => a.clone(),
+        // Anything else failed the type check already; leave it to validation.
+        Some(Value::Null) | None => Vec::new(),
+        Some(_) => return,
+    };
+    let mut added = Vec::new();
+    for (key, seconds) in [
+        (TAINT_NODE_NOT_READY, not_ready_seconds),
+        (TAINT_NODE_UNREACHABLE, unreachable_seconds),
+    ] {
+        if !tolerates(&existing, key) {
+            added.push(json!({"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": seconds}));
+        }
+    }
+    if added.is_empty() {
+        return;
+    }
+    let mut all = existing;
+    all.extend(added);
+    spec.insert("tolerations".into(), Value::Array(all));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// (tolerations before, not-ready seconds, unreachable seconds) → keys and
+    /// seconds of the tolerations after.
+    fn check(before: Value, want: &[(&str, Option<i64>)]) {
+        let mut pod = json!({"spec": {"containers": [{"name": "c", "image": "i"}]}});
+        if !before.is_null() {
+            pod["spec"]["tolerations"] = before;
+        }
+        default_toleration_seconds(&mut pod, 300, 60);
+        let got: Vec<(String, Option<i64>)> = pod["spec"]["tolerations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| {
+                (
+                    t["key"].as_str().unwrap_or("").to_string(),
+                    t["tolerationSeconds"].as_i64(),
+                )
+            })
+            .collect();
+        let want: Vec<(String, Option<i64>)> =
+            want.iter().map(|(k, s)| (k.to_string(), *s)).collect();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn adds_what_the_pod_does_not_tolerate() {
+        let nr = TAINT_NODE_NOT_READY;
+        let un = TAINT_NODE_UNREACHABLE;
+        check(Value::Null, &[(nr, Some(300)), (un, Some(60))]);
+        check(json!([]), &[(nr, Some(300)), (un, Some(60))]);
+        // Its own unreachable toleration is kept; only not-ready is added.
+        check(
+            json!([{"key": un, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 7}]),
+            &[(un, Some(7)), (nr, Some(300))],
+        );
+        // An empty effect tolerates NoExecute too.
+        check(
+            json!([{"key": nr, "operator": "Exists"}]),
+            &[(nr, None), (un, Some(60))],
+        );
+        // Another effect does not.
+        check(
+            json!([{"key": nr, "operator": "Exists", "effect": "NoSchedule"}]),
+            &[(nr, None), (nr, Some(300)), (un, Some(60))],
+        );
+        // An empty key with operator Exists tolerates every taint.
+        check(json!([{"operator": "Exists"}]), &[("", None)]);
+        // Unrelated keys change nothing.
+        check(
+            json!([{"key": "gpu", "operator": "Equal", "value": "x", "effect": "NoExecute"}]),
+            &[("gpu", None), (nr, Some(300)), (un, Some(60))],
+        );
+    }
+
+    #[test]
+    fn a_pod_without_spec_is_left_to_validation() {
+        let mut pod = json!({"metadata": {"name": "p"}});
+        default_toleration_seconds(&mut pod, 300, 300);
+        assert_eq!(pod, json!({"metadata": {"name": "p"}}));
+    }
+}
