@@ -110,8 +110,15 @@ impl Prober {
             let mut started = container.startup_probe.is_none();
             if let Some(probe) = &container.startup_probe {
                 if state.startup.result != Some(true) {
-                    if let Some(failure) =
-                        step(&mut state.startup, probe, Kind::Startup, &target, started_at, now).await
+                    if let Some(failure) = step(
+                        &mut state.startup,
+                        probe,
+                        Kind::Startup,
+                        &target,
+                        started_at,
+                        now,
+                    )
+                    .await
                     {
                         failures.push(failure);
                     }
@@ -130,8 +137,15 @@ impl Prober {
                 continue;
             }
             if let Some(probe) = &container.liveness_probe {
-                if let Some(failure) =
-                    step(&mut state.liveness, probe, Kind::Liveness, &target, started_at, now).await
+                if let Some(failure) = step(
+                    &mut state.liveness,
+                    probe,
+                    Kind::Liveness,
+                    &target,
+                    started_at,
+                    now,
+                )
+                .await
                 {
                     failures.push(failure);
                 }
@@ -143,8 +157,15 @@ impl Prober {
                 }
             }
             if let Some(probe) = &container.readiness_probe {
-                if let Some(failure) =
-                    step(&mut state.readiness, probe, Kind::Readiness, &target, started_at, now).await
+                if let Some(failure) = step(
+                    &mut state.readiness,
+                    probe,
+                    Kind::Readiness,
+                    &target,
+                    started_at,
+                    now,
+                )
+                .await
                 {
                     failures.push(failure);
                 }
@@ -178,7 +199,8 @@ async fn step(
     started_at: jiff::Timestamp,
     now: jiff::Timestamp,
 ) -> Option<ProbeFailure> {
-    let initial = jiff::SignedDuration::from_secs(i64::from(probe.initial_delay_seconds.unwrap_or(0)));
+    let initial =
+        jiff::SignedDuration::from_secs(i64::from(probe.initial_delay_seconds.unwrap_or(0)));
     let period = jiff::SignedDuration::from_secs(seconds(probe.period_seconds, 10));
     if now < started_at + initial {
         return None;
@@ -196,7 +218,11 @@ async fn step(
         Ok(()) => {
             state.successes += 1;
             state.failures = 0;
-            let threshold = if kind == Kind::Readiness { seconds(probe.success_threshold, 1) } else { 1 };
+            let threshold = if kind == Kind::Readiness {
+                seconds(probe.success_threshold, 1)
+            } else {
+                1
+            };
             if i64::from(state.successes) >= threshold {
                 state.result = Some(true);
             }
@@ -221,18 +247,30 @@ async fn run(probe: &Probe, target: &Target<'_>, timeout: Duration) -> Result<()
         let argv = exec.command.clone().unwrap_or_default();
         let (code, output) = target
             .runtime
-            .exec_sync(target.uid, &target.container.name, target.attempt, &argv, timeout)
+            .exec_sync(
+                target.uid,
+                &target.container.name,
+                target.attempt,
+                &argv,
+                timeout,
+            )
             .await
             .map_err(|e| e.to_string())?;
         return if code == 0 {
             Ok(())
         } else {
-            Err(format!("command {argv:?} exited with {code}: {}", output.trim_end()))
+            Err(format!(
+                "command {argv:?} exited with {code}: {}",
+                output.trim_end()
+            ))
         };
     }
     if let Some(tcp) = &probe.tcp_socket {
         let port = resolve_port(&tcp.port, target.container)?;
-        let host = tcp.host.clone().unwrap_or_else(|| target.pod_ip.to_string());
+        let host = tcp
+            .host
+            .clone()
+            .unwrap_or_else(|| target.pod_ip.to_string());
         return tokio::net::TcpStream::connect((host.as_str(), port))
             .await
             .map(|_| ())
@@ -240,8 +278,15 @@ async fn run(probe: &Probe, target: &Target<'_>, timeout: Duration) -> Result<()
     }
     if let Some(http) = &probe.http_get {
         let port = resolve_port(&http.port, target.container)?;
-        let host = http.host.clone().unwrap_or_else(|| target.pod_ip.to_string());
-        if http.scheme.as_deref().is_some_and(|s| s.eq_ignore_ascii_case("HTTPS")) {
+        let host = http
+            .host
+            .clone()
+            .unwrap_or_else(|| target.pod_ip.to_string());
+        if http
+            .scheme
+            .as_deref()
+            .is_some_and(|s| s.eq_ignore_ascii_case("HTTPS"))
+        {
             return Err("HTTPS probes are not supported by drover yet".into());
         }
         let path = http.path.clone().unwrap_or_else(|| "/".into());
@@ -261,7 +306,10 @@ async fn run(probe: &Probe, target: &Target<'_>, timeout: Duration) -> Result<()
             .await
             .map_err(|e| format!("Get \"{url}\": {e}"))?;
         let mut head = vec![0u8; 64];
-        let n = stream.read(&mut head).await.map_err(|e| format!("Get \"{url}\": {e}"))?;
+        let n = stream
+            .read(&mut head)
+            .await
+            .map_err(|e| format!("Get \"{url}\": {e}"))?;
         let line = String::from_utf8_lossy(&head[..n]).to_string();
         let code: u16 = line
             .split_whitespace()

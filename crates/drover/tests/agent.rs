@@ -254,3 +254,142 @@ spec:
     assert_eq!(c["state"]["terminated"]["reason"], "OOMKilled", "{c}");
     assert_eq!(p["status"]["qosClass"], "Burstable", "{}", p["status"]);
 }
+
+fn ready(pod: &Value) -> bool {
+    pod["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|c| c["type"] == "Ready" && c["status"] == "True")
+}
+
+#[test]
+fn probes_drive_readiness_and_restart_unhealthy_containers() {
+    let s = Server::start_with_agent(&[]);
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: probed}
+spec:
+  containers:
+  - name: app
+    image: unused
+    command: [sh, -c, 'touch /tmp/drover-e2e-$(POD_UID)-ready; while true; do sleep 0.2; done']
+    env:
+    - {name: POD_UID, valueFrom: {fieldRef: {fieldPath: metadata.uid}}}
+    readinessProbe:
+      exec: {command: [sh, -c, 'test -e /tmp/drover-e2e-$POD_UID-ready']}
+      periodSeconds: 1
+      failureThreshold: 1
+    livenessProbe:
+      exec: {command: [sh, -c, 'test ! -e /tmp/drover-e2e-$POD_UID-sick']}
+      periodSeconds: 1
+      failureThreshold: 2
+"#,
+    );
+    wait_until("probed Ready", TIMEOUT, || ready(&pod(&s, "probed")));
+    let uid = pod(&s, "probed")["metadata"]["uid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let flag = |name: &str| std::path::PathBuf::from(format!("/tmp/drover-e2e-{uid}-{name}"));
+
+    // Readiness follows the probe both ways, without a restart.
+    std::fs::remove_file(flag("ready")).unwrap();
+    wait_until("probed not Ready", TIMEOUT, || !ready(&pod(&s, "probed")));
+    std::fs::write(flag("ready"), "").unwrap();
+    wait_until("probed Ready again", TIMEOUT, || ready(&pod(&s, "probed")));
+    assert_eq!(container_status(&pod(&s, "probed"))["restartCount"], 0);
+
+    // A failing liveness probe restarts the container.
+    std::fs::write(flag("sick"), "").unwrap();
+    wait_until("a restart after liveness failures", TIMEOUT, || {
+        container_status(&pod(&s, "probed"))["restartCount"]
+            .as_i64()
+            .unwrap_or(0)
+            >= 1
+    });
+    let _ = std::fs::remove_file(flag("sick"));
+    let events = s.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=probed",
+    ]);
+    assert!(
+        events.contains("Unhealthy") && events.contains("failed liveness probe, will be restarted"),
+        "{events}"
+    );
+    s.ok(&["delete", "pod", "probed", "--wait=true", "--timeout=60s"]);
+    let _ = std::fs::remove_file(flag("ready"));
+}
+
+#[test]
+fn pods_keep_running_across_an_agent_restart() {
+    let mut s = Server::start_with_agent(&[]);
+    s.ok(&[
+        "run",
+        "steady",
+        "--image=unused",
+        "--command",
+        "--",
+        "sh",
+        "-c",
+        "while true; do echo tick; sleep 0.5; done",
+    ]);
+    wait_until("steady Ready", TIMEOUT, || ready(&pod(&s, "steady")));
+    let before = container_status(&pod(&s, "steady"));
+    let started = before["state"]["running"]["startedAt"].clone();
+    assert!(started.is_string(), "{before}");
+
+    // SIGKILL: no chance to stop anything. The container keeps running.
+    s.kill();
+    let cgroup = s.agent_cgroup.clone().unwrap();
+    assert!(
+        !cgroup_pids(&cgroup).is_empty(),
+        "the pod died with the agent"
+    );
+    s.restart();
+    let mut after = Value::Null;
+    wait_until("steady re-adopted and Ready", TIMEOUT, || {
+        let p = pod(&s, "steady");
+        after = container_status(&p);
+        ready(&p) && after["state"]["running"]["startedAt"] == started
+    });
+    assert_eq!(after["restartCount"], 0, "restarted: {after}");
+    // Its log goes on (the shim writes it, not the agent).
+    let mut logs = String::new();
+    wait_until("more ticks in the log", TIMEOUT, || {
+        logs = s.ok(&["logs", "steady"]);
+        logs.lines().filter(|l| *l == "tick").count() >= 4
+    });
+    s.ok(&["delete", "pod", "steady", "--wait=true", "--timeout=60s"]);
+}
+
+#[test]
+fn logs_follow_a_running_container_until_it_ends() {
+    let s = Server::start_with_agent(&[]);
+    s.ok(&[
+        "run",
+        "counter",
+        "--image=unused",
+        "--restart=Never",
+        "--command",
+        "--",
+        "sh",
+        "-c",
+        "for i in 1 2 3 4 5; do echo line $i; sleep 0.3; done",
+    ]);
+    wait_until("counter started", TIMEOUT, || {
+        let p = pod(&s, "counter");
+        p["status"]["phase"] == "Running" || p["status"]["phase"] == "Succeeded"
+    });
+    let followed = s.ok(&["logs", "-f", "counter"]);
+    assert_eq!(
+        followed, "line 1\nline 2\nline 3\nline 4\nline 5\n",
+        "{followed}"
+    );
+    wait_for_phase(&s, "counter", "Succeeded");
+}

@@ -459,7 +459,9 @@ impl ContainerRuntime for ProcessRuntime {
     ) -> Result<(i32, String), RuntimeError> {
         let dir = self.container_dir(uid, name, attempt);
         let Some(pid) = self.running_pid(uid, name, attempt) else {
-            return Err(RuntimeError::Invalid(format!("container {name} is not running")));
+            return Err(RuntimeError::Invalid(format!(
+                "container {name} is not running"
+            )));
         };
         let config: ShimConfig = std::fs::read(dir.join("config.json"))
             .ok()
@@ -483,7 +485,9 @@ impl ContainerRuntime for ProcessRuntime {
             .kill_on_drop(true);
         let output = tokio::time::timeout(timeout, command.output())
             .await
-            .map_err(|_| RuntimeError::Invalid(format!("command timed out after {}s", timeout.as_secs())))?
+            .map_err(|_| {
+                RuntimeError::Invalid(format!("command timed out after {}s", timeout.as_secs()))
+            })?
             .map_err(io("running nsenter for an exec"))?;
         let mut text = String::from_utf8_lossy(&output.stdout).to_string();
         text.push_str(&String::from_utf8_lossy(&output.stderr));
