@@ -32,6 +32,7 @@ pub struct Agent {
     runtimes: BTreeMap<String, Arc<dyn ContainerRuntime>>,
     default_runtime: String,
     workers: Mutex<BTreeMap<String, Worker>>,
+    metrics: Arc<crate::metrics::MetricsStore>,
 }
 
 struct Worker {
@@ -56,7 +57,57 @@ impl Agent {
                 .collect(),
             default_runtime: default_runtime.to_string(),
             workers: Mutex::new(BTreeMap::new()),
+            metrics: Arc::new(crate::metrics::MetricsStore::default()),
         })
+    }
+
+    /// What the API server asks of this node (logs, metrics).
+    pub fn connection(&self) -> Arc<dyn apiserver::nodes::NodeConnection> {
+        Arc::new(crate::logs::AgentLogs::new(
+            self.runtimes.values().cloned().collect(),
+            &self.default_runtime,
+            self.metrics.clone(),
+        ))
+    }
+
+    /// Samples usage for `metrics.k8s.io` every [`crate::metrics::SAMPLE_PERIOD`].
+    async fn sample_metrics(&self) {
+        loop {
+            let pods: Vec<Pod> = self
+                .workers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .values()
+                .map(|w| w.pod.lock().unwrap_or_else(|p| p.into_inner()).clone())
+                .collect();
+            let mut containers = Vec::new();
+            for pod in pods {
+                let Ok(runtime) = self.runtime_for(&pod) else {
+                    continue;
+                };
+                let uid = pod.metadata.uid.clone().unwrap_or_default();
+                let identity = (
+                    pod.metadata.namespace.clone().unwrap_or_default(),
+                    pod.metadata.name.clone().unwrap_or_default(),
+                    pod.metadata.labels.clone().unwrap_or_default(),
+                );
+                let observed = runtime.observe(&uid).await;
+                for c in &observed.containers {
+                    if c.init || !matches!(c.state, InstanceState::Running { .. }) {
+                        continue;
+                    }
+                    if let Some(usage) = runtime.usage(&uid, Some(&c.name)).await {
+                        containers.push((uid.clone(), identity.clone(), c.name.clone(), usage));
+                    }
+                }
+            }
+            self.metrics.record(
+                jiff::Timestamp::now(),
+                crate::metrics::node_usage(),
+                containers,
+            );
+            tokio::time::sleep(crate::metrics::SAMPLE_PERIOD).await;
+        }
     }
 
     /// Runs until the task is dropped.
@@ -73,8 +124,13 @@ impl Agent {
             let agent = self.clone();
             tokio::spawn(async move { agent.heartbeat(started).await })
         };
+        let sampler = {
+            let agent = self.clone();
+            tokio::spawn(async move { agent.sample_metrics().await })
+        };
         self.watch_pods().await;
         heartbeat.abort();
+        sampler.abort();
     }
 
     async fn heartbeat(&self, started: jiff::Timestamp) {

@@ -6,6 +6,7 @@
 
 pub mod agent;
 pub mod logs;
+pub mod metrics;
 pub mod node;
 pub mod prober;
 pub mod runtime;

@@ -90,16 +90,22 @@ fn format_line(line: &LogLine, timestamps: bool) -> Vec<u8> {
 pub struct AgentLogs {
     runtimes: BTreeMap<String, Arc<dyn ContainerRuntime>>,
     default_runtime: String,
+    metrics: Arc<crate::metrics::MetricsStore>,
 }
 
 impl AgentLogs {
-    pub fn new(runtimes: Vec<Arc<dyn ContainerRuntime>>, default_runtime: &str) -> AgentLogs {
+    pub fn new(
+        runtimes: Vec<Arc<dyn ContainerRuntime>>,
+        default_runtime: &str,
+        metrics: Arc<crate::metrics::MetricsStore>,
+    ) -> AgentLogs {
         AgentLogs {
             runtimes: runtimes
                 .into_iter()
                 .map(|r| (r.name().to_string(), r))
                 .collect(),
             default_runtime: default_runtime.to_string(),
+            metrics,
         }
     }
 }
@@ -110,6 +116,10 @@ fn bad(message: String) -> NodeError {
 
 #[async_trait::async_trait]
 impl NodeConnection for AgentLogs {
+    async fn metrics(&self) -> apiserver::nodes::NodeMetricsReport {
+        self.metrics.report()
+    }
+
     async fn container_log(&self, pod: &Value, request: &LogRequest) -> Result<LogBody, NodeError> {
         let name = pod
             .pointer("/metadata/name")

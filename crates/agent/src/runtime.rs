@@ -100,8 +100,9 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     ) -> Result<(i32, String), RuntimeError>;
     /// The log file of one container instance, if it exists.
     fn log_path(&self, uid: &str, name: &str, attempt: u32) -> Option<PathBuf>;
-    /// CPU (nanoseconds used) and memory (working set bytes) of a pod.
-    async fn usage(&self, uid: &str) -> Option<Usage>;
+    /// CPU (nanoseconds used) and memory (working set bytes) of a pod, or
+    /// of one of its containers.
+    async fn usage(&self, uid: &str, container: Option<&str>) -> Option<Usage>;
 }
 
 /// Resource usage of a pod, read from its cgroups.

@@ -89,6 +89,9 @@ impl ResourceType {
         if self.create_only {
             return vec!["create"];
         }
+        if self.group == METRICS_GROUP {
+            return vec!["get", "list"];
+        }
         vec![
             "create",
             "delete",
@@ -101,6 +104,10 @@ impl ResourceType {
         ]
     }
 }
+
+/// The resource metrics API: served from the node agents' samples, never
+/// stored (see apiserver's `nodes` module).
+pub const METRICS_GROUP: &str = "metrics.k8s.io";
 
 pub fn group_version(group: &str, version: &str) -> String {
     if group.is_empty() {
@@ -675,6 +682,27 @@ fn builtin_types() -> Vec<ResourceType> {
             storage_prefix: format!("/registry/{group}/{plural}/"),
             custom: None,
             create_only: true,
+        });
+    }
+    for (kind, plural, scope) in [
+        ("NodeMetrics", "nodes", Scope::Cluster),
+        ("PodMetrics", "pods", Scope::Namespaced),
+    ] {
+        out.push(ResourceType {
+            group: METRICS_GROUP.into(),
+            version: "v1beta1".into(),
+            kind: kind.into(),
+            plural: plural.into(),
+            singular: kind.to_lowercase(),
+            short_names: Vec::new(),
+            categories: Vec::new(),
+            scope,
+            has_status: false,
+            scale: None,
+            storage_version: format!("{METRICS_GROUP}/v1beta1"),
+            storage_prefix: format!("/registry/{METRICS_GROUP}/{plural}/"),
+            custom: None,
+            create_only: false,
         });
     }
     out

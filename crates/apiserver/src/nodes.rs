@@ -35,11 +35,152 @@ pub struct NodeError {
     pub message: String,
 }
 
+/// Usage of a node (`name` empty) or of one container, over a window.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ContainerUsage {
+    pub name: String,
+    pub cpu_nanocores: u64,
+    pub memory_bytes: u64,
+    /// RFC 3339: the end of the window.
+    pub timestamp: String,
+    pub window_seconds: f64,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct PodUsageReport {
+    pub namespace: String,
+    pub name: String,
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub containers: Vec<ContainerUsage>,
+}
+
+/// What a node reports for `metrics.k8s.io`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct NodeMetricsReport {
+    pub node: Option<ContainerUsage>,
+    pub pods: Vec<PodUsageReport>,
+}
+
 #[async_trait::async_trait]
 pub trait NodeConnection: Send + Sync {
     /// The log of container `request.container` of `pod` (the pod object
     /// as stored).
     async fn container_log(&self, pod: &Value, request: &LogRequest) -> Result<LogBody, NodeError>;
+    /// Current resource usage of the node and its pods.
+    async fn metrics(&self) -> NodeMetricsReport;
+}
+
+fn window(seconds: f64) -> String {
+    let ms = (seconds * 1000.0).round() as u64;
+    if ms.is_multiple_of(1000) {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{}.{:03}s", ms / 1000, ms % 1000)
+    }
+}
+
+fn usage_json(u: &ContainerUsage) -> Value {
+    serde_json::json!({
+        "cpu": format!("{}n", u.cpu_nanocores),
+        "memory": format!("{}Ki", u.memory_bytes / 1024),
+    })
+}
+
+/// `metrics.k8s.io/v1beta1` NodeMetrics and PodMetrics, gathered from the
+/// connected node agents at request time (what metrics-server serves in
+/// Kubernetes).
+pub(crate) async fn serve_metrics(
+    server: &std::sync::Arc<crate::ApiServer>,
+    rt: &api::registry::ResourceType,
+    rp: &crate::request::ResourcePath,
+    query: &crate::request::Query,
+) -> Result<http::Response<crate::ResponseBody>, api::ApiError> {
+    use api::ApiError;
+    use serde_json::json;
+    if rp.subresource.is_some() || query.flag("watch") {
+        return Err(ApiError::new(
+            405,
+            "MethodNotAllowed",
+            "metrics support only get and list",
+        ));
+    }
+    let selector = match query.get("labelSelector") {
+        Some(s) => Some(
+            apimachinery::selector::LabelSelector::parse(s)
+                .map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?,
+        ),
+        None => None,
+    };
+    let connections: Vec<(String, std::sync::Arc<dyn NodeConnection>)> = server
+        .nodes
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let mut items = Vec::new();
+    for (node, connection) in connections {
+        let report = connection.metrics().await;
+        if rt.plural == "nodes" {
+            if let Some(u) = report.node {
+                items.push(json!({
+                    "metadata": {"name": node, "creationTimestamp": u.timestamp, "labels": {}},
+                    "timestamp": u.timestamp,
+                    "window": window(u.window_seconds),
+                    "usage": usage_json(&u),
+                }));
+            }
+            continue;
+        }
+        for pod in report.pods {
+            if rp.namespace.as_deref().is_some_and(|n| n != pod.namespace) {
+                continue;
+            }
+            if selector.as_ref().is_some_and(|s| !s.matches(&pod.labels)) {
+                continue;
+            }
+            let timestamp = pod
+                .containers
+                .iter()
+                .map(|c| c.timestamp.clone())
+                .max()
+                .unwrap_or_default();
+            let window_seconds = pod
+                .containers
+                .first()
+                .map(|c| c.window_seconds)
+                .unwrap_or(0.0);
+            let containers: Vec<Value> = pod
+                .containers
+                .iter()
+                .map(|c| json!({"name": c.name, "usage": usage_json(c)}))
+                .collect();
+            items.push(json!({
+                "metadata": {"name": pod.name, "namespace": pod.namespace, "creationTimestamp": timestamp, "labels": pod.labels},
+                "timestamp": timestamp,
+                "window": window(window_seconds),
+                "containers": containers,
+            }));
+        }
+    }
+    let api_version = "metrics.k8s.io/v1beta1";
+    if let Some(name) = rp.name.as_deref() {
+        let found = items
+            .into_iter()
+            .find(|i| i.pointer("/metadata/name").and_then(Value::as_str) == Some(name));
+        return match found {
+            Some(mut item) => {
+                item["kind"] = json!(rt.kind);
+                item["apiVersion"] = json!(api_version);
+                Ok(crate::json_response(http::StatusCode::OK, &item))
+            }
+            None => Err(ApiError::not_found("metrics.k8s.io", &rt.plural, name)),
+        };
+    }
+    Ok(crate::json_response(
+        http::StatusCode::OK,
+        &json!({"kind": format!("{}List", rt.kind), "apiVersion": api_version, "metadata": {}, "items": items}),
+    ))
 }
 
 /// `GET pods/NAME/log`: picks the container as kube-apiserver does (the

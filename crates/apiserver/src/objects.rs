@@ -128,6 +128,16 @@ where
     if rt.create_only {
         return review(&rt, req).await;
     }
+    if rt.group == api::registry::METRICS_GROUP {
+        if req.method() != Method::GET {
+            return Err(ApiError::new(
+                405,
+                "MethodNotAllowed",
+                "metrics support only get and list",
+            ));
+        }
+        return crate::nodes::serve_metrics(server, &rt, &rp, &query).await;
+    }
     let (parts, incoming) = req.into_parts();
     let ctx = RequestCtx::new(&parts.headers, &query, &rp);
     let method = parts.method.clone();

@@ -346,14 +346,8 @@ fn start_agent(server: &Arc<apiserver::ApiServer>, token: &str, args: &ServerArg
     );
     let client = client::Client::in_process(server.clone(), token, "kubelet");
     let runtimes: Vec<Arc<dyn agent::runtime::ContainerRuntime>> = vec![process];
-    server.connect_node(
-        &name,
-        Arc::new(agent::logs::AgentLogs::new(
-            runtimes.clone(),
-            &args.default_runtime,
-        )),
-    );
     let agent = agent::agent::Agent::new(client, node, runtimes, &args.default_runtime);
+    server.connect_node(&name, agent.connection());
     tracing::info!(
         "node agent for node {name}: process runtime, cgroup v{}",
         cgroups.version()

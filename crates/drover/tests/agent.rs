@@ -393,3 +393,90 @@ fn logs_follow_a_running_container_until_it_ends() {
     );
     wait_for_phase(&s, "counter", "Succeeded");
 }
+
+#[test]
+fn kubectl_top_and_an_hpa_scale_a_cpu_burning_deployment_out_and_back() {
+    let s = Server::start_with_agent(&[]);
+    let flags = tempfile::tempdir().unwrap();
+    let burn = flags.path().join("burn");
+    std::fs::write(&burn, "").unwrap();
+    // Burns CPU (capped at 200m by its limit: 200 % of its request) while
+    // the flag file exists, idles otherwise.
+    let manifest = format!(
+        r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: burner}}
+spec:
+  replicas: 1
+  selector: {{matchLabels: {{app: burner}}}}
+  template:
+    metadata: {{labels: {{app: burner}}}}
+    spec:
+      containers:
+      - name: cpu
+        image: unused
+        command: [sh, -c, 'while true; do if [ -e {burn} ]; then i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; else sleep 1; fi; done']
+        resources:
+          requests: {{cpu: 100m}}
+          limits: {{cpu: 200m}}
+---
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata: {{name: burner}}
+spec:
+  scaleTargetRef: {{apiVersion: apps/v1, kind: Deployment, name: burner}}
+  minReplicas: 1
+  maxReplicas: 3
+  metrics:
+  - type: Resource
+    resource: {{name: cpu, target: {{type: Utilization, averageUtilization: 50}}}}
+  behavior:
+    scaleUp: {{stabilizationWindowSeconds: 0}}
+    scaleDown: {{stabilizationWindowSeconds: 0}}
+"#,
+        burn = burn.display()
+    );
+    s.ok_stdin(&["apply", "-f", "-"], &manifest);
+
+    // kubectl top reads metrics.k8s.io.
+    let mut top = String::new();
+    wait_until("kubectl top pods shows the burner", TIMEOUT, || {
+        let out = s.kubectl(&["top", "pods", "-l", "app=burner"]);
+        top = String::from_utf8_lossy(&out.stdout).to_string();
+        out.status.success() && top.contains("burner-")
+    });
+    let node = s.ok(&["top", "node"]);
+    assert!(node.contains("e2e-node"), "{node}");
+
+    let replicas = |s: &Server| {
+        s.json(&["get", "deployment", "burner"])["spec"]["replicas"]
+            .as_i64()
+            .unwrap_or(0)
+    };
+    let mut hpa = Value::Null;
+    wait_until("scaled out to 3 on CPU", Duration::from_secs(180), || {
+        hpa = s.json(&["get", "hpa.v2.autoscaling", "burner"]);
+        replicas(&s) == 3
+    });
+    let described = s.ok(&["describe", "hpa", "burner"]);
+    assert!(
+        described.contains("SuccessfulRescale") && described.contains("cpu resource utilization"),
+        "{described}"
+    );
+
+    // Load gone: back to one replica.
+    std::fs::remove_file(&burn).unwrap();
+    wait_until("scaled back to 1", Duration::from_secs(180), || {
+        hpa = s.json(&["get", "hpa.v2.autoscaling", "burner"]);
+        replicas(&s) == 1
+    });
+    s.ok(&[
+        "delete",
+        "deployment",
+        "burner",
+        "--wait=true",
+        "--timeout=90s",
+        "--grace-period=1",
+    ]);
+}

@@ -510,8 +510,12 @@ impl ContainerRuntime for ProcessRuntime {
         path.exists().then_some(path)
     }
 
-    async fn usage(&self, uid: &str) -> Option<Usage> {
-        let (cpu, memory) = self.cgroups.usage(&self.pod_cgroup(uid))?;
+    async fn usage(&self, uid: &str, container: Option<&str>) -> Option<Usage> {
+        let mut cgroup = self.pod_cgroup(uid);
+        if let Some(name) = container {
+            cgroup = cgroup.join(name);
+        }
+        let (cpu, memory) = self.cgroups.usage(&cgroup)?;
         Some(Usage {
             cpu_usage_ns: cpu,
             memory_working_set_bytes: memory,
