@@ -103,6 +103,12 @@ struct ServerArgs {
     /// the host network for now, so also their pod IP).
     #[arg(long, default_value = "127.0.0.1")]
     node_ip: String,
+    /// This node's pod CIDR: pods get addresses from it on the bridge drover0.
+    #[arg(long, default_value = "10.88.0.0/16")]
+    pod_cidr: String,
+    /// The node bridge pods attach to (one pod CIDR per bridge).
+    #[arg(long, default_value = "drover0")]
+    pod_bridge: String,
     /// The cgroup (in every hierarchy) under which pods get their cgroups.
     #[arg(long, default_value = "drover")]
     cgroup_parent: String,
@@ -331,12 +337,25 @@ fn start_agent(server: &Arc<apiserver::ApiServer>, token: &str, args: &ServerArg
             .context("locating the drover binary for the container shim")?,
         args: vec!["internal-shim".into()],
     };
+    let network = runtime_linux::network::PodNetwork::new(
+        "/usr/lib/cni".into(),
+        args.pod_cidr.clone(),
+        root.join("cni"),
+        args.pod_bridge.clone(),
+    );
+    let network = if network.available() {
+        Some(network)
+    } else {
+        tracing::warn!("CNI plugins not found in /usr/lib/cni (package containernetworking-plugins): pods share the host network");
+        None
+    };
     let process = ProcessRuntime::new(
         root.clone(),
         cgroups.clone(),
         args.cgroup_parent.clone().into(),
         shim,
         args.node_ip.clone(),
+        network,
     );
     let node = agent::node::NodeConfig::from_machine(
         &name,

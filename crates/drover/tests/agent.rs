@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{cgroup_pids, wait_until, Server};
+use common::{cgroup_pids, Server};
 use serde_json::Value;
 
 const TIMEOUT: Duration = Duration::from_secs(90);
@@ -22,7 +22,7 @@ fn container_status(pod: &Value) -> Value {
 
 fn wait_for_phase(s: &Server, name: &str, phase: &str) -> Value {
     let mut last = Value::Null;
-    wait_until(&format!("pod {name} {phase}: {last}"), TIMEOUT, || {
+    s.wait(&format!("pod {name} {phase}"), TIMEOUT, || {
         last = pod(s, name);
         last["status"]["phase"] == phase
     });
@@ -32,7 +32,7 @@ fn wait_for_phase(s: &Server, name: &str, phase: &str) -> Value {
 #[test]
 fn the_server_is_a_ready_node_that_runs_pods() {
     let s = Server::start_with_agent(&[]);
-    wait_until("node e2e-node Ready", TIMEOUT, || {
+    s.wait("node e2e-node Ready", TIMEOUT, || {
         let node = s.kubectl(&["get", "node", "e2e-node", "-o", "json"]);
         node.status.success()
             && serde_json::from_slice::<Value>(&node.stdout).is_ok_and(|n| {
@@ -85,7 +85,7 @@ fn the_server_is_a_ready_node_that_runs_pods() {
         "trap 'echo bye; exit 0' TERM; echo up; while true; do sleep 0.2; done",
     ]);
     let p = wait_for_phase(&s, "server", "Running");
-    wait_until("server Ready", TIMEOUT, || {
+    s.wait("server Ready", TIMEOUT, || {
         pod(&s, "server")["status"]["conditions"]
             .as_array()
             .into_iter()
@@ -99,7 +99,7 @@ fn the_server_is_a_ready_node_that_runs_pods() {
         "no process in the pod cgroup"
     );
     s.ok(&["delete", "pod", "server", "--wait=true", "--timeout=60s"]);
-    wait_until("no process left of deleted pods", TIMEOUT, || {
+    s.wait("no process left of deleted pods", TIMEOUT, || {
         // `once` has exited already; `server` was the only one running.
         cgroup_pids(&cgroup).is_empty()
     });
@@ -132,7 +132,7 @@ spec:
 "#,
     );
     let mut last = Value::Null;
-    wait_until("two restarts and CrashLoopBackOff", TIMEOUT, || {
+    s.wait("two restarts and CrashLoopBackOff", TIMEOUT, || {
         last = container_status(&pod(&s, "crasher"));
         last["restartCount"].as_i64().unwrap_or(0) >= 2
             && last["state"]["waiting"]["reason"] == "CrashLoopBackOff"
@@ -177,7 +177,7 @@ spec:
 "#,
     );
     let mut last = Value::Null;
-    wait_until("CreateContainerConfigError", TIMEOUT, || {
+    s.wait("CreateContainerConfigError", TIMEOUT, || {
         last = container_status(&pod(&s, "configured"));
         last["state"]["waiting"]["reason"] == "CreateContainerConfigError"
     });
@@ -195,7 +195,7 @@ spec:
     ]);
     wait_for_phase(&s, "configured", "Running");
     let mut logs = String::new();
-    wait_until("the resolved environment in the log", TIMEOUT, || {
+    s.wait("the resolved environment in the log", TIMEOUT, || {
         logs = s.ok(&["logs", "configured"]);
         !logs.is_empty()
     });
@@ -214,7 +214,7 @@ spec:
         "--",
         "no-such-command",
     ]);
-    wait_until("RunContainerError for a missing command", TIMEOUT, || {
+    s.wait("RunContainerError for a missing command", TIMEOUT, || {
         last = container_status(&pod(&s, "typo"));
         last["state"]["waiting"]["message"]
             .as_str()
@@ -289,7 +289,7 @@ spec:
       failureThreshold: 2
 "#,
     );
-    wait_until("probed Ready", TIMEOUT, || ready(&pod(&s, "probed")));
+    s.wait("probed Ready", TIMEOUT, || ready(&pod(&s, "probed")));
     let uid = pod(&s, "probed")["metadata"]["uid"]
         .as_str()
         .unwrap()
@@ -298,14 +298,14 @@ spec:
 
     // Readiness follows the probe both ways, without a restart.
     std::fs::remove_file(flag("ready")).unwrap();
-    wait_until("probed not Ready", TIMEOUT, || !ready(&pod(&s, "probed")));
+    s.wait("probed not Ready", TIMEOUT, || !ready(&pod(&s, "probed")));
     std::fs::write(flag("ready"), "").unwrap();
-    wait_until("probed Ready again", TIMEOUT, || ready(&pod(&s, "probed")));
+    s.wait("probed Ready again", TIMEOUT, || ready(&pod(&s, "probed")));
     assert_eq!(container_status(&pod(&s, "probed"))["restartCount"], 0);
 
     // A failing liveness probe restarts the container.
     std::fs::write(flag("sick"), "").unwrap();
-    wait_until("a restart after liveness failures", TIMEOUT, || {
+    s.wait("a restart after liveness failures", TIMEOUT, || {
         container_status(&pod(&s, "probed"))["restartCount"]
             .as_i64()
             .unwrap_or(0)
@@ -339,7 +339,7 @@ fn pods_keep_running_across_an_agent_restart() {
         "-c",
         "while true; do echo tick; sleep 0.5; done",
     ]);
-    wait_until("steady Ready", TIMEOUT, || ready(&pod(&s, "steady")));
+    s.wait("steady Ready", TIMEOUT, || ready(&pod(&s, "steady")));
     let before = container_status(&pod(&s, "steady"));
     let started = before["state"]["running"]["startedAt"].clone();
     assert!(started.is_string(), "{before}");
@@ -353,7 +353,7 @@ fn pods_keep_running_across_an_agent_restart() {
     );
     s.restart();
     let mut after = Value::Null;
-    wait_until("steady re-adopted and Ready", TIMEOUT, || {
+    s.wait("steady re-adopted and Ready", TIMEOUT, || {
         let p = pod(&s, "steady");
         after = container_status(&p);
         ready(&p) && after["state"]["running"]["startedAt"] == started
@@ -361,7 +361,7 @@ fn pods_keep_running_across_an_agent_restart() {
     assert_eq!(after["restartCount"], 0, "restarted: {after}");
     // Its log goes on (the shim writes it, not the agent).
     let mut logs = String::new();
-    wait_until("more ticks in the log", TIMEOUT, || {
+    s.wait("more ticks in the log", TIMEOUT, || {
         logs = s.ok(&["logs", "steady"]);
         logs.lines().filter(|l| *l == "tick").count() >= 4
     });
@@ -382,7 +382,7 @@ fn logs_follow_a_running_container_until_it_ends() {
         "-c",
         "for i in 1 2 3 4 5; do echo line $i; sleep 0.3; done",
     ]);
-    wait_until("counter started", TIMEOUT, || {
+    s.wait("counter started", TIMEOUT, || {
         let p = pod(&s, "counter");
         p["status"]["phase"] == "Running" || p["status"]["phase"] == "Succeeded"
     });
@@ -441,7 +441,7 @@ spec:
 
     // kubectl top reads metrics.k8s.io.
     let mut top = String::new();
-    wait_until("kubectl top pods shows the burner", TIMEOUT, || {
+    s.wait("kubectl top pods shows the burner", TIMEOUT, || {
         let out = s.kubectl(&["top", "pods", "-l", "app=burner"]);
         top = String::from_utf8_lossy(&out.stdout).to_string();
         out.status.success() && top.contains("burner-")
@@ -455,7 +455,7 @@ spec:
             .unwrap_or(0)
     };
     let mut hpa = Value::Null;
-    wait_until("scaled out to 3 on CPU", Duration::from_secs(180), || {
+    s.wait("scaled out to 3 on CPU", Duration::from_secs(180), || {
         hpa = s.json(&["get", "hpa.v2.autoscaling", "burner"]);
         replicas(&s) == 3
     });
@@ -467,7 +467,7 @@ spec:
 
     // Load gone: back to one replica.
     std::fs::remove_file(&burn).unwrap();
-    wait_until("scaled back to 1", Duration::from_secs(180), || {
+    s.wait("scaled back to 1", Duration::from_secs(180), || {
         hpa = s.json(&["get", "hpa.v2.autoscaling", "burner"]);
         replicas(&s) == 1
     });
@@ -479,4 +479,79 @@ spec:
         "--timeout=90s",
         "--grace-period=1",
     ]);
+}
+
+#[test]
+fn replicas_on_the_same_port_each_get_a_pod_ip_the_node_reaches() {
+    let s = Server::start_with_agent(&[]);
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      terminationGracePeriodSeconds: 2
+      containers:
+      - name: http
+        image: unused
+        command: [sh, -c, 'mkdir -p /tmp/$(POD_NAME) && echo "served by $(POD_NAME)" > /tmp/$(POD_NAME)/index.html && exec python3 -m http.server 8080 --bind 0.0.0.0 --directory /tmp/$(POD_NAME)']
+        env:
+        - {name: POD_NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}
+        ports: [{containerPort: 8080, name: http}]
+        readinessProbe:
+          httpGet: {path: /, port: http}
+          periodSeconds: 1
+"#,
+    );
+    let mut pods = Vec::new();
+    s.wait("2 ready web pods", TIMEOUT, || {
+        let list = s.json(&["get", "pods", "-l", "app=web"]);
+        pods = list["items"].as_array().cloned().unwrap_or_default();
+        pods.len() == 2 && pods.iter().all(ready)
+    });
+    let mut ips = Vec::new();
+    for p in &pods {
+        let name = p["metadata"]["name"].as_str().unwrap();
+        let ip = p["status"]["podIP"].as_str().unwrap().to_string();
+        assert!(ip.starts_with("10."), "not a pod network address: {ip}");
+        // From the node, each replica answers on its own address.
+        let out = std::process::Command::new("curl")
+            .args([
+                "-sS",
+                "--max-time",
+                "5",
+                &format!("http://{ip}:8080/index.html"),
+            ])
+            .output()
+            .unwrap();
+        let body = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            body.trim(),
+            format!("served by {name}"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        ips.push(ip);
+    }
+    assert_ne!(ips[0], ips[1]);
+    s.ok(&["delete", "deployment", "web", "--wait=true"]);
+    s.wait(
+        "web pods gone with their network namespaces",
+        TIMEOUT,
+        || {
+            s.json(&["get", "pods", "-l", "app=web"])["items"]
+                .as_array()
+                .is_some_and(|i| i.is_empty())
+                && pods.iter().all(|p| {
+                    let uid = p["metadata"]["uid"].as_str().unwrap();
+                    !std::path::Path::new(&format!("/run/netns/drover-{uid}")).exists()
+                })
+        },
+    );
 }

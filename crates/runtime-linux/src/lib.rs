@@ -5,5 +5,6 @@
 //! exec in the shim).
 
 pub mod cgroups;
+pub mod network;
 pub mod process;
 pub mod shim;

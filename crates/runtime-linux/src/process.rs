@@ -24,6 +24,7 @@ use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
 use crate::cgroups::{Cgroups, Limits};
+use crate::network::PodNetwork;
 use crate::shim::{read_state, ShimConfig};
 
 /// How to start the shim: this program with these leading arguments
@@ -39,8 +40,10 @@ pub struct ProcessRuntime {
     cgroups: Cgroups,
     cgroup_parent: PathBuf,
     shim: ShimCommand,
-    /// The node's IP: pods of this runtime share the host network for now.
+    /// The node's IP (the pod IP of `hostNetwork` pods).
     host_ip: String,
+    /// Pod networking; `None` runs every pod on the host network.
+    network: Option<PodNetwork>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -49,6 +52,9 @@ struct SandboxFile {
     name: String,
     ip: Option<String>,
     created_at: String,
+    /// The pod's own network namespace, if it has one.
+    #[serde(default)]
+    netns: Option<PathBuf>,
 }
 
 impl ProcessRuntime {
@@ -58,6 +64,7 @@ impl ProcessRuntime {
         cgroup_parent: PathBuf,
         shim: ShimCommand,
         host_ip: String,
+        network: Option<PodNetwork>,
     ) -> Arc<ProcessRuntime> {
         Arc::new(ProcessRuntime {
             root,
@@ -65,6 +72,7 @@ impl ProcessRuntime {
             cgroup_parent,
             shim,
             host_ip,
+            network,
         })
     }
 
@@ -254,11 +262,24 @@ impl ContainerRuntime for ProcessRuntime {
         std::fs::create_dir_all(dir.join("containers"))
             .map_err(io(format!("creating pod directory {}", dir.display())))?;
         let created_at = jiff::Timestamp::now();
+        let host_network = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.host_network)
+            .unwrap_or(false);
+        let (ip, netns) = match (&self.network, host_network) {
+            (Some(network), false) => {
+                let ip = network.setup(uid).map_err(RuntimeError::Invalid)?;
+                (ip, Some(PodNetwork::netns_path(uid)))
+            }
+            _ => (self.host_ip.clone(), None),
+        };
         let file = SandboxFile {
             namespace: pod.metadata.namespace.clone().unwrap_or_default(),
             name: pod.metadata.name.clone().unwrap_or_default(),
-            ip: Some(self.host_ip.clone()),
+            ip: Some(ip),
             created_at: created_at.to_string(),
+            netns,
         };
         self.cgroups
             .create(&self.pod_cgroup(uid), &Limits::default())
@@ -332,6 +353,7 @@ impl ContainerRuntime for ProcessRuntime {
             state_path: dir.join("state.json"),
             cgroups: self.cgroups.clone(),
             cgroup,
+            netns: self.sandbox_file(uid).and_then(|s| s.netns),
         };
         let config_path = dir.join("config.json");
         std::fs::write(
@@ -414,6 +436,11 @@ impl ContainerRuntime for ProcessRuntime {
         self.cgroups
             .remove(&cgroup)
             .map_err(io("removing the pod cgroup"))?;
+        if let (Some(network), Some(sandbox)) = (&self.network, self.sandbox_file(uid)) {
+            if sandbox.netns.is_some() {
+                network.teardown(uid).map_err(RuntimeError::Invalid)?;
+            }
+        }
         // Logs and container states stay until the pod is forgotten.
         let sandbox = self.pod_dir(uid).join("sandbox.json");
         if let Some(mut file) = self.sandbox_file(uid) {
@@ -476,7 +503,7 @@ impl ContainerRuntime for ProcessRuntime {
         command
             .arg("-t")
             .arg(pid.as_raw().to_string())
-            .args(["-p", "-m", "-u", "-i", "--"])
+            .args(["-p", "-m", "-u", "-i", "-n", "--"])
             .args(argv)
             .env_clear()
             .envs(config.env.iter().map(|(k, v)| (k, v)))

@@ -31,6 +31,9 @@ pub struct ShimConfig {
     pub cgroups: Cgroups,
     /// The container's cgroup, relative to the hierarchy roots.
     pub cgroup: PathBuf,
+    /// The pod's network namespace (`None`: the host's network).
+    #[serde(default)]
+    pub netns: Option<PathBuf>,
 }
 
 /// The state file: written when the container runs, rewritten when it ends.
@@ -174,6 +177,18 @@ pub fn shim_main(config_path: &Path) -> i32 {
         return fail(&mut state, "CreateContainerError", "pipe failed".into());
     };
 
+    if let Some(netns) = &config.netns {
+        let joined = File::open(netns).map_err(|e| e.to_string()).and_then(|f| {
+            nix::sched::setns(f, CloneFlags::CLONE_NEWNET).map_err(|e| e.to_string())
+        });
+        if let Err(e) = joined {
+            return fail(
+                &mut state,
+                "CreateContainerError",
+                format!("joining the pod network namespace {}: {e}", netns.display()),
+            );
+        }
+    }
     let flags = CloneFlags::CLONE_NEWPID
         | CloneFlags::CLONE_NEWNS
         | CloneFlags::CLONE_NEWIPC

@@ -34,6 +34,7 @@ fn fixture(test: &str) -> Fixture {
             args: Vec::new(),
         },
         "127.0.0.1".into(),
+        None,
     );
     let uid = format!("uid-{test}");
     let pod: Pod = serde_json::from_value(serde_json::json!({

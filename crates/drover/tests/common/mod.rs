@@ -87,14 +87,15 @@ impl Server {
     /// under a cgroup parent of its own.
     pub fn start_with_agent(extra: &[&str]) -> Server {
         static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let cgroup = format!(
-            "drover-e2e-{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-        );
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let pid = std::process::id();
+        let cgroup = format!("drover-e2e-{pid}-{n}");
         let mut args = vec![
             format!("--cgroup-parent={cgroup}"),
             "--node-name=e2e-node".to_string(),
+            // Each server its own bridge and pod CIDR (a bridge has one).
+            format!("--pod-cidr=10.{}.{}.0/24", 100 + pid % 100, n % 250),
+            format!("--pod-bridge=drv{}x{n}", pid % 100_000),
         ];
         args.extend(extra.iter().map(|s| s.to_string()));
         let data_dir = tempfile::tempdir().unwrap();
@@ -163,6 +164,28 @@ impl Server {
                 self.log_text()
             );
             std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Network namespaces of pods the agent did not tear down (it was
+    /// stopped first), and this server's gateway address on the bridge.
+    fn remove_pod_networks(&self) {
+        let pods = self.data_dir.path().join("agent/pods");
+        for e in std::fs::read_dir(pods).into_iter().flatten().flatten() {
+            let name = format!("drover-{}", e.file_name().to_string_lossy());
+            if Path::new("/run/netns").join(&name).exists() {
+                let _ = Command::new("ip").args(["netns", "delete", &name]).status();
+            }
+        }
+        if let Some(bridge) = self
+            .extra_args
+            .iter()
+            .find_map(|a| a.strip_prefix("--pod-bridge="))
+        {
+            let _ = Command::new("ip")
+                .args(["link", "del", bridge])
+                .stderr(Stdio::null())
+                .status();
         }
     }
 
@@ -314,6 +337,7 @@ impl Drop for Server {
         }
         if let Some(cgroup) = &self.agent_cgroup {
             remove_cgroup_tree(cgroup);
+            self.remove_pod_networks();
         }
     }
 }
@@ -401,6 +425,30 @@ pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool)
         std::thread::sleep(Duration::from_millis(50));
     }
     panic!("timed out after {timeout:?} waiting for: {what}");
+}
+
+impl Server {
+    /// [`wait_until`] that, on timeout, says what the cluster looked like:
+    /// pods, warning events and the end of the server log.
+    pub fn wait(&self, what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if cond() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let pods = self.kubectl(&["get", "pods", "-A", "-o", "wide"]);
+        let events = self.kubectl(&["get", "events", "-A", "--field-selector", "type=Warning"]);
+        let log = self.log_text();
+        let tail: Vec<&str> = log.lines().rev().take(30).collect();
+        panic!(
+            "timed out after {timeout:?} waiting for: {what}\npods:\n{}\nwarnings:\n{}\nserver log (end):\n{}",
+            String::from_utf8_lossy(&pods.stdout),
+            String::from_utf8_lossy(&events.stdout),
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        );
+    }
 }
 
 pub fn write_file(dir: &Path, name: &str, contents: &str) -> PathBuf {

@@ -1,0 +1,158 @@
+//! Pod networking through the standard CNI plugins (Debian's
+//! containernetworking-plugins): each pod gets a named network namespace
+//! (`ip netns`), loopback, and an `eth0` on the node bridge `drover0` with
+//! an address from the node's pod CIDR (`host-local` IPAM). The bridge is the
+//! pods' gateway and has an address in the CIDR, so the node reaches every
+//! pod IP. CNI rather than hand-written netlink: the plugins are what every
+//! Kubernetes distribution runs, they handle veths, hairpin, IPAM leases and
+//! clean-up, and a different plugin chain is a configuration change.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde_json::{json, Value};
+
+#[derive(Clone, Debug)]
+pub struct PodNetwork {
+    /// Where the CNI plugin binaries are.
+    pub cni_bin: PathBuf,
+    /// The pod CIDR of this node.
+    pub subnet: String,
+    /// host-local's lease directory.
+    pub ipam_dir: PathBuf,
+    pub bridge: String,
+}
+
+impl PodNetwork {
+    pub fn new(cni_bin: PathBuf, subnet: String, ipam_dir: PathBuf, bridge: String) -> PodNetwork {
+        PodNetwork {
+            cni_bin,
+            subnet,
+            ipam_dir,
+            bridge,
+        }
+    }
+
+    /// Whether the plugins this needs are installed.
+    pub fn available(&self) -> bool {
+        ["bridge", "host-local", "loopback"]
+            .iter()
+            .all(|p| self.cni_bin.join(p).is_file())
+    }
+
+    fn netns_name(uid: &str) -> String {
+        format!("drover-{uid}")
+    }
+
+    pub fn netns_path(uid: &str) -> PathBuf {
+        Path::new("/run/netns").join(Self::netns_name(uid))
+    }
+
+    fn bridge_config(&self) -> Value {
+        json!({
+            "cniVersion": "1.0.0",
+            "name": "drover",
+            "type": "bridge",
+            "bridge": self.bridge,
+            "isGateway": true,
+            "ipMasq": false,
+            "hairpinMode": true,
+            "ipam": {
+                "type": "host-local",
+                "ranges": [[{"subnet": self.subnet}]],
+                "routes": [{"dst": "0.0.0.0/0"}],
+                "dataDir": self.ipam_dir,
+            },
+        })
+    }
+
+    fn cni(&self, command: &str, uid: &str, ifname: &str, config: &Value) -> Result<Value, String> {
+        let plugin = config["type"].as_str().unwrap_or_default();
+        let mut child = Command::new(self.cni_bin.join(plugin))
+            .env_clear()
+            .env("CNI_COMMAND", command)
+            .env("CNI_CONTAINERID", uid)
+            .env("CNI_NETNS", Self::netns_path(uid))
+            .env("CNI_IFNAME", ifname)
+            .env("CNI_PATH", &self.cni_bin)
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("running CNI plugin {plugin}: {e}"))?;
+        if let Some(mut stdin) = child.stdin.take() {
+            let _ = stdin.write_all(config.to_string().as_bytes());
+        }
+        let out = child
+            .wait_with_output()
+            .map_err(|e| format!("running CNI plugin {plugin}: {e}"))?;
+        let stdout: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        if !out.status.success() {
+            let message = stdout
+                .get("msg")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .unwrap_or_else(|| String::from_utf8_lossy(&out.stderr).to_string());
+            return Err(format!("CNI plugin {plugin} {command} failed: {message}"));
+        }
+        Ok(stdout)
+    }
+
+    /// Creates the pod's network namespace and interfaces; returns the pod IP.
+    pub fn setup(&self, uid: &str) -> Result<String, String> {
+        let name = Self::netns_name(uid);
+        if !Self::netns_path(uid).exists() {
+            let out = Command::new("ip")
+                .args(["netns", "add", &name])
+                .output()
+                .map_err(|e| format!("ip netns add {name}: {e}"))?;
+            if !out.status.success() {
+                return Err(format!(
+                    "ip netns add {name}: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ));
+            }
+        }
+        let loopback = json!({"cniVersion": "1.0.0", "name": "drover-lo", "type": "loopback"});
+        let added = self
+            .cni("ADD", uid, "lo", &loopback)
+            .and_then(|_| self.cni("ADD", uid, "eth0", &self.bridge_config()));
+        let result = match added {
+            Ok(r) => r,
+            Err(e) => {
+                // Leave nothing half made: the next attempt starts afresh.
+                let _ = self.teardown(uid);
+                return Err(e);
+            }
+        };
+        result
+            .pointer("/ips/0/address")
+            .and_then(Value::as_str)
+            .and_then(|a| a.split('/').next())
+            .map(str::to_string)
+            .ok_or_else(|| format!("CNI bridge returned no address: {result}"))
+    }
+
+    /// Releases the address and removes the namespace (and with it the veth).
+    pub fn teardown(&self, uid: &str) -> Result<(), String> {
+        if Self::netns_path(uid).exists() {
+            self.cni("DEL", uid, "eth0", &self.bridge_config())?;
+            let out = Command::new("ip")
+                .args(["netns", "delete", &Self::netns_name(uid)])
+                .output()
+                .map_err(|e| format!("ip netns delete: {e}"))?;
+            if !out.status.success() {
+                return Err(format!(
+                    "ip netns delete: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ));
+            }
+        } else {
+            // The namespace is gone already: release the address anyway.
+            let _ = self.cni("DEL", uid, "eth0", &self.bridge_config());
+        }
+        Ok(())
+    }
+}
