@@ -555,3 +555,131 @@ spec:
         },
     );
 }
+
+/// One HTTP GET over a fresh connection; true on a 200.
+fn http_ok(ip: &str, port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(addr) = format!("{ip}:{port}").parse() else {
+        return false;
+    };
+    let Ok(mut stream) = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    if stream
+        .write_all(b"GET / HTTP/1.0\r\nHost: pod\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.0 200")
+}
+
+#[test]
+fn a_rolling_update_with_max_unavailable_0_fails_no_request() {
+    let s = Server::start_with_agent(&[]);
+    let manifest = |version: &str| {
+        format!(
+            r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: web}}
+spec:
+  replicas: 10
+  selector: {{matchLabels: {{app: web}}}}
+  strategy: {{type: RollingUpdate, rollingUpdate: {{maxSurge: 3, maxUnavailable: 0}}}}
+  template:
+    metadata: {{labels: {{app: web}}, annotations: {{version: "{version}"}}}}
+    spec:
+      terminationGracePeriodSeconds: 3
+      containers:
+      - name: http
+        image: unused
+        command: [python3, -m, http.server, "8080", --bind, 0.0.0.0, --directory, /]
+        ports: [{{containerPort: 8080}}]
+        readinessProbe:
+          tcpSocket: {{port: 8080}}
+          periodSeconds: 1
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: web}}
+spec:
+  selector: {{app: web}}
+  ports: [{{port: 80, targetPort: 8080}}]
+"#
+        )
+    };
+    s.ok_stdin(&["apply", "-f", "-"], &manifest("1"));
+    let endpoints = |s: &Server| -> Vec<String> {
+        s.json(&["get", "endpoints", "web"])["subsets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|sub| sub["addresses"].as_array().cloned().unwrap_or_default())
+            .filter_map(|a| a["ip"].as_str().map(str::to_string))
+            .collect()
+    };
+    s.wait("10 ready endpoints", Duration::from_secs(180), || {
+        endpoints(&s).len() == 10
+    });
+
+    // A client that keeps requesting every ready pod IP the Endpoints list.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let client = {
+        let stop = stop.clone();
+        let kubeconfig = s.kubeconfig.clone();
+        let home = s.home.path().to_path_buf();
+        std::thread::spawn(move || {
+            let (mut ok, mut failed) = (0u64, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let out = std::process::Command::new(common::kubectl_binary())
+                    .args(["get", "endpoints", "web", "-o", "json"])
+                    .env("KUBECONFIG", &kubeconfig)
+                    .env("HOME", &home)
+                    .output()
+                    .unwrap();
+                let ep: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+                let ips: Vec<String> = ep["subsets"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .flat_map(|sub| sub["addresses"].as_array().cloned().unwrap_or_default())
+                    .filter_map(|a| a["ip"].as_str().map(str::to_string))
+                    .collect();
+                for ip in ips {
+                    if http_ok(&ip, 8080) {
+                        ok += 1;
+                    } else {
+                        failed.push(ip);
+                    }
+                }
+            }
+            (ok, failed)
+        })
+    };
+    s.ok_stdin(&["apply", "-f", "-"], &manifest("2"));
+    s.wait("the rollout to finish", Duration::from_secs(240), || {
+        let out = s.kubectl(&["rollout", "status", "deployment/web", "--watch=false"]);
+        String::from_utf8_lossy(&out.stdout).contains("successfully rolled out")
+    });
+    // Old pods finish terminating while the client still runs.
+    std::thread::sleep(Duration::from_secs(4));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (ok, failed) = client.join().unwrap();
+    assert!(ok > 100, "only {ok} requests made");
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests failed: {failed:?}",
+        failed.len(),
+        ok + failed.len() as u64
+    );
+    s.ok(&[
+        "delete",
+        "deployment",
+        "web",
+        "--wait=true",
+        "--timeout=60s",
+    ]);
+}
