@@ -10,7 +10,8 @@
 //! replicas whose readiness probe (exec, periodSeconds 1) passes at once:
 //! apply → all replicas Ready; a rolling update with maxSurge 25 % and
 //! maxUnavailable 0 → rollout complete. The floor the probes impose is one
-//! probe period per pod wave. Peer, in the same run: the same number of
+//! probe period per pod wave. The benchmark polls the Deployment with one
+//! kubectl run every 500 ms. Peer, in the same run: the same number of
 //! sandboxed processes (new PID, mount, IPC and UTS namespaces, private
 //! /proc) started directly with util-linux `unshare`, no orchestration.
 //! Prints markdown; asserts nothing.
@@ -49,6 +50,8 @@ impl Cluster {
             .arg(data.path())
             .arg(format!("--cgroup-parent={cgroup}"))
             .args(["--pod-cidr=10.199.0.0/16", "--pod-bridge=drvbench"])
+            // 100 replicas + 25 % surge exceed the kubelet's default 110.
+            .arg("--max-pods=250")
             .env("DROVER_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -101,7 +104,7 @@ impl Cluster {
                 started.elapsed() < Duration::from_secs(900),
                 "{what} took over 15 min"
             );
-            std::thread::sleep(Duration::from_millis(100));
+            std::thread::sleep(Duration::from_millis(500));
         }
         started.elapsed()
     }
@@ -159,15 +162,21 @@ spec:
     )
 }
 
-fn ready_replicas(c: &Cluster) -> (i64, bool) {
+/// Whether the rollout is complete, as `kubectl rollout status` decides it
+/// (one kubectl run per poll: polling must not starve the server).
+fn rolled_out(c: &Cluster, replicas: i64) -> bool {
     let out = c.kubectl(&["get", "deployment", "bench", "-o", "json"], None);
     let d: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
-    let ready = d["status"]["readyReplicas"].as_i64().unwrap_or(0);
-    let status = c.kubectl(
-        &["rollout", "status", "deployment/bench", "--watch=false"],
-        None,
-    );
-    (ready, status.contains("successfully rolled out"))
+    let int = |p: &str| {
+        d.pointer(p)
+            .and_then(serde_json::Value::as_i64)
+            .unwrap_or(-1)
+    };
+    int("/status/observedGeneration") >= int("/metadata/generation")
+        && int("/status/updatedReplicas") == replicas
+        && int("/status/replicas") == replicas
+        && int("/status/availableReplicas") == replicas
+        && int("/status/readyReplicas") == replicas
 }
 
 /// The peer: `n` sandboxed processes started directly.
@@ -237,13 +246,9 @@ fn main() {
         c.kubectl(&["get", "nodes"], None).contains(" Ready")
     });
     cluster.kubectl(&["apply", "-f", "-"], Some(&deployment(replicas, 1)));
-    let applied = cluster.wait("all ready", |c| {
-        ready_replicas(c) == (replicas as i64, true)
-    });
+    let applied = cluster.wait("all ready", |c| rolled_out(c, replicas as i64));
     cluster.kubectl(&["apply", "-f", "-"], Some(&deployment(replicas, 2)));
-    let rolled = cluster.wait("rolled out", |c| {
-        ready_replicas(c) == (replicas as i64, true)
-    });
+    let rolled = cluster.wait("rolled out", |c| rolled_out(c, replicas as i64));
     let waves = replicas.div_ceil((replicas * 25).div_ceil(100));
 
     println!("| measure | drover | floor from probes | peer: {replicas} × `unshare` directly |");

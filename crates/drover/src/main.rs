@@ -112,6 +112,9 @@ struct ServerArgs {
     /// The cgroup (in every hierarchy) under which pods get their cgroups.
     #[arg(long, default_value = "drover")]
     cgroup_parent: String,
+    /// The most pods this node runs (the kubelet's --max-pods).
+    #[arg(long, default_value_t = 110)]
+    max_pods: i64,
     /// The runtime of pods without `runtimeClassName`.
     #[arg(long, default_value = "process")]
     default_runtime: String,
@@ -357,12 +360,13 @@ fn start_agent(server: &Arc<apiserver::ApiServer>, token: &str, args: &ServerArg
         args.node_ip.clone(),
         network,
     );
-    let node = agent::node::NodeConfig::from_machine(
+    let mut node = agent::node::NodeConfig::from_machine(
         &name,
         &args.node_ip,
         &args.data_dir,
         apiserver::KUBERNETES_GIT_VERSION,
     );
+    node.max_pods = args.max_pods;
     let client = client::Client::in_process(server.clone(), token, "kubelet");
     let runtimes: Vec<Arc<dyn agent::runtime::ContainerRuntime>> = vec![process];
     let agent = agent::agent::Agent::new(client, node, runtimes, &args.default_runtime);
