@@ -45,9 +45,9 @@
 //!   pod stays, which errs toward not deleting.
 //! - Pods without the DefaultTolerationSeconds admission plugin's two
 //!   tolerations are treated as if they had them (`not-ready` and
-//!   `unreachable`, `NoExecute`, 300 s), exactly as the plugin would have
-//!   added them, since drover's API server may not run that plugin.
-//!   TODO(apiserver): add them at pod creation, then this is a no-op.
+//!   `unreachable`, `NoExecute`, 300 s). drover's API server adds them at
+//!   pod creation (with configurable seconds), so this only matters for
+//!   pods stored before that admission existed.
 //! - No `Cancelling deletion of Pod` events: nothing was scheduled to cancel.
 
 use std::time::Duration;
