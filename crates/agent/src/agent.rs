@@ -444,9 +444,9 @@ impl Agent {
                         milli: bool| {
             map.and_then(|m| m.get(key)).and_then(|q| {
                 if milli {
-                    parse_milli(&q.0)
+                    scheduler::quantity::parse_milli_value(&q.0).ok()
                 } else {
-                    parse_milli(&q.0).map(|m| m / 1000)
+                    scheduler::quantity::parse_value(&q.0).ok()
                 }
             })
         };
@@ -706,24 +706,11 @@ fn data_of(object: &Value, secret: bool) -> Vec<(String, String)> {
 }
 
 fn decode_base64(text: &str) -> Option<String> {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut bits = 0u32;
-    let mut count = 0;
-    let mut out = Vec::new();
-    for b in text
-        .bytes()
-        .filter(|b| *b != b'=' && !b.is_ascii_whitespace())
-    {
-        let v = ALPHABET.iter().position(|a| *a == b)? as u32;
-        bits = (bits << 6) | v;
-        count += 6;
-        if count >= 8 {
-            count -= 8;
-            out.push((bits >> count) as u8);
-            bits &= (1 << count) - 1;
-        }
-    }
-    String::from_utf8(out).ok()
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text.trim())
+        .ok()?;
+    String::from_utf8(bytes).ok()
 }
 
 /// The downward API's `fieldRef` values.
@@ -796,32 +783,6 @@ fn expand(input: &str, vars: &BTreeMap<&str, &str>) -> String {
     out
 }
 
-/// A quantity in thousandths (`250m` → 250, `1` → 1000, `64Mi` → 64 Mi × 1000).
-fn parse_milli(q: &str) -> Option<i64> {
-    let q = q.trim();
-    let split = q
-        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-' || c == '+'))
-        .unwrap_or(q.len());
-    let (number, suffix) = q.split_at(split);
-    let number: f64 = number.parse().ok()?;
-    let factor: f64 = match suffix {
-        "" => 1.0,
-        "m" => 0.001,
-        "k" => 1e3,
-        "M" => 1e6,
-        "G" => 1e9,
-        "T" => 1e12,
-        "Ki" => 1024.0,
-        "Mi" => 1024.0 * 1024.0,
-        "Gi" => 1024.0 * 1024.0 * 1024.0,
-        "Ti" => 1024f64.powi(4),
-        "n" => 1e-9,
-        "u" => 1e-6,
-        _ => return None,
-    };
-    Some((number * factor * 1000.0).round() as i64)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -836,16 +797,11 @@ mod tests {
     }
 
     #[test]
-    fn quantities_in_thousandths() {
-        assert_eq!(parse_milli("250m"), Some(250));
-        assert_eq!(parse_milli("2"), Some(2000));
-        assert_eq!(parse_milli("64Mi").map(|m| m / 1000), Some(64 << 20));
-        assert_eq!(parse_milli("1.5"), Some(1500));
-        assert_eq!(parse_milli("lots"), None);
-    }
-
-    #[test]
     fn base64_decodes() {
         assert_eq!(decode_base64("aGVsbG8="), Some("hello".into()));
+        assert_eq!(
+            data_of(&serde_json::json!({"data": {"k": "aGVsbG8="}}), true),
+            vec![("k".to_string(), "hello".to_string())]
+        );
     }
 }

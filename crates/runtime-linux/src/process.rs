@@ -96,13 +96,24 @@ impl ProcessRuntime {
         serde_json::from_slice(&bytes).ok()
     }
 
+    /// The sandbox file, or what it said before the sandbox was removed.
+    fn sandbox_or_last(&self, uid: &str) -> Option<SandboxFile> {
+        self.sandbox_file(uid).or_else(|| {
+            std::fs::read(self.pod_dir(uid).join("sandbox.last.json"))
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok())
+        })
+    }
+
+    /// `<root>/logs/<namespace>_<pod>_<uid>`, as the kubelet names it.
+    fn pod_logs_dir(&self, uid: &str, sandbox: &SandboxFile) -> PathBuf {
+        self.root
+            .join("logs")
+            .join(format!("{}_{}_{uid}", sandbox.namespace, sandbox.name))
+    }
+
     fn logs_dir(&self, uid: &str) -> Option<PathBuf> {
-        let sandbox = self.sandbox_file(uid)?;
-        Some(
-            self.root
-                .join("logs")
-                .join(format!("{}_{}_{uid}", sandbox.namespace, sandbox.name)),
-        )
+        Some(self.pod_logs_dir(uid, &self.sandbox_file(uid)?))
     }
 
     fn attempts(&self, uid: &str, name: &str) -> Vec<u32> {
@@ -284,10 +295,7 @@ impl ContainerRuntime for ProcessRuntime {
         self.cgroups
             .create(&self.pod_cgroup(uid), &Limits::default())
             .map_err(io("creating the pod cgroup"))?;
-        let logs = self
-            .root
-            .join("logs")
-            .join(format!("{}_{}_{uid}", file.namespace, file.name));
+        let logs = self.pod_logs_dir(uid, &file);
         std::fs::create_dir_all(&logs)
             .map_err(io(format!("creating log directory {}", logs.display())))?;
         std::fs::write(
@@ -459,15 +467,8 @@ impl ContainerRuntime for ProcessRuntime {
 
     async fn forget(&self, uid: &str) -> Result<(), RuntimeError> {
         self.remove_sandbox(uid).await?;
-        let last: Option<SandboxFile> = std::fs::read(self.pod_dir(uid).join("sandbox.last.json"))
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok());
-        if let Some(file) = last {
-            let logs = self
-                .root
-                .join("logs")
-                .join(format!("{}_{}_{uid}", file.namespace, file.name));
-            let _ = std::fs::remove_dir_all(logs);
+        if let Some(file) = self.sandbox_or_last(uid) {
+            let _ = std::fs::remove_dir_all(self.pod_logs_dir(uid, &file));
         }
         match std::fs::remove_dir_all(self.pod_dir(uid)) {
             Ok(()) => Ok(()),
@@ -523,15 +524,9 @@ impl ContainerRuntime for ProcessRuntime {
     }
 
     fn log_path(&self, uid: &str, name: &str, attempt: u32) -> Option<PathBuf> {
-        let file = self.sandbox_file(uid).or_else(|| {
-            std::fs::read(self.pod_dir(uid).join("sandbox.last.json"))
-                .ok()
-                .and_then(|b| serde_json::from_slice(&b).ok())
-        })?;
+        let file = self.sandbox_or_last(uid)?;
         let path = self
-            .root
-            .join("logs")
-            .join(format!("{}_{}_{uid}", file.namespace, file.name))
+            .pod_logs_dir(uid, &file)
             .join(name)
             .join(format!("{attempt}.log"));
         path.exists().then_some(path)

@@ -64,23 +64,7 @@ impl Server {
     }
 
     pub fn start_with(extra: &[&str]) -> Server {
-        let data_dir = tempfile::tempdir().unwrap();
-        let home = tempfile::tempdir().unwrap();
-        let kubeconfig = data_dir.path().join("kubeconfig.yaml");
-        let log = data_dir.path().join("server.log");
-        let mut s = Server {
-            child: None,
-            data_dir,
-            home,
-            kubeconfig,
-            url: String::new(),
-            token: String::new(),
-            extra_args: extra.iter().map(|s| s.to_string()).collect(),
-            log,
-            agent_cgroup: None,
-        };
-        s.spawn();
-        s
+        Server::launch(extra.iter().map(|s| s.to_string()).collect(), None)
     }
 
     /// A server that is also a node: its agent runs pods (process runtime)
@@ -98,6 +82,11 @@ impl Server {
             format!("--pod-bridge=drv{}x{n}", pid % 100_000),
         ];
         args.extend(extra.iter().map(|s| s.to_string()));
+        Server::launch(args, Some(cgroup))
+    }
+
+    /// Starts a server on a fresh data dir and HOME.
+    fn launch(extra_args: Vec<String>, agent_cgroup: Option<String>) -> Server {
         let data_dir = tempfile::tempdir().unwrap();
         let home = tempfile::tempdir().unwrap();
         let kubeconfig = data_dir.path().join("kubeconfig.yaml");
@@ -109,9 +98,9 @@ impl Server {
             kubeconfig,
             url: String::new(),
             token: String::new(),
-            extra_args: args,
+            extra_args,
             log,
-            agent_cgroup: Some(cgroup),
+            agent_cgroup,
         };
         s.spawn();
         s
