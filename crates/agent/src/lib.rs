@@ -9,5 +9,6 @@ pub mod logs;
 pub mod metrics;
 pub mod node;
 pub mod prober;
+pub mod remote;
 pub mod runtime;
 pub mod sync;

@@ -139,6 +139,7 @@ pub fn apply_defaults(group: &str, kind: &str, obj: &mut Value) {
         ("", "Secret") => {
             if let Some(m) = obj.as_object_mut() {
                 m.entry("type").or_insert(json!("Opaque"));
+                fold_string_data(m);
             }
         }
         ("", "PersistentVolumeClaim") => {
@@ -175,6 +176,29 @@ fn ensure_object<'a>(obj: &'a mut Value, field: &str) -> &'a mut Map<String, Val
         *v = json!({});
     }
     v.as_object_mut().unwrap()
+}
+
+/// `stringData` is write-only: its entries are stored base64-encoded in
+/// `data`, overriding keys of the same name (as the v1 → internal
+/// conversion of kube-apiserver does).
+fn fold_string_data(secret: &mut Map<String, Value>) {
+    use base64::Engine;
+    let Some(Value::Object(strings)) = secret.remove("stringData") else {
+        return;
+    };
+    let data = secret.entry("data").or_insert_with(|| json!({}));
+    if data.is_null() {
+        *data = json!({});
+    }
+    if let Some(data) = data.as_object_mut() {
+        for (k, v) in strings {
+            let text = v.as_str().unwrap_or_default();
+            data.insert(
+                k,
+                json!(base64::engine::general_purpose::STANDARD.encode(text.as_bytes())),
+            );
+        }
+    }
 }
 
 fn default_template(template: Option<&mut Value>) {
@@ -423,6 +447,19 @@ mod tests {
         ] {
             assert_eq!(default_pull_policy(image), want, "{image}");
         }
+    }
+
+    #[test]
+    fn secret_string_data_is_stored_in_data() {
+        let mut s = json!({"metadata":{"name":"s"},"data":{"a":"eA==","b":"eA=="},"stringData":{"b":"hello","c":""}});
+        apply_defaults("", "Secret", &mut s);
+        assert_eq!(
+            s,
+            json!({"metadata":{"name":"s"},"data":{"a":"eA==","b":"aGVsbG8=","c":""},"type":"Opaque"})
+        );
+        let mut only = json!({"metadata":{"name":"s"},"stringData":{"k":"v"}});
+        apply_defaults("", "Secret", &mut only);
+        assert_eq!(only["data"], json!({"k":"dg=="}));
     }
 
     #[test]

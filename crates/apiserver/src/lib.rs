@@ -13,6 +13,8 @@ pub mod nodes;
 pub mod objects;
 pub mod pki;
 pub mod request;
+pub mod tokens;
+pub mod tunnel;
 pub mod watch;
 
 use std::convert::Infallible;
@@ -126,6 +128,9 @@ pub struct ApiServer {
     openapi_cache: discovery::OpenApiCache,
     /// Node agents by node name (for `pods/log`).
     nodes: RwLock<std::collections::BTreeMap<String, Arc<dyn nodes::NodeConnection>>>,
+    /// The cluster CA (PEM), served on `/cacerts`.
+    ca_certificate: std::sync::OnceLock<String>,
+    bootstrap_tokens: tokens::BootstrapTokens,
 }
 
 impl ApiServer {
@@ -148,7 +153,23 @@ impl ApiServer {
             ready: std::sync::atomic::AtomicBool::new(false),
             openapi_cache: discovery::OpenApiCache::default(),
             nodes: RwLock::new(Default::default()),
+            ca_certificate: std::sync::OnceLock::new(),
+            bootstrap_tokens: tokens::BootstrapTokens::default(),
         })
+    }
+
+    /// The CA certificate (PEM) served on `/cacerts`, which agents joining
+    /// with a token check against the hash in the token.
+    pub fn set_ca_certificate(&self, pem: &str) {
+        let _ = self.ca_certificate.set(pem.to_string());
+    }
+
+    /// Forgets node `name`'s connection if it is still `connection`.
+    pub fn disconnect_node(&self, name: &str, connection: &Arc<dyn nodes::NodeConnection>) {
+        let mut nodes = self.nodes.write().unwrap_or_else(|p| p.into_inner());
+        if nodes.get(name).is_some_and(|c| Arc::ptr_eq(c, connection)) {
+            nodes.remove(name);
+        }
     }
 
     /// Makes node `name`'s agent reachable for `pods/log`.
@@ -298,10 +319,19 @@ impl ApiServer {
                 }
             }
             Target::Version => return json_response(StatusCode::OK, &version_info()),
+            Target::CaCerts => {
+                return match self.ca_certificate.get() {
+                    Some(pem) => text(StatusCode::OK, pem),
+                    None => text(StatusCode::NOT_FOUND, "no CA certificate configured"),
+                }
+            }
             _ => {}
         }
-        if !self.authenticated(&req) {
+        if !self.authenticated(&req).await {
             return error_response(&ApiError::unauthorized());
+        }
+        if let Target::NodeTunnel(node) = &target {
+            return tunnel::accept(self, req, node);
         }
         let query = Query::parse(req.uri().query());
         let result = match target {
@@ -341,7 +371,12 @@ impl ApiServer {
                 "NotFound",
                 "the server could not find the requested resource",
             )),
-            Target::Healthz | Target::Livez | Target::Readyz | Target::Version => unreachable!(),
+            Target::Healthz
+            | Target::Livez
+            | Target::Readyz
+            | Target::Version
+            | Target::CaCerts
+            | Target::NodeTunnel(_) => unreachable!(),
         };
         match result {
             Ok(r) => r,
@@ -354,7 +389,7 @@ impl ApiServer {
         }
     }
 
-    fn authenticated<B>(&self, req: &Request<B>) -> bool {
+    async fn authenticated<B>(&self, req: &Request<B>) -> bool {
         let Some(value) = req
             .headers()
             .get(header::AUTHORIZATION)
@@ -365,10 +400,17 @@ impl ApiServer {
         let Some(token) = value.strip_prefix("Bearer ").map(str::trim) else {
             return false;
         };
-        self.config
+        if self
+            .config
             .admin_tokens
             .iter()
             .any(|t| pki::constant_time_eq(t.as_bytes(), token.as_bytes()))
+        {
+            return true;
+        }
+        self.bootstrap_tokens
+            .valid(&self.store, &self.registry(), &self.config.clock, token)
+            .await
     }
 }
 

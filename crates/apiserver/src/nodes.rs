@@ -1,7 +1,8 @@
 //! What the API server asks of node agents on a user's behalf: container
 //! logs (`pods/log`). Agents connect themselves by node name
 //! ([`crate::ApiServer::connect_node`]); an in-process agent hands over an
-//! object, a remote one will be reached over its own HTTPS endpoint.
+//! object, a remote one is reached through the tunnel it opens
+//! ([`crate::tunnel`]).
 
 use std::pin::Pin;
 
@@ -10,7 +11,7 @@ use futures::Stream;
 use serde_json::Value;
 
 /// `pods/log` query parameters (PodLogOptions).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LogRequest {
     pub container: String,
     pub follow: bool,
@@ -36,7 +37,7 @@ pub struct NodeError {
 }
 
 /// Usage of a node (`name` empty) or of one container, over a window.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ContainerUsage {
     pub name: String,
     pub cpu_nanocores: u64,
@@ -46,7 +47,7 @@ pub struct ContainerUsage {
     pub window_seconds: f64,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PodUsageReport {
     pub namespace: String,
     pub name: String,
@@ -55,7 +56,7 @@ pub struct PodUsageReport {
 }
 
 /// What a node reports for `metrics.k8s.io`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct NodeMetricsReport {
     pub node: Option<ContainerUsage>,
     pub pods: Vec<PodUsageReport>,

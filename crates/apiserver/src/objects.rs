@@ -1259,10 +1259,7 @@ pub(crate) async fn write_update(
         return Ok(obj);
     }
     let key = rt.key(ns, name);
-    if obj.pointer("/metadata/deletionTimestamp").is_some()
-        && finalizers(&obj).is_empty()
-        && deletion_ready(rt, &obj)
-    {
+    if delete_during_update(rt, old, &obj) {
         let (_, kv) = server
             .store
             .delete(&key, Some(expected))
@@ -1283,14 +1280,26 @@ pub(crate) async fn write_update(
 }
 
 /// Namespaces wait for their own spec finalizers too.
-fn deletion_ready(rt: &ResourceType, obj: &Value) -> bool {
+/// Whether an update finishes a deletion (kube-apiserver's
+/// `ShouldDeleteDuringUpdate`): the object is being deleted, its last
+/// finalizer was just removed, and no graceful deletion is pending — a pod
+/// waiting for its node agent keeps being updated (status) until the agent
+/// deletes it with grace 0. A namespace also waits for its spec finalizers.
+fn delete_during_update(rt: &ResourceType, old: &Value, new: &Value) -> bool {
+    if new.pointer("/metadata/deletionTimestamp").is_none() || !finalizers(new).is_empty() {
+        return false;
+    }
     if rt.group.is_empty() && rt.kind == "Namespace" {
-        return obj
+        return new
             .pointer("/spec/finalizers")
             .and_then(Value::as_array)
             .is_none_or(|a| a.is_empty());
     }
-    true
+    let graceful_pending = new
+        .pointer("/metadata/deletionGracePeriodSeconds")
+        .and_then(Value::as_i64)
+        .is_some_and(|g| g > 0);
+    !finalizers(old).is_empty() && !graceful_pending
 }
 
 /// Read-modify-write with retries on conflicts: the way patches and the
@@ -1940,6 +1949,16 @@ pub(crate) async fn delete(
                 json!(at.to_rfc3339_opts(SecondsFormat::Secs, true)),
             );
             meta.insert("deletionGracePeriodSeconds".into(), json!(grace));
+        } else if !graceful_pod
+            && new
+                .pointer("/metadata/deletionGracePeriodSeconds")
+                .and_then(Value::as_i64)
+                .is_some_and(|g| g > 0)
+        {
+            // A shorter grace period (the agent's final grace-0 delete) while
+            // finalizers still hold the object: the last finalizer's removal
+            // then deletes it.
+            meta_mut(&mut new).insert("deletionGracePeriodSeconds".into(), json!(0));
         }
         if !fins.is_empty() {
             meta_mut(&mut new).insert("finalizers".into(), json!(fins));

@@ -29,6 +29,11 @@ pub enum Target {
         version: String,
     },
     OpenApiV2,
+    /// `/cacerts`: the cluster CA, for agents joining with a token that
+    /// pins its hash.
+    CaCerts,
+    /// `/drover/v1/nodes/<name>/tunnel`: a remote agent's tunnel.
+    NodeTunnel(String),
     Resource(ResourcePath),
     NotFound,
 }
@@ -77,6 +82,8 @@ pub fn parse_path(path: &str) -> Target {
             version: version.to_string(),
         },
         ["openapi", "v2"] => Target::OpenApiV2,
+        ["cacerts"] => Target::CaCerts,
+        ["drover", "v1", "nodes", name, "tunnel"] => Target::NodeTunnel(name.to_string()),
         ["api", version, rest @ ..] => resource(String::new(), version, rest),
         ["apis", group, version, rest @ ..] => resource(group.to_string(), version, rest),
         _ => Target::NotFound,

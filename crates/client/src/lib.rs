@@ -8,6 +8,8 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
+pub mod https;
+
 use apiserver::{ApiServer, ResponseBody};
 use bytes::{Bytes, BytesMut};
 use futures::future::BoxFuture;

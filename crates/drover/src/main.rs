@@ -26,6 +26,10 @@ enum Command {
     /// Run a server: the Kubernetes API on the embedded store (or etcd), the
     /// controllers and scheduler, and a node agent (this machine as a node).
     Server(Box<ServerArgs>),
+    /// Run a node agent that joins a server: this machine becomes a node.
+    Agent(Box<AgentArgs>),
+    /// Manage join tokens (for `drover agent --token`).
+    Token(TokenArgs),
     /// Print the Kubernetes version this drover serves.
     Version,
     /// Run the deterministic simulation of the control plane: the real API
@@ -96,7 +100,21 @@ struct ServerArgs {
     /// Extra names or addresses for the serving certificate.
     #[arg(long = "tls-san", value_delimiter = ',')]
     tls_san: Vec<String>,
-    /// The name of this server's node [default: the host name].
+    #[command(flatten)]
+    node: NodeArgs,
+    /// How long a node may go without renewing its Lease or posting status
+    /// before it is marked Unknown and tainted unreachable (e.g. 50s, 2m).
+    #[arg(long, default_value = "50s", value_parser = parse_duration)]
+    node_monitor_grace_period: std::time::Duration,
+    /// The same for a node that never posted a Ready condition.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    node_startup_grace_period: std::time::Duration,
+}
+
+/// What makes this machine a node (`drover server` and `drover agent`).
+#[derive(clap::Args)]
+struct NodeArgs {
+    /// The name of this node [default: the host name].
     #[arg(long)]
     node_name: Option<String>,
     /// The node's address (InternalIP; pods of the process runtime share
@@ -118,13 +136,46 @@ struct ServerArgs {
     /// The runtime of pods without `runtimeClassName`.
     #[arg(long, default_value = "process")]
     default_runtime: String,
-    /// How long a node may go without renewing its Lease or posting status
-    /// before it is marked Unknown and tainted unreachable (e.g. 50s, 2m).
-    #[arg(long, default_value = "50s", value_parser = parse_duration)]
-    node_monitor_grace_period: std::time::Duration,
-    /// The same for a node that never posted a Ready condition.
-    #[arg(long, default_value = "60s", value_parser = parse_duration)]
-    node_startup_grace_period: std::time::Duration,
+}
+
+#[derive(clap::Args)]
+struct AgentArgs {
+    /// The server to join, e.g. https://10.0.0.1:6443.
+    #[arg(long, env = "DROVER_URL")]
+    server: String,
+    /// A join token from `drover token create` on the server.
+    #[arg(long, env = "DROVER_TOKEN", hide_env_values = true)]
+    token: String,
+    /// Where the agent keeps its state (pods, logs, CNI leases).
+    #[arg(long, default_value = "/var/lib/drover-agent", env = "DROVER_DATA_DIR")]
+    data_dir: PathBuf,
+    #[command(flatten)]
+    node: NodeArgs,
+}
+
+#[derive(clap::Args)]
+struct TokenArgs {
+    #[command(subcommand)]
+    command: TokenCommand,
+    /// The admin kubeconfig of the server [default: /var/lib/drover/kubeconfig.yaml].
+    #[arg(long, global = true, env = "KUBECONFIG")]
+    kubeconfig: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Make a join token for `drover agent --token`.
+    Create {
+        /// How long the token is valid (e.g. 24h, 30m; 0 = forever).
+        #[arg(long, default_value = "24h", value_parser = parse_duration)]
+        ttl: std::time::Duration,
+        #[arg(long, default_value = "made by drover token create")]
+        description: String,
+    },
+    /// List join tokens.
+    List,
+    /// Delete a join token by its ID (the 6 characters before the dot).
+    Delete { id: String },
 }
 
 /// A duration as `kube-controller-manager` flags take them: `50s`, `2m`,
@@ -168,13 +219,182 @@ fn main() -> Result<()> {
             Ok(())
         }
         Command::Sim(args) => simulate(args),
-        Command::Server(args) => {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?;
-            runtime.block_on(server(*args))
+        Command::Server(args) => tokio_runtime()?.block_on(server(*args)),
+        Command::Agent(args) => tokio_runtime()?.block_on(agent_main(*args)),
+        Command::Token(args) => tokio_runtime()?.block_on(token(args)),
+    }
+}
+
+fn tokio_runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+/// `drover agent`: join the server with the token, then run the node agent
+/// against it over HTTPS, reachable back through the tunnel.
+async fn agent_main(args: AgentArgs) -> Result<()> {
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating data dir {}", args.data_dir.display()))?;
+    let name = args.node.node_name.clone().unwrap_or_else(host_name);
+    let joined = agent::remote::join(
+        &args.server,
+        &args.token,
+        &name,
+        &args.data_dir.join("node-credential"),
+    )
+    .await
+    .with_context(|| format!("joining {}", args.server))?;
+    let agent = build_agent(joined.client.clone(), &args.data_dir, &args.node)?;
+    tokio::spawn(agent::remote::run_tunnel(
+        joined.endpoint.clone(),
+        joined.token.clone(),
+        name.clone(),
+        agent.connection(),
+    ));
+    tracing::info!("node {name} joined {}", args.server);
+    let running = tokio::spawn(agent.run());
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+        r = running => { r?; }
+    }
+    tracing::info!("shutting down (pods keep running)");
+    Ok(())
+}
+
+/// `drover token create|list|delete`, against the server of the admin
+/// kubeconfig.
+async fn token(args: TokenArgs) -> Result<()> {
+    use apiserver::tokens::{BootstrapToken, JoinToken, SECRET_NAMESPACE, SECRET_TYPE};
+    let path = args
+        .kubeconfig
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("/var/lib/drover/kubeconfig.yaml"));
+    let (client, ca_pem) = admin_client(&path)?;
+    let secrets = client::Gvr::new("", "v1", "secrets");
+    match args.command {
+        TokenCommand::Create { ttl, description } => {
+            let token = BootstrapToken::generate();
+            let expiration = (!ttl.is_zero()).then(|| {
+                let at = jiff::Timestamp::now()
+                    + jiff::SignedDuration::try_from(ttl).unwrap_or(jiff::SignedDuration::MAX);
+                at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+            });
+            client
+                .create(
+                    secrets,
+                    Some(SECRET_NAMESPACE),
+                    &token.to_secret(expiration.as_deref(), &description),
+                )
+                .await
+                .context("creating the token's Secret")?;
+            println!("{}", JoinToken::new(&ca_pem, token));
+        }
+        TokenCommand::List => {
+            let list = client
+                .list(secrets, Some(SECRET_NAMESPACE), None, None)
+                .await
+                .context("listing tokens")?;
+            println!("{:<8} {:<22} {:<16} DESCRIPTION", "ID", "EXPIRES", "NODE");
+            for secret in &list.items {
+                if secret["type"] != SECRET_TYPE {
+                    continue;
+                }
+                let field = |k: &str| -> String {
+                    use base64::Engine;
+                    secret["data"][k]
+                        .as_str()
+                        .and_then(|v| base64::engine::general_purpose::STANDARD.decode(v).ok())
+                        .map(|b: Vec<u8>| String::from_utf8_lossy(&b).into_owned())
+                        .unwrap_or_default()
+                };
+                let expires = field("expiration");
+                let node = secret
+                    .pointer("/metadata/labels/drover.dev~1node")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or("<join>");
+                println!(
+                    "{:<8} {:<22} {:<16} {}",
+                    field("token-id"),
+                    if expires.is_empty() {
+                        "never".into()
+                    } else {
+                        expires
+                    },
+                    node,
+                    field("description")
+                );
+            }
+        }
+        TokenCommand::Delete { id } => {
+            let name = format!("bootstrap-token-{id}");
+            client
+                .delete(
+                    secrets,
+                    Some(SECRET_NAMESPACE),
+                    &name,
+                    &client::DeleteOptions::default(),
+                )
+                .await
+                .with_context(|| format!("deleting token {id}"))?;
+            println!("token {id} deleted");
         }
     }
+    Ok(())
+}
+
+/// A client with the admin credentials of kubeconfig `path` (as `drover
+/// server` writes it), and the cluster's CA.
+fn admin_client(path: &std::path::Path) -> Result<(client::Client, String)> {
+    use base64::Engine;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading kubeconfig {}", path.display()))?;
+    let config: serde_yaml::Value =
+        serde_yaml::from_str(&text).with_context(|| format!("{}: not YAML", path.display()))?;
+    let current = config["current-context"].as_str().unwrap_or_default();
+    let find = |list: &str, name: &str| -> Option<serde_yaml::Value> {
+        config[list]
+            .as_sequence()?
+            .iter()
+            .find(|e| e["name"].as_str() == Some(name))
+            .cloned()
+    };
+    let context = find("contexts", current)
+        .with_context(|| format!("{}: no context {current:?}", path.display()))?;
+    let cluster_name = context["context"]["cluster"].as_str().unwrap_or_default();
+    let user_name = context["context"]["user"].as_str().unwrap_or_default();
+    let cluster = find("clusters", cluster_name)
+        .with_context(|| format!("{}: no cluster {cluster_name:?}", path.display()))?;
+    let user = find("users", user_name)
+        .with_context(|| format!("{}: no user {user_name:?}", path.display()))?;
+    let url = cluster["cluster"]["server"].as_str().with_context(|| {
+        format!(
+            "{}: clusters[{cluster_name}].cluster.server missing",
+            path.display()
+        )
+    })?;
+    let ca = cluster["cluster"]["certificate-authority-data"]
+        .as_str()
+        .and_then(|d| base64::engine::general_purpose::STANDARD.decode(d).ok())
+        .and_then(|b| String::from_utf8(b).ok())
+        .with_context(|| {
+            format!(
+                "{}: clusters[{cluster_name}].cluster.certificate-authority-data missing or not base64",
+                path.display()
+            )
+        })?;
+    let bearer = user["user"]["token"]
+        .as_str()
+        .with_context(|| format!("{}: users[{user_name}].user.token missing", path.display()))?;
+    let endpoint = client::https::Endpoint::new(url, &ca)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let client = client::Client::new(
+        Arc::new(client::https::Https::new(endpoint, bearer)),
+        "drover",
+    );
+    Ok((client, ca))
 }
 
 fn simulate(args: SimArgs) -> Result<()> {
@@ -270,6 +490,7 @@ async fn server(args: ServerArgs) -> Result<()> {
             default_unreachable_toleration_seconds: args.default_unreachable_toleration_seconds,
         },
     );
+    server.set_ca_certificate(&pki.ca_cert_pem);
     let serving = tokio::spawn(server.clone().serve(listener, tls));
     server
         .start()
@@ -328,12 +549,27 @@ fn host_name() -> String {
 
 /// Runs the node agent in this process: this machine becomes a node.
 fn start_agent(server: &Arc<apiserver::ApiServer>, token: &str, args: &ServerArgs) -> Result<()> {
+    let name = args.node.node_name.clone().unwrap_or_else(host_name);
+    let client = client::Client::in_process(server.clone(), token, "kubelet");
+    let agent = build_agent(client, &args.data_dir, &args.node)?;
+    server.connect_node(&name, agent.connection());
+    tokio::spawn(agent.run());
+    Ok(())
+}
+
+/// The node agent of this machine, talking to the API through `client`,
+/// with its state under `DATA_DIR/agent`.
+fn build_agent(
+    client: client::Client,
+    data_dir: &std::path::Path,
+    args: &NodeArgs,
+) -> Result<Arc<agent::agent::Agent>> {
     use runtime_linux::cgroups::Cgroups;
     use runtime_linux::process::{ProcessRuntime, ShimCommand};
     let cgroups =
         Cgroups::detect().context("the node agent needs cgroups (or pass --disable-agent)")?;
     let name = args.node_name.clone().unwrap_or_else(host_name);
-    let root = args.data_dir.join("agent");
+    let root = data_dir.join("agent");
     std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
     let shim = ShimCommand {
         program: std::env::current_exe()
@@ -363,20 +599,17 @@ fn start_agent(server: &Arc<apiserver::ApiServer>, token: &str, args: &ServerArg
     let mut node = agent::node::NodeConfig::from_machine(
         &name,
         &args.node_ip,
-        &args.data_dir,
+        data_dir,
         apiserver::KUBERNETES_GIT_VERSION,
     );
     node.max_pods = args.max_pods;
-    let client = client::Client::in_process(server.clone(), token, "kubelet");
     let runtimes: Vec<Arc<dyn agent::runtime::ContainerRuntime>> = vec![process];
     let agent = agent::agent::Agent::new(client, node, runtimes, &args.default_runtime);
-    server.connect_node(&name, agent.connection());
     tracing::info!(
         "node agent for node {name}: process runtime, cgroup v{}",
         cgroups.version()
     );
-    tokio::spawn(agent.run());
-    Ok(())
+    Ok(agent)
 }
 
 /// Runs the controllers and the scheduler while this server holds the

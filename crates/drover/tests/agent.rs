@@ -683,3 +683,60 @@ spec:
         "--timeout=60s",
     ]);
 }
+
+#[test]
+fn graceful_termination_sends_sigterm_and_waits_out_the_grace_period() {
+    let s = Server::start_with_agent(&[]);
+    let manifest = |name: &str, grace: u32, script: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  terminationGracePeriodSeconds: {grace}\n  containers:\n  - name: c\n    image: unused\n    command: [\"sh\", \"-c\", {script:?}]\n"
+        )
+    };
+    // Exits on SIGTERM.
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        &manifest(
+            "polite",
+            120,
+            "trap 'echo got TERM; exit 0' TERM; echo started; while true; do sleep 0.2; done",
+        ),
+    );
+    // PID 1 of its namespace without a handler: SIGTERM does nothing, only
+    // the SIGKILL at the end of the grace period stops it.
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        &manifest(
+            "stubborn",
+            5,
+            "echo started; while true; do sleep 0.2; done",
+        ),
+    );
+    for name in ["polite", "stubborn"] {
+        s.wait(&format!("{name} running"), TIMEOUT, || {
+            s.kubectl(&["logs", name]).stdout.starts_with(b"started")
+        });
+    }
+    let deleted_at = std::time::Instant::now();
+    s.ok(&["delete", "pod", "polite", "stubborn", "--wait=false"]);
+    // The agent's status updates must not end a graceful deletion early.
+    let stubborn = pod(&s, "stubborn");
+    assert!(
+        stubborn["metadata"]["deletionTimestamp"].is_string(),
+        "stubborn should be Terminating, not gone: {stubborn}"
+    );
+    s.wait("polite gone after SIGTERM", TIMEOUT, || {
+        !s.kubectl(&["get", "pod", "polite"]).status.success()
+    });
+    assert!(
+        deleted_at.elapsed() < Duration::from_secs(120),
+        "polite outlived its grace period: SIGTERM was not delivered"
+    );
+    s.wait("stubborn gone after its grace period", TIMEOUT, || {
+        !s.kubectl(&["get", "pod", "stubborn"]).status.success()
+    });
+    assert!(
+        deleted_at.elapsed() >= Duration::from_secs(5),
+        "stubborn was gone after {:?}, before its 5 s grace period ended",
+        deleted_at.elapsed()
+    );
+}

@@ -445,3 +445,115 @@ pub fn write_file(dir: &Path, name: &str, contents: &str) -> PathBuf {
     std::fs::write(&p, contents).unwrap();
     p
 }
+
+/// A `drover agent` process joined to a server: its own data dir, cgroup
+/// parent, pod CIDR and bridge; everything it made is removed on drop.
+pub struct AgentProcess {
+    pub child: Option<Child>,
+    pub data_dir: tempfile::TempDir,
+    pub name: String,
+    pub cgroup: String,
+    bridge: String,
+    cidr: String,
+    url: String,
+    log: PathBuf,
+}
+
+impl AgentProcess {
+    /// Starts `drover agent --server URL --token TOKEN` as node `name`.
+    pub fn join(server: &Server, token: &str, name: &str) -> AgentProcess {
+        static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let pid = std::process::id();
+        let data_dir = tempfile::tempdir().unwrap();
+        let log = data_dir.path().join("agent.log");
+        let mut a = AgentProcess {
+            child: None,
+            data_dir,
+            name: name.to_string(),
+            cgroup: format!("drover-e2e-agent-{pid}-{n}"),
+            bridge: format!("dra{}x{n}", pid % 100_000),
+            cidr: format!("10.{}.{}.0/24", 200 + pid % 50, n % 250),
+            url: server.url.clone(),
+            log,
+        };
+        a.start(token);
+        a
+    }
+
+    /// Starts the agent process (again) with `token`.
+    pub fn start(&mut self, token: &str) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_drover"))
+            .arg("agent")
+            .args(["--server", &self.url, "--token", token])
+            .arg("--data-dir")
+            .arg(self.data_dir.path())
+            .arg(format!("--node-name={}", self.name))
+            .arg(format!("--cgroup-parent={}", self.cgroup))
+            .arg(format!("--pod-cidr={}", self.cidr))
+            .arg(format!("--pod-bridge={}", self.bridge))
+            .env("DROVER_LOG", "info")
+            .env("RUST_BACKTRACE", "0")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("starting drover agent");
+        self.child = Some(child);
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Stops the agent the hard way (its pods keep running).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Has the agent process exited (and with what)?
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
+    }
+}
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        self.kill();
+        remove_cgroup_tree(&self.cgroup);
+        let pods = self.data_dir.path().join("agent/pods");
+        for e in std::fs::read_dir(pods).into_iter().flatten().flatten() {
+            let name = format!("drover-{}", e.file_name().to_string_lossy());
+            if Path::new("/run/netns").join(&name).exists() {
+                let _ = Command::new("ip").args(["netns", "delete", &name]).status();
+            }
+        }
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.bridge])
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// Runs `drover ARGS` to completion: (success, stdout, stderr).
+pub fn drover(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_drover"))
+        .args(args)
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .expect("running drover");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
