@@ -327,8 +327,21 @@ impl Agent {
                 self.event(&pod, event.warning, &event.reason, &event.message)
                     .await;
             }
-            for step in &decision.steps {
-                self.carry_out(&pod, &runtime, step).await;
+            // Kills run side by side (each may wait out a preStop hook);
+            // everything else in order.
+            let mut steps = decision.steps.iter().peekable();
+            while let Some(step) = steps.next() {
+                if matches!(step, Step::KillContainer { .. }) {
+                    let mut kills = vec![self.carry_out(&pod, &runtime, step)];
+                    while let Some(next) =
+                        steps.next_if(|s| matches!(s, Step::KillContainer { .. }))
+                    {
+                        kills.push(self.carry_out(&pod, &runtime, next));
+                    }
+                    futures::future::join_all(kills).await;
+                } else {
+                    self.carry_out(&pod, &runtime, step).await;
+                }
             }
             self.publish_status(&pod, &decision.status).await;
             if decision.finished && self.final_delete(&pod).await {
@@ -381,6 +394,26 @@ impl Agent {
                             .await;
                         self.event(pod, false, "Started", &format!("Started container {name}"))
                             .await;
+                        let post_start = container
+                            .lifecycle
+                            .as_ref()
+                            .and_then(|l| l.post_start.as_ref());
+                        if let Some(hook) = post_start {
+                            // As the kubelet: the container counts as started
+                            // only once its postStart hook succeeded; if it
+                            // fails, the container is killed (and restarted
+                            // as its restartPolicy says).
+                            let timeout = grace_period(pod);
+                            if let Err(message) = self
+                                .run_hook(pod, runtime, container, *attempt, hook, timeout)
+                                .await
+                            {
+                                self.event(pod, true, "FailedPostStartHook", &message).await;
+                                let _ = runtime
+                                    .kill_container(&uid, name, *attempt, Duration::ZERO)
+                                    .await;
+                            }
+                        }
                     }
                     Err(e) => {
                         self.event(pod, true, "Failed", &format!("Error: {e}"))
@@ -394,7 +427,28 @@ impl Agent {
                 grace,
                 ..
             } => {
-                if let Err(e) = runtime.kill_container(&uid, name, *attempt, *grace).await {
+                let mut grace = *grace;
+                let pre_stop = find_container(pod, name, false)
+                    .or_else(|| find_container(pod, name, true))
+                    .and_then(|c| {
+                        let hook = c.lifecycle.as_ref()?.pre_stop.as_ref()?;
+                        Some((c, hook))
+                    });
+                if let (Some((container, hook)), false) = (pre_stop, grace.is_zero()) {
+                    // The hook runs within the grace period; what is left
+                    // (at least 2 s, as the kubelet gives) is SIGTERM's.
+                    let started = tokio::time::Instant::now();
+                    if let Err(message) = self
+                        .run_hook(pod, runtime, container, *attempt, hook, grace)
+                        .await
+                    {
+                        self.event(pod, true, "FailedPreStopHook", &message).await;
+                    }
+                    grace = grace
+                        .saturating_sub(started.elapsed())
+                        .max(Duration::from_secs(2));
+                }
+                if let Err(e) = runtime.kill_container(&uid, name, *attempt, grace).await {
                     tracing::warn!("agent: killing {name} of pod {uid}: {e}");
                 }
             }
@@ -404,6 +458,60 @@ impl Agent {
                 }
             }
         }
+    }
+
+    /// Runs a postStart/preStop hook of `container` (instance `attempt`),
+    /// bounded by `timeout`; the error is the kubelet's event message.
+    async fn run_hook(
+        &self,
+        pod: &Pod,
+        runtime: &Arc<dyn ContainerRuntime>,
+        container: &Container,
+        attempt: u32,
+        hook: &k8s_openapi::api::core::v1::LifecycleHandler,
+        timeout: Duration,
+    ) -> Result<(), String> {
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let observed = runtime.observe(&uid).await;
+        let pod_ip = observed
+            .sandbox
+            .and_then(|s| s.ip)
+            .unwrap_or_else(|| self.node.address.clone());
+        let target = crate::handlers::Target {
+            runtime: runtime.as_ref(),
+            uid: &uid,
+            container,
+            attempt,
+            pod_ip: &pod_ip,
+        };
+        let (kind, what) = match (&hook.exec, &hook.http_get, &hook.sleep) {
+            (Some(exec), _, _) => (
+                "Exec",
+                format!("{:?}", exec.command.clone().unwrap_or_default()),
+            ),
+            (_, Some(http), _) => ("HTTP", http.path.clone().unwrap_or_else(|| "/".into())),
+            (_, _, Some(sleep)) => ("Sleep", format!("{}s", sleep.seconds)),
+            _ => ("Unknown", String::new()),
+        };
+        let outcome = match crate::handlers::hook_action(hook, container) {
+            Ok(action) => {
+                match tokio::time::timeout(timeout, crate::handlers::run(&action, &target, timeout))
+                    .await
+                {
+                    Ok(r) => r,
+                    Err(_) => Err(format!("timed out after {}s", timeout.as_secs())),
+                }
+            }
+            Err(e) => Err(e),
+        };
+        outcome.map_err(|error| {
+            format!(
+                "{kind} lifecycle hook ({what}) for Container \"{}\" in Pod \"{}_{}({uid})\" failed - error: {error}",
+                container.name,
+                pod.metadata.name.as_deref().unwrap_or(""),
+                pod.metadata.namespace.as_deref().unwrap_or(""),
+            )
+        })
     }
 
     /// The container's launch: command and args with `$(VAR)` expanded, the
@@ -666,6 +774,16 @@ impl Agent {
             tracing::debug!("agent: event {reason} on {name}: {e}");
         }
     }
+}
+
+/// The pod's `terminationGracePeriodSeconds` (default 30 s).
+fn grace_period(pod: &Pod) -> Duration {
+    let seconds = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.termination_grace_period_seconds)
+        .unwrap_or(30);
+    Duration::from_secs(u64::try_from(seconds).unwrap_or(0))
 }
 
 fn find_container<'a>(pod: &'a Pod, name: &str, init: bool) -> Option<&'a Container> {

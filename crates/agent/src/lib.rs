@@ -5,6 +5,7 @@
 //! loop only observes, calls it and carries out its steps.
 
 pub mod agent;
+pub mod handlers;
 pub mod logs;
 pub mod metrics;
 pub mod node;

@@ -191,11 +191,25 @@ impl NodeConnection for AgentLogs {
         // container has exited and the file has no more.
         let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(16);
         let timestamps = request.timestamps;
+        // The file stays open, so the last lines are read even if the pod
+        // is deleted (and its log directory removed) right as it ends.
+        let file = tokio::fs::File::open(&path).await;
         tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncSeekExt};
             if !first.is_empty() && tx.send(Bytes::from(first)).await.is_err() {
                 return;
             }
-            let mut offset = consumed;
+            let Ok(mut file) = file else {
+                return;
+            };
+            if file
+                .seek(std::io::SeekFrom::Start(consumed as u64))
+                .await
+                .is_err()
+            {
+                return;
+            }
+            let mut data: Vec<u8> = Vec::new();
             let mut budget = budget;
             loop {
                 let running = runtime.observe(&uid).await.containers.iter().any(|c| {
@@ -203,10 +217,11 @@ impl NodeConnection for AgentLogs {
                         && c.attempt == attempt
                         && matches!(c.state, InstanceState::Running { .. })
                 });
-                let data = tokio::fs::read(&path).await.unwrap_or_default();
-                if data.len() > offset {
-                    let (lines, used) = parse_cri(&data[offset..]);
-                    offset += used;
+                let before = data.len();
+                let _ = file.read_to_end(&mut data).await;
+                if data.len() > before {
+                    let (lines, used) = parse_cri(&data);
+                    data.drain(..used);
                     let mut chunk: Vec<u8> = lines
                         .iter()
                         .flat_map(|l| format_line(l, timestamps))

@@ -8,10 +8,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Container, Pod, Probe};
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use k8s_openapi::api::core::v1::{Pod, Probe};
 
+use crate::handlers::Target;
 use crate::runtime::ContainerRuntime;
 use crate::sync::{InstanceState, Observed, ProbeResults};
 
@@ -178,14 +177,6 @@ impl Prober {
     }
 }
 
-struct Target<'a> {
-    runtime: &'a dyn ContainerRuntime,
-    uid: &'a str,
-    container: &'a Container,
-    attempt: u32,
-    pod_ip: &'a str,
-}
-
 fn seconds(v: Option<i32>, default: i32) -> i64 {
     i64::from(v.filter(|v| *v > 0).unwrap_or(default))
 }
@@ -212,7 +203,7 @@ async fn step(
     let timeout = Duration::from_secs(seconds(probe.timeout_seconds, 1) as u64);
     let outcome = match tokio::time::timeout(timeout, run(probe, target, timeout)).await {
         Ok(outcome) => outcome,
-        Err(_) => Err(format!("command timed out after {}s", timeout.as_secs())),
+        Err(_) => Err(format!("timed out after {}s", timeout.as_secs())),
     };
     match outcome {
         Ok(()) => {
@@ -243,100 +234,6 @@ async fn step(
 }
 
 async fn run(probe: &Probe, target: &Target<'_>, timeout: Duration) -> Result<(), String> {
-    if let Some(exec) = &probe.exec {
-        let argv = exec.command.clone().unwrap_or_default();
-        let (code, output) = target
-            .runtime
-            .exec_sync(
-                target.uid,
-                &target.container.name,
-                target.attempt,
-                &argv,
-                timeout,
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-        return if code == 0 {
-            Ok(())
-        } else {
-            Err(format!(
-                "command {argv:?} exited with {code}: {}",
-                output.trim_end()
-            ))
-        };
-    }
-    if let Some(tcp) = &probe.tcp_socket {
-        let port = resolve_port(&tcp.port, target.container)?;
-        let host = tcp
-            .host
-            .clone()
-            .unwrap_or_else(|| target.pod_ip.to_string());
-        return tokio::net::TcpStream::connect((host.as_str(), port))
-            .await
-            .map(|_| ())
-            .map_err(|e| format!("dial tcp {host}:{port}: {e}"));
-    }
-    if let Some(http) = &probe.http_get {
-        let port = resolve_port(&http.port, target.container)?;
-        let host = http
-            .host
-            .clone()
-            .unwrap_or_else(|| target.pod_ip.to_string());
-        if http
-            .scheme
-            .as_deref()
-            .is_some_and(|s| s.eq_ignore_ascii_case("HTTPS"))
-        {
-            return Err("HTTPS probes are not supported by drover yet".into());
-        }
-        let path = http.path.clone().unwrap_or_else(|| "/".into());
-        let url = format!("http://{host}:{port}{path}");
-        let mut stream = tokio::net::TcpStream::connect((host.as_str(), port))
-            .await
-            .map_err(|e| format!("Get \"{url}\": dial tcp {host}:{port}: {e}"))?;
-        let mut request = format!(
-            "GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: kube-probe/1.33\r\nAccept: */*\r\nConnection: close\r\n"
-        );
-        for header in http.http_headers.iter().flatten() {
-            request.push_str(&format!("{}: {}\r\n", header.name, header.value));
-        }
-        request.push_str("\r\n");
-        stream
-            .write_all(request.as_bytes())
-            .await
-            .map_err(|e| format!("Get \"{url}\": {e}"))?;
-        let mut head = vec![0u8; 64];
-        let n = stream
-            .read(&mut head)
-            .await
-            .map_err(|e| format!("Get \"{url}\": {e}"))?;
-        let line = String::from_utf8_lossy(&head[..n]).to_string();
-        let code: u16 = line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .ok_or_else(|| format!("Get \"{url}\": malformed HTTP response"))?;
-        return if (200..400).contains(&code) {
-            Ok(())
-        } else {
-            Err(format!("HTTP probe failed with statuscode: {code}"))
-        };
-    }
-    if probe.grpc.is_some() {
-        return Err("gRPC probes are not supported by drover yet".into());
-    }
-    Err("the probe has no handler".into())
-}
-
-fn resolve_port(port: &IntOrString, container: &Container) -> Result<u16, String> {
-    match port {
-        IntOrString::Int(p) => u16::try_from(*p).map_err(|_| format!("invalid port {p}")),
-        IntOrString::String(name) => container
-            .ports
-            .iter()
-            .flatten()
-            .find(|p| p.name.as_deref() == Some(name.as_str()))
-            .and_then(|p| u16::try_from(p.container_port).ok())
-            .ok_or_else(|| format!("couldn't find port {name} in container {}", container.name)),
-    }
+    let action = crate::handlers::probe_action(probe, target.container)?;
+    crate::handlers::run(&action, target, timeout).await
 }

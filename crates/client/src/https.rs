@@ -200,20 +200,13 @@ pub async fn fetch_ca_unverified(url: &str) -> Result<String> {
         .trim_end_matches(']')
         .to_string();
     let port = uri.port_u16().unwrap_or(443);
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| ClientError::Transport(e.to_string()))?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let config = unverified_tls_config(&[b"http/1.1"]);
     let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
         .await
         .map_err(|e| ClientError::Transport(format!("connecting to {url}: {e}")))?;
     let name = rustls::pki_types::ServerName::try_from(host.clone())
         .map_err(|e| ClientError::Transport(format!("server name {host}: {e}")))?;
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+    let tls = tokio_rustls::TlsConnector::from(config)
         .connect(name, tcp)
         .await
         .map_err(|e| ClientError::Transport(format!("TLS with {url}: {e}")))?;
@@ -251,7 +244,22 @@ pub async fn fetch_ca_unverified(url: &str) -> Result<String> {
         .map_err(|_| ClientError::Transport(format!("GET {url}/cacerts: not text")))
 }
 
-/// Accepts any server certificate (only for [`fetch_ca_unverified`]);
+/// A TLS client configuration that accepts any server certificate: for
+/// the join's `/cacerts` fetch (checked by hash afterwards) and for HTTPS
+/// probes, which the kubelet does not verify either.
+pub fn unverified_tls_config(alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default protocol versions")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Arc::new(config)
+}
+
+/// Accepts any server certificate (see [`unverified_tls_config`]);
 /// signatures are still checked, so the peer holds the certificate's key.
 #[derive(Debug)]
 struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);

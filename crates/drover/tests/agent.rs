@@ -740,3 +740,94 @@ fn graceful_termination_sends_sigterm_and_waits_out_the_grace_period() {
         deleted_at.elapsed()
     );
 }
+
+#[test]
+fn post_start_and_pre_stop_hooks_run_in_the_container() {
+    let s = Server::start_with_agent(&[]);
+    // The hooks write to the container's own stdout (/proc/1/fd/1 in its
+    // PID namespace), so the order shows in its log: postStart, then on
+    // deletion preStop, and only then SIGTERM.
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: hooked
+spec:
+  terminationGracePeriodSeconds: 60
+  containers:
+  - name: c
+    image: unused
+    command: ["sh", "-c", "trap 'echo got TERM; exit 0' TERM; echo main; while true; do sleep 0.2; done"]
+    lifecycle:
+      postStart:
+        exec:
+          command: ["sh", "-c", "echo postStart > /proc/1/fd/1"]
+      preStop:
+        exec:
+          command: ["sh", "-c", "echo preStop > /proc/1/fd/1; sleep 1"]
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: bad-hook
+spec:
+  restartPolicy: Never
+  containers:
+  - name: c
+    image: unused
+    command: ["sleep", "600"]
+    lifecycle:
+      postStart:
+        exec:
+          command: ["sh", "-c", "exit 7"]
+"#,
+    );
+    s.wait("hooked ran its postStart hook", TIMEOUT, || {
+        let log = String::from_utf8_lossy(&s.kubectl(&["logs", "hooked"]).stdout).to_string();
+        log.contains("postStart")
+    });
+    assert_eq!(pod(&s, "hooked")["status"]["phase"], "Running");
+    let follower = std::process::Command::new(common::kubectl_binary())
+        .args(["logs", "-f", "hooked"])
+        .env("KUBECONFIG", &s.kubeconfig)
+        .env("HOME", s.home.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    s.ok(&["delete", "pod", "hooked", "--wait=false"]);
+    let out = follower.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stdout).to_string();
+    let lines: Vec<&str> = log.lines().collect();
+    let at = |what: &str| {
+        lines
+            .iter()
+            .position(|l| *l == what)
+            .unwrap_or_else(|| panic!("no {what:?} in the log:\n{log}"))
+    };
+    assert!(
+        at("main") < at("preStop") || at("postStart") < at("preStop"),
+        "{log}"
+    );
+    assert!(
+        at("preStop") < at("got TERM"),
+        "preStop must run before SIGTERM:\n{log}"
+    );
+
+    // A failing postStart hook: an event naming the hook, the container killed.
+    s.wait("FailedPostStartHook event", TIMEOUT, || {
+        let events = s.ok(&[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=bad-hook",
+        ]);
+        events.contains("FailedPostStartHook")
+            && events.contains("Exec lifecycle hook ([\"sh\", \"-c\", \"exit 7\"])")
+            && events.contains("exited with 7")
+    });
+    s.wait("bad-hook's container killed", TIMEOUT, || {
+        pod(&s, "bad-hook")["status"]["phase"] == "Failed"
+    });
+}
