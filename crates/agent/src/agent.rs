@@ -33,6 +33,7 @@ pub struct Agent {
     default_runtime: String,
     workers: Mutex<BTreeMap<String, Worker>>,
     metrics: Arc<crate::metrics::MetricsStore>,
+    host_ports: crate::hostports::HostPorts,
 }
 
 struct Worker {
@@ -58,6 +59,7 @@ impl Agent {
             default_runtime: default_runtime.to_string(),
             workers: Mutex::new(BTreeMap::new()),
             metrics: Arc::new(crate::metrics::MetricsStore::default()),
+            host_ports: Default::default(),
         })
     }
 
@@ -261,6 +263,7 @@ impl Agent {
             for uid in runtime.pods().await {
                 if !live.contains(&uid) {
                     tracing::info!("agent: cleaning up pod {uid}, gone from the API");
+                    self.host_ports.remove(&uid);
                     if let Err(e) = runtime.forget(&uid).await {
                         tracing::warn!("agent: cleaning up pod {uid}: {e}");
                     }
@@ -291,6 +294,7 @@ impl Agent {
             host_ip: self.node.address.clone(),
         };
         let mut reported_runtime_error = false;
+        let mut reported_host_port_error = false;
         loop {
             let pod = shared.lock().unwrap_or_else(|p| p.into_inner()).clone();
             let uid = pod.metadata.uid.clone().unwrap_or_default();
@@ -344,7 +348,30 @@ impl Agent {
                 }
             }
             self.publish_status(&pod, &decision.status).await;
+            if let Some(sandbox) = &observed.sandbox {
+                if pod.metadata.deletion_timestamp.is_none()
+                    && !decision.steps.contains(&Step::RemoveSandbox)
+                {
+                    let ip = sandbox
+                        .ip
+                        .clone()
+                        .unwrap_or_else(|| self.node.address.clone());
+                    if let Err(e) = self.host_ports.ensure(&uid, &pod, &ip).await {
+                        if !reported_host_port_error {
+                            self.event(
+                                &pod,
+                                true,
+                                "FailedCreatePodSandBox",
+                                &format!("Failed to publish the pod's host ports: {e}"),
+                            )
+                            .await;
+                            reported_host_port_error = true;
+                        }
+                    }
+                }
+            }
             if decision.finished && self.final_delete(&pod).await {
+                self.host_ports.remove(&uid);
                 let _ = runtime.forget(&uid).await;
                 return;
             }
@@ -453,6 +480,7 @@ impl Agent {
                 }
             }
             Step::RemoveSandbox => {
+                self.host_ports.remove(&uid);
                 if let Err(e) = runtime.remove_sandbox(&uid).await {
                     tracing::warn!("agent: removing the sandbox of pod {uid}: {e}");
                 }

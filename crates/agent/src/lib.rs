@@ -6,6 +6,7 @@
 
 pub mod agent;
 pub mod handlers;
+pub mod hostports;
 pub mod logs;
 pub mod metrics;
 pub mod node;

@@ -831,3 +831,62 @@ spec:
         pod(&s, "bad-hook")["status"]["phase"] == "Failed"
     });
 }
+
+#[test]
+fn a_host_port_reaches_the_pod_and_a_second_claim_does_not_fit() {
+    let s = Server::start_with_agent(&[]);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let manifest = |name: &str| {
+        format!(
+            r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+spec:
+  containers:
+  - name: web
+    image: unused
+    command: [python3, -m, http.server, "8080", --bind, 0.0.0.0, --directory, /]
+    ports:
+    - containerPort: 8080
+      hostPort: {port}
+      hostIP: 127.0.0.1
+"#
+        )
+    };
+    s.ok_stdin(&["apply", "-f", "-"], &manifest("published"));
+    s.wait("the pod answers on 127.0.0.1:hostPort", TIMEOUT, || {
+        http_ok("127.0.0.1", port)
+    });
+    let p = pod(&s, "published");
+    assert_ne!(
+        p["status"]["podIP"], "127.0.0.1",
+        "the pod has its own IP: {p}"
+    );
+
+    // The node's port is taken: a second pod asking for it fits nowhere.
+    s.ok_stdin(&["apply", "-f", "-"], &manifest("second"));
+    s.wait("second reports why it cannot be scheduled", TIMEOUT, || {
+        let p = pod(&s, "second");
+        p["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| {
+                c["type"] == "PodScheduled"
+                    && c["message"].as_str().is_some_and(|m| {
+                        m.contains("didn't have free ports for the requested pod ports")
+                    })
+            })
+    });
+
+    // Gone with the pod.
+    s.ok(&["delete", "pod", "published", "--grace-period=1"]);
+    s.wait("the hostPort is released", TIMEOUT, || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
+    });
+}
