@@ -10,4 +10,5 @@ pub mod metrics;
 pub mod node;
 pub mod prober;
 pub mod runtime;
+pub mod streams;
 pub mod sync;

@@ -227,25 +227,30 @@ pub(crate) async fn serve(
             .collect::<Vec<_>>()
             .join(",")
     };
-    let websocket = header_value(header::UPGRADE)
-        .split(',')
-        .any(|u| u.trim().eq_ignore_ascii_case("websocket"));
-    let key = parts.headers.get(header::SEC_WEBSOCKET_KEY).cloned();
-    let (Some(key), true) = (key, websocket) else {
-        return Err(ApiError::bad_request(
+    let raw_query = parts.uri.query().map(str::to_string);
+    // Errors about the pod and container come first: kubectl retries a
+    // failed WebSocket upgrade over SPDY and shows that attempt's error.
+    let negotiate_upgrade = || -> Result<(http::HeaderValue, Protocol, &'static str), ApiError> {
+        let websocket = header_value(header::UPGRADE)
+            .split(',')
+            .any(|u| u.trim().eq_ignore_ascii_case("websocket"));
+        let key = parts.headers.get(header::SEC_WEBSOCKET_KEY).cloned();
+        let (Some(key), true) = (key, websocket) else {
+            return Err(ApiError::bad_request(
             "drover serves exec, attach and portforward over WebSocket only: upgrade request required",
         ));
+        };
+        let offered = header_value(header::SEC_WEBSOCKET_PROTOCOL);
+        let offered: Vec<&str> = offered.split(',').map(str::trim).collect();
+        let Some((protocol, protocol_name)) = negotiate(kind, &offered) else {
+            return Err(ApiError::bad_request(format!(
+                "none of the offered WebSocket subprotocols [{}] is supported",
+                offered.join(", ")
+            )));
+        };
+        Ok((key, protocol, protocol_name))
     };
-    let offered = header_value(header::SEC_WEBSOCKET_PROTOCOL);
-    let offered: Vec<&str> = offered.split(',').map(str::trim).collect();
-    let Some((protocol, protocol_name)) = negotiate(kind, &offered) else {
-        return Err(ApiError::bad_request(format!(
-            "none of the offered WebSocket subprotocols [{}] is supported",
-            offered.join(", ")
-        )));
-    };
-    let raw_query = parts.uri.query().map(str::to_string);
-    let session: Session = match kind {
+    let (session, key, protocol_name) = match kind {
         Kind::Exec | Kind::Attach => {
             let name = pod
                 .pointer("/metadata/name")
@@ -287,6 +292,7 @@ pub(crate) async fn serve(
                     "you must specify at least 1 of stdin, stdout, stderr",
                 ));
             }
+            let (key, protocol, protocol_name) = negotiate_upgrade()?;
             let Protocol::Channel(version) = protocol else {
                 return Err(ApiError::bad_request(format!(
                     "{protocol_name} is for port forwarding"
@@ -299,15 +305,20 @@ pub(crate) async fn serve(
             }
             .map_err(node_error)?;
             tracing::debug!("{kind:?} into {name}/{container}: {protocol_name}");
-            Session::Exec {
-                version,
-                command: request.command,
-                streams,
-            }
+            (
+                Session::Exec {
+                    version,
+                    command: request.command,
+                    streams,
+                },
+                key,
+                protocol_name,
+            )
         }
         Kind::PortForward => {
             let node = node_of(server, &pod, None)?;
-            match protocol {
+            let (key, protocol, protocol_name) = negotiate_upgrade()?;
+            let session = match protocol {
                 Protocol::Channel(_) => {
                     let ports = parse_ports(raw_query.as_deref()).map_err(ApiError::bad_request)?;
                     if ports.is_empty() {
@@ -318,7 +329,8 @@ pub(crate) async fn serve(
                     Session::PortForward { node, pod, ports }
                 }
                 Protocol::SpdyPortForward => Session::SpdyPortForward { node, pod },
-            }
+            };
+            (session, key, protocol_name)
         }
     };
     let Some(on_upgrade) = parts.extensions.remove::<hyper::upgrade::OnUpgrade>() else {
@@ -452,7 +464,23 @@ async fn run_exec<S>(
             .send(Message::Binary(channel_message(3, &message).into()))
             .await;
     }
-    let _ = ws.close(None).await;
+    close(&mut ws).await;
+}
+
+/// A normal closure (1000): client-go takes a close without a status code
+/// for an error.
+async fn close<S>(ws: &mut WebSocketStream<S>)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let _ = ws
+        .close(Some(tokio_tungstenite::tungstenite::protocol::CloseFrame {
+            code: tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode::Normal,
+            reason: "".into(),
+        }))
+        .await;
+    // Let the client's close frame arrive so the TCP connection ends cleanly.
+    while let Some(Ok(_)) = ws.next().await {}
 }
 
 /// The channel protocol for ports: connects every port at once, then
@@ -529,7 +557,7 @@ async fn run_port_forward<S>(
             },
         }
     }
-    let _ = ws.close(None).await;
+    close(&mut ws).await;
 }
 
 /// Copies a tunnel: `writes` into it (shut down when the sender goes),

@@ -16,7 +16,9 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use agent::runtime::{ContainerLaunch, ContainerRuntime, RuntimeError, Usage};
+use agent::runtime::{
+    ContainerLaunch, ContainerRuntime, ExecRequest, ProcessStreams, RuntimeError, Usage,
+};
 use agent::sync::{ContainerInstance, InstanceState, Observed, Sandbox};
 use k8s_openapi::api::core::v1::Pod;
 use nix::sys::signal::{kill, Signal};
@@ -201,6 +203,42 @@ impl ProcessRuntime {
         let state = read_state(&self.container_dir(uid, name, attempt).join("state.json"))?;
         (state.exit_code.is_none() && state.failed.is_none() && state.pid > 0)
             .then(|| Pid::from_raw(state.pid))
+    }
+
+    /// `argv` run inside a running container instance: `nsenter` into its
+    /// PID, mount, UTS, IPC and network namespaces (joined from outside, as
+    /// `kubectl exec` does) with the container's environment and working
+    /// directory.
+    fn nsenter(
+        &self,
+        uid: &str,
+        name: &str,
+        attempt: u32,
+        argv: &[String],
+    ) -> Result<tokio::process::Command, RuntimeError> {
+        let dir = self.container_dir(uid, name, attempt);
+        let Some(pid) = self.running_pid(uid, name, attempt) else {
+            return Err(RuntimeError::Invalid(format!(
+                "container {name} is not running"
+            )));
+        };
+        let config: ShimConfig = std::fs::read(dir.join("config.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or_else(|| RuntimeError::Invalid(format!("container {name} has no config")))?;
+        if argv.is_empty() {
+            return Err(RuntimeError::Invalid("no command given".into()));
+        }
+        let mut command = tokio::process::Command::new("nsenter");
+        command
+            .arg("-t")
+            .arg(pid.as_raw().to_string())
+            .args(["-p", "-m", "-u", "-i", "-n", "--"])
+            .args(argv)
+            .env_clear()
+            .envs(config.env.iter().map(|(k, v)| (k, v)))
+            .current_dir(config.working_dir.as_deref().unwrap_or("/"));
+        Ok(command)
     }
 
     /// Records a container that could not be started, as the shim would.
@@ -485,32 +523,8 @@ impl ContainerRuntime for ProcessRuntime {
         argv: &[String],
         timeout: Duration,
     ) -> Result<(i32, String), RuntimeError> {
-        let dir = self.container_dir(uid, name, attempt);
-        let Some(pid) = self.running_pid(uid, name, attempt) else {
-            return Err(RuntimeError::Invalid(format!(
-                "container {name} is not running"
-            )));
-        };
-        let config: ShimConfig = std::fs::read(dir.join("config.json"))
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .ok_or_else(|| RuntimeError::Invalid(format!("container {name} has no config")))?;
-        if argv.is_empty() {
-            return Err(RuntimeError::Invalid("no command given".into()));
-        }
-        // Enter the container's PID, mount, UTS and IPC namespaces (the
-        // process joins them from outside, as `kubectl exec` does).
-        let mut command = tokio::process::Command::new("nsenter");
-        command
-            .arg("-t")
-            .arg(pid.as_raw().to_string())
-            .args(["-p", "-m", "-u", "-i", "-n", "--"])
-            .args(argv)
-            .env_clear()
-            .envs(config.env.iter().map(|(k, v)| (k, v)))
-            .current_dir(config.working_dir.as_deref().unwrap_or("/"))
-            .stdin(Stdio::null())
-            .kill_on_drop(true);
+        let mut command = self.nsenter(uid, name, attempt, argv)?;
+        command.stdin(Stdio::null()).kill_on_drop(true);
         let output = tokio::time::timeout(timeout, command.output())
             .await
             .map_err(|_| {
@@ -521,6 +535,42 @@ impl ContainerRuntime for ProcessRuntime {
         text.push_str(&String::from_utf8_lossy(&output.stderr));
         let code = output.status.code().unwrap_or(128 + 9);
         Ok((code, text))
+    }
+
+    async fn exec(
+        &self,
+        uid: &str,
+        name: &str,
+        attempt: u32,
+        request: &ExecRequest,
+    ) -> Result<ProcessStreams, RuntimeError> {
+        let command = self.nsenter(uid, name, attempt, &request.command)?;
+        crate::streams::spawn(command, request).map_err(io("running nsenter for an exec"))
+    }
+
+    async fn port_forward(
+        &self,
+        uid: &str,
+        port: u16,
+    ) -> Result<tokio::net::TcpStream, RuntimeError> {
+        let Some(sandbox) = self.sandbox_file(uid) else {
+            return Err(RuntimeError::Invalid(format!(
+                "pod sandbox of {uid} not found"
+            )));
+        };
+        // hostNetwork pods (no namespace of their own): the host's loopback.
+        let netns = sandbox.netns;
+        let place = match &netns {
+            Some(path) => format!("inside namespace \"{}\"", path.display()),
+            None => "on the host network".to_string(),
+        };
+        crate::streams::connect_in_netns(netns, port)
+            .await
+            .map_err(|e| {
+                RuntimeError::Invalid(format!(
+                    "failed to connect to localhost:{port} {place}: {e}"
+                ))
+            })
     }
 
     fn log_path(&self, uid: &str, name: &str, attempt: u32) -> Option<PathBuf> {
