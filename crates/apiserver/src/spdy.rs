@@ -253,8 +253,9 @@ fn parse_header_block(block: &[u8]) -> Result<Headers, SpdyError> {
 }
 
 /// The sending half. Header blocks go out as stored (uncompressed) deflate
-/// blocks of one zlib stream primed with the dictionary: valid for any
-/// inflater, and headers here are a few bytes.
+/// blocks of one zlib stream primed with the dictionary, each followed by
+/// the empty stored block of a sync flush: valid for any inflater, and the
+/// headers this server sends are a few bytes.
 #[derive(Default)]
 pub struct Encoder {
     started: bool,
@@ -327,6 +328,10 @@ impl Encoder {
             out.extend((!len).to_le_bytes());
             out.extend(chunk);
         }
+        // An empty stored block, as zlib's sync flush ends with: Go's
+        // inflater only hands out a stored block's bytes once it has read
+        // the next block's header, which must be inside this frame.
+        out.extend([0x00, 0x00, 0x00, 0xff, 0xff]);
         out
     }
 }
