@@ -199,15 +199,6 @@ fn node_of(
     })
 }
 
-fn node_error(e: crate::nodes::NodeError) -> ApiError {
-    let reason = match e.code {
-        400 => "BadRequest",
-        404 => "NotFound",
-        _ => "InternalError",
-    };
-    ApiError::new(e.code, reason, e.message)
-}
-
 /// `GET|POST pods/NAME/{exec,attach,portforward}`: validates, asks the
 /// node (errors become a Status before the upgrade), then answers 101 and
 /// serves the session on the upgraded connection.
@@ -299,11 +290,14 @@ pub(crate) async fn serve(
                 )));
             };
             let node = node_of(server, &pod, Some(&container))?;
+            // The node's errors go on the error channel after the upgrade
+            // (as the kubelet's do): an HTTP error here would make kubectl
+            // retry over SPDY and show that attempt's error instead.
             let streams = match kind {
                 Kind::Exec => node.exec(&pod, &request).await,
                 _ => node.attach(&pod, &request).await,
             }
-            .map_err(node_error)?;
+            .map_err(|e| e.message);
             tracing::debug!("{kind:?} into {name}/{container}: {protocol_name}");
             (
                 Session::Exec {
@@ -377,7 +371,7 @@ enum Session {
     Exec {
         version: u8,
         command: Vec<String>,
-        streams: ProcessStreams,
+        streams: Result<ProcessStreams, String>,
     },
     PortForward {
         node: Arc<dyn NodeConnection>,
@@ -396,10 +390,22 @@ async fn run_exec<S>(
     mut ws: WebSocketStream<S>,
     version: u8,
     command: &[String],
-    streams: ProcessStreams,
+    streams: Result<ProcessStreams, String>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    let streams = match streams {
+        Ok(s) => s,
+        Err(message) => {
+            if let Some(m) = exit_message(version, command, &ExitStatus::Error(message)) {
+                let _ = ws
+                    .send(Message::Binary(channel_message(3, &m).into()))
+                    .await;
+            }
+            close(&mut ws).await;
+            return;
+        }
+    };
     let ProcessStreams {
         mut stdin,
         mut stdout,

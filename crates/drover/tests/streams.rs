@@ -285,3 +285,55 @@ spec:
         "{stderr}"
     );
 }
+
+#[test]
+fn kubectl_attach_writes_to_stdin_and_reads_the_output() {
+    let s = Server::start_with_agent(&[]);
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: echo}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: cat
+    image: unused
+    command: [cat]
+    stdin: true
+    stdinOnce: true
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: quiet}
+spec:
+  containers:
+  - {name: main, image: unused, command: [sleep, "3600"]}
+"#,
+    );
+    running(&s, "echo");
+    running(&s, "quiet");
+    let out = s.kubectl_stdin(&["attach", "-i", "echo"], Some("hello\nworld\n"));
+    assert!(out.status.success(), "{}", output(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "hello\nworld\n",
+        "{}",
+        output(&out)
+    );
+    // stdinOnce: the attach's end closed cat's stdin, so cat is done.
+    s.wait("pod echo Succeeded", TIMEOUT, || {
+        let pod: Value = s.json(&["get", "pod", "echo"]);
+        pod["status"]["phase"] == "Succeeded"
+    });
+    let logs = s.ok(&["logs", "echo"]);
+    assert_eq!(logs, "hello\nworld\n");
+
+    // A container without stdin: nothing to attach stdin to.
+    let err = s.fails(&["attach", "-i", "quiet"], Some("x\n"));
+    assert!(
+        err.contains("stdin is not enabled for container \"main\""),
+        "{err}"
+    );
+}

@@ -255,6 +255,11 @@ impl ProcessRuntime {
     }
 }
 
+/// The abstract socket of a container instance's stdin relay.
+fn stdin_socket_name(uid: &str, name: &str, attempt: u32) -> String {
+    format!("drover-stdin/{uid}/{name}/{attempt}")
+}
+
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> RuntimeError {
     let what = what.into();
     move |e| RuntimeError::io(what, e)
@@ -400,6 +405,15 @@ impl ContainerRuntime for ProcessRuntime {
             cgroups: self.cgroups.clone(),
             cgroup,
             netns: self.sandbox_file(uid).and_then(|s| s.netns),
+            stdin: pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.containers.iter().find(|c| c.name == launch.name))
+                .filter(|c| c.stdin == Some(true))
+                .map(|c| crate::shim::StdinConfig {
+                    socket_name: stdin_socket_name(uid, &launch.name, launch.attempt),
+                    once: c.stdin_once == Some(true),
+                }),
         };
         let config_path = dir.join("config.json");
         std::fs::write(
@@ -546,6 +560,39 @@ impl ContainerRuntime for ProcessRuntime {
     ) -> Result<ProcessStreams, RuntimeError> {
         let command = self.nsenter(uid, name, attempt, &request.command)?;
         crate::streams::spawn(command, request).map_err(io("running nsenter for an exec"))
+    }
+
+    async fn attach_stdin(
+        &self,
+        uid: &str,
+        name: &str,
+        attempt: u32,
+    ) -> Result<tokio::sync::mpsc::Sender<bytes::Bytes>, RuntimeError> {
+        use std::os::linux::net::SocketAddrExt;
+        let socket = stdin_socket_name(uid, name, attempt);
+        let address = std::os::unix::net::SocketAddr::from_abstract_name(socket.as_bytes())
+            .map_err(io("naming the stdin socket"))?;
+        let stream = std::os::unix::net::UnixStream::connect_addr(&address).map_err(|e| {
+            RuntimeError::Invalid(format!(
+                "container {name} has no stdin to attach to (@{socket}: {e})"
+            ))
+        })?;
+        stream
+            .set_nonblocking(true)
+            .map_err(io("setting up the stdin socket"))?;
+        let mut stream =
+            tokio::net::UnixStream::from_std(stream).map_err(io("setting up the stdin socket"))?;
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(16);
+        tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            while let Some(bytes) = rx.recv().await {
+                if stream.write_all(&bytes).await.is_err() {
+                    return;
+                }
+            }
+            let _ = stream.shutdown().await;
+        });
+        Ok(tx)
     }
 
     async fn port_forward(
