@@ -337,3 +337,184 @@ spec:
         "{err}"
     );
 }
+
+/// A WebSocket client of the API server (TLS trusting the server's CA,
+/// the admin token), offering `protocol`.
+async fn websocket(
+    s: &Server,
+    path_and_query: &str,
+    protocol: &str,
+) -> tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let pem = std::fs::read(s.data_dir.path().join("tls/ca.crt")).expect("the server's CA");
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let address = s.url.trim_start_matches("https://").to_string();
+    let tcp = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let ip: std::net::IpAddr = address.rsplit_once(':').unwrap().0.parse().unwrap();
+    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(rustls::pki_types::ServerName::IpAddress(ip.into()), tcp)
+        .await
+        .unwrap();
+    let mut request = format!("wss://{address}{path_and_query}")
+        .into_client_request()
+        .unwrap();
+    let headers = request.headers_mut();
+    headers.insert(
+        "Authorization",
+        format!("Bearer {}", s.token).parse().unwrap(),
+    );
+    headers.insert("Sec-WebSocket-Protocol", protocol.parse().unwrap());
+    let (ws, response) = tokio_tungstenite::client_async(request, tls)
+        .await
+        .unwrap_or_else(|e| panic!("websocket to {path_and_query}: {e}"));
+    assert_eq!(
+        response.headers()["sec-websocket-protocol"],
+        protocol,
+        "negotiated protocol"
+    );
+    ws
+}
+
+/// Every binary message until the server closes, as (channel, data).
+async fn messages<S>(ws: &mut tokio_tungstenite::WebSocketStream<S>) -> Vec<(u8, Vec<u8>)>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use futures::StreamExt;
+    let mut out = Vec::new();
+    while let Some(message) = tokio::time::timeout(TIMEOUT, ws.next())
+        .await
+        .expect("the server ends the session")
+    {
+        match message {
+            Ok(tokio_tungstenite::tungstenite::Message::Binary(data)) => {
+                if let Some((channel, rest)) = data.split_first() {
+                    out.push((*channel, rest.to_vec()));
+                }
+            }
+            Ok(tokio_tungstenite::tungstenite::Message::Close(_)) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+    out
+}
+
+fn channel(messages: &[(u8, Vec<u8>)], channel: u8) -> Vec<u8> {
+    messages
+        .iter()
+        .filter(|(c, _)| *c == channel)
+        .flat_map(|(_, d)| d.clone())
+        .collect()
+}
+
+#[test]
+fn raw_websocket_clients_speak_the_channel_protocols() {
+    use futures::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let s = Server::start_with_agent(&[]);
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: ws}
+spec:
+  containers:
+  - name: web
+    image: unused
+    command: [sh, -c, 'mkdir -p /tmp/ws-www && cd /tmp/ws-www && echo raw-client > index.html && exec python3 -m http.server --bind 127.0.0.1 8080']
+"#,
+    );
+    running(&s, "ws");
+    s.wait("the pod's server listening", TIMEOUT, || {
+        s.kubectl(&[
+            "exec",
+            "ws",
+            "--",
+            "python3",
+            "-c",
+            "import socket; socket.create_connection(('127.0.0.1', 8080))",
+        ])
+        .status
+        .success()
+    });
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        // v5 exec: the exit code in the error channel's Status.
+        let mut ws = websocket(
+            &s,
+            "/api/v1/namespaces/default/pods/ws/exec?command=sh&command=-c&command=echo%20out%3B%20exit%207&stdout=true&stderr=true",
+            "v5.channel.k8s.io",
+        )
+        .await;
+        let got = messages(&mut ws).await;
+        assert_eq!(channel(&got, 1), b"out\n", "{got:?}");
+        let status: Value = serde_json::from_slice(&channel(&got, 3)).expect("a Status");
+        assert_eq!(status["status"], "Failure", "{status}");
+        assert_eq!(status["reason"], "NonZeroExitCode", "{status}");
+        assert_eq!(
+            status["details"]["causes"][0],
+            serde_json::json!({"reason": "ExitCode", "message": "7"}),
+            "{status}"
+        );
+
+        // v5 stdin, ended by the close channel.
+        let mut ws = websocket(
+            &s,
+            "/api/v1/namespaces/default/pods/ws/exec?command=cat&stdin=true&stdout=true",
+            "v5.channel.k8s.io",
+        )
+        .await;
+        ws.send(Message::Binary(b"\x00through stdin".to_vec().into()))
+            .await
+            .unwrap();
+        ws.send(Message::Binary(vec![255, 0].into())).await.unwrap();
+        let got = messages(&mut ws).await;
+        assert_eq!(channel(&got, 1), b"through stdin", "{got:?}");
+        let status: Value = serde_json::from_slice(&channel(&got, 3)).expect("a Status");
+        assert_eq!(status["status"], "Success", "{status}");
+
+        // v4 port-forward (kube-rs): each channel opens with the port.
+        let mut ws = websocket(
+            &s,
+            "/api/v1/namespaces/default/pods/ws/portforward?ports=8080",
+            "v4.channel.k8s.io",
+        )
+        .await;
+        let mut request = vec![0u8];
+        request.extend_from_slice(b"GET /index.html HTTP/1.0\r\n\r\n");
+        ws.send(Message::Binary(request.into())).await.unwrap();
+        let got = messages(&mut ws).await;
+        let firsts: Vec<&(u8, Vec<u8>)> = got.iter().take(2).collect();
+        assert_eq!(
+            firsts,
+            [&(0, 8080u16.to_le_bytes().to_vec()), &(1, 8080u16.to_le_bytes().to_vec())],
+            "{got:?}"
+        );
+        let response = String::from_utf8_lossy(&channel(&got[2..], 0)).to_string();
+        assert!(response.starts_with("HTTP/1.0 200"), "{response}");
+        assert!(response.ends_with("raw-client\n"), "{response}");
+        assert!(channel(&got[2..], 1).is_empty(), "{got:?}");
+
+        // Nothing listening: the error channel says so.
+        let mut ws = websocket(
+            &s,
+            "/api/v1/namespaces/default/pods/ws/portforward?ports=9999",
+            "v4.channel.k8s.io",
+        )
+        .await;
+        let got = messages(&mut ws).await;
+        let error = String::from_utf8_lossy(&channel(&got[2..], 1)).to_string();
+        assert!(error.contains("error forwarding port 9999 to pod"), "{got:?}");
+    });
+}
