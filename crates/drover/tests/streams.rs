@@ -85,7 +85,7 @@ spec:
 
     // Inside the container's PID namespace: PID 1 is its command; its env.
     let cmdline = s.ok(&["exec", "box", "--", "cat", "/proc/1/cmdline"]);
-    assert_eq!(cmdline, "sleep\03600\0");
+    assert_eq!(cmdline, "sleep\u{0}3600\u{0}");
     let env = s.ok(&[
         "exec",
         "box",
