@@ -500,7 +500,7 @@ async fn run_port_forward<S>(
     S: AsyncRead + AsyncWrite + Unpin,
 {
     // (port index, bytes read; None at EOF)
-    let (read_tx, mut read_rx) = mpsc::channel::<(usize, Option<Bytes>)>(16);
+    let (read_tx, mut read_rx) = mpsc::channel::<(usize, Event)>(16);
     let mut writers: HashMap<usize, mpsc::Sender<Bytes>> = HashMap::new();
     let mut open = 0;
     for (i, port) in ports.iter().enumerate() {
@@ -550,12 +550,12 @@ async fn run_port_forward<S>(
                 Some(Ok(_)) => {}
             },
             read = read_rx.recv() => match read {
-                Some((i, Some(bytes))) => {
+                Some((i, Event::Data(bytes))) => {
                     if ws.send(Message::Binary(channel_message((2 * i) as u8, &bytes).into())).await.is_err() {
                         return;
                     }
                 }
-                Some((i, None)) => {
+                Some((i, Event::End | Event::Failed(_))) => {
                     writers.remove(&i);
                     open -= 1;
                 }
@@ -566,12 +566,20 @@ async fn run_port_forward<S>(
     close(&mut ws).await;
 }
 
+/// What happened on one forwarded connection, in order.
+enum Event {
+    Data(Bytes),
+    /// The connection could not be made (the message for the user).
+    Failed(String),
+    End,
+}
+
 /// Copies a tunnel: `writes` into it (shut down when the sender goes),
-/// what it yields out to `reads` tagged with `tag`, `None` at its end.
+/// what it yields out to `reads` tagged with `tag`, then [`Event::End`].
 async fn pump<T>(
     tunnel: Box<dyn crate::nodes::Tunnel>,
     mut writes: mpsc::Receiver<Bytes>,
-    reads: mpsc::Sender<(T, Option<Bytes>)>,
+    reads: mpsc::Sender<(T, Event)>,
     tag: T,
 ) where
     T: Clone + Send + 'static,
@@ -591,7 +599,10 @@ async fn pump<T>(
             Ok(0) | Err(_) => break,
             Ok(n) => {
                 if reads
-                    .send((tag.clone(), Some(Bytes::copy_from_slice(&buffer[..n]))))
+                    .send((
+                        tag.clone(),
+                        Event::Data(Bytes::copy_from_slice(&buffer[..n])),
+                    ))
                     .await
                     .is_err()
                 {
@@ -601,7 +612,7 @@ async fn pump<T>(
             }
         }
     }
-    let _ = reads.send((tag, None)).await;
+    let _ = reads.send((tag, Event::End)).await;
     // The read side ended: the peer is done; stop writing too.
     writing.abort();
 }
@@ -615,14 +626,6 @@ struct SpdyRequest {
     writer: Option<mpsc::Sender<Bytes>>,
     pending: Vec<Bytes>,
     started: bool,
-}
-
-enum SpdyOut {
-    Data {
-        stream_id: u32,
-        fin: bool,
-        data: Bytes,
-    },
 }
 
 /// SPDY/3.1 inside the WebSocket: every SYN_STREAM is answered with a
@@ -641,9 +644,8 @@ async fn run_spdy_port_forward<S>(
     let mut requests: HashMap<String, SpdyRequest> = HashMap::new();
     // stream id -> request id
     let mut streams: HashMap<u32, String> = HashMap::new();
-    let (out_tx, mut out_rx) = mpsc::channel::<SpdyOut>(32);
     // (request id, bytes read from the port; None at its end)
-    let (read_tx, mut read_rx) = mpsc::channel::<(String, Option<Bytes>)>(32);
+    let (read_tx, mut read_rx) = mpsc::channel::<(String, Event)>(32);
     loop {
         let mut wire: Vec<u8> = Vec::new();
         tokio::select! {
@@ -665,7 +667,7 @@ async fn run_spdy_port_forward<S>(
                         }
                     };
                     match frame {
-                        spdy::Frame::SynStream { stream_id, headers, fin, .. } => {
+                        spdy::Frame::SynStream { stream_id, headers, .. } => {
                             wire.extend(encoder.syn_reply(stream_id, false, &spdy::Headers::new()));
                             let request_id = headers.get("requestid").cloned().unwrap_or_default();
                             let port = headers.get("port").and_then(|p| p.parse::<u16>().ok());
@@ -685,10 +687,10 @@ async fn run_spdy_port_forward<S>(
                                 }
                             }
                             streams.insert(stream_id, request_id.clone());
-                            let _ = fin;
-                            if let (Some(data), Some(error), false) = (request.data_stream, request.error_stream, request.started) {
+                            if request.data_stream.is_some() && request.error_stream.is_some() && !request.started {
                                 request.started = true;
-                                let (write_tx, write_rx) = mpsc::channel(16);
+                                // Room for what arrived before both streams did.
+                                let (write_tx, write_rx) = mpsc::channel(16 + request.pending.len());
                                 for bytes in request.pending.drain(..) {
                                     let _ = write_tx.try_send(bytes);
                                 }
@@ -698,11 +700,8 @@ async fn run_spdy_port_forward<S>(
                                     pod.clone(),
                                     port,
                                     request_id,
-                                    data,
-                                    error,
                                     write_rx,
                                     read_tx.clone(),
-                                    out_tx.clone(),
                                 ));
                             }
                         }
@@ -748,23 +747,28 @@ async fn run_spdy_port_forward<S>(
                     }
                 }
             }
-            out = out_rx.recv() => {
-                let Some(SpdyOut::Data { stream_id, fin, data }) = out else { return };
-                wire.extend(encoder.data(stream_id, fin, &data));
-            }
             read = read_rx.recv() => {
-                let Some((request_id, bytes)) = read else { return };
-                if let Some(request) = requests.get(&request_id) {
-                    if let Some(data) = request.data_stream {
-                        match bytes {
-                            Some(b) => wire.extend(encoder.data(data, false, &b)),
-                            None => {
-                                wire.extend(encoder.data(data, true, b""));
-                                if let Some(error) = request.error_stream {
-                                    wire.extend(encoder.data(error, true, b""));
-                                }
-                            }
+                let Some((request_id, event)) = read else { return };
+                let Some(request) = requests.get(&request_id) else { continue };
+                match event {
+                    Event::Data(bytes) => {
+                        if let Some(data) = request.data_stream {
+                            wire.extend(encoder.data(data, false, &bytes));
                         }
+                    }
+                    Event::Failed(message) => {
+                        if let Some(error) = request.error_stream {
+                            wire.extend(encoder.data(error, false, message.as_bytes()));
+                        }
+                    }
+                    Event::End => {
+                        // Both streams finish and the connection is forgotten
+                        // (the client may or may not reset the streams).
+                        for stream_id in [request.data_stream, request.error_stream].into_iter().flatten() {
+                            wire.extend(encoder.data(stream_id, true, b""));
+                            streams.remove(&stream_id);
+                        }
+                        requests.remove(&request_id);
                     }
                 }
             }
@@ -775,39 +779,25 @@ async fn run_spdy_port_forward<S>(
     }
 }
 
-/// Connects one forwarded connection and copies it; a failure is written
-/// to the error stream, and both streams are finished.
-#[allow(clippy::too_many_arguments)]
+/// Connects one forwarded connection and copies it; a failure goes to the
+/// error stream. Either way the connection's last event is `End`.
 async fn spdy_connection(
     node: Arc<dyn NodeConnection>,
     pod: Arc<Value>,
     port: u16,
     request_id: String,
-    data_stream: u32,
-    error_stream: u32,
     writes: mpsc::Receiver<Bytes>,
-    reads: mpsc::Sender<(String, Option<Bytes>)>,
-    out: mpsc::Sender<SpdyOut>,
+    reads: mpsc::Sender<(String, Event)>,
 ) {
     match node.port_forward(&pod, port).await {
         Ok(tunnel) => pump(tunnel, writes, reads, request_id).await,
         Err(e) => {
-            for (stream_id, fin, data) in [
-                (error_stream, false, Bytes::from(e.message.into_bytes())),
-                (error_stream, true, Bytes::new()),
-                (data_stream, true, Bytes::new()),
-            ] {
-                if out
-                    .send(SpdyOut::Data {
-                        stream_id,
-                        fin,
-                        data,
-                    })
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
+            if reads
+                .send((request_id.clone(), Event::Failed(e.message)))
+                .await
+                .is_ok()
+            {
+                let _ = reads.send((request_id, Event::End)).await;
             }
         }
     }
