@@ -86,6 +86,14 @@ spec:
     // Inside the container's PID namespace: PID 1 is its command; its env.
     let cmdline = s.ok(&["exec", "box", "--", "cat", "/proc/1/cmdline"]);
     assert_eq!(cmdline, "sleep\u{0}3600\u{0}");
+    // In the container's cgroup (its limits apply to what is exec'd).
+    let cgroup = s.ok(&["exec", "box", "--", "cat", "/proc/self/cgroup"]);
+    assert!(
+        cgroup
+            .lines()
+            .any(|l| l.contains("/pod") && l.ends_with("/main")),
+        "{cgroup}"
+    );
     let env = s.ok(&[
         "exec",
         "box",

@@ -238,6 +238,30 @@ impl ProcessRuntime {
             .env_clear()
             .envs(config.env.iter().map(|(k, v)| (k, v)))
             .current_dir(config.working_dir.as_deref().unwrap_or("/"));
+        // Into the container's cgroups before nsenter runs, so the command
+        // (nsenter's child) counts against the container's limits, as on
+        // the kubelet. Paths are made here: after fork only open/write.
+        let procs: Vec<std::ffi::CString> = config
+            .cgroups
+            .procs_files(&config.cgroup)
+            .into_iter()
+            .filter_map(|p| std::ffi::CString::new(p.into_os_string().into_encoded_bytes()).ok())
+            .collect();
+        // SAFETY: the closure only calls open, write and close (async-signal
+        // safe) on strings allocated before the fork.
+        unsafe {
+            command.pre_exec(move || {
+                for path in &procs {
+                    let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+                    if fd >= 0 {
+                        // "0": the writing process itself.
+                        libc::write(fd, b"0".as_ptr().cast(), 1);
+                        libc::close(fd);
+                    }
+                }
+                Ok(())
+            });
+        }
         Ok(command)
     }
 
