@@ -13,4 +13,5 @@ pub mod node;
 pub mod prober;
 pub mod remote;
 pub mod runtime;
+pub mod streams;
 pub mod sync;

@@ -18,6 +18,8 @@ use crate::sync::InstanceState;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LogLine {
     pub time: String,
+    /// The record came from the container's stderr (else stdout).
+    pub stderr: bool,
     pub text: Vec<u8>,
 }
 
@@ -32,7 +34,7 @@ pub fn parse_cri(data: &[u8]) -> (Vec<LogLine>, usize) {
         let record = &data[start..start + end];
         start += end + 1;
         let mut parts = record.splitn(4, |b| *b == b' ');
-        let (Some(time), Some(_stream), Some(tag)) = (parts.next(), parts.next(), parts.next())
+        let (Some(time), Some(stream), Some(tag)) = (parts.next(), parts.next(), parts.next())
         else {
             consumed = start;
             continue;
@@ -40,6 +42,7 @@ pub fn parse_cri(data: &[u8]) -> (Vec<LogLine>, usize) {
         let text = parts.next().unwrap_or_default();
         let line = partial.get_or_insert_with(|| LogLine {
             time: String::from_utf8_lossy(time).to_string(),
+            stderr: stream == b"stderr",
             text: Vec::new(),
         });
         line.text.extend_from_slice(text);
@@ -88,8 +91,8 @@ fn format_line(line: &LogLine, timestamps: bool) -> Vec<u8> {
 
 /// The agent's side of `pods/log`.
 pub struct AgentLogs {
-    runtimes: BTreeMap<String, Arc<dyn ContainerRuntime>>,
-    default_runtime: String,
+    pub(crate) runtimes: BTreeMap<String, Arc<dyn ContainerRuntime>>,
+    pub(crate) default_runtime: String,
     metrics: Arc<crate::metrics::MetricsStore>,
 }
 
@@ -118,6 +121,30 @@ fn bad(message: String) -> NodeError {
 impl NodeConnection for AgentLogs {
     async fn metrics(&self) -> apiserver::nodes::NodeMetricsReport {
         self.metrics.report()
+    }
+
+    async fn exec(
+        &self,
+        pod: &Value,
+        request: &apiserver::nodes::ExecRequest,
+    ) -> Result<apiserver::nodes::ProcessStreams, NodeError> {
+        crate::streams::exec(self, pod, request).await
+    }
+
+    async fn attach(
+        &self,
+        pod: &Value,
+        request: &apiserver::nodes::ExecRequest,
+    ) -> Result<apiserver::nodes::ProcessStreams, NodeError> {
+        crate::streams::attach(self, pod, request).await
+    }
+
+    async fn port_forward(
+        &self,
+        pod: &Value,
+        port: u16,
+    ) -> Result<Box<dyn apiserver::nodes::Tunnel>, NodeError> {
+        crate::streams::port_forward(self, pod, port).await
     }
 
     async fn container_log(&self, pod: &Value, request: &LogRequest) -> Result<LogBody, NodeError> {

@@ -6,6 +6,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// The stream types runtimes hand back (defined with the API server's
+/// `NodeConnection`, which carries them to the user).
+pub use apiserver::nodes::{ExecRequest, ExitStatus, ProcessStreams, TerminalSize};
 use k8s_openapi::api::core::v1::Pod;
 
 use crate::sync::{Observed, Sandbox};
@@ -98,6 +101,49 @@ pub trait ContainerRuntime: Send + Sync + 'static {
         argv: &[String],
         timeout: Duration,
     ) -> Result<(i32, String), RuntimeError>;
+    /// Runs `request.command` inside a running container instance with the
+    /// streams `request` asks for (a pty when `tty`), for `kubectl exec`.
+    async fn exec(
+        &self,
+        uid: &str,
+        name: &str,
+        attempt: u32,
+        request: &ExecRequest,
+    ) -> Result<ProcessStreams, RuntimeError> {
+        let _ = (uid, name, attempt, request);
+        Err(RuntimeError::Invalid(format!(
+            "exec is not supported by the {} runtime",
+            self.name()
+        )))
+    }
+    /// A writer into the stdin of a running container's main process
+    /// (containers with `stdin: true`), for `kubectl attach`. Dropping it
+    /// ends this attach; with `stdinOnce` that closes the container's stdin.
+    async fn attach_stdin(
+        &self,
+        uid: &str,
+        name: &str,
+        attempt: u32,
+    ) -> Result<tokio::sync::mpsc::Sender<bytes::Bytes>, RuntimeError> {
+        let _ = (uid, name, attempt);
+        Err(RuntimeError::Invalid(format!(
+            "attaching to stdin is not supported by the {} runtime",
+            self.name()
+        )))
+    }
+    /// A TCP connection to `port` on the loopback interface of pod `uid`'s
+    /// network namespace (`kubectl port-forward`).
+    async fn port_forward(
+        &self,
+        uid: &str,
+        port: u16,
+    ) -> Result<tokio::net::TcpStream, RuntimeError> {
+        let _ = (uid, port);
+        Err(RuntimeError::Invalid(format!(
+            "port forwarding is not supported by the {} runtime",
+            self.name()
+        )))
+    }
     /// The log file of one container instance, if it exists.
     fn log_path(&self, uid: &str, name: &str, attempt: u32) -> Option<PathBuf>;
     /// CPU (nanoseconds used) and memory (working set bytes) of a pod, or

@@ -13,6 +13,8 @@ pub mod nodes;
 pub mod objects;
 pub mod pki;
 pub mod request;
+pub mod spdy;
+pub mod streams;
 pub mod tokens;
 pub mod tunnel;
 pub mod watch;

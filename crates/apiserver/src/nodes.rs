@@ -1,5 +1,7 @@
 //! What the API server asks of node agents on a user's behalf: container
-//! logs (`pods/log`). Agents connect themselves by node name
+//! logs (`pods/log`), metrics, and the streaming subresources (`pods/exec`,
+//! `pods/attach`, `pods/portforward`) as plain byte channels, so that a
+//! remote agent can carry them over its own connection later. Agents connect themselves by node name
 //! ([`crate::ApiServer::connect_node`]); an in-process agent hands over an
 //! object, a remote one is reached through the tunnel it opens
 //! ([`crate::tunnel`]).
@@ -62,6 +64,57 @@ pub struct NodeMetricsReport {
     pub pods: Vec<PodUsageReport>,
 }
 
+/// What to run for `pods/exec` (or which streams `pods/attach` wants).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExecRequest {
+    pub container: String,
+    /// Empty for attach.
+    pub command: Vec<String>,
+    pub stdin: bool,
+    pub stdout: bool,
+    pub stderr: bool,
+    pub tty: bool,
+}
+
+/// A terminal size (the resize channel's `{"Width":…,"Height":…}`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+pub struct TerminalSize {
+    #[serde(rename = "Width")]
+    pub width: u16,
+    #[serde(rename = "Height")]
+    pub height: u16,
+}
+
+/// How an exec or attach session ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ExitStatus {
+    Exited(i32),
+    /// The command could not run (the message goes to the user).
+    Error(String),
+}
+
+/// The streams of a running exec or attach: each present iff asked for.
+/// Dropping `stdin` closes the process's stdin; `stdout`/`stderr` end when
+/// the process closes them; `exit` resolves when it has exited.
+pub struct ProcessStreams {
+    pub stdin: Option<tokio::sync::mpsc::Sender<Bytes>>,
+    pub stdout: Option<tokio::sync::mpsc::Receiver<Bytes>>,
+    pub stderr: Option<tokio::sync::mpsc::Receiver<Bytes>>,
+    pub resize: Option<tokio::sync::mpsc::Sender<TerminalSize>>,
+    pub exit: tokio::sync::oneshot::Receiver<ExitStatus>,
+}
+
+/// A byte stream to a port inside a pod (`pods/portforward`).
+pub trait Tunnel: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin> Tunnel for T {}
+
+fn unsupported(what: &str) -> NodeError {
+    NodeError {
+        code: 400,
+        message: format!("{what} is not supported by this node"),
+    }
+}
+
 #[async_trait::async_trait]
 pub trait NodeConnection: Send + Sync {
     /// The log of container `request.container` of `pod` (the pod object
@@ -69,6 +122,26 @@ pub trait NodeConnection: Send + Sync {
     async fn container_log(&self, pod: &Value, request: &LogRequest) -> Result<LogBody, NodeError>;
     /// Current resource usage of the node and its pods.
     async fn metrics(&self) -> NodeMetricsReport;
+    /// Runs `request.command` in a running container of `pod`.
+    async fn exec(&self, pod: &Value, request: &ExecRequest) -> Result<ProcessStreams, NodeError> {
+        let _ = (pod, request);
+        Err(unsupported("exec"))
+    }
+    /// Attaches to the main process of a running container of `pod`.
+    async fn attach(
+        &self,
+        pod: &Value,
+        request: &ExecRequest,
+    ) -> Result<ProcessStreams, NodeError> {
+        let _ = (pod, request);
+        Err(unsupported("attach"))
+    }
+    /// A connection to `port` on the pod's loopback interface. The error
+    /// message is what the user sees on the port's error stream.
+    async fn port_forward(&self, pod: &Value, port: u16) -> Result<Box<dyn Tunnel>, NodeError> {
+        let _ = (pod, port);
+        Err(unsupported("port forwarding"))
+    }
 }
 
 fn window(seconds: f64) -> String {
@@ -199,44 +272,7 @@ pub(crate) async fn serve_log(
         .pointer("/metadata/name")
         .and_then(Value::as_str)
         .unwrap_or("");
-    let names = |field: &str| -> Vec<String> {
-        pod.pointer(&format!("/spec/{field}"))
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(|c| c.get("name").and_then(Value::as_str).map(str::to_string))
-            .collect()
-    };
-    let containers = names("containers");
-    let init = names("initContainers");
-    let container = match query.get("container") {
-        Some(c) => {
-            if !containers.iter().chain(init.iter()).any(|n| n == c) {
-                return Err(ApiError::bad_request(format!(
-                    "container {c} is not valid for pod {name}"
-                )));
-            }
-            c.to_string()
-        }
-        None => match pod
-            .pointer("/metadata/annotations/kubectl.kubernetes.io~1default-container")
-            .and_then(Value::as_str)
-        {
-            Some(d) if containers.iter().any(|n| n == d) => d.to_string(),
-            _ if containers.len() == 1 => containers[0].clone(),
-            _ => {
-                return Err(ApiError::bad_request(format!(
-                    "a container name must be specified for pod {name}, choose one of: [{}]{}",
-                    containers.join(" "),
-                    if init.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" or one of the init containers: [{}]", init.join(" "))
-                    }
-                )))
-            }
-        },
-    };
+    let container = choose_container(pod, query)?;
     let number = |key: &str, min: i64| -> Result<Option<i64>, ApiError> {
         match query.get(key) {
             None => Ok(None),
@@ -306,4 +342,57 @@ pub(crate) async fn serve_log(
         .header(http::header::CACHE_CONTROL, "no-cache, private")
         .body(body)
         .unwrap())
+}
+
+/// The container a `pods/log`, `exec` or `attach` request means, picked as
+/// kube-apiserver does: the `container` parameter (which must exist), else
+/// the `kubectl.kubernetes.io/default-container`, else the only one.
+pub(crate) fn choose_container(
+    pod: &Value,
+    query: &crate::request::Query,
+) -> Result<String, api::ApiError> {
+    use api::ApiError;
+    let name = pod
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let names = |field: &str| -> Vec<String> {
+        pod.pointer(&format!("/spec/{field}"))
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c.get("name").and_then(Value::as_str).map(str::to_string))
+            .collect()
+    };
+    let containers = names("containers");
+    let init = names("initContainers");
+    let container = match query.get("container") {
+        Some(c) => {
+            if !containers.iter().chain(init.iter()).any(|n| n == c) {
+                return Err(ApiError::bad_request(format!(
+                    "container {c} is not valid for pod {name}"
+                )));
+            }
+            c.to_string()
+        }
+        None => match pod
+            .pointer("/metadata/annotations/kubectl.kubernetes.io~1default-container")
+            .and_then(Value::as_str)
+        {
+            Some(d) if containers.iter().any(|n| n == d) => d.to_string(),
+            _ if containers.len() == 1 => containers[0].clone(),
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "a container name must be specified for pod {name}, choose one of: [{}]{}",
+                    containers.join(" "),
+                    if init.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" or one of the init containers: [{}]", init.join(" "))
+                    }
+                )))
+            }
+        },
+    };
+    Ok(container)
 }

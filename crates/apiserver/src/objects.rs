@@ -138,6 +138,22 @@ where
         }
         return crate::nodes::serve_metrics(server, &rt, &rp, &query).await;
     }
+    if rt.group.is_empty()
+        && rt.plural == "pods"
+        && matches!(*req.method(), Method::GET | Method::POST)
+    {
+        let kind = match rp.subresource.as_deref() {
+            Some("exec") => Some(crate::streams::Kind::Exec),
+            Some("attach") => Some(crate::streams::Kind::Attach),
+            Some("portforward") => Some(crate::streams::Kind::PortForward),
+            _ => None,
+        };
+        if let (Some(name), Some(kind)) = (rp.name.as_deref(), kind) {
+            let (pod, _) = get(server, &rt, rp.namespace.as_deref(), name).await?;
+            let (parts, _) = req.into_parts();
+            return crate::streams::serve(server, pod, kind, parts, &query).await;
+        }
+    }
     let (parts, incoming) = req.into_parts();
     let ctx = RequestCtx::new(&parts.headers, &query, &rp);
     let method = parts.method.clone();

@@ -8,3 +8,4 @@ pub mod cgroups;
 pub mod network;
 pub mod process;
 pub mod shim;
+pub mod streams;

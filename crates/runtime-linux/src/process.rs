@@ -16,7 +16,9 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use agent::runtime::{ContainerLaunch, ContainerRuntime, RuntimeError, Usage};
+use agent::runtime::{
+    ContainerLaunch, ContainerRuntime, ExecRequest, ProcessStreams, RuntimeError, Usage,
+};
 use agent::sync::{ContainerInstance, InstanceState, Observed, Sandbox};
 use k8s_openapi::api::core::v1::Pod;
 use nix::sys::signal::{kill, Signal};
@@ -203,6 +205,66 @@ impl ProcessRuntime {
             .then(|| Pid::from_raw(state.pid))
     }
 
+    /// `argv` run inside a running container instance: `nsenter` into its
+    /// PID, mount, UTS, IPC and network namespaces (joined from outside, as
+    /// `kubectl exec` does) with the container's environment and working
+    /// directory.
+    fn nsenter(
+        &self,
+        uid: &str,
+        name: &str,
+        attempt: u32,
+        argv: &[String],
+    ) -> Result<tokio::process::Command, RuntimeError> {
+        let dir = self.container_dir(uid, name, attempt);
+        let Some(pid) = self.running_pid(uid, name, attempt) else {
+            return Err(RuntimeError::Invalid(format!(
+                "container {name} is not running"
+            )));
+        };
+        let config: ShimConfig = std::fs::read(dir.join("config.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or_else(|| RuntimeError::Invalid(format!("container {name} has no config")))?;
+        if argv.is_empty() {
+            return Err(RuntimeError::Invalid("no command given".into()));
+        }
+        let mut command = tokio::process::Command::new("nsenter");
+        command
+            .arg("-t")
+            .arg(pid.as_raw().to_string())
+            .args(["-p", "-m", "-u", "-i", "-n", "--"])
+            .args(argv)
+            .env_clear()
+            .envs(config.env.iter().map(|(k, v)| (k, v)))
+            .current_dir(config.working_dir.as_deref().unwrap_or("/"));
+        // Into the container's cgroups before nsenter runs, so the command
+        // (nsenter's child) counts against the container's limits, as on
+        // the kubelet. Paths are made here: after fork only open/write.
+        let procs: Vec<std::ffi::CString> = config
+            .cgroups
+            .procs_files(&config.cgroup)
+            .into_iter()
+            .filter_map(|p| std::ffi::CString::new(p.into_os_string().into_encoded_bytes()).ok())
+            .collect();
+        // SAFETY: the closure only calls open, write and close (async-signal
+        // safe) on strings allocated before the fork.
+        unsafe {
+            command.pre_exec(move || {
+                for path in &procs {
+                    let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+                    if fd >= 0 {
+                        // "0": the writing process itself.
+                        libc::write(fd, b"0".as_ptr().cast(), 1);
+                        libc::close(fd);
+                    }
+                }
+                Ok(())
+            });
+        }
+        Ok(command)
+    }
+
     /// Records a container that could not be started, as the shim would.
     fn record_failure(&self, dir: &Path, reason: &str, message: &str) {
         let state = crate::shim::ShimState {
@@ -215,6 +277,11 @@ impl ProcessRuntime {
             serde_json::to_vec(&state).unwrap_or_default(),
         );
     }
+}
+
+/// The abstract socket of a container instance's stdin relay.
+fn stdin_socket_name(uid: &str, name: &str, attempt: u32) -> String {
+    format!("drover-stdin/{uid}/{name}/{attempt}")
 }
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> RuntimeError {
@@ -362,6 +429,15 @@ impl ContainerRuntime for ProcessRuntime {
             cgroups: self.cgroups.clone(),
             cgroup,
             netns: self.sandbox_file(uid).and_then(|s| s.netns),
+            stdin: pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.containers.iter().find(|c| c.name == launch.name))
+                .filter(|c| c.stdin == Some(true))
+                .map(|c| crate::shim::StdinConfig {
+                    socket_name: stdin_socket_name(uid, &launch.name, launch.attempt),
+                    once: c.stdin_once == Some(true),
+                }),
         };
         let config_path = dir.join("config.json");
         std::fs::write(
@@ -485,32 +561,8 @@ impl ContainerRuntime for ProcessRuntime {
         argv: &[String],
         timeout: Duration,
     ) -> Result<(i32, String), RuntimeError> {
-        let dir = self.container_dir(uid, name, attempt);
-        let Some(pid) = self.running_pid(uid, name, attempt) else {
-            return Err(RuntimeError::Invalid(format!(
-                "container {name} is not running"
-            )));
-        };
-        let config: ShimConfig = std::fs::read(dir.join("config.json"))
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .ok_or_else(|| RuntimeError::Invalid(format!("container {name} has no config")))?;
-        if argv.is_empty() {
-            return Err(RuntimeError::Invalid("no command given".into()));
-        }
-        // Enter the container's PID, mount, UTS and IPC namespaces (the
-        // process joins them from outside, as `kubectl exec` does).
-        let mut command = tokio::process::Command::new("nsenter");
-        command
-            .arg("-t")
-            .arg(pid.as_raw().to_string())
-            .args(["-p", "-m", "-u", "-i", "-n", "--"])
-            .args(argv)
-            .env_clear()
-            .envs(config.env.iter().map(|(k, v)| (k, v)))
-            .current_dir(config.working_dir.as_deref().unwrap_or("/"))
-            .stdin(Stdio::null())
-            .kill_on_drop(true);
+        let mut command = self.nsenter(uid, name, attempt, argv)?;
+        command.stdin(Stdio::null()).kill_on_drop(true);
         let output = tokio::time::timeout(timeout, command.output())
             .await
             .map_err(|_| {
@@ -521,6 +573,75 @@ impl ContainerRuntime for ProcessRuntime {
         text.push_str(&String::from_utf8_lossy(&output.stderr));
         let code = output.status.code().unwrap_or(128 + 9);
         Ok((code, text))
+    }
+
+    async fn exec(
+        &self,
+        uid: &str,
+        name: &str,
+        attempt: u32,
+        request: &ExecRequest,
+    ) -> Result<ProcessStreams, RuntimeError> {
+        let command = self.nsenter(uid, name, attempt, &request.command)?;
+        crate::streams::spawn(command, request).map_err(io("running nsenter for an exec"))
+    }
+
+    async fn attach_stdin(
+        &self,
+        uid: &str,
+        name: &str,
+        attempt: u32,
+    ) -> Result<tokio::sync::mpsc::Sender<bytes::Bytes>, RuntimeError> {
+        use std::os::linux::net::SocketAddrExt;
+        let socket = stdin_socket_name(uid, name, attempt);
+        let address = std::os::unix::net::SocketAddr::from_abstract_name(socket.as_bytes())
+            .map_err(io("naming the stdin socket"))?;
+        let stream = std::os::unix::net::UnixStream::connect_addr(&address).map_err(|e| {
+            RuntimeError::Invalid(format!(
+                "container {name} has no stdin to attach to (@{socket}: {e})"
+            ))
+        })?;
+        stream
+            .set_nonblocking(true)
+            .map_err(io("setting up the stdin socket"))?;
+        let mut stream =
+            tokio::net::UnixStream::from_std(stream).map_err(io("setting up the stdin socket"))?;
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(16);
+        tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            while let Some(bytes) = rx.recv().await {
+                if stream.write_all(&bytes).await.is_err() {
+                    return;
+                }
+            }
+            let _ = stream.shutdown().await;
+        });
+        Ok(tx)
+    }
+
+    async fn port_forward(
+        &self,
+        uid: &str,
+        port: u16,
+    ) -> Result<tokio::net::TcpStream, RuntimeError> {
+        let Some(sandbox) = self.sandbox_file(uid) else {
+            return Err(RuntimeError::Invalid(format!(
+                "pod sandbox of {uid} not found"
+            )));
+        };
+        // hostNetwork pods (no namespace of their own): the host's loopback.
+        let netns = sandbox.netns;
+        let place = match &netns {
+            Some(path) => format!("inside namespace \"{}\"", path.display()),
+            None => "on the host network".to_string(),
+        };
+        crate::streams::connect_in_netns(netns, port)
+            .await
+            .map_err(|e| {
+                RuntimeError::Invalid(format!(
+                    "failed to connect to localhost:{port} {place}: {e}"
+                ))
+            })
     }
 
     fn log_path(&self, uid: &str, name: &str, attempt: u32) -> Option<PathBuf> {

@@ -34,6 +34,65 @@ pub struct ShimConfig {
     /// The pod's network namespace (`None`: the host's network).
     #[serde(default)]
     pub netns: Option<PathBuf>,
+    /// The container has a stdin (`stdin: true`) that `kubectl attach`
+    /// writes into (`None`: /dev/null).
+    #[serde(default)]
+    pub stdin: Option<StdinConfig>,
+}
+
+/// How the container's stdin is reached: a relay process of the shim
+/// listens on an abstract Unix socket (host network namespace; abstract,
+/// as a path under the state directory can exceed the 108 bytes a socket
+/// address holds) and copies each attached client into the stdin pipe.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct StdinConfig {
+    pub socket_name: String,
+    /// `stdinOnce`: the first attach that ends closes the container's stdin.
+    pub once: bool,
+}
+
+/// Starts the stdin relay; returns the pipe end the container reads.
+fn start_stdin_relay(config: &StdinConfig) -> Result<OwnedFd, String> {
+    use std::os::linux::net::SocketAddrExt;
+    let address = std::os::unix::net::SocketAddr::from_abstract_name(config.socket_name.as_bytes())
+        .map_err(|e| format!("stdin socket name: {e}"))?;
+    let listener = std::os::unix::net::UnixListener::bind_addr(&address)
+        .map_err(|e| format!("binding the stdin socket @{}: {e}", config.socket_name))?;
+    let (stdin_r, stdin_w) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
+    // SAFETY: the shim is single-threaded here; the relay child only runs
+    // its copy loop and exits.
+    match unsafe { nix::unistd::fork() } {
+        Err(e) => Err(format!("fork: {e}")),
+        Ok(ForkResult::Child) => {
+            drop(stdin_r);
+            // The relay goes when the shim does (after the container).
+            let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
+            let mut stdin = File::from(stdin_w);
+            let mut buf = [0u8; 8192];
+            for client in listener.incoming() {
+                let Ok(mut client) = client else { continue };
+                loop {
+                    match client.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            if stdin.write_all(&buf[..n]).is_err() {
+                                // The container closed its stdin.
+                                // SAFETY: leave without the parent's handlers.
+                                unsafe { libc::_exit(0) }
+                            }
+                        }
+                    }
+                }
+                if config.once {
+                    break;
+                }
+            }
+            // SAFETY: as above; dropping the write end is the EOF.
+            unsafe { libc::_exit(0) }
+        }
+        Ok(ForkResult::Parent { .. }) => Ok(stdin_r),
+    }
 }
 
 /// The state file: written when the container runs, rewritten when it ends.
@@ -171,6 +230,12 @@ pub fn shim_main(config_path: &Path) -> i32 {
             )
         }
     };
+    // Before the output pipes exist, so that the relay holds none of them.
+    let stdin = match config.stdin.as_ref().map(start_stdin_relay) {
+        None => None,
+        Some(Ok(fd)) => Some(fd),
+        Some(Err(message)) => return fail(&mut state, "CreateContainerError", message),
+    };
     let pipe = || nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC);
     let (Ok((out_r, out_w)), Ok((err_r, err_w)), Ok((sync_r, sync_w))) = (pipe(), pipe(), pipe())
     else {
@@ -212,6 +277,7 @@ pub fn shim_main(config_path: &Path) -> i32 {
             drop(sync_w);
             child(
                 sync_r,
+                stdin,
                 out_w,
                 err_w,
                 &config.hostname,
@@ -225,6 +291,7 @@ pub fn shim_main(config_path: &Path) -> i32 {
             drop(out_w);
             drop(err_w);
             drop(sync_r);
+            drop(stdin);
             for file in config.cgroups.procs_files(&config.cgroup) {
                 if let Err(e) = fs::write(&file, child.as_raw().to_string()) {
                     let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
@@ -273,6 +340,7 @@ fn wait_exit(child: Pid) -> i32 {
 #[allow(clippy::too_many_arguments)]
 fn child(
     sync_r: OwnedFd,
+    stdin: Option<OwnedFd>,
     out_w: OwnedFd,
     err_w: OwnedFd,
     hostname: &str,
@@ -305,8 +373,14 @@ fn child(
     // SAFETY: dup2 onto the standard descriptors of this (single-threaded)
     // child before exec.
     unsafe {
-        if let Some(null) = &null {
-            libc::dup2(null.as_raw_fd(), 0);
+        match (&stdin, &null) {
+            (Some(stdin), _) => {
+                libc::dup2(stdin.as_raw_fd(), 0);
+            }
+            (None, Some(null)) => {
+                libc::dup2(null.as_raw_fd(), 0);
+            }
+            (None, None) => {}
         }
         libc::dup2(out_w.as_raw_fd(), 1);
         libc::dup2(err_w.as_raw_fd(), 2);

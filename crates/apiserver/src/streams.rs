@@ -1,0 +1,907 @@
+//! The streaming subresources `pods/exec`, `pods/attach` and
+//! `pods/portforward`, over WebSocket (hyper's upgrade + tungstenite).
+//!
+//! exec/attach speak the channel protocols (`v5.channel.k8s.io` …
+//! `channel.k8s.io`): each binary message is one channel byte then data —
+//! 0 stdin, 1 stdout, 2 stderr, 3 error (a metav1.Status from v4 on, which
+//! client-go turns into the exit code), 4 resize (`{"Width","Height"}`, v3
+//! on) and, in v5, 255 close (`[255, channel]`: the client closed its
+//! stdin). Port forwarding speaks either the channel protocol (per port
+//! `2i` data and `2i+1` error, each channel's first server message the
+//! port as two little-endian bytes: kube-rs, the Python client) or SPDY/3.1
+//! tunnelled through the WebSocket (`SPDY/3.1+portforward.k8s.io`:
+//! kubectl ≥ 1.31, see [`crate::spdy`]). SPDY over a plain HTTP Upgrade
+//! (what kubectl falls back to) is not served.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use api::ApiError;
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
+use http::{header, Response, StatusCode};
+use serde_json::{json, Value};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::protocol::Role;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+
+use crate::nodes::{ExecRequest, ExitStatus, NodeConnection, ProcessStreams, TerminalSize};
+use crate::request::Query;
+use crate::spdy;
+use crate::ResponseBody;
+
+/// Which subresource.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Exec,
+    Attach,
+    PortForward,
+}
+
+/// A negotiated WebSocket subprotocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    /// `channel.k8s.io` (v1), `v2.channel.k8s.io`, … `v5.channel.k8s.io`.
+    Channel(u8),
+    /// `SPDY/3.1+portforward.k8s.io`.
+    SpdyPortForward,
+}
+
+impl Protocol {
+    fn name(self) -> &'static str {
+        match self {
+            Protocol::Channel(1) => "channel.k8s.io",
+            Protocol::Channel(2) => "v2.channel.k8s.io",
+            Protocol::Channel(3) => "v3.channel.k8s.io",
+            Protocol::Channel(4) => "v4.channel.k8s.io",
+            Protocol::Channel(_) => "v5.channel.k8s.io",
+            Protocol::SpdyPortForward => "SPDY/3.1+portforward.k8s.io",
+        }
+    }
+}
+
+/// The first protocol the client offers that this server speaks for
+/// `kind` (`portforward.k8s.io` is the port-forward channel protocol).
+pub fn negotiate(kind: Kind, offered: &[&str]) -> Option<(Protocol, &'static str)> {
+    offered.iter().find_map(|p| {
+        let protocol = match (kind, p.trim()) {
+            (_, "v5.channel.k8s.io") => Protocol::Channel(5),
+            (_, "v4.channel.k8s.io") => Protocol::Channel(4),
+            (_, "v3.channel.k8s.io") => Protocol::Channel(3),
+            (_, "v2.channel.k8s.io") => Protocol::Channel(2),
+            (_, "channel.k8s.io") => Protocol::Channel(1),
+            (Kind::PortForward, "portforward.k8s.io") => {
+                return Some((Protocol::Channel(4), "portforward.k8s.io"))
+            }
+            (Kind::PortForward, "SPDY/3.1+portforward.k8s.io") => Protocol::SpdyPortForward,
+            _ => return None,
+        };
+        Some((protocol, protocol.name()))
+    })
+}
+
+/// Every value of a repeated query parameter (`command`, `ports`).
+pub fn all_values(raw_query: Option<&str>, key: &str) -> Vec<String> {
+    url::form_urlencoded::parse(raw_query.unwrap_or("").as_bytes())
+        .filter(|(k, _)| k == key)
+        .map(|(_, v)| v.into_owned())
+        .collect()
+}
+
+/// One channel-protocol message.
+pub fn channel_message(channel: u8, data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1 + data.len());
+    out.push(channel);
+    out.extend_from_slice(data);
+    out
+}
+
+/// What the error channel carries at the end of an exec/attach: from v4 a
+/// metav1.Status (client-go reads the exit code from the `ExitCode`
+/// cause), before that the message alone (nothing on success).
+pub fn exit_message(version: u8, command: &[String], status: &ExitStatus) -> Option<Vec<u8>> {
+    let (status_json, text) = match status {
+        ExitStatus::Exited(0) => (json!({"metadata": {}, "status": "Success"}), None),
+        ExitStatus::Exited(code) => {
+            let message = format!(
+                "command terminated with non-zero exit code: error executing command [{}], exit code {code}",
+                command.join(" ")
+            );
+            (
+                json!({
+                    "metadata": {},
+                    "status": "Failure",
+                    "message": message,
+                    "reason": "NonZeroExitCode",
+                    "details": {"causes": [{"reason": "ExitCode", "message": code.to_string()}]},
+                }),
+                Some(message),
+            )
+        }
+        ExitStatus::Error(message) => (
+            json!({"metadata": {}, "status": "Failure", "message": message, "reason": "InternalError"}),
+            Some(message.clone()),
+        ),
+    };
+    if version >= 4 {
+        Some(serde_json::to_vec(&status_json).expect("serializing a Value cannot fail"))
+    } else {
+        text.map(String::into_bytes)
+    }
+}
+
+/// What a channel-protocol client sent, decoded.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Input {
+    Stdin(Vec<u8>),
+    Resize(TerminalSize),
+    /// v5: the client will send nothing more on this channel.
+    Close(u8),
+    Ignored,
+}
+
+pub fn decode_input(version: u8, message: &[u8]) -> Input {
+    match message.split_first() {
+        Some((0, data)) => Input::Stdin(data.to_vec()),
+        Some((4, data)) if version >= 3 => match serde_json::from_slice(data) {
+            Ok(size) => Input::Resize(size),
+            Err(_) => Input::Ignored,
+        },
+        Some((255, [channel, ..])) if version >= 5 => Input::Close(*channel),
+        _ => Input::Ignored,
+    }
+}
+
+/// The port numbers of a port-forward request (`ports=80&ports=8080` or
+/// `ports=80,8080`).
+pub fn parse_ports(raw_query: Option<&str>) -> Result<Vec<u16>, String> {
+    let mut ports = Vec::new();
+    for value in all_values(raw_query, "ports") {
+        for p in value.split(',').filter(|p| !p.trim().is_empty()) {
+            match p.trim().parse::<u16>() {
+                Ok(n) if n > 0 => ports.push(n),
+                _ => return Err(format!("unable to parse \"{p}\" as a port")),
+            }
+        }
+    }
+    Ok(ports)
+}
+
+fn node_of(
+    server: &Arc<crate::ApiServer>,
+    pod: &Value,
+    container: Option<&str>,
+) -> Result<Arc<dyn NodeConnection>, ApiError> {
+    let name = pod
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let node = pod
+        .pointer("/spec/nodeName")
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty());
+    let Some(node) = node else {
+        return Err(ApiError::bad_request(match container {
+            Some(c) => format!(
+                "container \"{c}\" in pod \"{name}\" is waiting to start: pod has not been scheduled"
+            ),
+            None => format!("pod {name} does not have a host assigned"),
+        }));
+    };
+    server.node_connection(node).ok_or_else(|| {
+        ApiError::new(
+            500,
+            "InternalError",
+            format!("no agent of node \"{node}\" is connected to this server"),
+        )
+    })
+}
+
+/// `GET|POST pods/NAME/{exec,attach,portforward}`: validates, asks the
+/// node (errors become a Status before the upgrade), then answers 101 and
+/// serves the session on the upgraded connection.
+pub(crate) async fn serve(
+    server: &Arc<crate::ApiServer>,
+    pod: Value,
+    kind: Kind,
+    mut parts: http::request::Parts,
+    query: &Query,
+) -> Result<Response<ResponseBody>, ApiError> {
+    let header_value = |h: header::HeaderName| {
+        parts
+            .headers
+            .get_all(h)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let raw_query = parts.uri.query().map(str::to_string);
+    // Errors about the pod and container come first: kubectl retries a
+    // failed WebSocket upgrade over SPDY and shows that attempt's error.
+    let negotiate_upgrade = || -> Result<(http::HeaderValue, Protocol, &'static str), ApiError> {
+        let websocket = header_value(header::UPGRADE)
+            .split(',')
+            .any(|u| u.trim().eq_ignore_ascii_case("websocket"));
+        let key = parts.headers.get(header::SEC_WEBSOCKET_KEY).cloned();
+        let (Some(key), true) = (key, websocket) else {
+            return Err(ApiError::bad_request(
+            "drover serves exec, attach and portforward over WebSocket only: upgrade request required",
+        ));
+        };
+        let offered = header_value(header::SEC_WEBSOCKET_PROTOCOL);
+        let offered: Vec<&str> = offered.split(',').map(str::trim).collect();
+        let Some((protocol, protocol_name)) = negotiate(kind, &offered) else {
+            return Err(ApiError::bad_request(format!(
+                "none of the offered WebSocket subprotocols [{}] is supported",
+                offered.join(", ")
+            )));
+        };
+        Ok((key, protocol, protocol_name))
+    };
+    let (session, key, protocol_name) = match kind {
+        Kind::Exec | Kind::Attach => {
+            let name = pod
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            let container = crate::nodes::choose_container(&pod, query)?;
+            let phase = pod
+                .pointer("/status/phase")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            if matches!(phase, "Succeeded" | "Failed") {
+                return Err(ApiError::bad_request(format!(
+                    "cannot {} a container in a completed pod; current phase is {phase}",
+                    if kind == Kind::Exec {
+                        "exec into"
+                    } else {
+                        "attach to"
+                    }
+                )));
+            }
+            let request = ExecRequest {
+                container: container.clone(),
+                command: if kind == Kind::Exec {
+                    all_values(raw_query.as_deref(), "command")
+                } else {
+                    Vec::new()
+                },
+                stdin: query.flag("stdin"),
+                stdout: query.flag("stdout"),
+                stderr: query.flag("stderr"),
+                tty: query.flag("tty"),
+            };
+            if kind == Kind::Exec && request.command.is_empty() {
+                return Err(ApiError::bad_request("you must specify at least 1 command"));
+            }
+            if !(request.stdin || request.stdout || request.stderr) {
+                return Err(ApiError::bad_request(
+                    "you must specify at least 1 of stdin, stdout, stderr",
+                ));
+            }
+            let (key, protocol, protocol_name) = negotiate_upgrade()?;
+            let Protocol::Channel(version) = protocol else {
+                return Err(ApiError::bad_request(format!(
+                    "{protocol_name} is for port forwarding"
+                )));
+            };
+            let node = node_of(server, &pod, Some(&container))?;
+            // The node's errors go on the error channel after the upgrade
+            // (as the kubelet's do): an HTTP error here would make kubectl
+            // retry over SPDY and show that attempt's error instead.
+            let streams = match kind {
+                Kind::Exec => node.exec(&pod, &request).await,
+                _ => node.attach(&pod, &request).await,
+            }
+            .map_err(|e| e.message);
+            tracing::debug!("{kind:?} into {name}/{container}: {protocol_name}");
+            (
+                Session::Exec {
+                    version,
+                    command: request.command,
+                    streams,
+                },
+                key,
+                protocol_name,
+            )
+        }
+        Kind::PortForward => {
+            let node = node_of(server, &pod, None)?;
+            let (key, protocol, protocol_name) = negotiate_upgrade()?;
+            let session = match protocol {
+                Protocol::Channel(_) => {
+                    let ports = parse_ports(raw_query.as_deref()).map_err(ApiError::bad_request)?;
+                    if ports.is_empty() {
+                        return Err(ApiError::bad_request(
+                            "query parameter \"ports\" is required",
+                        ));
+                    }
+                    Session::PortForward { node, pod, ports }
+                }
+                Protocol::SpdyPortForward => Session::SpdyPortForward { node, pod },
+            };
+            (session, key, protocol_name)
+        }
+    };
+    let Some(on_upgrade) = parts.extensions.remove::<hyper::upgrade::OnUpgrade>() else {
+        return Err(ApiError::new(
+            500,
+            "InternalError",
+            "this connection cannot be upgraded",
+        ));
+    };
+    tokio::spawn(async move {
+        let upgraded = match on_upgrade.await {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::debug!("websocket upgrade failed: {e}");
+                return;
+            }
+        };
+        let io = hyper_util::rt::TokioIo::new(upgraded);
+        let ws = WebSocketStream::from_raw_socket(io, Role::Server, None).await;
+        match session {
+            Session::Exec {
+                version,
+                command,
+                streams,
+            } => run_exec(ws, version, &command, streams).await,
+            Session::PortForward { node, pod, ports } => {
+                run_port_forward(ws, node, &pod, &ports).await
+            }
+            Session::SpdyPortForward { node, pod } => run_spdy_port_forward(ws, node, pod).await,
+        }
+    });
+    let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+    Ok(Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(header::CONNECTION, "Upgrade")
+        .header(header::UPGRADE, "websocket")
+        .header(header::SEC_WEBSOCKET_ACCEPT, accept)
+        .header(header::SEC_WEBSOCKET_PROTOCOL, protocol_name)
+        .body(crate::full(Bytes::new()))
+        .unwrap())
+}
+
+enum Session {
+    Exec {
+        version: u8,
+        command: Vec<String>,
+        streams: Result<ProcessStreams, String>,
+    },
+    PortForward {
+        node: Arc<dyn NodeConnection>,
+        pod: Value,
+        ports: Vec<u16>,
+    },
+    SpdyPortForward {
+        node: Arc<dyn NodeConnection>,
+        pod: Value,
+    },
+}
+
+/// Copies between the WebSocket and the process until the process has
+/// exited and its output is drained, then sends the exit status.
+async fn run_exec<S>(
+    mut ws: WebSocketStream<S>,
+    version: u8,
+    command: &[String],
+    streams: Result<ProcessStreams, String>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let streams = match streams {
+        Ok(s) => s,
+        Err(message) => {
+            if let Some(m) = exit_message(version, command, &ExitStatus::Error(message)) {
+                let _ = ws
+                    .send(Message::Binary(channel_message(3, &m).into()))
+                    .await;
+            }
+            close(&mut ws).await;
+            return;
+        }
+    };
+    let ProcessStreams {
+        mut stdin,
+        mut stdout,
+        mut stderr,
+        resize,
+        mut exit,
+    } = streams;
+    let mut status: Option<ExitStatus> = None;
+    let mut client_open = true;
+    while stdout.is_some() || stderr.is_some() || status.is_none() {
+        tokio::select! {
+            message = ws.next(), if client_open => match message {
+                Some(Ok(Message::Binary(data))) => match decode_input(version, &data) {
+                    Input::Stdin(bytes) => {
+                        if let Some(tx) = &stdin {
+                            if tx.send(Bytes::from(bytes)).await.is_err() {
+                                stdin = None;
+                            }
+                        }
+                    }
+                    Input::Resize(size) => {
+                        if let Some(tx) = &resize {
+                            let _ = tx.send(size).await;
+                        }
+                    }
+                    Input::Close(0) => stdin = None,
+                    Input::Close(_) | Input::Ignored => {}
+                },
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
+                    // The client is gone: nobody reads the output any more.
+                    return;
+                }
+                Some(Ok(_)) => {}
+            },
+            chunk = async { stdout.as_mut().expect("guarded").recv().await }, if stdout.is_some() => match chunk {
+                Some(bytes) => {
+                    if ws.send(Message::Binary(channel_message(1, &bytes).into())).await.is_err() {
+                        client_open = false;
+                    }
+                }
+                None => stdout = None,
+            },
+            chunk = async { stderr.as_mut().expect("guarded").recv().await }, if stderr.is_some() => match chunk {
+                Some(bytes) => {
+                    if ws.send(Message::Binary(channel_message(2, &bytes).into())).await.is_err() {
+                        client_open = false;
+                    }
+                }
+                None => stderr = None,
+            },
+            result = &mut exit, if status.is_none() => {
+                status = Some(result.unwrap_or_else(|_| ExitStatus::Error("the node ended the session without an exit status".into())));
+            }
+        }
+        if !client_open {
+            return;
+        }
+    }
+    drop(stdin);
+    if let Some(message) = exit_message(version, command, &status.expect("loop ends with one")) {
+        let _ = ws
+            .send(Message::Binary(channel_message(3, &message).into()))
+            .await;
+    }
+    close(&mut ws).await;
+}
+
+/// A normal closure (1000): client-go takes a close without a status code
+/// for an error.
+async fn close<S>(ws: &mut WebSocketStream<S>)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let _ = ws
+        .close(Some(tokio_tungstenite::tungstenite::protocol::CloseFrame {
+            code: tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode::Normal,
+            reason: "".into(),
+        }))
+        .await;
+    // Let the client's close frame arrive so the TCP connection ends cleanly.
+    while let Some(Ok(_)) = ws.next().await {}
+}
+
+/// The channel protocol for ports: connects every port at once, then
+/// copies both ways until every connection has ended.
+async fn run_port_forward<S>(
+    mut ws: WebSocketStream<S>,
+    node: Arc<dyn NodeConnection>,
+    pod: &Value,
+    ports: &[u16],
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    // (port index, bytes read; None at EOF)
+    let (read_tx, mut read_rx) = mpsc::channel::<(usize, Event)>(16);
+    let mut writers: HashMap<usize, mpsc::Sender<Bytes>> = HashMap::new();
+    let mut open = 0;
+    for (i, port) in ports.iter().enumerate() {
+        let (data, error) = ((2 * i) as u8, (2 * i + 1) as u8);
+        let le = port.to_le_bytes();
+        for channel in [data, error] {
+            if ws
+                .send(Message::Binary(channel_message(channel, &le).into()))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+        match node.port_forward(pod, *port).await {
+            Ok(tunnel) => {
+                let (write_tx, write_rx) = mpsc::channel(16);
+                writers.insert(i, write_tx);
+                open += 1;
+                tokio::spawn(pump(tunnel, write_rx, read_tx.clone(), i));
+            }
+            Err(e) => {
+                let _ = ws
+                    .send(Message::Binary(
+                        channel_message(error, e.message.as_bytes()).into(),
+                    ))
+                    .await;
+            }
+        }
+    }
+    drop(read_tx);
+    while open > 0 {
+        tokio::select! {
+            message = ws.next() => match message {
+                Some(Ok(Message::Binary(data))) => {
+                    if let Some((channel, bytes)) = data.split_first() {
+                        // Data channels are even; the client writes nothing
+                        // on error channels.
+                        if channel % 2 == 0 {
+                            if let Some(tx) = writers.get(&(*channel as usize / 2)) {
+                                let _ = tx.send(Bytes::copy_from_slice(bytes)).await;
+                            }
+                        }
+                    }
+                }
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                Some(Ok(_)) => {}
+            },
+            read = read_rx.recv() => match read {
+                Some((i, Event::Data(bytes))) => {
+                    if ws.send(Message::Binary(channel_message((2 * i) as u8, &bytes).into())).await.is_err() {
+                        return;
+                    }
+                }
+                Some((i, Event::End | Event::Failed(_))) => {
+                    writers.remove(&i);
+                    open -= 1;
+                }
+                None => break,
+            },
+        }
+    }
+    close(&mut ws).await;
+}
+
+/// What happened on one forwarded connection, in order.
+enum Event {
+    Data(Bytes),
+    /// The connection could not be made (the message for the user).
+    Failed(String),
+    End,
+}
+
+/// Copies a tunnel: `writes` into it (shut down when the sender goes),
+/// what it yields out to `reads` tagged with `tag`, then [`Event::End`].
+async fn pump<T>(
+    tunnel: Box<dyn crate::nodes::Tunnel>,
+    mut writes: mpsc::Receiver<Bytes>,
+    reads: mpsc::Sender<(T, Event)>,
+    tag: T,
+) where
+    T: Clone + Send + 'static,
+{
+    let (mut reader, mut writer) = tokio::io::split(tunnel);
+    let writing = tokio::spawn(async move {
+        while let Some(bytes) = writes.recv().await {
+            if writer.write_all(&bytes).await.is_err() {
+                return;
+            }
+        }
+        let _ = writer.shutdown().await;
+    });
+    let mut buffer = vec![0u8; 32 * 1024];
+    loop {
+        match reader.read(&mut buffer).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if reads
+                    .send((
+                        tag.clone(),
+                        Event::Data(Bytes::copy_from_slice(&buffer[..n])),
+                    ))
+                    .await
+                    .is_err()
+                {
+                    writing.abort();
+                    return;
+                }
+            }
+        }
+    }
+    let _ = reads.send((tag, Event::End)).await;
+    // The read side ended: the peer is done; stop writing too.
+    writing.abort();
+}
+
+/// One forwarded connection of a SPDY session: its two streams.
+#[derive(Default)]
+struct SpdyRequest {
+    port: u16,
+    data_stream: Option<u32>,
+    error_stream: Option<u32>,
+    writer: Option<mpsc::Sender<Bytes>>,
+    pending: Vec<Bytes>,
+    started: bool,
+}
+
+/// SPDY/3.1 inside the WebSocket: every SYN_STREAM is answered with a
+/// SYN_REPLY; once a request id has its error and data streams, the port
+/// is connected and copied; failures go on the error stream.
+async fn run_spdy_port_forward<S>(
+    mut ws: WebSocketStream<S>,
+    node: Arc<dyn NodeConnection>,
+    pod: Value,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let pod = Arc::new(pod);
+    let mut decoder = spdy::Decoder::default();
+    let mut encoder = spdy::Encoder::default();
+    let mut requests: HashMap<String, SpdyRequest> = HashMap::new();
+    // stream id -> request id
+    let mut streams: HashMap<u32, String> = HashMap::new();
+    // (request id, bytes read from the port; None at its end)
+    let (read_tx, mut read_rx) = mpsc::channel::<(String, Event)>(32);
+    loop {
+        let mut wire: Vec<u8> = Vec::new();
+        tokio::select! {
+            message = ws.next() => {
+                let data = match message {
+                    Some(Ok(Message::Binary(data))) => data,
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                    Some(Ok(_)) => continue,
+                };
+                decoder.feed(&data);
+                loop {
+                    let frame = match decoder.next_frame() {
+                        Ok(Some(f)) => f,
+                        Ok(None) => break,
+                        Err(e) => {
+                            tracing::debug!("port-forward session: {e}");
+                            let _ = ws.send(Message::Binary(encoder.goaway(0, 1).into())).await;
+                            return;
+                        }
+                    };
+                    match frame {
+                        spdy::Frame::SynStream { stream_id, headers, .. } => {
+                            wire.extend(encoder.syn_reply(stream_id, false, &spdy::Headers::new()));
+                            let request_id = headers.get("requestid").cloned().unwrap_or_default();
+                            let port = headers.get("port").and_then(|p| p.parse::<u16>().ok());
+                            let Some(port) = port else {
+                                wire.extend(encoder.data(stream_id, false, b"invalid port in the port-forward stream headers"));
+                                wire.extend(encoder.data(stream_id, true, b""));
+                                continue;
+                            };
+                            let request = requests.entry(request_id.clone()).or_default();
+                            request.port = port;
+                            match headers.get("streamtype").map(String::as_str) {
+                                Some("error") => request.error_stream = Some(stream_id),
+                                Some("data") => request.data_stream = Some(stream_id),
+                                _ => {
+                                    wire.extend(encoder.rst_stream(stream_id, spdy::RST_PROTOCOL_ERROR));
+                                    continue;
+                                }
+                            }
+                            streams.insert(stream_id, request_id.clone());
+                            if request.data_stream.is_some() && request.error_stream.is_some() && !request.started {
+                                request.started = true;
+                                // Room for what arrived before both streams did.
+                                let (write_tx, write_rx) = mpsc::channel(16 + request.pending.len());
+                                for bytes in request.pending.drain(..) {
+                                    let _ = write_tx.try_send(bytes);
+                                }
+                                request.writer = Some(write_tx);
+                                tokio::spawn(spdy_connection(
+                                    node.clone(),
+                                    pod.clone(),
+                                    port,
+                                    request_id,
+                                    write_rx,
+                                    read_tx.clone(),
+                                ));
+                            }
+                        }
+                        spdy::Frame::Data { stream_id, fin, data } => {
+                            let Some(request) = streams.get(&stream_id).and_then(|r| requests.get_mut(r)) else {
+                                continue;
+                            };
+                            if request.data_stream != Some(stream_id) {
+                                continue;
+                            }
+                            if !data.is_empty() {
+                                match &request.writer {
+                                    Some(tx) => {
+                                        let _ = tx.send(Bytes::from(data)).await;
+                                    }
+                                    None if !request.started => request.pending.push(Bytes::from(data)),
+                                    None => {}
+                                }
+                            }
+                            if fin {
+                                request.writer = None;
+                            }
+                        }
+                        spdy::Frame::RstStream { stream_id, .. } => {
+                            if let Some(request_id) = streams.remove(&stream_id) {
+                                if let Some(request) = requests.get_mut(&request_id) {
+                                    request.writer = None;
+                                    if request.data_stream == Some(stream_id) {
+                                        request.data_stream = None;
+                                    }
+                                    if request.error_stream == Some(stream_id) {
+                                        request.error_stream = None;
+                                    }
+                                    if request.data_stream.is_none() && request.error_stream.is_none() {
+                                        requests.remove(&request_id);
+                                    }
+                                }
+                            }
+                        }
+                        spdy::Frame::Ping(id) => wire.extend(encoder.ping(id)),
+                        spdy::Frame::GoAway { .. } => return,
+                        _ => {}
+                    }
+                }
+            }
+            read = read_rx.recv() => {
+                let Some((request_id, event)) = read else { return };
+                let Some(request) = requests.get(&request_id) else { continue };
+                match event {
+                    Event::Data(bytes) => {
+                        if let Some(data) = request.data_stream {
+                            wire.extend(encoder.data(data, false, &bytes));
+                        }
+                    }
+                    Event::Failed(message) => {
+                        if let Some(error) = request.error_stream {
+                            wire.extend(encoder.data(error, false, message.as_bytes()));
+                        }
+                    }
+                    Event::End => {
+                        // Both streams finish and the connection is forgotten
+                        // (the client may or may not reset the streams).
+                        for stream_id in [request.data_stream, request.error_stream].into_iter().flatten() {
+                            wire.extend(encoder.data(stream_id, true, b""));
+                            streams.remove(&stream_id);
+                        }
+                        requests.remove(&request_id);
+                    }
+                }
+            }
+        }
+        if !wire.is_empty() && ws.send(Message::Binary(wire.into())).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Connects one forwarded connection and copies it; a failure goes to the
+/// error stream. Either way the connection's last event is `End`.
+async fn spdy_connection(
+    node: Arc<dyn NodeConnection>,
+    pod: Arc<Value>,
+    port: u16,
+    request_id: String,
+    writes: mpsc::Receiver<Bytes>,
+    reads: mpsc::Sender<(String, Event)>,
+) {
+    match node.port_forward(&pod, port).await {
+        Ok(tunnel) => pump(tunnel, writes, reads, request_id).await,
+        Err(e) => {
+            if reads
+                .send((request_id.clone(), Event::Failed(e.message)))
+                .await
+                .is_ok()
+            {
+                let _ = reads.send((request_id, Event::End)).await;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn negotiation_takes_the_clients_first_supported_protocol() {
+        let cases: &[(Kind, &[&str], Option<&str>)] = &[
+            (
+                Kind::Exec,
+                &["v5.channel.k8s.io", "v4.channel.k8s.io"],
+                Some("v5.channel.k8s.io"),
+            ),
+            (
+                Kind::Exec,
+                &["base64.channel.k8s.io", "v4.channel.k8s.io"],
+                Some("v4.channel.k8s.io"),
+            ),
+            (Kind::Exec, &["channel.k8s.io"], Some("channel.k8s.io")),
+            (Kind::Exec, &["SPDY/3.1+portforward.k8s.io"], None),
+            (Kind::Exec, &["portforward.k8s.io"], None),
+            (
+                Kind::PortForward,
+                &["SPDY/3.1+portforward.k8s.io"],
+                Some("SPDY/3.1+portforward.k8s.io"),
+            ),
+            (
+                Kind::PortForward,
+                &["portforward.k8s.io"],
+                Some("portforward.k8s.io"),
+            ),
+            (
+                Kind::PortForward,
+                &["v4.channel.k8s.io"],
+                Some("v4.channel.k8s.io"),
+            ),
+            (Kind::Attach, &[""], None),
+        ];
+        for (kind, offered, want) in cases {
+            assert_eq!(
+                negotiate(*kind, offered).map(|(_, name)| name),
+                *want,
+                "{kind:?} {offered:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn channel_input_decodes_by_version() {
+        assert_eq!(decode_input(5, b"\x00abc"), Input::Stdin(b"abc".to_vec()));
+        assert_eq!(
+            decode_input(5, b"\x04{\"Width\":80,\"Height\":24}"),
+            Input::Resize(TerminalSize {
+                width: 80,
+                height: 24
+            })
+        );
+        assert_eq!(
+            decode_input(2, b"\x04{\"Width\":80,\"Height\":24}"),
+            Input::Ignored
+        );
+        assert_eq!(decode_input(5, &[255, 0]), Input::Close(0));
+        assert_eq!(decode_input(4, &[255, 0]), Input::Ignored);
+        assert_eq!(decode_input(5, &[]), Input::Ignored);
+        assert_eq!(channel_message(3, b"x"), b"\x03x".to_vec());
+    }
+
+    #[test]
+    fn exit_status_is_what_client_go_parses() {
+        let command = vec!["sh".to_string(), "-c".to_string(), "exit 3".to_string()];
+        let status: Value =
+            serde_json::from_slice(&exit_message(5, &command, &ExitStatus::Exited(3)).unwrap())
+                .unwrap();
+        assert_eq!(status["status"], "Failure");
+        assert_eq!(status["reason"], "NonZeroExitCode");
+        assert_eq!(
+            status["details"]["causes"],
+            json!([{"reason": "ExitCode", "message": "3"}])
+        );
+        assert_eq!(
+            status["message"],
+            "command terminated with non-zero exit code: error executing command [sh -c exit 3], exit code 3"
+        );
+        let ok: Value =
+            serde_json::from_slice(&exit_message(4, &command, &ExitStatus::Exited(0)).unwrap())
+                .unwrap();
+        assert_eq!(ok, json!({"metadata": {}, "status": "Success"}));
+        assert_eq!(exit_message(2, &command, &ExitStatus::Exited(0)), None);
+        assert_eq!(
+            exit_message(2, &command, &ExitStatus::Error("boom".into())),
+            Some(b"boom".to_vec())
+        );
+    }
+
+    #[test]
+    fn query_values() {
+        let q = Some("command=sh&command=-c&command=echo%20hi&container=c&ports=80,8080&ports=9");
+        assert_eq!(all_values(q, "command"), ["sh", "-c", "echo hi"]);
+        assert_eq!(parse_ports(q), Ok(vec![80, 8080, 9]));
+        assert!(parse_ports(Some("ports=x")).is_err());
+        assert!(parse_ports(Some("ports=0")).is_err());
+    }
+}
