@@ -65,7 +65,7 @@ pub struct NodeMetricsReport {
 }
 
 /// What to run for `pods/exec` (or which streams `pods/attach` wants).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ExecRequest {
     pub container: String,
     /// Empty for attach.
@@ -77,7 +77,7 @@ pub struct ExecRequest {
 }
 
 /// A terminal size (the resize channel's `{"Width":…,"Height":…}`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TerminalSize {
     #[serde(rename = "Width")]
     pub width: u16,

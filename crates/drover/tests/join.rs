@@ -103,6 +103,41 @@ fn an_agent_joins_with_a_token_runs_pods_and_serves_their_logs() {
         out.status.success() && String::from_utf8_lossy(&out.stdout).starts_with("talker")
     });
 
+    // exec, stdin and port-forward also go through the tunnel.
+    let out = s.kubectl(&["exec", "talker", "--", "sh", "-c", "exit 3"]);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "kubectl exec exit code: {out:?}"
+    );
+    let upper = s.ok_stdin(
+        &["exec", "-i", "talker", "--", "tr", "a-z", "A-Z"],
+        "through the tunnel\n",
+    );
+    assert_eq!(upper, "THROUGH THE TUNNEL\n");
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: web
+spec:
+  containers:
+  - name: web
+    image: unused
+    command: [python3, -m, http.server, "8080", --bind, 127.0.0.1, --directory, /etc]
+"#,
+    );
+    s.wait("web Running", TIMEOUT, || {
+        s.json(&["get", "pod", "web"])["status"]["phase"] == "Running"
+    });
+    let forward = common::port_forward(&s, "web", 8080);
+    let want = std::fs::read_to_string("/etc/hostname").unwrap();
+    s.wait("port-forward through the tunnel answers", TIMEOUT, || {
+        common::http_get(forward.local_port, "/hostname").is_ok_and(|b| b == want)
+    });
+    drop(forward);
+
     // The agent traded the join token for a credential of its own.
     let (ok, list, err) = drover(&["token", "list", "--kubeconfig", &kubeconfig]);
     assert!(ok, "{err}");
@@ -135,9 +170,10 @@ fn an_agent_joins_with_a_token_runs_pods_and_serves_their_logs() {
     );
     assert_eq!(p["status"]["phase"], "Running", "{p}");
 
-    s.ok(&["delete", "pod", "talker", "--grace-period=1"]);
-    s.wait("pod talker gone", TIMEOUT, || {
+    s.ok(&["delete", "pod", "talker", "web", "--grace-period=1"]);
+    s.wait("pods talker and web gone", TIMEOUT, || {
         !s.kubectl(&["get", "pod", "talker"]).status.success()
+            && !s.kubectl(&["get", "pod", "web"]).status.success()
     });
     let left: Vec<String> = common::cgroup_pids(&agent.cgroup)
         .into_iter()

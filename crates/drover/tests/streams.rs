@@ -5,11 +5,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::Server;
+use common::{http_get, port_forward, Server};
 use serde_json::Value;
 
 const TIMEOUT: Duration = Duration::from_secs(90);
@@ -151,85 +150,6 @@ spec:
     );
     let err = s.fails(&["exec", "nothere", "--", "true"], None);
     assert!(err.contains("pods \"nothere\" not found"), "{err}");
-}
-
-/// A running `kubectl port-forward`, killed on drop.
-struct PortForward {
-    child: std::process::Child,
-    local_port: u16,
-    stderr: std::sync::Arc<std::sync::Mutex<String>>,
-}
-
-impl Drop for PortForward {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts `kubectl port-forward pod/NAME :PORT` and waits for its
-/// `Forwarding from 127.0.0.1:LOCAL -> PORT` line.
-fn port_forward(s: &Server, pod: &str, port: u16) -> PortForward {
-    let mut child = Command::new(common::kubectl_binary())
-        .args(["port-forward", &format!("pod/{pod}"), &format!(":{port}")])
-        .env("KUBECONFIG", &s.kubeconfig)
-        .env("HOME", s.home.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("running kubectl port-forward");
-    let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-    let mut err_pipe = child.stderr.take().unwrap();
-    let sink = stderr.clone();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = err_pipe.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            sink.lock()
-                .unwrap()
-                .push_str(&String::from_utf8_lossy(&buf[..n]));
-        }
-    });
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut forward = PortForward {
-        child,
-        local_port: 0,
-        stderr,
-    };
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        // "Forwarding from 127.0.0.1:41235 -> 8080"
-        if let Some(rest) = line.strip_prefix("Forwarding from 127.0.0.1:") {
-            let (local, remote) = rest.split_once(" -> ").expect("a port mapping");
-            assert_eq!(remote, port.to_string(), "{line}");
-            forward.local_port = local.parse().unwrap();
-            break;
-        }
-    }
-    assert!(
-        forward.local_port != 0,
-        "kubectl port-forward printed no Forwarding line: {}",
-        forward.stderr.lock().unwrap()
-    );
-    // Keep reading stdout (kubectl logs each connection there).
-    std::thread::spawn(move || for _ in lines {});
-    forward
-}
-
-fn http_get(port: u16, path: &str) -> Result<String, String> {
-    let out = Command::new("curl")
-        .args(["-sS", "--max-time", "20"])
-        .arg(format!("http://127.0.0.1:{port}{path}"))
-        .output()
-        .map_err(|e| e.to_string())?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).to_string())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).to_string())
-    }
 }
 
 #[test]

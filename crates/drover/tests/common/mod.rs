@@ -557,3 +557,82 @@ pub fn drover(args: &[&str]) -> (bool, String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// A running `kubectl port-forward`, killed on drop.
+pub struct PortForward {
+    child: std::process::Child,
+    pub local_port: u16,
+    pub stderr: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Drop for PortForward {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `kubectl port-forward pod/NAME :PORT` and waits for its
+/// `Forwarding from 127.0.0.1:LOCAL -> PORT` line.
+pub fn port_forward(s: &Server, pod: &str, port: u16) -> PortForward {
+    let mut child = Command::new(kubectl_binary())
+        .args(["port-forward", &format!("pod/{pod}"), &format!(":{port}")])
+        .env("KUBECONFIG", &s.kubeconfig)
+        .env("HOME", s.home.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running kubectl port-forward");
+    let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let mut err_pipe = child.stderr.take().unwrap();
+    let sink = stderr.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = std::io::Read::read(&mut err_pipe, &mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
+    let mut forward = PortForward {
+        child,
+        local_port: 0,
+        stderr,
+    };
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        // "Forwarding from 127.0.0.1:41235 -> 8080"
+        if let Some(rest) = line.strip_prefix("Forwarding from 127.0.0.1:") {
+            let (local, remote) = rest.split_once(" -> ").expect("a port mapping");
+            assert_eq!(remote, port.to_string(), "{line}");
+            forward.local_port = local.parse().unwrap();
+            break;
+        }
+    }
+    assert!(
+        forward.local_port != 0,
+        "kubectl port-forward printed no Forwarding line: {}",
+        forward.stderr.lock().unwrap()
+    );
+    // Keep reading stdout (kubectl logs each connection there).
+    std::thread::spawn(move || for _ in lines {});
+    forward
+}
+
+pub fn http_get(port: u16, path: &str) -> Result<String, String> {
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "20"])
+        .arg(format!("http://127.0.0.1:{port}{path}"))
+        .output()
+        .map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).to_string())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).to_string())
+    }
+}
