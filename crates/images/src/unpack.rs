@@ -49,6 +49,33 @@ impl<R: Read> Read for HashingReader<R> {
     }
 }
 
+/// Reads `inner`, then (once it ends) up to 2 KiB of zeros: some layer
+/// writers (umoci 0.4) end the tar stream without the last entry's padding
+/// and the end-of-archive blocks, which GNU tar and containerd accept; the
+/// zeros let the tar reader finish the same way. They are not part of the
+/// diff ID, which is hashed beneath this.
+struct ZeroPadded<R> {
+    inner: R,
+    zeros_left: Option<usize>,
+}
+
+impl<R: Read> Read for ZeroPadded<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.zeros_left.is_none() {
+            let n = self.inner.read(buf)?;
+            if n > 0 || buf.is_empty() {
+                return Ok(n);
+            }
+            self.zeros_left = Some(2048);
+        }
+        let left = self.zeros_left.as_mut().expect("set above");
+        let n = buf.len().min(*left);
+        buf[..n].fill(0);
+        *left -= n;
+        Ok(n)
+    }
+}
+
 /// `sha256:<hex>` of a byte string.
 pub(crate) fn sha256_digest(data: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(data)))
@@ -74,7 +101,10 @@ pub(crate) fn unpack_layer(compressed: impl Read, dest: &Path) -> Result<String,
     };
     let mut hashing = HashingReader::new(decompressed);
     {
-        let mut archive = tar::Archive::new(&mut hashing);
+        let mut archive = tar::Archive::new(ZeroPadded {
+            inner: &mut hashing,
+            zeros_left: None,
+        });
         archive.set_preserve_permissions(true);
         archive.set_preserve_ownerships(true);
         archive.set_preserve_mtime(true);
@@ -374,6 +404,24 @@ mod tests {
         let a = std::fs::metadata(root.join("etc/hostname")).unwrap();
         let b = std::fs::metadata(root.join("etc/hard")).unwrap();
         assert_eq!(a.ino(), b.ino(), "hard link shares the inode");
+    }
+
+    #[test]
+    fn a_tar_cut_short_of_its_end_blocks_still_unpacks() {
+        let mut tar = Layer::new().file("a", "abc").finish();
+        // Drop the padding after "abc" and the two end-of-archive blocks.
+        tar.truncate(512 + 3);
+        let expected = sha256_digest(&tar);
+        let (dir, result) = unpack(tar);
+        assert_eq!(
+            result.unwrap(),
+            expected,
+            "diff id covers only the real bytes"
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("a")).unwrap(),
+            "abc"
+        );
     }
 
     #[test]
