@@ -10,6 +10,8 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
+mod image;
+
 #[derive(Parser)]
 #[command(
     name = "drover",
@@ -31,6 +33,8 @@ enum Command {
     /// Run the deterministic simulation of the control plane: the real API
     /// server, controllers and scheduler with fake nodes on a virtual clock.
     Sim(SimArgs),
+    /// Import, list and remove images in this node's image store.
+    Image(image::ImageArgs),
 }
 
 #[derive(clap::Args)]
@@ -146,7 +150,7 @@ fn main() -> Result<()> {
     }
     let cli = Cli::parse();
     // The simulation injects faults on purpose: only warnings by default.
-    let default_level = if matches!(cli.command, Command::Sim(_)) {
+    let default_level = if matches!(cli.command, Command::Sim(_) | Command::Image(_)) {
         "warn"
     } else {
         "info"
@@ -168,6 +172,7 @@ fn main() -> Result<()> {
             Ok(())
         }
         Command::Sim(args) => simulate(args),
+        Command::Image(args) => std::process::exit(image::run(args)),
         Command::Server(args) => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
