@@ -187,9 +187,9 @@ mod tests {
             },
         ];
         let expected = "\
-IMAGE                            TAG      IMAGE ID       SIZE
-docker.io/library/busybox        1.36     0123456789ab   1.084MB
-127.0.0.1:5000/app               <none>   ffffffffffff   42B
+IMAGE                       TAG      IMAGE ID       SIZE
+docker.io/library/busybox   1.36     0123456789ab   1.084MB
+127.0.0.1:5000/app          <none>   ffffffffffff   42B
 ";
         assert_eq!(table(&list), expected);
     }
