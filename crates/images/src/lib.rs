@@ -17,7 +17,7 @@ pub mod testing;
 mod unpack;
 
 pub use reference::ImageReference;
-pub use store::{store_dir, ImageStore, ImageSummary, StoreError};
+pub use store::{host_architecture, store_dir, ImageStore, ImageSummary, StoreError};
 
 /// `imagePullPolicy`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

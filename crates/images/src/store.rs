@@ -192,8 +192,8 @@ pub(crate) fn digest_hex(digest: &str) -> Result<&str, StoreError> {
     }
 }
 
-/// The GOARCH name of this machine, as image platforms name it.
-pub(crate) fn host_architecture() -> &'static str {
+/// The GOARCH name of this machine, as image platforms name it (`amd64`).
+pub fn host_architecture() -> &'static str {
     match std::env::consts::ARCH {
         "x86_64" => "amd64",
         "aarch64" => "arm64",

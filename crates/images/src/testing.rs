@@ -98,6 +98,12 @@ impl Registry {
         registry
     }
 
+    /// Where the registry keeps blobs and manifests (to corrupt them in
+    /// tests).
+    pub fn storage_dir(&self) -> PathBuf {
+        self._dir.path().join("data")
+    }
+
     /// `127.0.0.1:PORT/<name>`.
     pub fn reference(&self, name: &str) -> String {
         format!("{}/{name}", self.address)
@@ -189,15 +195,81 @@ impl ImageBuilder {
     /// Pushes the image to `reference` (`127.0.0.1:PORT/name:tag`) with
     /// skopeo over plain HTTP; `creds` is `user:password`.
     pub fn push(&self, reference: &str, creds: Option<&str>) {
+        self.push_tag("latest", reference, creds);
+    }
+
+    /// Pushes the layout's `tag` (an image or an index, with everything it
+    /// names) to `reference`.
+    pub fn push_tag(&self, tag: &str, reference: &str, creds: Option<&str>) {
         let mut command = Command::new("skopeo");
-        command.args(["copy", "--quiet", "--dest-tls-verify=false"]);
+        command.args(["copy", "--quiet", "--all", "--dest-tls-verify=false"]);
         if let Some(creds) = creds {
             command.args(["--dest-creds", creds]);
         }
         command
-            .arg(format!("oci:{}", self.image))
+            .arg(format!("oci:{}:{tag}", self.layout().display()))
             .arg(format!("docker://{reference}"));
         run(&mut command);
+    }
+
+    fn layout(&self) -> PathBuf {
+        self.dir.path().join("layout")
+    }
+
+    /// Adds tag `index_tag`: an image index (manifest list) naming this
+    /// image for linux on this machine's architecture and, for linux on
+    /// `other_architecture`, a copy whose command is `["wrong-platform"]`.
+    pub fn add_index(&self, index_tag: &str, other_architecture: &str) {
+        let other_tag = format!("other-{other_architecture}");
+        let other = format!("{}:{other_tag}", self.layout().display());
+        run(Command::new("umoci").args(["tag", "--image", &self.image, &other_tag]));
+        run(Command::new("umoci").args([
+            "config",
+            "--image",
+            &other,
+            "--clear=config.cmd",
+            "--config.cmd=wrong-platform",
+        ]));
+        let index_path = self.layout().join("index.json");
+        let mut index: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&index_path).unwrap())
+                .expect("layout index.json");
+        let entry = |tag: &str, architecture: &str| {
+            let d = index["manifests"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag)
+                .unwrap_or_else(|| panic!("tag {tag} in the layout"));
+            serde_json::json!({
+                "mediaType": d["mediaType"],
+                "digest": d["digest"],
+                "size": d["size"],
+                "platform": {"architecture": architecture, "os": "linux"},
+            })
+        };
+        let list = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": [
+                entry(&other_tag, other_architecture),
+                entry("latest", crate::host_architecture()),
+            ],
+        });
+        let bytes = serde_json::to_vec(&list).unwrap();
+        let digest = crate::unpack::sha256_digest(&bytes);
+        let hex = digest.trim_start_matches("sha256:");
+        std::fs::write(self.layout().join("blobs/sha256").join(hex), &bytes).unwrap();
+        index["manifests"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({
+                "mediaType": "application/vnd.oci.image.index.v1+json",
+                "digest": digest,
+                "size": bytes.len(),
+                "annotations": {"org.opencontainers.image.ref.name": index_tag},
+            }));
+        std::fs::write(&index_path, serde_json::to_vec(&index).unwrap()).unwrap();
     }
 
     /// Writes the image as an OCI archive named `name` (`busybox:1`).

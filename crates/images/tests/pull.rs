@@ -342,3 +342,112 @@ async fn pulls_with_basic_auth_credentials() {
         .expect("pull with credentials");
     assert!(resolved.layers[0].join("bin/busybox").is_file());
 }
+
+#[tokio::test]
+async fn an_image_index_resolves_to_this_machines_platform() {
+    let registry = Registry::start();
+    let image = ImageBuilder::busybox(&["right-platform"]);
+    let other = if images::host_architecture() == "arm64" {
+        "amd64"
+    } else {
+        "arm64"
+    };
+    image.add_index("multi", other);
+    let reference = registry.reference("test/multi:1");
+    image.push_tag("multi", &reference, None);
+    let root = tempfile::tempdir().unwrap();
+    let store = ImageStore::open(root.path()).unwrap();
+    let resolved = store
+        .ensure(&request(&reference, PullPolicy::IfNotPresent))
+        .await
+        .expect("pull through the index");
+    assert_eq!(
+        resolved.config.cmd,
+        vec!["right-platform"],
+        "linux/{} chosen",
+        images::host_architecture()
+    );
+}
+
+#[tokio::test]
+async fn content_that_does_not_match_its_digest_is_refused() {
+    let registry = Registry::start();
+    let image = ImageBuilder::busybox(&["sh"]);
+    let reference = registry.reference("test/busybox:1");
+    image.push(&reference, None);
+    // Corrupt the largest blob (the layer) in the registry's storage,
+    // keeping its length.
+    let mut largest: Option<(u64, PathBuf)> = None;
+    let mut stack = vec![registry.storage_dir()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let entry = entry.unwrap();
+            let meta = entry.metadata().unwrap();
+            if meta.is_dir() {
+                stack.push(entry.path());
+            } else if entry.file_name() == "data"
+                && largest.as_ref().is_none_or(|(size, _)| meta.len() > *size)
+            {
+                largest = Some((meta.len(), entry.path()));
+            }
+        }
+    }
+    let (size, path) = largest.expect("a blob in the registry");
+    std::fs::write(&path, vec![0u8; size as usize]).unwrap();
+
+    let root = tempfile::tempdir().unwrap();
+    let store = ImageStore::open(root.path()).unwrap();
+    let err = store
+        .ensure(&request(&reference, PullPolicy::IfNotPresent))
+        .await
+        .expect_err("a corrupt layer is refused");
+    assert!(err.to_string().to_lowercase().contains("digest"), "{err}");
+    assert!(
+        layer_dirs(&store).is_empty(),
+        "nothing unpacked: {:?}",
+        layer_dirs(&store)
+    );
+    assert!(store.list().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_half_unpacked_or_missing_layer_is_never_used() {
+    let registry = Registry::start();
+    let image = ImageBuilder::busybox(&["sh"]);
+    let reference = registry.reference("test/busybox:1");
+    image.push(&reference, None);
+    let root = tempfile::tempdir().unwrap();
+    let store = ImageStore::open(root.path()).unwrap();
+    let first = store
+        .ensure(&request(&reference, PullPolicy::IfNotPresent))
+        .await
+        .unwrap();
+
+    // As if the agent crashed mid-unpack: the layer directory is gone and a
+    // partial copy sits in tmp/.
+    let layer = first.layers[0].clone();
+    let partial = store.root().join("tmp/layer-crashed");
+    std::fs::rename(&layer, &partial).unwrap();
+    std::fs::remove_file(partial.join("bin/busybox")).unwrap();
+    let err = store
+        .ensure(&request(&reference, PullPolicy::Never))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.reason(),
+        "ErrImageNeverPull",
+        "an image missing a layer is not present"
+    );
+    let again = store
+        .ensure(&request(&reference, PullPolicy::IfNotPresent))
+        .await
+        .unwrap();
+    assert_eq!(again.layers, first.layers);
+    assert!(
+        layer.join("bin/busybox").is_file(),
+        "the layer was unpacked again, whole"
+    );
+    store.collect_garbage().unwrap();
+    assert!(!partial.exists(), "garbage collection clears tmp/");
+    assert!(layer.is_dir(), "and keeps layers in use");
+}
