@@ -2,8 +2,9 @@
 //! `testing`): build small images from busybox-static with umoci, and serve
 //! them from a real docker-registry on a fresh loopback port.
 //!
-//! Needs `umoci`, `skopeo`, `docker-registry` and `busybox` (Debian's
-//! busybox-static) on the PATH; scripts/install-deps installs them.
+//! Needs `umoci`, `skopeo`, `docker-registry`, `zstd` and `busybox`
+//! (Debian's busybox-static) on the PATH; scripts/install-deps installs
+//! them.
 
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -269,6 +270,55 @@ impl ImageBuilder {
                 "size": bytes.len(),
                 "annotations": {"org.opencontainers.image.ref.name": index_tag},
             }));
+        std::fs::write(&index_path, serde_json::to_vec(&index).unwrap()).unwrap();
+    }
+
+    /// Recompresses the layers of the `latest` tag with zstd (the `zstd`
+    /// command), keeping their diff IDs: what registries serve for images
+    /// built with `--compression-format zstd`.
+    pub fn recompress_zstd(&self) {
+        let layout = self.layout();
+        let blob = |digest: &str| {
+            layout
+                .join("blobs/sha256")
+                .join(digest.trim_start_matches("sha256:"))
+        };
+        let index_path = layout.join("index.json");
+        let mut index: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&index_path).unwrap()).unwrap();
+        let entry = index["manifests"]
+            .as_array_mut()
+            .unwrap()
+            .iter_mut()
+            .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == "latest")
+            .expect("tag latest");
+        let mut manifest: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(blob(entry["digest"].as_str().unwrap())).unwrap(),
+        )
+        .unwrap();
+        for layer in manifest["layers"].as_array_mut().unwrap() {
+            let gz = std::fs::File::open(blob(layer["digest"].as_str().unwrap())).unwrap();
+            let tar = self.dir.path().join("layer.tar");
+            let mut out = std::fs::File::create(&tar).unwrap();
+            std::io::copy(&mut flate2::read::MultiGzDecoder::new(gz), &mut out).unwrap();
+            let zst = self.dir.path().join("layer.tar.zst");
+            run(Command::new("zstd")
+                .args(["-q", "-f"])
+                .arg(&tar)
+                .arg("-o")
+                .arg(&zst));
+            let bytes = std::fs::read(&zst).unwrap();
+            let digest = crate::unpack::sha256_digest(&bytes);
+            std::fs::write(blob(&digest), &bytes).unwrap();
+            layer["mediaType"] = "application/vnd.oci.image.layer.v1.tar+zstd".into();
+            layer["digest"] = digest.into();
+            layer["size"] = bytes.len().into();
+        }
+        let bytes = serde_json::to_vec(&manifest).unwrap();
+        let digest = crate::unpack::sha256_digest(&bytes);
+        std::fs::write(blob(&digest), &bytes).unwrap();
+        entry["digest"] = digest.into();
+        entry["size"] = bytes.len().into();
         std::fs::write(&index_path, serde_json::to_vec(&index).unwrap()).unwrap();
     }
 

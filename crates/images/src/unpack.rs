@@ -49,6 +49,44 @@ impl<R: Read> Read for HashingReader<R> {
     }
 }
 
+/// A zstd stream of one or more frames (encoders may split a layer into
+/// several), decoded in pure Rust.
+struct ZstdFrames<R: BufRead> {
+    decoder: Option<ruzstd::StreamingDecoder<R, ruzstd::FrameDecoder>>,
+}
+
+impl<R: BufRead> ZstdFrames<R> {
+    fn new(inner: R) -> Result<Self, StoreError> {
+        let decoder = ruzstd::StreamingDecoder::new(inner)
+            .map_err(|e| StoreError::Invalid(format!("reading zstd layer: {e}")))?;
+        Ok(ZstdFrames {
+            decoder: Some(decoder),
+        })
+    }
+}
+
+impl<R: BufRead> Read for ZstdFrames<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            let Some(decoder) = self.decoder.as_mut() else {
+                return Ok(0);
+            };
+            let n = decoder.read(buf)?;
+            if n > 0 || buf.is_empty() {
+                return Ok(n);
+            }
+            let mut inner = self.decoder.take().expect("checked above").into_inner();
+            if inner.fill_buf()?.is_empty() {
+                return Ok(0);
+            }
+            let next = ruzstd::StreamingDecoder::new(inner).map_err(|e| {
+                io::Error::new(io::ErrorKind::InvalidData, format!("zstd frame: {e}"))
+            })?;
+            self.decoder = Some(next);
+        }
+    }
+}
+
 /// Reads `inner`, then (once it ends) up to 2 KiB of zeros: some layer
 /// writers (umoci 0.4) end the tar stream without the last entry's padding
 /// and the end-of-archive blocks, which GNU tar and containerd accept; the
@@ -93,9 +131,7 @@ pub(crate) fn unpack_layer(compressed: impl Read, dest: &Path) -> Result<String,
     let decompressed: Box<dyn Read> = if head.starts_with(&[0x1f, 0x8b]) {
         Box::new(flate2::read::MultiGzDecoder::new(buffered))
     } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        return Err(StoreError::Invalid(
-            "zstd-compressed layers are not supported".to_string(),
-        ));
+        Box::new(ZstdFrames::new(buffered)?)
     } else {
         Box::new(buffered)
     };

@@ -451,3 +451,37 @@ async fn a_half_unpacked_or_missing_layer_is_never_used() {
     assert!(!partial.exists(), "garbage collection clears tmp/");
     assert!(layer.is_dir(), "and keeps layers in use");
 }
+
+#[tokio::test]
+async fn pulls_zstd_compressed_layers() {
+    let registry = Registry::start();
+    let image = ImageBuilder::busybox(&["sh"]);
+    let extra = image.staging("extra");
+    std::fs::write(extra.join("note"), "zstd\n").unwrap();
+    image.insert(&extra, "/srv");
+    image.recompress_zstd();
+    let reference = registry.reference("test/zstd:1");
+    image.push(&reference, None);
+    let root = tempfile::tempdir().unwrap();
+    let store = ImageStore::open(root.path()).unwrap();
+    let resolved = store
+        .ensure(&request(&reference, PullPolicy::IfNotPresent))
+        .await
+        .expect("pull zstd layers");
+    assert!(resolved.layers[0].join("bin/busybox").is_file());
+    assert_eq!(
+        std::fs::read_to_string(resolved.layers[1].join("srv/note")).unwrap(),
+        "zstd\n"
+    );
+    let manifests_with_zstd = std::fs::read_dir(store.root().join("blobs/sha256"))
+        .unwrap()
+        .filter(|b| {
+            std::fs::read_to_string(b.as_ref().unwrap().path())
+                .is_ok_and(|text| text.contains("application/vnd.oci.image.layer.v1.tar+zstd"))
+        })
+        .count();
+    assert_eq!(
+        manifests_with_zstd, 1,
+        "the pulled manifest names zstd layers"
+    );
+}
