@@ -594,15 +594,25 @@ impl ImageService for ImageStore {
         let key = reference.to_string();
         let lock = self.pull_lock(&key);
         let _pulling = lock.lock().await;
-        let present = || -> Result<Option<ResolvedImage>, ImageError> {
-            self.lookup(&reference).map_err(|e| {
-                ImageError::Pull(format!(
-                    "failed to read image \"{key}\" from the store: {e}"
-                ))
-            })
+        // The index and config are small files, but the index lock may be
+        // held by a `drover image` command: read off the async workers.
+        let present = || {
+            let store = self.clone();
+            let reference = reference.clone();
+            let key = key.clone();
+            async move {
+                tokio::task::spawn_blocking(move || store.lookup(&reference))
+                    .await
+                    .expect("lookup task panicked")
+                    .map_err(|e| {
+                        ImageError::Pull(format!(
+                            "failed to read image \"{key}\" from the store: {e}"
+                        ))
+                    })
+            }
         };
         if request.pull_policy != PullPolicy::Always {
-            if let Some(image) = present()? {
+            if let Some(image) = present().await? {
                 return Ok(image);
             }
             if request.pull_policy == PullPolicy::Never {
@@ -614,7 +624,7 @@ impl ImageService for ImageStore {
             .map_err(|e| {
                 ImageError::Pull(format!("failed to pull and unpack image \"{key}\": {e}"))
             })?;
-        present()?.ok_or_else(|| {
+        present().await?.ok_or_else(|| {
             ImageError::Pull(format!(
                 "image \"{key}\" vanished from the store right after its pull"
             ))
