@@ -52,6 +52,11 @@ pub fn run(args: ImageArgs) -> i32 {
 
 fn execute(args: ImageArgs) -> Result<(), String> {
     let dir = images::store_dir(&args.data_dir);
+    if !dir.exists() && matches!(args.command, ImageCommand::Ls) {
+        // Nothing imported or pulled yet: list nothing, create nothing.
+        print!("{}", table(&[]));
+        return Ok(());
+    }
     let store = ImageStore::open(&dir)
         .map_err(|e| format!("opening the image store {}: {e}", dir.display()))?;
     match args.command {

@@ -37,6 +37,8 @@ fn import_list_and_remove_through_the_cli() {
     image.save_oci_archive(&oci_archive, "127.0.0.1:5000/team/app:v1");
     let data_dir = scratch.path().join("data");
 
+    assert_eq!(ok(&data_dir, &["ls"]), "IMAGE   TAG   IMAGE ID   SIZE\n");
+    assert!(!data_dir.exists(), "listing creates nothing");
     assert_eq!(
         ok(&data_dir, &["import", docker_archive.to_str().unwrap()]),
         "imported docker.io/library/busybox:1.36\n"

@@ -533,6 +533,35 @@ mod tests {
     }
 
     #[test]
+    fn a_symlinks_owner_is_set_on_the_link_not_its_target() {
+        let scratch = tempfile::tempdir().unwrap();
+        let victim = scratch.path().join("victim");
+        std::fs::write(&victim, "host file").unwrap();
+        let before = std::fs::metadata(&victim).unwrap();
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut header = Layer::header("link", tar::EntryType::Symlink, 0);
+        header.set_link_name(&victim).unwrap();
+        header.set_uid(4242);
+        header.set_gid(4242);
+        header.set_mode(0o777);
+        header.set_cksum();
+        builder.append(&header, io::empty()).unwrap();
+        let (dir, result) = unpack(builder.into_inner().unwrap());
+        result.unwrap();
+        let after = std::fs::metadata(&victim).unwrap();
+        assert_eq!(
+            (after.uid(), after.gid(), after.mode()),
+            (before.uid(), before.gid(), before.mode())
+        );
+        let link = std::fs::symlink_metadata(dir.path().join("link")).unwrap();
+        assert_eq!(
+            link.uid(),
+            4242,
+            "the link itself is chowned (we run as root)"
+        );
+    }
+
+    #[test]
     fn entries_cannot_escape_the_layer() {
         let scratch = tempfile::tempdir().unwrap();
         let outside = scratch.path().join("escaped");
