@@ -30,7 +30,8 @@ enum ImageCommand {
     /// List images: IMAGE, TAG, IMAGE ID, SIZE.
     #[command(alias = "list")]
     Ls,
-    /// Remove images by reference and free the layers no other image uses.
+    /// Remove images by reference or image ID and free the layers no other
+    /// image uses.
     #[command(alias = "remove")]
     Rm {
         #[arg(required = true)]
@@ -79,7 +80,9 @@ fn execute(args: ImageArgs) -> Result<(), String> {
                 let removed = store
                     .remove(&reference)
                     .map_err(|e| format!("removing {reference}: {e}"))?;
-                println!("Deleted: {removed}");
+                for reference in removed {
+                    println!("Deleted: {reference}");
+                }
             }
         }
     }

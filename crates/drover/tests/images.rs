@@ -96,7 +96,12 @@ fn import_list_and_remove_through_the_cli() {
         String::from_utf8_lossy(&again.stderr),
         "error: removing busybox:1.36: image \"docker.io/library/busybox:1.36\" not found\n"
     );
-    ok(&data_dir, &["rm", "127.0.0.1:5000/team/app:v1"]);
+    let id = lines[1][2].to_string();
+    assert_eq!(
+        ok(&data_dir, &["rm", &id]),
+        "Deleted: 127.0.0.1:5000/team/app:v1\n",
+        "rm by image ID"
+    );
     assert_eq!(
         ok(&data_dir, &["ls"]).lines().count(),
         1,
@@ -137,4 +142,51 @@ fn malformed_or_missing_archives_fail_with_one_line() {
             "{stderr}"
         );
     }
+}
+
+#[test]
+fn two_imports_at_once_share_one_layer() {
+    let image = ImageBuilder::busybox(&["sh"]);
+    let scratch = tempfile::tempdir().unwrap();
+    let a = scratch.path().join("a.tar");
+    let b = scratch.path().join("b.tar");
+    image.save_docker_archive(&a, "busybox:a");
+    image.save_oci_archive(&b, "busybox:b");
+    let data_dir = scratch.path().join("data");
+    // Two processes against one store, as a CLI beside a server would be.
+    let spawn = |file: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_drover"))
+            .args(["image", "import"])
+            .arg(file)
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .output()
+    };
+    let (first, second) = std::thread::scope(|s| {
+        let first = s.spawn(|| spawn(&a));
+        let second = s.spawn(|| spawn(&b));
+        (
+            first.join().unwrap().unwrap(),
+            second.join().unwrap().unwrap(),
+        )
+    });
+    for out in [&first, &second] {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_eq!(ok(&data_dir, &["ls"]).lines().count(), 3);
+    let store = images::store_dir(&data_dir);
+    assert_eq!(
+        std::fs::read_dir(store.join("layers")).unwrap().count(),
+        1,
+        "one layer directory"
+    );
+    assert_eq!(
+        std::fs::read_dir(store.join("tmp")).unwrap().count(),
+        0,
+        "nothing left half-done"
+    );
 }

@@ -508,19 +508,63 @@ impl ImageStore {
             .collect())
     }
 
-    /// Drops a reference and collects the blobs and layers no other image
-    /// uses. Layers stay usable by containers already running from them:
+    /// Drops a reference, or every reference of an image ID (`sha256:…` or
+    /// at least 12 hex digits of it, as `crictl rmi` takes), and collects
+    /// the blobs and layers no other image uses; returns the references
+    /// removed. Layers stay usable by containers already running from them:
     /// an overlayfs mount keeps its lower directories' inodes alive.
-    pub fn remove(&self, image: &str) -> Result<String, StoreError> {
-        let reference = ImageReference::parse(image)?;
-        let key = reference.to_string();
+    pub fn remove(&self, image: &str) -> Result<Vec<String>, StoreError> {
+        let id_prefix = image.strip_prefix("sha256:").unwrap_or(image);
+        let is_id = id_prefix.len() >= 12
+            && id_prefix.len() <= 64
+            && id_prefix
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        let parsed = ImageReference::parse(image);
         let _content = self.content_lock(true)?;
-        self.update_index(|index| match index.images.remove(&key) {
-            Some(_) => Ok(()),
-            None => Err(StoreError::NotFound(key.clone())),
+        let removed = self.update_index(|index| {
+            if let Ok(reference) = &parsed {
+                let key = reference.to_string();
+                if index.images.remove(&key).is_some() {
+                    return Ok(vec![key]);
+                }
+            }
+            if is_id {
+                let matching: Vec<String> = index
+                    .images
+                    .iter()
+                    .filter(|(_, e)| {
+                        e.config_digest
+                            .trim_start_matches("sha256:")
+                            .starts_with(id_prefix)
+                    })
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                let ids: BTreeSet<&str> = matching
+                    .iter()
+                    .map(|k| index.images[k].config_digest.as_str())
+                    .collect();
+                if ids.len() > 1 {
+                    return Err(StoreError::Invalid(format!(
+                        "image ID prefix {image} is ambiguous: it matches {} images",
+                        ids.len()
+                    )));
+                }
+                if !matching.is_empty() {
+                    for k in &matching {
+                        index.images.remove(k);
+                    }
+                    return Ok(matching);
+                }
+            }
+            match parsed {
+                Ok(reference) => Err(StoreError::NotFound(reference.to_string())),
+                Err(_) if is_id => Err(StoreError::NotFound(image.to_string())),
+                Err(e) => Err(e.into()),
+            }
         })?;
         self.collect_garbage_locked()?;
-        Ok(key)
+        Ok(removed)
     }
 
     /// Removes blobs and layers no image in the index uses, and anything

@@ -77,7 +77,10 @@ async fn imports_docker_and_oci_archives_sharing_layers() {
     );
 
     // Removing one keeps the layer the other uses; removing both collects it.
-    store.remove("busybox:docker").unwrap();
+    assert_eq!(
+        store.remove("busybox:docker").unwrap(),
+        vec!["docker.io/library/busybox:docker"]
+    );
     assert_eq!(count(&store.root().join("layers")), 1);
     run_never(&store, "example.com/team/busybox:oci").await;
     let err = store.remove("busybox:docker").unwrap_err();
@@ -85,8 +88,14 @@ async fn imports_docker_and_oci_archives_sharing_layers() {
         err.to_string(),
         "image \"docker.io/library/busybox:docker\" not found"
     );
-    store.remove("example.com/team/busybox:oci").unwrap();
+    // By image ID (12 hex digits, as `crictl images` shows it).
+    let id = list[1].image_id.trim_start_matches("sha256:")[..12].to_string();
+    assert_eq!(
+        store.remove(&id).unwrap(),
+        vec!["example.com/team/busybox:oci"]
+    );
     assert!(store.list().unwrap().is_empty());
+    assert!(matches!(store.remove(&id), Err(StoreError::NotFound(_))));
     assert_eq!(count(&store.root().join("layers")), 0, "layers collected");
     assert_eq!(
         count(&store.root().join("blobs/sha256")),
