@@ -160,6 +160,15 @@ pub(crate) fn unpack_layer(compressed: impl Read, dest: &Path) -> Result<String,
 }
 
 fn unpack_entry<R: Read>(entry: &mut tar::Entry<R>, dest: &Path) -> Result<(), StoreError> {
+    let kind = entry.header().entry_type();
+    if kind.is_pax_global_extensions()
+        || kind.is_pax_local_extensions()
+        || kind.is_gnu_longname()
+        || kind.is_gnu_longlink()
+    {
+        // Metadata for the entries that follow, not files.
+        return Ok(());
+    }
     let raw_path = entry
         .path()
         .map_err(|e| StoreError::io("reading layer entry name", e))?
@@ -190,7 +199,6 @@ fn unpack_entry<R: Read>(entry: &mut tar::Entry<R>, dest: &Path) -> Result<(), S
     }
 
     let target = dest.join(&relative);
-    let kind = entry.header().entry_type();
     if kind.is_dir() {
         match std::fs::symlink_metadata(&target) {
             Ok(m) if m.is_dir() => {}
@@ -222,9 +230,78 @@ fn unpack_entry<R: Read>(entry: &mut tar::Entry<R>, dest: &Path) -> Result<(), S
             )
         });
     }
+    if kind.is_character_special() || kind.is_block_special() || kind.is_fifo() {
+        // The tar crate writes these as regular files; images (e.g. a
+        // /dev/null in a rootfs) need the real node.
+        return make_special(entry.header(), kind, &target)
+            .map_err(|e| StoreError::io(format!("creating device {}", raw_path.display()), e));
+    }
+    let xattrs = allowed_xattrs(entry)?;
     entry
         .unpack(&target)
         .map_err(|e| StoreError::io(format!("unpacking {}", raw_path.display()), e))?;
+    if !kind.is_symlink() {
+        for (name, value) in xattrs {
+            set_xattr(&target, &name, &value)?;
+        }
+    }
+    Ok(())
+}
+
+/// The extended attributes an entry carries (PAX `SCHILY.xattr.*`) that a
+/// layer may set: file capabilities (`setcap` binaries such as ping) and
+/// `user.*`. Others are dropped; `trusted.overlay.*` in particular would
+/// let a layer steer overlayfs (redirects, opaque dirs of other layers).
+fn allowed_xattrs<R: Read>(
+    entry: &mut tar::Entry<R>,
+) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+    let mut out = Vec::new();
+    let Some(extensions) = entry
+        .pax_extensions()
+        .map_err(|e| StoreError::io("reading pax headers", e))?
+    else {
+        return Ok(out);
+    };
+    for extension in extensions {
+        let extension = extension.map_err(|e| StoreError::io("reading pax headers", e))?;
+        let Ok(key) = extension.key() else { continue };
+        let Some(name) = key.strip_prefix("SCHILY.xattr.") else {
+            continue;
+        };
+        if name == "security.capability" || name.starts_with("user.") {
+            out.push((name.to_string(), extension.value_bytes().to_vec()));
+        }
+    }
+    Ok(out)
+}
+
+fn make_special(header: &tar::Header, kind: tar::EntryType, path: &Path) -> io::Result<()> {
+    let file_type = if kind.is_character_special() {
+        libc::S_IFCHR
+    } else if kind.is_block_special() {
+        libc::S_IFBLK
+    } else {
+        libc::S_IFIFO
+    };
+    let mode = header.mode()? & 0o7777;
+    let major = header.device_major()?.unwrap_or(0);
+    let minor = header.device_minor()?.unwrap_or(0);
+    let c = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path has a NUL byte"))?;
+    // SAFETY: `c` is a valid NUL-terminated path for each call.
+    unsafe {
+        if libc::mknod(c.as_ptr(), file_type | mode, libc::makedev(major, minor)) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // mknod applies the umask; the layer's mode is what counts.
+        if libc::chmod(c.as_ptr(), mode) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let (uid, gid) = (header.uid()? as libc::uid_t, header.gid()? as libc::gid_t);
+        if libc::lchown(c.as_ptr(), uid, gid) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
     Ok(())
 }
 
@@ -457,6 +534,76 @@ mod tests {
         assert_eq!(
             std::fs::read_to_string(dir.path().join("a")).unwrap(),
             "abc"
+        );
+    }
+
+    #[test]
+    fn device_nodes_and_fifos_are_created_as_such() {
+        let mut builder = tar::Builder::new(Vec::new());
+        for (name, kind, major, minor) in [
+            ("dev/null", tar::EntryType::Char, 1, 3),
+            ("dev/loop9", tar::EntryType::Block, 7, 9),
+            ("run/pipe", tar::EntryType::Fifo, 0, 0),
+        ] {
+            let mut header = Layer::header(name, kind, 0);
+            header.set_mode(0o666);
+            header.set_device_major(major).unwrap();
+            header.set_device_minor(minor).unwrap();
+            header.set_cksum();
+            builder.append(&header, io::empty()).unwrap();
+        }
+        let (dir, result) = unpack(builder.into_inner().unwrap());
+        result.unwrap();
+        let null = std::fs::symlink_metadata(dir.path().join("dev/null")).unwrap();
+        assert!(null.file_type().is_char_device());
+        assert_eq!(null.rdev(), libc::makedev(1, 3));
+        assert_eq!(null.mode() & 0o7777, 0o666);
+        let block = std::fs::symlink_metadata(dir.path().join("dev/loop9")).unwrap();
+        assert!(block.file_type().is_block_device());
+        assert_eq!(block.rdev(), libc::makedev(7, 9));
+        assert!(std::fs::symlink_metadata(dir.path().join("run/pipe"))
+            .unwrap()
+            .file_type()
+            .is_fifo());
+    }
+
+    #[test]
+    fn capabilities_and_user_xattrs_are_kept_overlay_ones_dropped() {
+        let mut builder = tar::Builder::new(Vec::new());
+        builder
+            .append_pax_extensions([
+                ("SCHILY.xattr.user.note", &b"hello"[..]),
+                ("SCHILY.xattr.trusted.overlay.opaque", &b"y"[..]),
+            ])
+            .unwrap();
+        builder
+            .append(
+                &Layer::header("dir/", tar::EntryType::Directory, 0),
+                io::empty(),
+            )
+            .unwrap();
+        let (dir, result) = unpack(builder.into_inner().unwrap());
+        result.unwrap();
+        let get = |name: &str| {
+            let c = c_path(&dir.path().join("dir")).unwrap();
+            let n = CString::new(name).unwrap();
+            let mut value = [0u8; 16];
+            // SAFETY: valid NUL-terminated strings and a buffer of the given size.
+            let len = unsafe {
+                libc::lgetxattr(
+                    c.as_ptr(),
+                    n.as_ptr(),
+                    value.as_mut_ptr().cast(),
+                    value.len(),
+                )
+            };
+            (len >= 0).then(|| value[..len as usize].to_vec())
+        };
+        assert_eq!(get("user.note").as_deref(), Some(&b"hello"[..]));
+        assert_eq!(
+            get("trusted.overlay.opaque"),
+            None,
+            "a layer cannot set overlay xattrs"
         );
     }
 
