@@ -38,6 +38,11 @@ fn client_for(registry: &str) -> Client {
     };
     Client::new(ClientConfig {
         protocol,
+        // A registry that stops answering must fail the pull (and release
+        // the per-reference lock) rather than hang it: ErrImagePull, then
+        // the agent's back-off retries.
+        connect_timeout: Some(std::time::Duration::from_secs(30)),
+        read_timeout: Some(std::time::Duration::from_secs(60)),
         ..Default::default()
     })
 }
