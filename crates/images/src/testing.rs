@@ -79,19 +79,33 @@ impl Registry {
             .stderr(log)
             .spawn()
             .expect("starting docker-registry (apt-get install docker-registry)");
-        let registry = Registry {
+        let mut registry = Registry {
             address,
             child,
             _dir: dir,
         };
+        let log = |r: &Registry| {
+            std::fs::read_to_string(r._dir.path().join("registry.log")).unwrap_or_default()
+        };
         let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(&registry.address).is_err() {
-            if Instant::now() > deadline {
-                let log = std::fs::read_to_string(registry._dir.path().join("registry.log"))
-                    .unwrap_or_default();
+        loop {
+            // Checked before connecting: if the port was taken meanwhile,
+            // the registry exits and something else answers there.
+            if let Ok(Some(status)) = registry.child.try_wait() {
                 panic!(
-                    "docker-registry did not listen on {} within 30 s; its log:\n{log}",
-                    registry.address
+                    "docker-registry exited ({status}) instead of serving on {}; its log:\n{}",
+                    registry.address,
+                    log(&registry)
+                );
+            }
+            if TcpStream::connect(&registry.address).is_ok() {
+                break;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "docker-registry did not listen on {} within 30 s; its log:\n{}",
+                    registry.address,
+                    log(&registry)
                 );
             }
             std::thread::sleep(Duration::from_millis(50));
