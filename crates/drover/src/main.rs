@@ -10,6 +10,8 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
+mod image;
+
 #[derive(Parser)]
 #[command(
     name = "drover",
@@ -35,6 +37,8 @@ enum Command {
     /// Run the deterministic simulation of the control plane: the real API
     /// server, controllers and scheduler with fake nodes on a virtual clock.
     Sim(SimArgs),
+    /// Import, list and remove images in this node's image store.
+    Image(image::ImageArgs),
 }
 
 #[derive(clap::Args)]
@@ -197,7 +201,7 @@ fn main() -> Result<()> {
     }
     let cli = Cli::parse();
     // The simulation injects faults on purpose: only warnings by default.
-    let default_level = if matches!(cli.command, Command::Sim(_)) {
+    let default_level = if matches!(cli.command, Command::Sim(_) | Command::Image(_)) {
         "warn"
     } else {
         "info"
@@ -219,6 +223,7 @@ fn main() -> Result<()> {
             Ok(())
         }
         Command::Sim(args) => simulate(args),
+        Command::Image(args) => std::process::exit(image::run(args)),
         Command::Server(args) => tokio_runtime()?.block_on(server(*args)),
         Command::Agent(args) => tokio_runtime()?.block_on(agent_main(*args)),
         Command::Token(args) => tokio_runtime()?.block_on(token(args)),

@@ -2,10 +2,22 @@
 //! from archives, each layer unpacked once (content-addressed) so the OCI
 //! runtime can stack them as overlayfs lower directories.
 //!
-//! The seam the OCI runtime uses is [`ImageService`]; the store implements
-//! it, tests may implement it over a directory.
+//! The seam the OCI runtime uses is [`ImageService`]; [`ImageStore`]
+//! implements it (on disk under [`store_dir`]), tests may implement it over
+//! a directory.
 
 use std::path::PathBuf;
+
+mod import;
+mod pull;
+pub mod reference;
+mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
+mod unpack;
+
+pub use reference::ImageReference;
+pub use store::{host_architecture, store_dir, ImageStore, ImageSummary, StoreError};
 
 /// `imagePullPolicy`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
