@@ -427,15 +427,12 @@ impl Agent {
         };
         let vars: BTreeMap<&str, &str> =
             env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        let mut argv: Vec<String> = Vec::new();
-        for part in container
-            .command
-            .iter()
-            .flatten()
-            .chain(container.args.iter().flatten())
-        {
-            argv.push(expand(part, &vars));
-        }
+        let expand_all = |parts: &Option<Vec<String>>| -> Vec<String> {
+            parts.iter().flatten().map(|p| expand(p, &vars)).collect()
+        };
+        let command = expand_all(&container.command);
+        let args = expand_all(&container.args);
+        let argv: Vec<String> = command.iter().chain(&args).cloned().collect();
         let resources = container.resources.as_ref();
         let quantity = |map: Option<
             &BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>,
@@ -452,21 +449,14 @@ impl Agent {
         };
         let limits = resources.and_then(|r| r.limits.as_ref());
         let requests = resources.and_then(|r| r.requests.as_ref());
-        let mut env_full = vec![(
-            "PATH".to_string(),
-            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string(),
-        )];
-        env_full.push((
-            "HOSTNAME".to_string(),
-            pod.metadata.name.clone().unwrap_or_default(),
-        ));
-        env_full.extend(env);
         ContainerLaunch {
             name: container.name.clone(),
             init,
             attempt,
             argv,
-            env: env_full,
+            command,
+            args,
+            env,
             working_dir: container.working_dir.clone(),
             memory_limit: quantity(limits, "memory", false),
             cpu_limit_milli: quantity(limits, "cpu", true),
