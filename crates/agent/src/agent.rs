@@ -289,6 +289,7 @@ impl Agent {
         let mut prober = crate::prober::Prober::default();
         let facts = NodeFacts {
             host_ip: self.node.address.clone(),
+            allow_privileged: self.node.allow_privileged,
         };
         let mut reported_runtime_error = false;
         loop {
