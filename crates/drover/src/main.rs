@@ -115,6 +115,18 @@ struct ServerArgs {
     /// The most pods this node runs (the kubelet's --max-pods).
     #[arg(long, default_value_t = 110)]
     max_pods: i64,
+    /// Whether privileged containers may run on this node (the kubelet's
+    /// `--allow-privileged`); pods asking for one are rejected (Forbidden).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    allow_privileged: bool,
+    /// The OCI runtime binary for RuntimeClass `oci` [default: runc on PATH].
+    #[arg(long)]
+    oci_runtime_binary: Option<std::path::PathBuf>,
+    /// Tests only: the OCI runtime takes images from this directory
+    /// (`<dir>/NAME` is the rootfs of any image named NAME) instead of the
+    /// image store.
+    #[arg(long, hide = true)]
+    oci_image_dir_for_tests: Option<std::path::PathBuf>,
     /// The runtime of pods without `runtimeClassName`.
     #[arg(long, default_value = "process")]
     default_runtime: String,
@@ -356,10 +368,30 @@ fn start_agent(server: &Arc<apiserver::ApiServer>, token: &str, args: &ServerArg
         root.clone(),
         cgroups.clone(),
         args.cgroup_parent.clone().into(),
-        shim,
+        shim.clone(),
         args.node_ip.clone(),
-        network,
+        network.clone(),
     );
+    let mut runtimes: Vec<Arc<dyn agent::runtime::ContainerRuntime>> = vec![process];
+    match runtime_linux::oci::detect_runc(args.oci_runtime_binary.as_deref()) {
+        Some(runc) => {
+            let images: Arc<dyn images::ImageService> = match &args.oci_image_dir_for_tests {
+                Some(dir) => Arc::new(runtime_linux::oci::DirectoryImages { dir: dir.clone() }),
+                None => Arc::new(NoImageStore),
+            };
+            runtimes.push(runtime_linux::oci::OciRuntime::new(
+                root.join("oci"),
+                runc,
+                cgroups.clone(),
+                args.cgroup_parent.clone().into(),
+                shim,
+                images,
+                args.node_ip.clone(),
+                network,
+            ));
+        }
+        None => tracing::warn!("runc not found on PATH: RuntimeClass oci is not available"),
+    }
     let mut node = agent::node::NodeConfig::from_machine(
         &name,
         &args.node_ip,
@@ -367,16 +399,33 @@ fn start_agent(server: &Arc<apiserver::ApiServer>, token: &str, args: &ServerArg
         apiserver::KUBERNETES_GIT_VERSION,
     );
     node.max_pods = args.max_pods;
+    node.allow_privileged = args.allow_privileged;
     let client = client::Client::in_process(server.clone(), token, "kubelet");
-    let runtimes: Vec<Arc<dyn agent::runtime::ContainerRuntime>> = vec![process];
+    let names: Vec<&str> = runtimes.iter().map(|r| r.name()).collect();
+    let names: Vec<String> = names.into_iter().map(str::to_string).collect();
     let agent = agent::agent::Agent::new(client, node, runtimes, &args.default_runtime);
     server.connect_node(&name, agent.connection());
     tracing::info!(
-        "node agent for node {name}: process runtime, cgroup v{}",
+        "node agent for node {name}: runtimes {}, cgroup v{}",
+        names.join(", "),
         cgroups.version()
     );
     tokio::spawn(agent.run());
     Ok(())
+}
+
+/// The OCI runtime's images until the image store is wired: every image
+/// fails to pull, so pods show ErrImagePull / ImagePullBackOff.
+struct NoImageStore;
+
+#[async_trait::async_trait]
+impl images::ImageService for NoImageStore {
+    async fn ensure(
+        &self,
+        _: &images::ImageRequest,
+    ) -> Result<images::ResolvedImage, images::ImageError> {
+        Err(images::ImageError::Pull("image store not available".into()))
+    }
 }
 
 /// Runs the controllers and the scheduler while this server holds the
