@@ -405,10 +405,10 @@ fn run_runc(config: &ShimConfig, runc: &RuncRun, mut state: ShimState) -> i32 {
 fn runc_error(log: &Path) -> Option<String> {
     let text = fs::read_to_string(log).ok()?;
     text.lines()
+        .rev()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .filter(|v| matches!(v["level"].as_str(), Some("error" | "fatal")))
-        .filter_map(|v| v["msg"].as_str().map(str::to_string))
-        .last()
+        .find_map(|v| v["msg"].as_str().map(str::to_string))
 }
 
 fn wait_exit(child: Pid) -> i32 {
