@@ -323,11 +323,18 @@ pub fn build_spec(input: &SpecInput) -> Result<oci::Spec, String> {
         .cwd(&input.cwd)
         .user(user)
         .no_new_privileges(input.no_new_privileges)
+        // The runtime's own limits are inherited, as containerd does.
+        .rlimits(Vec::new())
         .capabilities(
             oci::LinuxCapabilitiesBuilder::default()
                 .bounding(capabilities.clone())
                 .effective(capabilities.clone())
                 .permitted(capabilities)
+                // Explicitly empty: the builder's default would fill
+                // both with oci-spec's three default capabilities.
+                // Nothing inheritable (CVE-2022-24769), no ambient ones.
+                .inheritable(oci::Capabilities::new())
+                .ambient(oci::Capabilities::new())
                 .build()
                 .map_err(e)?,
         )

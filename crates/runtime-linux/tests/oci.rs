@@ -353,6 +353,9 @@ async fn security_context_read_only_root_and_run_as_user_apply() {
         {"name": "ro", "image": "busybox", "securityContext": {"readOnlyRootFilesystem": true}},
         {"name": "user", "image": "busybox",
          "securityContext": {"runAsUser": 1234, "runAsGroup": 1234, "allowPrivilegeEscalation": false}},
+        {"name": "caps", "image": "busybox",
+         "securityContext": {"capabilities": {"drop": ["ALL"], "add": ["NET_BIND_SERVICE", "KILL"]}}},
+        {"name": "default", "image": "busybox"},
     ]));
     f.runtime.create_sandbox(&pod).await.unwrap();
     let ro = launch(
@@ -367,10 +370,39 @@ async fn security_context_read_only_root_and_run_as_user_apply() {
         "user",
         &["sh", "-c", "echo $(id -u):$(id -g); grep NoNewPrivs /proc/self/status; grep CapEff /proc/self/status"],
     );
+    let caps = |name: &str| {
+        launch(
+            name,
+            &["sh", "-c", "grep -E '^Cap(Eff|Bnd)' /proc/self/status"],
+        )
+    };
     f.runtime.start_container(&pod, &ro).await.unwrap();
     f.runtime.start_container(&pod, &user).await.unwrap();
-    f.wait_exited("ro", Duration::from_secs(30)).await;
-    f.wait_exited("user", Duration::from_secs(30)).await;
+    f.runtime
+        .start_container(&pod, &caps("caps"))
+        .await
+        .unwrap();
+    f.runtime
+        .start_container(&pod, &caps("default"))
+        .await
+        .unwrap();
+    for name in ["ro", "user", "caps", "default"] {
+        f.wait_exited(name, Duration::from_secs(30)).await;
+    }
+    // KILL (bit 5) and NET_BIND_SERVICE (bit 10) only; containerd's 14 by
+    // default.
+    assert_eq!(
+        f.stdout("caps"),
+        vec!["CapEff:\t0000000000000420", "CapBnd:\t0000000000000420"],
+        "{}",
+        f.log("caps")
+    );
+    assert_eq!(
+        f.stdout("default"),
+        vec!["CapEff:\t00000000a80425fb", "CapBnd:\t00000000a80425fb"],
+        "{}",
+        f.log("default")
+    );
     assert_eq!(
         f.stdout("ro"),
         vec!["read-only".to_string()],
@@ -479,6 +511,24 @@ async fn an_image_that_cannot_be_pulled_fails_the_container_with_err_image_pull(
     assert!(
         matches!(&observed.containers[0].state, InstanceState::Failed { reason, .. } if reason == "ErrImagePull"),
         "{observed:?}"
+    );
+    f.forget_and_check().await;
+}
+
+#[tokio::test]
+async fn a_missing_program_is_a_start_failure_not_an_exit() {
+    let f = fixture("noexec");
+    let pod = f.pod(serde_json::json!([busybox("c")]));
+    f.runtime.create_sandbox(&pod).await.unwrap();
+    let _ = f
+        .runtime
+        .start_container(&pod, &launch("c", &["no-such-program"]))
+        .await;
+    let state = f.wait_exited("c", Duration::from_secs(30)).await;
+    assert!(
+        matches!(&state, InstanceState::Failed { reason, message, .. }
+            if reason == "RunContainerError" && message.contains("no-such-program")),
+        "{state:?}"
     );
     f.forget_and_check().await;
 }
