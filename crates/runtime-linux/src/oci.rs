@@ -54,7 +54,7 @@ pub const DEFAULT_CAPABILITIES: [&str; 14] = [
     "AUDIT_WRITE",
 ];
 
-/// Every capability (a privileged container has them all).
+/// Every capability, in bit order.
 const ALL_CAPABILITIES: [&str; 41] = [
     "CHOWN",
     "DAC_OVERRIDE",
@@ -170,6 +170,61 @@ pub struct SpecInput {
     pub memory_limit: Option<i64>,
     pub cpu_limit_milli: Option<i64>,
     pub cpu_request_milli: Option<i64>,
+    /// Host devices to create in the container (a privileged one gets
+    /// them all: [`host_devices`]).
+    pub devices: Vec<oci::LinuxDevice>,
+}
+
+/// The host's character and block devices under /dev (what containerd
+/// gives a privileged container), without the per-container /dev/pts,
+/// /dev/shm and /dev/mqueue.
+pub fn host_devices() -> Vec<oci::LinuxDevice> {
+    fn walk(dir: &Path, out: &mut Vec<oci::LinuxDevice>) {
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                continue;
+            };
+            let kind = meta.file_type();
+            if kind.is_dir() {
+                if !["pts", "shm", "mqueue", ".lxc", ".lxd-mounts", ".udev"]
+                    .iter()
+                    .any(|d| path.file_name().is_some_and(|n| n == *d))
+                {
+                    walk(&path, out);
+                }
+                continue;
+            }
+            let typ = if kind.is_char_device() {
+                oci::LinuxDeviceType::C
+            } else if kind.is_block_device() {
+                oci::LinuxDeviceType::B
+            } else {
+                continue;
+            };
+            // /dev/console belongs to the container's terminal, if any.
+            if path == Path::new("/dev/console") {
+                continue;
+            }
+            let rdev = meta.rdev();
+            if let Ok(device) = oci::LinuxDeviceBuilder::default()
+                .path(&path)
+                .typ(typ)
+                .major(libc::major(rdev) as i64)
+                .minor(libc::minor(rdev) as i64)
+                .file_mode(meta.mode() & 0o7777)
+                .uid(meta.uid())
+                .gid(meta.gid())
+                .build()
+            {
+                out.push(device);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(Path::new("/dev"), &mut out);
+    out
 }
 
 /// The process's argv from the container's `command`/`args` and the
@@ -208,16 +263,47 @@ pub fn resolve_env(
     env
 }
 
-/// The capability set: the default set (all of them if privileged), minus
-/// `drop` (`ALL` drops every one), plus `add`. Names as Kubernetes writes
-/// them, with or without `CAP_`.
-pub fn resolve_capabilities(add: &[String], drop: &[String], privileged: bool) -> Vec<String> {
+/// The capabilities in this process's bounding set: what a privileged
+/// container gets (containerd gives it the runtime's own set; one the
+/// runtime lacks cannot be granted).
+pub fn current_capabilities() -> Vec<String> {
+    let bounding = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapBnd:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .unwrap_or(0);
+    capabilities_of_mask(bounding)
+}
+
+/// The names of the capabilities whose bits are set in `mask`.
+pub fn capabilities_of_mask(mask: u64) -> Vec<String> {
+    ALL_CAPABILITIES
+        .iter()
+        .enumerate()
+        .filter(|(bit, _)| mask & (1u64 << bit) != 0)
+        .map(|(_, c)| c.to_string())
+        .collect()
+}
+
+/// The capability set: the default set (`available`, the runtime's own,
+/// if privileged), minus `drop` (`ALL` drops every one), plus `add` (`ALL`
+/// adds `available`). Names as Kubernetes writes them, with or without
+/// `CAP_`.
+pub fn resolve_capabilities(
+    add: &[String],
+    drop: &[String],
+    privileged: bool,
+    available: &[String],
+) -> Vec<String> {
     let norm = |c: &String| {
         let c = c.to_ascii_uppercase();
         c.strip_prefix("CAP_").map(str::to_string).unwrap_or(c)
     };
     let mut set: BTreeSet<String> = if privileged {
-        ALL_CAPABILITIES.iter().map(|c| c.to_string()).collect()
+        available.iter().cloned().collect()
     } else {
         DEFAULT_CAPABILITIES.iter().map(|c| c.to_string()).collect()
     };
@@ -233,7 +319,7 @@ pub fn resolve_capabilities(add: &[String], drop: &[String], privileged: bool) -
     }
     for a in add.iter().map(norm) {
         if a == "ALL" {
-            set.extend(ALL_CAPABILITIES.iter().map(|c| c.to_string()));
+            set.extend(available.iter().cloned());
         } else {
             set.insert(a);
         }
@@ -439,6 +525,9 @@ pub fn build_spec(input: &SpecInput) -> Result<oci::Spec, String> {
     }
 
     let mut linux = oci::Linux::default();
+    if !input.devices.is_empty() {
+        linux.set_devices(Some(input.devices.clone()));
+    }
     linux.set_namespaces(Some(namespaces));
     linux.set_resources(Some(resources.build().map_err(e)?));
     linux.set_cgroups_path(Some(input.cgroups_path.clone()));
@@ -861,6 +950,7 @@ impl OciRuntime {
                 caps.add.as_deref().unwrap_or_default(),
                 caps.drop.as_deref().unwrap_or_default(),
                 privileged,
+                &current_capabilities(),
             ),
             privileged,
             no_new_privileges: security.allow_privilege_escalation == Some(false),
@@ -878,6 +968,11 @@ impl OciRuntime {
             memory_limit: launch.memory_limit,
             cpu_limit_milli: launch.cpu_limit_milli,
             cpu_request_milli: launch.cpu_request_milli,
+            devices: if privileged {
+                host_devices()
+            } else {
+                Vec::new()
+            },
         };
         let spec = build_spec(&spec_input).map_err(invalid)?;
         spec.save(bundle.join("config.json"))
@@ -1302,8 +1397,9 @@ mod tests {
 
     #[test]
     fn capabilities_add_and_drop_on_the_default_set() {
+        let all = strings(&ALL_CAPABILITIES);
         let caps = |add: &[&str], drop: &[&str], privileged: bool| {
-            resolve_capabilities(&strings(add), &strings(drop), privileged)
+            resolve_capabilities(&strings(add), &strings(drop), privileged, &all)
         };
         assert_eq!(caps(&[], &[], false).len(), 14);
         let c = caps(&["NET_ADMIN"], &["CAP_KILL", "MKNOD"], false);
@@ -1311,6 +1407,14 @@ mod tests {
         assert!(!c.contains(&"KILL".to_string()) && !c.contains(&"MKNOD".to_string()));
         assert_eq!(caps(&["CHOWN"], &["ALL"], false), strings(&["CHOWN"]));
         assert_eq!(caps(&[], &["ALL"], true).len(), ALL_CAPABILITIES.len());
+        // A privileged container gets what the runtime has.
+        let some = strings(&["CHOWN", "SYS_ADMIN"]);
+        assert_eq!(resolve_capabilities(&[], &[], true, &some), some);
+        assert_eq!(
+            capabilities_of_mask(0x420),
+            strings(&["KILL", "NET_BIND_SERVICE"])
+        );
+        assert_eq!(capabilities_of_mask(0xa80425fb).len(), 14);
         // Every name is one oci-spec knows.
         for c in ALL_CAPABILITIES {
             assert!(c.parse::<oci::Capability>().is_ok(), "{c}");

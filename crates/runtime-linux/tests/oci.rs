@@ -356,6 +356,7 @@ async fn security_context_read_only_root_and_run_as_user_apply() {
         {"name": "caps", "image": "busybox",
          "securityContext": {"capabilities": {"drop": ["ALL"], "add": ["NET_BIND_SERVICE", "KILL"]}}},
         {"name": "default", "image": "busybox"},
+        {"name": "privileged", "image": "busybox", "securityContext": {"privileged": true}},
     ]));
     f.runtime.create_sandbox(&pod).await.unwrap();
     let ro = launch(
@@ -386,8 +387,23 @@ async fn security_context_read_only_root_and_run_as_user_apply() {
         .start_container(&pod, &caps("default"))
         .await
         .unwrap();
-    for name in ["ro", "user", "caps", "default"] {
-        f.wait_exited(name, Duration::from_secs(30)).await;
+    // Privileged: every capability the kernel has, the host's devices,
+    // /sys writable.
+    let privileged = launch(
+        "privileged",
+        &[
+            "sh",
+            "-c",
+            "grep -E '^CapEff' /proc/self/status; ls /dev; grep ' /sys ' /proc/self/mounts",
+        ],
+    );
+    f.runtime.start_container(&pod, &privileged).await.unwrap();
+    for name in ["ro", "user", "caps", "default", "privileged"] {
+        let state = f.wait_exited(name, Duration::from_secs(30)).await;
+        assert!(
+            matches!(state, InstanceState::Exited { exit_code: 0, .. }),
+            "{name}: {state:?}"
+        );
     }
     // KILL (bit 5) and NET_BIND_SERVICE (bit 10) only; containerd's 14 by
     // default.
@@ -402,6 +418,31 @@ async fn security_context_read_only_root_and_run_as_user_apply() {
         vec!["CapEff:\t00000000a80425fb", "CapBnd:\t00000000a80425fb"],
         "{}",
         f.log("default")
+    );
+    let out = f.stdout("privileged");
+    let host_caps = std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("CapBnd:"))
+        .unwrap()
+        .replace("CapBnd:", "CapEff:");
+    assert_eq!(out.first(), Some(&host_caps), "{out:?}");
+    let host_block = oci::host_devices()
+        .into_iter()
+        .find(|d| {
+            d.typ() == oci_spec::runtime::LinuxDeviceType::B
+                && d.path().parent() == Some(Path::new("/dev"))
+        })
+        .map(|d| d.path().file_name().unwrap().to_string_lossy().to_string());
+    if let Some(block) = host_block {
+        assert!(
+            out.contains(&block),
+            "host block device {block} missing: {out:?}"
+        );
+    }
+    assert!(
+        out.iter().any(|l| l.contains(" /sys sysfs rw")),
+        "/sys not writable: {out:?}"
     );
     assert_eq!(
         f.stdout("ro"),
