@@ -42,7 +42,7 @@ fn oci_pods_run_from_images_and_privileged_pods_are_refused() {
         &["PATH=/bin"],
     )
     .expect("a busybox image from /usr/bin/busybox (busybox-static)");
-    let s = Server::start_with_agent(&[
+    let mut s = Server::start_with_agent(&[
         &format!("--oci-image-dir-for-tests={}", images.path().display()),
         "--allow-privileged=false",
     ]);
@@ -78,6 +78,24 @@ fn oci_pods_run_from_images_and_privileged_pods_are_refused() {
     s.wait("web's log", TIMEOUT, || {
         s.ok(&["logs", "web"]).contains("hello from web as 1234")
     });
+
+    // The container outlives the server (its shim is detached); the
+    // restarted agent adopts it: same container, no restart.
+    let container_id = status["containerID"].clone();
+    s.restart();
+    s.wait("web still Running after a server restart", TIMEOUT, || {
+        let p = pod(&s, "web");
+        p["status"]["phase"] == "Running" && p["status"]["containerStatuses"][0]["ready"] == true
+    });
+    let p = pod(&s, "web");
+    assert_eq!(
+        p["status"]["containerStatuses"][0]["containerID"], container_id,
+        "{p}"
+    );
+    assert_eq!(
+        p["status"]["containerStatuses"][0]["restartCount"], 0,
+        "{p}"
+    );
 
     // An image that is not there: ErrImagePull, then the back-off.
     apply(
