@@ -59,6 +59,9 @@ pub struct ContainerLaunch {
     pub cpu_limit_milli: Option<i64>,
     /// CPU request in millicores (shares / weight).
     pub cpu_request_milli: Option<i64>,
+    /// Registry credentials from the pod's `imagePullSecrets` (for
+    /// runtimes that pull images).
+    pub pull_credentials: Vec<images::RegistryCredential>,
     /// The container cannot be configured (`(reason, message)`, e.g. a
     /// missing ConfigMap): the runtime records a `Failed` instance instead
     /// of starting it.

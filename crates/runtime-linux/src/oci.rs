@@ -840,7 +840,7 @@ impl OciRuntime {
             .ensure(&ImageRequest {
                 image,
                 pull_policy: pull_policy(container),
-                credentials: Vec::new(),
+                credentials: launch.pull_credentials.clone(),
             })
             .await
             .map_err(|e| (e.reason().to_string(), e.to_string()))?;
