@@ -579,6 +579,8 @@ fn make_namespaces(ipc: Option<&Path>, uts: Option<&Path>, hostname: &str) -> Re
     let mut command = std::process::Command::new("unshare");
     for (flag, path) in [("--ipc", ipc), ("--uts", uts)] {
         if let Some(path) = path {
+            // A namespace left from an attempt that did not finish.
+            unmount(path);
             std::fs::write(path, "").map_err(|e| format!("creating {}: {e}", path.display()))?;
             command.arg(format!("{flag}={}", path.display()));
         }
@@ -1252,15 +1254,18 @@ impl ContainerRuntime for OciRuntime {
         self.cgroups
             .remove(&cgroup)
             .map_err(io("removing the pod cgroup"))?;
+        // The namespace files whether or not sandbox.json was written (an
+        // agent may have died in between).
+        for ns in ["ipc", "uts"] {
+            let path = self.pod_dir(uid).join("ns").join(ns);
+            unmount(&path);
+            let _ = std::fs::remove_file(&path);
+        }
         let Some(mut file) = self.sandbox_file(uid) else {
             return Ok(());
         };
         if let (Some(network), Some(_)) = (&self.network, &file.netns) {
             network.teardown(uid).map_err(RuntimeError::Invalid)?;
-        }
-        for ns in [&file.ipc, &file.uts].into_iter().flatten() {
-            unmount(ns);
-            let _ = std::fs::remove_file(ns);
         }
         file.ip = None;
         let _ = std::fs::write(
