@@ -543,7 +543,7 @@ pub fn build_spec(input: &SpecInput) -> Result<oci::Spec, String> {
     Ok(spec)
 }
 
-/// Where a pod's shared namespaces and files live, and which ones it has.
+/// The pod's container `name` (an init container if `init`).
 fn find_container<'a>(pod: &'a Pod, name: &str, init: bool) -> Option<&'a Container> {
     let spec = pod.spec.as_ref()?;
     let list = if init {
@@ -1352,6 +1352,96 @@ impl ContainerRuntime for OciRuntime {
     }
 }
 
+/// An [`ImageService`] over a directory, for tests and for running the OCI
+/// runtime before an image store is wired (`drover server
+/// --oci-image-dir-for-tests`): image `…/NAME:TAG` is the single layer
+/// `<dir>/NAME` with the config in `<dir>/NAME.json` (an [`ImageConfig`]
+/// as JSON; empty if absent); any other image fails as a pull would.
+pub struct DirectoryImages {
+    pub dir: PathBuf,
+}
+
+#[derive(Deserialize)]
+struct DirectoryImageConfig {
+    #[serde(default)]
+    entrypoint: Vec<String>,
+    #[serde(default)]
+    cmd: Vec<String>,
+    #[serde(default)]
+    env: Vec<String>,
+    #[serde(default)]
+    working_dir: Option<String>,
+    #[serde(default)]
+    user: Option<String>,
+}
+
+#[async_trait::async_trait]
+impl ImageService for DirectoryImages {
+    async fn ensure(
+        &self,
+        request: &ImageRequest,
+    ) -> Result<images::ResolvedImage, images::ImageError> {
+        let last = request.image.rsplit('/').next().unwrap_or_default();
+        let name = last.split(['@', ':']).next().unwrap_or_default();
+        let layer = self.dir.join(name);
+        if name.is_empty() || !layer.is_dir() {
+            return Err(images::ImageError::Pull(format!(
+                "failed to pull and unpack image \"{}\": not found in {}",
+                request.image,
+                self.dir.display()
+            )));
+        }
+        let config = std::fs::read(self.dir.join(format!("{name}.json")))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<DirectoryImageConfig>(&b).ok())
+            .map(|c| ImageConfig {
+                entrypoint: c.entrypoint,
+                cmd: c.cmd,
+                env: c.env,
+                working_dir: c.working_dir,
+                user: c.user,
+            })
+            .unwrap_or_default();
+        Ok(images::ResolvedImage {
+            reference: request.image.clone(),
+            image_id: format!("dir://{}", layer.display()),
+            layers: vec![layer],
+            config,
+        })
+    }
+}
+
+/// Makes `<dir>/<name>`, a rootfs of static busybox (`/bin/busybox` and a
+/// link per applet), with /etc/passwd and /etc/group of `root` and `app`
+/// (1234), and `<dir>/<name>.json` with `cmd` `sh` and `env`.
+pub fn make_busybox_image(
+    dir: &Path,
+    name: &str,
+    busybox: &Path,
+    env: &[&str],
+) -> std::io::Result<()> {
+    let root = dir.join(name);
+    for d in ["bin", "etc", "tmp", "proc", "sys", "dev"] {
+        std::fs::create_dir_all(root.join(d))?;
+    }
+    std::fs::copy(busybox, root.join("bin/busybox"))?;
+    let list = std::process::Command::new(busybox).arg("--list").output()?;
+    for applet in String::from_utf8_lossy(&list.stdout).lines() {
+        let link = root.join("bin").join(applet.trim());
+        if applet.trim().is_empty() || link.exists() {
+            continue;
+        }
+        std::os::unix::fs::symlink("busybox", link)?;
+    }
+    std::fs::write(
+        root.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\napp:x:1234:1234:app:/tmp:/bin/sh\n",
+    )?;
+    std::fs::write(root.join("etc/group"), "root:x:0:\napp:x:1234:\n")?;
+    let config = serde_json::json!({"cmd": ["sh"], "env": env});
+    std::fs::write(dir.join(format!("{name}.json")), config.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1501,94 +1591,4 @@ mod tests {
         assert!(json["linux"].get("maskedPaths").is_none());
         assert_eq!(json["linux"]["resources"]["devices"][0]["allow"], true);
     }
-}
-
-/// An [`ImageService`] over a directory, for tests and for running the OCI
-/// runtime before an image store is wired (`drover server
-/// --oci-image-dir-for-tests`): image `…/NAME:TAG` is the single layer
-/// `<dir>/NAME` with the config in `<dir>/NAME.json` (an [`ImageConfig`]
-/// as JSON; empty if absent); any other image fails as a pull would.
-pub struct DirectoryImages {
-    pub dir: PathBuf,
-}
-
-#[derive(Deserialize)]
-struct DirectoryImageConfig {
-    #[serde(default)]
-    entrypoint: Vec<String>,
-    #[serde(default)]
-    cmd: Vec<String>,
-    #[serde(default)]
-    env: Vec<String>,
-    #[serde(default)]
-    working_dir: Option<String>,
-    #[serde(default)]
-    user: Option<String>,
-}
-
-#[async_trait::async_trait]
-impl ImageService for DirectoryImages {
-    async fn ensure(
-        &self,
-        request: &ImageRequest,
-    ) -> Result<images::ResolvedImage, images::ImageError> {
-        let last = request.image.rsplit('/').next().unwrap_or_default();
-        let name = last.split(['@', ':']).next().unwrap_or_default();
-        let layer = self.dir.join(name);
-        if name.is_empty() || !layer.is_dir() {
-            return Err(images::ImageError::Pull(format!(
-                "failed to pull and unpack image \"{}\": not found in {}",
-                request.image,
-                self.dir.display()
-            )));
-        }
-        let config = std::fs::read(self.dir.join(format!("{name}.json")))
-            .ok()
-            .and_then(|b| serde_json::from_slice::<DirectoryImageConfig>(&b).ok())
-            .map(|c| ImageConfig {
-                entrypoint: c.entrypoint,
-                cmd: c.cmd,
-                env: c.env,
-                working_dir: c.working_dir,
-                user: c.user,
-            })
-            .unwrap_or_default();
-        Ok(images::ResolvedImage {
-            reference: request.image.clone(),
-            image_id: format!("dir://{}", layer.display()),
-            layers: vec![layer],
-            config,
-        })
-    }
-}
-
-/// Makes `<dir>/<name>`, a rootfs of static busybox (`/bin/busybox` and a
-/// link per applet), with /etc/passwd and /etc/group of `root` and `app`
-/// (1234), and `<dir>/<name>.json` with `cmd` `sh` and `env`.
-pub fn make_busybox_image(
-    dir: &Path,
-    name: &str,
-    busybox: &Path,
-    env: &[&str],
-) -> std::io::Result<()> {
-    let root = dir.join(name);
-    for d in ["bin", "etc", "tmp", "proc", "sys", "dev"] {
-        std::fs::create_dir_all(root.join(d))?;
-    }
-    std::fs::copy(busybox, root.join("bin/busybox"))?;
-    let list = std::process::Command::new(busybox).arg("--list").output()?;
-    for applet in String::from_utf8_lossy(&list.stdout).lines() {
-        let link = root.join("bin").join(applet.trim());
-        if applet.trim().is_empty() || link.exists() {
-            continue;
-        }
-        std::os::unix::fs::symlink("busybox", link)?;
-    }
-    std::fs::write(
-        root.join("etc/passwd"),
-        "root:x:0:0:root:/root:/bin/sh\napp:x:1234:1234:app:/tmp:/bin/sh\n",
-    )?;
-    std::fs::write(root.join("etc/group"), "root:x:0:\napp:x:1234:\n")?;
-    let config = serde_json::json!({"cmd": ["sh"], "env": env});
-    std::fs::write(dir.join(format!("{name}.json")), config.to_string())
 }
