@@ -292,6 +292,7 @@ impl Agent {
         let mut prober = crate::prober::Prober::default();
         let facts = NodeFacts {
             host_ip: self.node.address.clone(),
+            allow_privileged: self.node.allow_privileged,
         };
         let mut reported_runtime_error = false;
         let mut reported_host_port_error = false;
@@ -563,15 +564,12 @@ impl Agent {
         };
         let vars: BTreeMap<&str, &str> =
             env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        let mut argv: Vec<String> = Vec::new();
-        for part in container
-            .command
-            .iter()
-            .flatten()
-            .chain(container.args.iter().flatten())
-        {
-            argv.push(expand(part, &vars));
-        }
+        let expand_all = |parts: &Option<Vec<String>>| -> Vec<String> {
+            parts.iter().flatten().map(|p| expand(p, &vars)).collect()
+        };
+        let command = expand_all(&container.command);
+        let args = expand_all(&container.args);
+        let argv: Vec<String> = command.iter().chain(&args).cloned().collect();
         let resources = container.resources.as_ref();
         let quantity = |map: Option<
             &BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>,
@@ -588,27 +586,49 @@ impl Agent {
         };
         let limits = resources.and_then(|r| r.limits.as_ref());
         let requests = resources.and_then(|r| r.requests.as_ref());
-        let mut env_full = vec![(
-            "PATH".to_string(),
-            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string(),
-        )];
-        env_full.push((
-            "HOSTNAME".to_string(),
-            pod.metadata.name.clone().unwrap_or_default(),
-        ));
-        env_full.extend(env);
+        let pull_credentials = self.pull_credentials(pod, &namespace).await;
         ContainerLaunch {
             name: container.name.clone(),
             init,
             attempt,
             argv,
-            env: env_full,
+            command,
+            args,
+            env,
+            pull_credentials,
             working_dir: container.working_dir.clone(),
             memory_limit: quantity(limits, "memory", false),
             cpu_limit_milli: quantity(limits, "cpu", true),
             cpu_request_milli: quantity(requests, "cpu", true).or(quantity(limits, "cpu", true)),
             config_error,
         }
+    }
+
+    /// The registry credentials of the pod's `imagePullSecrets`. A secret
+    /// that is missing or of another type is skipped, as the kubelet does
+    /// (the pull may still succeed without it).
+    async fn pull_credentials(
+        &self,
+        pod: &Pod,
+        namespace: &str,
+    ) -> Vec<images::RegistryCredential> {
+        let mut out = Vec::new();
+        let names = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.image_pull_secrets.clone())
+            .unwrap_or_default();
+        for reference in names {
+            let name = reference.name;
+            match self.client.get(SECRETS, Some(namespace), &name).await {
+                Ok(secret) => out.extend(registry_credentials(&data_of(&secret, true))),
+                Err(e) => tracing::warn!(
+                    "agent: image pull secret {namespace}/{name} of pod {}: {e}",
+                    pod.metadata.name.as_deref().unwrap_or_default()
+                ),
+            }
+        }
+        out
     }
 
     async fn resolve_env(
@@ -851,6 +871,50 @@ fn data_of(object: &Value, secret: bool) -> Vec<(String, String)> {
     out
 }
 
+/// Credentials from a Secret's decoded data: `.dockerconfigjson`
+/// (`{"auths": {registry: {...}}}`) or the older `.dockercfg`
+/// (`{registry: {...}}`); each entry has `username`/`password` or `auth`
+/// (base64 `user:password`). Registries written as URLs become hosts.
+pub fn registry_credentials(data: &[(String, String)]) -> Vec<images::RegistryCredential> {
+    let mut out = Vec::new();
+    for (key, text) in data {
+        let Ok(json) = serde_json::from_str::<Value>(text) else {
+            continue;
+        };
+        let entries = match key.as_str() {
+            ".dockerconfigjson" => json.get("auths").cloned().unwrap_or(Value::Null),
+            ".dockercfg" => json,
+            _ => continue,
+        };
+        for (registry, entry) in entries.as_object().into_iter().flatten() {
+            let field = |f: &str| entry.get(f).and_then(Value::as_str).unwrap_or_default();
+            let (mut username, mut password) =
+                (field("username").to_string(), field("password").to_string());
+            if username.is_empty() {
+                if let Some((u, p)) = decode_base64(field("auth"))
+                    .as_deref()
+                    .and_then(|a| a.split_once(':'))
+                {
+                    (username, password) = (u.to_string(), p.to_string());
+                }
+            }
+            let host = registry
+                .trim_start_matches("https://")
+                .trim_start_matches("http://")
+                .split('/')
+                .next()
+                .unwrap_or_default()
+                .to_string();
+            out.push(images::RegistryCredential {
+                registry: host,
+                username,
+                password,
+            });
+        }
+    }
+    out
+}
+
 fn decode_base64(text: &str) -> Option<String> {
     use base64::Engine;
     let bytes = base64::engine::general_purpose::STANDARD
@@ -940,6 +1004,39 @@ mod tests {
         assert_eq!(expand("$(MISSING)", &vars), "$(MISSING)");
         assert_eq!(expand("$$(A)", &vars), "$(A)");
         assert_eq!(expand("cost $5", &vars), "cost $5");
+    }
+
+    #[test]
+    fn pull_secrets_become_registry_credentials() {
+        let pair = |k: &str, v: Value| (k.to_string(), v.to_string());
+        let cred = |r: &str, u: &str, p: &str| images::RegistryCredential {
+            registry: r.into(),
+            username: u.into(),
+            password: p.into(),
+        };
+        // "dTpw" is base64 of "u:p".
+        let data = vec![
+            pair(
+                ".dockerconfigjson",
+                serde_json::json!({"auths": {
+                    "127.0.0.1:5000": {"username": "alice", "password": "s3cret"},
+                    "https://index.docker.io/v1/": {"auth": "dTpw"},
+                }}),
+            ),
+            pair(
+                ".dockercfg",
+                serde_json::json!({"old.example": {"auth": "dTpw"}}),
+            ),
+            pair("other", serde_json::json!({"auths": {"x": {}}})),
+        ];
+        assert_eq!(
+            registry_credentials(&data),
+            vec![
+                cred("127.0.0.1:5000", "alice", "s3cret"),
+                cred("index.docker.io", "u", "p"),
+                cred("old.example", "u", "p"),
+            ]
+        );
     }
 
     #[test]

@@ -26,6 +26,9 @@ pub struct NodeConfig {
     pub memory_bytes: i64,
     pub ephemeral_storage_bytes: i64,
     pub max_pods: i64,
+    /// Whether privileged containers may run (the kubelet's
+    /// `--allow-privileged`, true unless turned off).
+    pub allow_privileged: bool,
     /// The Kubernetes version the agent reports (`kubeletVersion`).
     pub version: String,
 }
@@ -60,6 +63,7 @@ impl NodeConfig {
             memory_bytes: memory,
             ephemeral_storage_bytes: storage,
             max_pods: 110,
+            allow_privileged: true,
             version: version.to_string(),
         }
     }

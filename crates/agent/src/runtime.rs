@@ -38,13 +38,22 @@ impl RuntimeError {
 
 /// Everything a container needs that the agent resolved from the API
 /// (environment with ConfigMap/Secret/downward-API values filled in).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ContainerLaunch {
     pub name: String,
     pub init: bool,
     pub attempt: u32,
     /// `command` + `args` resolved (`$(VAR)` expanded).
     pub argv: Vec<String>,
+    /// `command` alone, `$(VAR)` expanded: an image runtime needs it apart
+    /// from `args` (a `command` replaces the image's ENTRYPOINT and drops
+    /// its CMD; `args` alone replace CMD).
+    pub command: Vec<String>,
+    /// `args` alone, `$(VAR)` expanded.
+    pub args: Vec<String>,
+    /// The container's own environment (`env`, `envFrom`), resolved. The
+    /// runtime adds what it owns: `PATH` when nothing sets it, `HOSTNAME`,
+    /// and (an image runtime) the image's environment underneath.
     pub env: Vec<(String, String)>,
     pub working_dir: Option<String>,
     /// Memory limit in bytes.
@@ -53,6 +62,9 @@ pub struct ContainerLaunch {
     pub cpu_limit_milli: Option<i64>,
     /// CPU request in millicores (shares / weight).
     pub cpu_request_milli: Option<i64>,
+    /// Registry credentials from the pod's `imagePullSecrets` (for
+    /// runtimes that pull images).
+    pub pull_credentials: Vec<images::RegistryCredential>,
     /// The container cannot be configured (`(reason, message)`, e.g. a
     /// missing ConfigMap): the runtime records a `Failed` instance instead
     /// of starting it.

@@ -181,7 +181,40 @@ pub struct Decision {
 pub struct NodeFacts {
     /// `status.hostIP`, and the pod IP of `hostNetwork` pods.
     pub host_ip: String,
+    /// Whether privileged containers may run here (the kubelet's
+    /// `--allow-privileged`); a pod asking for one is rejected.
+    pub allow_privileged: bool,
 }
+
+/// Why this node refuses to run `pod`, as the kubelet's admission says it
+/// (`pod with UID … specified privileged container, but is disallowed`).
+pub fn admission_rejection(pod: &Pod, node: &NodeFacts) -> Option<String> {
+    if node.allow_privileged {
+        return None;
+    }
+    let spec = pod.spec.as_ref()?;
+    let privileged = |c: &Container| {
+        c.security_context
+            .as_ref()
+            .and_then(|s| s.privileged)
+            .unwrap_or(false)
+    };
+    let uid = pod.metadata.uid.as_deref().unwrap_or_default();
+    if spec.containers.iter().any(privileged) {
+        return Some(format!(
+            "pod with UID \"{uid}\" specified privileged container, but is disallowed"
+        ));
+    }
+    if spec.init_containers.iter().flatten().any(privileged) {
+        return Some(format!(
+            "pod with UID \"{uid}\" specified privileged init container, but is disallowed"
+        ));
+    }
+    None
+}
+
+/// The kubelet's reason for a pod its admission refused.
+const REJECTED_REASON: &str = "Forbidden";
 
 /// The poll interval while a kill is in progress or the sandbox is being
 /// torn down.
@@ -258,6 +291,25 @@ pub fn sync_pod(
 
     let deleting = pod.metadata.deletion_timestamp.is_some();
     let old_terminal = is_terminal(old.phase.as_deref());
+    if !deleting && !old_terminal {
+        if let Some(message) = admission_rejection(pod, node) {
+            // The kubelet's rejectPod: a warning event and a Failed status
+            // with nothing else; the next sync (terminal) stops whatever
+            // runs.
+            return Decision {
+                status: PodStatus {
+                    phase: Some("Failed".into()),
+                    reason: Some(REJECTED_REASON.into()),
+                    message: Some(format!("Pod was rejected: {message}")),
+                    qos_class: old.qos_class.clone(),
+                    ..PodStatus::default()
+                },
+                events: vec![event(true, REJECTED_REASON, &message)],
+                memory: out.memory,
+                ..Decision::default()
+            };
+        }
+    }
     let start_time = old.start_time.as_ref().map(|t| t.0).unwrap_or(now);
     let deadline = spec
         .active_deadline_seconds
@@ -1487,6 +1539,7 @@ mod tests {
     fn node() -> NodeFacts {
         NodeFacts {
             host_ip: "192.168.1.10".into(),
+            allow_privileged: true,
         }
     }
 
@@ -1729,6 +1782,65 @@ mod tests {
         for c in &cases {
             check(c);
         }
+    }
+
+    #[test]
+    fn privileged_pods_are_rejected_where_the_node_forbids_them() {
+        let forbidding = NodeFacts {
+            allow_privileged: false,
+            ..node()
+        };
+        let privileged = json!({"securityContext": {"privileged": true}});
+        let regular = pod(json!({"containers": [
+            {"name": "app", "image": "nginx:1", "securityContext": {"privileged": false}}
+        ]}));
+        let in_app = pod(
+            json!({"containers": [merge_into(json!({"name": "app", "image": "nginx:1"}), privileged.clone())]}),
+        );
+        let in_init = pod(json!({
+            "initContainers": [merge_into(json!({"name": "setup", "image": "busybox"}), privileged)],
+            "containers": [{"name": "app", "image": "nginx:1"}],
+        }));
+        let now = t(0);
+        let sync = |p: &Pod, n: &NodeFacts| {
+            sync_pod(
+                p,
+                &Observed::default(),
+                &ProbeResults::default(),
+                &SyncMemory::default(),
+                n,
+                now,
+            )
+        };
+        // Allowed (the default), or nothing privileged: the usual first step.
+        assert_eq!(sync(&in_app, &node()).steps, vec![Step::CreateSandbox]);
+        assert_eq!(sync(&regular, &forbidding).steps, vec![Step::CreateSandbox]);
+        for (p, what) in [(&in_app, "container"), (&in_init, "init container")] {
+            let d = sync(p, &forbidding);
+            let message =
+                format!("pod with UID \"u1\" specified privileged {what}, but is disallowed");
+            assert_eq!(d.steps, vec![], "{what}");
+            assert_eq!(d.status.phase.as_deref(), Some("Failed"));
+            assert_eq!(d.status.reason.as_deref(), Some("Forbidden"));
+            assert_eq!(
+                d.status.message,
+                Some(format!("Pod was rejected: {message}"))
+            );
+            assert_eq!(d.events, vec![event(true, "Forbidden", &message)]);
+        }
+        // Once Failed, the usual terminal handling: nothing starts.
+        let mut failed = in_app.clone();
+        failed.status = Some(sync(&in_app, &forbidding).status);
+        let d = sync(&failed, &forbidding);
+        assert_eq!(d.steps, vec![]);
+        assert_eq!(d.events, vec![]);
+        assert_eq!(d.status.phase.as_deref(), Some("Failed"));
+        assert_eq!(d.status.reason.as_deref(), Some("Forbidden"));
+    }
+
+    fn merge_into(mut into: Value, from: Value) -> Value {
+        merge(&mut into, from);
+        into
     }
 
     #[test]

@@ -137,6 +137,18 @@ struct NodeArgs {
     /// The most pods this node runs (the kubelet's --max-pods).
     #[arg(long, default_value_t = 110)]
     max_pods: i64,
+    /// Whether privileged containers may run on this node (the kubelet's
+    /// `--allow-privileged`); pods asking for one are rejected (Forbidden).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    allow_privileged: bool,
+    /// The OCI runtime binary for RuntimeClass `oci` [default: runc on PATH].
+    #[arg(long)]
+    oci_runtime_binary: Option<std::path::PathBuf>,
+    /// Tests only: the OCI runtime takes images from this directory
+    /// (`<dir>/NAME` is the rootfs of any image named NAME) instead of the
+    /// image store.
+    #[arg(long, hide = true)]
+    oci_image_dir_for_tests: Option<std::path::PathBuf>,
     /// The runtime of pods without `runtimeClassName`.
     #[arg(long, default_value = "process")]
     default_runtime: String,
@@ -597,10 +609,40 @@ fn build_agent(
         root.clone(),
         cgroups.clone(),
         args.cgroup_parent.clone().into(),
-        shim,
+        shim.clone(),
         args.node_ip.clone(),
-        network,
+        network.clone(),
     );
+    let mut runtimes: Vec<Arc<dyn agent::runtime::ContainerRuntime>> = vec![process];
+    match runtime_linux::oci::detect_runc(args.oci_runtime_binary.as_deref()) {
+        Some(runc) => {
+            let images: Arc<dyn images::ImageService> = match &args.oci_image_dir_for_tests {
+                Some(dir) => Arc::new(runtime_linux::oci::DirectoryImages { dir: dir.clone() }),
+                None => {
+                    let dir = images::store_dir(data_dir);
+                    let store = images::ImageStore::open(&dir)
+                        .with_context(|| format!("opening the image store {}", dir.display()))?;
+                    // A pull or import cut short by a crash leaves a
+                    // temporary directory and unreferenced blobs behind.
+                    if let Err(e) = store.collect_garbage() {
+                        tracing::warn!("image store {}: {e}", dir.display());
+                    }
+                    Arc::new(store)
+                }
+            };
+            runtimes.push(runtime_linux::oci::OciRuntime::new(
+                root.join("oci"),
+                runc,
+                cgroups.clone(),
+                args.cgroup_parent.clone().into(),
+                shim,
+                images,
+                args.node_ip.clone(),
+                network,
+            ));
+        }
+        None => tracing::warn!("runc not found on PATH: RuntimeClass oci is not available"),
+    }
     let mut node = agent::node::NodeConfig::from_machine(
         &name,
         &args.node_ip,
@@ -608,14 +650,17 @@ fn build_agent(
         apiserver::KUBERNETES_GIT_VERSION,
     );
     node.max_pods = args.max_pods;
-    let runtimes: Vec<Arc<dyn agent::runtime::ContainerRuntime>> = vec![process];
+    node.allow_privileged = args.allow_privileged;
+    let names: Vec<String> = runtimes.iter().map(|r| r.name().to_string()).collect();
     let agent = agent::agent::Agent::new(client, node, runtimes, &args.default_runtime);
     tracing::info!(
-        "node agent for node {name}: process runtime, cgroup v{}",
+        "node agent for node {name}: runtimes {}, cgroup v{}",
+        names.join(", "),
         cgroups.version()
     );
     Ok(agent)
 }
+
 
 /// Runs the controllers and the scheduler while this server holds the
 /// `kube-system/drover-controller-manager` Lease (several servers on one

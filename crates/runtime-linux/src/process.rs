@@ -134,61 +134,7 @@ impl ProcessRuntime {
         let dir = self.container_dir(uid, name, attempt);
         let init = dir.join("init").exists();
         let container_id = format!("drover://{uid}/{name}/{attempt}");
-        let state = match read_state(&dir.join("state.json")) {
-            None => {
-                // The shim has not written anything yet: starting, or it died
-                // before it could.
-                let started = std::fs::metadata(dir.join("config.json"))
-                    .and_then(|m| m.modified())
-                    .ok()
-                    .and_then(|t| jiff::Timestamp::try_from(t).ok())?;
-                if jiff::Timestamp::now().duration_since(started)
-                    > jiff::SignedDuration::from_secs(30)
-                {
-                    InstanceState::Failed {
-                        reason: "RunContainerError".into(),
-                        message: "the container shim exited before starting the container".into(),
-                        at: started,
-                    }
-                } else {
-                    return None;
-                }
-            }
-            Some(s) => {
-                let parse = |t: &Option<String>| {
-                    t.as_deref().and_then(|t| t.parse::<jiff::Timestamp>().ok())
-                };
-                if let Some((reason, message)) = s.failed {
-                    InstanceState::Failed {
-                        reason,
-                        message,
-                        at: parse(&s.finished_at).unwrap_or_else(jiff::Timestamp::now),
-                    }
-                } else if let Some(exit_code) = s.exit_code {
-                    InstanceState::Exited {
-                        started_at: parse(&s.started_at),
-                        finished_at: parse(&s.finished_at).unwrap_or_else(jiff::Timestamp::now),
-                        exit_code,
-                        oom_killed: s.oom_killed,
-                        message: None,
-                    }
-                } else if kill(Pid::from_raw(s.shim_pid), None).is_ok() {
-                    InstanceState::Running {
-                        started_at: parse(&s.started_at).unwrap_or_else(jiff::Timestamp::now),
-                    }
-                } else {
-                    // The shim was killed (not by us): the container went with
-                    // its PID namespace.
-                    InstanceState::Exited {
-                        started_at: parse(&s.started_at),
-                        finished_at: jiff::Timestamp::now(),
-                        exit_code: 137,
-                        oom_killed: false,
-                        message: Some("the container's shim was killed".into()),
-                    }
-                }
-            }
-        };
+        let state = instance_state(&dir.join("state.json"), &dir.join("config.json"))?;
         Some(ContainerInstance {
             name: name.to_string(),
             init,
@@ -282,6 +228,66 @@ impl ProcessRuntime {
 /// The abstract socket of a container instance's stdin relay.
 fn stdin_socket_name(uid: &str, name: &str, attempt: u32) -> String {
     format!("drover-stdin/{uid}/{name}/{attempt}")
+}
+
+/// How a shim-run container instance stands, from its state file (and,
+/// before the shim writes one, the time `written` was written: a shim that
+/// never says anything for 30 s died before starting the container).
+pub(crate) fn instance_state(state_file: &Path, written: &Path) -> Option<InstanceState> {
+    let state = match read_state(state_file) {
+        None => {
+            // The shim has not written anything yet: starting, or it died
+            // before it could.
+            let started = std::fs::metadata(written)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| jiff::Timestamp::try_from(t).ok())?;
+            if jiff::Timestamp::now().duration_since(started) > jiff::SignedDuration::from_secs(30)
+            {
+                InstanceState::Failed {
+                    reason: "RunContainerError".into(),
+                    message: "the container shim exited before starting the container".into(),
+                    at: started,
+                }
+            } else {
+                return None;
+            }
+        }
+        Some(s) => {
+            let parse =
+                |t: &Option<String>| t.as_deref().and_then(|t| t.parse::<jiff::Timestamp>().ok());
+            if let Some((reason, message)) = s.failed {
+                InstanceState::Failed {
+                    reason,
+                    message,
+                    at: parse(&s.finished_at).unwrap_or_else(jiff::Timestamp::now),
+                }
+            } else if let Some(exit_code) = s.exit_code {
+                InstanceState::Exited {
+                    started_at: parse(&s.started_at),
+                    finished_at: parse(&s.finished_at).unwrap_or_else(jiff::Timestamp::now),
+                    exit_code,
+                    oom_killed: s.oom_killed,
+                    message: None,
+                }
+            } else if kill(Pid::from_raw(s.shim_pid), None).is_ok() {
+                InstanceState::Running {
+                    started_at: parse(&s.started_at).unwrap_or_else(jiff::Timestamp::now),
+                }
+            } else {
+                // The shim was killed (not by us): the container went with
+                // its PID namespace.
+                InstanceState::Exited {
+                    started_at: parse(&s.started_at),
+                    finished_at: jiff::Timestamp::now(),
+                    exit_code: 137,
+                    oom_killed: false,
+                    message: Some("the container's shim was killed".into()),
+                }
+            }
+        }
+    };
+    Some(state)
 }
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> RuntimeError {
@@ -419,9 +425,19 @@ impl ContainerRuntime for ProcessRuntime {
             self.record_failure(&dir, "CreateContainerConfigError", &message);
             return Err(RuntimeError::Invalid(message));
         }
+        // A host process has no image environment: the OCI default PATH
+        // and the pod's hostname, under the container's own variables.
+        let mut env = vec![
+            ("PATH".to_string(), crate::shim::DEFAULT_PATH.to_string()),
+            (
+                "HOSTNAME".to_string(),
+                pod.metadata.name.clone().unwrap_or_default(),
+            ),
+        ];
+        crate::merge_env(&mut env, &launch.env);
         let config = ShimConfig {
             argv: launch.argv.clone(),
-            env: launch.env.clone(),
+            env,
             working_dir: launch.working_dir.clone(),
             hostname: pod.metadata.name.clone().unwrap_or_default(),
             log_path: logs.join(format!("{}.log", launch.attempt)),
@@ -438,6 +454,7 @@ impl ContainerRuntime for ProcessRuntime {
                     socket_name: stdin_socket_name(uid, &launch.name, launch.attempt),
                     once: c.stdin_once == Some(true),
                 }),
+            runc: None,
         };
         let config_path = dir.join("config.json");
         std::fs::write(

@@ -34,6 +34,11 @@ pub struct ShimConfig {
     /// The pod's network namespace (`None`: the host's network).
     #[serde(default)]
     pub netns: Option<PathBuf>,
+    /// Run an OCI bundle with runc instead (the OCI runtime): runc makes
+    /// the namespaces and cgroups; `argv`, `env`, `working_dir` and `netns`
+    /// are in the bundle's config.json and unused here.
+    #[serde(default)]
+    pub runc: Option<RuncRun>,
     /// The container has a stdin (`stdin: true`) that `kubectl attach`
     /// writes into (`None`: /dev/null).
     #[serde(default)]
@@ -95,6 +100,19 @@ fn start_stdin_relay(config: &StdinConfig) -> Result<OwnedFd, String> {
     }
 }
 
+/// `runc --root <root> run --keep --bundle <bundle> <id>`, in the
+/// foreground: runc passes the shim's pipes to the container as its stdout
+/// and stderr and exits with the container's status. `--keep` leaves the
+/// stopped container (and its cgroup) for the shim to read the OOM-kill
+/// counter before it runs `runc delete`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RuncRun {
+    pub binary: PathBuf,
+    pub root: PathBuf,
+    pub id: String,
+    pub bundle: PathBuf,
+}
+
 /// The state file: written when the container runs, rewritten when it ends.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShimState {
@@ -130,7 +148,7 @@ fn now() -> String {
 }
 
 /// The PATH a container gets when its env sets none (the OCI default).
-const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Finds `program` as execvp would, in the container's own PATH.
 fn resolve(program: &str, env: &[(String, String)], cwd: &Path) -> Result<PathBuf, String> {
@@ -187,6 +205,10 @@ pub fn shim_main(config_path: &Path) -> i32 {
         write_state(&config.state_path, state);
         1
     };
+
+    if let Some(runc) = &config.runc {
+        return run_runc(&config, runc, state);
+    }
 
     let cwd = PathBuf::from(config.working_dir.as_deref().unwrap_or("/"));
     if !cwd.is_dir() {
@@ -321,6 +343,139 @@ pub fn shim_main(config_path: &Path) -> i32 {
             0
         }
     }
+}
+
+/// The OCI runtime's container: runc runs it in the foreground; the shim
+/// copies its output into the log, waits for it to be running before it
+/// says so, and records how it ended.
+fn run_runc(config: &ShimConfig, runc: &RuncRun, mut state: ShimState) -> i32 {
+    let fail = |state: &mut ShimState, reason: &str, message: String| {
+        state.failed = Some((reason.to_string(), message));
+        state.finished_at = Some(now());
+        write_state(&config.state_path, state);
+        1
+    };
+    let log = match OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&config.log_path)
+    {
+        Ok(f) => Arc::new(Mutex::new(f)),
+        Err(e) => {
+            return fail(
+                &mut state,
+                "CreateContainerError",
+                format!("opening log file {}: {e}", config.log_path.display()),
+            )
+        }
+    };
+    let pipe = || nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC);
+    let (Ok((out_r, out_w)), Ok((err_r, err_w))) = (pipe(), pipe()) else {
+        return fail(&mut state, "CreateContainerError", "pipe failed".into());
+    };
+    // runc's own messages (not the container's) go to a JSON log, so a
+    // failure to start tells apart from the container's exit.
+    let runc_log = runc.bundle.join("runc.log");
+    let _ = fs::remove_file(&runc_log);
+    let runc_command = |args: &[&str]| {
+        let mut c = std::process::Command::new(&runc.binary);
+        c.arg("--root").arg(&runc.root).args(args);
+        c
+    };
+    let mut command = runc_command(&["--log", &runc_log.to_string_lossy(), "--log-format", "json"]);
+    command
+        .arg("run")
+        .arg("--keep")
+        .arg("--bundle")
+        .arg(&runc.bundle)
+        .arg(&runc.id)
+        .stdin(std::process::Stdio::null())
+        .stdout(File::from(out_w))
+        .stderr(File::from(err_w));
+    let oom_before = config.cgroups.oom_kill_count(&config.cgroup);
+    let mut child = match command.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            return fail(
+                &mut state,
+                "CreateContainerError",
+                format!("running {}: {e}", runc.binary.display()),
+            )
+        }
+    };
+    drop(command);
+    let copier = {
+        let log = log.clone();
+        std::thread::spawn(move || copy_logs(out_r, err_r, &log))
+    };
+    // Running once runc's state says so (or runc is done already).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut exited = None;
+    while std::time::Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            exited = Some(status);
+            break;
+        }
+        let status = runc_command(&["state", &runc.id])
+            .stderr(std::process::Stdio::null())
+            .output()
+            .ok()
+            .and_then(|o| serde_json::from_slice::<serde_json::Value>(&o.stdout).ok())
+            .and_then(|v| v["status"].as_str().map(str::to_string));
+        if matches!(status.as_deref(), Some("running" | "stopped")) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    state.pid = child.id() as i32;
+    state.started_at = Some(now());
+    if exited.is_none() {
+        write_state(&config.state_path, &state);
+    }
+    let status = match exited {
+        Some(s) => s,
+        None => loop {
+            match child.wait() {
+                Ok(s) => break s,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => break std::process::ExitStatus::default(),
+            }
+        },
+    };
+    let _ = copier.join();
+    let oom_killed = config.cgroups.oom_kill_count(&config.cgroup) > oom_before;
+    let _ = runc_command(&["delete", "--force", &runc.id])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
+    let code = {
+        use std::os::unix::process::ExitStatusExt;
+        status
+            .code()
+            .or_else(|| status.signal().map(|s| 128 + s))
+            .unwrap_or(255)
+    };
+    if code != 0 {
+        if let Some(message) = runc_error(&runc_log) {
+            return fail(&mut state, "RunContainerError", message);
+        }
+    }
+    state.exit_code = Some(code);
+    state.oom_killed = oom_killed;
+    state.finished_at = Some(now());
+    write_state(&config.state_path, &state);
+    0
+}
+
+/// The last error runc logged (its `--log-format json` lines), if any: the
+/// container could not be started.
+fn runc_error(log: &Path) -> Option<String> {
+    let text = fs::read_to_string(log).ok()?;
+    text.lines()
+        .rev()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| matches!(v["level"].as_str(), Some("error" | "fatal")))
+        .find_map(|v| v["msg"].as_str().map(str::to_string))
 }
 
 fn wait_exit(child: Pid) -> i32 {

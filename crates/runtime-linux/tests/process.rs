@@ -79,6 +79,9 @@ fn launch(argv: &[&str]) -> ContainerLaunch {
         init: false,
         attempt: 0,
         argv: argv.iter().map(|s| s.to_string()).collect(),
+        command: argv.iter().map(|s| s.to_string()).collect(),
+        args: Vec::new(),
+        pull_credentials: Vec::new(),
         env: vec![
             ("PATH".into(), "/usr/bin:/bin".into()),
             ("GREETING".into(), "hello".into()),

@@ -160,7 +160,11 @@ impl Server {
     /// stopped first), and this server's gateway address on the bridge.
     fn remove_pod_networks(&self) {
         let pods = self.data_dir.path().join("agent/pods");
-        for e in std::fs::read_dir(pods).into_iter().flatten().flatten() {
+        let oci_pods = self.data_dir.path().join("agent/oci/pods");
+        let entries = [pods, oci_pods]
+            .into_iter()
+            .flat_map(|d| std::fs::read_dir(d).into_iter().flatten().flatten());
+        for e in entries {
             let name = format!("drover-{}", e.file_name().to_string_lossy());
             if Path::new("/run/netns").join(&name).exists() {
                 let _ = Command::new("ip").args(["netns", "delete", &name]).status();
@@ -175,6 +179,23 @@ impl Server {
                 .args(["link", "del", bridge])
                 .stderr(Stdio::null())
                 .status();
+        }
+    }
+
+    /// Mounts the OCI runtime left under the data dir (rootfs overlays,
+    /// pod namespace files) when the server stopped before removing them.
+    pub fn mounts(&self) -> Vec<String> {
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
+            .filter(|m| Path::new(m).starts_with(self.data_dir.path()))
+            .collect()
+    }
+
+    fn remove_mounts(&self) {
+        for m in self.mounts().into_iter().rev() {
+            let _ = Command::new("umount").args(["-l", &m]).status();
         }
     }
 
@@ -327,6 +348,7 @@ impl Drop for Server {
         if let Some(cgroup) = &self.agent_cgroup {
             remove_cgroup_tree(cgroup);
             self.remove_pod_networks();
+            self.remove_mounts();
         }
     }
 }
