@@ -11,3 +11,4 @@ pub mod node;
 pub mod prober;
 pub mod runtime;
 pub mod sync;
+pub mod volumes;

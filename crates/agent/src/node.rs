@@ -28,6 +28,8 @@ pub struct NodeConfig {
     pub max_pods: i64,
     /// The Kubernetes version the agent reports (`kubeletVersion`).
     pub version: String,
+    /// Where pod volumes live (`DATA/agent/volumes`).
+    pub volumes_dir: std::path::PathBuf,
 }
 
 impl NodeConfig {
@@ -61,6 +63,7 @@ impl NodeConfig {
             ephemeral_storage_bytes: storage,
             max_pods: 110,
             version: version.to_string(),
+            volumes_dir: data_dir.join("agent").join("volumes"),
         }
     }
 }
