@@ -2961,4 +2961,50 @@ mod tests {
         assert_eq!(d.steps, []);
         assert!(d.finished);
     }
+
+    #[test]
+    fn volumes_that_cannot_be_set_up_hold_the_sandbox_with_failed_mount() {
+        let p = pod(json!({"containers": [{"name": "app", "image": "x"}]}));
+        let errors =
+            ["MountVolume.SetUp failed for volume \"v\" : configmap \"c\" not found".to_string()];
+        let run = |memory: &SyncMemory, errors: &[String], now: i64| {
+            sync_pod_with_volumes(
+                &p,
+                &Observed::default(),
+                &ProbeResults::default(),
+                memory,
+                &node(),
+                errors,
+                t(now),
+            )
+        };
+        let d = run(&SyncMemory::default(), &errors, 0);
+        assert_eq!(d.steps, [], "no sandbox while a volume is missing");
+        assert_eq!(d.events, [event(true, "FailedMount", &errors[0])]);
+        assert_eq!(d.requeue_after, Some(VOLUME_RETRY));
+        assert_eq!(d.status.phase.as_deref(), Some("Pending"));
+        assert_eq!(
+            d.status.container_statuses.as_ref().unwrap()[0]
+                .state
+                .as_ref()
+                .unwrap()
+                .waiting
+                .as_ref()
+                .unwrap()
+                .reason
+                .as_deref(),
+            Some("ContainerCreating")
+        );
+        let again = run(&d.memory, &errors, 10);
+        assert_eq!(
+            again.events,
+            [],
+            "the same failure is not reported every retry"
+        );
+        let later = run(&d.memory, &errors, 30);
+        assert_eq!(later.events.len(), 1, "but again after 30 s");
+        let healed = run(&d.memory, &[], 12);
+        assert_eq!(healed.steps, [Step::CreateSandbox]);
+        assert_eq!(healed.memory.failed_mount, None);
+    }
 }

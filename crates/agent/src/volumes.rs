@@ -149,11 +149,13 @@ fn plan_one(
     node: NodeResources,
 ) -> Result<VolumePlan, String> {
     let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
-    let volume = |plugin, source| VolumePlan {
+    // ConfigMap, Secret, downward-API and projected volumes are always
+    // mounted read-only, as the kubelet does since 1.10.
+    let volume = |plugin, source: Source| VolumePlan {
         name: v.name.clone(),
         plugin,
+        read_only: matches!(source, Source::Files(_)),
         source,
-        read_only: false,
     };
     if let Some(e) = &v.empty_dir {
         let tmpfs = (e.medium.as_deref() == Some("Memory")).then(|| {
