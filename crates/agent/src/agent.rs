@@ -137,9 +137,59 @@ impl Agent {
             let agent = self.clone();
             tokio::spawn(async move { agent.sample_metrics().await })
         };
+        let reclaimer = {
+            let agent = self.clone();
+            tokio::spawn(async move { agent.reclaim_local_volumes().await })
+        };
         self.watch_pods().await;
         heartbeat.abort();
         sampler.abort();
+        reclaimer.abort();
+    }
+
+    /// Deletes the directories of this node's `Released` local-path
+    /// volumes, then the PersistentVolumes (the provisioner runs in the
+    /// control plane and cannot reach a node's disk).
+    async fn reclaim_local_volumes(&self) {
+        loop {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            let Ok(list) = self.client.list(PERSISTENT_VOLUMES, None, None, None).await else {
+                continue;
+            };
+            for pv in list.items {
+                let Some(path) = volumes::local_volume_to_delete(&pv, &self.node.name) else {
+                    continue;
+                };
+                match std::fs::remove_dir_all(&path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => {
+                        tracing::warn!("agent: deleting volume directory {}: {e}", path.display());
+                        continue;
+                    }
+                }
+                let name = pv
+                    .pointer("/metadata/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                let options = DeleteOptions {
+                    uid: pv
+                        .pointer("/metadata/uid")
+                        .and_then(Value::as_str)
+                        .map(str::to_string),
+                    ..Default::default()
+                };
+                if let Err(e) = self
+                    .client
+                    .delete(PERSISTENT_VOLUMES, None, name, &options)
+                    .await
+                {
+                    if !e.is_not_found() {
+                        tracing::warn!("agent: deleting persistentvolume {name}: {e}");
+                    }
+                }
+            }
+        }
     }
 
     async fn heartbeat(&self, started: jiff::Timestamp) {

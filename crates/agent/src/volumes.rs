@@ -1053,6 +1053,48 @@ pub fn bind_sub_path(root: &Path, sub: &str, target: &Path) -> Result<bool, Stri
     Ok(!is_dir)
 }
 
+/// The directory of a `Released` local-path PersistentVolume with the
+/// `Delete` reclaim policy pinned to `node` — what this node's agent
+/// deletes before deleting the volume. Only a `pvc-…` directory, the
+/// provisioner's naming, is ever a candidate.
+pub fn local_volume_to_delete(pv: &Value, node: &str) -> Option<PathBuf> {
+    let s = |p: &str| pv.pointer(p).and_then(Value::as_str);
+    if s("/metadata/annotations/pv.kubernetes.io~1provisioned-by")
+        != Some(api_local_path_provisioner())
+        || s("/status/phase") != Some("Released")
+        || s("/spec/persistentVolumeReclaimPolicy") != Some("Delete")
+    {
+        return None;
+    }
+    let on_node = pv
+        .pointer("/spec/nodeAffinity/required/nodeSelectorTerms")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .flat_map(|t| {
+            t["matchExpressions"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .any(|e| {
+            e["key"] == "kubernetes.io/hostname"
+                && e["values"]
+                    .as_array()
+                    .is_some_and(|v| v.iter().any(|n| n == node))
+        });
+    let path = PathBuf::from(s("/spec/hostPath/path")?);
+    let named = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with("pvc-"));
+    (on_node && named && path.is_absolute()).then_some(path)
+}
+
+fn api_local_path_provisioner() -> &'static str {
+    "drover.dev/local-path"
+}
+
 /// `MountVolume.SetUp failed for volume "x" : <why>` (the kubelet's
 /// FailedMount message).
 pub fn failed_mount_message(volume: &str, why: &str) -> String {
@@ -1408,6 +1450,41 @@ mod tests {
             let err = open_beneath(&vol, sub).unwrap_err();
             assert!(err.contains(why), "{sub}: {err} should say {why}");
         }
+    }
+
+    #[test]
+    fn only_released_local_path_volumes_of_this_node_are_deleted() {
+        let pv = |phase: &str, policy: &str, node: &str, path: &str| {
+            json!({"metadata": {"name": "pvc-1", "annotations": {"pv.kubernetes.io/provisioned-by": "drover.dev/local-path"}},
+                   "spec": {"persistentVolumeReclaimPolicy": policy, "hostPath": {"path": path},
+                            "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
+                                {"key": "kubernetes.io/hostname", "operator": "In", "values": [node]}]}]}}},
+                   "status": {"phase": phase}})
+        };
+        let path = "/data/storage/pvc-1_default_c";
+        assert_eq!(
+            local_volume_to_delete(&pv("Released", "Delete", "n1", path), "n1"),
+            Some(PathBuf::from(path))
+        );
+        assert_eq!(
+            local_volume_to_delete(&pv("Bound", "Delete", "n1", path), "n1"),
+            None
+        );
+        assert_eq!(
+            local_volume_to_delete(&pv("Released", "Retain", "n1", path), "n1"),
+            None
+        );
+        assert_eq!(
+            local_volume_to_delete(&pv("Released", "Delete", "n2", path), "n1"),
+            None
+        );
+        assert_eq!(
+            local_volume_to_delete(&pv("Released", "Delete", "n1", "/etc"), "n1"),
+            None
+        );
+        let mut other = pv("Released", "Delete", "n1", path);
+        other["metadata"]["annotations"] = json!({});
+        assert_eq!(local_volume_to_delete(&other, "n1"), None);
     }
 
     #[test]

@@ -293,6 +293,9 @@ async fn server(args: ServerArgs) -> Result<()> {
                 node_monitor_grace_period: args.node_monitor_grace_period,
                 node_startup_grace_period: args.node_startup_grace_period,
             },
+            local_path_root: std::fs::canonicalize(&args.data_dir)
+                .unwrap_or_else(|_| args.data_dir.clone())
+                .join("storage"),
             ..Default::default()
         };
         start_control_loops(server.clone(), &internal_token, wiring);

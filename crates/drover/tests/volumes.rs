@@ -256,3 +256,89 @@ fn a_missing_config_map_holds_the_pod_until_it_exists_and_sub_path_escapes_are_r
     });
     assert!(!m.path().join("etc").exists() && !m.path().join("good-file").exists());
 }
+
+#[test]
+fn a_stateful_set_keeps_its_data_on_a_local_path_volume_and_deleting_the_claim_deletes_it() {
+    let s = Server::start_with_agent(&[]);
+    let m = tempfile::tempdir().unwrap();
+    let data = m.path().join("data").display().to_string();
+    let class = s.json(&["get", "storageclass", "local-path"]);
+    assert_eq!(class["provisioner"], "drover.dev/local-path", "{class}");
+    assert_eq!(
+        class["volumeBindingMode"], "WaitForFirstConsumer",
+        "{class}"
+    );
+    apply(
+        &s,
+        &json!({
+            "apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "web"},
+            "spec": {
+                "serviceName": "web", "replicas": 1,
+                "selector": {"matchLabels": {"app": "web"}},
+                "template": {
+                    "metadata": {"labels": {"app": "web"}},
+                    "spec": {
+                        "terminationGracePeriodSeconds": 1,
+                        "containers": [{"name": "c", "image": "unused",
+                            "command": ["sh", "-c", format!(
+                                "[ -f {d}/first ] || echo \"$(hostname)-$$$$\" > {d}/first; echo \"data=$(cat {d}/first)\"; exec sleep 3600",
+                                d = data)],
+                            "volumeMounts": [{"name": "www", "mountPath": data}]}]
+                    }
+                },
+                "volumeClaimTemplates": [{"metadata": {"name": "www"},
+                    "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Mi"}}}}]
+            }
+        }),
+    );
+    let mut first = String::new();
+    s.wait("web-0 runs with its volume", TIMEOUT, || {
+        first = last_line(&logs(&s, "web-0", "c"));
+        first.starts_with("data=web-0-")
+    });
+    let claim = s.json(&["get", "pvc", "www-web-0"]);
+    assert_eq!(claim["spec"]["storageClassName"], "local-path", "{claim}");
+    assert_eq!(claim["status"]["phase"], "Bound", "{claim}");
+    assert_eq!(
+        claim["metadata"]["annotations"]["volume.kubernetes.io/selected-node"], "e2e-node",
+        "{claim}"
+    );
+    let pv_name = claim["spec"]["volumeName"].as_str().unwrap().to_string();
+    let pv = s.json(&["get", "pv", &pv_name]);
+    assert_eq!(pv["status"]["phase"], "Bound", "{pv}");
+    let dir = std::path::PathBuf::from(pv["spec"]["hostPath"]["path"].as_str().unwrap());
+    assert!(
+        dir.starts_with(s.data_dir.path().canonicalize().unwrap().join("storage")),
+        "{pv}"
+    );
+    assert!(dir.join("first").is_file());
+
+    // A new web-0 sees the same data.
+    let old_uid = s.json(&["get", "pod", "web-0"])["metadata"]["uid"].clone();
+    s.ok(&["delete", "pod", "web-0", "--wait=false"]);
+    let mut again = String::new();
+    s.wait("the new web-0 runs", TIMEOUT, || {
+        let pod = s.kubectl(&["get", "pod", "web-0", "-o", "json"]);
+        pod.status.success()
+            && serde_json::from_slice::<Value>(&pod.stdout)
+                .is_ok_and(|p| p["metadata"]["uid"] != old_uid)
+            && {
+                again = last_line(&logs(&s, "web-0", "c"));
+                again.starts_with("data=")
+            }
+    });
+    assert_eq!(again, first, "the new pod must see the old pod's data");
+
+    // Deleting the set and then the claim deletes the volume and its
+    // directory (reclaim policy Delete).
+    s.ok(&["delete", "statefulset", "web", "--wait=false"]);
+    wait_gone(&s, "web-0");
+    s.ok(&["delete", "pvc", "www-web-0"]);
+    s.wait("the volume deleted", TIMEOUT, || {
+        !s.kubectl(&["get", "pv", &pv_name]).status.success()
+    });
+    assert!(!dir.exists(), "{} left behind", dir.display());
+    s.wait("every volume mount removed", TIMEOUT, || {
+        mounts_below(s.data_dir.path()).is_empty()
+    });
+}
