@@ -50,7 +50,7 @@ fn wait_gone(s: &Server, pod: &str) {
 
 #[test]
 fn config_map_secret_downward_api_and_empty_dir_volumes_reach_containers_and_follow_updates() {
-    let s = Server::start_with_agent(&[]);
+    let mut s = Server::start_with_agent(&[]);
     let m = tempfile::tempdir().unwrap();
     let at = |p: &str| m.path().join(p).display().to_string();
     s.ok(&[
@@ -128,11 +128,36 @@ fn config_map_secret_downward_api_and_empty_dir_volumes_reach_containers_and_fol
         "a reader saw a half-written volume:\n{all}"
     );
 
-    // Deleting the pod removes its volumes and the mount points made.
+    // After a restart of the server (and its agent) the volumes are
+    // re-adopted: the emptyDir is the same directory, and updates still
+    // arrive.
     let uid = s.json(&["get", "pod", "reader"])["metadata"]["uid"]
         .as_str()
         .unwrap()
         .to_string();
+    let empty_dir = s
+        .data_dir
+        .path()
+        .join("agent/volumes")
+        .join(&uid)
+        .join("volumes/kubernetes.io~empty-dir/shared");
+    let inode =
+        |p: &std::path::Path| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(p).unwrap());
+    let before = inode(&empty_dir);
+    s.restart();
+    apply(
+        &s,
+        &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings"}, "data": {"greeting": "hallo"}}),
+    );
+    let want =
+        "cm=hallo sec=two mode=400 shared=from-writer labels=app=\"reader\",tier=\"db\" ro=refused";
+    s.wait("updates after a restart", TIMEOUT, || {
+        last = last_line(&logs(&s, "reader", "reader"));
+        last == want
+    });
+    assert_eq!(inode(&empty_dir), before, "the emptyDir was recreated");
+
+    // Deleting the pod removes its volumes and the mount points made.
     let volumes = s.data_dir.path().join("agent/volumes").join(&uid);
     assert!(volumes
         .join("volumes/kubernetes.io~configmap/cm/..data")
