@@ -1487,6 +1487,72 @@ mod tests {
         assert_eq!(local_volume_to_delete(&other, "n1"), None);
     }
 
+    /// Real mounts (needs root, as the agent's tests run): a memory
+    /// emptyDir is a tmpfs, a subPathExpr is bind-mounted from the
+    /// resolved directory, re-set-up is idempotent, and tear-down unmounts
+    /// everything before deleting.
+    #[test]
+    fn the_manager_mounts_tmpfs_and_sub_paths_and_tears_them_down() {
+        /// Unmounts what a failed run left before the temp dir goes.
+        struct Unmount(tempfile::TempDir);
+        impl Drop for Unmount {
+            fn drop(&mut self) {
+                let _ = unmount_below(self.0.path());
+            }
+        }
+        let dir = Unmount(tempfile::tempdir().unwrap());
+        let dir = &dir.0;
+        let manager = VolumeManager::new(dir.path().join("volumes"));
+        let memory = VolumePlan {
+            name: "mem".into(),
+            plugin: PLUGIN_EMPTY_DIR,
+            source: Source::EmptyDir {
+                tmpfs: Some(Some(1 << 20)),
+            },
+            read_only: false,
+        };
+        let set_up = manager.set_up("u1", &memory).unwrap();
+        assert!(
+            is_mount_point(&set_up.path),
+            "a tmpfs at {}",
+            set_up.path.display()
+        );
+        std::fs::create_dir_all(set_up.path.join("pod-a")).unwrap();
+        std::fs::write(set_up.path.join("pod-a/f"), "a").unwrap();
+        // Set up again (an agent restart): the same tmpfs, content kept.
+        assert_eq!(manager.set_up("u1", &memory).unwrap(), set_up);
+        assert_eq!(mounts_below(&set_up.path).len(), 1);
+        let container: Container = serde_json::from_value(json!({"name": "c",
+            "volumeMounts": [{"name": "mem", "mountPath": "/data", "subPathExpr": "$(POD)"},
+                             {"name": "mem", "mountPath": "/all", "readOnly": true}]}))
+        .unwrap();
+        let volumes: BTreeMap<String, SetUpVolume> = [("mem".to_string(), set_up.clone())].into();
+        let env = [("POD".to_string(), "pod-a".to_string())];
+        let mounts = manager.mounts("u1", &container, &env, &volumes).unwrap();
+        let sub = manager.pod_dir("u1").join("volume-subpaths/mem/c/0");
+        assert_eq!(
+            mounts,
+            [
+                Mount {
+                    source: sub.clone(),
+                    destination: "/data".into(),
+                    read_only: false,
+                    is_file: false
+                },
+                Mount {
+                    source: set_up.path.clone(),
+                    destination: "/all".into(),
+                    read_only: true,
+                    is_file: false
+                },
+            ]
+        );
+        assert_eq!(std::fs::read_to_string(sub.join("f")).unwrap(), "a");
+        manager.tear_down("u1").unwrap();
+        assert!(!manager.pod_dir("u1").exists());
+        assert!(mounts_below(dir.path()).is_empty());
+    }
+
     #[test]
     fn mountinfo_paths_are_unescaped() {
         assert_eq!(unescape_mountinfo("/a\\040b"), "/a b");
