@@ -105,9 +105,38 @@ pub fn default_storage_class(claim: &mut Value, classes: &[Value]) {
     }
 }
 
+/// The finalizer that keeps a claim in use by a pod from going away
+/// (StorageObjectInUseProtection admission adds it; the pvc-protection
+/// controller removes it once no pod uses the claim).
+pub const PVC_PROTECTION_FINALIZER: &str = "kubernetes.io/pvc-protection";
+
+/// StorageObjectInUseProtection for claims (on create).
+pub fn pvc_protection(claim: &mut Value) {
+    let Some(meta) = claim.get_mut("metadata").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let finalizers = meta.entry("finalizers").or_insert_with(|| json!([]));
+    if let Some(list) = finalizers.as_array_mut() {
+        if !list.iter().any(|f| f == PVC_PROTECTION_FINALIZER) {
+            list.push(json!(PVC_PROTECTION_FINALIZER));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn claims_get_the_protection_finalizer_once() {
+        let mut claim = json!({"metadata": {"name": "c", "finalizers": ["x"]}});
+        pvc_protection(&mut claim);
+        pvc_protection(&mut claim);
+        assert_eq!(
+            claim["metadata"]["finalizers"],
+            json!(["x", PVC_PROTECTION_FINALIZER])
+        );
+    }
 
     #[test]
     fn claims_without_a_class_get_the_newest_default() {

@@ -1011,6 +1011,7 @@ async fn create_inner(
         // DefaultStorageClass admission (create only, as in Kubernetes).
         let classes = list_all(server, "storage.k8s.io", "storageclasses").await?;
         api::admission::default_storage_class(&mut obj, &classes);
+        api::admission::pvc_protection(&mut obj);
     }
     admit(server, rt, &mut obj, None, None, ctx)?;
     if record_manager {

@@ -9,7 +9,7 @@
 
 use std::path::Path;
 
-use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::storage::v1::StorageClass;
 use serde_json::{json, Value};
 
@@ -187,9 +187,83 @@ pub fn reconcile_local_path(
     plan
 }
 
+/// The pvc-protection controller's decision for one claim: once it is
+/// being deleted and no running pod of its namespace uses it (pods that
+/// finished do not count), its protection finalizer goes.
+pub fn reconcile_pvc_protection(claim: &PersistentVolumeClaim, pods: &[&Pod]) -> Plan {
+    let mut plan = Plan::default();
+    let finalizer = api::admission::PVC_PROTECTION_FINALIZER;
+    let finalizers = claim.metadata.finalizers.clone().unwrap_or_default();
+    if claim.metadata.deletion_timestamp.is_none() || !finalizers.iter().any(|f| f == finalizer) {
+        return plan;
+    }
+    let name = claim.metadata.name.clone().unwrap_or_default();
+    let in_use = pods.iter().any(|p| {
+        let finished = matches!(
+            p.status.as_ref().and_then(|s| s.phase.as_deref()),
+            Some("Succeeded" | "Failed")
+        );
+        !finished
+            && p.spec
+                .iter()
+                .flat_map(|s| s.volumes.iter().flatten())
+                .any(|v| {
+                    v.persistent_volume_claim
+                        .as_ref()
+                        .is_some_and(|c| c.claim_name == name)
+                })
+    });
+    if in_use {
+        return plan;
+    }
+    let mut object = claim.clone();
+    object.metadata.finalizers = Some(finalizers.into_iter().filter(|f| f != finalizer).collect());
+    plan.push(Action::Update {
+        resource: Resource::PersistentVolumeClaims,
+        namespace: claim.metadata.namespace.clone(),
+        name,
+        object: serde_json::to_value(&object).unwrap_or_default(),
+    });
+    plan
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_claim_in_use_keeps_its_protection() {
+        let claim = |deleting: bool| -> PersistentVolumeClaim {
+            serde_json::from_value(json!({"metadata": {"name": "c", "namespace": "default",
+                "finalizers": ["kubernetes.io/pvc-protection", "other"],
+                "deletionTimestamp": if deleting { json!("2026-01-01T00:00:00Z") } else { Value::Null }}}))
+            .unwrap()
+        };
+        let pod = |claim: &str, phase: &str| -> Pod {
+            serde_json::from_value(json!({"metadata": {"name": "p", "namespace": "default"},
+                "spec": {"containers": [], "volumes": [{"name": "v", "persistentVolumeClaim": {"claimName": claim}}]},
+                "status": {"phase": phase}}))
+            .unwrap()
+        };
+        let removes = |claim: &PersistentVolumeClaim, pods: &[&Pod]| -> Option<Value> {
+            match reconcile_pvc_protection(claim, pods).actions.as_slice() {
+                [] => None,
+                [Action::Update { object, .. }] => Some(object["metadata"]["finalizers"].clone()),
+                other => panic!("{other:?}"),
+            }
+        };
+        let running = pod("c", "Running");
+        assert_eq!(removes(&claim(false), &[]), None, "not being deleted");
+        assert_eq!(removes(&claim(true), &[&running]), None, "in use");
+        assert_eq!(
+            removes(&claim(true), &[&pod("c", "Succeeded")]),
+            Some(json!(["other"]))
+        );
+        assert_eq!(
+            removes(&claim(true), &[&pod("d", "Running")]),
+            Some(json!(["other"]))
+        );
+    }
 
     fn claim(
         annotations: Value,

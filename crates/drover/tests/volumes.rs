@@ -354,11 +354,23 @@ fn a_stateful_set_keeps_its_data_on_a_local_path_volume_and_deleting_the_claim_d
     });
     assert_eq!(again, first, "the new pod must see the old pod's data");
 
-    // Deleting the set and then the claim deletes the volume and its
-    // directory (reclaim policy Delete).
+    // A claim in use is not deleted until its pod goes (pvc-protection);
+    // then the volume and its directory go (reclaim policy Delete).
+    s.ok(&["delete", "pvc", "www-web-0", "--wait=false"]);
+    let claim = s.json(&["get", "pvc", "www-web-0"]);
+    assert!(
+        claim["metadata"]["deletionTimestamp"].is_string(),
+        "{claim}"
+    );
+    assert!(
+        dir.join("first").is_file(),
+        "data deleted under a running pod"
+    );
     s.ok(&["delete", "statefulset", "web", "--wait=false"]);
     wait_gone(&s, "web-0");
-    s.ok(&["delete", "pvc", "www-web-0"]);
+    s.wait("the claim gone", TIMEOUT, || {
+        !s.kubectl(&["get", "pvc", "www-web-0"]).status.success()
+    });
     s.wait("the volume deleted", TIMEOUT, || {
         !s.kubectl(&["get", "pv", &pv_name]).status.success()
     });

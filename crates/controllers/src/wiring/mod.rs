@@ -68,6 +68,7 @@ pub fn all_with(wiring: &Wiring) -> Vec<Arc<dyn Controller>> {
         Arc::new(LocalPathController {
             root: wiring.local_path_root.clone(),
         }),
+        Arc::new(PvcProtectionController),
     ]
 }
 
@@ -536,6 +537,44 @@ impl Controller for LocalPathController {
             &volumes,
             &self.root,
         )
+    }
+}
+
+/// pvc-protection: a claim's finalizer goes once no pod uses it.
+pub struct PvcProtectionController;
+
+impl Controller for PvcProtectionController {
+    fn name(&self) -> &'static str {
+        "pvc-protection"
+    }
+    fn reads(&self) -> &'static [Resource] {
+        &[Resource::PersistentVolumeClaims, Resource::Pods]
+    }
+    fn keys_for(&self, _caches: &Caches, object: &AnyObject) -> Vec<ObjectKey> {
+        match object {
+            AnyObject::PersistentVolumeClaims(c) => vec![ObjectKey::of(&c.metadata)],
+            AnyObject::Pods(pod) => {
+                let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+                pod.spec
+                    .iter()
+                    .flat_map(|s| s.volumes.iter().flatten())
+                    .filter_map(|v| v.persistent_volume_claim.as_ref())
+                    .map(|c| ObjectKey::new(&namespace, &c.claim_name))
+                    .collect()
+            }
+            _ => Vec::new(),
+        }
+    }
+    fn all_keys(&self, caches: &Caches) -> Vec<ObjectKey> {
+        keys_of(&caches.persistent_volume_claims)
+    }
+    fn reconcile(&self, caches: &Caches, key: &ObjectKey, _now: jiff::Timestamp) -> Plan {
+        let Some(claim) = caches.persistent_volume_claims.get(key) else {
+            return Plan::default();
+        };
+        let all = caches.pods.list_namespace(&key.namespace);
+        let pods: Vec<&Pod> = all.iter().map(|p| p.as_ref()).collect();
+        crate::localpath::reconcile_pvc_protection(&claim, &pods)
     }
 }
 
