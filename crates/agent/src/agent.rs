@@ -16,11 +16,18 @@ use tokio::sync::Notify;
 use crate::node::{self, NodeConfig, LEASE_RENEW_INTERVAL};
 use crate::runtime::{ContainerLaunch, ContainerRuntime};
 use crate::sync::{self, InstanceState, NodeFacts, Step, SyncMemory};
+use crate::volumes::{self, SetUpVolume, VolumeManager};
 
 const PODS: Gvr = Gvr::new("", "v1", "pods");
 const EVENTS: Gvr = Gvr::new("", "v1", "events");
 const CONFIG_MAPS: Gvr = Gvr::new("", "v1", "configmaps");
 const SECRETS: Gvr = Gvr::new("", "v1", "secrets");
+const CLAIMS: Gvr = Gvr::new("", "v1", "persistentvolumeclaims");
+const PERSISTENT_VOLUMES: Gvr = Gvr::new("", "v1", "persistentvolumes");
+
+/// How often the volumes of a running pod are refreshed (ConfigMap, Secret
+/// and downward-API contents; the kubelet's sync period is about a minute).
+const VOLUME_REFRESH: Duration = Duration::from_secs(2);
 
 /// How often a pod with something running is looked at again.
 const RELIST_PERIOD: Duration = Duration::from_secs(1);
@@ -34,6 +41,7 @@ pub struct Agent {
     workers: Mutex<BTreeMap<String, Worker>>,
     metrics: Arc<crate::metrics::MetricsStore>,
     host_ports: crate::hostports::HostPorts,
+    volumes: VolumeManager,
 }
 
 struct Worker {
@@ -51,7 +59,6 @@ impl Agent {
     ) -> Arc<Agent> {
         Arc::new(Agent {
             client,
-            node,
             runtimes: runtimes
                 .into_iter()
                 .map(|r| (r.name().to_string(), r))
@@ -60,6 +67,8 @@ impl Agent {
             workers: Mutex::new(BTreeMap::new()),
             metrics: Arc::new(crate::metrics::MetricsStore::default()),
             host_ports: Default::default(),
+            volumes: VolumeManager::new(node.volumes_dir.clone()),
+            node,
         })
     }
 
@@ -130,9 +139,59 @@ impl Agent {
             let agent = self.clone();
             tokio::spawn(async move { agent.sample_metrics().await })
         };
+        let reclaimer = {
+            let agent = self.clone();
+            tokio::spawn(async move { agent.reclaim_local_volumes().await })
+        };
         self.watch_pods().await;
         heartbeat.abort();
         sampler.abort();
+        reclaimer.abort();
+    }
+
+    /// Deletes the directories of this node's `Released` local-path
+    /// volumes, then the PersistentVolumes (the provisioner runs in the
+    /// control plane and cannot reach a node's disk).
+    async fn reclaim_local_volumes(&self) {
+        loop {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            let Ok(list) = self.client.list(PERSISTENT_VOLUMES, None, None, None).await else {
+                continue;
+            };
+            for pv in list.items {
+                let Some(path) = volumes::local_volume_to_delete(&pv, &self.node.name) else {
+                    continue;
+                };
+                match std::fs::remove_dir_all(&path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => {
+                        tracing::warn!("agent: deleting volume directory {}: {e}", path.display());
+                        continue;
+                    }
+                }
+                let name = pv
+                    .pointer("/metadata/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                let options = DeleteOptions {
+                    uid: pv
+                        .pointer("/metadata/uid")
+                        .and_then(Value::as_str)
+                        .map(str::to_string),
+                    ..Default::default()
+                };
+                if let Err(e) = self
+                    .client
+                    .delete(PERSISTENT_VOLUMES, None, name, &options)
+                    .await
+                {
+                    if !e.is_not_found() {
+                        tracing::warn!("agent: deleting persistentvolume {name}: {e}");
+                    }
+                }
+            }
+        }
     }
 
     async fn heartbeat(&self, started: jiff::Timestamp) {
@@ -270,6 +329,77 @@ impl Agent {
                 }
             }
         }
+        for uid in self.volumes.pods() {
+            let working = self
+                .workers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&uid)
+                .is_some_and(|w| !w.task.is_finished());
+            if !live.contains(&uid) && !working {
+                if let Err(e) = self.volumes.tear_down(&uid) {
+                    tracing::warn!("agent: removing the volumes of pod {uid}: {e}");
+                }
+            }
+        }
+    }
+
+    /// The ConfigMaps, Secrets, claims and PersistentVolumes the pod's
+    /// volumes read (`None` where the API has none).
+    async fn volume_objects(&self, pod: &Pod) -> volumes::Objects {
+        let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+        let needed = volumes::needed(pod);
+        let mut objects = volumes::Objects::default();
+        let get = |gvr: Gvr, namespaced: bool, name: String| {
+            let client = self.client.clone();
+            let namespace = namespace.clone();
+            async move {
+                let ns = namespaced.then_some(namespace.as_str());
+                client.get(gvr, ns, &name).await.ok()
+            }
+        };
+        for name in needed.config_maps {
+            let v = get(CONFIG_MAPS, true, name.clone()).await;
+            objects.config_maps.insert(name, v);
+        }
+        for name in needed.secrets {
+            let v = get(SECRETS, true, name.clone()).await;
+            objects.secrets.insert(name, v);
+        }
+        for name in needed.claims {
+            let v = get(CLAIMS, true, name.clone()).await;
+            objects.claims.insert(name, v);
+        }
+        for name in volumes::persistent_volumes_needed(&objects) {
+            let v = get(PERSISTENT_VOLUMES, false, name.clone()).await;
+            objects.persistent_volumes.insert(name, v);
+        }
+        objects
+    }
+
+    /// Sets up (or refreshes) every volume of the pod; returns the
+    /// `FailedMount` messages of those that could not be.
+    async fn set_up_volumes(
+        &self,
+        pod: &Pod,
+        set_up: &mut BTreeMap<String, SetUpVolume>,
+    ) -> Vec<String> {
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let objects = self.volume_objects(pod).await;
+        let node = volumes::NodeResources {
+            cpu_milli: self.node.cpu_milli,
+            memory_bytes: self.node.memory_bytes,
+        };
+        let mut errors = Vec::new();
+        for (name, planned) in volumes::plan(pod, &objects, node) {
+            match planned.and_then(|p| self.volumes.set_up(&uid, &p)) {
+                Ok(v) => {
+                    set_up.insert(name, v);
+                }
+                Err(why) => errors.push(volumes::failed_mount_message(&name, &why)),
+            }
+        }
+        errors
     }
 
     fn runtime_for(&self, pod: &Pod) -> Result<Arc<dyn ContainerRuntime>, String> {
@@ -296,6 +426,8 @@ impl Agent {
         };
         let mut reported_runtime_error = false;
         let mut reported_host_port_error = false;
+        let mut set_up: BTreeMap<String, SetUpVolume> = BTreeMap::new();
+        let mut volumes_refreshed: Option<tokio::time::Instant> = None;
         loop {
             let pod = shared.lock().unwrap_or_else(|p| p.into_inner()).clone();
             let uid = pod.metadata.uid.clone().unwrap_or_default();
@@ -326,7 +458,31 @@ impl Agent {
             for failure in failures {
                 self.event(&pod, true, "Unhealthy", &failure.message).await;
             }
-            let decision = sync::sync_pod(&pod, &observed, &probes, &memory, &facts, now);
+            // Volumes before the sandbox, and refreshed while the pod runs
+            // (ConfigMap and Secret updates); a deleted or finished pod's
+            // volumes are left as they are until it goes.
+            let terminal = matches!(
+                pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+                Some("Succeeded" | "Failed")
+            );
+            let mut volume_errors = Vec::new();
+            if pod.metadata.deletion_timestamp.is_none()
+                && !terminal
+                && (observed.sandbox.is_none()
+                    || volumes_refreshed.is_none_or(|t| t.elapsed() >= VOLUME_REFRESH))
+            {
+                volume_errors = self.set_up_volumes(&pod, &mut set_up).await;
+                volumes_refreshed = Some(tokio::time::Instant::now());
+            }
+            let decision = sync::sync_pod_with_volumes(
+                &pod,
+                &observed,
+                &probes,
+                &memory,
+                &facts,
+                &volume_errors,
+                now,
+            );
             memory = decision.memory.clone();
             for event in &decision.events {
                 self.event(&pod, event.warning, &event.reason, &event.message)
@@ -337,15 +493,15 @@ impl Agent {
             let mut steps = decision.steps.iter().peekable();
             while let Some(step) = steps.next() {
                 if matches!(step, Step::KillContainer { .. }) {
-                    let mut kills = vec![self.carry_out(&pod, &runtime, step)];
+                    let mut kills = vec![self.carry_out(&pod, &runtime, step, &set_up)];
                     while let Some(next) =
                         steps.next_if(|s| matches!(s, Step::KillContainer { .. }))
                     {
-                        kills.push(self.carry_out(&pod, &runtime, next));
+                        kills.push(self.carry_out(&pod, &runtime, next, &set_up));
                     }
                     futures::future::join_all(kills).await;
                 } else {
-                    self.carry_out(&pod, &runtime, step).await;
+                    self.carry_out(&pod, &runtime, step, &set_up).await;
                 }
             }
             self.publish_status(&pod, &decision.status).await;
@@ -374,6 +530,9 @@ impl Agent {
             if decision.finished && self.final_delete(&pod).await {
                 self.host_ports.remove(&uid);
                 let _ = runtime.forget(&uid).await;
+                if let Err(e) = self.volumes.tear_down(&uid) {
+                    tracing::warn!("agent: removing the volumes of pod {uid}: {e}");
+                }
                 return;
             }
             let anything_running = observed
@@ -393,7 +552,13 @@ impl Agent {
         }
     }
 
-    async fn carry_out(&self, pod: &Pod, runtime: &Arc<dyn ContainerRuntime>, step: &Step) {
+    async fn carry_out(
+        &self,
+        pod: &Pod,
+        runtime: &Arc<dyn ContainerRuntime>,
+        step: &Step,
+        volumes: &BTreeMap<String, SetUpVolume>,
+    ) {
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         match step {
             Step::CreateSandbox => {
@@ -415,7 +580,7 @@ impl Agent {
                 let Some(container) = find_container(pod, name, *init) else {
                     return;
                 };
-                let launch = self.launch(pod, container, *init, *attempt).await;
+                let launch = self.launch(pod, container, *init, *attempt, volumes).await;
                 match runtime.start_container(pod, &launch).await {
                     Ok(()) => {
                         self.event(pod, false, "Created", &format!("Created container {name}"))
@@ -553,14 +718,27 @@ impl Agent {
         container: &Container,
         init: bool,
         attempt: u32,
+        volumes: &BTreeMap<String, SetUpVolume>,
     ) -> ContainerLaunch {
         let namespace = pod.metadata.namespace.clone().unwrap_or_default();
-        let (env, config_error) = match self.resolve_env(pod, container, &namespace).await {
+        let (env, mut config_error) = match self.resolve_env(pod, container, &namespace).await {
             Ok(env) => (env, None),
             Err(message) => (
                 Vec::new(),
                 Some(("CreateContainerConfigError".to_string(), message)),
             ),
+        };
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let mounts = if config_error.is_some() {
+            Vec::new()
+        } else {
+            match self.volumes.mounts(&uid, container, &env, volumes) {
+                Ok(m) => m,
+                Err(message) => {
+                    config_error = Some(("CreateContainerConfigError".to_string(), message));
+                    Vec::new()
+                }
+            }
         };
         let vars: BTreeMap<&str, &str> =
             env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
@@ -601,6 +779,7 @@ impl Agent {
             cpu_limit_milli: quantity(limits, "cpu", true),
             cpu_request_milli: quantity(requests, "cpu", true).or(quantity(limits, "cpu", true)),
             config_error,
+            mounts,
         }
     }
 
@@ -963,7 +1142,7 @@ fn field_value(pod: &Pod, path: &str, host_ip: &str) -> String {
 
 /// `$(VAR)` expansion as Kubernetes does it: defined variables are
 /// replaced, `$$` escapes, undefined references stay as written.
-fn expand(input: &str, vars: &BTreeMap<&str, &str>) -> String {
+pub(crate) fn expand(input: &str, vars: &BTreeMap<&str, &str>) -> String {
     let mut out = String::new();
     let bytes = input.as_bytes();
     let mut i = 0;

@@ -15,3 +15,4 @@ pub mod remote;
 pub mod runtime;
 pub mod streams;
 pub mod sync;
+pub mod volumes;

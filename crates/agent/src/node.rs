@@ -31,6 +31,8 @@ pub struct NodeConfig {
     pub allow_privileged: bool,
     /// The Kubernetes version the agent reports (`kubeletVersion`).
     pub version: String,
+    /// Where pod volumes live (`DATA/agent/volumes`).
+    pub volumes_dir: std::path::PathBuf,
 }
 
 impl NodeConfig {
@@ -65,6 +67,7 @@ impl NodeConfig {
             max_pods: 110,
             allow_privileged: true,
             version: version.to_string(),
+            volumes_dir: data_dir.join("agent").join("volumes"),
         }
     }
 }

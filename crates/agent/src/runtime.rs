@@ -69,6 +69,23 @@ pub struct ContainerLaunch {
     /// missing ConfigMap): the runtime records a `Failed` instance instead
     /// of starting it.
     pub config_error: Option<(String, String)>,
+    /// The container's volume mounts, in `volumeMounts` order, resolved by
+    /// the agent's volume manager (a `subPath` is already a bind mount of
+    /// the resolved file, so `source` is safe to mount as is).
+    pub mounts: Vec<Mount>,
+}
+
+/// One bind mount of a container (what an OCI spec `mounts` entry with
+/// `type: bind` says).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Mount {
+    /// The host path to bind.
+    pub source: PathBuf,
+    /// Where the container sees it.
+    pub destination: PathBuf,
+    pub read_only: bool,
+    /// A file bound onto a file (else a directory onto a directory).
+    pub is_file: bool,
 }
 
 #[async_trait::async_trait]

@@ -99,7 +99,15 @@ pub struct SyncMemory {
     pub killing: BTreeSet<(String, u32)>,
     /// When the pod's termination was first acted on.
     pub terminating_since: Option<jiff::Timestamp>,
+    /// The last `FailedMount` message reported and when (reported again
+    /// when it changes or [`FAILED_MOUNT_REPEAT`] passed).
+    pub failed_mount: Option<(String, jiff::Timestamp)>,
 }
+
+/// How often a volume that cannot be set up is retried.
+pub const VOLUME_RETRY: Duration = Duration::from_secs(2);
+/// How often the same `FailedMount` event is written again.
+pub const FAILED_MOUNT_REPEAT: Duration = Duration::from_secs(30);
 
 /// CrashLoopBackOff: 10 s doubling to 5 min; reset once a container ran
 /// for 10 min.
@@ -261,6 +269,23 @@ pub fn sync_pod(
     node: &NodeFacts,
     now: jiff::Timestamp,
 ) -> Decision {
+    sync_pod_with_volumes(pod, observed, probes, memory, node, &[], now)
+}
+
+/// [`sync_pod`] with the volume manager's answer: `volume_errors` are the
+/// `FailedMount` messages of volumes that could not be set up. As the
+/// kubelet's `WaitForAttachAndMount`, a pod whose volumes are not all set
+/// up gets no sandbox (it stays `ContainerCreating`), a `FailedMount`
+/// warning, and a retry after [`VOLUME_RETRY`].
+pub fn sync_pod_with_volumes(
+    pod: &Pod,
+    observed: &Observed,
+    probes: &ProbeResults,
+    memory: &SyncMemory,
+    node: &NodeFacts,
+    volume_errors: &[String],
+    now: jiff::Timestamp,
+) -> Decision {
     let default_spec = PodSpec::default();
     let default_status = PodStatus::default();
     let spec = pod.spec.as_ref().unwrap_or(&default_spec);
@@ -338,7 +363,21 @@ pub fn sync_pod(
             .containers
             .iter()
             .any(|i| !matches!(i.state, InstanceState::Failed { .. }));
-        if !(cx.policy == Policy::Never && ran) {
+        if !volume_errors.is_empty() {
+            let message = volume_errors.join("; ");
+            let repeat = match &out.memory.failed_mount {
+                Some((last, at)) => *last != message || add(*at, FAILED_MOUNT_REPEAT) <= now,
+                None => true,
+            };
+            if repeat {
+                for e in volume_errors {
+                    out.events.push(event(true, "FailedMount", e));
+                }
+                out.memory.failed_mount = Some((message, now));
+            }
+            out.wake.push(add(now, VOLUME_RETRY));
+        } else if !(cx.policy == Policy::Never && ran) {
+            out.memory.failed_mount = None;
             out.steps.push(Step::CreateSandbox);
         }
         if let Some(d) = deadline {
@@ -3033,5 +3072,51 @@ mod tests {
         let d = sim.sync();
         assert_eq!(d.steps, []);
         assert!(d.finished);
+    }
+
+    #[test]
+    fn volumes_that_cannot_be_set_up_hold_the_sandbox_with_failed_mount() {
+        let p = pod(json!({"containers": [{"name": "app", "image": "x"}]}));
+        let errors =
+            ["MountVolume.SetUp failed for volume \"v\" : configmap \"c\" not found".to_string()];
+        let run = |memory: &SyncMemory, errors: &[String], now: i64| {
+            sync_pod_with_volumes(
+                &p,
+                &Observed::default(),
+                &ProbeResults::default(),
+                memory,
+                &node(),
+                errors,
+                t(now),
+            )
+        };
+        let d = run(&SyncMemory::default(), &errors, 0);
+        assert_eq!(d.steps, [], "no sandbox while a volume is missing");
+        assert_eq!(d.events, [event(true, "FailedMount", &errors[0])]);
+        assert_eq!(d.requeue_after, Some(VOLUME_RETRY));
+        assert_eq!(d.status.phase.as_deref(), Some("Pending"));
+        assert_eq!(
+            d.status.container_statuses.as_ref().unwrap()[0]
+                .state
+                .as_ref()
+                .unwrap()
+                .waiting
+                .as_ref()
+                .unwrap()
+                .reason
+                .as_deref(),
+            Some("ContainerCreating")
+        );
+        let again = run(&d.memory, &errors, 10);
+        assert_eq!(
+            again.events,
+            [],
+            "the same failure is not reported every retry"
+        );
+        let later = run(&d.memory, &errors, 30);
+        assert_eq!(later.events.len(), 1, "but again after 30 s");
+        let healed = run(&d.memory, &[], 12);
+        assert_eq!(healed.steps, [Step::CreateSandbox]);
+        assert_eq!(healed.memory.failed_mount, None);
     }
 }

@@ -55,9 +55,122 @@ pub fn default_toleration_seconds(
     spec.insert("tolerations".into(), Value::Array(all));
 }
 
+/// The provisioner of the `local-path` StorageClass drover creates at
+/// bootstrap (its own name: the PVs it makes are `hostPath` volumes under
+/// drover's data dir, not rancher's layout).
+pub const LOCAL_PATH_PROVISIONER: &str = "drover.dev/local-path";
+pub const IS_DEFAULT_CLASS: &str = "storageclass.kubernetes.io/is-default-class";
+const IS_DEFAULT_CLASS_BETA: &str = "storageclass.beta.kubernetes.io/is-default-class";
+
+/// DefaultStorageClass: a claim that names no class (the field absent, not
+/// `""`, which asks for no class) gets the default StorageClass — the
+/// newest of those annotated default, by name when equally new.
+pub fn default_storage_class(claim: &mut Value, classes: &[Value]) {
+    let Some(spec) = claim.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    if spec.get("storageClassName").is_some_and(|v| !v.is_null()) {
+        return;
+    }
+    let default = classes
+        .iter()
+        .filter(|c| {
+            let annotation = |k: &str| {
+                c.pointer("/metadata/annotations")
+                    .and_then(|a| a.get(k))
+                    .and_then(Value::as_str)
+                    == Some("true")
+            };
+            annotation(IS_DEFAULT_CLASS) || annotation(IS_DEFAULT_CLASS_BETA)
+        })
+        .max_by(|a, b| {
+            let key = |c: &Value| {
+                (
+                    c.pointer("/metadata/creationTimestamp")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string(),
+                    std::cmp::Reverse(
+                        c.pointer("/metadata/name")
+                            .and_then(Value::as_str)
+                            .unwrap_or_default()
+                            .to_string(),
+                    ),
+                )
+            };
+            key(a).cmp(&key(b))
+        });
+    if let Some(name) = default.and_then(|c| c.pointer("/metadata/name")) {
+        spec.insert("storageClassName".into(), name.clone());
+    }
+}
+
+/// The finalizer that keeps a claim in use by a pod from going away
+/// (StorageObjectInUseProtection admission adds it; the pvc-protection
+/// controller removes it once no pod uses the claim).
+pub const PVC_PROTECTION_FINALIZER: &str = "kubernetes.io/pvc-protection";
+
+/// StorageObjectInUseProtection for claims (on create).
+pub fn pvc_protection(claim: &mut Value) {
+    let Some(meta) = claim.get_mut("metadata").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let finalizers = meta.entry("finalizers").or_insert_with(|| json!([]));
+    if let Some(list) = finalizers.as_array_mut() {
+        if !list.iter().any(|f| f == PVC_PROTECTION_FINALIZER) {
+            list.push(json!(PVC_PROTECTION_FINALIZER));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn claims_get_the_protection_finalizer_once() {
+        let mut claim = json!({"metadata": {"name": "c", "finalizers": ["x"]}});
+        pvc_protection(&mut claim);
+        pvc_protection(&mut claim);
+        assert_eq!(
+            claim["metadata"]["finalizers"],
+            json!(["x", PVC_PROTECTION_FINALIZER])
+        );
+    }
+
+    #[test]
+    fn claims_without_a_class_get_the_newest_default() {
+        let classes = [
+            json!({"metadata": {"name": "slow", "creationTimestamp": "2026-01-01T00:00:00Z"}}),
+            json!({"metadata": {"name": "a", "creationTimestamp": "2026-01-01T00:00:00Z",
+                                "annotations": {IS_DEFAULT_CLASS: "true"}}}),
+            json!({"metadata": {"name": "b", "creationTimestamp": "2026-01-01T00:00:00Z",
+                                "annotations": {IS_DEFAULT_CLASS: "true"}}}),
+        ];
+        let run = |spec: Value, classes: &[Value]| {
+            let mut claim = json!({"spec": spec});
+            default_storage_class(&mut claim, classes);
+            claim["spec"]["storageClassName"].clone()
+        };
+        assert_eq!(
+            run(json!({}), &classes),
+            json!("a"),
+            "equally new: first by name"
+        );
+        assert_eq!(
+            run(json!({"storageClassName": "slow"}), &classes),
+            json!("slow")
+        );
+        assert_eq!(
+            run(json!({"storageClassName": ""}), &classes),
+            json!(""),
+            "\"\" asks for no class"
+        );
+        assert_eq!(run(json!({}), &classes[..1]), Value::Null, "no default");
+        let newer = json!({"metadata": {"name": "z", "creationTimestamp": "2026-02-01T00:00:00Z",
+                                        "annotations": {IS_DEFAULT_CLASS_BETA: "true"}}});
+        assert_eq!(run(json!({}), &[classes[1].clone(), newer]), json!("z"));
+    }
 
     /// (tolerations before, not-ready seconds, unreachable seconds) → keys and
     /// seconds of the tolerations after.

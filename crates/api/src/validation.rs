@@ -661,12 +661,35 @@ fn validate_workload(
         spec.and_then(|s| s.get("selector")).cloned()
     };
     let sel = validate_selector(selector.as_ref(), "spec.selector", errs);
-    validate_template(
-        spec.and_then(|s| s.get("template")),
-        "spec.template",
-        sel.as_ref(),
-        errs,
-    );
+    // A StatefulSet's containers may mount its volumeClaimTemplates: they
+    // become volumes of each pod.
+    let mut template = spec.and_then(|s| s.get("template")).cloned();
+    if let (Some(t), Some(claims)) = (
+        template.as_mut(),
+        spec.and_then(|s| s.get("volumeClaimTemplates"))
+            .and_then(Value::as_array),
+    ) {
+        let extra: Vec<Value> = claims
+            .iter()
+            .filter_map(|c| c.pointer("/metadata/name").and_then(Value::as_str))
+            .map(|n| json!({"name": n, "persistentVolumeClaim": {"claimName": n}}))
+            .collect();
+        if let Some(pod_spec) = t.get_mut("spec").and_then(Value::as_object_mut) {
+            let volumes = pod_spec.entry("volumes").or_insert_with(|| json!([]));
+            if let Some(list) = volumes.as_array_mut() {
+                let have: Vec<String> = list
+                    .iter()
+                    .filter_map(|v| v.get("name").and_then(Value::as_str).map(str::to_string))
+                    .collect();
+                list.extend(
+                    extra
+                        .into_iter()
+                        .filter(|v| !have.iter().any(|h| Some(h.as_str()) == v["name"].as_str())),
+                );
+            }
+        }
+    }
+    validate_template(template.as_ref(), "spec.template", sel.as_ref(), errs);
     if let Some(rp) = spec
         .and_then(|s| s.pointer("/template/spec/restartPolicy"))
         .and_then(Value::as_str)

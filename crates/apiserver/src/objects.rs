@@ -1023,6 +1023,12 @@ async fn create_inner(
     {
         obj.as_object_mut().unwrap().remove("status");
     }
+    if rt.group.is_empty() && rt.kind == "PersistentVolumeClaim" {
+        // DefaultStorageClass admission (create only, as in Kubernetes).
+        let classes = list_all(server, "storage.k8s.io", "storageclasses").await?;
+        api::admission::default_storage_class(&mut obj, &classes);
+        api::admission::pvc_protection(&mut obj);
+    }
     admit(server, rt, &mut obj, None, None, ctx)?;
     if record_manager {
         track_managed_fields(server, rt, None, &mut obj, &ctx.field_manager, "Update");
@@ -2050,6 +2056,7 @@ pub(crate) async fn bootstrap(server: &ApiServer) -> Result<(), ApiError> {
         rt("node.k8s.io", "runtimeclasses"),
         rt("scheduling.k8s.io", "priorityclasses"),
     );
+    let sc_rt = rt("storage.k8s.io", "storageclasses");
     let ctx = RequestCtx::internal("drover-apiserver");
     let namespaces = ["default", "kube-system", "kube-public", "kube-node-lease"];
     // Cluster-scoped objects first, all at once (the store commits them in
@@ -2064,6 +2071,15 @@ pub(crate) async fn bootstrap(server: &ApiServer) -> Result<(), ApiError> {
             json!({"metadata": {"name": name}, "handler": handler}),
         ));
     }
+    // The local-path provisioner's class (crates/controllers/src/localpath.rs).
+    first.push((
+        &*sc_rt,
+        json!({"metadata": {"name": "local-path",
+                            "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
+               "provisioner": api::admission::LOCAL_PATH_PROVISIONER,
+               "reclaimPolicy": "Delete",
+               "volumeBindingMode": "WaitForFirstConsumer"}),
+    ));
     for (name, value, description) in [
         ("system-cluster-critical", 2_000_000_000, "Used for system critical pods that must run in the cluster, but can be moved to another node if necessary."),
         ("system-node-critical", 2_000_001_000, "Used for system critical pods that must not be moved from their current node."),
@@ -2093,6 +2109,27 @@ pub(crate) async fn bootstrap(server: &ApiServer) -> Result<(), ApiError> {
     }
     crate::gc::load_crds(server).await;
     Ok(())
+}
+
+/// Every object of a built-in cluster-scoped resource, straight from the
+/// store (for admission decisions).
+async fn list_all(server: &ApiServer, group: &str, plural: &str) -> Result<Vec<Value>, ApiError> {
+    let registry = server.registry();
+    let rt = registry.get(group, "v1", plural).expect("built in");
+    let resp = server
+        .store
+        .range(RangeRequest {
+            prefix: rt.list_prefix(None),
+            start_after: None,
+            limit: None,
+            revision: None,
+        })
+        .await
+        .map_err(|e| store_error(e, &rt, ""))?;
+    resp.kvs
+        .iter()
+        .map(|kv| from_storage(&rt, decode_stored(kv)?))
+        .collect()
 }
 
 fn ignore_exists(r: Result<Value, ApiError>) -> Result<(), ApiError> {

@@ -17,6 +17,7 @@ pub mod endpoints;
 pub mod history;
 pub mod hpa;
 pub mod job;
+pub mod localpath;
 pub mod nodelifecycle;
 pub mod replicaset;
 pub mod statefulset;

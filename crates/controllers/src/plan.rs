@@ -26,6 +26,8 @@ pub enum Resource {
     Leases,
     HorizontalPodAutoscalers,
     ServiceAccounts,
+    PersistentVolumes,
+    StorageClasses,
 }
 
 impl Resource {
@@ -50,11 +52,16 @@ impl Resource {
             Resource::Leases => ("coordination.k8s.io", "v1", "leases"),
             Resource::HorizontalPodAutoscalers => ("autoscaling", "v2", "horizontalpodautoscalers"),
             Resource::ServiceAccounts => ("", "v1", "serviceaccounts"),
+            Resource::PersistentVolumes => ("", "v1", "persistentvolumes"),
+            Resource::StorageClasses => ("storage.k8s.io", "v1", "storageclasses"),
         }
     }
 
     pub fn namespaced(self) -> bool {
-        !matches!(self, Resource::Nodes)
+        !matches!(
+            self,
+            Resource::Nodes | Resource::PersistentVolumes | Resource::StorageClasses
+        )
     }
 }
 

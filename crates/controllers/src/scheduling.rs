@@ -108,7 +108,13 @@ impl Controller for SchedulerController {
     }
 
     fn reads(&self) -> &'static [Resource] {
-        &[Resource::Pods, Resource::Nodes]
+        &[
+            Resource::Pods,
+            Resource::Nodes,
+            Resource::PersistentVolumeClaims,
+            Resource::PersistentVolumes,
+            Resource::StorageClasses,
+        ]
     }
 
     fn observe(&self, old: Option<&AnyObject>, new: Option<&AnyObject>) {
@@ -136,6 +142,25 @@ impl Controller for SchedulerController {
                 state.snapshot.remove_pod(&key.namespace, &key.name);
                 state.assumed.remove(&key);
             }
+            (_, Some(AnyObject::PersistentVolumeClaims(pvc))) => {
+                state
+                    .snapshot
+                    .upsert_persistent_volume_claim(pvc.as_ref().clone());
+            }
+            (Some(AnyObject::PersistentVolumeClaims(pvc)), None) => {
+                let key = ObjectKey::of(&pvc.metadata);
+                state
+                    .snapshot
+                    .remove_persistent_volume_claim(&key.namespace, &key.name);
+            }
+            (_, Some(AnyObject::PersistentVolumes(pv))) => {
+                state.snapshot.upsert_persistent_volume(pv.as_ref().clone());
+            }
+            (Some(AnyObject::PersistentVolumes(pv)), None) => {
+                state
+                    .snapshot
+                    .remove_persistent_volume(pv.metadata.name.as_deref().unwrap_or(""));
+            }
             _ => {}
         }
     }
@@ -151,7 +176,9 @@ impl Controller for SchedulerController {
                 let waiting = self.unschedulable();
                 waiting.iter().cloned().collect()
             }
-            AnyObject::Nodes(_) => {
+            AnyObject::Nodes(_)
+            | AnyObject::PersistentVolumeClaims(_)
+            | AnyObject::PersistentVolumes(_) => {
                 let waiting = self.unschedulable();
                 waiting.iter().cloned().collect()
             }
@@ -204,6 +231,19 @@ impl Controller for SchedulerController {
                 state.assumed.insert(key.clone(), now);
                 drop(state);
                 self.unschedulable().remove(key);
+                for claim in claims_to_select_node(caches, &pod) {
+                    // The VolumeBinding plugin's PreBind: the provisioner of
+                    // a WaitForFirstConsumer class makes the volume on this
+                    // node.
+                    plan.push(Action::Patch {
+                        resource: Resource::PersistentVolumeClaims,
+                        namespace: Some(key.namespace.clone()),
+                        name: claim,
+                        subresource: None,
+                        patch: json!({"metadata": {"annotations": {
+                            crate::localpath::SELECTED_NODE: node}}}),
+                    });
+                }
                 plan.push(Action::CreateSubresource {
                     resource: Resource::Pods,
                     namespace: Some(key.namespace.clone()),
@@ -301,4 +341,38 @@ impl Controller for SchedulerController {
         }
         plan
     }
+}
+
+/// The pod's unbound claims of a `WaitForFirstConsumer` class that no node
+/// was selected for yet.
+fn claims_to_select_node(caches: &Caches, pod: &Pod) -> Vec<String> {
+    let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+    pod.spec
+        .iter()
+        .flat_map(|s| s.volumes.iter().flatten())
+        .filter_map(|v| v.persistent_volume_claim.as_ref())
+        .filter(|c| {
+            let Some(claim) = caches
+                .persistent_volume_claims
+                .get(&ObjectKey::new(&namespace, &c.claim_name))
+            else {
+                return false;
+            };
+            let spec = claim.spec.clone().unwrap_or_default();
+            let unbound = spec.volume_name.as_deref().is_none_or(str::is_empty);
+            let selected = claim
+                .metadata
+                .annotations
+                .as_ref()
+                .is_some_and(|a| a.contains_key(crate::localpath::SELECTED_NODE));
+            let waits = spec
+                .storage_class_name
+                .and_then(|n| caches.storage_classes.get(&ObjectKey::new("", &n)))
+                .is_some_and(|class| {
+                    class.volume_binding_mode.as_deref() == Some("WaitForFirstConsumer")
+                });
+            unbound && !selected && waits
+        })
+        .map(|c| c.claim_name.clone())
+        .collect()
 }

@@ -531,6 +531,9 @@ async fn server(args: ServerArgs) -> Result<()> {
                 node_monitor_grace_period: args.node_monitor_grace_period,
                 node_startup_grace_period: args.node_startup_grace_period,
             },
+            local_path_root: std::fs::canonicalize(&args.data_dir)
+                .unwrap_or_else(|_| args.data_dir.clone())
+                .join("storage"),
             ..Default::default()
         };
         start_control_loops(server.clone(), &internal_token, wiring);
@@ -660,7 +663,6 @@ fn build_agent(
     );
     Ok(agent)
 }
-
 
 /// Runs the controllers and the scheduler while this server holds the
 /// `kube-system/drover-controller-manager` Lease (several servers on one

@@ -166,6 +166,9 @@ pub struct SpecInput {
     pub host_pid: bool,
     /// `/etc/hosts`, `/etc/hostname`, `/etc/resolv.conf` of the pod.
     pub etc_files: Vec<(String, PathBuf)>,
+    /// The pod's volumes as the container mounts them (bind mounts made by
+    /// runc inside the rootfs).
+    pub volume_mounts: Vec<agent::runtime::Mount>,
     pub cgroups_path: PathBuf,
     pub memory_limit: Option<i64>,
     pub cpu_limit_milli: Option<i64>,
@@ -461,6 +464,21 @@ pub fn build_spec(input: &SpecInput) -> Result<oci::Spec, String> {
                     "rbind".to_string(),
                     "rprivate".to_string(),
                     "rw".to_string(),
+                ])
+                .build()
+                .map_err(e)?,
+        );
+    }
+    for m in &input.volume_mounts {
+        mounts.push(
+            oci::MountBuilder::default()
+                .destination(&m.destination)
+                .typ("bind")
+                .source(&m.source)
+                .options(vec![
+                    "rbind".to_string(),
+                    "rprivate".to_string(),
+                    if m.read_only { "ro" } else { "rw" }.to_string(),
                 ])
                 .build()
                 .map_err(e)?,
@@ -962,6 +980,7 @@ impl OciRuntime {
             ipc: sandbox.ipc.clone(),
             uts: sandbox.uts.clone(),
             host_pid: pod.spec.as_ref().and_then(|s| s.host_pid) == Some(true),
+            volume_mounts: launch.mounts.clone(),
             etc_files: ["hosts", "hostname", "resolv.conf"]
                 .iter()
                 .map(|f| (format!("/etc/{f}"), etc.join(f)))
@@ -1147,6 +1166,8 @@ impl ContainerRuntime for OciRuntime {
             netns: None,
             // `kubectl attach` stdin is for the process runtime only so far.
             stdin: None,
+            // runc mounts the volumes (config.json).
+            mounts: Vec::new(),
             runc: Some(RuncRun {
                 binary: self.runc.clone(),
                 root: self.runc_root(),

@@ -290,6 +290,86 @@ pub(crate) fn instance_state(state_file: &Path, written: &Path) -> Option<Instan
     Some(state)
 }
 
+impl ProcessRuntime {
+    /// Containers of this runtime see the host's file system, so a mount
+    /// point missing on the host is made there (directories for
+    /// directories, an empty file for a file), and every path made is
+    /// recorded in `<pod dir>/mountpoints` to be removed with the pod.
+    fn make_mount_points(&self, uid: &str, mounts: &[agent::runtime::Mount]) -> Result<(), String> {
+        use std::io::Write;
+        let record = self.pod_dir(uid).join("mountpoints");
+        let mut made = Vec::new();
+        for m in mounts {
+            if !m.destination.is_absolute() {
+                return Err(format!(
+                    "mount path {} must be absolute",
+                    m.destination.display()
+                ));
+            }
+            if std::fs::symlink_metadata(&m.destination).is_ok() {
+                continue;
+            }
+            let mut missing = Vec::new();
+            let mut at = m.destination.as_path();
+            while std::fs::symlink_metadata(at).is_err() {
+                missing.push(at.to_path_buf());
+                match at.parent() {
+                    Some(p) => at = p,
+                    None => break,
+                }
+            }
+            for (i, path) in missing.iter().rev().enumerate() {
+                let last = i + 1 == missing.len();
+                let made_it = if last && m.is_file {
+                    std::fs::OpenOptions::new()
+                        .create_new(true)
+                        .write(true)
+                        .open(path)
+                        .map(drop)
+                } else {
+                    std::fs::create_dir(path)
+                };
+                match made_it {
+                    Ok(()) => made.push(path.clone()),
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(format!("creating mount point {}: {e}", path.display())),
+                }
+            }
+        }
+        if !made.is_empty() {
+            let mut file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&record)
+                .map_err(|e| format!("recording mount points in {}: {e}", record.display()))?;
+            for path in &made {
+                let _ = writeln!(file, "{}", path.display());
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes the mount points [`Self::make_mount_points`] made, newest
+    /// first, and only while they are still what was made (an empty
+    /// directory, an empty file).
+    fn remove_mount_points(&self, uid: &str) {
+        let record = self.pod_dir(uid).join("mountpoints");
+        let text = std::fs::read_to_string(&record).unwrap_or_default();
+        for line in text.lines().rev() {
+            let path = Path::new(line);
+            match std::fs::symlink_metadata(path) {
+                Ok(m) if m.is_dir() => {
+                    let _ = std::fs::remove_dir(path);
+                }
+                Ok(m) if m.is_file() && m.len() == 0 => {
+                    let _ = std::fs::remove_file(path);
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> RuntimeError {
     let what = what.into();
     move |e| RuntimeError::io(what, e)
@@ -435,6 +515,10 @@ impl ContainerRuntime for ProcessRuntime {
             ),
         ];
         crate::merge_env(&mut env, &launch.env);
+        if let Err(message) = self.make_mount_points(uid, &launch.mounts) {
+            self.record_failure(&dir, "CreateContainerError", &message);
+            return Err(RuntimeError::Invalid(message));
+        }
         let config = ShimConfig {
             argv: launch.argv.clone(),
             env,
@@ -455,6 +539,7 @@ impl ContainerRuntime for ProcessRuntime {
                     once: c.stdin_once == Some(true),
                 }),
             runc: None,
+            mounts: launch.mounts.clone(),
         };
         let config_path = dir.join("config.json");
         std::fs::write(
@@ -560,6 +645,7 @@ impl ContainerRuntime for ProcessRuntime {
 
     async fn forget(&self, uid: &str) -> Result<(), RuntimeError> {
         self.remove_sandbox(uid).await?;
+        self.remove_mount_points(uid);
         if let Some(file) = self.sandbox_or_last(uid) {
             let _ = std::fs::remove_dir_all(self.pod_logs_dir(uid, &file));
         }

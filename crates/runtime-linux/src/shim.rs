@@ -43,6 +43,10 @@ pub struct ShimConfig {
     /// writes into (`None`: /dev/null).
     #[serde(default)]
     pub stdin: Option<StdinConfig>,
+    /// Volume mounts, bound in the container's mount namespace (the
+    /// mount points exist: the runtime made them).
+    #[serde(default)]
+    pub mounts: Vec<agent::runtime::Mount>,
 }
 
 /// How the container's stdin is reached: a relay process of the shim
@@ -211,13 +215,6 @@ pub fn shim_main(config_path: &Path) -> i32 {
     }
 
     let cwd = PathBuf::from(config.working_dir.as_deref().unwrap_or("/"));
-    if !cwd.is_dir() {
-        return fail(
-            &mut state,
-            "CreateContainerError",
-            format!("working directory {} does not exist", cwd.display()),
-        );
-    }
     let Some(program) = config.argv.first() else {
         return fail(
             &mut state,
@@ -225,10 +222,7 @@ pub fn shim_main(config_path: &Path) -> i32 {
             "no command given (the process runtime needs `command`)".into(),
         );
     };
-    let program = match resolve(program, &config.env, &cwd) {
-        Ok(p) => p,
-        Err(message) => return fail(&mut state, "RunContainerError", message),
-    };
+    let program_name = program.clone();
     let to_c = |s: &str| std::ffi::CString::new(s.as_bytes()).unwrap_or_default();
     let argv: Vec<std::ffi::CString> = config.argv.iter().map(|a| to_c(a)).collect();
     let envp: Vec<std::ffi::CString> = config
@@ -236,7 +230,6 @@ pub fn shim_main(config_path: &Path) -> i32 {
         .iter()
         .map(|(k, v)| to_c(&format!("{k}={v}")))
         .collect();
-    let program_c = to_c(&program.to_string_lossy());
 
     let log = match OpenOptions::new()
         .create(true)
@@ -287,6 +280,21 @@ pub fn shim_main(config_path: &Path) -> i32 {
             format!("creating namespaces: {e}"),
         );
     }
+    if let Err(message) = bind_mounts(&config.mounts) {
+        return fail(&mut state, "CreateContainerError", message);
+    }
+    if !cwd.is_dir() {
+        return fail(
+            &mut state,
+            "CreateContainerError",
+            format!("working directory {} does not exist", cwd.display()),
+        );
+    }
+    let program = match resolve(&program_name, &config.env, &cwd) {
+        Ok(p) => p,
+        Err(message) => return fail(&mut state, "RunContainerError", message),
+    };
+    let program_c = to_c(&program.to_string_lossy());
     let oom_before = config.cgroups.oom_kill_count(&config.cgroup);
 
     // SAFETY: the shim is single-threaded here (no threads started yet), so
@@ -476,6 +484,43 @@ fn runc_error(log: &Path) -> Option<String> {
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .filter(|v| matches!(v["level"].as_str(), Some("error" | "fatal")))
         .find_map(|v| v["msg"].as_str().map(str::to_string))
+}
+
+/// Makes the shim's new mount namespace private (nothing propagates back
+/// to the host) and binds each volume onto its mount point, read-only
+/// where asked (a bind mount becomes read-only only by a remount).
+fn bind_mounts(mounts: &[agent::runtime::Mount]) -> Result<(), String> {
+    use nix::mount::{mount, MsFlags};
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(|e| format!("making the mount namespace private: {e}"))?;
+    for m in mounts {
+        let what = || format!("{} on {}", m.source.display(), m.destination.display());
+        mount(
+            Some(&m.source),
+            &m.destination,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .map_err(|e| format!("mounting volume {}: {e}", what()))?;
+        if m.read_only {
+            mount(
+                None::<&str>,
+                &m.destination,
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+                None::<&str>,
+            )
+            .map_err(|e| format!("making volume {} read-only: {e}", what()))?;
+        }
+    }
+    Ok(())
 }
 
 fn wait_exit(child: Pid) -> i32 {

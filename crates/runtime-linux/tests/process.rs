@@ -91,6 +91,7 @@ fn launch(argv: &[&str]) -> ContainerLaunch {
         cpu_limit_milli: None,
         cpu_request_milli: None,
         config_error: None,
+        mounts: Vec::new(),
     }
 }
 
@@ -279,4 +280,81 @@ async fn a_missing_config_map_is_recorded_not_run() {
         "{observed:?}"
     );
     cleanup(&f).await;
+}
+
+#[tokio::test]
+async fn volumes_are_bound_in_the_container_only_and_mount_points_made_are_removed() {
+    let f = fixture("mounts");
+    let scratch = tempfile::tempdir().unwrap();
+    let vol = scratch.path().join("vol");
+    std::fs::create_dir_all(&vol).unwrap();
+    std::fs::write(vol.join("in-volume"), "from the volume\n").unwrap();
+    let file = scratch.path().join("one-file");
+    std::fs::write(&file, "a single file\n").unwrap();
+    // Mount points that do not exist on the host: the runtime makes them
+    // (and their missing parent) and removes them with the pod.
+    let missing = scratch.path().join("made/here");
+    let missing_file = scratch.path().join("made-file");
+    let mut l = launch(&[
+        "sh",
+        "-c",
+        &format!(
+            "cat {m}/in-volume {mf}; touch {m}/written && echo rw-ok; touch {ro}/x 2>/dev/null || echo ro-refused",
+            m = missing.display(),
+            mf = missing_file.display(),
+            ro = scratch.path().join("ro").display(),
+        ),
+    ]);
+    std::fs::create_dir_all(scratch.path().join("ro")).unwrap();
+    l.mounts = vec![
+        agent::runtime::Mount {
+            source: vol.clone(),
+            destination: missing.clone(),
+            read_only: false,
+            is_file: false,
+        },
+        agent::runtime::Mount {
+            source: file.clone(),
+            destination: missing_file.clone(),
+            read_only: true,
+            is_file: true,
+        },
+        agent::runtime::Mount {
+            source: vol.clone(),
+            destination: scratch.path().join("ro"),
+            read_only: true,
+            is_file: false,
+        },
+    ];
+    f.runtime.create_sandbox(&f.pod).await.unwrap();
+    f.runtime.start_container(&f.pod, &l).await.unwrap();
+    let observed = wait_exited(&f, Duration::from_secs(20)).await;
+    assert!(
+        matches!(
+            observed.containers[0].state,
+            InstanceState::Exited { exit_code: 0, .. }
+        ),
+        "{observed:?}"
+    );
+    let log = log_of(&f);
+    for want in ["from the volume", "a single file", "rw-ok", "ro-refused"] {
+        assert!(
+            log.lines().any(|l| l.ends_with(want)),
+            "{want} missing in {log}"
+        );
+    }
+    // Written through the mount, into the volume; nothing mounted on the host.
+    assert!(vol.join("written").exists());
+    assert!(!vol.join("x").exists());
+    assert!(
+        !missing.join("in-volume").exists(),
+        "the bind mount leaked to the host"
+    );
+    assert!(missing.is_dir() && missing_file.is_file());
+    cleanup(&f).await;
+    assert!(!missing.exists() && !missing.parent().unwrap().exists() && !missing_file.exists());
+    assert!(
+        file.exists() && vol.join("in-volume").exists(),
+        "volume data removed"
+    );
 }

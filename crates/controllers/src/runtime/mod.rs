@@ -21,9 +21,10 @@ use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
-    Endpoints, Node, PersistentVolumeClaim, Pod, ReplicationController, Service,
+    Endpoints, Node, PersistentVolume, PersistentVolumeClaim, Pod, ReplicationController, Service,
 };
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::Metadata;
 use serde::de::DeserializeOwned;
@@ -134,7 +135,7 @@ macro_rules! kinds {
     };
 }
 
-const KIND_COUNT: usize = 16;
+const KIND_COUNT: usize = 18;
 
 kinds! {
     Pods => pods: Pod,
@@ -148,6 +149,8 @@ kinds! {
     Jobs => jobs: Job,
     CronJobs => cron_jobs: CronJob,
     PersistentVolumeClaims => persistent_volume_claims: PersistentVolumeClaim,
+    PersistentVolumes => persistent_volumes: PersistentVolume,
+    StorageClasses => storage_classes: StorageClass,
     Services => services: Service,
     Endpoints => endpoints: Endpoints,
     EndpointSlices => endpoint_slices: EndpointSlice,

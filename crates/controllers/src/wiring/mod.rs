@@ -29,6 +29,9 @@ pub struct Wiring {
     pub node_lifecycle: crate::nodelifecycle::NodeLifecycleConfig,
     /// Where the HPA reads pod usage.
     pub metrics: Arc<dyn MetricsSource>,
+    /// Where the local-path provisioner puts volumes on the nodes
+    /// (`DATA/storage` of the server).
+    pub local_path_root: std::path::PathBuf,
 }
 
 impl Default for Wiring {
@@ -36,6 +39,7 @@ impl Default for Wiring {
         Wiring {
             node_lifecycle: Default::default(),
             metrics: Arc::new(NoMetrics),
+            local_path_root: "/var/lib/drover/storage".into(),
         }
     }
 }
@@ -61,6 +65,10 @@ pub fn all_with(wiring: &Wiring) -> Vec<Arc<dyn Controller>> {
         Arc::new(NodeLifecycleController::new(wiring.node_lifecycle)),
         Arc::new(TaintEvictionController),
         Arc::new(HpaController::new(wiring.metrics.clone())),
+        Arc::new(LocalPathController {
+            root: wiring.local_path_root.clone(),
+        }),
+        Arc::new(PvcProtectionController),
     ]
 }
 
@@ -462,6 +470,111 @@ impl Controller for StatefulSetController {
         let all_revisions = caches.controller_revisions.list_namespace(&key.namespace);
         let revisions = owned_or_matching(&all_revisions, uid(&sts.metadata), None);
         crate::statefulset::reconcile_statefulset(&sts, &pods, &pvcs, &revisions, now)
+    }
+}
+
+/// The local-path provisioner, keyed by claim (a PersistentVolume's
+/// changes concern the claim its `claimRef` names).
+pub struct LocalPathController {
+    pub root: std::path::PathBuf,
+}
+
+impl Controller for LocalPathController {
+    fn name(&self) -> &'static str {
+        "local-path-provisioner"
+    }
+    fn reads(&self) -> &'static [Resource] {
+        &[
+            Resource::PersistentVolumeClaims,
+            Resource::PersistentVolumes,
+            Resource::StorageClasses,
+        ]
+    }
+    fn keys_for(&self, _caches: &Caches, object: &AnyObject) -> Vec<ObjectKey> {
+        match object {
+            AnyObject::PersistentVolumeClaims(c) => vec![ObjectKey::of(&c.metadata)],
+            AnyObject::PersistentVolumes(pv) => pv
+                .spec
+                .as_ref()
+                .and_then(|s| s.claim_ref.as_ref())
+                .map(|r| {
+                    vec![ObjectKey::new(
+                        r.namespace.as_deref().unwrap_or_default(),
+                        r.name.as_deref().unwrap_or_default(),
+                    )]
+                })
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        }
+    }
+    fn all_keys(&self, caches: &Caches) -> Vec<ObjectKey> {
+        let mut keys = keys_of(&caches.persistent_volume_claims);
+        for pv in caches.persistent_volumes.list() {
+            if let Some(r) = pv.spec.as_ref().and_then(|s| s.claim_ref.as_ref()) {
+                keys.push(ObjectKey::new(
+                    r.namespace.as_deref().unwrap_or_default(),
+                    r.name.as_deref().unwrap_or_default(),
+                ));
+            }
+        }
+        keys.sort();
+        keys.dedup();
+        keys
+    }
+    fn reconcile(&self, caches: &Caches, key: &ObjectKey, _now: jiff::Timestamp) -> Plan {
+        let claim = caches.persistent_volume_claims.get(key);
+        let class = claim
+            .as_ref()
+            .and_then(|c| c.spec.as_ref()?.storage_class_name.clone())
+            .and_then(|name| caches.storage_classes.get(&ObjectKey::new("", &name)));
+        let all = caches.persistent_volumes.list();
+        let volumes: Vec<_> = all.iter().map(|p| p.as_ref()).collect();
+        crate::localpath::reconcile_local_path(
+            &key.namespace,
+            &key.name,
+            claim.as_deref(),
+            class.as_deref(),
+            &volumes,
+            &self.root,
+        )
+    }
+}
+
+/// pvc-protection: a claim's finalizer goes once no pod uses it.
+pub struct PvcProtectionController;
+
+impl Controller for PvcProtectionController {
+    fn name(&self) -> &'static str {
+        "pvc-protection"
+    }
+    fn reads(&self) -> &'static [Resource] {
+        &[Resource::PersistentVolumeClaims, Resource::Pods]
+    }
+    fn keys_for(&self, _caches: &Caches, object: &AnyObject) -> Vec<ObjectKey> {
+        match object {
+            AnyObject::PersistentVolumeClaims(c) => vec![ObjectKey::of(&c.metadata)],
+            AnyObject::Pods(pod) => {
+                let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+                pod.spec
+                    .iter()
+                    .flat_map(|s| s.volumes.iter().flatten())
+                    .filter_map(|v| v.persistent_volume_claim.as_ref())
+                    .map(|c| ObjectKey::new(&namespace, &c.claim_name))
+                    .collect()
+            }
+            _ => Vec::new(),
+        }
+    }
+    fn all_keys(&self, caches: &Caches) -> Vec<ObjectKey> {
+        keys_of(&caches.persistent_volume_claims)
+    }
+    fn reconcile(&self, caches: &Caches, key: &ObjectKey, _now: jiff::Timestamp) -> Plan {
+        let Some(claim) = caches.persistent_volume_claims.get(key) else {
+            return Plan::default();
+        };
+        let all = caches.pods.list_namespace(&key.namespace);
+        let pods: Vec<&Pod> = all.iter().map(|p| p.as_ref()).collect();
+        crate::localpath::reconcile_pvc_protection(&claim, &pods)
     }
 }
 

@@ -349,7 +349,30 @@ impl Drop for Server {
             remove_cgroup_tree(cgroup);
             self.remove_pod_networks();
             self.remove_mounts();
+            unmount_below(self.data_dir.path());
         }
+    }
+}
+
+/// Mount points at or below `dir` (from /proc/self/mountinfo).
+pub fn mounts_below(dir: &Path) -> Vec<String> {
+    let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let prefix = dir.to_string_lossy().into_owned();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
+        .filter(|p| p == &prefix || p.starts_with(&format!("{prefix}/")))
+        .collect()
+}
+
+/// Volume mounts (tmpfs, subPath binds) a stopped agent left under its
+/// data dir, deepest first.
+fn unmount_below(dir: &Path) {
+    let mut mounts = mounts_below(dir);
+    mounts.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for m in mounts {
+        let _ = Command::new("umount").args(["-l", &m]).status();
     }
 }
 
