@@ -1353,6 +1353,57 @@ impl ContainerRuntime for OciRuntime {
         Ok((code, text))
     }
 
+    async fn exec(
+        &self,
+        uid: &str,
+        name: &str,
+        attempt: u32,
+        request: &agent::runtime::ExecRequest,
+    ) -> Result<agent::runtime::ProcessStreams, RuntimeError> {
+        if !self.is_running(uid, name, attempt) {
+            return Err(RuntimeError::Invalid(format!(
+                "container {name} is not running"
+            )));
+        }
+        if request.command.is_empty() {
+            return Err(RuntimeError::Invalid("no command given".into()));
+        }
+        // `runc exec` enters the container (namespaces, cgroup, user, env,
+        // working directory); the streams are its stdio (a pty for -t).
+        let mut command = tokio::process::Command::new(&self.runc);
+        command
+            .arg("--root")
+            .arg(self.runc_root())
+            .arg("exec")
+            .arg(Self::runc_id(uid, name, attempt))
+            .args(&request.command);
+        crate::streams::spawn(command, request).map_err(io("running runc exec"))
+    }
+
+    async fn port_forward(
+        &self,
+        uid: &str,
+        port: u16,
+    ) -> Result<tokio::net::TcpStream, RuntimeError> {
+        let Some(sandbox) = self.sandbox_file(uid) else {
+            return Err(RuntimeError::Invalid(format!(
+                "pod sandbox of {uid} not found"
+            )));
+        };
+        let netns = sandbox.netns;
+        let place = match &netns {
+            Some(path) => format!("inside namespace \"{}\"", path.display()),
+            None => "on the host network".to_string(),
+        };
+        crate::streams::connect_in_netns(netns, port)
+            .await
+            .map_err(|e| {
+                RuntimeError::Invalid(format!(
+                    "failed to connect to localhost:{port} {place}: {e}"
+                ))
+            })
+    }
+
     fn log_path(&self, uid: &str, name: &str, attempt: u32) -> Option<PathBuf> {
         let file = self.sandbox_or_last(uid)?;
         let path = self
