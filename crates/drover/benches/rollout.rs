@@ -16,125 +16,12 @@
 //! /proc) started directly with util-linux `unshare`, no orchestration.
 //! Prints markdown; asserts nothing.
 
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn kubectl_binary() -> std::path::PathBuf {
-    let dispatcher = Command::new("sh")
-        .args(["-c", "readlink -f \"$(command -v kubectl)\""])
-        .output()
-        .expect("kubectl on PATH");
-    let real = String::from_utf8_lossy(&dispatcher.stdout)
-        .trim()
-        .to_string();
-    Path::new(&real).parent().unwrap().join("kubectl.1.32")
-}
+mod common;
 
-struct Cluster {
-    child: Child,
-    kubeconfig: std::path::PathBuf,
-    home: tempfile::TempDir,
-    _data: tempfile::TempDir,
-    cgroup: String,
-}
-
-impl Cluster {
-    fn start() -> Cluster {
-        let data = tempfile::tempdir().unwrap();
-        let home = tempfile::tempdir().unwrap();
-        let cgroup = format!("drover-bench-{}", std::process::id());
-        let child = Command::new(env!("CARGO_BIN_EXE_drover"))
-            .args(["server", "--port", "0", "--node-name", "bench"])
-            .arg("--data-dir")
-            .arg(data.path())
-            .arg(format!("--cgroup-parent={cgroup}"))
-            .args(["--pod-cidr=10.199.0.0/16", "--pod-bridge=drvbench"])
-            // 100 replicas + 25 % surge exceed the kubelet's default 110.
-            .arg("--max-pods=250")
-            .env("DROVER_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("drover server");
-        let kubeconfig = data.path().join("kubeconfig.yaml");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !std::fs::read_to_string(&kubeconfig).is_ok_and(|t| t.contains("token:")) {
-            assert!(Instant::now() < deadline, "server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Cluster {
-            child,
-            kubeconfig,
-            home,
-            _data: data,
-            cgroup,
-        }
-    }
-
-    fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> String {
-        let mut child = Command::new(kubectl_binary())
-            .args(args)
-            .env("KUBECONFIG", &self.kubeconfig)
-            .env("HOME", self.home.path())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        if let Some(text) = stdin {
-            use std::io::Write;
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(text.as_bytes())
-                .unwrap();
-        } else {
-            drop(child.stdin.take());
-        }
-        let out = child.wait_with_output().unwrap();
-        String::from_utf8_lossy(&out.stdout).to_string()
-    }
-
-    fn wait(&self, what: &str, mut done: impl FnMut(&Cluster) -> bool) -> Duration {
-        let started = Instant::now();
-        while !done(self) {
-            assert!(
-                started.elapsed() < Duration::from_secs(900),
-                "{what} took over 15 min"
-            );
-            std::thread::sleep(Duration::from_millis(500));
-        }
-        started.elapsed()
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = self.kubectl(
-            &[
-                "delete",
-                "deployment",
-                "bench",
-                "--wait=true",
-                "--timeout=120s",
-            ],
-            None,
-        );
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = Command::new("sh")
-            .arg("-c")
-            .arg(format!(
-                "for f in $(find /sys/fs/cgroup/*/{c} /sys/fs/cgroup/{c} -name cgroup.procs 2>/dev/null); do for p in $(cat $f); do kill -9 $p; done; done; sleep 0.5; \
-                 for d in /sys/fs/cgroup/*/{c} /sys/fs/cgroup/{c}; do [ -d $d ] && find $d -depth -type d -exec rmdir {{}} \\; ; done; \
-                 for n in $(ip netns list | awk '{{print $1}}' | grep ^drover-); do ip netns delete $n; done; ip link del drvbench 2>/dev/null; true",
-                c = self.cgroup
-            ))
-            .status();
-    }
-}
+use common::Cluster;
 
 fn deployment(replicas: usize, version: u32) -> String {
     format!(
@@ -241,10 +128,8 @@ fn main() {
     );
     let peer = unshare_peer(replicas);
 
-    let cluster = Cluster::start();
-    cluster.wait("node ready", |c| {
-        c.kubectl(&["get", "nodes"], None).contains(" Ready")
-    });
+    // 100 replicas + 25 % surge exceed the kubelet's default 110 pods.
+    let cluster = Cluster::start("bench", "10.199.0.0/16", 250);
     cluster.kubectl(&["apply", "-f", "-"], Some(&deployment(replicas, 1)));
     let applied = cluster.wait("all ready", |c| rolled_out(c, replicas as i64));
     cluster.kubectl(&["apply", "-f", "-"], Some(&deployment(replicas, 2)));

@@ -1390,18 +1390,7 @@ impl ContainerRuntime for OciRuntime {
                 "pod sandbox of {uid} not found"
             )));
         };
-        let netns = sandbox.netns;
-        let place = match &netns {
-            Some(path) => format!("inside namespace \"{}\"", path.display()),
-            None => "on the host network".to_string(),
-        };
-        crate::streams::connect_in_netns(netns, port)
-            .await
-            .map_err(|e| {
-                RuntimeError::Invalid(format!(
-                    "failed to connect to localhost:{port} {place}: {e}"
-                ))
-            })
+        crate::streams::connect_to_pod(sandbox.netns, port).await
     }
 
     fn log_path(&self, uid: &str, name: &str, attempt: u32) -> Option<PathBuf> {

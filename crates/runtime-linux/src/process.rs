@@ -732,19 +732,7 @@ impl ContainerRuntime for ProcessRuntime {
                 "pod sandbox of {uid} not found"
             )));
         };
-        // hostNetwork pods (no namespace of their own): the host's loopback.
-        let netns = sandbox.netns;
-        let place = match &netns {
-            Some(path) => format!("inside namespace \"{}\"", path.display()),
-            None => "on the host network".to_string(),
-        };
-        crate::streams::connect_in_netns(netns, port)
-            .await
-            .map_err(|e| {
-                RuntimeError::Invalid(format!(
-                    "failed to connect to localhost:{port} {place}: {e}"
-                ))
-            })
+        crate::streams::connect_to_pod(sandbox.netns, port).await
     }
 
     fn log_path(&self, uid: &str, name: &str, attempt: u32) -> Option<PathBuf> {

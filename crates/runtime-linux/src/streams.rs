@@ -196,6 +196,24 @@ fn spawn_tty(
 /// (the host's when `None`). The connect happens on a thread of its own
 /// that joins the namespace and then ends: a socket stays in the
 /// namespace it was made in, and no pooled thread is left in a foreign one.
+/// `kubectl port-forward`'s connection to `port` on a pod's loopback: in
+/// its network namespace, or the host's for a `hostNetwork` pod (`None`);
+/// the error is the message the user sees.
+pub async fn connect_to_pod(
+    netns: Option<PathBuf>,
+    port: u16,
+) -> Result<tokio::net::TcpStream, agent::runtime::RuntimeError> {
+    let place = match &netns {
+        Some(path) => format!("inside namespace \"{}\"", path.display()),
+        None => "on the host network".to_string(),
+    };
+    connect_in_netns(netns, port).await.map_err(|e| {
+        agent::runtime::RuntimeError::Invalid(format!(
+            "failed to connect to localhost:{port} {place}: {e}"
+        ))
+    })
+}
+
 pub async fn connect_in_netns(
     netns: Option<PathBuf>,
     port: u16,
