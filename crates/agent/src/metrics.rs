@@ -32,8 +32,9 @@ impl Series {
         self.previous = self.last.replace(sample);
     }
 
-    /// (CPU nanocores, memory bytes, at, window) once two samples exist.
-    fn rate(&self) -> Option<(u64, u64, jiff::Timestamp, Duration)> {
+    /// (CPU nanocores, memory bytes, at, window, cumulative CPU ns) once
+    /// two samples exist.
+    fn rate(&self) -> Option<(u64, u64, jiff::Timestamp, Duration, u64)> {
         let (a, b) = (self.previous?, self.last?);
         let elapsed = b.at.duration_since(a.at).as_secs_f64();
         if elapsed <= 0.0 {
@@ -45,6 +46,7 @@ impl Series {
             b.usage.memory_working_set_bytes,
             b.at,
             Duration::from_secs_f64(elapsed),
+            b.usage.cpu_usage_ns,
         ))
     }
 }
@@ -105,10 +107,11 @@ impl MetricsStore {
         let node = inner
             .node
             .rate()
-            .map(|(cpu, memory, at, window)| ContainerUsage {
+            .map(|(cpu, memory, at, window, total)| ContainerUsage {
                 name: String::new(),
                 cpu_nanocores: cpu,
                 memory_bytes: memory,
+                cpu_usage_ns_total: total,
                 timestamp: at.to_string(),
                 window_seconds: window.as_secs_f64(),
             });
@@ -117,11 +120,12 @@ impl MetricsStore {
             let containers: Vec<ContainerUsage> = series
                 .iter()
                 .filter_map(|(container, s)| {
-                    let (cpu, memory, at, window) = s.rate()?;
+                    let (cpu, memory, at, window, total) = s.rate()?;
                     Some(ContainerUsage {
                         name: container.clone(),
                         cpu_nanocores: cpu,
                         memory_bytes: memory,
+                        cpu_usage_ns_total: total,
                         timestamp: at.to_string(),
                         window_seconds: window.as_secs_f64(),
                     })

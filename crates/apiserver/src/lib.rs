@@ -350,7 +350,17 @@ impl ApiServer {
                         header::CONTENT_TYPE,
                         "application/openmetrics-text; version=1.0.0; charset=utf-8",
                     )
-                    .body(full(self.metrics.encode(revision)))
+                    .body(full({
+                        // The nodes' resource metrics go before the
+                        // OpenMetrics terminator.
+                        let mut text = self.metrics.encode(revision);
+                        let nodes = nodes::resource_metrics(self).await;
+                        match text.rfind("# EOF") {
+                            Some(at) => text.insert_str(at, &nodes),
+                            None => text.push_str(&nodes),
+                        }
+                        text
+                    }))
                     .unwrap())
             }
             Target::CoreVersions => Ok(discovery::core_versions(&self.registry(), &req)),

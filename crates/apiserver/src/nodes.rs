@@ -44,6 +44,9 @@ pub struct ContainerUsage {
     pub name: String,
     pub cpu_nanocores: u64,
     pub memory_bytes: u64,
+    /// Cumulative CPU time (nanoseconds) at `timestamp`.
+    #[serde(default)]
+    pub cpu_usage_ns_total: u64,
     /// RFC 3339: the end of the window.
     pub timestamp: String,
     pub window_seconds: f64,
@@ -158,6 +161,76 @@ fn usage_json(u: &ContainerUsage) -> Value {
         "cpu": format!("{}n", u.cpu_nanocores),
         "memory": format!("{}Ki", u.memory_bytes / 1024),
     })
+}
+
+/// The kubelet's resource metrics (`/metrics/resource` names: node, pod and
+/// container CPU seconds and working-set bytes) of every connected node,
+/// in OpenMetrics text, for the server's `/metrics`.
+pub(crate) async fn resource_metrics(server: &crate::ApiServer) -> String {
+    let connections: Vec<(String, std::sync::Arc<dyn NodeConnection>)> = server
+        .nodes
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let escape = |v: &str| {
+        v.replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n")
+    };
+    let seconds = |ns: u64| ns as f64 / 1e9;
+    let mut cpu = Vec::new();
+    let mut memory = Vec::new();
+    for (node, connection) in connections {
+        let report = connection.metrics().await;
+        if let Some(u) = &report.node {
+            cpu.push((
+                "node",
+                format!("node=\"{}\"", escape(&node)),
+                seconds(u.cpu_usage_ns_total),
+            ));
+            memory.push((
+                "node",
+                format!("node=\"{}\"", escape(&node)),
+                u.memory_bytes as f64,
+            ));
+        }
+        for pod in &report.pods {
+            let pod_labels = format!(
+                "namespace=\"{}\",pod=\"{}\",node=\"{}\"",
+                escape(&pod.namespace),
+                escape(&pod.name),
+                escape(&node)
+            );
+            let (mut pod_cpu, mut pod_memory) = (0u64, 0u64);
+            for c in &pod.containers {
+                let labels = format!("container=\"{}\",{pod_labels}", escape(&c.name));
+                cpu.push(("container", labels.clone(), seconds(c.cpu_usage_ns_total)));
+                memory.push(("container", labels, c.memory_bytes as f64));
+                pod_cpu += c.cpu_usage_ns_total;
+                pod_memory += c.memory_bytes;
+            }
+            cpu.push(("pod", pod_labels.clone(), seconds(pod_cpu)));
+            memory.push(("pod", pod_labels, pod_memory as f64));
+        }
+    }
+    let mut out = String::new();
+    for scope in ["node", "pod", "container"] {
+        out.push_str(&format!(
+            "# HELP {scope}_cpu_usage_seconds Cumulative cpu time consumed by the {scope} in core-seconds.\n# TYPE {scope}_cpu_usage_seconds counter\n"
+        ));
+        for (s, labels, v) in cpu.iter().filter(|(s, _, _)| *s == scope) {
+            out.push_str(&format!("{s}_cpu_usage_seconds_total{{{labels}}} {v}\n"));
+        }
+        out.push_str(&format!(
+            "# HELP {scope}_memory_working_set_bytes Current working set of the {scope} in bytes.\n# TYPE {scope}_memory_working_set_bytes gauge\n"
+        ));
+        for (s, labels, v) in memory.iter().filter(|(s, _, _)| *s == scope) {
+            out.push_str(&format!("{s}_memory_working_set_bytes{{{labels}}} {v}\n"));
+        }
+    }
+    out
 }
 
 /// `metrics.k8s.io/v1beta1` NodeMetrics and PodMetrics, gathered from the

@@ -103,6 +103,31 @@ fn an_agent_joins_with_a_token_runs_pods_and_serves_their_logs() {
         out.status.success() && String::from_utf8_lossy(&out.stdout).starts_with("talker")
     });
 
+    // The kubelet's resource metrics of the remote node on the server's
+    // /metrics (Prometheus/OpenMetrics text, still ending in # EOF).
+    let (code, metrics) = s.curl("GET", "/metrics", Some(&s.token), None, None);
+    assert_eq!(code, 200, "{metrics}");
+    let labels = "{container=\"talker\",namespace=\"default\",pod=\"talker\",node=\"remote-1\"}";
+    for name in [
+        "container_cpu_usage_seconds_total",
+        "container_memory_working_set_bytes",
+    ] {
+        let line = metrics
+            .lines()
+            .find(|l| l.starts_with(&format!("{name}{labels} ")))
+            .unwrap_or_else(|| panic!("no {name}{labels} in /metrics:\n{metrics}"));
+        let value: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+        assert!(value > 0.0, "{line}");
+    }
+    assert!(
+        metrics.contains("node_memory_working_set_bytes{node=\"remote-1\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.trim_end().ends_with("# EOF"),
+        "OpenMetrics must end with # EOF"
+    );
+
     // exec, stdin and port-forward also go through the tunnel.
     let out = s.kubectl(&["exec", "talker", "--", "sh", "-c", "exit 3"]);
     assert_eq!(
