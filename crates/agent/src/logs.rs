@@ -246,6 +246,19 @@ impl NodeConnection for AgentLogs {
                 });
                 let before = data.len();
                 let _ = file.read_to_end(&mut data).await;
+                // Rotated (the runtime renamed the file and began a new
+                // one): the old one has just been read to its end.
+                if let (Ok(current), Ok(open)) =
+                    (tokio::fs::metadata(&path).await, file.metadata().await)
+                {
+                    use std::os::unix::fs::MetadataExt;
+                    if current.ino() != open.ino() {
+                        if let Ok(next) = tokio::fs::File::open(&path).await {
+                            file = next;
+                            let _ = file.read_to_end(&mut data).await;
+                        }
+                    }
+                }
                 if data.len() > before {
                     let (lines, used) = parse_cri(&data);
                     data.drain(..used);

@@ -231,11 +231,7 @@ pub fn shim_main(config_path: &Path) -> i32 {
         .map(|(k, v)| to_c(&format!("{k}={v}")))
         .collect();
 
-    let log = match OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&config.log_path)
-    {
+    let log = match LogFile::open(&config.log_path, LOG_MAX_BYTES, LOG_MAX_FILES) {
         Ok(f) => Arc::new(Mutex::new(f)),
         Err(e) => {
             return fail(
@@ -363,11 +359,7 @@ fn run_runc(config: &ShimConfig, runc: &RuncRun, mut state: ShimState) -> i32 {
         write_state(&config.state_path, state);
         1
     };
-    let log = match OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&config.log_path)
-    {
+    let log = match LogFile::open(&config.log_path, LOG_MAX_BYTES, LOG_MAX_FILES) {
         Ok(f) => Arc::new(Mutex::new(f)),
         Err(e) => {
             return fail(
@@ -596,6 +588,92 @@ fn child(
     unsafe { libc::_exit(127) }
 }
 
+/// The kubelet's defaults for `containerLogMaxSize` and
+/// `containerLogMaxFiles`.
+const LOG_MAX_BYTES: u64 = 10 << 20;
+const LOG_MAX_FILES: usize = 5;
+
+/// A container instance's log file, rotated as the kubelet rotates them:
+/// once a record takes it to `max_bytes`, it is renamed
+/// `<name>.<UTC timestamp>` and a new one begun; the newest `max_files - 1`
+/// rotated files are kept. `kubectl logs` reads the current file.
+pub(crate) struct LogFile {
+    path: PathBuf,
+    file: File,
+    size: u64,
+    max_bytes: u64,
+    max_files: usize,
+}
+
+impl LogFile {
+    pub(crate) fn open(path: &Path, max_bytes: u64, max_files: usize) -> std::io::Result<LogFile> {
+        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        let size = file.metadata()?.len();
+        Ok(LogFile {
+            path: path.to_path_buf(),
+            file,
+            size,
+            max_bytes,
+            max_files: max_files.max(1),
+        })
+    }
+
+    pub(crate) fn write_line(&mut self, line: &[u8]) {
+        if self.file.write_all(line).is_ok() {
+            self.size += line.len() as u64;
+        }
+        if self.size >= self.max_bytes {
+            self.rotate();
+        }
+    }
+
+    fn rotate(&mut self) {
+        let stamp = jiff::Timestamp::now()
+            .strftime("%Y%m%d-%H%M%S.%f")
+            .to_string();
+        let name = self
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let rotated = self.path.with_file_name(format!("{name}.{stamp}"));
+        if fs::rename(&self.path, &rotated).is_err() {
+            return;
+        }
+        match OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+        {
+            Ok(f) => {
+                self.file = f;
+                self.size = 0;
+            }
+            // Keep writing to the renamed file rather than lose output.
+            Err(_) => return,
+        }
+        let Some(dir) = self.path.parent() else {
+            return;
+        };
+        let prefix = format!("{name}.");
+        let mut old: Vec<PathBuf> = fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+            .map(|e| e.path())
+            .collect();
+        // Timestamps sort as text.
+        old.sort();
+        let keep = self.max_files - 1;
+        if old.len() > keep {
+            for path in &old[..old.len() - keep] {
+                let _ = fs::remove_file(path);
+            }
+        }
+    }
+}
+
 /// One stream's CRI log writer: `<RFC 3339 nano time> <stream> <F|P>
 /// <text>` per line; lines over 16 KiB are split into partial (`P`)
 /// records, as CRI runtimes do.
@@ -607,17 +685,17 @@ struct LogStream {
 impl LogStream {
     const MAX_LINE: usize = 16 * 1024;
 
-    fn emit(&self, log: &Mutex<File>, bytes: &[u8], full: bool) {
+    fn emit(&self, log: &Mutex<LogFile>, bytes: &[u8], full: bool) {
         let mut line =
             format!("{} {} {} ", now(), self.name, if full { 'F' } else { 'P' }).into_bytes();
         line.extend_from_slice(bytes);
         line.push(b'\n');
         if let Ok(mut f) = log.lock() {
-            let _ = f.write_all(&line);
+            f.write_line(&line);
         }
     }
 
-    fn feed(&mut self, log: &Mutex<File>, data: &[u8]) {
+    fn feed(&mut self, log: &Mutex<LogFile>, data: &[u8]) {
         self.pending.extend_from_slice(data);
         while let Some(i) = self.pending.iter().position(|b| *b == b'\n') {
             let line: Vec<u8> = self.pending.drain(..=i).collect();
@@ -629,7 +707,7 @@ impl LogStream {
         }
     }
 
-    fn finish(&mut self, log: &Mutex<File>) {
+    fn finish(&mut self, log: &Mutex<LogFile>) {
         if !self.pending.is_empty() {
             let rest = std::mem::take(&mut self.pending);
             self.emit(log, &rest, true);
@@ -638,7 +716,7 @@ impl LogStream {
 }
 
 /// Copies stdout and stderr into the log until both are closed.
-fn copy_logs(out: OwnedFd, err: OwnedFd, log: &Mutex<File>) {
+fn copy_logs(out: OwnedFd, err: OwnedFd, log: &Mutex<LogFile>) {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     let mut files = [Some(File::from(out)), Some(File::from(err))];
     let mut streams = [
@@ -695,6 +773,42 @@ fn copy_logs(out: OwnedFd, err: OwnedFd, log: &Mutex<File>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn logs_rotate_at_their_size_and_keep_the_newest_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("0.log");
+        let mut log = LogFile::open(&path, 100, 3).unwrap();
+        for i in 0..20 {
+            log.write_line(format!("line {i:02} .........................\n").as_bytes());
+        }
+        let mut names: Vec<String> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names.len(),
+            3,
+            "the current file and 2 rotated ones: {names:?}"
+        );
+        assert_eq!(names[0], "0.log");
+        assert!(
+            names[1].starts_with("0.log.") && names[2].starts_with("0.log."),
+            "{names:?}"
+        );
+        // The newest lines are in the current file (or just rotated out).
+        let newest = fs::read_to_string(&path).unwrap()
+            + &fs::read_to_string(dir.path().join(&names[2])).unwrap();
+        assert!(newest.contains("line 19"), "{newest}");
+        for name in &names[1..] {
+            let size = fs::metadata(dir.path().join(name)).unwrap().len();
+            assert!(
+                size >= 100,
+                "{name} rotated at {size} bytes, under the limit"
+            );
+        }
+    }
 
     #[test]
     fn programs_resolve_in_the_container_path() {

@@ -358,3 +358,51 @@ async fn volumes_are_bound_in_the_container_only_and_mount_points_made_are_remov
         "volume data removed"
     );
 }
+
+/// `cpu.stat` of the container's cgroup in whichever hierarchy has it
+/// (the cpu controller's in v1, the unified one in v2).
+fn container_cpu_stat(f: &Fixture) -> Option<String> {
+    let relative = format!("{}/pod{}/c/cpu.stat", f.parent, f.uid);
+    let root = std::path::Path::new("/sys/fs/cgroup");
+    let mut candidates = vec![root.join(&relative)];
+    for entry in std::fs::read_dir(root).into_iter().flatten().flatten() {
+        candidates.push(entry.path().join(&relative));
+    }
+    candidates
+        .into_iter()
+        .find_map(|p| std::fs::read_to_string(p).ok())
+}
+
+#[tokio::test]
+async fn a_cpu_limit_throttles_a_busy_container() {
+    let f = fixture("throttle");
+    f.runtime.create_sandbox(&f.pod).await.unwrap();
+    let mut l = launch(&["sh", "-c", "while :; do :; done"]);
+    l.cpu_limit_milli = Some(100);
+    f.runtime.start_container(&f.pod, &l).await.unwrap();
+    // The kernel counts the periods in which the quota ran out.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let throttled = loop {
+        let stat = container_cpu_stat(&f).expect("the container's cpu.stat");
+        let periods: u64 = stat
+            .lines()
+            .find_map(|l| l.strip_prefix("nr_throttled "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        if periods > 0 || Instant::now() > deadline {
+            break periods;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        throttled > 0,
+        "a busy loop under a 100m CPU limit was never throttled: {:?}",
+        container_cpu_stat(&f)
+    );
+    f.runtime
+        .kill_container(&f.uid, "c", 0, Duration::ZERO)
+        .await
+        .unwrap();
+    wait_exited(&f, Duration::from_secs(30)).await;
+    cleanup(&f).await;
+}
