@@ -137,6 +137,10 @@ struct NodeArgs {
     /// The most pods this node runs (the kubelet's --max-pods).
     #[arg(long, default_value_t = 110)]
     max_pods: i64,
+    /// The most processes each pod may run, all containers together (the
+    /// kubelet's --pod-max-pids; -1: no limit).
+    #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
+    pod_max_pids: i64,
     /// Whether privileged containers may run on this node (the kubelet's
     /// `--allow-privileged`); pods asking for one are rejected (Forbidden).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
@@ -616,6 +620,7 @@ fn build_agent(
         args.node_ip.clone(),
         network.clone(),
     );
+    process.set_pod_pids_limit(args.pod_max_pids);
     let mut runtimes: Vec<Arc<dyn agent::runtime::ContainerRuntime>> = vec![process];
     match runtime_linux::oci::detect_runc(args.oci_runtime_binary.as_deref()) {
         Some(runc) => {
@@ -633,7 +638,7 @@ fn build_agent(
                     Arc::new(store)
                 }
             };
-            runtimes.push(runtime_linux::oci::OciRuntime::new(
+            let oci = runtime_linux::oci::OciRuntime::new(
                 root.join("oci"),
                 runc,
                 cgroups.clone(),
@@ -642,7 +647,9 @@ fn build_agent(
                 images,
                 args.node_ip.clone(),
                 network,
-            ));
+            );
+            oci.set_pod_pids_limit(args.pod_max_pids);
+            runtimes.push(oci);
         }
         None => tracing::warn!("runc not found on PATH: RuntimeClass oci is not available"),
     }

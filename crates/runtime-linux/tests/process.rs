@@ -406,3 +406,39 @@ async fn a_cpu_limit_throttles_a_busy_container() {
     wait_exited(&f, Duration::from_secs(30)).await;
     cleanup(&f).await;
 }
+
+#[tokio::test]
+async fn a_pod_pids_limit_stops_a_fork_bomb() {
+    let f = fixture("pids");
+    f.runtime.set_pod_pids_limit(10);
+    f.runtime.create_sandbox(&f.pod).await.unwrap();
+    let l = launch(&[
+        "sh",
+        "-c",
+        "for i in $(seq 40); do sleep 30 & done; echo started; wait",
+    ]);
+    f.runtime.start_container(&f.pod, &l).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let log = std::fs::read_to_string(f.runtime.log_path(&f.uid, "c", 0).unwrap())
+            .unwrap_or_default();
+        if log.to_lowercase().contains("fork") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "40 background processes under a 10-process pod limit never failed to fork; log:\n{log}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let count = f
+        .cgroups
+        .pids(&std::path::Path::new(&f.parent).join(format!("pod{}", f.uid)));
+    assert!(count.len() <= 10, "{} processes in the pod", count.len());
+    f.runtime
+        .kill_container(&f.uid, "c", 0, Duration::ZERO)
+        .await
+        .unwrap();
+    wait_exited(&f, Duration::from_secs(30)).await;
+    cleanup(&f).await;
+}
