@@ -16,6 +16,29 @@ pub struct Limits {
     pub pids: Option<i64>,
 }
 
+/// The limits every pod cgroup gets, set once the node's flags are known
+/// (the kubelet's `--pod-max-pids`); both runtimes hold one.
+#[derive(Debug, Default)]
+pub struct PodCgroupLimits {
+    pids: std::sync::atomic::AtomicI64,
+}
+
+impl PodCgroupLimits {
+    /// At most `limit` processes per pod; 0 or less: no limit.
+    pub fn set_pids(&self, limit: i64) {
+        self.pids
+            .store(limit.max(0), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn limits(&self) -> Limits {
+        let pids = self.pids.load(std::sync::atomic::Ordering::Relaxed);
+        Limits {
+            pids: (pids > 0).then_some(pids),
+            ..Limits::default()
+        }
+    }
+}
+
 /// The CFS period the CPU quota is expressed in (as the kubelet uses).
 const CPU_PERIOD_US: i64 = 100_000;
 

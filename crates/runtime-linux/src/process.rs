@@ -46,8 +46,8 @@ pub struct ProcessRuntime {
     host_ip: String,
     /// Pod networking; `None` runs every pod on the host network.
     network: Option<PodNetwork>,
-    /// The kubelet's `--pod-max-pids` (0: no limit), on each pod cgroup.
-    pod_pids_limit: std::sync::atomic::AtomicI64,
+    /// What each pod cgroup is limited to (`--pod-max-pids`).
+    pod_limits: crate::cgroups::PodCgroupLimits,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -65,18 +65,7 @@ impl ProcessRuntime {
     /// Limits the processes of every pod to `limit` (the kubelet's
     /// `--pod-max-pids`; 0 or less: no limit).
     pub fn set_pod_pids_limit(&self, limit: i64) {
-        self.pod_pids_limit
-            .store(limit.max(0), std::sync::atomic::Ordering::Relaxed);
-    }
-
-    fn pod_limits(&self) -> Limits {
-        let pids = self
-            .pod_pids_limit
-            .load(std::sync::atomic::Ordering::Relaxed);
-        Limits {
-            pids: (pids > 0).then_some(pids),
-            ..Limits::default()
-        }
+        self.pod_limits.set_pids(limit);
     }
 
     pub fn new(
@@ -94,7 +83,7 @@ impl ProcessRuntime {
             shim,
             host_ip,
             network,
-            pod_pids_limit: std::sync::atomic::AtomicI64::new(0),
+            pod_limits: Default::default(),
         })
     }
 
@@ -466,7 +455,7 @@ impl ContainerRuntime for ProcessRuntime {
             netns,
         };
         self.cgroups
-            .create(&self.pod_cgroup(uid), &self.pod_limits())
+            .create(&self.pod_cgroup(uid), &self.pod_limits.limits())
             .map_err(io("creating the pod cgroup"))?;
         let logs = self.pod_logs_dir(uid, &file);
         std::fs::create_dir_all(&logs)
