@@ -42,6 +42,7 @@ pub struct Agent {
     metrics: Arc<crate::metrics::MetricsStore>,
     host_ports: crate::hostports::HostPorts,
     volumes: VolumeManager,
+    services: Mutex<Option<Arc<crate::services::NodeServices>>>,
 }
 
 struct Worker {
@@ -68,17 +69,31 @@ impl Agent {
             metrics: Arc::new(crate::metrics::MetricsStore::default()),
             host_ports: Default::default(),
             volumes: VolumeManager::new(node.volumes_dir.clone()),
+            services: Mutex::new(None),
             node,
         })
     }
 
     /// What the API server asks of this node (logs, metrics).
     pub fn connection(&self) -> Arc<dyn apiserver::nodes::NodeConnection> {
-        Arc::new(crate::logs::AgentLogs::new(
-            self.runtimes.values().cloned().collect(),
-            &self.default_runtime,
-            self.metrics.clone(),
-        ))
+        Arc::new(
+            crate::logs::AgentLogs::new(
+                self.runtimes.values().cloned().collect(),
+                &self.default_runtime,
+                self.metrics.clone(),
+            )
+            .with_services(
+                self.services
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone(),
+            ),
+        )
+    }
+
+    /// The node's service proxy and DNS (their metrics join the node's).
+    pub fn set_services(&self, services: Arc<crate::services::NodeServices>) {
+        *self.services.lock().unwrap_or_else(|p| p.into_inner()) = Some(services);
     }
 
     /// Samples usage for `metrics.k8s.io` every [`crate::metrics::SAMPLE_PERIOD`].

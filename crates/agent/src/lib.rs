@@ -13,6 +13,7 @@ pub mod node;
 pub mod prober;
 pub mod remote;
 pub mod runtime;
+pub mod services;
 pub mod streams;
 pub mod sync;
 pub mod volumes;

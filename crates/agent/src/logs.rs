@@ -94,6 +94,7 @@ pub struct AgentLogs {
     pub(crate) runtimes: BTreeMap<String, Arc<dyn ContainerRuntime>>,
     pub(crate) default_runtime: String,
     metrics: Arc<crate::metrics::MetricsStore>,
+    services: Option<Arc<crate::services::NodeServices>>,
 }
 
 impl AgentLogs {
@@ -109,7 +110,14 @@ impl AgentLogs {
                 .collect(),
             default_runtime: default_runtime.to_string(),
             metrics,
+            services: None,
         }
+    }
+
+    /// Adds the node's service proxy metrics to its metrics report.
+    pub fn with_services(mut self, services: Option<Arc<crate::services::NodeServices>>) -> Self {
+        self.services = services;
+        self
     }
 }
 
@@ -120,7 +128,11 @@ fn bad(message: String) -> NodeError {
 #[async_trait::async_trait]
 impl NodeConnection for AgentLogs {
     async fn metrics(&self) -> apiserver::nodes::NodeMetricsReport {
-        self.metrics.report()
+        let mut report = self.metrics.report();
+        if let Some(services) = &self.services {
+            report.exposition = services.exposition();
+        }
+        report
     }
 
     async fn exec(

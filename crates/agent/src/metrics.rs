@@ -140,7 +140,11 @@ impl MetricsStore {
                 });
             }
         }
-        NodeMetricsReport { node, pods }
+        NodeMetricsReport {
+            node,
+            pods,
+            exposition: String::new(),
+        }
     }
 }
 

@@ -6,6 +6,7 @@
 //! object, a remote one is reached through the tunnel it opens
 //! ([`crate::tunnel`]).
 
+use std::collections::BTreeMap;
 use std::pin::Pin;
 
 use bytes::Bytes;
@@ -65,6 +66,10 @@ pub struct PodUsageReport {
 pub struct NodeMetricsReport {
     pub node: Option<ContainerUsage>,
     pub pods: Vec<PodUsageReport>,
+    /// The node's own Prometheus/OpenMetrics text (its service proxy's
+    /// series), merged into the server's `/metrics` with a `node` label.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub exposition: String,
 }
 
 /// What to run for `pods/exec` (or which streams `pods/attach` wants).
@@ -182,8 +187,12 @@ pub(crate) async fn resource_metrics(server: &crate::ApiServer) -> String {
     let seconds = |ns: u64| ns as f64 / 1e9;
     let mut cpu = Vec::new();
     let mut memory = Vec::new();
+    let mut expositions = Vec::new();
     for (node, connection) in connections {
         let report = connection.metrics().await;
+        if !report.exposition.is_empty() {
+            expositions.push((node.clone(), report.exposition.clone()));
+        }
         if let Some(u) = &report.node {
             cpu.push((
                 "node",
@@ -228,6 +237,104 @@ pub(crate) async fn resource_metrics(server: &crate::ApiServer) -> String {
         ));
         for (s, labels, v) in memory.iter().filter(|(s, _, _)| *s == scope) {
             out.push_str(&format!("{s}_memory_working_set_bytes{{{labels}}} {v}\n"));
+        }
+    }
+    out.push_str(&merge_expositions(&expositions));
+    out
+}
+
+/// Merges the text expositions of several nodes into one: each metric
+/// family once (its HELP/TYPE/UNIT lines from the first node that has it),
+/// followed by the samples of every node with a `node` label added — the
+/// text format allows a family's metadata only once, and the same series
+/// from two nodes would otherwise collide. `# EOF` lines are dropped (the
+/// caller's document has its own).
+pub fn merge_expositions(nodes: &[(String, String)]) -> String {
+    struct Family {
+        /// The node whose HELP/TYPE/UNIT lines are kept.
+        described_by: Option<usize>,
+        metadata: Vec<String>,
+        samples: Vec<String>,
+    }
+    let mut order: Vec<String> = Vec::new();
+    let mut families: BTreeMap<String, Family> = BTreeMap::new();
+    let mut family = |name: &str, order: &mut Vec<String>| {
+        if !families.contains_key(name) {
+            order.push(name.to_string());
+            families.insert(
+                name.to_string(),
+                Family {
+                    described_by: None,
+                    metadata: Vec::new(),
+                    samples: Vec::new(),
+                },
+            );
+        }
+        name.to_string()
+    };
+    let mut collected: Vec<(String, Option<(usize, String)>, Option<String>)> = Vec::new();
+    for (index, (node, text)) in nodes.iter().enumerate() {
+        let node_label = format!(
+            "node=\"{}\"",
+            node.replace('\\', "\\\\")
+                .replace('"', "\\\"")
+                .replace('\n', "\\n")
+        );
+        let mut current = String::new();
+        for line in text.lines() {
+            if line.is_empty() || line == "# EOF" {
+                continue;
+            }
+            if let Some(rest) = line.strip_prefix("# ") {
+                let mut words = rest.splitn(3, ' ');
+                if let (Some("HELP" | "TYPE" | "UNIT"), Some(name)) = (words.next(), words.next()) {
+                    current = family(name, &mut order);
+                    collected.push((current.clone(), Some((index, line.to_string())), None));
+                }
+                continue;
+            }
+            let Some(at) = line.find(['{', ' ']) else {
+                continue;
+            };
+            let name = &line[..at];
+            let sample = if line.as_bytes()[at] == b'{' {
+                let inner = &line[at + 1..];
+                let separator = if inner.starts_with('}') { "" } else { "," };
+                format!("{name}{{{node_label}{separator}{inner}")
+            } else {
+                format!("{name}{{{node_label}}}{}", &line[at..])
+            };
+            // Samples belong to the family declared before them (a
+            // counter `x` has samples `x_total`, `x_created`).
+            let owner = if !current.is_empty() && name.starts_with(current.as_str()) {
+                current.clone()
+            } else {
+                family(name, &mut order)
+            };
+            collected.push((owner, None, Some(sample)));
+        }
+    }
+    for (name, metadata, sample) in collected {
+        let Some(f) = families.get_mut(&name) else {
+            continue;
+        };
+        if let Some((index, line)) = metadata {
+            if *f.described_by.get_or_insert(index) == index && !f.metadata.contains(&line) {
+                f.metadata.push(line);
+            }
+        }
+        if let Some(sample) = sample {
+            f.samples.push(sample);
+        }
+    }
+    let mut out = String::new();
+    for name in order {
+        let Some(f) = families.remove(&name) else {
+            continue;
+        };
+        for line in f.metadata.iter().chain(f.samples.iter()) {
+            out.push_str(line);
+            out.push('\n');
         }
     }
     out
@@ -468,4 +575,24 @@ pub(crate) fn choose_container(
         },
     };
     Ok(container)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::merge_expositions;
+
+    #[test]
+    fn expositions_of_several_nodes_merge_per_family_with_a_node_label() {
+        let a = "# HELP x_requests Requests.\n# TYPE x_requests counter\nx_requests_total{service=\"web\"} 3\n# TYPE x_open gauge\nx_open 1\n# EOF\n";
+        let b = "# HELP x_requests Requests.\n# TYPE x_requests counter\nx_requests_total{service=\"web\"} 4\n# EOF\n";
+        let merged = merge_expositions(&[("n1".into(), a.into()), ("n\"2".into(), b.into())]);
+        assert_eq!(
+            merged,
+            "# HELP x_requests Requests.\n# TYPE x_requests counter\n\
+             x_requests_total{node=\"n1\",service=\"web\"} 3\n\
+             x_requests_total{node=\"n\\\"2\",service=\"web\"} 4\n\
+             # TYPE x_open gauge\nx_open{node=\"n1\"} 1\n"
+        );
+        assert!(!merged.contains("# EOF"), "the caller's document ends itself: {merged}");
+    }
 }

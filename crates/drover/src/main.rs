@@ -10,6 +10,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
+mod echo;
 mod image;
 
 #[derive(Parser)]
@@ -39,6 +40,10 @@ enum Command {
     Sim(SimArgs),
     /// Import, list and remove images in this node's image store.
     Image(image::ImageArgs),
+    /// A tiny HTTP/h2c/UDP backend that answers with its name (the demo
+    /// app and the Service tests run it in pods).
+    #[command(hide = true)]
+    EchoServer(echo::EchoArgs),
 }
 
 #[derive(clap::Args)]
@@ -217,7 +222,10 @@ fn main() -> Result<()> {
     }
     let cli = Cli::parse();
     // The simulation injects faults on purpose: only warnings by default.
-    let default_level = if matches!(cli.command, Command::Sim(_) | Command::Image(_)) {
+    let default_level = if matches!(
+        cli.command,
+        Command::Sim(_) | Command::Image(_) | Command::EchoServer(_)
+    ) {
         "warn"
     } else {
         "info"
@@ -243,6 +251,10 @@ fn main() -> Result<()> {
         Command::Server(args) => tokio_runtime()?.block_on(server(*args)),
         Command::Agent(args) => tokio_runtime()?.block_on(agent_main(*args)),
         Command::Token(args) => tokio_runtime()?.block_on(token(args)),
+        Command::EchoServer(args) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(echo::run(args)),
     }
 }
 

@@ -156,3 +156,139 @@ impl PodNetwork {
         Ok(())
     }
 }
+
+/// The node's service addresses (ClusterIPs and the cluster DNS address)
+/// as host-scope /32 (/128) addresses on the pod bridge: the node's own
+/// processes reach them as local addresses, and pods through their default
+/// route to the bridge, so the agent's userspace proxy and DNS server can
+/// listen on them without iptables. On the bridge rather than a dummy
+/// interface because the bridge already exists per node and goes away with
+/// it; the pod CIDR's gateway address (not a /32) is never touched.
+pub struct BridgeAddresses {
+    bridge: String,
+}
+
+impl BridgeAddresses {
+    pub fn new(bridge: &str) -> BridgeAddresses {
+        BridgeAddresses {
+            bridge: bridge.to_string(),
+        }
+    }
+
+    fn ip(&self, args: &[&str], stdin: Option<&str>) -> Result<String, String> {
+        let mut command = Command::new("ip");
+        command
+            .args(args)
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command
+            .spawn()
+            .map_err(|e| format!("ip {}: {e}", args.join(" ")))?;
+        if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
+            pipe.write_all(input.as_bytes())
+                .map_err(|e| format!("ip {}: {e}", args.join(" ")))?;
+        }
+        let out = child
+            .wait_with_output()
+            .map_err(|e| format!("ip {}: {e}", args.join(" ")))?;
+        if !out.status.success() {
+            return Err(format!(
+                "ip {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Creates the bridge if the first pod has not (CNI's bridge plugin
+    /// adopts an existing one) and brings it up: addresses on a down
+    /// interface are not local.
+    fn ensure_bridge(&self) -> Result<(), String> {
+        if self.ip(&["link", "show", "dev", &self.bridge], None).is_err() {
+            if let Err(e) = self.ip(&["link", "add", &self.bridge, "type", "bridge"], None) {
+                // Raced with the CNI plugin creating it.
+                if self.ip(&["link", "show", "dev", &self.bridge], None).is_err() {
+                    return Err(e);
+                }
+            }
+        }
+        self.ip(&["link", "set", "dev", &self.bridge, "up"], None)
+            .map(|_| ())
+    }
+
+    /// Parses `ip -o addr show` lines into the host-length prefixes.
+    fn host_addresses(listing: &str) -> std::collections::BTreeSet<std::net::IpAddr> {
+        listing
+            .lines()
+            .filter_map(|line| {
+                let mut words = line.split_whitespace();
+                words.find(|w| *w == "inet" || *w == "inet6")?;
+                let (address, length) = words.next()?.split_once('/')?;
+                let address: std::net::IpAddr = address.parse().ok()?;
+                let full = if address.is_ipv4() { "32" } else { "128" };
+                (length == full).then_some(address)
+            })
+            .collect()
+    }
+}
+
+impl agent::services::LocalAddresses for BridgeAddresses {
+    fn list(&self) -> Result<std::collections::BTreeSet<std::net::IpAddr>, String> {
+        self.ensure_bridge()?;
+        let listing = self.ip(&["-o", "addr", "show", "dev", &self.bridge], None)?;
+        Ok(Self::host_addresses(&listing))
+    }
+
+    fn add(&self, addresses: &[std::net::IpAddr]) -> Result<(), String> {
+        if addresses.is_empty() {
+            return Ok(());
+        }
+        self.ensure_bridge()?;
+        let batch: String = addresses
+            .iter()
+            .map(|a| {
+                let length = if a.is_ipv4() { 32 } else { 128 };
+                format!("address replace {a}/{length} dev {} scope host\n", self.bridge)
+            })
+            .collect();
+        self.ip(&["-force", "-batch", "-"], Some(&batch)).map(|_| ())
+    }
+
+    fn remove(&self, addresses: &[std::net::IpAddr]) -> Result<(), String> {
+        if addresses.is_empty() {
+            return Ok(());
+        }
+        let batch: String = addresses
+            .iter()
+            .map(|a| {
+                let length = if a.is_ipv4() { 32 } else { 128 };
+                format!("address del {a}/{length} dev {}\n", self.bridge)
+            })
+            .collect();
+        self.ip(&["-force", "-batch", "-"], Some(&batch)).map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::BridgeAddresses;
+
+    #[test]
+    fn only_host_length_addresses_are_service_addresses() {
+        let listing = "5: drover0    inet 10.100.3.1/24 brd 10.100.3.255 scope global drover0\\       valid_lft forever preferred_lft forever\n\
+                       5: drover0    inet 10.43.0.10/32 scope host drover0\\       valid_lft forever preferred_lft forever\n\
+                       5: drover0    inet6 fd00::5/128 scope host \\       valid_lft forever preferred_lft forever\n\
+                       5: drover0    inet6 fe80::1/64 scope link \\       valid_lft forever preferred_lft forever\n";
+        let found: Vec<String> = BridgeAddresses::host_addresses(listing)
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+        assert_eq!(found, ["10.43.0.10", "fd00::5"]);
+    }
+}

@@ -32,6 +32,11 @@ impl Cluster {
     /// `name` names the cgroup parent and the bridge; `pod_cidr` must not
     /// overlap another bridge's.
     pub fn start(name: &str, pod_cidr: &str, max_pods: usize) -> Cluster {
+        Cluster::start_with(name, pod_cidr, max_pods, &[])
+    }
+
+    /// [`Cluster::start`] with more `drover server` flags.
+    pub fn start_with(name: &str, pod_cidr: &str, max_pods: usize, extra: &[&str]) -> Cluster {
         let data = tempfile::tempdir().unwrap();
         let home = tempfile::tempdir().unwrap();
         let cgroup = format!("drover-{name}-{}", std::process::id());
@@ -44,6 +49,7 @@ impl Cluster {
             .arg(format!("--pod-cidr={pod_cidr}"))
             .arg(format!("--pod-bridge={bridge}"))
             .arg(format!("--max-pods={max_pods}"))
+            .args(extra)
             .env("DROVER_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
