@@ -341,3 +341,241 @@ fn select(candidates: &[Candidate], local_node: Option<&str>) -> Vec<Endpoint> {
         .map(|c| c.endpoint.clone())
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn service(value: serde_json::Value) -> Service {
+        serde_json::from_value(value).expect("test service")
+    }
+
+    fn slice(service: &str, ports: serde_json::Value, endpoints: serde_json::Value) -> EndpointSlice {
+        serde_json::from_value(json!({
+            "metadata": {"namespace": "default", "name": format!("{service}-abc"),
+                         "labels": {"kubernetes.io/service-name": service}},
+            "addressType": "IPv4",
+            "ports": ports,
+            "endpoints": endpoints,
+        }))
+        .expect("test slice")
+    }
+
+    fn web(spec: serde_json::Value) -> Service {
+        let mut spec = spec;
+        let object = spec.as_object_mut().expect("spec object");
+        object.entry("clusterIP").or_insert(json!("10.96.0.10"));
+        object.entry("ports").or_insert(json!([{"name": "web", "port": 80, "protocol": "TCP"}]));
+        service(json!({"metadata": {"namespace": "default", "name": "web"}, "spec": spec}))
+    }
+
+    fn ep(ip: &str, node: &str, conditions: serde_json::Value) -> serde_json::Value {
+        json!({"addresses": [ip], "nodeName": node, "conditions": conditions,
+               "targetRef": {"kind": "Pod", "namespace": "default", "name": format!("pod-{ip}")}})
+    }
+
+    fn table(services: &[Service], slices: &[EndpointSlice]) -> ProxyTable {
+        let hash = |_: &str, pod: &str| Some(format!("hash-of-{pod}"));
+        build_table(&TableInputs {
+            services,
+            slices,
+            pod_template_hash: &hash,
+            node_name: "node-a",
+            node_port_addresses: &["0.0.0.0".parse().unwrap()],
+            skip_cluster_ips: &["10.96.0.53".parse().unwrap()],
+        })
+    }
+
+    /// The endpoint addresses of each entry, as "scope frontends -> endpoints".
+    fn summary(table: &ProxyTable) -> Vec<String> {
+        table
+            .ports
+            .iter()
+            .map(|p| {
+                let frontends: Vec<String> = p.frontends.iter().map(|f| f.to_string()).collect();
+                let endpoints: Vec<String> = p.endpoints.iter().map(|e| e.addr.to_string()).collect();
+                format!("{:?} {} {:?} -> {}", p.scope, frontends.join(","), p.app, endpoints.join(","))
+            })
+            .collect()
+    }
+
+    fn web_slice(endpoints: serde_json::Value) -> EndpointSlice {
+        slice("web", json!([{"name": "web", "port": 8080, "protocol": "TCP"}]), endpoints)
+    }
+
+    #[test]
+    fn ready_endpoints_only_and_nil_ready_counts_as_ready() {
+        let slices = [web_slice(json!([
+            ep("10.0.0.1", "node-a", json!({"ready": true})),
+            ep("10.0.0.2", "node-a", json!({"ready": false, "serving": false})),
+            ep("10.0.0.3", "node-b", json!({})),
+            ep("10.0.0.4", "node-b", json!({"ready": false, "serving": true, "terminating": true})),
+        ]))];
+        let t = table(&[web(json!({}))], &slices);
+        assert_eq!(summary(&t), ["Cluster 10.96.0.10:80 Tcp -> 10.0.0.1:8080,10.0.0.3:8080"]);
+        let first = &t.ports[0].endpoints[0];
+        assert_eq!(first.pod.as_deref(), Some("pod-10.0.0.1"));
+        assert_eq!(first.pod_template_hash.as_deref(), Some("hash-of-pod-10.0.0.1"));
+        assert_eq!(first.node.as_deref(), Some("node-a"));
+        assert_eq!(t.ports[0].key.port, "web");
+        assert_eq!(t.cluster_ips(), ["10.96.0.10".parse::<IpAddr>().unwrap()].into());
+    }
+
+    #[test]
+    fn serving_terminating_endpoints_are_the_fallback_when_none_is_ready() {
+        let slices = [web_slice(json!([
+            ep("10.0.0.2", "node-a", json!({"ready": false, "serving": false, "terminating": true})),
+            ep("10.0.0.4", "node-b", json!({"ready": false, "serving": true, "terminating": true})),
+            ep("10.0.0.5", "node-b", json!({"ready": false, "serving": true, "terminating": false})),
+        ]))];
+        let t = table(&[web(json!({}))], &slices);
+        assert_eq!(summary(&t), ["Cluster 10.96.0.10:80 Tcp -> 10.0.0.4:8080"]);
+    }
+
+    #[test]
+    fn no_endpoints_still_serves_the_frontend() {
+        let t = table(&[web(json!({}))], &[]);
+        assert_eq!(summary(&t), ["Cluster 10.96.0.10:80 Tcp -> "]);
+    }
+
+    #[test]
+    fn ports_match_slices_by_name_and_protocol() {
+        let svc = web(json!({"ports": [
+            {"name": "web", "port": 80, "protocol": "TCP"},
+            {"name": "dns", "port": 53, "protocol": "UDP"},
+            {"name": "sctp", "port": 99, "protocol": "SCTP"},
+        ]}));
+        let slices = [slice(
+            "web",
+            json!([{"name": "web", "port": 8080, "protocol": "TCP"}, {"name": "dns", "port": 5353, "protocol": "UDP"}]),
+            json!([ep("10.0.0.1", "node-a", json!({}))]),
+        )];
+        let t = table(&[svc], &slices);
+        assert_eq!(
+            summary(&t),
+            ["Cluster 10.96.0.10:53 Udp -> 10.0.0.1:5353", "Cluster 10.96.0.10:80 Tcp -> 10.0.0.1:8080"]
+        );
+    }
+
+    #[test]
+    fn unnamed_port_is_keyed_by_number_and_matches_the_unnamed_slice_port() {
+        let svc = web(json!({"ports": [{"port": 80}]}));
+        let slices = [slice("web", json!([{"port": 8080}]), json!([ep("10.0.0.1", "node-a", json!({}))]))];
+        let t = table(&[svc], &slices);
+        assert_eq!(t.ports[0].key.port, "80");
+        assert_eq!(summary(&t), ["Cluster 10.96.0.10:80 Tcp -> 10.0.0.1:8080"]);
+    }
+
+    #[test]
+    fn slices_of_other_services_or_namespaces_are_ignored() {
+        let mut other_ns = web_slice(json!([ep("10.0.0.9", "node-a", json!({}))]));
+        other_ns.metadata.namespace = Some("other".into());
+        let other_service = slice(
+            "api",
+            json!([{"name": "web", "port": 8080}]),
+            json!([ep("10.0.0.8", "node-a", json!({}))]),
+        );
+        let t = table(&[web(json!({}))], &[other_ns, other_service]);
+        assert_eq!(summary(&t), ["Cluster 10.96.0.10:80 Tcp -> "]);
+    }
+
+    #[test]
+    fn internal_traffic_policy_local_keeps_this_nodes_endpoints() {
+        let slices = [web_slice(json!([
+            ep("10.0.0.1", "node-a", json!({})),
+            ep("10.0.0.2", "node-b", json!({})),
+        ]))];
+        let t = table(&[web(json!({"internalTrafficPolicy": "Local"}))], &slices);
+        assert_eq!(summary(&t), ["Cluster 10.96.0.10:80 Tcp -> 10.0.0.1:8080"]);
+    }
+
+    #[test]
+    fn node_port_frontends_follow_external_traffic_policy() {
+        let svc = web(json!({
+            "type": "NodePort", "externalTrafficPolicy": "Local",
+            "ports": [{"name": "web", "port": 80, "nodePort": 30080}],
+        }));
+        let slices = [web_slice(json!([
+            ep("10.0.0.1", "node-a", json!({})),
+            ep("10.0.0.2", "node-b", json!({})),
+        ]))];
+        let t = table(&[svc], &slices);
+        assert_eq!(
+            summary(&t),
+            [
+                "Cluster 10.96.0.10:80 Tcp -> 10.0.0.1:8080,10.0.0.2:8080",
+                "NodePort 0.0.0.0:30080 Tcp -> 10.0.0.1:8080"
+            ]
+        );
+        assert_eq!(t.cluster_ips().len(), 1, "node port addresses are not cluster IPs");
+    }
+
+    #[test]
+    fn headless_external_name_and_skipped_cluster_ips_are_not_served() {
+        let headless = service(json!({"metadata": {"namespace": "default", "name": "db"},
+            "spec": {"clusterIP": "None", "clusterIPs": ["None"], "ports": [{"port": 5432}]}}));
+        let external = service(json!({"metadata": {"namespace": "default", "name": "ext"},
+            "spec": {"type": "ExternalName", "externalName": "example.org", "ports": [{"port": 80}]}}));
+        let dns = service(json!({"metadata": {"namespace": "kube-system", "name": "kube-dns"},
+            "spec": {"clusterIP": "10.96.0.53", "ports": [{"name": "dns", "port": 53, "protocol": "UDP"}]}}));
+        assert_eq!(summary(&table(&[headless, external, dns], &[])), Vec::<String>::new());
+    }
+
+    #[test]
+    fn dual_stack_cluster_ips_are_all_frontends() {
+        let svc = web(json!({"clusterIP": "10.96.0.10", "clusterIPs": ["10.96.0.10", "fd00::10"]}));
+        let t = table(&[svc], &[]);
+        assert_eq!(summary(&t), ["Cluster 10.96.0.10:80,[fd00::10]:80 Tcp -> "]);
+    }
+
+    #[test]
+    fn app_protocol_detection() {
+        let cases = [
+            (json!({"port": 80, "appProtocol": "http"}), AppProtocol::Http1),
+            (json!({"port": 80, "appProtocol": "kubernetes.io/http"}), AppProtocol::Http1),
+            (json!({"port": 80, "appProtocol": "kubernetes.io/h2c"}), AppProtocol::H2c),
+            (json!({"port": 80, "appProtocol": "grpc"}), AppProtocol::H2c),
+            (json!({"port": 80, "appProtocol": "h2c"}), AppProtocol::H2c),
+            (json!({"port": 80, "name": "http"}), AppProtocol::Http1),
+            (json!({"port": 80, "name": "http-metrics"}), AppProtocol::Http1),
+            (json!({"port": 80, "name": "grpc"}), AppProtocol::H2c),
+            (json!({"port": 80, "name": "grpc-api"}), AppProtocol::H2c),
+            (json!({"port": 80, "name": "h2c"}), AppProtocol::H2c),
+            (json!({"port": 80, "name": "http2"}), AppProtocol::H2c),
+            (json!({"port": 80, "name": "httpx"}), AppProtocol::Tcp),
+            (json!({"port": 80, "name": "web"}), AppProtocol::Tcp),
+            (json!({"port": 80, "name": "http", "appProtocol": "kubernetes.io/ws"}), AppProtocol::Tcp),
+            (json!({"port": 80}), AppProtocol::Tcp),
+        ];
+        for (port, want) in cases {
+            let parsed: ApiServicePort = serde_json::from_value(port.clone()).unwrap();
+            assert_eq!(app_protocol(&parsed), want, "port {port}");
+        }
+        let udp = web(json!({"ports": [{"name": "http", "port": 80, "protocol": "UDP"}]}));
+        assert_eq!(table(&[udp], &[]).ports[0].app, AppProtocol::Udp, "UDP ports are never HTTP");
+    }
+
+    #[test]
+    fn session_affinity_client_ip_with_default_and_explicit_timeout() {
+        let default = web(json!({"sessionAffinity": "ClientIP"}));
+        assert_eq!(table(&[default], &[]).ports[0].session_affinity, Some(Duration::from_secs(10800)));
+        let explicit = web(json!({"sessionAffinity": "ClientIP",
+            "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 60}}}));
+        assert_eq!(table(&[explicit], &[]).ports[0].session_affinity, Some(Duration::from_secs(60)));
+        let none = web(json!({"sessionAffinity": "None"}));
+        assert_eq!(table(&[none], &[]).ports[0].session_affinity, None);
+    }
+
+    #[test]
+    fn duplicate_addresses_across_slices_count_once_and_output_is_sorted() {
+        let slices = [
+            web_slice(json!([ep("10.0.0.3", "node-a", json!({})), ep("10.0.0.1", "node-a", json!({}))])),
+            web_slice(json!([ep("10.0.0.1", "node-a", json!({})), ep("10.0.0.2", "node-a", json!({}))])),
+        ];
+        let t = table(&[web(json!({}))], &slices);
+        assert_eq!(summary(&t), ["Cluster 10.96.0.10:80 Tcp -> 10.0.0.1:8080,10.0.0.2:8080,10.0.0.3:8080"]);
+        let reversed = [slices[1].clone(), slices[0].clone()];
+        assert_eq!(table(&[web(json!({}))], &reversed), t);
+    }
+}
