@@ -1,0 +1,315 @@
+//! The running proxy: one listener per frontend, each reading its port's current endpoint set.
+//!
+//! Invariants: `apply` never closes the listener of a frontend whose service port and protocol are
+//! unchanged (it swaps the endpoint set under it), and an endpoint removed by `apply` is never
+//! chosen for a connection, session or request that starts after `apply` returns; in-flight ones
+//! keep their own handles and finish.
+
+use std::collections::{HashMap, HashSet};
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use rand::Rng;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::metrics::{BytesLabels, EndpointLabels, Metrics};
+use crate::table::{AppProtocol, Endpoint, Protocol, ProxyTable, ServicePort, ServicePortKey};
+
+/// An endpoint as the data path sees it: the table's endpoint plus live load and metric handles.
+pub(crate) struct EndpointState {
+    pub endpoint: Endpoint,
+    /// Open TCP connections / UDP sessions, for least-connections choice.
+    pub open: AtomicUsize,
+    pub metrics: EndpointMetrics,
+}
+
+/// Handles into the metric families, resolved once per endpoint so the data path does no lookups.
+pub(crate) struct EndpointMetrics {
+    pub labels: EndpointLabels,
+    pub requests: Counter,
+    /// The family itself: a series per status class is made on first use.
+    pub responses:
+        prometheus_client::metrics::family::Family<crate::metrics::ResponseLabels, Counter>,
+    pub request_duration: Histogram,
+    pub bytes_in: Counter,
+    pub bytes_out: Counter,
+    pub connections: Counter,
+    pub open_connections: Gauge,
+    pub connection_errors: Counter,
+}
+
+impl EndpointMetrics {
+    fn new(metrics: &Metrics, labels: EndpointLabels) -> Self {
+        let bytes = |direction| {
+            metrics
+                .bytes
+                .get_or_create(&BytesLabels::new(&labels, direction))
+                .clone()
+        };
+        EndpointMetrics {
+            requests: metrics.requests.get_or_create(&labels).clone(),
+            responses: metrics.responses.clone(),
+            request_duration: metrics.request_duration.get_or_create(&labels).clone(),
+            bytes_in: bytes("in"),
+            bytes_out: bytes("out"),
+            connections: metrics.connections.get_or_create(&labels).clone(),
+            open_connections: metrics.open_connections.get_or_create(&labels).clone(),
+            connection_errors: metrics.connection_errors.get_or_create(&labels).clone(),
+            labels,
+        }
+    }
+}
+
+/// What a listener serves right now; replaced whole by `apply`.
+pub(crate) struct PortConfig {
+    pub session_affinity: Option<Duration>,
+    pub endpoints: Vec<Arc<EndpointState>>,
+}
+
+impl PortConfig {
+    pub fn find(&self, addr: SocketAddr) -> Option<&Arc<EndpointState>> {
+        self.endpoints.iter().find(|e| e.endpoint.addr == addr)
+    }
+}
+
+/// The state one listener shares with its connection tasks.
+pub(crate) struct PortState {
+    pub key: ServicePortKey,
+    pub app: AppProtocol,
+    config: RwLock<Arc<PortConfig>>,
+    /// sessionAffinity ClientIP: client IP -> (endpoint, last used).
+    affinity: Mutex<HashMap<IpAddr, (SocketAddr, Instant)>>,
+}
+
+impl PortState {
+    pub fn config(&self) -> Arc<PortConfig> {
+        self.config.read().expect("port config lock").clone()
+    }
+
+    /// The endpoint a client IP is pinned to, if affinity is on, the pin is fresh, and the endpoint is still there.
+    pub fn affinity_endpoint(
+        &self,
+        config: &PortConfig,
+        client: IpAddr,
+    ) -> Option<Arc<EndpointState>> {
+        let timeout = config.session_affinity?;
+        let mut affinity = self.affinity.lock().expect("affinity lock");
+        let now = Instant::now();
+        let (addr, last) = affinity.get_mut(&client)?;
+        if now.duration_since(*last) > timeout {
+            affinity.remove(&client);
+            return None;
+        }
+        let endpoint = config.find(*addr)?.clone();
+        *last = now;
+        Some(endpoint)
+    }
+
+    pub fn pin(&self, config: &PortConfig, client: IpAddr, endpoint: SocketAddr) {
+        let Some(timeout) = config.session_affinity else {
+            return;
+        };
+        let mut affinity = self.affinity.lock().expect("affinity lock");
+        let now = Instant::now();
+        // Bound the map: drop expired pins once it is large.
+        if affinity.len() > 4096 {
+            affinity.retain(|_, (_, last)| now.duration_since(*last) <= timeout);
+        }
+        affinity.insert(client, (endpoint, now));
+    }
+}
+
+/// Power of two choices over open connections, skipping `exclude` (endpoints that just failed).
+pub(crate) fn pick_least_open(
+    config: &PortConfig,
+    exclude: &[SocketAddr],
+) -> Option<Arc<EndpointState>> {
+    let candidates: Vec<&Arc<EndpointState>> = config
+        .endpoints
+        .iter()
+        .filter(|e| !exclude.contains(&e.endpoint.addr))
+        .collect();
+    match candidates.len() {
+        0 => None,
+        1 => Some(candidates[0].clone()),
+        n => {
+            let mut rng = rand::rng();
+            let a = rng.random_range(0..n);
+            let mut b = rng.random_range(0..n - 1);
+            if b >= a {
+                b += 1;
+            }
+            let (a, b) = (candidates[a], candidates[b]);
+            let chosen = if b.open.load(Ordering::Relaxed) < a.open.load(Ordering::Relaxed) {
+                b
+            } else {
+                a
+            };
+            Some(chosen.clone())
+        }
+    }
+}
+
+/// A frontend being served. Dropping it closes the listening socket; connections already accepted go on.
+struct Listener {
+    port: Arc<PortState>,
+    task: JoinHandle<()>,
+    http: Option<crate::http::Balancer>,
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+pub struct Proxy {
+    metrics: Arc<Metrics>,
+    state: tokio::sync::Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    listeners: HashMap<(SocketAddr, Protocol), Listener>,
+    /// Every endpoint series in use, so series of removed endpoints can be dropped.
+    labels: HashSet<EndpointLabels>,
+}
+
+impl Proxy {
+    pub fn new() -> Arc<Proxy> {
+        Arc::new(Proxy {
+            metrics: Arc::new(Metrics::new()),
+            state: tokio::sync::Mutex::new(State::default()),
+        })
+    }
+
+    /// Opens/closes listeners so exactly the table's frontends are served, and swaps endpoint sets atomically.
+    /// Returns the frontends that failed to bind (and why) instead of failing the whole table.
+    pub async fn apply(&self, table: &ProxyTable) -> Vec<(SocketAddr, io::Error)> {
+        let mut state = self.state.lock().await;
+        let mut wanted: HashMap<(SocketAddr, Protocol), &ServicePort> = HashMap::new();
+        for port in &table.ports {
+            for frontend in &port.frontends {
+                wanted.entry((*frontend, port.key.protocol)).or_insert(port);
+            }
+        }
+        // A listener whose frontend now belongs to another service port or speaks another protocol is reopened.
+        state.listeners.retain(|frontend, listener| {
+            wanted
+                .get(frontend)
+                .is_some_and(|p| p.key == listener.port.key && p.app == listener.port.app)
+        });
+
+        let mut failures = Vec::new();
+        let mut labels = HashSet::new();
+        for (frontend, port) in wanted {
+            for endpoint in &port.endpoints {
+                labels.insert(EndpointLabels::new(&port.key, endpoint));
+            }
+            if let Some(listener) = state.listeners.get(&frontend) {
+                let config = self.config_for(port, Some(&listener.port.config()));
+                if let Some(http) = &listener.http {
+                    http.update(&listener.port.config(), &config);
+                }
+                *listener.port.config.write().expect("port config lock") = Arc::new(config);
+                continue;
+            }
+            match self.open(frontend.0, port) {
+                Ok(listener) => {
+                    state.listeners.insert(frontend, listener);
+                }
+                Err(error) => failures.push((frontend.0, error)),
+            }
+        }
+        for gone in state.labels.difference(&labels) {
+            self.metrics.forget(gone);
+        }
+        state.labels = labels;
+        failures
+    }
+
+    /// Prometheus text exposition of the proxy's metrics.
+    pub fn encode_metrics(&self, out: &mut String) {
+        self.metrics.encode(out);
+    }
+
+    /// The new endpoint set for a port, keeping the live state of endpoints that stay.
+    fn config_for(&self, port: &ServicePort, old: Option<&PortConfig>) -> PortConfig {
+        let endpoints = port
+            .endpoints
+            .iter()
+            .map(|endpoint| {
+                if let Some(kept) = old
+                    .and_then(|o| o.find(endpoint.addr))
+                    .filter(|e| &e.endpoint == endpoint)
+                {
+                    return kept.clone();
+                }
+                Arc::new(EndpointState {
+                    endpoint: endpoint.clone(),
+                    open: AtomicUsize::new(0),
+                    metrics: EndpointMetrics::new(
+                        &self.metrics,
+                        EndpointLabels::new(&port.key, endpoint),
+                    ),
+                })
+            })
+            .collect();
+        PortConfig {
+            session_affinity: port.session_affinity,
+            endpoints,
+        }
+    }
+
+    fn open(&self, frontend: SocketAddr, port: &ServicePort) -> io::Result<Listener> {
+        let config = Arc::new(self.config_for(port, None));
+        let state = Arc::new(PortState {
+            key: port.key.clone(),
+            app: port.app,
+            config: RwLock::new(config.clone()),
+            affinity: Mutex::new(HashMap::new()),
+        });
+        let (task, http) = match port.app {
+            AppProtocol::Udp => {
+                let socket = crate::socket::udp_socket(frontend)?;
+                (tokio::spawn(crate::udp::serve(socket, state.clone())), None)
+            }
+            AppProtocol::Tcp => {
+                let listener = crate::socket::tcp_listener(frontend)?;
+                (
+                    tokio::spawn(crate::tcp::serve(listener, state.clone())),
+                    None,
+                )
+            }
+            AppProtocol::Http1 | AppProtocol::H2c => {
+                let listener = crate::socket::tcp_listener(frontend)?;
+                let balancer = crate::http::Balancer::new(state.clone());
+                balancer.update(
+                    &PortConfig {
+                        session_affinity: None,
+                        endpoints: Vec::new(),
+                    },
+                    &config,
+                );
+                let task = tokio::spawn(crate::http::serve(
+                    listener,
+                    state.clone(),
+                    balancer.clone(),
+                ));
+                (task, Some(balancer))
+            }
+        };
+        Ok(Listener {
+            port: state,
+            task,
+            http,
+        })
+    }
+}
