@@ -87,13 +87,7 @@ impl NodeServices {
         let services = Arc::new(NodeServices {
             proxy: proxy.clone(),
         });
-        tokio::spawn(apply_tables(
-            proxy,
-            addresses,
-            config,
-            records,
-            changed,
-        ));
+        tokio::spawn(apply_tables(proxy, addresses, config, records, changed));
         services
     }
 

@@ -272,7 +272,12 @@ pub fn merge_expositions(nodes: &[(String, String)]) -> String {
         }
         name.to_string()
     };
-    let mut collected: Vec<(String, Option<(usize, String)>, Option<String>)> = Vec::new();
+    enum Line {
+        /// HELP/TYPE/UNIT of the node with this index.
+        Metadata(usize, String),
+        Sample(String),
+    }
+    let mut collected: Vec<(String, Line)> = Vec::new();
     for (index, (node, text)) in nodes.iter().enumerate() {
         let node_label = format!(
             "node=\"{}\"",
@@ -289,7 +294,7 @@ pub fn merge_expositions(nodes: &[(String, String)]) -> String {
                 let mut words = rest.splitn(3, ' ');
                 if let (Some("HELP" | "TYPE" | "UNIT"), Some(name)) = (words.next(), words.next()) {
                     current = family(name, &mut order);
-                    collected.push((current.clone(), Some((index, line.to_string())), None));
+                    collected.push((current.clone(), Line::Metadata(index, line.to_string())));
                 }
                 continue;
             }
@@ -311,20 +316,20 @@ pub fn merge_expositions(nodes: &[(String, String)]) -> String {
             } else {
                 family(name, &mut order)
             };
-            collected.push((owner, None, Some(sample)));
+            collected.push((owner, Line::Sample(sample)));
         }
     }
-    for (name, metadata, sample) in collected {
+    for (name, line) in collected {
         let Some(f) = families.get_mut(&name) else {
             continue;
         };
-        if let Some((index, line)) = metadata {
-            if *f.described_by.get_or_insert(index) == index && !f.metadata.contains(&line) {
-                f.metadata.push(line);
+        match line {
+            Line::Metadata(index, line) => {
+                if *f.described_by.get_or_insert(index) == index && !f.metadata.contains(&line) {
+                    f.metadata.push(line);
+                }
             }
-        }
-        if let Some(sample) = sample {
-            f.samples.push(sample);
+            Line::Sample(sample) => f.samples.push(sample),
         }
     }
     let mut out = String::new();
@@ -593,6 +598,9 @@ mod tests {
              x_requests_total{node=\"n\\\"2\",service=\"web\"} 4\n\
              # TYPE x_open gauge\nx_open{node=\"n1\"} 1\n"
         );
-        assert!(!merged.contains("# EOF"), "the caller's document ends itself: {merged}");
+        assert!(
+            !merged.contains("# EOF"),
+            "the caller's document ends itself: {merged}"
+        );
     }
 }

@@ -80,7 +80,8 @@ spec:
         )),
     );
     cluster.wait("anchor running", |c| {
-        c.kubectl(&["get", "pod", "anchor"], None).contains("Running")
+        c.kubectl(&["get", "pod", "anchor"], None)
+            .contains("Running")
     });
     let ip = cluster
         .kubectl(
@@ -142,11 +143,7 @@ spec:
         };
         // The watch line may arrive after the proxy already routes.
         std::thread::sleep(Duration::from_millis(300));
-        let event = *ready_at
-            .lock()
-            .unwrap()
-            .last()
-            .expect("a Ready=True event");
+        let event = *ready_at.lock().unwrap().last().expect("a Ready=True event");
         let propagation = if answered >= event {
             answered - event
         } else {

@@ -68,11 +68,10 @@ async fn serve_http(port: u16, name: String) -> Result<()> {
                 async move { Ok::<_, Infallible>(answer(name, r).await) }
             });
             // HTTP/1.1, or HTTP/2 with prior knowledge (h2c).
-            let _ = hyper_util::server::conn::auto::Builder::new(
-                hyper_util::rt::TokioExecutor::new(),
-            )
-            .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-            .await;
+            let _ =
+                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
         });
     }
 }

@@ -71,7 +71,12 @@ fn ready_pods(s: &Server, app: &str) -> Vec<Value> {
 fn names(pods: &[Value]) -> Vec<String> {
     let mut names: Vec<String> = pods
         .iter()
-        .map(|p| p["metadata"]["name"].as_str().unwrap_or_default().to_string())
+        .map(|p| {
+            p["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
         .collect();
     names.sort();
     names
@@ -215,7 +220,9 @@ spec:
   - {name: http, port: 8080}
 "#,
     );
-    s.wait("3 web pods Ready", TIMEOUT, || ready_pods(&s, "web").len() == 3);
+    s.wait("3 web pods Ready", TIMEOUT, || {
+        ready_pods(&s, "web").len() == 3
+    });
     let pods = names(&ready_pods(&s, "web"));
     wait_for_endpoints(&s, "web", 3);
     let ip = cluster_ip(&s, "web");
@@ -438,7 +445,9 @@ spec:
   - {name: http, port: 80, targetPort: 8080}
 "#,
     );
-    s.wait("3 api pods Ready", TIMEOUT, || ready_pods(&s, "api").len() == 3);
+    s.wait("3 api pods Ready", TIMEOUT, || {
+        ready_pods(&s, "api").len() == 3
+    });
     wait_for_endpoints(&s, "api", 3);
     let front = format!("{}:80", cluster_ip(&s, "api"));
     s.wait("the api ClusterIP answers", TIMEOUT, || {
@@ -456,7 +465,9 @@ spec:
     let mut http = Http::connect(&front).expect("connecting to the api ClusterIP");
     let mut last_seen = None;
     while flipped.elapsed() < Duration::from_secs(1) {
-        let (_, who) = http.get("/").expect("a request while the pod turns unready");
+        let (_, who) = http
+            .get("/")
+            .expect("a request while the pod turns unready");
         if who == victim {
             last_seen = Some(flipped.elapsed());
         }
@@ -510,9 +521,9 @@ spec:
         let list = s.json(&["get", "pods", "-l", "app=api"]);
         list["items"].as_array().is_some_and(|items| {
             items.len() == 3
-                && items
-                    .iter()
-                    .all(|p| !before.contains(&p["metadata"]["name"].as_str().unwrap_or("").to_string()))
+                && items.iter().all(|p| {
+                    !before.contains(&p["metadata"]["name"].as_str().unwrap_or("").to_string())
+                })
         })
     });
     std::thread::sleep(Duration::from_millis(500));

@@ -210,10 +210,16 @@ impl BridgeAddresses {
     /// adopts an existing one) and brings it up: addresses on a down
     /// interface are not local.
     fn ensure_bridge(&self) -> Result<(), String> {
-        if self.ip(&["link", "show", "dev", &self.bridge], None).is_err() {
+        if self
+            .ip(&["link", "show", "dev", &self.bridge], None)
+            .is_err()
+        {
             if let Err(e) = self.ip(&["link", "add", &self.bridge, "type", "bridge"], None) {
                 // Raced with the CNI plugin creating it.
-                if self.ip(&["link", "show", "dev", &self.bridge], None).is_err() {
+                if self
+                    .ip(&["link", "show", "dev", &self.bridge], None)
+                    .is_err()
+                {
                     return Err(e);
                 }
             }
@@ -254,10 +260,14 @@ impl agent::services::LocalAddresses for BridgeAddresses {
             .iter()
             .map(|a| {
                 let length = if a.is_ipv4() { 32 } else { 128 };
-                format!("address replace {a}/{length} dev {} scope host\n", self.bridge)
+                format!(
+                    "address replace {a}/{length} dev {} scope host\n",
+                    self.bridge
+                )
             })
             .collect();
-        self.ip(&["-force", "-batch", "-"], Some(&batch)).map(|_| ())
+        self.ip(&["-force", "-batch", "-"], Some(&batch))
+            .map(|_| ())
     }
 
     fn remove(&self, addresses: &[std::net::IpAddr]) -> Result<(), String> {
@@ -271,7 +281,8 @@ impl agent::services::LocalAddresses for BridgeAddresses {
                 format!("address del {a}/{length} dev {}\n", self.bridge)
             })
             .collect();
-        self.ip(&["-force", "-batch", "-"], Some(&batch)).map(|_| ())
+        self.ip(&["-force", "-batch", "-"], Some(&batch))
+            .map(|_| ())
     }
 }
 
