@@ -19,7 +19,6 @@ use crate::sync::{self, InstanceState, NodeFacts, Step, SyncMemory};
 use crate::volumes::{self, SetUpVolume, VolumeManager};
 
 const PODS: Gvr = Gvr::new("", "v1", "pods");
-const EVENTS: Gvr = Gvr::new("", "v1", "events");
 const CONFIG_MAPS: Gvr = Gvr::new("", "v1", "configmaps");
 const SECRETS: Gvr = Gvr::new("", "v1", "secrets");
 const CLAIMS: Gvr = Gvr::new("", "v1", "persistentvolumeclaims");
@@ -43,6 +42,7 @@ pub struct Agent {
     host_ports: crate::hostports::HostPorts,
     volumes: VolumeManager,
     services: Mutex<Option<Arc<crate::services::NodeServices>>>,
+    events: client::events::EventRecorder,
 }
 
 struct Worker {
@@ -70,6 +70,7 @@ impl Agent {
             host_ports: Default::default(),
             volumes: VolumeManager::new(node.volumes_dir.clone()),
             services: Mutex::new(None),
+            events: Default::default(),
             node,
         })
     }
@@ -1012,7 +1013,7 @@ impl Agent {
             "lastTimestamp": t,
             "count": 1,
         });
-        if let Err(e) = self.client.create(EVENTS, Some(&namespace), &event).await {
+        if let Err(e) = self.events.record(&self.client, event, now).await {
             tracing::debug!("agent: event {reason} on {name}: {e}");
         }
     }

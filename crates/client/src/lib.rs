@@ -8,6 +8,7 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
+pub mod events;
 pub mod https;
 
 use apiserver::{ApiServer, ResponseBody};

@@ -153,6 +153,17 @@ spec:
         "involvedObject.name=crasher",
     ]);
     assert!(events.contains("BackOff"), "{events}");
+    // Repeats are one Event with a count, as client-go's recorder does.
+    s.wait("one BackOff event counted at least twice", TIMEOUT, || {
+        let list = s.json(&[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=crasher,reason=BackOff",
+        ]);
+        let items = list["items"].as_array().cloned().unwrap_or_default();
+        items.len() == 1 && items[0]["count"].as_i64().unwrap_or(0) >= 2
+    });
 }
 
 #[test]

@@ -252,6 +252,7 @@ pub struct ControllerManager {
     controllers: Vec<(Arc<dyn Controller>, WorkQueue)>,
     options: Options,
     event_sequence: AtomicU64,
+    events: client::events::EventRecorder,
 }
 
 impl ControllerManager {
@@ -271,6 +272,7 @@ impl ControllerManager {
                 .collect(),
             options,
             event_sequence: AtomicU64::new(0),
+            events: Default::default(),
         })
     }
 
@@ -721,8 +723,7 @@ impl ControllerManager {
             "lastTimestamp": timestamp,
             "count": 1,
         });
-        let events = gvr(Resource::Events);
-        if let Err(e) = self.client.create(events, Some(&namespace), &event).await {
+        if let Err(e) = self.events.record(&self.client, event, now).await {
             tracing::debug!("event {reason} on {name}: {e}");
         }
     }
