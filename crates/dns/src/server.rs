@@ -26,6 +26,9 @@ const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(2);
 const MAX_CNAME_HOPS: usize = 8;
 /// A TCP client that sends nothing for this long is dropped.
 const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Answers queued for one TCP connection (hickory handles a connection's
+/// queries one at a time, so a few suffice).
+const TCP_RESPONSE_QUEUE: usize = 32;
 /// The UDP payload size drover's answers advertise with EDNS (the DNS
 /// flag day's size: no IP fragmentation).
 const EDNS_PAYLOAD_BYTES: u16 = 1232;
@@ -53,7 +56,7 @@ impl DnsServer {
         let (udp, tcp, local_addr) = bind(addr).await?;
         let mut server = Server::new(Handler { records, upstream });
         server.register_socket(udp);
-        server.register_listener(tcp, TCP_IDLE_TIMEOUT, 64 * 1024);
+        server.register_listener(tcp, TCP_IDLE_TIMEOUT, TCP_RESPONSE_QUEUE);
         Ok(DnsServer {
             local_addr,
             _server: server,
