@@ -578,7 +578,24 @@ impl Agent {
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         match step {
             Step::CreateSandbox => {
-                if let Err(e) = runtime.create_sandbox(pod).await {
+                let host_resolv_conf =
+                    std::fs::read_to_string(&self.node.host_resolv_conf).unwrap_or_default();
+                let config =
+                    match crate::pod_dns::sandbox_config(pod, &self.node, &host_resolv_conf) {
+                        Ok((config, warning)) => {
+                            if let Some(message) = warning {
+                                self.event(pod, true, "MissingClusterDNS", &message).await;
+                            }
+                            config
+                        }
+                        Err(e) => {
+                            let message = format!("Failed to create pod sandbox: {e}");
+                            self.event(pod, true, "FailedCreatePodSandBox", &message)
+                                .await;
+                            return;
+                        }
+                    };
+                if let Err(e) = runtime.create_sandbox(pod, &config).await {
                     self.event(
                         pod,
                         true,

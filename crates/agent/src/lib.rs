@@ -10,6 +10,7 @@ pub mod hostports;
 pub mod logs;
 pub mod metrics;
 pub mod node;
+pub mod pod_dns;
 pub mod prober;
 pub mod remote;
 pub mod runtime;

@@ -33,6 +33,15 @@ pub struct NodeConfig {
     pub version: String,
     /// Where pod volumes live (`DATA/agent/volumes`).
     pub volumes_dir: std::path::PathBuf,
+    /// The cluster DNS server addresses pods with `dnsPolicy: ClusterFirst`
+    /// are given (the kubelet's `clusterDNS`); empty: they get the host's
+    /// settings, as the kubelet does.
+    pub cluster_dns: Vec<std::net::IpAddr>,
+    /// The cluster domain (the kubelet's `clusterDomain`, `cluster.local`).
+    pub cluster_domain: String,
+    /// The host's resolver file pods' DNS settings start from (the
+    /// kubelet's `--resolv-conf`).
+    pub host_resolv_conf: std::path::PathBuf,
 }
 
 impl NodeConfig {
@@ -68,6 +77,9 @@ impl NodeConfig {
             allow_privileged: true,
             version: version.to_string(),
             volumes_dir: data_dir.join("agent").join("volumes"),
+            cluster_dns: Vec::new(),
+            cluster_domain: "cluster.local".to_string(),
+            host_resolv_conf: "/etc/resolv.conf".into(),
         }
     }
 }

@@ -88,6 +88,16 @@ pub struct Mount {
     pub is_file: bool,
 }
 
+/// What the agent decided for a pod's sandbox beyond the Pod itself (the
+/// kubelet's `PodSandboxConfig`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SandboxConfig {
+    /// The content of the pod's `/etc/resolv.conf` (`dns::resolv_conf`):
+    /// the runtime keeps it with the sandbox and binds it onto every
+    /// container's `/etc/resolv.conf`. `None` leaves the host's file.
+    pub resolv_conf: Option<String>,
+}
+
 #[async_trait::async_trait]
 pub trait ContainerRuntime: Send + Sync + 'static {
     /// A short name (`process`, `oci`).
@@ -97,7 +107,11 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     async fn pods(&self) -> Vec<String>;
     /// What exists of pod `uid`.
     async fn observe(&self, uid: &str) -> Observed;
-    async fn create_sandbox(&self, pod: &Pod) -> Result<Sandbox, RuntimeError>;
+    async fn create_sandbox(
+        &self,
+        pod: &Pod,
+        config: &SandboxConfig,
+    ) -> Result<Sandbox, RuntimeError>;
     /// Starts one container instance. A container that cannot be started
     /// is recorded by the runtime as a `Failed` instance (so `observe`
     /// reports it); the error is returned as well.

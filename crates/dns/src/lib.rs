@@ -9,7 +9,7 @@ pub mod server;
 
 pub use hickory_proto::rr::RecordType;
 pub use records::{build_records, Lookup, Records, TTL_SECONDS};
-pub use resolv::resolv_conf;
+pub use resolv::{resolv_conf, upstream_servers};
 pub use server::{DnsServer, SharedRecords};
 
 #[derive(Debug, thiserror::Error)]

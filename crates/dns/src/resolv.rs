@@ -194,6 +194,29 @@ pub fn resolv_conf(
     Ok(text)
 }
 
+/// The servers names outside the cluster domain are forwarded to: the
+/// host's `nameserver`s on port 53, without the cluster DNS addresses
+/// themselves (a node whose resolver points at the cluster DNS would
+/// otherwise forward to itself forever).
+pub fn upstream_servers(
+    host_resolv_conf: &str,
+    cluster_dns: &[IpAddr],
+) -> Vec<std::net::SocketAddr> {
+    let servers = parse_host(host_resolv_conf)
+        .map(|c| c.servers)
+        .unwrap_or_default();
+    let mut out = Vec::new();
+    for server in servers {
+        if let Ok(ip) = server.parse::<IpAddr>() {
+            let addr = std::net::SocketAddr::new(ip, 53);
+            if !cluster_dns.contains(&ip) && !out.contains(&addr) {
+                out.push(addr);
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -311,6 +334,17 @@ mod tests {
             host,
         );
         assert_eq!(got.as_deref(), Ok(host));
+    }
+
+    #[test]
+    fn upstreams_are_the_hosts_nameservers_but_the_cluster_dns() {
+        let host = "nameserver 10.43.0.10\nnameserver 192.168.1.1\nnameserver fe80::1%eth0\nnameserver ::1\n";
+        let got = upstream_servers(host, &["10.43.0.10".parse().unwrap()]);
+        let want: Vec<std::net::SocketAddr> = vec![
+            "192.168.1.1:53".parse().unwrap(),
+            "[::1]:53".parse().unwrap(),
+        ];
+        assert_eq!(got, want);
     }
 
     #[test]

@@ -6,8 +6,9 @@ use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use hickory_proto::op::{Edns, Message, Metadata, ResponseCode};
-use hickory_proto::rr::Record;
+use hickory_proto::op::{Edns, Message, Metadata, Query, ResponseCode};
+use hickory_proto::rr::rdata::CNAME;
+use hickory_proto::rr::{RData, Record, RecordType};
 use hickory_server::net::runtime::Time;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponseBuilder;
@@ -21,8 +22,13 @@ use crate::Error;
 /// the next one is asked (CoreDNS's `forward` gives up on a server after a
 /// few seconds too; a client's own timeout is 5 s by default).
 const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(2);
+/// At most this many CNAMEs are followed (a loop ends there).
+const MAX_CNAME_HOPS: usize = 8;
 /// A TCP client that sends nothing for this long is dropped.
 const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Answers queued for one TCP connection (hickory handles a connection's
+/// queries one at a time, so a few suffice).
+const TCP_RESPONSE_QUEUE: usize = 32;
 /// The UDP payload size drover's answers advertise with EDNS (the DNS
 /// flag day's size: no IP fragmentation).
 const EDNS_PAYLOAD_BYTES: u16 = 1232;
@@ -47,18 +53,10 @@ impl DnsServer {
         records: SharedRecords,
         upstream: Vec<SocketAddr>,
     ) -> Result<DnsServer, Error> {
-        let bind = |source| Error::Bind { addr, source };
-        let udp = tokio::net::UdpSocket::bind(addr).await.map_err(bind)?;
-        let local_addr = udp.local_addr().map_err(bind)?;
-        let tcp = tokio::net::TcpListener::bind(local_addr)
-            .await
-            .map_err(|source| Error::Bind {
-                addr: local_addr,
-                source,
-            })?;
+        let (udp, tcp, local_addr) = bind(addr).await?;
         let mut server = Server::new(Handler { records, upstream });
         server.register_socket(udp);
-        server.register_listener(tcp, TCP_IDLE_TIMEOUT, 64 * 1024);
+        server.register_listener(tcp, TCP_IDLE_TIMEOUT, TCP_RESPONSE_QUEUE);
         Ok(DnsServer {
             local_addr,
             _server: server,
@@ -68,6 +66,34 @@ impl DnsServer {
     /// The address the server answers on (UDP and TCP).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+}
+
+/// A UDP socket and a TCP listener on the same address. With port 0 the
+/// TCP listener picks the port and UDP takes the same one; a port whose
+/// UDP side is taken is given up for another (a few times).
+async fn bind(
+    addr: SocketAddr,
+) -> Result<(tokio::net::UdpSocket, tokio::net::TcpListener, SocketAddr), Error> {
+    let error = |addr, source| Error::Bind { addr, source };
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let tcp = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| error(addr, e))?;
+        let local_addr = tcp.local_addr().map_err(|e| error(addr, e))?;
+        match tokio::net::UdpSocket::bind(local_addr).await {
+            Ok(udp) => return Ok((udp, tcp, local_addr)),
+            Err(e)
+                if addr.port() == 0
+                    && attempts < 20
+                    && e.kind() == std::io::ErrorKind::AddrInUse =>
+            {
+                continue
+            }
+            Err(e) => return Err(error(local_addr, e)),
+        }
     }
 }
 
@@ -108,9 +134,13 @@ impl RequestHandler for Handler {
         let none: [Record; 0] = [];
         match lookup {
             Lookup::Answer {
-                answers,
+                mut answers,
                 additionals,
             } => {
+                if query.query_type() != RecordType::CNAME {
+                    self.chase_cname(&records, &mut answers, query.query_type())
+                        .await;
+                }
                 let message = builder.build(metadata, &answers, &none, &none, &additionals);
                 send(&mut response, message, request).await
             }
@@ -146,6 +176,54 @@ impl RequestHandler for Handler {
             },
         }
     }
+}
+
+impl Handler {
+    /// Follows a CNAME answer (an ExternalName Service) to the target's
+    /// records, as CoreDNS does: stub resolvers (glibc, musl) expect the
+    /// whole chain from their server and do not chase it themselves.
+    async fn chase_cname(&self, records: &Records, answers: &mut Vec<Record>, qtype: RecordType) {
+        for _ in 0..MAX_CNAME_HOPS {
+            let Some(RData::CNAME(CNAME(target))) = answers.last().map(|r| &r.data) else {
+                return;
+            };
+            let target = target.clone();
+            match records.lookup(&target.to_ascii(), qtype) {
+                Lookup::Answer { answers: more, .. } => answers.extend(more),
+                Lookup::NotAuthoritative => {
+                    let mut message = Message::new(
+                        rand_id(),
+                        hickory_proto::op::MessageType::Query,
+                        hickory_proto::op::OpCode::Query,
+                    );
+                    message.metadata.recursion_desired = true;
+                    message.add_query(Query::query(target, qtype));
+                    let Ok(bytes) = message.to_vec() else {
+                        return;
+                    };
+                    if let Some(upstream) = forward(&self.upstream, &bytes).await {
+                        answers.extend(upstream.answers);
+                    }
+                    return;
+                }
+                _ => return,
+            }
+        }
+    }
+}
+
+/// A query ID for a query of our own (chasing a CNAME): unpredictable
+/// enough that an off-path answer is unlikely to match.
+fn rand_id() -> u16 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default(),
+    );
+    hasher.finish() as u16
 }
 
 async fn send<'a, R: ResponseHandler>(

@@ -25,6 +25,10 @@ fn cluster(domain: &str) -> Records {
         json!({"metadata": {"name": "many", "namespace": "shop"}, "spec": {"clusterIP": "None"}}),
         json!({"metadata": {"name": "ext", "namespace": "shop"},
                "spec": {"type": "ExternalName", "externalName": "example.com"}}),
+        json!({"metadata": {"name": "away", "namespace": "shop"},
+               "spec": {"type": "ExternalName", "externalName": "web.shop.svc.upstream.test"}}),
+        json!({"metadata": {"name": "alias", "namespace": "shop"},
+               "spec": {"type": "ExternalName", "externalName": "web.shop.svc.cluster.local"}}),
     ]
     .into_iter()
     .map(|v| serde_json::from_value(v).unwrap())
@@ -250,6 +254,14 @@ async fn other_names_are_forwarded_upstream() {
     // upstream truncates it over UDP, so it is fetched again over TCP.
     let many = tcp(addr, "many.shop.svc.upstream.test.", RecordType::A).await;
     assert_eq!(many.answers.len(), MANY_ENDPOINTS);
+    // An ExternalName's CNAME comes with its target's addresses, from the
+    // upstream or from the cluster's own records.
+    let away = udp(addr, "away.shop.svc.cluster.local.", RecordType::A).await;
+    let chain: Vec<String> = away.answers.iter().map(|r| r.data.to_string()).collect();
+    assert_eq!(chain, ["web.shop.svc.upstream.test.", "10.43.0.20"]);
+    let alias = udp(addr, "alias.shop.svc.cluster.local.", RecordType::A).await;
+    let chain: Vec<String> = alias.answers.iter().map(|r| r.data.to_string()).collect();
+    assert_eq!(chain, ["web.shop.svc.cluster.local.", "10.43.0.20"]);
     // Cluster names are still ours.
     let ours = udp(addr, "web.shop.svc.cluster.local.", RecordType::A).await;
     assert!(ours.metadata.authoritative);

@@ -161,6 +161,14 @@ struct NodeArgs {
     /// The runtime of pods without `runtimeClassName`.
     #[arg(long, default_value = "process")]
     default_runtime: String,
+    /// The cluster DNS server(s) pods with dnsPolicy ClusterFirst use,
+    /// comma-separated (the kubelet's --cluster-dns); empty: pods get the
+    /// host's resolver settings.
+    #[arg(long, value_delimiter = ',', default_value = "10.43.0.10")]
+    cluster_dns: Vec<String>,
+    /// The cluster domain pods search (the kubelet's --cluster-domain).
+    #[arg(long, default_value = "cluster.local")]
+    cluster_domain: String,
 }
 
 #[derive(clap::Args)]
@@ -673,6 +681,16 @@ fn build_agent(
     );
     node.max_pods = args.max_pods;
     node.allow_privileged = args.allow_privileged;
+    node.cluster_dns = args
+        .cluster_dns
+        .iter()
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse()
+                .map_err(|e| anyhow::anyhow!("--cluster-dns {s:?}: {e}"))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    node.cluster_domain = args.cluster_domain.clone();
     let names: Vec<String> = runtimes.iter().map(|r| r.name().to_string()).collect();
     let agent = agent::agent::Agent::new(client, node, runtimes, &args.default_runtime);
     tracing::info!(

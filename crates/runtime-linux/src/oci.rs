@@ -23,7 +23,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use agent::runtime::{ContainerLaunch, ContainerRuntime, RuntimeError, Usage};
+use agent::runtime::{ContainerLaunch, ContainerRuntime, RuntimeError, SandboxConfig, Usage};
 use agent::sync::{ContainerInstance, InstanceState, Observed, Sandbox};
 use images::{ImageConfig, ImageRequest, ImageService, PullPolicy};
 use k8s_openapi::api::core::v1::{Container, Pod};
@@ -1048,7 +1048,11 @@ impl ContainerRuntime for OciRuntime {
         }
     }
 
-    async fn create_sandbox(&self, pod: &Pod) -> Result<Sandbox, RuntimeError> {
+    async fn create_sandbox(
+        &self,
+        pod: &Pod,
+        config: &SandboxConfig,
+    ) -> Result<Sandbox, RuntimeError> {
         let uid = pod.metadata.uid.as_deref().unwrap_or_default();
         let dir = self.pod_dir(uid);
         let name = pod.metadata.name.clone().unwrap_or_default();
@@ -1085,7 +1089,12 @@ impl ContainerRuntime for OciRuntime {
         } else {
             hosts_file(&ip, &hostname)
         };
-        let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        // The agent's (cluster DNS, dnsPolicy, dnsConfig), else a copy of
+        // the host's.
+        let resolv = match &config.resolv_conf {
+            Some(text) => text.clone(),
+            None => std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+        };
         for (file, text) in [
             ("hosts", hosts),
             ("hostname", format!("{hostname}\n")),

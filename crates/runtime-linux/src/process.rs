@@ -5,6 +5,7 @@
 //!
 //! ```text
 //! <root>/pods/<uid>/sandbox.json                      the sandbox
+//! <root>/pods/<uid>/resolv.conf                       the pod's /etc/resolv.conf (if the agent gave one)
 //! <root>/pods/<uid>/containers/<name>/<attempt>/      shim config + state
 //! <root>/logs/<namespace>_<pod>_<uid>/<name>/<attempt>.log
 //! ```
@@ -17,7 +18,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agent::runtime::{
-    ContainerLaunch, ContainerRuntime, ExecRequest, ProcessStreams, RuntimeError, Usage,
+    ContainerLaunch, ContainerRuntime, ExecRequest, ProcessStreams, RuntimeError, SandboxConfig,
+    Usage,
 };
 use agent::sync::{ContainerInstance, InstanceState, Observed, Sandbox};
 use k8s_openapi::api::core::v1::Pod;
@@ -429,11 +431,25 @@ impl ContainerRuntime for ProcessRuntime {
         }
     }
 
-    async fn create_sandbox(&self, pod: &Pod) -> Result<Sandbox, RuntimeError> {
+    async fn create_sandbox(
+        &self,
+        pod: &Pod,
+        config: &SandboxConfig,
+    ) -> Result<Sandbox, RuntimeError> {
         let uid = pod.metadata.uid.as_deref().unwrap_or_default();
         let dir = self.pod_dir(uid);
         std::fs::create_dir_all(dir.join("containers"))
             .map_err(io(format!("creating pod directory {}", dir.display())))?;
+        let resolv_conf = dir.join("resolv.conf");
+        match &config.resolv_conf {
+            Some(text) => std::fs::write(&resolv_conf, text).map_err(io(format!(
+                "writing the pod's resolv.conf {}",
+                resolv_conf.display()
+            )))?,
+            None => {
+                let _ = std::fs::remove_file(&resolv_conf);
+            }
+        }
         let created_at = jiff::Timestamp::now();
         let host_network = pod
             .spec
@@ -524,7 +540,24 @@ impl ContainerRuntime for ProcessRuntime {
             ),
         ];
         crate::merge_env(&mut env, &launch.env);
-        if let Err(message) = self.make_mount_points(uid, &launch.mounts) {
+        let mut mounts = launch.mounts.clone();
+        // The pod's resolv.conf, bound in the container's own mount
+        // namespace only (the host's file stays as it is), unless a volume
+        // is mounted there.
+        let resolv_conf = self.pod_dir(uid).join("resolv.conf");
+        let resolv_destination = Path::new("/etc/resolv.conf");
+        if resolv_conf.is_file() && !mounts.iter().any(|m| m.destination == resolv_destination) {
+            mounts.insert(
+                0,
+                agent::runtime::Mount {
+                    source: resolv_conf,
+                    destination: resolv_destination.to_path_buf(),
+                    read_only: false,
+                    is_file: true,
+                },
+            );
+        }
+        if let Err(message) = self.make_mount_points(uid, &mounts) {
             self.record_failure(&dir, "CreateContainerError", &message);
             return Err(RuntimeError::Invalid(message));
         }
@@ -548,7 +581,7 @@ impl ContainerRuntime for ProcessRuntime {
                     once: c.stdin_once == Some(true),
                 }),
             runc: None,
-            mounts: launch.mounts.clone(),
+            mounts,
         };
         let config_path = dir.join("config.json");
         std::fs::write(

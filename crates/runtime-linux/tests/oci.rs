@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use agent::runtime::{ContainerLaunch, ContainerRuntime};
+use agent::runtime::{ContainerLaunch, ContainerRuntime, SandboxConfig};
 use agent::sync::{InstanceState, Observed};
 use k8s_openapi::api::core::v1::Pod;
 use runtime_linux::cgroups::Cgroups;
@@ -214,7 +214,10 @@ fn busybox(name: &str) -> serde_json::Value {
 async fn a_container_runs_from_its_image_and_its_exit_code_and_log_are_kept() {
     let f = fixture("exit");
     let pod = f.pod(serde_json::json!([busybox("c")]));
-    f.runtime.create_sandbox(&pod).await.unwrap();
+    f.runtime
+        .create_sandbox(&pod, &SandboxConfig::default())
+        .await
+        .unwrap();
     let l = launch(
         "c",
         &[
@@ -258,7 +261,10 @@ async fn a_container_runs_from_its_image_and_its_exit_code_and_log_are_kept() {
 async fn the_image_cmd_runs_when_the_container_gives_no_command() {
     let f = fixture("cmd");
     let pod = f.pod(serde_json::json!([busybox("c")]));
-    f.runtime.create_sandbox(&pod).await.unwrap();
+    f.runtime
+        .create_sandbox(&pod, &SandboxConfig::default())
+        .await
+        .unwrap();
     // args only: they replace the image's CMD (`sh`) — no ENTRYPOINT, so
     // the args are the whole command line.
     let l = ContainerLaunch {
@@ -281,7 +287,10 @@ async fn the_image_cmd_runs_when_the_container_gives_no_command() {
 async fn over_its_memory_limit_a_container_is_oom_killed() {
     let f = fixture("oom");
     let pod = f.pod(serde_json::json!([busybox("c")]));
-    f.runtime.create_sandbox(&pod).await.unwrap();
+    f.runtime
+        .create_sandbox(&pod, &SandboxConfig::default())
+        .await
+        .unwrap();
     let mut l = launch(
         "c",
         &[
@@ -311,7 +320,10 @@ async fn over_its_memory_limit_a_container_is_oom_killed() {
 async fn a_container_that_ignores_sigterm_is_killed_after_its_grace_period() {
     let f = fixture("kill");
     let pod = f.pod(serde_json::json!([busybox("c")]));
-    f.runtime.create_sandbox(&pod).await.unwrap();
+    f.runtime
+        .create_sandbox(&pod, &SandboxConfig::default())
+        .await
+        .unwrap();
     let l = launch(
         "c",
         &[
@@ -358,7 +370,10 @@ async fn security_context_read_only_root_and_run_as_user_apply() {
         {"name": "default", "image": "busybox"},
         {"name": "privileged", "image": "busybox", "securityContext": {"privileged": true}},
     ]));
-    f.runtime.create_sandbox(&pod).await.unwrap();
+    f.runtime
+        .create_sandbox(&pod, &SandboxConfig::default())
+        .await
+        .unwrap();
     let ro = launch(
         "ro",
         &[
@@ -468,7 +483,10 @@ async fn security_context_read_only_root_and_run_as_user_apply() {
 async fn containers_of_a_pod_share_hostname_and_ipc_but_not_pids() {
     let f = fixture("share");
     let pod = f.pod(serde_json::json!([busybox("a"), busybox("b")]));
-    f.runtime.create_sandbox(&pod).await.unwrap();
+    f.runtime
+        .create_sandbox(&pod, &SandboxConfig::default())
+        .await
+        .unwrap();
     // Both stay up, so their PID namespaces exist at the same time (an
     // exited one's inode number may be reused).
     let script = "hostname; readlink /proc/self/ns/ipc; readlink /proc/self/ns/uts; readlink /proc/self/ns/pid; cat /etc/hostname; exec sleep 300";
@@ -508,7 +526,10 @@ async fn containers_of_a_pod_share_hostname_and_ipc_but_not_pids() {
 async fn a_new_runtime_finds_a_running_container_and_execs_in_it() {
     let f = fixture("restart");
     let pod = f.pod(serde_json::json!([busybox("c")]));
-    f.runtime.create_sandbox(&pod).await.unwrap();
+    f.runtime
+        .create_sandbox(&pod, &SandboxConfig::default())
+        .await
+        .unwrap();
     f.runtime
         .start_container(&pod, &launch("c", &["sleep", "300"]))
         .await
@@ -541,7 +562,10 @@ async fn a_new_runtime_finds_a_running_container_and_execs_in_it() {
 async fn an_image_that_cannot_be_pulled_fails_the_container_with_err_image_pull() {
     let f = fixture("pull");
     let pod = f.pod(serde_json::json!([{"name": "c", "image": "127.0.0.1:1/missing:1"}]));
-    f.runtime.create_sandbox(&pod).await.unwrap();
+    f.runtime
+        .create_sandbox(&pod, &SandboxConfig::default())
+        .await
+        .unwrap();
     let err = f
         .runtime
         .start_container(&pod, &launch("c", &["true"]))
@@ -560,7 +584,10 @@ async fn an_image_that_cannot_be_pulled_fails_the_container_with_err_image_pull(
 async fn a_missing_program_is_a_start_failure_not_an_exit() {
     let f = fixture("noexec");
     let pod = f.pod(serde_json::json!([busybox("c")]));
-    f.runtime.create_sandbox(&pod).await.unwrap();
+    f.runtime
+        .create_sandbox(&pod, &SandboxConfig::default())
+        .await
+        .unwrap();
     let _ = f
         .runtime
         .start_container(&pod, &launch("c", &["no-such-program"]))
@@ -570,6 +597,39 @@ async fn a_missing_program_is_a_start_failure_not_an_exit() {
         matches!(&state, InstanceState::Failed { reason, message, .. }
             if reason == "RunContainerError" && message.contains("no-such-program")),
         "{state:?}"
+    );
+    f.forget_and_check().await;
+}
+
+#[tokio::test]
+async fn resolv_conf_the_agent_gives_is_the_containers_and_the_host_keeps_its_own() {
+    let f = fixture("resolv");
+    let host_before = std::fs::read("/etc/resolv.conf").ok();
+    let pod = f.pod(serde_json::json!([busybox("c")]));
+    let text = "search default.svc.cluster.local svc.cluster.local cluster.local\nnameserver 10.43.0.10\noptions ndots:5\n";
+    let config = SandboxConfig {
+        resolv_conf: Some(text.to_string()),
+    };
+    f.runtime.create_sandbox(&pod, &config).await.unwrap();
+    f.runtime
+        .start_container(&pod, &launch("c", &["cat", "/etc/resolv.conf"]))
+        .await
+        .unwrap();
+    let state = f.wait_exited("c", Duration::from_secs(30)).await;
+    assert!(
+        matches!(state, InstanceState::Exited { exit_code: 0, .. }),
+        "{state:?}\nlog: {}",
+        f.log("c")
+    );
+    assert_eq!(
+        f.stdout("c"),
+        text.lines().collect::<Vec<_>>(),
+        "the container's /etc/resolv.conf"
+    );
+    assert_eq!(
+        std::fs::read("/etc/resolv.conf").ok(),
+        host_before,
+        "the host's /etc/resolv.conf changed"
     );
     f.forget_and_check().await;
 }

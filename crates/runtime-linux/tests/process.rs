@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use agent::runtime::{ContainerLaunch, ContainerRuntime};
+use agent::runtime::{ContainerLaunch, ContainerRuntime, SandboxConfig};
 use agent::sync::{InstanceState, Observed};
 use k8s_openapi::api::core::v1::Pod;
 use runtime_linux::cgroups::Cgroups;
@@ -130,7 +130,10 @@ async fn cleanup(f: &Fixture) {
 #[tokio::test]
 async fn a_process_runs_in_its_own_namespaces_and_its_exit_code_is_kept() {
     let f = fixture("exit");
-    f.runtime.create_sandbox(&f.pod).await.unwrap();
+    f.runtime
+        .create_sandbox(&f.pod, &SandboxConfig::default())
+        .await
+        .unwrap();
     f.runtime
         .start_container(
             &f.pod,
@@ -171,7 +174,10 @@ async fn a_process_runs_in_its_own_namespaces_and_its_exit_code_is_kept() {
 #[tokio::test]
 async fn a_missing_program_is_a_clear_failure() {
     let f = fixture("missing");
-    f.runtime.create_sandbox(&f.pod).await.unwrap();
+    f.runtime
+        .create_sandbox(&f.pod, &SandboxConfig::default())
+        .await
+        .unwrap();
     let err = f
         .runtime
         .start_container(&f.pod, &launch(&["no-such-program-anywhere"]))
@@ -193,7 +199,10 @@ async fn a_missing_program_is_a_clear_failure() {
 #[tokio::test]
 async fn over_its_memory_limit_a_container_is_oom_killed() {
     let f = fixture("oom");
-    f.runtime.create_sandbox(&f.pod).await.unwrap();
+    f.runtime
+        .create_sandbox(&f.pod, &SandboxConfig::default())
+        .await
+        .unwrap();
     let mut l = launch(&[
         "sh",
         "-c",
@@ -219,7 +228,10 @@ async fn over_its_memory_limit_a_container_is_oom_killed() {
 #[tokio::test]
 async fn a_kill_waits_for_sigterm_then_sigkills_after_the_grace_period() {
     let f = fixture("kill");
-    f.runtime.create_sandbox(&f.pod).await.unwrap();
+    f.runtime
+        .create_sandbox(&f.pod, &SandboxConfig::default())
+        .await
+        .unwrap();
     // Traps TERM and keeps running: only SIGKILL ends it.
     f.runtime
         .start_container(
@@ -266,7 +278,10 @@ async fn a_kill_waits_for_sigterm_then_sigkills_after_the_grace_period() {
 #[tokio::test]
 async fn a_missing_config_map_is_recorded_not_run() {
     let f = fixture("config");
-    f.runtime.create_sandbox(&f.pod).await.unwrap();
+    f.runtime
+        .create_sandbox(&f.pod, &SandboxConfig::default())
+        .await
+        .unwrap();
     let mut l = launch(&["true"]);
     l.config_error = Some((
         "CreateContainerConfigError".into(),
@@ -326,7 +341,10 @@ async fn volumes_are_bound_in_the_container_only_and_mount_points_made_are_remov
             is_file: false,
         },
     ];
-    f.runtime.create_sandbox(&f.pod).await.unwrap();
+    f.runtime
+        .create_sandbox(&f.pod, &SandboxConfig::default())
+        .await
+        .unwrap();
     f.runtime.start_container(&f.pod, &l).await.unwrap();
     let observed = wait_exited(&f, Duration::from_secs(20)).await;
     assert!(
@@ -376,7 +394,10 @@ fn container_cpu_stat(f: &Fixture) -> Option<String> {
 #[tokio::test]
 async fn a_cpu_limit_throttles_a_busy_container() {
     let f = fixture("throttle");
-    f.runtime.create_sandbox(&f.pod).await.unwrap();
+    f.runtime
+        .create_sandbox(&f.pod, &SandboxConfig::default())
+        .await
+        .unwrap();
     let mut l = launch(&["sh", "-c", "while :; do :; done"]);
     l.cpu_limit_milli = Some(100);
     f.runtime.start_container(&f.pod, &l).await.unwrap();
@@ -411,7 +432,10 @@ async fn a_cpu_limit_throttles_a_busy_container() {
 async fn a_pod_pids_limit_stops_a_fork_bomb() {
     let f = fixture("pids");
     f.runtime.set_pod_pids_limit(10);
-    f.runtime.create_sandbox(&f.pod).await.unwrap();
+    f.runtime
+        .create_sandbox(&f.pod, &SandboxConfig::default())
+        .await
+        .unwrap();
     let l = launch(&[
         "sh",
         "-c",
@@ -440,5 +464,41 @@ async fn a_pod_pids_limit_stops_a_fork_bomb() {
         .await
         .unwrap();
     wait_exited(&f, Duration::from_secs(30)).await;
+    cleanup(&f).await;
+}
+
+#[tokio::test]
+async fn resolv_conf_the_agent_gives_is_the_containers_and_the_host_keeps_its_own() {
+    let f = fixture("resolv");
+    let host_before = std::fs::read("/etc/resolv.conf").ok();
+    let text = "search default.svc.cluster.local svc.cluster.local cluster.local\nnameserver 10.43.0.10\noptions ndots:5\n";
+    let config = SandboxConfig {
+        resolv_conf: Some(text.to_string()),
+    };
+    f.runtime.create_sandbox(&f.pod, &config).await.unwrap();
+    f.runtime
+        .start_container(&f.pod, &launch(&["cat", "/etc/resolv.conf"]))
+        .await
+        .unwrap();
+    let observed = wait_exited(&f, Duration::from_secs(30)).await;
+    assert!(
+        matches!(
+            observed.containers[0].state,
+            InstanceState::Exited { exit_code: 0, .. }
+        ),
+        "{observed:?}"
+    );
+    // CRI log lines: time, stream, F, text.
+    let seen: String = log_of(&f)
+        .lines()
+        .filter_map(|l| l.splitn(4, ' ').nth(3))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_eq!(seen, text, "the container's /etc/resolv.conf");
+    assert_eq!(
+        std::fs::read("/etc/resolv.conf").ok(),
+        host_before,
+        "the host's /etc/resolv.conf changed"
+    );
     cleanup(&f).await;
 }
