@@ -267,38 +267,7 @@ async fn apply_tables(
     drop(servers);
 }
 
-/// The nameservers of the host's resolv.conf, as upstreams for names
-/// outside the cluster domain.
-pub fn host_upstreams(resolv_conf: &str) -> Vec<SocketAddr> {
-    resolv_conf
-        .lines()
-        .filter_map(|line| {
-            let mut words = line.split_whitespace();
-            (words.next()? == "nameserver").then_some(())?;
-            words.next()?.parse::<IpAddr>().ok()
-        })
-        .map(|ip| SocketAddr::new(ip, 53))
-        .collect()
-}
-
 /// Where NodePorts listen by default: every address of the node.
 pub fn all_node_addresses() -> Vec<IpAddr> {
     vec![IpAddr::V4(Ipv4Addr::UNSPECIFIED)]
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn upstreams_are_the_host_nameservers() {
-        let conf = "# generated\nsearch example.org\nnameserver 10.0.0.2\nnameserver fd00::53\noptions ndots:1\nnameserver bogus\n";
-        assert_eq!(
-            host_upstreams(conf),
-            vec![
-                "10.0.0.2:53".parse::<SocketAddr>().unwrap(),
-                "[fd00::53]:53".parse().unwrap()
-            ]
-        );
-    }
 }

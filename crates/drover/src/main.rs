@@ -169,6 +169,11 @@ struct NodeArgs {
     /// The cluster domain pods search (the kubelet's --cluster-domain).
     #[arg(long, default_value = "cluster.local")]
     cluster_domain: String,
+    /// Do not run the node's service proxy and DNS server (k3s's
+    /// --disable-kube-proxy): ClusterIPs, NodePorts and cluster DNS do not
+    /// work on this node.
+    #[arg(long)]
+    disable_service_proxy: bool,
 }
 
 #[derive(clap::Args)]
@@ -632,6 +637,7 @@ fn build_agent(
         tracing::warn!("CNI plugins not found in /usr/lib/cni (package containernetworking-plugins): pods share the host network");
         None
     };
+    let has_network = network.is_some();
     let process = ProcessRuntime::new(
         root.clone(),
         cgroups.clone(),
@@ -692,7 +698,31 @@ fn build_agent(
         .collect::<anyhow::Result<_>>()?;
     node.cluster_domain = args.cluster_domain.clone();
     let names: Vec<String> = runtimes.iter().map(|r| r.name().to_string()).collect();
+    let services = if args.disable_service_proxy {
+        None
+    } else if !has_network {
+        tracing::warn!("no pod network: the service proxy and cluster DNS do not run on this node");
+        None
+    } else {
+        let host_resolv_conf = std::fs::read_to_string(&node.host_resolv_conf).unwrap_or_default();
+        Some(agent::services::NodeServices::start(
+            client.clone(),
+            agent::services::ServicesConfig {
+                node_name: name.clone(),
+                cluster_dns: node.cluster_dns.clone(),
+                cluster_domain: node.cluster_domain.clone(),
+                node_port_addresses: agent::services::all_node_addresses(),
+                upstream_dns: dns::upstream_servers(&host_resolv_conf, &node.cluster_dns),
+            },
+            Arc::new(runtime_linux::network::BridgeAddresses::new(
+                &args.pod_bridge,
+            )),
+        ))
+    };
     let agent = agent::agent::Agent::new(client, node, runtimes, &args.default_runtime);
+    if let Some(services) = services {
+        agent.set_services(services);
+    }
     tracing::info!(
         "node agent for node {name}: runtimes {}, cgroup v{}",
         names.join(", "),
