@@ -1378,6 +1378,155 @@ mod tests {
     }
 
     #[test]
+    fn services_are_validated_like_kube_apiserver() {
+        let svc = |spec: Value| json!({"metadata": {"name": "s", "namespace": "d"}, "spec": spec});
+        let check = |spec: Value, want: &[&str]| {
+            let got = fields("", "Service", svc(spec.clone()));
+            if want.is_empty() {
+                assert!(got.is_empty(), "{spec}: {got:?}");
+            }
+            for w in want {
+                assert!(
+                    got.iter().any(|g| g.starts_with(w)),
+                    "{spec}: {w:?} not in {got:?}"
+                );
+            }
+        };
+        let ok_port = json!([{"port": 80}]);
+        check(json!({"ports": ok_port}), &[]);
+        check(
+            json!({"clusterIP": "10.43.0.5", "clusterIPs": ["10.43.0.5"], "ports": ok_port}),
+            &[],
+        );
+        check(json!({"clusterIP": "None", "clusterIPs": ["None"]}), &[]);
+        check(
+            json!({"clusterIP": "10.43.0.5", "clusterIPs": ["10.43.0.6"], "ports": ok_port}),
+            &["spec.clusterIPs: Invalid value"],
+        );
+        check(
+            json!({"clusterIP": "ten", "ports": ok_port}),
+            &["spec.clusterIPs[0]: Invalid value: \"ten\": must be a valid IP address"],
+        );
+        check(
+            json!({"ports": [{"name": "a", "port": 80}, {"name": "b", "port": 80}]}),
+            &["spec.ports[1]: Duplicate value"],
+        );
+        // The same port on two protocols is fine.
+        check(
+            json!({"ports": [{"name": "a", "port": 53, "protocol": "UDP"}, {"name": "b", "port": 53, "protocol": "TCP"}]}),
+            &[],
+        );
+        check(
+            json!({"ports": [{"port": 80}, {"port": 81}]}),
+            &[
+                "spec.ports[0].name: Required value",
+                "spec.ports[1].name: Required value",
+            ],
+        );
+        for bad in ["-web", "web-", "we--b", "123", "abcdefghijklmnop", "Web"] {
+            check(
+                json!({"ports": [{"port": 80, "targetPort": bad}]}),
+                &[&format!(
+                    "spec.ports[0].targetPort: Invalid value: \"{bad}\""
+                )],
+            );
+        }
+        check(
+            json!({"ports": [{"port": 80, "targetPort": "http-alt"}]}),
+            &[],
+        );
+        check(
+            json!({"type": "NodePort", "ports": [{"name": "a", "port": 80, "nodePort": 30001}, {"name": "b", "port": 81, "nodePort": 30001}]}),
+            &["spec.ports[1].nodePort: Duplicate value"],
+        );
+        check(
+            json!({"type": "NodePort", "ports": [{"name": "a", "port": 53, "protocol": "UDP", "nodePort": 30053}, {"name": "b", "port": 53, "nodePort": 30053}]}),
+            &[],
+        );
+        check(
+            json!({"ports": [{"port": 80, "nodePort": 30001}]}),
+            &["spec.ports[0].nodePort: Forbidden: may not be used when `type` is 'ClusterIP'"],
+        );
+        check(
+            json!({"sessionAffinity": "ClientIP", "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 0}}, "ports": ok_port}),
+            &["spec.sessionAffinityConfig.clientIP.timeoutSeconds: Invalid value: 0"],
+        );
+        check(
+            json!({"sessionAffinity": "ClientIP", "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 86400}}, "ports": ok_port}),
+            &[],
+        );
+        check(
+            json!({"sessionAffinity": "None", "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 10}}, "ports": ok_port}),
+            &["spec.sessionAffinityConfig: Invalid value"],
+        );
+        check(
+            json!({"internalTrafficPolicy": "Nearby", "ports": ok_port}),
+            &["spec.internalTrafficPolicy: Unsupported value: \"Nearby\""],
+        );
+        check(
+            json!({"externalTrafficPolicy": "Cluster", "ports": ok_port}),
+            &["spec.externalTrafficPolicy: Invalid value"],
+        );
+        check(
+            json!({"type": "NodePort", "externalTrafficPolicy": "Far", "ports": ok_port}),
+            &["spec.externalTrafficPolicy: Unsupported value"],
+        );
+        check(
+            json!({"type": "ExternalName", "externalName": "db.example.com."}),
+            &[],
+        );
+        check(
+            json!({"type": "ExternalName", "externalName": "Not_Valid"}),
+            &["spec.externalName: Invalid value: \"Not_Valid\""],
+        );
+        check(
+            json!({"type": "ExternalName", "externalName": "a.b", "clusterIP": "10.43.0.5"}),
+            &["spec.clusterIP: Forbidden"],
+        );
+        // Immutable once set, except to or from ExternalName.
+        let old = svc(json!({"clusterIP": "10.43.0.5", "ports": ok_port}));
+        let changed = svc(json!({"clusterIP": "10.43.0.6", "ports": ok_port}));
+        let got: Vec<String> = validate("", "Service", &changed, Some(&old), true)
+            .into_iter()
+            .map(|c| format!("{}: {}", c.field, c.message))
+            .collect();
+        assert_eq!(
+            got,
+            ["spec.clusterIPs[0]: Invalid value: \"10.43.0.6\": may not change once set"]
+        );
+        let ext = svc(json!({"type": "ExternalName", "externalName": "a.b", "ports": ok_port}));
+        assert!(validate("", "Service", &ext, Some(&old), true).is_empty());
+        assert!(validate("", "Service", &changed, Some(&ext), true).is_empty());
+    }
+
+    #[test]
+    fn ip_addresses_are_named_by_canonical_ips_and_immutable() {
+        let ip = |name: &str, parent: Value| json!({"metadata": {"name": name}, "spec": {"parentRef": parent}});
+        let cluster_fields = |obj: Value| -> Vec<String> {
+            validate("networking.k8s.io", "IPAddress", &obj, None, false)
+                .into_iter()
+                .map(|c| format!("{}: {}", c.field, c.message))
+                .collect()
+        };
+        let parent = json!({"resource": "services", "namespace": "d", "name": "s"});
+        assert!(cluster_fields(ip("10.43.0.5", parent.clone())).is_empty());
+        let got = cluster_fields(ip("10.43.0.05", parent.clone()));
+        assert!(
+            got[0].starts_with("metadata.name: Invalid value"),
+            "{got:?}"
+        );
+        let got = cluster_fields(ip("10.43.0.5", Value::Null));
+        assert_eq!(got, ["spec.parentRef: Required value"]);
+        let old = ip("10.43.0.5", parent);
+        let new = ip(
+            "10.43.0.5",
+            json!({"resource": "services", "namespace": "d", "name": "t"}),
+        );
+        let got = validate("networking.k8s.io", "IPAddress", &new, Some(&old), false);
+        assert_eq!(got[0].field, "spec.parentRef");
+    }
+
+    #[test]
     fn invalid_objects_name_their_fields() {
         let cases: &[(&str, &str, Value, &str)] = &[
             (
