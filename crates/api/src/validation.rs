@@ -1229,14 +1229,16 @@ fn validate_cluster_ips(
                 ));
             }
         }
-        if cluster_ips.is_empty() && !cluster_ip.is_empty() && cluster_ip != "None" {
-            if cluster_ip.parse::<std::net::IpAddr>().is_err() {
-                errs.push(FieldError::invalid(
-                    "spec.clusterIPs[0]",
-                    cluster_ip,
-                    IP_ADDRESS_DETAIL,
-                ));
-            }
+        if cluster_ips.is_empty()
+            && !cluster_ip.is_empty()
+            && cluster_ip != "None"
+            && cluster_ip.parse::<std::net::IpAddr>().is_err()
+        {
+            errs.push(FieldError::invalid(
+                "spec.clusterIPs[0]",
+                cluster_ip,
+                IP_ADDRESS_DETAIL,
+            ));
         }
         if cluster_ips.len() > 1 {
             errs.push(FieldError::invalid(
