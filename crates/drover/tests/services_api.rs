@@ -132,6 +132,15 @@ fn cluster_ips_and_node_ports_are_allocated_and_builtin_services_exist() {
     for ip in &ips {
         assert!(table.contains(ip.as_str()), "{ip} missing from:\n{table}");
     }
+    let records = s.ok(&["get", "ipaddresses"]);
+    assert!(records.contains("PARENTREF"), "{records}");
+    for want in [
+        "services/default/kubernetes",
+        "services/kube-system/kube-dns",
+        "services/default/np",
+    ] {
+        assert!(records.contains(want), "{want} missing from:\n{records}");
+    }
 
     // default/kubernetes: the first address, https 443 → this server.
     let port: u16 = s.url.rsplit(':').next().unwrap().parse().unwrap();
