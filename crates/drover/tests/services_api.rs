@@ -289,6 +289,36 @@ fn updates_keep_allocations_and_type_changes_release_them() {
     let svc = s.json(&["get", "service", "web"]);
     assert_eq!(svc["spec"]["clusterIP"], ip.as_str());
     assert_eq!(svc["spec"]["ports"][0]["nodePort"], np);
+    // A replace without the allocated values keeps them (as Kubernetes
+    // does: node ports are matched by port name).
+    let port_name = svc["spec"]["ports"][0]["name"].as_str().unwrap_or("");
+    s.ok_stdin(
+        &["replace", "-f", "-"],
+        &service_yaml(
+            "web",
+            &format!("  type: NodePort\n  selector: {{app: web}}\n  ports:\n  - {{name: \"{port_name}\", port: 80}}\n"),
+        ),
+    );
+    let svc = s.json(&["get", "service", "web"]);
+    assert_eq!(svc["spec"]["clusterIP"], ip.as_str(), "{svc}");
+    assert_eq!(svc["spec"]["ports"][0]["nodePort"], np, "{svc}");
+    // Server-side apply, twice with a change: allocated once, then kept.
+    let applied = |port: u16| {
+        service_yaml(
+            "ssa",
+            &format!("  type: NodePort\n  ports:\n  - {{name: http, port: {port}}}\n"),
+        )
+    };
+    s.ok_stdin(&["apply", "--server-side", "-f", "-"], &applied(80));
+    let first = s.json(&["get", "service", "ssa"]);
+    s.ok_stdin(&["apply", "--server-side", "-f", "-"], &applied(8080));
+    let second = s.json(&["get", "service", "ssa"]);
+    assert_eq!(second["spec"]["clusterIP"], first["spec"]["clusterIP"]);
+    assert_eq!(second["spec"]["ports"][0]["port"], 8080);
+    assert_eq!(
+        second["spec"]["ports"][0]["nodePort"], first["spec"]["ports"][0]["nodePort"],
+        "{second}"
+    );
     // The ClusterIP cannot change.
     let other = nth(&s, 200);
     let err = s.fails(
