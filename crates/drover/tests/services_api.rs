@@ -208,7 +208,12 @@ fn allocations_survive_a_restart_and_deleting_frees_them() {
         ));
     }
     let kubernetes_before = cluster_ip(&s, "kubernetes");
+    // A record lost (here: deleted by hand) is restored by the repair pass
+    // at the next start, for the Service that holds the address.
+    s.ok(&["delete", "ipaddress", &before[1].0]);
     s.restart();
+    let record = s.json(&["get", "ipaddress", &before[1].0]);
+    assert_eq!(record["spec"]["parentRef"]["name"], "s1", "{record}");
     for (i, (ip, np)) in before.iter().enumerate() {
         let svc = s.json(&["get", "service", &format!("s{i}")]);
         assert_eq!(
