@@ -246,7 +246,46 @@ fn default_service(obj: &mut Value) {
         .unwrap_or("ClusterIP")
         .to_string();
     if ty != "ExternalName" {
-        spec.entry("sessionAffinity").or_insert(json!("None"));
+        // clusterIPs[0] is clusterIP: whichever the client set fills the other.
+        let ip = spec
+            .get("clusterIP")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let first = spec
+            .get("clusterIPs")
+            .and_then(Value::as_array)
+            .and_then(|a| a.first())
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        match first {
+            None if !ip.is_empty() => {
+                spec.insert("clusterIPs".into(), json!([ip]));
+            }
+            Some(first) if ip.is_empty() => {
+                spec.insert("clusterIP".into(), json!(first));
+            }
+            _ => {}
+        }
+        let affinity = spec
+            .entry("sessionAffinity")
+            .or_insert(json!("None"))
+            .clone();
+        if affinity == "ClientIP" {
+            let config = spec
+                .entry("sessionAffinityConfig")
+                .or_insert_with(|| json!({}));
+            if config.is_null() {
+                *config = json!({});
+            }
+            if let Some(c) = config.as_object_mut() {
+                let client = c.entry("clientIP").or_insert_with(|| json!({}));
+                if let Some(client) = client.as_object_mut() {
+                    // kube-apiserver's DefaultClientIPServiceAffinitySeconds (3 h).
+                    client.entry("timeoutSeconds").or_insert(json!(10800));
+                }
+            }
+        }
         spec.entry("internalTrafficPolicy")
             .or_insert(json!("Cluster"));
         spec.entry("ipFamilyPolicy").or_insert(json!("SingleStack"));
@@ -487,6 +526,49 @@ mod tests {
         assert_eq!(qos_class(&g), "Guaranteed");
         assert_eq!(qos_class(&b), "Burstable");
         assert_eq!(qos_class(&be), "BestEffort");
+    }
+
+    #[test]
+    fn service_cluster_ips_and_affinity_timeout() {
+        let check = |spec: Value, want_ip: Value, want_ips: Value| {
+            let mut s = json!({ "spec": spec });
+            apply_defaults("", "Service", &mut s);
+            assert_eq!(s["spec"]["clusterIP"], want_ip, "{s}");
+            assert_eq!(s["spec"]["clusterIPs"], want_ips, "{s}");
+        };
+        check(json!({}), Value::Null, Value::Null);
+        check(
+            json!({"clusterIP": "10.43.0.5"}),
+            json!("10.43.0.5"),
+            json!(["10.43.0.5"]),
+        );
+        check(
+            json!({"clusterIPs": ["10.43.0.5"]}),
+            json!("10.43.0.5"),
+            json!(["10.43.0.5"]),
+        );
+        check(json!({"clusterIP": "None"}), json!("None"), json!(["None"]));
+        check(
+            json!({"type": "ExternalName", "externalName": "x.example"}),
+            Value::Null,
+            Value::Null,
+        );
+        let mut s = json!({"spec": {"sessionAffinity": "ClientIP"}});
+        apply_defaults("", "Service", &mut s);
+        assert_eq!(
+            s["spec"]["sessionAffinityConfig"],
+            json!({"clientIP": {"timeoutSeconds": 10800}})
+        );
+        let mut s = json!({"spec": {"sessionAffinity": "ClientIP",
+            "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 60}}}});
+        apply_defaults("", "Service", &mut s);
+        assert_eq!(
+            s["spec"]["sessionAffinityConfig"]["clientIP"]["timeoutSeconds"],
+            60
+        );
+        let mut s = json!({"spec": {}});
+        apply_defaults("", "Service", &mut s);
+        assert!(s["spec"].get("sessionAffinityConfig").is_none());
     }
 
     #[test]

@@ -519,6 +519,18 @@ const BUILTINS: &[Builtin] = &[
         false,
         NONE,
     ),
+    // Service ClusterIP allocations (see crates/apiserver/src/services.rs).
+    b(
+        "networking.k8s.io",
+        &["v1"],
+        "IPAddress",
+        "ipaddresses",
+        &["ip"],
+        Cluster,
+        false,
+        false,
+        NONE,
+    ),
     b(
         "networking.k8s.io",
         &["v1"],

@@ -79,6 +79,7 @@ pub fn check_types(group: &str, version: &str, kind: &str, obj: &Value) -> Resul
         ("networking.k8s.io", "v1", "Ingress") => decode!(api::networking::v1::Ingress),
         ("networking.k8s.io", "v1", "NetworkPolicy") => decode!(api::networking::v1::NetworkPolicy),
         ("networking.k8s.io", "v1", "IngressClass") => decode!(api::networking::v1::IngressClass),
+        ("networking.k8s.io", "v1", "IPAddress") => decode!(api::networking::v1::IPAddress),
         ("rbac.authorization.k8s.io", "v1", "Role") => decode!(api::rbac::v1::Role),
         ("rbac.authorization.k8s.io", "v1", "ClusterRole") => decode!(api::rbac::v1::ClusterRole),
         ("rbac.authorization.k8s.io", "v1", "RoleBinding") => decode!(api::rbac::v1::RoleBinding),
@@ -134,7 +135,8 @@ pub fn validate(
         ),
         ("batch", "Job") => validate_job_spec(spec, "spec", &mut errs),
         ("batch", "CronJob") => validate_cronjob(spec, &mut errs),
-        ("", "Service") => validate_service(spec, &mut errs),
+        ("", "Service") => validate_service(spec, old.and_then(|o| o.get("spec")), &mut errs),
+        ("networking.k8s.io", "IPAddress") => validate_ip_address(obj, old, &mut errs),
         ("", "ConfigMap") => validate_data_keys(obj, &["data", "binaryData"], &mut errs),
         ("", "Secret") => validate_data_keys(obj, &["data", "stringData"], &mut errs),
         ("autoscaling", "HorizontalPodAutoscaler") => validate_hpa(spec, &mut errs),
@@ -327,6 +329,8 @@ fn name_rule(group: &str, kind: &str) -> fn(&str, bool) -> Vec<String> {
     match (group, kind) {
         ("", "Namespace") => names::validate_object_meta_name_dns_label,
         ("", "Service") => names::validate_object_meta_name_dns1035_label,
+        // Checked as an IP address by `validate_ip_address`.
+        ("networking.k8s.io", "IPAddress") => |_, _| Vec::new(),
         ("rbac.authorization.k8s.io", _) | ("", "Event") | ("events.k8s.io", _) => {
             names::validate_path_segment_name
         }
@@ -1007,7 +1011,10 @@ fn validate_cronjob(spec: Option<&Value>, errs: &mut Vec<FieldError>) {
     );
 }
 
-fn validate_service(spec: Option<&Value>, errs: &mut Vec<FieldError>) {
+/// kube-apiserver's IP address message (`ValidateIP`'s detail).
+const IP_ADDRESS_DETAIL: &str = "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)";
+
+fn validate_service(spec: Option<&Value>, old_spec: Option<&Value>, errs: &mut Vec<FieldError>) {
     let ty = s(spec, "type").unwrap_or("ClusterIP");
     if !matches!(
         ty,
@@ -1020,16 +1027,32 @@ fn validate_service(spec: Option<&Value>, errs: &mut Vec<FieldError>) {
         ));
     }
     let ports = spec.and_then(|s| s.get("ports")).and_then(Value::as_array);
+    let cluster_ip = s(spec, "clusterIP").unwrap_or("");
     if ty == "ExternalName" {
-        if s(spec, "externalName").is_none_or(str::is_empty) {
-            errs.push(FieldError::required("spec.externalName", ""));
+        match s(spec, "externalName") {
+            None | Some("") => errs.push(FieldError::required("spec.externalName", "")),
+            Some(name) => {
+                // A fully qualified name may end in a dot.
+                let bare = name.strip_suffix('.').unwrap_or(name);
+                for m in names::is_dns1123_subdomain(bare) {
+                    errs.push(FieldError::invalid("spec.externalName", name, m));
+                }
+            }
         }
-    } else if ports.is_none_or(|p| p.is_empty()) && s(spec, "clusterIP") != Some("None") {
+        if !cluster_ip.is_empty() {
+            errs.push(FieldError::forbidden(
+                "spec.clusterIP",
+                "may not be set for ExternalName services",
+            ));
+        }
+    } else if ports.is_none_or(|p| p.is_empty()) && cluster_ip != "None" {
         errs.push(FieldError::required("spec.ports", ""));
     }
+    validate_cluster_ips(spec, old_spec, ty, errs);
     let ports = ports.cloned().unwrap_or_default();
     let mut seen_names = std::collections::BTreeSet::new();
     let mut seen_ports = std::collections::BTreeSet::new();
+    let mut seen_node_ports = std::collections::BTreeSet::new();
     for (i, p) in ports.iter().enumerate() {
         let pp = format!("spec.ports[{i}]");
         let name = s(Some(p), "name").unwrap_or("");
@@ -1087,11 +1110,15 @@ fn validate_service(spec: Option<&Value>, errs: &mut Vec<FieldError>) {
             }
             _ => {}
         }
-        if let Some(np) = p.get("nodePort").and_then(Value::as_i64) {
+        if let Some(np) = p
+            .get("nodePort")
+            .and_then(Value::as_i64)
+            .filter(|&n| n != 0)
+        {
             if ty != "NodePort" && ty != "LoadBalancer" {
                 errs.push(FieldError::forbidden(
                     format!("{pp}.nodePort"),
-                    "may not be used when `type` is 'ClusterIP'",
+                    format!("may not be used when `type` is '{ty}'"),
                 ));
             } else if !(1..=65535).contains(&np) {
                 errs.push(FieldError::invalid_unquoted(
@@ -1099,15 +1126,187 @@ fn validate_service(spec: Option<&Value>, errs: &mut Vec<FieldError>) {
                     np,
                     "must be between 1 and 65535, inclusive",
                 ));
+            } else if !seen_node_ports.insert((np, proto.to_string())) {
+                // The same node port may serve TCP and UDP, not twice one protocol.
+                errs.push(FieldError::duplicate(
+                    format!("{pp}.nodePort"),
+                    np.to_string(),
+                ));
             }
         }
     }
-    if let Some(a) = s(spec, "sessionAffinity") {
-        if !matches!(a, "None" | "ClientIP") {
+    let affinity = s(spec, "sessionAffinity").unwrap_or("None");
+    if !matches!(affinity, "None" | "ClientIP") {
+        errs.push(FieldError::not_supported(
+            "spec.sessionAffinity",
+            affinity,
+            &["ClientIP", "None"],
+        ));
+    }
+    let affinity_config = spec
+        .and_then(|s| s.get("sessionAffinityConfig"))
+        .filter(|v| !v.is_null());
+    match (affinity, affinity_config) {
+        ("ClientIP", config) => match config.and_then(|c| c.pointer("/clientIP/timeoutSeconds")) {
+            Some(Value::Number(n)) if n.as_i64().is_some_and(|t| (1..=86400).contains(&t)) => {}
+            Some(Value::Number(n)) => errs.push(FieldError::invalid_unquoted(
+                "spec.sessionAffinityConfig.clientIP.timeoutSeconds",
+                n,
+                "must be greater than 0 and less than 86400",
+            )),
+            _ => errs.push(FieldError::required(
+                "spec.sessionAffinityConfig.clientIP.timeoutSeconds",
+                "",
+            )),
+        },
+        ("None", Some(config)) => errs.push(FieldError::invalid(
+            "spec.sessionAffinityConfig",
+            config.to_string(),
+            "must not be set when session affinity is None",
+        )),
+        _ => {}
+    }
+    if let Some(p) = s(spec, "internalTrafficPolicy") {
+        if !matches!(p, "Cluster" | "Local") {
             errs.push(FieldError::not_supported(
-                "spec.sessionAffinity",
-                a,
-                &["ClientIP", "None"],
+                "spec.internalTrafficPolicy",
+                p,
+                &["Cluster", "Local"],
+            ));
+        }
+    }
+    if let Some(p) = s(spec, "externalTrafficPolicy").filter(|p| !p.is_empty()) {
+        if ty != "NodePort" && ty != "LoadBalancer" {
+            errs.push(FieldError::invalid(
+                "spec.externalTrafficPolicy",
+                p,
+                "may only be set for externally-accessible services",
+            ));
+        } else if !matches!(p, "Cluster" | "Local") {
+            errs.push(FieldError::not_supported(
+                "spec.externalTrafficPolicy",
+                p,
+                &["Cluster", "Local"],
+            ));
+        }
+    }
+}
+
+/// `spec.clusterIP` and `spec.clusterIPs`: well-formed, consistent, and
+/// (on update) unchanged unless the type moves to or from ExternalName.
+/// Whether an address is free and in range is the allocator's check.
+fn validate_cluster_ips(
+    spec: Option<&Value>,
+    old_spec: Option<&Value>,
+    ty: &str,
+    errs: &mut Vec<FieldError>,
+) {
+    let cluster_ip = s(spec, "clusterIP").unwrap_or("");
+    let cluster_ips: Vec<&str> = spec
+        .and_then(|s| s.get("clusterIPs"))
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    if let Some(first) = cluster_ips.first() {
+        if *first != cluster_ip {
+            errs.push(FieldError::invalid(
+                "spec.clusterIPs",
+                format!("{cluster_ips:?}"),
+                "first value must match `clusterIP`",
+            ));
+        }
+    }
+    if ty != "ExternalName" {
+        for (i, ip) in cluster_ips.iter().enumerate() {
+            if *ip == "None" && i == 0 {
+                continue;
+            }
+            if ip.parse::<std::net::IpAddr>().is_err() {
+                errs.push(FieldError::invalid(
+                    format!("spec.clusterIPs[{i}]"),
+                    *ip,
+                    IP_ADDRESS_DETAIL,
+                ));
+            }
+        }
+        if cluster_ips.is_empty()
+            && !cluster_ip.is_empty()
+            && cluster_ip != "None"
+            && cluster_ip.parse::<std::net::IpAddr>().is_err()
+        {
+            errs.push(FieldError::invalid(
+                "spec.clusterIPs[0]",
+                cluster_ip,
+                IP_ADDRESS_DETAIL,
+            ));
+        }
+        if cluster_ips.len() > 1 {
+            errs.push(FieldError::invalid(
+                "spec.ipFamilyPolicy",
+                s(spec, "ipFamilyPolicy").unwrap_or("SingleStack"),
+                "this cluster is not configured for dual-stack services",
+            ));
+        }
+    }
+    // Immutable once set, except across a change to or from ExternalName.
+    if let Some(old) = old_spec {
+        let old_ty = s(Some(old), "type").unwrap_or("ClusterIP");
+        let old_ip = s(Some(old), "clusterIP").unwrap_or("");
+        if old_ty != "ExternalName" && ty != "ExternalName" && !old_ip.is_empty() {
+            if cluster_ip.is_empty() {
+                errs.push(FieldError::required(
+                    "spec.clusterIPs[0]",
+                    "primary clusterIP can not be unset",
+                ));
+            } else if cluster_ip != old_ip {
+                errs.push(FieldError::invalid(
+                    "spec.clusterIPs[0]",
+                    cluster_ip,
+                    "may not change once set",
+                ));
+            }
+        }
+    }
+}
+
+/// `networking.k8s.io/v1` IPAddress: named by an IP in canonical form,
+/// pointing at its parent; nothing of it changes after creation.
+fn validate_ip_address(obj: &Value, old: Option<&Value>, errs: &mut Vec<FieldError>) {
+    let name = obj
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    match name.parse::<std::net::IpAddr>() {
+        Ok(ip) if ip.to_string() == name => {}
+        Ok(ip) => errs.push(FieldError::invalid(
+            "metadata.name",
+            name,
+            format!("must be in canonical form (\"{ip}\")"),
+        )),
+        Err(_) => errs.push(FieldError::invalid(
+            "metadata.name",
+            name,
+            IP_ADDRESS_DETAIL,
+        )),
+    }
+    match obj.pointer("/spec/parentRef") {
+        None | Some(Value::Null) => errs.push(FieldError::required("spec.parentRef", "")),
+        Some(r) => {
+            for f in ["resource", "name"] {
+                if s(Some(r), f).is_none_or(str::is_empty) {
+                    errs.push(FieldError::required(format!("spec.parentRef.{f}"), ""));
+                }
+            }
+        }
+    }
+    if let Some(old) = old {
+        if obj.get("spec") != old.get("spec") {
+            errs.push(FieldError::invalid(
+                "spec.parentRef",
+                obj.pointer("/spec/parentRef")
+                    .map(Value::to_string)
+                    .unwrap_or_default(),
+                "field is immutable",
             ));
         }
     }
@@ -1178,6 +1377,155 @@ mod tests {
             .into_iter()
             .map(|c| format!("{}: {}", c.field, c.message))
             .collect()
+    }
+
+    #[test]
+    fn services_are_validated_like_kube_apiserver() {
+        let svc = |spec: Value| json!({"metadata": {"name": "s", "namespace": "d"}, "spec": spec});
+        let check = |spec: Value, want: &[&str]| {
+            let got = fields("", "Service", svc(spec.clone()));
+            if want.is_empty() {
+                assert!(got.is_empty(), "{spec}: {got:?}");
+            }
+            for w in want {
+                assert!(
+                    got.iter().any(|g| g.starts_with(w)),
+                    "{spec}: {w:?} not in {got:?}"
+                );
+            }
+        };
+        let ok_port = json!([{"port": 80}]);
+        check(json!({"ports": ok_port}), &[]);
+        check(
+            json!({"clusterIP": "10.43.0.5", "clusterIPs": ["10.43.0.5"], "ports": ok_port}),
+            &[],
+        );
+        check(json!({"clusterIP": "None", "clusterIPs": ["None"]}), &[]);
+        check(
+            json!({"clusterIP": "10.43.0.5", "clusterIPs": ["10.43.0.6"], "ports": ok_port}),
+            &["spec.clusterIPs: Invalid value"],
+        );
+        check(
+            json!({"clusterIP": "ten", "ports": ok_port}),
+            &["spec.clusterIPs[0]: Invalid value: \"ten\": must be a valid IP address"],
+        );
+        check(
+            json!({"ports": [{"name": "a", "port": 80}, {"name": "b", "port": 80}]}),
+            &["spec.ports[1]: Duplicate value"],
+        );
+        // The same port on two protocols is fine.
+        check(
+            json!({"ports": [{"name": "a", "port": 53, "protocol": "UDP"}, {"name": "b", "port": 53, "protocol": "TCP"}]}),
+            &[],
+        );
+        check(
+            json!({"ports": [{"port": 80}, {"port": 81}]}),
+            &[
+                "spec.ports[0].name: Required value",
+                "spec.ports[1].name: Required value",
+            ],
+        );
+        for bad in ["-web", "web-", "we--b", "123", "abcdefghijklmnop", "Web"] {
+            check(
+                json!({"ports": [{"port": 80, "targetPort": bad}]}),
+                &[&format!(
+                    "spec.ports[0].targetPort: Invalid value: \"{bad}\""
+                )],
+            );
+        }
+        check(
+            json!({"ports": [{"port": 80, "targetPort": "http-alt"}]}),
+            &[],
+        );
+        check(
+            json!({"type": "NodePort", "ports": [{"name": "a", "port": 80, "nodePort": 30001}, {"name": "b", "port": 81, "nodePort": 30001}]}),
+            &["spec.ports[1].nodePort: Duplicate value"],
+        );
+        check(
+            json!({"type": "NodePort", "ports": [{"name": "a", "port": 53, "protocol": "UDP", "nodePort": 30053}, {"name": "b", "port": 53, "nodePort": 30053}]}),
+            &[],
+        );
+        check(
+            json!({"ports": [{"port": 80, "nodePort": 30001}]}),
+            &["spec.ports[0].nodePort: Forbidden: may not be used when `type` is 'ClusterIP'"],
+        );
+        check(
+            json!({"sessionAffinity": "ClientIP", "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 0}}, "ports": ok_port}),
+            &["spec.sessionAffinityConfig.clientIP.timeoutSeconds: Invalid value: 0"],
+        );
+        check(
+            json!({"sessionAffinity": "ClientIP", "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 86400}}, "ports": ok_port}),
+            &[],
+        );
+        check(
+            json!({"sessionAffinity": "None", "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 10}}, "ports": ok_port}),
+            &["spec.sessionAffinityConfig: Invalid value"],
+        );
+        check(
+            json!({"internalTrafficPolicy": "Nearby", "ports": ok_port}),
+            &["spec.internalTrafficPolicy: Unsupported value: \"Nearby\""],
+        );
+        check(
+            json!({"externalTrafficPolicy": "Cluster", "ports": ok_port}),
+            &["spec.externalTrafficPolicy: Invalid value"],
+        );
+        check(
+            json!({"type": "NodePort", "externalTrafficPolicy": "Far", "ports": ok_port}),
+            &["spec.externalTrafficPolicy: Unsupported value"],
+        );
+        check(
+            json!({"type": "ExternalName", "externalName": "db.example.com."}),
+            &[],
+        );
+        check(
+            json!({"type": "ExternalName", "externalName": "Not_Valid"}),
+            &["spec.externalName: Invalid value: \"Not_Valid\""],
+        );
+        check(
+            json!({"type": "ExternalName", "externalName": "a.b", "clusterIP": "10.43.0.5"}),
+            &["spec.clusterIP: Forbidden"],
+        );
+        // Immutable once set, except to or from ExternalName.
+        let old = svc(json!({"clusterIP": "10.43.0.5", "ports": ok_port}));
+        let changed = svc(json!({"clusterIP": "10.43.0.6", "ports": ok_port}));
+        let got: Vec<String> = validate("", "Service", &changed, Some(&old), true)
+            .into_iter()
+            .map(|c| format!("{}: {}", c.field, c.message))
+            .collect();
+        assert_eq!(
+            got,
+            ["spec.clusterIPs[0]: Invalid value: \"10.43.0.6\": may not change once set"]
+        );
+        let ext = svc(json!({"type": "ExternalName", "externalName": "a.b", "ports": ok_port}));
+        assert!(validate("", "Service", &ext, Some(&old), true).is_empty());
+        assert!(validate("", "Service", &changed, Some(&ext), true).is_empty());
+    }
+
+    #[test]
+    fn ip_addresses_are_named_by_canonical_ips_and_immutable() {
+        let ip = |name: &str, parent: Value| json!({"metadata": {"name": name}, "spec": {"parentRef": parent}});
+        let cluster_fields = |obj: Value| -> Vec<String> {
+            validate("networking.k8s.io", "IPAddress", &obj, None, false)
+                .into_iter()
+                .map(|c| format!("{}: {}", c.field, c.message))
+                .collect()
+        };
+        let parent = json!({"resource": "services", "namespace": "d", "name": "s"});
+        assert!(cluster_fields(ip("10.43.0.5", parent.clone())).is_empty());
+        let got = cluster_fields(ip("10.43.0.05", parent.clone()));
+        assert!(
+            got[0].starts_with("metadata.name: Invalid value"),
+            "{got:?}"
+        );
+        let got = cluster_fields(ip("10.43.0.5", Value::Null));
+        assert_eq!(got, ["spec.parentRef: Required value"]);
+        let old = ip("10.43.0.5", parent);
+        let new = ip(
+            "10.43.0.5",
+            json!({"resource": "services", "namespace": "d", "name": "t"}),
+        );
+        let got = validate("networking.k8s.io", "IPAddress", &new, Some(&old), false);
+        assert_eq!(got[0].field, "spec.parentRef");
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod nodes;
 pub mod objects;
 pub mod pki;
 pub mod request;
+pub mod services;
 pub mod spdy;
 pub mod streams;
 pub mod tokens;
@@ -133,6 +134,8 @@ pub struct ApiServer {
     /// The cluster CA (PEM), served on `/cacerts`.
     ca_certificate: std::sync::OnceLock<String>,
     bootstrap_tokens: tokens::BootstrapTokens,
+    /// Service CIDR, node port range, cluster DNS (`set_service_config`).
+    service_config: RwLock<services::ServiceConfig>,
 }
 
 impl ApiServer {
@@ -157,7 +160,25 @@ impl ApiServer {
             nodes: RwLock::new(Default::default()),
             ca_certificate: std::sync::OnceLock::new(),
             bootstrap_tokens: tokens::BootstrapTokens::default(),
+            service_config: RwLock::new(services::ServiceConfig::default()),
         })
+    }
+
+    /// How Services get addresses (`--service-cidr`, `--service-node-port-range`,
+    /// `--cluster-dns`, `--cluster-domain`) and where the `kubernetes`
+    /// Service points. Set before `start`; the defaults are k3s's.
+    pub fn set_service_config(&self, config: services::ServiceConfig) {
+        *self
+            .service_config
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = config;
+    }
+
+    pub fn service_config(&self) -> services::ServiceConfig {
+        self.service_config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The CA certificate (PEM) served on `/cacerts`, which agents joining
@@ -218,10 +239,14 @@ impl ApiServer {
 
     /// Creates what every cluster has (namespaces default, kube-system,
     /// kube-public, kube-node-lease; their default ServiceAccounts; the
-    /// RuntimeClasses), loads CRDs, and starts the background loops (GC,
+    /// RuntimeClasses; the `kubernetes` and `kube-dns` Services), repairs
+    /// Service allocations, loads CRDs, and starts the background loops (GC,
     /// namespace finalizer, CRD watcher, compactor). Then `/readyz` answers 200.
     pub async fn start(self: &Arc<Self>) -> Result<(), ApiError> {
         objects::bootstrap(self).await?;
+        // Crash leftovers of Service allocations, before the first request.
+        services::repair(self).await?;
+        tokio::spawn(services::repair_loop(self.clone()));
         gc::spawn_background(self.clone());
         self.ready.store(true, std::sync::atomic::Ordering::SeqCst);
         Ok(())

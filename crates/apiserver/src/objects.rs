@@ -849,7 +849,7 @@ fn generate_name_suffix(server: &ApiServer) -> String {
         .collect()
 }
 
-fn new_uid(server: &ApiServer) -> String {
+pub(crate) fn new_uid(server: &ApiServer) -> String {
     let mut bytes = [0u8; 16];
     bytes[..8].copy_from_slice(&server.random_u64().to_le_bytes());
     bytes[8..].copy_from_slice(&server.random_u64().to_le_bytes());
@@ -1033,17 +1033,40 @@ async fn create_inner(
     if record_manager {
         track_managed_fields(server, rt, None, &mut obj, &ctx.field_manager, "Update");
     }
+    // ClusterIP and node ports are taken before the write (and given back
+    // if it fails), as kube-apiserver's BeginCreate does.
+    let allocated = if is_service(rt) {
+        Some(
+            crate::services::allocate(server, None, &mut obj, ctx.dry_run)
+                .await?
+                .0,
+        )
+    } else {
+        None
+    };
     if ctx.dry_run {
         return Ok(obj);
     }
     let stored = to_storage(rt, obj)?;
-    let kv = server
+    let created = server
         .store
         .create(&rt.key(ns, &name), encode_for_store(&stored))
-        .await
-        .map_err(|e| store_error(e, rt, &name))?;
+        .await;
+    let kv = match created {
+        Ok(kv) => kv,
+        Err(e) => {
+            if let Some(a) = allocated {
+                crate::services::revert(server, &stored, a).await;
+            }
+            return Err(store_error(e, rt, &name));
+        }
+    };
     after_write(server, rt).await;
     from_storage(rt, decode_stored(&kv)?)
+}
+
+fn is_service(rt: &ResourceType) -> bool {
+    rt.group.is_empty() && rt.kind == "Service" && rt.custom.is_none()
 }
 
 /// Records in metadata.managedFields that `manager` owns what it changed.
@@ -1266,6 +1289,10 @@ pub(crate) async fn write_update(
     operation: &str,
 ) -> Result<Value, ApiError> {
     prepare_update(rt, old, &mut obj, subresource)?;
+    let service_spec = is_service(rt) && subresource.is_none();
+    if service_spec {
+        crate::services::prepare_update(old, &mut obj);
+    }
     admit(server, rt, &mut obj, Some(old), subresource, ctx)?;
     if operation != "Apply" {
         track_managed_fields(
@@ -1277,11 +1304,11 @@ pub(crate) async fn write_update(
             operation,
         );
     }
-    if ctx.dry_run {
-        return Ok(obj);
-    }
     let key = rt.key(ns, name);
     if delete_during_update(rt, old, &obj) {
+        if ctx.dry_run {
+            return Ok(obj);
+        }
         let (_, kv) = server
             .store
             .delete(&key, Some(expected))
@@ -1289,16 +1316,44 @@ pub(crate) async fn write_update(
             .map_err(|e| store_error(e, rt, name))?;
         let mut gone = decode_stored(&kv)?;
         meta_mut(&mut gone).insert("resourceVersion".into(), json!(kv.mod_revision.to_string()));
+        after_delete(server, rt, &gone).await;
         return from_storage(rt, gone);
     }
+    let allocation = if service_spec {
+        Some(crate::services::allocate(server, Some(old), &mut obj, ctx.dry_run).await?)
+    } else {
+        None
+    };
+    if ctx.dry_run {
+        return Ok(obj);
+    }
     let stored = to_storage(rt, obj)?;
-    let kv = server
+    let updated = server
         .store
         .update(&key, encode_for_store(&stored), expected)
-        .await
-        .map_err(|e| store_error(e, rt, name))?;
+        .await;
+    let kv = match updated {
+        Ok(kv) => kv,
+        Err(e) => {
+            if let Some((allocated, _)) = allocation {
+                crate::services::revert(server, &stored, allocated).await;
+            }
+            return Err(store_error(e, rt, name));
+        }
+    };
+    if let Some((_, release)) = allocation {
+        crate::services::release(server, release).await;
+    }
     after_write(server, rt).await;
     from_storage(rt, decode_stored(&kv)?)
+}
+
+/// Side effects of an object leaving the store: a Service's ClusterIP and
+/// node ports are free again.
+async fn after_delete(server: &ApiServer, rt: &ResourceType, gone: &Value) {
+    if is_service(rt) {
+        crate::services::release_all(server, gone).await;
+    }
 }
 
 /// Namespaces wait for their own spec finalizers too.
@@ -1944,6 +1999,7 @@ pub(crate) async fn delete(
                     meta_mut(&mut gone)
                         .insert("resourceVersion".into(), json!(del_rev.to_string()));
                     after_write(server, rt).await;
+                    after_delete(server, rt, &gone).await;
                     return Ok(Deleted::Gone(gone));
                 }
                 Err(StoreError::Conflict { .. }) => continue,
@@ -2107,6 +2163,7 @@ pub(crate) async fn bootstrap(server: &ApiServer) -> Result<(), ApiError> {
     for r in join_all(accounts).await {
         ignore_exists(r)?;
     }
+    crate::services::bootstrap(server).await?;
     crate::gc::load_crds(server).await;
     Ok(())
 }

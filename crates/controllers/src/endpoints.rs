@@ -1668,6 +1668,38 @@ mod tests {
     }
 
     #[test]
+    fn the_api_servers_own_endpoints_are_left_alone() {
+        // `default/kubernetes` as the API server writes it: no selector, its
+        // Endpoints and EndpointSlice not labeled as this controller's.
+        let svc = service(json!({"metadata": {"name": "kubernetes"}, "spec": {"selector": null}}));
+        let endpoints: Endpoints = serde_json::from_value(json!({
+            "metadata": {"name": "kubernetes", "namespace": "default", "uid": "u",
+                         "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
+            "subsets": [{"addresses": [{"ip": "10.0.0.1"}],
+                         "ports": [{"name": "https", "port": 6443, "protocol": "TCP"}]}]
+        }))
+        .unwrap();
+        let slice: EndpointSlice = serde_json::from_value(json!({
+            "metadata": {"name": "kubernetes", "namespace": "default", "uid": "v",
+                         "labels": {"kubernetes.io/service-name": "kubernetes",
+                                    "endpointslice.kubernetes.io/managed-by": "kube-apiserver"}},
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": ["10.0.0.1"], "conditions": {"ready": true}}],
+            "ports": [{"name": "https", "port": 6443, "protocol": "TCP"}]
+        }))
+        .unwrap();
+        let pods = [pod("a", "10.1.0.1", json!({}))];
+        assert_eq!(
+            reconcile_endpoints(&svc, &refs(&pods), Some(&endpoints), ts()),
+            Plan::default()
+        );
+        assert_eq!(
+            reconcile_endpoint_slices(&svc, &refs(&pods), &refs(&nodes()), &[&slice], ts()),
+            Plan::default()
+        );
+    }
+
+    #[test]
     fn endpoints_of_external_name_services_are_deleted_only_if_ours() {
         let svc = service(json!({}));
         let pods = [pod("a", "10.1.0.1", json!({}))];

@@ -109,6 +109,19 @@ struct ServerArgs {
     /// Extra names or addresses for the serving certificate.
     #[arg(long = "tls-san", value_delimiter = ',')]
     tls_san: Vec<String>,
+    /// The range Service ClusterIPs come from (IPv4).
+    #[arg(long, default_value = "10.43.0.0/16")]
+    service_cidr: String,
+    /// The range NodePorts come from, FIRST-LAST.
+    #[arg(long, default_value = "30000-32767")]
+    service_node_port_range: String,
+    /// The cluster DNS Service's address (`kube-system/kube-dns`), given to
+    /// pods as their nameserver [default: the 10th address of --service-cidr].
+    #[arg(long)]
+    cluster_dns: Option<std::net::Ipv4Addr>,
+    /// The cluster's DNS domain (`NAME.NAMESPACE.svc.DOMAIN`).
+    #[arg(long, default_value = "cluster.local")]
+    cluster_domain: String,
     #[command(flatten)]
     node: NodeArgs,
     /// How long a node may go without renewing its Lease or posting status
@@ -537,6 +550,22 @@ async fn server(args: ServerArgs) -> Result<()> {
         },
     );
     server.set_ca_certificate(&pki.ca_cert_pem);
+    let mut services = apiserver::services::ServiceConfig::new(
+        &args.service_cidr,
+        &args.service_node_port_range,
+        args.cluster_dns,
+        &args.cluster_domain,
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    // The `kubernetes` Service's endpoint: where this server listens (the
+    // node's address when it listens on all of them).
+    let advertise = if addr.ip().is_unspecified() {
+        args.node.node_ip.parse().unwrap_or(addr.ip())
+    } else {
+        addr.ip()
+    };
+    services.advertise = Some((advertise, addr.port()));
+    server.set_service_config(services);
     let serving = tokio::spawn(server.clone().serve(listener, tls));
     server
         .start()

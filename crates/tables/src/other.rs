@@ -31,6 +31,7 @@ pub(crate) fn printer(group: &str, kind: &str) -> Option<Printer> {
         }
         ("storage.k8s.io", "StorageClass") => (STORAGE_CLASS_COLUMNS, storage_class_cells),
         ("networking.k8s.io", "Ingress") => (INGRESS_COLUMNS, ingress_cells),
+        ("networking.k8s.io", "IPAddress") => (IP_ADDRESS_COLUMNS, ip_address_cells),
         ("policy", "PodDisruptionBudget") => (PDB_COLUMNS, pdb_cells),
         _ => return None,
     };
@@ -256,6 +257,37 @@ fn runtime_class_cells(class: &Value, now: DateTime<Utc>) -> Vec<Value> {
         json!(str_at(class, "handler")),
         json!(age(class, now)),
     ]
+}
+
+const IP_ADDRESS_COLUMNS: &[Column] = &[
+    NAME,
+    col(
+        "ParentRef",
+        "string",
+        "ParentRef references the resource that an IPAddress is attached to. An IPAddress must reference a parent object.",
+    ),
+];
+
+/// `resource[.group]/[namespace/]name` of the parent, as kubectl shows it.
+fn ip_address_cells(ip: &Value, _now: DateTime<Utc>) -> Vec<Value> {
+    let parent = match get(ip, "spec.parentRef") {
+        Some(r) if r.is_object() => {
+            let mut resource = str_at(r, "resource").to_string();
+            let group = str_at(r, "group");
+            if !group.is_empty() {
+                resource = format!("{resource}.{group}");
+            }
+            let ns = str_at(r, "namespace");
+            let name = str_at(r, "name");
+            if ns.is_empty() {
+                format!("{resource}/{name}")
+            } else {
+                format!("{resource}/{ns}/{name}")
+            }
+        }
+        _ => String::new(),
+    };
+    vec![json!(name(ip)), json!(parent)]
 }
 
 /// Kubernetes' default table convertor, which RBAC roles and CRDs use.

@@ -44,6 +44,14 @@ fn which(name: &str) -> Option<PathBuf> {
     })
 }
 
+/// The second and third octets of test server `n`'s service CIDR in test
+/// process `pid`: 10.50.0.0/16 … 10.84.0.0/16 by process, a /24 per server —
+/// apart from the pod CIDRs of test servers (10.100–199) and joined agents
+/// (10.200–249), and from the defaults 10.43 (services) and 10.88 (pods).
+pub fn service_cidr_octets(pid: u32, n: u32) -> (u32, u32) {
+    (50 + pid % 35, n % 256)
+}
+
 pub struct Server {
     pub child: Option<Child>,
     pub data_dir: tempfile::TempDir,
@@ -86,7 +94,17 @@ impl Server {
     }
 
     /// Starts a server on a fresh data dir and HOME.
-    fn launch(extra_args: Vec<String>, agent_cgroup: Option<String>) -> Server {
+    fn launch(mut extra_args: Vec<String>, agent_cgroup: Option<String>) -> Server {
+        // Each server its own service CIDR (a /24) and cluster DNS address,
+        // so the service proxies of concurrent test servers never overlap;
+        // kept across restarts. Servers sharing an etcd pass one themselves.
+        if !extra_args.iter().any(|a| a.starts_with("--service-cidr")) {
+            static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+            let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let (a, b) = service_cidr_octets(std::process::id(), n);
+            extra_args.push(format!("--service-cidr=10.{a}.{b}.0/24"));
+            extra_args.push(format!("--cluster-dns=10.{a}.{b}.10"));
+        }
         let data_dir = tempfile::tempdir().unwrap();
         let home = tempfile::tempdir().unwrap();
         let kubeconfig = data_dir.path().join("kubeconfig.yaml");
