@@ -115,13 +115,6 @@ struct ServerArgs {
     /// The range NodePorts come from, FIRST-LAST.
     #[arg(long, default_value = "30000-32767")]
     service_node_port_range: String,
-    /// The cluster DNS Service's address (`kube-system/kube-dns`), given to
-    /// pods as their nameserver [default: the 10th address of --service-cidr].
-    #[arg(long)]
-    cluster_dns: Option<std::net::Ipv4Addr>,
-    /// The cluster's DNS domain (`NAME.NAMESPACE.svc.DOMAIN`).
-    #[arg(long, default_value = "cluster.local")]
-    cluster_domain: String,
     #[command(flatten)]
     node: NodeArgs,
     /// How long a node may go without renewing its Lease or posting status
@@ -174,12 +167,17 @@ struct NodeArgs {
     /// The runtime of pods without `runtimeClassName`.
     #[arg(long, default_value = "process")]
     default_runtime: String,
-    /// The cluster DNS server(s) pods with dnsPolicy ClusterFirst use,
-    /// comma-separated (the kubelet's --cluster-dns); empty: pods get the
-    /// host's resolver settings.
-    #[arg(long, value_delimiter = ',', default_value = "10.43.0.10")]
-    cluster_dns: Vec<String>,
-    /// The cluster domain pods search (the kubelet's --cluster-domain).
+    /// The cluster DNS address, comma-separated if several (the kubelet's
+    /// --cluster-dns): pods with dnsPolicy ClusterFirst use it, the node
+    /// serves DNS on it, and on a server it is the `kube-system/kube-dns`
+    /// Service's ClusterIP. Default: on a server the 10th address of
+    /// --service-cidr (10.43.0.10); on an agent the kube-dns Service's
+    /// ClusterIP. `--cluster-dns=` (empty): pods get the host's resolver
+    /// settings.
+    #[arg(long, value_delimiter = ',')]
+    cluster_dns: Option<Vec<String>>,
+    /// The cluster's DNS domain (`NAME.NAMESPACE.svc.DOMAIN`; the kubelet's
+    /// --cluster-domain).
     #[arg(long, default_value = "cluster.local")]
     cluster_domain: String,
     /// Do not run the node's service proxy and DNS server (k3s's
@@ -292,7 +290,7 @@ fn tokio_runtime() -> Result<tokio::runtime::Runtime> {
 
 /// `drover agent`: join the server with the token, then run the node agent
 /// against it over HTTPS, reachable back through the tunnel.
-async fn agent_main(args: AgentArgs) -> Result<()> {
+async fn agent_main(mut args: AgentArgs) -> Result<()> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating data dir {}", args.data_dir.display()))?;
     let name = args.node.node_name.clone().unwrap_or_else(host_name);
@@ -304,6 +302,28 @@ async fn agent_main(args: AgentArgs) -> Result<()> {
     )
     .await
     .with_context(|| format!("joining {}", args.server))?;
+    if args.node.cluster_dns.is_none() {
+        // The cluster's DNS address is the kube-dns Service's ClusterIP.
+        let kube_dns = joined
+            .client
+            .get(
+                client::Gvr::new("", "v1", "services"),
+                Some("kube-system"),
+                "kube-dns",
+            )
+            .await;
+        args.node.cluster_dns = Some(match kube_dns {
+            Ok(svc) => svc
+                .pointer("/spec/clusterIP")
+                .and_then(|ip| ip.as_str())
+                .map(|ip| vec![ip.to_string()])
+                .unwrap_or_default(),
+            Err(e) => {
+                tracing::warn!("no kube-system/kube-dns Service ({e}): pods get the host's resolver settings");
+                Vec::new()
+            }
+        });
+    }
     let agent = build_agent(joined.client.clone(), &args.data_dir, &args.node)?;
     tokio::spawn(agent::remote::run_tunnel(
         joined.endpoint.clone(),
@@ -506,7 +526,7 @@ fn simulate(args: SimArgs) -> Result<()> {
     Ok(())
 }
 
-async fn server(args: ServerArgs) -> Result<()> {
+async fn server(mut args: ServerArgs) -> Result<()> {
     let started = Instant::now();
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating data dir {}", args.data_dir.display()))?;
@@ -550,13 +570,23 @@ async fn server(args: ServerArgs) -> Result<()> {
         },
     );
     server.set_ca_certificate(&pki.ca_cert_pem);
+    let cluster_dns = match args.node.cluster_dns.as_deref().unwrap_or_default() {
+        [] => None,
+        [first, ..] => Some(first.parse::<std::net::Ipv4Addr>().map_err(|e| {
+            anyhow::anyhow!("--cluster-dns {first:?}: {e} (the kube-dns ClusterIP is IPv4)")
+        })?),
+    };
     let mut services = apiserver::services::ServiceConfig::new(
         &args.service_cidr,
         &args.service_node_port_range,
-        args.cluster_dns,
-        &args.cluster_domain,
+        cluster_dns,
+        &args.node.cluster_domain,
     )
     .map_err(|e| anyhow::anyhow!("{e}"))?;
+    // The local agent's pods use the kube-dns address the server settled on.
+    if args.node.cluster_dns.is_none() {
+        args.node.cluster_dns = Some(vec![services.cluster_dns.to_string()]);
+    }
     // The `kubernetes` Service's endpoint: where this server listens (the
     // node's address when it listens on all of them).
     let advertise = if addr.ip().is_unspecified() {
@@ -719,6 +749,7 @@ fn build_agent(
     node.cluster_dns = args
         .cluster_dns
         .iter()
+        .flatten()
         .filter(|s| !s.is_empty())
         .map(|s| {
             s.parse()
