@@ -774,8 +774,8 @@ fn build_agent(
                 node_port_addresses: agent::services::all_node_addresses(),
                 upstream_dns: dns::upstream_servers(&host_resolv_conf, &node.cluster_dns),
             },
-            Arc::new(runtime_linux::network::BridgeAddresses::new(
-                &args.pod_bridge,
+            Arc::new(runtime_linux::network::ServiceAddresses::new(
+                &runtime_linux::network::ServiceAddresses::interface_for(&args.pod_bridge),
             )),
         ))
     };

@@ -158,20 +158,36 @@ impl PodNetwork {
 }
 
 /// The node's service addresses (ClusterIPs and the cluster DNS address)
-/// as host-scope /32 (/128) addresses on the pod bridge: the node's own
+/// as host-scope /32 (/128) addresses on an interface of their own,
+/// `BRIDGE-svc` (kube-proxy's IPVS mode does the same with its dummy
+/// `kube-ipvs0`): the node's own
 /// processes reach them as local addresses, and pods through their default
 /// route to the bridge, so the agent's userspace proxy and DNS server can
-/// listen on them without iptables. On the bridge rather than a dummy
-/// interface because the bridge already exists per node and goes away with
-/// it; the pod CIDR's gateway address (not a /32) is never touched.
-pub struct BridgeAddresses {
-    bridge: String,
+/// listen on them without iptables. Not on the bridge itself: CNI's bridge
+/// plugin refuses a bridge with an IPv4 address other than its gateway's.
+pub struct ServiceAddresses {
+    interface: String,
 }
 
-impl BridgeAddresses {
-    pub fn new(bridge: &str) -> BridgeAddresses {
-        BridgeAddresses {
-            bridge: bridge.to_string(),
+impl ServiceAddresses {
+    pub fn new(interface: &str) -> ServiceAddresses {
+        ServiceAddresses {
+            interface: interface.to_string(),
+        }
+    }
+
+    /// The service interface of the node whose pod bridge is `bridge`
+    /// (`BRIDGE-svc`; interface names have at most 15 bytes).
+    pub fn interface_for(bridge: &str) -> String {
+        if bridge.len() <= 11 {
+            format!("{bridge}-svc")
+        } else {
+            let hash = bridge
+                .bytes()
+                .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                    (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+                });
+            format!("drsvc{:010x}", hash & 0xff_ffff_ffff)
         }
     }
 
@@ -206,25 +222,21 @@ impl BridgeAddresses {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
-    /// Creates the bridge if the first pod has not (CNI's bridge plugin
-    /// adopts an existing one) and brings it up: addresses on a down
-    /// interface are not local.
-    fn ensure_bridge(&self) -> Result<(), String> {
+    /// Creates the interface and brings it up (addresses on a down
+    /// interface are not local): a dummy device, or where the kernel has no
+    /// dummy module, a bridge without ports, which holds local addresses
+    /// just as well.
+    fn ensure_interface(&self) -> Result<(), String> {
         if self
-            .ip(&["link", "show", "dev", &self.bridge], None)
+            .ip(&["link", "show", "dev", &self.interface], None)
             .is_err()
+            && self
+                .ip(&["link", "add", &self.interface, "type", "dummy"], None)
+                .is_err()
         {
-            if let Err(e) = self.ip(&["link", "add", &self.bridge, "type", "bridge"], None) {
-                // Raced with the CNI plugin creating it.
-                if self
-                    .ip(&["link", "show", "dev", &self.bridge], None)
-                    .is_err()
-                {
-                    return Err(e);
-                }
-            }
+            self.ip(&["link", "add", &self.interface, "type", "bridge"], None)?;
         }
-        self.ip(&["link", "set", "dev", &self.bridge, "up"], None)
+        self.ip(&["link", "set", "dev", &self.interface, "up"], None)
             .map(|_| ())
     }
 
@@ -244,10 +256,10 @@ impl BridgeAddresses {
     }
 }
 
-impl agent::services::LocalAddresses for BridgeAddresses {
+impl agent::services::LocalAddresses for ServiceAddresses {
     fn list(&self) -> Result<std::collections::BTreeSet<std::net::IpAddr>, String> {
-        self.ensure_bridge()?;
-        let listing = self.ip(&["-o", "addr", "show", "dev", &self.bridge], None)?;
+        self.ensure_interface()?;
+        let listing = self.ip(&["-o", "addr", "show", "dev", &self.interface], None)?;
         Ok(Self::host_addresses(&listing))
     }
 
@@ -255,14 +267,14 @@ impl agent::services::LocalAddresses for BridgeAddresses {
         if addresses.is_empty() {
             return Ok(());
         }
-        self.ensure_bridge()?;
+        self.ensure_interface()?;
         let batch: String = addresses
             .iter()
             .map(|a| {
                 let length = if a.is_ipv4() { 32 } else { 128 };
                 format!(
                     "address replace {a}/{length} dev {} scope host\n",
-                    self.bridge
+                    self.interface
                 )
             })
             .collect();
@@ -278,7 +290,7 @@ impl agent::services::LocalAddresses for BridgeAddresses {
             .iter()
             .map(|a| {
                 let length = if a.is_ipv4() { 32 } else { 128 };
-                format!("address del {a}/{length} dev {}\n", self.bridge)
+                format!("address del {a}/{length} dev {}\n", self.interface)
             })
             .collect();
         self.ip(&["-force", "-batch", "-"], Some(&batch))
@@ -288,7 +300,7 @@ impl agent::services::LocalAddresses for BridgeAddresses {
 
 #[cfg(test)]
 mod tests {
-    use super::BridgeAddresses;
+    use super::ServiceAddresses;
 
     #[test]
     fn only_host_length_addresses_are_service_addresses() {
@@ -296,10 +308,24 @@ mod tests {
                        5: drover0    inet 10.43.0.10/32 scope host drover0\\       valid_lft forever preferred_lft forever\n\
                        5: drover0    inet6 fd00::5/128 scope host \\       valid_lft forever preferred_lft forever\n\
                        5: drover0    inet6 fe80::1/64 scope link \\       valid_lft forever preferred_lft forever\n";
-        let found: Vec<String> = BridgeAddresses::host_addresses(listing)
+        let found: Vec<String> = ServiceAddresses::host_addresses(listing)
             .iter()
             .map(|a| a.to_string())
             .collect();
         assert_eq!(found, ["10.43.0.10", "fd00::5"]);
+    }
+}
+
+#[cfg(test)]
+mod interface_names {
+    use super::ServiceAddresses;
+
+    #[test]
+    fn service_interfaces_are_valid_interface_names() {
+        assert_eq!(ServiceAddresses::interface_for("drover0"), "drover0-svc");
+        assert_eq!(ServiceAddresses::interface_for("drv12345x12"), "drv12345x12-svc");
+        let long = ServiceAddresses::interface_for("a-very-long-bridge");
+        assert!(long.len() <= 15 && long.starts_with("drsvc"), "{long}");
+        assert_ne!(long, ServiceAddresses::interface_for("a-very-long-bridgf"));
     }
 }

@@ -139,7 +139,7 @@ impl Drop for Cluster {
             .arg(format!(
                 "for f in $(find /sys/fs/cgroup/*/{c} /sys/fs/cgroup/{c} -name cgroup.procs 2>/dev/null); do for p in $(cat $f); do kill -9 $p; done; done; sleep 0.5; \
                  for d in /sys/fs/cgroup/*/{c} /sys/fs/cgroup/{c}; do [ -d $d ] && find $d -depth -type d -exec rmdir {{}} \\; ; done; \
-                 for n in $(ip netns list | awk '{{print $1}}' | grep ^drover-); do ip netns delete $n; done; ip link del {b} 2>/dev/null; \
+                 for n in $(ip netns list | awk '{{print $1}}' | grep ^drover-); do ip netns delete $n; done; ip link del {b} 2>/dev/null; ip link del {b}-svc 2>/dev/null; \
                  grep ' {d}' /proc/self/mountinfo | awk '{{print $5}}' | sort -r | xargs -r -n1 umount -l; true",
                 c = self.cgroup,
                 b = self.bridge,

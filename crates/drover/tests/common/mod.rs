@@ -193,10 +193,13 @@ impl Server {
             .iter()
             .find_map(|a| a.strip_prefix("--pod-bridge="))
         {
-            let _ = Command::new("ip")
-                .args(["link", "del", bridge])
-                .stderr(Stdio::null())
-                .status();
+            // The bridge and the node's service interface (BRIDGE-svc).
+            for link in [bridge.to_string(), format!("{bridge}-svc")] {
+                let _ = Command::new("ip")
+                    .args(["link", "del", &link])
+                    .stderr(Stdio::null())
+                    .status();
+            }
         }
     }
 
@@ -600,10 +603,12 @@ impl Drop for AgentProcess {
                 let _ = Command::new("ip").args(["netns", "delete", &name]).status();
             }
         }
-        let _ = Command::new("ip")
-            .args(["link", "del", &self.bridge])
-            .stderr(Stdio::null())
-            .status();
+        for link in [self.bridge.clone(), format!("{}-svc", self.bridge)] {
+            let _ = Command::new("ip")
+                .args(["link", "del", &link])
+                .stderr(Stdio::null())
+                .status();
+        }
     }
 }
 
