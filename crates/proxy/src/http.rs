@@ -6,8 +6,11 @@
 //!   weighted split by pod-template-hash goes: it would choose an endpoint group (one balancer
 //!   per group) before the balancer, without touching anything below.
 //! - `Balancer`: `Buffer` (shared by all connections of the listener) -> `p2c::Balance` over a
-//!   `Discover` stream fed by `apply` -> `PeakEwma` per endpoint (linkerd2-proxy's choice: it
-//!   reacts to a slow replica within a few requests, where round robin keeps feeding it).
+//!   `Discover` stream fed by `apply` -> `PendingRequests` per endpoint: least outstanding
+//!   requests between two random endpoints. A replica that slows down accumulates pending
+//!   requests and is avoided; identical replicas get an even split, which peak-EWMA does not
+//!   give (its latency estimate decays over seconds, so with two endpoints the one that was
+//!   slower once is starved until it decays).
 //! - `EndpointService`: rewrites the URI to the endpoint, sends it on a pooled hyper client
 //!   (HTTP/2 multiplexed for h2c, so gRPC streams spread across replicas), records metrics.
 
@@ -33,7 +36,7 @@ use tokio::time::Instant;
 use tower::balance::p2c::Balance;
 use tower::buffer::Buffer;
 use tower::discover::Change;
-use tower::load::{CompleteOnResponse, PeakEwmaDiscover};
+use tower::load::{CompleteOnResponse, PendingRequestsDiscover};
 use tower::{BoxError, Service, ServiceExt};
 
 use crate::metrics::{code_class, ResponseLabels};
@@ -44,9 +47,6 @@ pub type ProxyBody = Either<Incoming, Full<Bytes>>;
 type ResponseFuture = Pin<Box<dyn Future<Output = Result<Response<Incoming>, BoxError>> + Send>>;
 type Upstream = Client<HttpConnector, Incoming>;
 
-/// Peak-EWMA parameters as linkerd2-proxy's defaults: 30 ms default RTT, 10 s decay.
-const DEFAULT_RTT: Duration = Duration::from_millis(30);
-const DECAY: Duration = Duration::from_secs(10);
 /// A request waits at most this long for the balancer (e.g. every endpoint just went away).
 const BALANCER_WAIT: Duration = Duration::from_secs(10);
 
@@ -77,10 +77,8 @@ impl Balancer {
         let (changes, receiver) = mpsc::unbounded_channel();
         let discover =
             tokio_stream::wrappers::UnboundedReceiverStream::new(receiver).map(Ok::<_, Infallible>);
-        let discover = PeakEwmaDiscover::new::<Request<Incoming>>(
+        let discover = PendingRequestsDiscover::new::<Request<Incoming>>(
             discover,
-            DEFAULT_RTT,
-            DECAY,
             CompleteOnResponse::default(),
         );
         let balance = Balance::new(discover);

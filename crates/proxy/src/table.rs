@@ -351,7 +351,11 @@ mod tests {
         serde_json::from_value(value).expect("test service")
     }
 
-    fn slice(service: &str, ports: serde_json::Value, endpoints: serde_json::Value) -> EndpointSlice {
+    fn slice(
+        service: &str,
+        ports: serde_json::Value,
+        endpoints: serde_json::Value,
+    ) -> EndpointSlice {
         serde_json::from_value(json!({
             "metadata": {"namespace": "default", "name": format!("{service}-abc"),
                          "labels": {"kubernetes.io/service-name": service}},
@@ -366,7 +370,9 @@ mod tests {
         let mut spec = spec;
         let object = spec.as_object_mut().expect("spec object");
         object.entry("clusterIP").or_insert(json!("10.96.0.10"));
-        object.entry("ports").or_insert(json!([{"name": "web", "port": 80, "protocol": "TCP"}]));
+        object
+            .entry("ports")
+            .or_insert(json!([{"name": "web", "port": 80, "protocol": "TCP"}]));
         service(json!({"metadata": {"namespace": "default", "name": "web"}, "spec": spec}))
     }
 
@@ -394,40 +400,80 @@ mod tests {
             .iter()
             .map(|p| {
                 let frontends: Vec<String> = p.frontends.iter().map(|f| f.to_string()).collect();
-                let endpoints: Vec<String> = p.endpoints.iter().map(|e| e.addr.to_string()).collect();
-                format!("{:?} {} {:?} -> {}", p.scope, frontends.join(","), p.app, endpoints.join(","))
+                let endpoints: Vec<String> =
+                    p.endpoints.iter().map(|e| e.addr.to_string()).collect();
+                format!(
+                    "{:?} {} {:?} -> {}",
+                    p.scope,
+                    frontends.join(","),
+                    p.app,
+                    endpoints.join(",")
+                )
             })
             .collect()
     }
 
     fn web_slice(endpoints: serde_json::Value) -> EndpointSlice {
-        slice("web", json!([{"name": "web", "port": 8080, "protocol": "TCP"}]), endpoints)
+        slice(
+            "web",
+            json!([{"name": "web", "port": 8080, "protocol": "TCP"}]),
+            endpoints,
+        )
     }
 
     #[test]
     fn ready_endpoints_only_and_nil_ready_counts_as_ready() {
         let slices = [web_slice(json!([
             ep("10.0.0.1", "node-a", json!({"ready": true})),
-            ep("10.0.0.2", "node-a", json!({"ready": false, "serving": false})),
+            ep(
+                "10.0.0.2",
+                "node-a",
+                json!({"ready": false, "serving": false})
+            ),
             ep("10.0.0.3", "node-b", json!({})),
-            ep("10.0.0.4", "node-b", json!({"ready": false, "serving": true, "terminating": true})),
+            ep(
+                "10.0.0.4",
+                "node-b",
+                json!({"ready": false, "serving": true, "terminating": true})
+            ),
         ]))];
         let t = table(&[web(json!({}))], &slices);
-        assert_eq!(summary(&t), ["Cluster 10.96.0.10:80 Tcp -> 10.0.0.1:8080,10.0.0.3:8080"]);
+        assert_eq!(
+            summary(&t),
+            ["Cluster 10.96.0.10:80 Tcp -> 10.0.0.1:8080,10.0.0.3:8080"]
+        );
         let first = &t.ports[0].endpoints[0];
         assert_eq!(first.pod.as_deref(), Some("pod-10.0.0.1"));
-        assert_eq!(first.pod_template_hash.as_deref(), Some("hash-of-pod-10.0.0.1"));
+        assert_eq!(
+            first.pod_template_hash.as_deref(),
+            Some("hash-of-pod-10.0.0.1")
+        );
         assert_eq!(first.node.as_deref(), Some("node-a"));
         assert_eq!(t.ports[0].key.port, "web");
-        assert_eq!(t.cluster_ips(), ["10.96.0.10".parse::<IpAddr>().unwrap()].into());
+        assert_eq!(
+            t.cluster_ips(),
+            ["10.96.0.10".parse::<IpAddr>().unwrap()].into()
+        );
     }
 
     #[test]
     fn serving_terminating_endpoints_are_the_fallback_when_none_is_ready() {
         let slices = [web_slice(json!([
-            ep("10.0.0.2", "node-a", json!({"ready": false, "serving": false, "terminating": true})),
-            ep("10.0.0.4", "node-b", json!({"ready": false, "serving": true, "terminating": true})),
-            ep("10.0.0.5", "node-b", json!({"ready": false, "serving": true, "terminating": false})),
+            ep(
+                "10.0.0.2",
+                "node-a",
+                json!({"ready": false, "serving": false, "terminating": true})
+            ),
+            ep(
+                "10.0.0.4",
+                "node-b",
+                json!({"ready": false, "serving": true, "terminating": true})
+            ),
+            ep(
+                "10.0.0.5",
+                "node-b",
+                json!({"ready": false, "serving": true, "terminating": false})
+            ),
         ]))];
         let t = table(&[web(json!({}))], &slices);
         assert_eq!(summary(&t), ["Cluster 10.96.0.10:80 Tcp -> 10.0.0.4:8080"]);
@@ -454,14 +500,21 @@ mod tests {
         let t = table(&[svc], &slices);
         assert_eq!(
             summary(&t),
-            ["Cluster 10.96.0.10:53 Udp -> 10.0.0.1:5353", "Cluster 10.96.0.10:80 Tcp -> 10.0.0.1:8080"]
+            [
+                "Cluster 10.96.0.10:53 Udp -> 10.0.0.1:5353",
+                "Cluster 10.96.0.10:80 Tcp -> 10.0.0.1:8080"
+            ]
         );
     }
 
     #[test]
     fn unnamed_port_is_keyed_by_number_and_matches_the_unnamed_slice_port() {
         let svc = web(json!({"ports": [{"port": 80}]}));
-        let slices = [slice("web", json!([{"port": 8080}]), json!([ep("10.0.0.1", "node-a", json!({}))]))];
+        let slices = [slice(
+            "web",
+            json!([{"port": 8080}]),
+            json!([ep("10.0.0.1", "node-a", json!({}))]),
+        )];
         let t = table(&[svc], &slices);
         assert_eq!(t.ports[0].key.port, "80");
         assert_eq!(summary(&t), ["Cluster 10.96.0.10:80 Tcp -> 10.0.0.1:8080"]);
@@ -508,7 +561,11 @@ mod tests {
                 "NodePort 0.0.0.0:30080 Tcp -> 10.0.0.1:8080"
             ]
         );
-        assert_eq!(t.cluster_ips().len(), 1, "node port addresses are not cluster IPs");
+        assert_eq!(
+            t.cluster_ips().len(),
+            1,
+            "node port addresses are not cluster IPs"
+        );
     }
 
     #[test]
@@ -517,9 +574,14 @@ mod tests {
             "spec": {"clusterIP": "None", "clusterIPs": ["None"], "ports": [{"port": 5432}]}}));
         let external = service(json!({"metadata": {"namespace": "default", "name": "ext"},
             "spec": {"type": "ExternalName", "externalName": "example.org", "ports": [{"port": 80}]}}));
-        let dns = service(json!({"metadata": {"namespace": "kube-system", "name": "kube-dns"},
-            "spec": {"clusterIP": "10.96.0.53", "ports": [{"name": "dns", "port": 53, "protocol": "UDP"}]}}));
-        assert_eq!(summary(&table(&[headless, external, dns], &[])), Vec::<String>::new());
+        let dns = service(
+            json!({"metadata": {"namespace": "kube-system", "name": "kube-dns"},
+            "spec": {"clusterIP": "10.96.0.53", "ports": [{"name": "dns", "port": 53, "protocol": "UDP"}]}}),
+        );
+        assert_eq!(
+            summary(&table(&[headless, external, dns], &[])),
+            Vec::<String>::new()
+        );
     }
 
     #[test]
@@ -532,20 +594,35 @@ mod tests {
     #[test]
     fn app_protocol_detection() {
         let cases = [
-            (json!({"port": 80, "appProtocol": "http"}), AppProtocol::Http1),
-            (json!({"port": 80, "appProtocol": "kubernetes.io/http"}), AppProtocol::Http1),
-            (json!({"port": 80, "appProtocol": "kubernetes.io/h2c"}), AppProtocol::H2c),
+            (
+                json!({"port": 80, "appProtocol": "http"}),
+                AppProtocol::Http1,
+            ),
+            (
+                json!({"port": 80, "appProtocol": "kubernetes.io/http"}),
+                AppProtocol::Http1,
+            ),
+            (
+                json!({"port": 80, "appProtocol": "kubernetes.io/h2c"}),
+                AppProtocol::H2c,
+            ),
             (json!({"port": 80, "appProtocol": "grpc"}), AppProtocol::H2c),
             (json!({"port": 80, "appProtocol": "h2c"}), AppProtocol::H2c),
             (json!({"port": 80, "name": "http"}), AppProtocol::Http1),
-            (json!({"port": 80, "name": "http-metrics"}), AppProtocol::Http1),
+            (
+                json!({"port": 80, "name": "http-metrics"}),
+                AppProtocol::Http1,
+            ),
             (json!({"port": 80, "name": "grpc"}), AppProtocol::H2c),
             (json!({"port": 80, "name": "grpc-api"}), AppProtocol::H2c),
             (json!({"port": 80, "name": "h2c"}), AppProtocol::H2c),
             (json!({"port": 80, "name": "http2"}), AppProtocol::H2c),
             (json!({"port": 80, "name": "httpx"}), AppProtocol::Tcp),
             (json!({"port": 80, "name": "web"}), AppProtocol::Tcp),
-            (json!({"port": 80, "name": "http", "appProtocol": "kubernetes.io/ws"}), AppProtocol::Tcp),
+            (
+                json!({"port": 80, "name": "http", "appProtocol": "kubernetes.io/ws"}),
+                AppProtocol::Tcp,
+            ),
             (json!({"port": 80}), AppProtocol::Tcp),
         ];
         for (port, want) in cases {
@@ -553,16 +630,26 @@ mod tests {
             assert_eq!(app_protocol(&parsed), want, "port {port}");
         }
         let udp = web(json!({"ports": [{"name": "http", "port": 80, "protocol": "UDP"}]}));
-        assert_eq!(table(&[udp], &[]).ports[0].app, AppProtocol::Udp, "UDP ports are never HTTP");
+        assert_eq!(
+            table(&[udp], &[]).ports[0].app,
+            AppProtocol::Udp,
+            "UDP ports are never HTTP"
+        );
     }
 
     #[test]
     fn session_affinity_client_ip_with_default_and_explicit_timeout() {
         let default = web(json!({"sessionAffinity": "ClientIP"}));
-        assert_eq!(table(&[default], &[]).ports[0].session_affinity, Some(Duration::from_secs(10800)));
+        assert_eq!(
+            table(&[default], &[]).ports[0].session_affinity,
+            Some(Duration::from_secs(10800))
+        );
         let explicit = web(json!({"sessionAffinity": "ClientIP",
             "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 60}}}));
-        assert_eq!(table(&[explicit], &[]).ports[0].session_affinity, Some(Duration::from_secs(60)));
+        assert_eq!(
+            table(&[explicit], &[]).ports[0].session_affinity,
+            Some(Duration::from_secs(60))
+        );
         let none = web(json!({"sessionAffinity": "None"}));
         assert_eq!(table(&[none], &[]).ports[0].session_affinity, None);
     }
@@ -570,11 +657,20 @@ mod tests {
     #[test]
     fn duplicate_addresses_across_slices_count_once_and_output_is_sorted() {
         let slices = [
-            web_slice(json!([ep("10.0.0.3", "node-a", json!({})), ep("10.0.0.1", "node-a", json!({}))])),
-            web_slice(json!([ep("10.0.0.1", "node-a", json!({})), ep("10.0.0.2", "node-a", json!({}))])),
+            web_slice(json!([
+                ep("10.0.0.3", "node-a", json!({})),
+                ep("10.0.0.1", "node-a", json!({}))
+            ])),
+            web_slice(json!([
+                ep("10.0.0.1", "node-a", json!({})),
+                ep("10.0.0.2", "node-a", json!({}))
+            ])),
         ];
         let t = table(&[web(json!({}))], &slices);
-        assert_eq!(summary(&t), ["Cluster 10.96.0.10:80 Tcp -> 10.0.0.1:8080,10.0.0.2:8080,10.0.0.3:8080"]);
+        assert_eq!(
+            summary(&t),
+            ["Cluster 10.96.0.10:80 Tcp -> 10.0.0.1:8080,10.0.0.2:8080,10.0.0.3:8080"]
+        );
         let reversed = [slices[1].clone(), slices[0].clone()];
         assert_eq!(table(&[web(json!({}))], &reversed), t);
     }
