@@ -5,7 +5,9 @@
 //!   otherwise hands the request to the port's balancer. This is the layer boundary where a
 //!   weighted split by pod-template-hash goes: it would choose an endpoint group (one balancer
 //!   per group) before the balancer, without touching anything below.
-//! - `Balancer`: `Buffer` (shared by all connections of the listener) -> `p2c::Balance` over a
+//! - `Balancer`: a mutex around one `p2c::Balance` shared by all connections of the listener
+//!   (held only inside `poll_ready` + `call`, never across an await: cheaper than tower's
+//!   `Buffer`, whose single worker task serialised every request through a channel) over a
 //!   `Discover` stream fed by `apply` -> `PendingRequests` per endpoint: least outstanding
 //!   requests between two random endpoints. A replica that slows down accumulates pending
 //!   requests and is avoided; identical replicas get an even split, which peak-EWMA does not
@@ -18,7 +20,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -34,10 +36,9 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tower::balance::p2c::Balance;
-use tower::buffer::Buffer;
 use tower::discover::Change;
 use tower::load::{CompleteOnResponse, PendingRequestsDiscover};
-use tower::{BoxError, Service, ServiceExt};
+use tower::{BoxError, Service};
 
 use crate::metrics::{code_class, ResponseLabels};
 use crate::runtime::{EndpointState, PortConfig, PortState};
@@ -46,6 +47,7 @@ use crate::table::AppProtocol;
 pub type ProxyBody = Either<Incoming, Full<Bytes>>;
 type ResponseFuture = Pin<Box<dyn Future<Output = Result<Response<Incoming>, BoxError>> + Send>>;
 type Upstream = Client<HttpConnector, Incoming>;
+type BoxedBalance = tower::util::BoxService<Request<Incoming>, Response<Incoming>, BoxError>;
 
 /// A request waits at most this long for the balancer (e.g. every endpoint just went away).
 const BALANCER_WAIT: Duration = Duration::from_secs(10);
@@ -57,7 +59,7 @@ struct ServedBy(SocketAddr);
 /// The per-listener balancer: shared by every connection of the frontend.
 #[derive(Clone)]
 pub struct Balancer {
-    service: Buffer<Request<Incoming>, ResponseFuture>,
+    service: Arc<Mutex<BoxedBalance>>,
     changes: mpsc::UnboundedSender<Change<SocketAddr, EndpointService>>,
     upstream: Upstream,
 }
@@ -82,8 +84,7 @@ impl Balancer {
             CompleteOnResponse::default(),
         );
         let balance = Balance::new(discover);
-        let boxed = balance.map_future(|f| -> ResponseFuture { Box::pin(f) });
-        let service = Buffer::new(boxed, 1024);
+        let service = Arc::new(Mutex::new(tower::util::BoxService::new(balance)));
         Balancer {
             service,
             changes,
@@ -106,10 +107,7 @@ impl Balancer {
                 .find(endpoint.endpoint.addr)
                 .is_some_and(|o| Arc::ptr_eq(o, endpoint));
             if !unchanged {
-                let service = EndpointService {
-                    endpoint: endpoint.clone(),
-                    upstream: self.upstream.clone(),
-                };
+                let service = EndpointService::new(endpoint.clone(), self.upstream.clone());
                 let _ = self
                     .changes
                     .send(Change::Insert(endpoint.endpoint.addr, service));
@@ -123,6 +121,24 @@ impl Balancer {
 pub struct EndpointService {
     endpoint: Arc<EndpointState>,
     upstream: Upstream,
+    /// The endpoint's ip:port, parsed once.
+    authority: http::uri::Authority,
+}
+
+impl EndpointService {
+    fn new(endpoint: Arc<EndpointState>, upstream: Upstream) -> Self {
+        let authority = endpoint
+            .endpoint
+            .addr
+            .to_string()
+            .parse()
+            .expect("a socket address is a valid authority");
+        EndpointService {
+            endpoint,
+            upstream,
+            authority,
+        }
+    }
 }
 
 impl Service<Request<Incoming>> for EndpointService {
@@ -138,14 +154,16 @@ impl Service<Request<Incoming>> for EndpointService {
     fn call(&mut self, mut request: Request<Incoming>) -> Self::Future {
         let endpoint = self.endpoint.clone();
         let upstream = self.upstream.clone();
+        let authority = self.authority.clone();
         Box::pin(async move {
             let addr = endpoint.endpoint.addr;
-            let path = request
-                .uri()
-                .path_and_query()
-                .map(|p| p.as_str())
-                .unwrap_or("/");
-            *request.uri_mut() = Uri::try_from(format!("http://{addr}{path}"))?;
+            let mut parts = std::mem::take(request.uri_mut()).into_parts();
+            parts.scheme = Some(http::uri::Scheme::HTTP);
+            parts.authority = Some(authority);
+            if parts.path_and_query.is_none() {
+                parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
+            }
+            *request.uri_mut() = Uri::from_parts(parts)?;
             strip_hop_by_hop(&mut request);
             let metrics = &endpoint.metrics;
             metrics.requests.inc();
@@ -253,10 +271,7 @@ async fn route(
     }
     let result = match port.affinity_endpoint(&config, client.ip()) {
         Some(endpoint) => {
-            let mut service = EndpointService {
-                endpoint,
-                upstream: balancer.upstream.clone(),
-            };
+            let mut service = EndpointService::new(endpoint, balancer.upstream.clone());
             service.call(request).await
         }
         None => {
@@ -287,12 +302,26 @@ async fn route(
     }
 }
 
+/// Picks an endpoint and starts the request while holding the balancer's lock, then awaits the
+/// response without it.
 async fn balance(
-    mut service: Buffer<Request<Incoming>, ResponseFuture>,
+    service: Arc<Mutex<BoxedBalance>>,
     request: Request<Incoming>,
 ) -> Result<Response<Incoming>, BoxError> {
-    service.ready().await?;
-    service.call(request).await
+    let mut request = Some(request);
+    let response = std::future::poll_fn(|cx| {
+        let mut balance = service.lock().expect("balancer lock");
+        match balance.poll_ready(cx) {
+            Poll::Ready(Ok(())) => {
+                Poll::Ready(Ok(balance.call(request.take().expect("request sent once"))))
+            }
+            Poll::Ready(Err(error)) => Poll::Ready(Err(error)),
+            // No endpoint is ready: the balancer wakes us when discovery changes.
+            Poll::Pending => Poll::Pending,
+        }
+    })
+    .await?;
+    response.await
 }
 
 fn error_response(status: StatusCode, message: &str) -> Response<ProxyBody> {
