@@ -26,16 +26,23 @@ fn main() {
         rss_child();
         return;
     }
-    // `cargo bench` passes --bench; `cargo test --benches` passes nothing else we care about.
-    if std::env::args().any(|a| a == "--list") {
+    // `cargo bench` passes --bench; `cargo test --benches` does not, and must not start wrk.
+    if !std::env::args().any(|a| a == "--bench") {
+        eprintln!("the proxy benchmark runs with `cargo bench -p proxy`");
         return;
     }
     let seconds: u64 = std::env::var("BENCH_SECONDS")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(10);
+    // Threads of the proxy's runtime and haproxy's nbthread alike (BENCH_PROXY_THREADS, default 1:
+    // on this 2-core machine wrk and the backend already run two threads each).
+    let proxy_threads: usize = std::env::var("BENCH_PROXY_THREADS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1);
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(proxy_threads)
         .enable_all()
         .build()
         .expect("tokio runtime");
@@ -70,10 +77,10 @@ fn main() {
         }],
     }));
     assert!(failures.is_empty(), "proxy bind failed: {failures:?}");
-    let haproxy = Haproxy::start(backend);
+    let haproxy = Haproxy::start(backend, proxy_threads);
 
     println!(
-        "# service proxy: wrk, {seconds} s per run, load average {}",
+        "# service proxy: wrk, {seconds} s per run, proxy and haproxy on {proxy_threads} thread(s), load average {}",
         load_average()
     );
     let targets = [
@@ -172,12 +179,12 @@ struct Haproxy {
 }
 
 impl Haproxy {
-    fn start(backend: SocketAddr) -> Haproxy {
+    fn start(backend: SocketAddr, threads: usize) -> Haproxy {
         let addr = free_addr();
         let dir = std::env::temp_dir().join(format!("drover-proxy-bench-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("haproxy temp dir");
         let config = format!(
-            "global\n  maxconn 4000\n  nbthread 2\n\
+            "global\n  maxconn 4000\n  nbthread {threads}\n\
              defaults\n  mode http\n  option http-keep-alive\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n\
              frontend web\n  bind {addr}\n  default_backend pods\n\
              backend pods\n  http-reuse always\n  server web-0 {backend}\n"

@@ -165,7 +165,7 @@ impl Service<Request<Incoming>> for EndpointService {
             }
             *request.uri_mut() = Uri::from_parts(parts)?;
             strip_hop_by_hop(&mut request);
-            let metrics = &endpoint.metrics;
+            let metrics = endpoint.metrics();
             metrics.requests.inc();
             let started = Instant::now();
             let result = upstream.request(request).await;

@@ -27,7 +27,18 @@ pub(crate) struct EndpointState {
     pub endpoint: Endpoint,
     /// Open TCP connections / UDP sessions, for least-connections choice.
     pub open: AtomicUsize,
-    pub metrics: EndpointMetrics,
+    labels: EndpointLabels,
+    families: Arc<Metrics>,
+    /// Made on first use: an endpoint that never serves costs no series (10,000 idle endpoints
+    /// would otherwise hold 70,000 label sets).
+    metrics: std::sync::OnceLock<EndpointMetrics>,
+}
+
+impl EndpointState {
+    pub fn metrics(&self) -> &EndpointMetrics {
+        self.metrics
+            .get_or_init(|| EndpointMetrics::new(&self.families, self.labels.clone()))
+    }
 }
 
 /// Handles into the metric families, resolved once per endpoint so the data path does no lookups.
@@ -255,10 +266,9 @@ impl Proxy {
                 Arc::new(EndpointState {
                     endpoint: endpoint.clone(),
                     open: AtomicUsize::new(0),
-                    metrics: EndpointMetrics::new(
-                        &self.metrics,
-                        EndpointLabels::new(&port.key, endpoint),
-                    ),
+                    labels: EndpointLabels::new(&port.key, endpoint),
+                    families: self.metrics.clone(),
+                    metrics: std::sync::OnceLock::new(),
                 })
             })
             .collect();

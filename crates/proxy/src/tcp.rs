@@ -51,7 +51,7 @@ pub(crate) async fn connect(
             Ok(Err(error)) => tracing::debug!(%error, %addr, "connect to endpoint failed"),
             Err(_) => tracing::debug!(%addr, "connect to endpoint timed out"),
         }
-        endpoint.metrics.connection_errors.inc();
+        endpoint.metrics().connection_errors.inc();
         failed.push(addr);
     }
     None
@@ -65,8 +65,8 @@ async fn handle(mut client_stream: TcpStream, client: SocketAddr, port: Arc<Port
     let _ = client_stream.set_nodelay(true);
     let _ = upstream.set_nodelay(true);
     endpoint.open.fetch_add(1, Ordering::Relaxed);
-    endpoint.metrics.connections.inc();
-    endpoint.metrics.open_connections.inc();
+    endpoint.metrics().connections.inc();
+    endpoint.metrics().open_connections.inc();
     let mut counted = (0u64, 0u64);
     // copy_bidirectional shuts down each write side when its read side hits EOF (half-close).
     match tokio::io::copy_bidirectional(&mut client_stream, &mut upstream).await {
@@ -75,8 +75,8 @@ async fn handle(mut client_stream: TcpStream, client: SocketAddr, port: Arc<Port
             tracing::debug!(%error, endpoint = %endpoint.endpoint.addr, "tcp splice ended")
         }
     }
-    endpoint.metrics.bytes_in.inc_by(counted.0);
-    endpoint.metrics.bytes_out.inc_by(counted.1);
-    endpoint.metrics.open_connections.dec();
+    endpoint.metrics().bytes_in.inc_by(counted.0);
+    endpoint.metrics().bytes_out.inc_by(counted.1);
+    endpoint.metrics().open_connections.dec();
     endpoint.open.fetch_sub(1, Ordering::Relaxed);
 }
