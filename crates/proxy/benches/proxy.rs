@@ -54,7 +54,7 @@ fn main() {
         .build()
         .expect("backend runtime");
     let backend = backend_runtime.block_on(http_backend());
-    let proxy = Proxy::new();
+    let proxy = Proxy::with_workers(proxy_threads);
     let proxy_addr = free_addr();
     let failures = runtime.block_on(proxy.apply(&ProxyTable {
         ports: vec![ServicePort {

@@ -218,7 +218,14 @@ fn strip_hop_by_hop<B>(request: &mut Request<B>) {
     }
 }
 
-pub async fn serve(listener: TcpListener, port: Arc<PortState>, balancer: Balancer) {
+pub async fn serve(listener: std::net::TcpListener, port: Arc<PortState>, balancer: Balancer) {
+    let listener = match TcpListener::from_std(listener) {
+        Ok(listener) => listener,
+        Err(error) => {
+            tracing::error!(%error, service = %port.key.service, "listener");
+            return;
+        }
+    };
     loop {
         let (stream, client) = match listener.accept().await {
             Ok(accepted) => accepted,

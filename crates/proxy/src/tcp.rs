@@ -14,7 +14,14 @@ use crate::runtime::{pick_least_open, EndpointState, PortState};
 const MAX_CONNECT_ATTEMPTS: usize = 3;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-pub async fn serve(listener: TcpListener, port: Arc<PortState>) {
+pub async fn serve(listener: std::net::TcpListener, port: Arc<PortState>) {
+    let listener = match TcpListener::from_std(listener) {
+        Ok(listener) => listener,
+        Err(error) => {
+            tracing::error!(%error, service = %port.key.service, "listener");
+            return;
+        }
+    };
     loop {
         match listener.accept().await {
             Ok((stream, client)) => {

@@ -23,8 +23,14 @@ struct Session {
 
 type Sessions = Arc<Mutex<HashMap<SocketAddr, Arc<Session>>>>;
 
-pub async fn serve(socket: UdpSocket, port: Arc<PortState>) {
-    let frontend = Arc::new(socket);
+pub async fn serve(socket: std::net::UdpSocket, port: Arc<PortState>) {
+    let frontend = match UdpSocket::from_std(socket) {
+        Ok(socket) => Arc::new(socket),
+        Err(error) => {
+            tracing::error!(%error, service = %port.key.service, "udp socket");
+            return;
+        }
+    };
     let sessions: Sessions = Arc::default();
     let mut buf = vec![0u8; 65536];
     loop {
