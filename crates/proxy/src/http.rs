@@ -5,9 +5,14 @@
 //!   otherwise hands the request to the port's balancer. This is the layer boundary where a
 //!   weighted split by pod-template-hash goes: it would choose an endpoint group (one balancer
 //!   per group) before the balancer, without touching anything below.
-//! - `Balancer`: `Buffer` (shared by all connections of the listener) -> `p2c::Balance` over a
-//!   `Discover` stream fed by `apply` -> `PeakEwma` per endpoint (linkerd2-proxy's choice: it
-//!   reacts to a slow replica within a few requests, where round robin keeps feeding it).
+//! - `Balancer`: a mutex around one `p2c::Balance` shared by all connections of the listener
+//!   (held only inside `poll_ready` + `call`, never across an await: cheaper than tower's
+//!   `Buffer`, whose single worker task serialised every request through a channel) over a
+//!   `Discover` stream fed by `apply` -> `PendingRequests` per endpoint: least outstanding
+//!   requests between two random endpoints. A replica that slows down accumulates pending
+//!   requests and is avoided; identical replicas get an even split, which peak-EWMA does not
+//!   give (its latency estimate decays over seconds, so with two endpoints the one that was
+//!   slower once is starved until it decays).
 //! - `EndpointService`: rewrites the URI to the endpoint, sends it on a pooled hyper client
 //!   (HTTP/2 multiplexed for h2c, so gRPC streams spread across replicas), records metrics.
 
@@ -15,7 +20,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -31,10 +36,9 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tower::balance::p2c::Balance;
-use tower::buffer::Buffer;
 use tower::discover::Change;
-use tower::load::{CompleteOnResponse, PeakEwmaDiscover};
-use tower::{BoxError, Service, ServiceExt};
+use tower::load::{CompleteOnResponse, PendingRequestsDiscover};
+use tower::{BoxError, Service};
 
 use crate::metrics::{code_class, ResponseLabels};
 use crate::runtime::{EndpointState, PortConfig, PortState};
@@ -43,10 +47,8 @@ use crate::table::AppProtocol;
 pub type ProxyBody = Either<Incoming, Full<Bytes>>;
 type ResponseFuture = Pin<Box<dyn Future<Output = Result<Response<Incoming>, BoxError>> + Send>>;
 type Upstream = Client<HttpConnector, Incoming>;
+type BoxedBalance = tower::util::BoxService<Request<Incoming>, Response<Incoming>, BoxError>;
 
-/// Peak-EWMA parameters as linkerd2-proxy's defaults: 30 ms default RTT, 10 s decay.
-const DEFAULT_RTT: Duration = Duration::from_millis(30);
-const DECAY: Duration = Duration::from_secs(10);
 /// A request waits at most this long for the balancer (e.g. every endpoint just went away).
 const BALANCER_WAIT: Duration = Duration::from_secs(10);
 
@@ -57,7 +59,7 @@ struct ServedBy(SocketAddr);
 /// The per-listener balancer: shared by every connection of the frontend.
 #[derive(Clone)]
 pub struct Balancer {
-    service: Buffer<Request<Incoming>, ResponseFuture>,
+    service: Arc<Mutex<BoxedBalance>>,
     changes: mpsc::UnboundedSender<Change<SocketAddr, EndpointService>>,
     upstream: Upstream,
 }
@@ -77,15 +79,12 @@ impl Balancer {
         let (changes, receiver) = mpsc::unbounded_channel();
         let discover =
             tokio_stream::wrappers::UnboundedReceiverStream::new(receiver).map(Ok::<_, Infallible>);
-        let discover = PeakEwmaDiscover::new::<Request<Incoming>>(
+        let discover = PendingRequestsDiscover::new::<Request<Incoming>>(
             discover,
-            DEFAULT_RTT,
-            DECAY,
             CompleteOnResponse::default(),
         );
         let balance = Balance::new(discover);
-        let boxed = balance.map_future(|f| -> ResponseFuture { Box::pin(f) });
-        let service = Buffer::new(boxed, 1024);
+        let service = Arc::new(Mutex::new(tower::util::BoxService::new(balance)));
         Balancer {
             service,
             changes,
@@ -108,10 +107,7 @@ impl Balancer {
                 .find(endpoint.endpoint.addr)
                 .is_some_and(|o| Arc::ptr_eq(o, endpoint));
             if !unchanged {
-                let service = EndpointService {
-                    endpoint: endpoint.clone(),
-                    upstream: self.upstream.clone(),
-                };
+                let service = EndpointService::new(endpoint.clone(), self.upstream.clone());
                 let _ = self
                     .changes
                     .send(Change::Insert(endpoint.endpoint.addr, service));
@@ -125,6 +121,24 @@ impl Balancer {
 pub struct EndpointService {
     endpoint: Arc<EndpointState>,
     upstream: Upstream,
+    /// The endpoint's ip:port, parsed once.
+    authority: http::uri::Authority,
+}
+
+impl EndpointService {
+    fn new(endpoint: Arc<EndpointState>, upstream: Upstream) -> Self {
+        let authority = endpoint
+            .endpoint
+            .addr
+            .to_string()
+            .parse()
+            .expect("a socket address is a valid authority");
+        EndpointService {
+            endpoint,
+            upstream,
+            authority,
+        }
+    }
 }
 
 impl Service<Request<Incoming>> for EndpointService {
@@ -140,16 +154,18 @@ impl Service<Request<Incoming>> for EndpointService {
     fn call(&mut self, mut request: Request<Incoming>) -> Self::Future {
         let endpoint = self.endpoint.clone();
         let upstream = self.upstream.clone();
+        let authority = self.authority.clone();
         Box::pin(async move {
             let addr = endpoint.endpoint.addr;
-            let path = request
-                .uri()
-                .path_and_query()
-                .map(|p| p.as_str())
-                .unwrap_or("/");
-            *request.uri_mut() = Uri::try_from(format!("http://{addr}{path}"))?;
+            let mut parts = std::mem::take(request.uri_mut()).into_parts();
+            parts.scheme = Some(http::uri::Scheme::HTTP);
+            parts.authority = Some(authority);
+            if parts.path_and_query.is_none() {
+                parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
+            }
+            *request.uri_mut() = Uri::from_parts(parts)?;
             strip_hop_by_hop(&mut request);
-            let metrics = &endpoint.metrics;
+            let metrics = endpoint.metrics();
             metrics.requests.inc();
             let started = Instant::now();
             let result = upstream.request(request).await;
@@ -202,7 +218,14 @@ fn strip_hop_by_hop<B>(request: &mut Request<B>) {
     }
 }
 
-pub async fn serve(listener: TcpListener, port: Arc<PortState>, balancer: Balancer) {
+pub async fn serve(listener: std::net::TcpListener, port: Arc<PortState>, balancer: Balancer) {
+    let listener = match TcpListener::from_std(listener) {
+        Ok(listener) => listener,
+        Err(error) => {
+            tracing::error!(%error, service = %port.key.service, "listener");
+            return;
+        }
+    };
     loop {
         let (stream, client) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -255,10 +278,7 @@ async fn route(
     }
     let result = match port.affinity_endpoint(&config, client.ip()) {
         Some(endpoint) => {
-            let mut service = EndpointService {
-                endpoint,
-                upstream: balancer.upstream.clone(),
-            };
+            let mut service = EndpointService::new(endpoint, balancer.upstream.clone());
             service.call(request).await
         }
         None => {
@@ -289,12 +309,26 @@ async fn route(
     }
 }
 
+/// Picks an endpoint and starts the request while holding the balancer's lock, then awaits the
+/// response without it.
 async fn balance(
-    mut service: Buffer<Request<Incoming>, ResponseFuture>,
+    service: Arc<Mutex<BoxedBalance>>,
     request: Request<Incoming>,
 ) -> Result<Response<Incoming>, BoxError> {
-    service.ready().await?;
-    service.call(request).await
+    let mut request = Some(request);
+    let response = std::future::poll_fn(|cx| {
+        let mut balance = service.lock().expect("balancer lock");
+        match balance.poll_ready(cx) {
+            Poll::Ready(Ok(())) => {
+                Poll::Ready(Ok(balance.call(request.take().expect("request sent once"))))
+            }
+            Poll::Ready(Err(error)) => Poll::Ready(Err(error)),
+            // No endpoint is ready: the balancer wakes us when discovery changes.
+            Poll::Pending => Poll::Pending,
+        }
+    })
+    .await?;
+    response.await
 }
 
 fn error_response(status: StatusCode, message: &str) -> Response<ProxyBody> {

@@ -27,7 +27,18 @@ pub(crate) struct EndpointState {
     pub endpoint: Endpoint,
     /// Open TCP connections / UDP sessions, for least-connections choice.
     pub open: AtomicUsize,
-    pub metrics: EndpointMetrics,
+    labels: EndpointLabels,
+    families: Arc<Metrics>,
+    /// Made on first use: an endpoint that never serves costs no series (10,000 idle endpoints
+    /// would otherwise hold 70,000 label sets).
+    metrics: std::sync::OnceLock<EndpointMetrics>,
+}
+
+impl EndpointState {
+    pub fn metrics(&self) -> &EndpointMetrics {
+        self.metrics
+            .get_or_init(|| EndpointMetrics::new(&self.families, self.labels.clone()))
+    }
 }
 
 /// Handles into the metric families, resolved once per endpoint so the data path does no lookups.
@@ -157,21 +168,61 @@ pub(crate) fn pick_least_open(
     }
 }
 
-/// A frontend being served. Dropping it closes the listening socket; connections already accepted go on.
+/// A frontend being served: one accept loop per worker. Dropping it closes the listening
+/// sockets; connections already accepted go on.
 struct Listener {
     port: Arc<PortState>,
-    task: JoinHandle<()>,
-    http: Option<crate::http::Balancer>,
+    tasks: Vec<JoinHandle<()>>,
+    /// The HTTP balancers, one per worker.
+    http: Vec<crate::http::Balancer>,
 }
 
 impl Drop for Listener {
     fn drop(&mut self) {
-        self.task.abort();
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// A thread running a current-thread tokio runtime. Each TCP/HTTP frontend has a SO_REUSEPORT
+/// socket in every worker, so the kernel spreads connections over them and a connection and its
+/// upstream requests stay on one thread (as haproxy's threads do): a multi-thread runtime woke
+/// the tasks of one request on different threads and lost half the throughput to wake-ups.
+struct Worker {
+    handle: tokio::runtime::Handle,
+    /// Dropping it ends the worker thread (and the connections it serves).
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Worker {
+    fn start(index: usize) -> Worker {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (handle_tx, handle_rx) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name(format!("proxy-{index}"))
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("proxy worker runtime");
+                let _ = handle_tx.send(runtime.handle().clone());
+                runtime.block_on(async {
+                    let _ = stopped.await;
+                });
+            })
+            .expect("spawn proxy worker thread");
+        let handle = handle_rx.recv().expect("proxy worker started");
+        Worker {
+            handle,
+            _stop: stop,
+        }
     }
 }
 
 pub struct Proxy {
     metrics: Arc<Metrics>,
+    workers: Vec<Worker>,
     state: tokio::sync::Mutex<State>,
 }
 
@@ -183,9 +234,17 @@ struct State {
 }
 
 impl Proxy {
+    /// A proxy with one worker thread per CPU.
     pub fn new() -> Arc<Proxy> {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Self::with_workers(cpus)
+    }
+
+    /// A proxy with `workers` threads (at least one).
+    pub fn with_workers(workers: usize) -> Arc<Proxy> {
         Arc::new(Proxy {
             metrics: Arc::new(Metrics::new()),
+            workers: (0..workers.max(1)).map(Worker::start).collect(),
             state: tokio::sync::Mutex::new(State::default()),
         })
     }
@@ -215,7 +274,7 @@ impl Proxy {
             }
             if let Some(listener) = state.listeners.get(&frontend) {
                 let config = self.config_for(port, Some(&listener.port.config()));
-                if let Some(http) = &listener.http {
+                for http in &listener.http {
                     http.update(&listener.port.config(), &config);
                 }
                 *listener.port.config.write().expect("port config lock") = Arc::new(config);
@@ -255,10 +314,9 @@ impl Proxy {
                 Arc::new(EndpointState {
                     endpoint: endpoint.clone(),
                     open: AtomicUsize::new(0),
-                    metrics: EndpointMetrics::new(
-                        &self.metrics,
-                        EndpointLabels::new(&port.key, endpoint),
-                    ),
+                    labels: EndpointLabels::new(&port.key, endpoint),
+                    families: self.metrics.clone(),
+                    metrics: std::sync::OnceLock::new(),
                 })
             })
             .collect();
@@ -276,40 +334,42 @@ impl Proxy {
             config: RwLock::new(config.clone()),
             affinity: Mutex::new(HashMap::new()),
         });
-        let (task, http) = match port.app {
-            AppProtocol::Udp => {
-                let socket = crate::socket::udp_socket(frontend)?;
-                (tokio::spawn(crate::udp::serve(socket, state.clone())), None)
-            }
-            AppProtocol::Tcp => {
-                let listener = crate::socket::tcp_listener(frontend)?;
-                (
-                    tokio::spawn(crate::tcp::serve(listener, state.clone())),
-                    None,
-                )
-            }
-            AppProtocol::Http1 | AppProtocol::H2c => {
-                let listener = crate::socket::tcp_listener(frontend)?;
-                let balancer = crate::http::Balancer::new(state.clone());
-                balancer.update(
-                    &PortConfig {
+        let mut listener = Listener {
+            port: state.clone(),
+            tasks: Vec::new(),
+            http: Vec::new(),
+        };
+        if port.app == AppProtocol::Udp {
+            // One socket: the sessions of a client address must stay on one worker.
+            let socket = crate::socket::udp_socket(frontend)?;
+            let task = self.workers[0]
+                .handle
+                .spawn(crate::udp::serve(socket, state.clone()));
+            listener.tasks.push(task);
+            return Ok(listener);
+        }
+        for worker in &self.workers {
+            // On an error the listener is dropped, which closes the sockets already opened.
+            let socket = crate::socket::tcp_listener(frontend)?;
+            let task = match port.app {
+                AppProtocol::Http1 | AppProtocol::H2c => {
+                    let balancer = crate::http::Balancer::new(state.clone());
+                    let empty = PortConfig {
                         session_affinity: None,
                         endpoints: Vec::new(),
-                    },
-                    &config,
-                );
-                let task = tokio::spawn(crate::http::serve(
-                    listener,
-                    state.clone(),
-                    balancer.clone(),
-                ));
-                (task, Some(balancer))
-            }
-        };
-        Ok(Listener {
-            port: state,
-            task,
-            http,
-        })
+                    };
+                    balancer.update(&empty, &config);
+                    listener.http.push(balancer.clone());
+                    worker
+                        .handle
+                        .spawn(crate::http::serve(socket, state.clone(), balancer))
+                }
+                _ => worker
+                    .handle
+                    .spawn(crate::tcp::serve(socket, state.clone())),
+            };
+            listener.tasks.push(task);
+        }
+        Ok(listener)
     }
 }

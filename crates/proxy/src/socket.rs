@@ -21,15 +21,17 @@ fn frontend_socket(addr: SocketAddr, ty: Type) -> io::Result<Socket> {
     Ok(socket)
 }
 
-pub fn tcp_listener(addr: SocketAddr) -> io::Result<tokio::net::TcpListener> {
+/// A bound, listening socket; it becomes a tokio listener inside the worker that serves it
+/// (a tokio socket belongs to the reactor of the runtime it was made in).
+pub fn tcp_listener(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     let socket = frontend_socket(addr, Type::STREAM)?;
     socket.listen(1024)?;
-    tokio::net::TcpListener::from_std(socket.into())
+    Ok(socket.into())
 }
 
-pub fn udp_socket(addr: SocketAddr) -> io::Result<tokio::net::UdpSocket> {
+pub fn udp_socket(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
     let socket = frontend_socket(addr, Type::DGRAM)?;
-    tokio::net::UdpSocket::from_std(socket.into())
+    Ok(socket.into())
 }
 
 /// Closes an accepted connection with a RST, as kube-proxy's REJECT does for a Service with no endpoints.

@@ -14,7 +14,14 @@ use crate::runtime::{pick_least_open, EndpointState, PortState};
 const MAX_CONNECT_ATTEMPTS: usize = 3;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-pub async fn serve(listener: TcpListener, port: Arc<PortState>) {
+pub async fn serve(listener: std::net::TcpListener, port: Arc<PortState>) {
+    let listener = match TcpListener::from_std(listener) {
+        Ok(listener) => listener,
+        Err(error) => {
+            tracing::error!(%error, service = %port.key.service, "listener");
+            return;
+        }
+    };
     loop {
         match listener.accept().await {
             Ok((stream, client)) => {
@@ -51,7 +58,7 @@ pub(crate) async fn connect(
             Ok(Err(error)) => tracing::debug!(%error, %addr, "connect to endpoint failed"),
             Err(_) => tracing::debug!(%addr, "connect to endpoint timed out"),
         }
-        endpoint.metrics.connection_errors.inc();
+        endpoint.metrics().connection_errors.inc();
         failed.push(addr);
     }
     None
@@ -65,8 +72,8 @@ async fn handle(mut client_stream: TcpStream, client: SocketAddr, port: Arc<Port
     let _ = client_stream.set_nodelay(true);
     let _ = upstream.set_nodelay(true);
     endpoint.open.fetch_add(1, Ordering::Relaxed);
-    endpoint.metrics.connections.inc();
-    endpoint.metrics.open_connections.inc();
+    endpoint.metrics().connections.inc();
+    endpoint.metrics().open_connections.inc();
     let mut counted = (0u64, 0u64);
     // copy_bidirectional shuts down each write side when its read side hits EOF (half-close).
     match tokio::io::copy_bidirectional(&mut client_stream, &mut upstream).await {
@@ -75,8 +82,8 @@ async fn handle(mut client_stream: TcpStream, client: SocketAddr, port: Arc<Port
             tracing::debug!(%error, endpoint = %endpoint.endpoint.addr, "tcp splice ended")
         }
     }
-    endpoint.metrics.bytes_in.inc_by(counted.0);
-    endpoint.metrics.bytes_out.inc_by(counted.1);
-    endpoint.metrics.open_connections.dec();
+    endpoint.metrics().bytes_in.inc_by(counted.0);
+    endpoint.metrics().bytes_out.inc_by(counted.1);
+    endpoint.metrics().open_connections.dec();
     endpoint.open.fetch_sub(1, Ordering::Relaxed);
 }

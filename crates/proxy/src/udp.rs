@@ -23,8 +23,14 @@ struct Session {
 
 type Sessions = Arc<Mutex<HashMap<SocketAddr, Arc<Session>>>>;
 
-pub async fn serve(socket: UdpSocket, port: Arc<PortState>) {
-    let frontend = Arc::new(socket);
+pub async fn serve(socket: std::net::UdpSocket, port: Arc<PortState>) {
+    let frontend = match UdpSocket::from_std(socket) {
+        Ok(socket) => Arc::new(socket),
+        Err(error) => {
+            tracing::error!(%error, service = %port.key.service, "udp socket");
+            return;
+        }
+    };
     let sessions: Sessions = Arc::default();
     let mut buf = vec![0u8; 65536];
     loop {
@@ -63,11 +69,11 @@ pub async fn serve(socket: UdpSocket, port: Arc<PortState>) {
         *session.last_active.lock().expect("udp session lock") = Instant::now();
         match session.upstream.send(&buf[..n]).await {
             Ok(sent) => {
-                session.endpoint.metrics.bytes_in.inc_by(sent as u64);
+                session.endpoint.metrics().bytes_in.inc_by(sent as u64);
             }
             Err(error) => {
                 tracing::debug!(%error, endpoint = %session.endpoint.endpoint.addr, "udp send failed");
-                session.endpoint.metrics.connection_errors.inc();
+                session.endpoint.metrics().connection_errors.inc();
             }
         }
     }
@@ -88,13 +94,13 @@ async fn open_session(
         Ok(socket) => socket,
         Err(error) => {
             tracing::warn!(%error, "udp session socket");
-            endpoint.metrics.connection_errors.inc();
+            endpoint.metrics().connection_errors.inc();
             return None;
         }
     };
     if let Err(error) = upstream.connect(addr).await {
         tracing::debug!(%error, %addr, "udp connect failed");
-        endpoint.metrics.connection_errors.inc();
+        endpoint.metrics().connection_errors.inc();
         return None;
     }
     let session = Arc::new(Session {
@@ -103,8 +109,8 @@ async fn open_session(
         last_active: Arc::new(Mutex::new(Instant::now())),
     });
     endpoint.open.fetch_add(1, Ordering::Relaxed);
-    endpoint.metrics.connections.inc();
-    endpoint.metrics.open_connections.inc();
+    endpoint.metrics().connections.inc();
+    endpoint.metrics().open_connections.inc();
     let previous = sessions
         .lock()
         .expect("udp sessions lock")
@@ -136,7 +142,7 @@ async fn replies(
                     *session.last_active.lock().expect("udp session lock") = Instant::now();
                     match frontend.send_to(&buf[..n], client).await {
                         Ok(sent) => {
-                            session.endpoint.metrics.bytes_out.inc_by(sent as u64);
+                            session.endpoint.metrics().bytes_out.inc_by(sent as u64);
                         }
                         Err(error) => tracing::debug!(%error, %client, "udp reply failed"),
                     }
@@ -144,7 +150,7 @@ async fn replies(
                 // ICMP port unreachable from the endpoint surfaces here; the session stays until idle.
                 Err(error) => {
                     tracing::debug!(%error, endpoint = %session.endpoint.endpoint.addr, "udp receive from endpoint failed");
-                    session.endpoint.metrics.connection_errors.inc();
+                    session.endpoint.metrics().connection_errors.inc();
                     tokio::time::sleep_until(deadline).await;
                 }
             },
@@ -174,6 +180,6 @@ async fn replies(
             sessions.remove(&client);
         }
     }
-    session.endpoint.metrics.open_connections.dec();
+    session.endpoint.metrics().open_connections.dec();
     session.endpoint.open.fetch_sub(1, Ordering::Relaxed);
 }
