@@ -18,7 +18,9 @@ use common::Cluster;
 const ROUNDS: usize = 30;
 
 fn get(reader: &mut BufReader<TcpStream>, writer: &mut TcpStream) -> String {
-    write!(writer, "GET / HTTP/1.1\r\nHost: bench\r\n\r\n").unwrap();
+    writer
+        .write_all(b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n")
+        .unwrap();
     let mut length = 0;
     let mut line = String::new();
     loop {
@@ -95,6 +97,7 @@ spec:
         TcpStream::connect(&front).is_ok()
     });
     let stream = TcpStream::connect(&front).unwrap();
+    stream.set_nodelay(true).unwrap();
     let mut writer = stream.try_clone().unwrap();
     let mut reader = BufReader::new(stream);
 

@@ -319,7 +319,9 @@ async fn agent_main(mut args: AgentArgs) -> Result<()> {
                 .map(|ip| vec![ip.to_string()])
                 .unwrap_or_default(),
             Err(e) => {
-                tracing::warn!("no kube-system/kube-dns Service ({e}): pods get the host's resolver settings");
+                tracing::warn!(
+                    "no kube-system/kube-dns Service ({e}): pods get the host's resolver settings"
+                );
                 Vec::new()
             }
         });

@@ -127,6 +127,7 @@ impl Http {
         let addr: SocketAddr = at.parse().expect("an ip:port");
         let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
         stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        stream.set_nodelay(true)?;
         Ok(Http {
             reader: BufReader::new(stream.try_clone()?),
             writer: stream,
@@ -135,10 +136,9 @@ impl Http {
 
     /// One GET; returns (status, body).
     fn get(&mut self, path: &str) -> std::io::Result<(u16, String)> {
-        write!(
-            self.writer,
-            "GET {path} HTTP/1.1\r\nHost: test\r\nUser-Agent: e2e\r\n\r\n"
-        )?;
+        // One write: pieces would wait on Nagle and delayed ACKs.
+        let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nUser-Agent: e2e\r\n\r\n");
+        self.writer.write_all(request.as_bytes())?;
         let mut status_line = String::new();
         if self.reader.read_line(&mut status_line)? == 0 {
             return Err(std::io::Error::new(
@@ -350,7 +350,7 @@ spec:
     assert_eq!(lines[2], format!("[{}]", pod_ips.join(", ")), "{out}");
 
     // The proxy's metrics, per service and pod-template-hash.
-    let (code, metrics) = s.curl("GET", "/metrics", None, None, None);
+    let (code, metrics) = s.curl("GET", "/metrics", Some(&s.token), None, None);
     assert_eq!(code, 200);
     let requests: f64 = metrics
         .lines()

@@ -182,11 +182,9 @@ impl ServiceAddresses {
         if bridge.len() <= 11 {
             format!("{bridge}-svc")
         } else {
-            let hash = bridge
-                .bytes()
-                .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-                    (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-                });
+            let hash = bridge.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+            });
             format!("drsvc{:010x}", hash & 0xff_ffff_ffff)
         }
     }
@@ -323,7 +321,10 @@ mod interface_names {
     #[test]
     fn service_interfaces_are_valid_interface_names() {
         assert_eq!(ServiceAddresses::interface_for("drover0"), "drover0-svc");
-        assert_eq!(ServiceAddresses::interface_for("drv12345x12"), "drv12345x12-svc");
+        assert_eq!(
+            ServiceAddresses::interface_for("drv12345x12"),
+            "drv12345x12-svc"
+        );
         let long = ServiceAddresses::interface_for("a-very-long-bridge");
         assert!(long.len() <= 15 && long.starts_with("drsvc"), "{long}");
         assert_ne!(long, ServiceAddresses::interface_for("a-very-long-bridgf"));
