@@ -40,8 +40,11 @@ spec:
 #[test]
 fn pods_get_the_cluster_dns_resolv_conf_and_the_host_keeps_its_own() {
     let host_before = std::fs::read("/etc/resolv.conf").ok();
-    let s =
-        Server::start_with_agent(&["--cluster-dns=10.43.0.10", "--cluster-domain=cluster.test"]);
+    // The harness gives each server its own service CIDR and cluster DNS
+    // address: the kube-dns Service's ClusterIP.
+    let s = Server::start_with_agent(&["--cluster-domain=cluster.test"]);
+    let kube_dns = s.json(&["get", "service", "kube-dns", "-n", "kube-system"]);
+    let dns_ip = kube_dns["spec"]["clusterIP"].as_str().unwrap().to_string();
 
     let cluster_first = resolv_conf_of(&s, "cluster-first", "");
     let lines: Vec<&str> = cluster_first.lines().collect();
@@ -51,7 +54,7 @@ fn pods_get_the_cluster_dns_resolv_conf_and_the_host_keeps_its_own() {
     );
     assert_eq!(
         lines[1..],
-        ["nameserver 10.43.0.10", "options ndots:5"],
+        [format!("nameserver {dns_ip}").as_str(), "options ndots:5"],
         "{cluster_first}"
     );
 
