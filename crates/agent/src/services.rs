@@ -254,8 +254,15 @@ async fn apply_tables(
         let Some(table) = changed.borrow_and_update().clone() else {
             continue;
         };
-        sync_addresses(&addresses, wanted_addresses(&table, &config.cluster_dns)).await;
+        let wanted = wanted_addresses(&table, &config.cluster_dns);
+        let address_count = wanted.len();
+        sync_addresses(&addresses, wanted).await;
         let failed = proxy.apply(&table).await;
+        tracing::info!(
+            "service proxy: {} service ports, {} endpoints, {address_count} node addresses",
+            table.ports.len(),
+            table.ports.iter().map(|p| p.endpoints.len()).sum::<usize>()
+        );
         let now_failing: BTreeSet<SocketAddr> = failed.iter().map(|(a, _)| *a).collect();
         for (at, e) in &failed {
             if !bind_failures.contains(at) {
