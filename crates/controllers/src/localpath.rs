@@ -52,7 +52,9 @@ pub fn reconcile_local_path(
     root: &Path,
 ) -> Plan {
     let mut plan = Plan::default();
-    let claim = claim.filter(|c| c.metadata.deletion_timestamp.is_none());
+    // A claim being deleted still owns its volume: the pvc-protection
+    // finalizer holds it while a pod uses it, and the volume (with its
+    // data) is released only once the claim object is really gone.
     let claim_uid = claim.and_then(|c| c.metadata.uid.clone());
     // Volumes of ours whose claim (this name, any incarnation) is gone.
     for pv in volumes {
@@ -82,7 +84,8 @@ pub fn reconcile_local_path(
             });
         }
     }
-    let Some(claim) = claim else {
+    // Nothing is provisioned or bound for a claim being deleted.
+    let Some(claim) = claim.filter(|c| c.metadata.deletion_timestamp.is_none()) else {
         return plan;
     };
     let Some(class) = class.filter(|c| c.provisioner == PROVISIONER) else {
@@ -385,7 +388,7 @@ mod tests {
         );
         let bound = pv("u1", "Bound");
         check(
-            Some(&claim(selected, Some("pvc-u1"), Some("Bound"))),
+            Some(&claim(selected.clone(), Some("pvc-u1"), Some("Bound"))),
             Some(&ours),
             &[&bound],
             &[],
@@ -398,6 +401,14 @@ mod tests {
             &[&bound],
             &["patch PersistentVolumes pvc-u1 status {\"status\":{\"phase\":\"Released\"}}"],
         );
+        // A claim being deleted (its pvc-protection finalizer still on,
+        // a pod still using it) keeps its volume: releasing it now would
+        // let the node delete the data under the running pod.
+        let mut deleting = claim(selected, Some("pvc-u1"), Some("Bound"));
+        deleting.metadata.deletion_timestamp = Some(
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::UNIX_EPOCH),
+        );
+        check(Some(&deleting), Some(&ours), &[&bound], &[]);
         let released = pv("u1", "Released");
         check(None, Some(&ours), &[&released], &[]);
         // A new claim of the same name does not adopt the old volume.

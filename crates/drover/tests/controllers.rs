@@ -785,7 +785,7 @@ spec:
         "--image=registry.local/job:1",
         "--schedule=* * * * *",
     ]);
-    wait_until(
+    s.wait(
         "cronjob tick fired and its job completed",
         Duration::from_secs(150),
         || {
