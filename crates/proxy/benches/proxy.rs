@@ -2,7 +2,8 @@
 //! through haproxy, at saturation and paced at ~1,000 req/s; then the proxy's memory and apply()
 //! time with 1,000 services x 10 endpoints (in a child process, so nothing else is in its RSS).
 //!
-//! Run: `cargo bench -p proxy` (needs `wrk` and `haproxy` on PATH; BENCH_SECONDS sets each run's length).
+//! Run: `cargo bench -p proxy` (needs `wrk` and `haproxy` on PATH; BENCH_SECONDS sets each run's length,
+//! BENCH_ROUNDS how many interleaved rounds the medians are taken over).
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -88,6 +89,13 @@ fn main() {
         ("drover proxy", proxy_addr),
         ("haproxy", haproxy.addr),
     ];
+    // Rounds interleave the three targets, so a burst of load from elsewhere on the machine hits
+    // all of them alike; each figure below is the median of its rounds.
+    let rounds: usize = std::env::var("BENCH_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3)
+        .max(1);
     let mut results: BTreeMap<(&str, &str), WrkResult> = BTreeMap::new();
     let pacing = write_pacing_script();
     for (mode, args) in [
@@ -102,12 +110,32 @@ fn main() {
             ],
         ),
     ] {
-        for (name, addr) in targets {
-            // Warm up pools and connections, then measure.
-            wrk(&args, addr, 1);
-            let result = wrk(&args, addr, seconds);
+        let mut runs: BTreeMap<&str, Vec<WrkResult>> = BTreeMap::new();
+        for round in 1..=rounds {
+            for (name, addr) in targets {
+                // Warm up pools and connections, then measure.
+                wrk(&args, addr, 1);
+                let result = wrk(&args, addr, seconds);
+                println!(
+                    "{mode:>11} {name:>13} round {round}: {:>9.0} req/s  p50 {:>7.3} ms  p99 {:>7.3} ms",
+                    result.requests_per_second, result.p50_ms, result.p99_ms
+                );
+                runs.entry(name).or_default().push(result);
+            }
+        }
+        for (name, runs) in runs {
+            let median = |f: fn(&WrkResult) -> f64| {
+                let mut v: Vec<f64> = runs.iter().map(f).collect();
+                v.sort_by(f64::total_cmp);
+                v[v.len() / 2]
+            };
+            let result = WrkResult {
+                requests_per_second: median(|r| r.requests_per_second),
+                p50_ms: median(|r| r.p50_ms),
+                p99_ms: median(|r| r.p99_ms),
+            };
             println!(
-                "{mode:>11} {name:>13}: {:>9.0} req/s  p50 {:>7.3} ms  p99 {:>7.3} ms",
+                "{mode:>11} {name:>13} median of {rounds}: {:>9.0} req/s  p50 {:>7.3} ms  p99 {:>7.3} ms",
                 result.requests_per_second, result.p50_ms, result.p99_ms
             );
             results.insert((mode, name), result);

@@ -14,7 +14,12 @@
 //!   give (its latency estimate decays over seconds, so with two endpoints the one that was
 //!   slower once is starved until it decays).
 //! - `EndpointService`: rewrites the URI to the endpoint, sends it on a pooled hyper client
-//!   (HTTP/2 multiplexed for h2c, so gRPC streams spread across replicas), records metrics.
+//!   (HTTP/2 multiplexed for h2c, so gRPC streams spread across replicas), records metrics;
+//!   request and response bodies count their bytes as they stream.
+//!
+//! HTTP/1.1 upgrades (WebSocket, SPDY, any `Connection: upgrade`) are balanced like any request;
+//! when the endpoint answers 101, both sides are upgraded and spliced as raw bytes until either
+//! closes, counted as an open connection of that endpoint.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -27,11 +32,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::StreamExt;
 use http::{header, HeaderValue, Request, Response, StatusCode, Uri};
+use http_body::{Body, Frame, SizeHint};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use prometheus_client::metrics::counter::Counter;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -40,21 +47,61 @@ use tower::discover::Change;
 use tower::load::{CompleteOnResponse, PendingRequestsDiscover};
 use tower::{BoxError, Service};
 
-use crate::metrics::{code_class, ResponseLabels};
 use crate::runtime::{EndpointState, PortConfig, PortState};
 use crate::table::AppProtocol;
 
-pub type ProxyBody = Either<Incoming, Full<Bytes>>;
-type ResponseFuture = Pin<Box<dyn Future<Output = Result<Response<Incoming>, BoxError>> + Send>>;
-type Upstream = Client<HttpConnector, Incoming>;
-type BoxedBalance = tower::util::BoxService<Request<Incoming>, Response<Incoming>, BoxError>;
+pub type ProxyBody = Either<Counted<Incoming>, Full<Bytes>>;
+type UpstreamResponse = Response<Counted<Incoming>>;
+type ResponseFuture = Pin<Box<dyn Future<Output = Result<UpstreamResponse, BoxError>> + Send>>;
+type Upstream = Client<HttpConnector, Counted<Incoming>>;
+type BoxedBalance = tower::util::BoxService<Request<Incoming>, UpstreamResponse, BoxError>;
+
+/// A body that adds the length of every data frame it yields to a counter (the `bytes` metric).
+pub struct Counted<B> {
+    inner: B,
+    counter: Counter,
+}
+
+impl<B> Counted<B> {
+    fn new(inner: B, counter: Counter) -> Self {
+        Counted { inner, counter }
+    }
+}
+
+impl<B: Body<Data = Bytes> + Unpin> Body for Counted<B> {
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled {
+            if let Some(data) = frame.data_ref() {
+                this.counter.inc_by(data.len() as u64);
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
 
 /// A request waits at most this long for the balancer (e.g. every endpoint just went away).
 const BALANCER_WAIT: Duration = Duration::from_secs(10);
 
-/// The endpoint that served a response, so the route layer can pin sessionAffinity to it.
-#[derive(Clone, Copy, Debug)]
-struct ServedBy(SocketAddr);
+/// The endpoint that served a response, so the route layer can pin sessionAffinity to it (and
+/// account an upgraded connection to it).
+#[derive(Clone)]
+struct ServedBy(Arc<EndpointState>);
 
 /// The per-listener balancer: shared by every connection of the frontend.
 #[derive(Clone)]
@@ -142,7 +189,7 @@ impl EndpointService {
 }
 
 impl Service<Request<Incoming>> for EndpointService {
-    type Response = Response<Incoming>;
+    type Response = UpstreamResponse;
     type Error = BoxError;
     type Future = ResponseFuture;
 
@@ -151,12 +198,13 @@ impl Service<Request<Incoming>> for EndpointService {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, mut request: Request<Incoming>) -> Self::Future {
+    fn call(&mut self, request: Request<Incoming>) -> Self::Future {
         let endpoint = self.endpoint.clone();
         let upstream = self.upstream.clone();
         let authority = self.authority.clone();
         Box::pin(async move {
-            let addr = endpoint.endpoint.addr;
+            let metrics = endpoint.metrics();
+            let mut request = request.map(|body| Counted::new(body, metrics.bytes_in.clone()));
             let mut parts = std::mem::take(request.uri_mut()).into_parts();
             parts.scheme = Some(http::uri::Scheme::HTTP);
             parts.authority = Some(authority);
@@ -164,8 +212,14 @@ impl Service<Request<Incoming>> for EndpointService {
                 parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
             }
             *request.uri_mut() = Uri::from_parts(parts)?;
+            let upgrade = upgrade_protocol(&request);
             strip_hop_by_hop(&mut request);
-            let metrics = endpoint.metrics();
+            if let Some(protocol) = upgrade {
+                // The upgrade is end to end: the endpoint must see what the client asked for.
+                let headers = request.headers_mut();
+                headers.insert(header::UPGRADE, protocol);
+                headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            }
             metrics.requests.inc();
             let started = Instant::now();
             let result = upstream.request(request).await;
@@ -173,13 +227,11 @@ impl Service<Request<Incoming>> for EndpointService {
                 .request_duration
                 .observe(started.elapsed().as_secs_f64());
             match result {
-                Ok(mut response) => {
-                    let labels = ResponseLabels::new(
-                        &metrics.labels,
-                        code_class(response.status().as_u16()),
-                    );
-                    metrics.responses.get_or_create(&labels).inc();
-                    response.extensions_mut().insert(ServedBy(addr));
+                Ok(response) => {
+                    metrics.responses(response.status().as_u16()).inc();
+                    let mut response =
+                        response.map(|body| Counted::new(body, metrics.bytes_out.clone()));
+                    response.extensions_mut().insert(ServedBy(endpoint));
                     Ok(response)
                 }
                 Err(error) => {
@@ -189,6 +241,23 @@ impl Service<Request<Incoming>> for EndpointService {
             }
         })
     }
+}
+
+/// The `Upgrade` header of an HTTP/1.1 request that asks to switch protocols
+/// (`Connection: upgrade`), e.g. a WebSocket handshake.
+fn upgrade_protocol<B>(request: &Request<B>) -> Option<HeaderValue> {
+    if request.version() != http::Version::HTTP_11 {
+        return None;
+    }
+    let headers = request.headers();
+    let asks = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
+    asks.then(|| headers.get(header::UPGRADE).cloned())
+        .flatten()
 }
 
 /// Connection-level headers are per hop (RFC 9110 7.6.1); hyper sets its own on the upstream side.
@@ -253,7 +322,7 @@ pub async fn serve(listener: std::net::TcpListener, port: Arc<PortState>, balanc
                 builder = builder.http2_only();
             }
             if let Err(error) = builder
-                .serve_connection(TokioIo::new(stream), service)
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
                 .await
             {
                 tracing::debug!(%error, %client, "http connection ended");
@@ -267,7 +336,7 @@ async fn route(
     port: Arc<PortState>,
     balancer: Balancer,
     client: SocketAddr,
-    request: Request<Incoming>,
+    mut request: Request<Incoming>,
 ) -> Response<ProxyBody> {
     let config = port.config();
     if config.endpoints.is_empty() {
@@ -276,29 +345,35 @@ async fn route(
             "no endpoints available for service",
         );
     }
+    let client_upgrade = upgrade_protocol(&request)
+        .is_some()
+        .then(|| hyper::upgrade::on(&mut request));
     let result = match port.affinity_endpoint(&config, client.ip()) {
         Some(endpoint) => {
             let mut service = EndpointService::new(endpoint, balancer.upstream.clone());
             service.call(request).await
         }
-        None => {
-            match tokio::time::timeout(BALANCER_WAIT, balance(balancer.service.clone(), request))
-                .await
-            {
-                Ok(result) => result,
-                Err(_) => {
-                    return error_response(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "no endpoint became ready in time",
-                    )
-                }
+        None => match balance(&balancer.service, request).await {
+            Some(result) => result,
+            None => {
+                return error_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "no endpoint became ready in time",
+                )
             }
-        }
+        },
     };
     match result {
-        Ok(response) => {
-            if let Some(ServedBy(addr)) = response.extensions().get::<ServedBy>().copied() {
-                port.pin(&config, client.ip(), addr);
+        Ok(mut response) => {
+            let served_by = response.extensions_mut().remove::<ServedBy>();
+            if let Some(ServedBy(endpoint)) = served_by {
+                port.pin(&config, client.ip(), endpoint.endpoint.addr);
+                if let (Some(client_upgrade), StatusCode::SWITCHING_PROTOCOLS) =
+                    (client_upgrade, response.status())
+                {
+                    let upstream_upgrade = hyper::upgrade::on(&mut response);
+                    tokio::spawn(splice_upgraded(endpoint, client_upgrade, upstream_upgrade));
+                }
             }
             response.map(Either::Left)
         }
@@ -309,14 +384,45 @@ async fn route(
     }
 }
 
+/// After a 101: both connections switch protocols and their bytes are spliced until either side
+/// closes.
+async fn splice_upgraded(
+    endpoint: Arc<EndpointState>,
+    client: hyper::upgrade::OnUpgrade,
+    upstream: hyper::upgrade::OnUpgrade,
+) {
+    let (client, upstream) = match tokio::try_join!(client, upstream) {
+        Ok(both) => both,
+        Err(error) => {
+            tracing::debug!(%error, endpoint = %endpoint.endpoint.addr, "upgrade failed");
+            return;
+        }
+    };
+    let metrics = endpoint.metrics();
+    metrics.connections.inc();
+    metrics.open_connections.inc();
+    let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));
+    match tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+        Ok((sent, received)) => {
+            metrics.bytes_in.inc_by(sent);
+            metrics.bytes_out.inc_by(received);
+        }
+        Err(error) => {
+            tracing::debug!(%error, endpoint = %endpoint.endpoint.addr, "upgraded connection ended")
+        }
+    }
+    metrics.open_connections.dec();
+}
+
 /// Picks an endpoint and starts the request while holding the balancer's lock, then awaits the
-/// response without it.
+/// response without it. `None` if no endpoint became ready within `BALANCER_WAIT` (the timer is
+/// armed only then: the usual pick is immediate).
 async fn balance(
-    service: Arc<Mutex<BoxedBalance>>,
+    service: &Mutex<BoxedBalance>,
     request: Request<Incoming>,
-) -> Result<Response<Incoming>, BoxError> {
+) -> Option<Result<UpstreamResponse, BoxError>> {
     let mut request = Some(request);
-    let response = std::future::poll_fn(|cx| {
+    let pick = std::future::poll_fn(|cx| {
         let mut balance = service.lock().expect("balancer lock");
         match balance.poll_ready(cx) {
             Poll::Ready(Ok(())) => {
@@ -326,9 +432,16 @@ async fn balance(
             // No endpoint is ready: the balancer wakes us when discovery changes.
             Poll::Pending => Poll::Pending,
         }
+    });
+    let mut pick = std::pin::pin!(pick);
+    let picked = match futures::poll!(pick.as_mut()) {
+        Poll::Ready(picked) => picked,
+        Poll::Pending => tokio::time::timeout(BALANCER_WAIT, pick).await.ok()?,
+    };
+    Some(match picked {
+        Ok(response) => response.await,
+        Err(error) => Err(error),
     })
-    .await?;
-    response.await
 }
 
 fn error_response(status: StatusCode, message: &str) -> Response<ProxyBody> {

@@ -46,8 +46,10 @@ pub(crate) struct EndpointMetrics {
     pub labels: EndpointLabels,
     pub requests: Counter,
     /// The family itself: a series per status class is made on first use.
-    pub responses:
-        prometheus_client::metrics::family::Family<crate::metrics::ResponseLabels, Counter>,
+    responses: prometheus_client::metrics::family::Family<crate::metrics::ResponseLabels, Counter>,
+    /// The series of each status class (1xx..5xx), resolved once: the data path does no label
+    /// hashing after the first response of a class.
+    response_classes: [std::sync::OnceLock<Counter>; 5],
     pub request_duration: Histogram,
     pub bytes_in: Counter,
     pub bytes_out: Counter,
@@ -67,6 +69,7 @@ impl EndpointMetrics {
         EndpointMetrics {
             requests: metrics.requests.get_or_create(&labels).clone(),
             responses: metrics.responses.clone(),
+            response_classes: Default::default(),
             request_duration: metrics.request_duration.get_or_create(&labels).clone(),
             bytes_in: bytes("in"),
             bytes_out: bytes("out"),
@@ -75,6 +78,25 @@ impl EndpointMetrics {
             connection_errors: metrics.connection_errors.get_or_create(&labels).clone(),
             labels,
         }
+    }
+}
+
+impl EndpointMetrics {
+    /// The responses counter of `status`'s class.
+    pub fn responses(&self, status: u16) -> &Counter {
+        let class = crate::metrics::code_class(status);
+        let index = match class {
+            "1xx" => 0,
+            "2xx" => 1,
+            "3xx" => 2,
+            "4xx" => 3,
+            _ => 4,
+        };
+        self.response_classes[index].get_or_init(|| {
+            self.responses
+                .get_or_create(&crate::metrics::ResponseLabels::new(&self.labels, class))
+                .clone()
+        })
     }
 }
 

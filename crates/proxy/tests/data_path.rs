@@ -774,6 +774,18 @@ async fn metrics_count_connections_bytes_and_requests_per_endpoint() {
         5.0,
         "{text}"
     );
+    // HTTP bodies are counted as they stream: 5 responses of "hello".
+    assert_eq!(
+        metric(
+            &text,
+            "drover_proxy_bytes_total",
+            &format!(
+                "{http_labels},pod=\"m-http-pod-0\",pod_template_hash=\"abc123\",direction=\"out\""
+            )
+        ),
+        25.0,
+        "{text}"
+    );
 
     // Series of an endpoint that is gone are dropped.
     apply(
@@ -793,4 +805,135 @@ async fn metrics_count_connections_bytes_and_requests_per_endpoint() {
         !text.contains("m-tcp"),
         "series of the removed service remain:\n{text}"
     );
+}
+
+/// A backend that answers an `Upgrade: echo` request with 101 and then echoes raw bytes, like a
+/// WebSocket server after its handshake.
+async fn upgrade_backend() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind upgrade backend");
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let head = read_head(&mut stream).await.to_ascii_lowercase();
+                if !(head.contains("upgrade: echo") && head.contains("connection: upgrade")) {
+                    // Not an upgrade: answer and close, so the pooled client cannot reuse it.
+                    let _ = stream
+                        .write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                        .await;
+                    return;
+                }
+                let response = b"HTTP/1.1 101 Switching Protocols\r\nupgrade: echo\r\nconnection: upgrade\r\n\r\n";
+                if stream.write_all(response).await.is_err() {
+                    return;
+                }
+                let mut buf = [0u8; 1024];
+                while let Ok(n @ 1..) = stream.read(&mut buf).await {
+                    if stream.write_all(&buf[..n]).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// Reads an HTTP head (through the blank line) byte by byte, so nothing after it is consumed.
+async fn read_head(stream: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match stream.read(&mut byte).await {
+            Ok(1) => head.push(byte[0]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_upgrade_switches_protocols_end_to_end_and_is_spliced() {
+    let backend = upgrade_backend().await;
+    let frontend = free_addr();
+    let proxy = Proxy::new();
+    apply(
+        &proxy,
+        vec![service_port(
+            "ws",
+            AppProtocol::Http1,
+            frontend,
+            &[backend],
+            None,
+        )],
+    )
+    .await;
+
+    // A plain request on the same port is still answered per request.
+    let mut plain = TcpStream::connect(frontend).await.unwrap();
+    plain
+        .write_all(b"GET / HTTP/1.1\r\nhost: ws\r\n\r\n")
+        .await
+        .unwrap();
+    let head = read_head(&mut plain).await;
+    assert!(head.starts_with("HTTP/1.1 400"), "plain request: {head:?}");
+
+    let mut stream = TcpStream::connect(frontend).await.unwrap();
+    stream
+        .write_all(b"GET /chat HTTP/1.1\r\nhost: ws\r\nconnection: keep-alive, Upgrade\r\nupgrade: echo\r\n\r\n")
+        .await
+        .unwrap();
+    let head = read_head(&mut stream).await;
+    assert!(
+        head.starts_with("HTTP/1.1 101"),
+        "the proxy must pass the endpoint's 101 through: {head:?}"
+    );
+    assert!(
+        head.to_ascii_lowercase().contains("upgrade: echo"),
+        "{head:?}"
+    );
+    for message in [&b"hello"[..], b"after the upgrade, bytes are raw"] {
+        stream.write_all(message).await.unwrap();
+        let mut echoed = vec![0u8; message.len()];
+        tokio::time::timeout(Duration::from_secs(10), stream.read_exact(&mut echoed))
+            .await
+            .expect("echo through the upgraded connection timed out")
+            .unwrap();
+        assert_eq!(echoed, message);
+    }
+    let labels = format!("service=\"ws\",port=\"web\",endpoint=\"{backend}\"");
+    let mut text = String::new();
+    proxy.encode_metrics(&mut text);
+    assert_eq!(
+        metric(&text, "drover_proxy_open_connections", &labels),
+        1.0,
+        "the upgraded connection is open:\n{text}"
+    );
+    stream.shutdown().await.unwrap();
+    let mut rest = Vec::new();
+    stream.read_to_end(&mut rest).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut text = String::new();
+        proxy.encode_metrics(&mut text);
+        let closed = metric(&text, "drover_proxy_open_connections", &labels) == 0.0;
+        let bytes_in = metric(
+            &text,
+            "drover_proxy_bytes_total",
+            &format!("{labels},pod=\"ws-pod-0\",pod_template_hash=\"abc123\",direction=\"in\""),
+        );
+        if closed && bytes_in == 37.0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "upgraded connection accounting did not settle (want 37 bytes in, closed):\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
