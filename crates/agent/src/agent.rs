@@ -964,7 +964,11 @@ impl Agent {
     }
 
     async fn publish_status(&self, pod: &Pod, status: &k8s_openapi::api::core::v1::PodStatus) {
-        if pod.status.as_ref() == Some(status) {
+        // Compared as the API stores them: `metav1.Time` keeps whole seconds,
+        // so a status computed with sub-second times equals the stored one
+        // only once serialized. (Comparing the structs made every relist
+        // write the status again, and every write woke the worker again.)
+        if pod.status.as_ref() == Some(status) || status_json_eq(pod.status.as_ref(), status) {
             return;
         }
         let mut object = pod.clone();
@@ -1205,6 +1209,19 @@ pub(crate) fn expand(input: &str, vars: &BTreeMap<&str, &str>) -> String {
     out
 }
 
+/// Whether the stored status and a computed one serialize alike.
+fn status_json_eq(
+    stored: Option<&k8s_openapi::api::core::v1::PodStatus>,
+    computed: &k8s_openapi::api::core::v1::PodStatus,
+) -> bool {
+    stored.is_some_and(|stored| {
+        matches!(
+            (serde_json::to_value(stored), serde_json::to_value(computed)),
+            (Ok(a), Ok(b)) if a == b
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1258,5 +1275,30 @@ mod tests {
             data_of(&serde_json::json!({"data": {"k": "aGVsbG8="}}), true),
             vec![("k".to_string(), "hello".to_string())]
         );
+    }
+
+    #[test]
+    fn a_status_with_sub_second_times_equals_its_stored_copy() {
+        use k8s_openapi::api::core::v1::{PodCondition, PodStatus};
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+        let computed = PodStatus {
+            phase: Some("Running".into()),
+            conditions: Some(vec![PodCondition {
+                type_: "Ready".into(),
+                status: "True".into(),
+                last_transition_time: Some(Time("2026-12-04T15:46:31.123456789Z".parse().unwrap())),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        };
+        // What the API hands back: whole seconds.
+        let stored: PodStatus =
+            serde_json::from_value(serde_json::to_value(&computed).unwrap()).unwrap();
+        assert_ne!(stored, computed, "the structs differ in the nanoseconds");
+        assert!(status_json_eq(Some(&stored), &computed));
+        let mut changed = computed.clone();
+        changed.phase = Some("Failed".into());
+        assert!(!status_json_eq(Some(&stored), &changed));
+        assert!(!status_json_eq(None, &computed));
     }
 }

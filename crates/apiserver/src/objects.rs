@@ -1319,6 +1319,13 @@ pub(crate) async fn write_update(
         after_delete(server, rt, &gone).await;
         return from_storage(rt, gone);
     }
+    // An update that changes nothing is not written (kube-apiserver's
+    // GuaranteedUpdate compares the encoded bytes): no new resourceVersion,
+    // no watch event, so controllers that re-send an unchanged status do
+    // not wake every watcher of the kind.
+    if unchanged(rt, old, &obj)? {
+        return Ok(old.clone());
+    }
     let allocation = if service_spec {
         Some(crate::services::allocate(server, Some(old), &mut obj, ctx.dry_run).await?)
     } else {
@@ -1346,6 +1353,18 @@ pub(crate) async fn write_update(
     }
     after_write(server, rt).await;
     from_storage(rt, decode_stored(&kv)?)
+}
+
+/// Whether `new` would be stored exactly as `old` is (resourceVersion aside).
+fn unchanged(rt: &ResourceType, old: &Value, new: &Value) -> Result<bool, ApiError> {
+    let without_version = |v: &Value| -> Result<Value, ApiError> {
+        let mut v = to_storage(rt, v.clone())?;
+        if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+            meta.remove("resourceVersion");
+        }
+        Ok(v)
+    };
+    Ok(without_version(old)? == without_version(new)?)
 }
 
 /// Side effects of an object leaving the store: a Service's ClusterIP and

@@ -300,6 +300,48 @@ async fn writes_follow_kubernetes_rules(api: Api) {
         )
         .await;
     assert_eq!(m["metadata"]["generation"], 2);
+    // An update that changes nothing is not written: same resourceVersion,
+    // and no watch event (kube-apiserver compares before it writes).
+    let rv = m["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for (method, path_, body) in [
+        ("PUT", path.clone(), m.clone()),
+        ("PUT", format!("{path}/status"), m.clone()),
+        ("PATCH", path.clone(), json!({"spec": {"replicas": 3}})),
+    ] {
+        let content_type = if method == "PATCH" {
+            "application/merge-patch+json"
+        } else {
+            "application/json"
+        };
+        let (code, same) = api.call(method, &path_, content_type, Some(body)).await;
+        assert_eq!(code, StatusCode::OK, "no-op {method} {path_}: {same}");
+        assert_eq!(
+            same["metadata"]["resourceVersion"], rv,
+            "a no-op {method} {path_} must keep the resourceVersion"
+        );
+    }
+    let (_, m) = api
+        .call(
+            "PATCH",
+            &path,
+            "application/merge-patch+json",
+            Some(json!({"metadata": {"annotations": {"after": "no-ops"}}})),
+        )
+        .await;
+    let events = watch(
+        &api.server,
+        &format!("{deps}?watch=true&resourceVersion={rv}&fieldSelector=metadata.name%3D{name}"),
+        1,
+    )
+    .await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(
+        events[0]["object"]["metadata"]["resourceVersion"], m["metadata"]["resourceVersion"],
+        "the first event after the no-ops is the real change"
+    );
     // Stale resourceVersion → 409.
     let mut stale = m.clone();
     stale["metadata"]["resourceVersion"] = json!("1");

@@ -186,8 +186,21 @@ impl ProcessRuntime {
         if argv.is_empty() {
             return Err(RuntimeError::Invalid("no command given".into()));
         }
-        let mut command = tokio::process::Command::new("nsenter");
+        // Into the container's cgroups before nsenter runs, so the command
+        // (nsenter's child) counts against the container's limits, as on
+        // the kubelet. Not in a `pre_exec` hook: that makes std fork the
+        // whole agent (copying its page tables, then copy-on-write faults
+        // in every thread) instead of `posix_spawn`ing; with an exec probe
+        // per pod per second that fork was the agent's largest cost. The
+        // host's `sh` joins the cgroups and execs nsenter instead.
+        let mut command = tokio::process::Command::new(host_program("sh"));
         command
+            .arg("-c")
+            .arg(JOIN_CGROUPS_AND_EXEC)
+            .arg("drover-exec")
+            .args(config.cgroups.procs_files(&config.cgroup))
+            .arg("--")
+            .arg(host_program("nsenter"))
             .arg("-t")
             .arg(pid.as_raw().to_string())
             .args(["-p", "-m", "-u", "-i", "-n", "--"])
@@ -195,30 +208,6 @@ impl ProcessRuntime {
             .env_clear()
             .envs(config.env.iter().map(|(k, v)| (k, v)))
             .current_dir(config.working_dir.as_deref().unwrap_or("/"));
-        // Into the container's cgroups before nsenter runs, so the command
-        // (nsenter's child) counts against the container's limits, as on
-        // the kubelet. Paths are made here: after fork only open/write.
-        let procs: Vec<std::ffi::CString> = config
-            .cgroups
-            .procs_files(&config.cgroup)
-            .into_iter()
-            .filter_map(|p| std::ffi::CString::new(p.into_os_string().into_encoded_bytes()).ok())
-            .collect();
-        // SAFETY: the closure only calls open, write and close (async-signal
-        // safe) on strings allocated before the fork.
-        unsafe {
-            command.pre_exec(move || {
-                for path in &procs {
-                    let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
-                    if fd >= 0 {
-                        // "0": the writing process itself.
-                        libc::write(fd, b"0".as_ptr().cast(), 1);
-                        libc::close(fd);
-                    }
-                }
-                Ok(())
-            });
-        }
         Ok(command)
     }
 
@@ -234,6 +223,33 @@ impl ProcessRuntime {
             serde_json::to_vec(&state).unwrap_or_default(),
         );
     }
+}
+
+/// `sh -c` script: write `0` (the writing process) into each `cgroup.procs`
+/// file before `--`, then exec what follows. A file that cannot be written
+/// (the container's cgroup is gone) is skipped, as the kubelet's exec would
+/// still run.
+const JOIN_CGROUPS_AND_EXEC: &str = r#"for f do [ "$f" = -- ] && break; { echo 0 > "$f"; } 2>/dev/null; shift; done; shift; exec "$@""#;
+
+/// A program of the host by absolute path, found once on the agent's own
+/// `PATH` (the command's environment is the container's, whose `PATH` may
+/// not have it); the bare name if it is nowhere.
+fn host_program(name: &'static str) -> &'static Path {
+    static FOUND: std::sync::Mutex<Vec<(&str, &Path)>> = std::sync::Mutex::new(Vec::new());
+    let mut found = FOUND.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, path)) = found.iter().find(|(n, _)| *n == name) {
+        return path;
+    }
+    let path = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
+        .chain(["/usr/bin", "/bin", "/usr/sbin", "/sbin"].map(PathBuf::from))
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+        .unwrap_or_else(|| PathBuf::from(name));
+    let path: &'static Path = Box::leak(path.into_boxed_path());
+    found.push((name, path));
+    path
 }
 
 /// The abstract socket of a container instance's stdin relay.
