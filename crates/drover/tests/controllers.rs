@@ -789,6 +789,9 @@ spec:
         "cronjob tick fired and its job completed",
         Duration::from_secs(150),
         || {
+            // The fake kubelet stays alive: without renewals the node turns
+            // unreachable after 40 s and the tick's pod cannot be scheduled.
+            renew_lease(&s, "node-a");
             let jobs = s.json(&["get", "jobs"]);
             let tick: Vec<&Value> = jobs["items"]
                 .as_array()
