@@ -1323,7 +1323,7 @@ pub(crate) async fn write_update(
     // GuaranteedUpdate compares the encoded bytes): no new resourceVersion,
     // no watch event, so controllers that re-send an unchanged status do
     // not wake every watcher of the kind.
-    if unchanged(rt, old, &obj)? {
+    if unchanged(old, &obj) {
         return Ok(old.clone());
     }
     let allocation = if service_spec {
@@ -1355,16 +1355,27 @@ pub(crate) async fn write_update(
     from_storage(rt, decode_stored(&kv)?)
 }
 
-/// Whether `new` would be stored exactly as `old` is (resourceVersion aside).
-fn unchanged(rt: &ResourceType, old: &Value, new: &Value) -> Result<bool, ApiError> {
-    let without_version = |v: &Value| -> Result<Value, ApiError> {
-        let mut v = to_storage(rt, v.clone())?;
-        if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
-            meta.remove("resourceVersion");
-        }
-        Ok(v)
+/// Whether `new` is `old` again, resourceVersion aside. Both are in the
+/// request's version, so equal here means equal as stored; compared in
+/// place, without copying either.
+fn unchanged(old: &Value, new: &Value) -> bool {
+    let (Some(old), Some(new)) = (old.as_object(), new.as_object()) else {
+        return old == new;
     };
-    Ok(without_version(old)? == without_version(new)?)
+    let without_version_eq = |a: &Map<String, Value>, b: &Map<String, Value>| {
+        let fields = |m: &Map<String, Value>| m.keys().filter(|k| *k != "resourceVersion").count();
+        fields(a) == fields(b)
+            && a.iter()
+                .filter(|(k, _)| *k != "resourceVersion")
+                .all(|(k, v)| b.get(k) == Some(v))
+    };
+    old.len() == new.len()
+        && old.iter().all(|(k, v)| match (k.as_str(), new.get(k)) {
+            ("metadata", Some(Value::Object(n))) => {
+                v.as_object().is_some_and(|o| without_version_eq(o, n))
+            }
+            (_, other) => other == Some(v),
+        })
 }
 
 /// Side effects of an object leaving the store: a Service's ClusterIP and
@@ -2213,5 +2224,38 @@ fn ignore_exists(r: Result<Value, ApiError>) -> Result<(), ApiError> {
         Ok(_) => Ok(()),
         Err(e) if e.code == 409 => Ok(()),
         Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unchanged;
+    use serde_json::json;
+
+    #[test]
+    fn an_update_differing_only_in_resource_version_is_unchanged() {
+        let old = json!({"metadata": {"name": "a", "resourceVersion": "7", "labels": {"x": "1"}}, "spec": {"n": 1}});
+        let same = json!({"spec": {"n": 1}, "metadata": {"labels": {"x": "1"}, "name": "a", "resourceVersion": "9"}});
+        let without_version =
+            json!({"metadata": {"name": "a", "labels": {"x": "1"}}, "spec": {"n": 1}});
+        assert!(unchanged(&old, &same));
+        assert!(unchanged(&old, &without_version));
+        assert!(unchanged(&without_version, &old));
+    }
+
+    #[test]
+    fn any_other_difference_is_a_change() {
+        let old = json!({"metadata": {"name": "a", "resourceVersion": "7"}, "spec": {"n": 1}});
+        for new in [
+            json!({"metadata": {"name": "a", "resourceVersion": "7"}, "spec": {"n": 2}}),
+            json!({"metadata": {"name": "a", "resourceVersion": "7", "labels": {}}, "spec": {"n": 1}}),
+            json!({"metadata": {"name": "a", "resourceVersion": "7"}, "spec": {"n": 1}, "status": {}}),
+            json!({"metadata": {"name": "b", "resourceVersion": "7"}, "spec": {"n": 1}}),
+            json!({"metadata": "a", "spec": {"n": 1}}),
+            json!({"spec": {"n": 1}}),
+        ] {
+            assert!(!unchanged(&old, &new), "{new} was taken for {old}");
+            assert!(!unchanged(&new, &old), "{old} was taken for {new}");
+        }
     }
 }

@@ -60,36 +60,43 @@ async fn apply(proxy: &Proxy, ports: Vec<ServicePort>) {
     assert!(failures.is_empty(), "apply failed to bind: {failures:?}");
 }
 
-/// A TCP backend that greets each connection with its id byte, then echoes.
-async fn tcp_backend(id: u8) -> SocketAddr {
+/// Binds a backend on a fresh loopback port and serves every accepted connection with `handler`
+/// on its own task.
+async fn spawn_backend<F, Fut>(what: &str, handler: F) -> SocketAddr
+where
+    F: Fn(TcpStream) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
-        .expect("bind tcp backend");
+        .unwrap_or_else(|e| panic!("bind {what} backend: {e}"));
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
-        loop {
-            let Ok((mut stream, _)) = listener.accept().await else {
-                return;
-            };
-            tokio::spawn(async move {
-                if stream.write_all(&[id]).await.is_err() {
-                    return;
-                }
-                let mut buf = [0u8; 1024];
-                loop {
-                    match stream.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => {
-                            if stream.write_all(&buf[..n]).await.is_err() {
-                                return;
-                            }
-                        }
-                    }
-                }
-            });
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(handler(stream));
         }
     });
     addr
+}
+
+/// Echoes what it reads until the peer closes.
+async fn echo(stream: &mut TcpStream) {
+    let mut buf = [0u8; 1024];
+    while let Ok(n @ 1..) = stream.read(&mut buf).await {
+        if stream.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// A TCP backend that greets each connection with its id byte, then echoes.
+async fn tcp_backend(id: u8) -> SocketAddr {
+    spawn_backend("tcp", move |mut stream| async move {
+        if stream.write_all(&[id]).await.is_ok() {
+            echo(&mut stream).await;
+        }
+    })
+    .await
 }
 
 /// Connects through the proxy and reads the backend's id byte.
@@ -107,31 +114,18 @@ async fn tcp_greeting(frontend: SocketAddr) -> (TcpStream, u8) {
 
 /// An HTTP backend (HTTP/1.1 and HTTP/2) answering every request with its name after `delay`.
 async fn http_backend(name: &'static str, delay: Duration) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind http backend");
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(
-                    move |_request: Request<hyper::body::Incoming>| async move {
-                        tokio::time::sleep(delay).await;
-                        Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from(
-                            name,
-                        ))))
-                    },
-                );
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    addr
+    spawn_backend("http", move |stream| async move {
+        let service = hyper::service::service_fn(
+            move |_request: Request<hyper::body::Incoming>| async move {
+                tokio::time::sleep(delay).await;
+                Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from(name))))
+            },
+        );
+        let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+            .serve_connection(TokioIo::new(stream), service)
+            .await;
+    })
+    .await
 }
 
 async fn http1_connection(
@@ -810,38 +804,24 @@ async fn metrics_count_connections_bytes_and_requests_per_endpoint() {
 /// A backend that answers an `Upgrade: echo` request with 101 and then echoes raw bytes, like a
 /// WebSocket server after its handshake.
 async fn upgrade_backend() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind upgrade backend");
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut stream, _)) = listener.accept().await else {
-                return;
-            };
-            tokio::spawn(async move {
-                let head = read_head(&mut stream).await.to_ascii_lowercase();
-                if !(head.contains("upgrade: echo") && head.contains("connection: upgrade")) {
-                    // Not an upgrade: answer and close, so the pooled client cannot reuse it.
-                    let _ = stream
-                        .write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
-                        .await;
-                    return;
-                }
-                let response = b"HTTP/1.1 101 Switching Protocols\r\nupgrade: echo\r\nconnection: upgrade\r\n\r\n";
-                if stream.write_all(response).await.is_err() {
-                    return;
-                }
-                let mut buf = [0u8; 1024];
-                while let Ok(n @ 1..) = stream.read(&mut buf).await {
-                    if stream.write_all(&buf[..n]).await.is_err() {
-                        return;
-                    }
-                }
-            });
+    spawn_backend("upgrade", |mut stream| async move {
+        let head = read_head(&mut stream).await.to_ascii_lowercase();
+        if !(head.contains("upgrade: echo") && head.contains("connection: upgrade")) {
+            // Not an upgrade: answer and close, so the pooled client cannot reuse it.
+            let _ = stream
+                .write_all(
+                    b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                )
+                .await;
+            return;
         }
-    });
-    addr
+        let response =
+            b"HTTP/1.1 101 Switching Protocols\r\nupgrade: echo\r\nconnection: upgrade\r\n\r\n";
+        if stream.write_all(response).await.is_ok() {
+            echo(&mut stream).await;
+        }
+    })
+    .await
 }
 
 /// Reads an HTTP head (through the blank line) byte by byte, so nothing after it is consumed.

@@ -14,7 +14,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use agent::runtime::{
@@ -193,14 +193,14 @@ impl ProcessRuntime {
         // in every thread) instead of `posix_spawn`ing; with an exec probe
         // per pod per second that fork was the agent's largest cost. The
         // host's `sh` joins the cgroups and execs nsenter instead.
-        let mut command = tokio::process::Command::new(host_program("sh"));
+        let mut command = tokio::process::Command::new(host_program(&HOST_SH, "sh"));
         command
             .arg("-c")
             .arg(JOIN_CGROUPS_AND_EXEC)
             .arg("drover-exec")
             .args(config.cgroups.procs_files(&config.cgroup))
             .arg("--")
-            .arg(host_program("nsenter"))
+            .arg(host_program(&HOST_NSENTER, "nsenter"))
             .arg("-t")
             .arg(pid.as_raw().to_string())
             .args(["-p", "-m", "-u", "-i", "-n", "--"])
@@ -234,23 +234,20 @@ const JOIN_CGROUPS_AND_EXEC: &str = r#"for f do [ "$f" = -- ] && break; { echo 0
 /// A program of the host by absolute path, found once on the agent's own
 /// `PATH` (the command's environment is the container's, whose `PATH` may
 /// not have it); the bare name if it is nowhere.
-fn host_program(name: &'static str) -> &'static Path {
-    static FOUND: std::sync::Mutex<Vec<(&str, &Path)>> = std::sync::Mutex::new(Vec::new());
-    let mut found = FOUND.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some((_, path)) = found.iter().find(|(n, _)| *n == name) {
-        return path;
-    }
-    let path = std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
-        .chain(["/usr/bin", "/bin", "/usr/sbin", "/sbin"].map(PathBuf::from))
-        .map(|dir| dir.join(name))
-        .find(|candidate| candidate.is_file())
-        .unwrap_or_else(|| PathBuf::from(name));
-    let path: &'static Path = Box::leak(path.into_boxed_path());
-    found.push((name, path));
-    path
+fn host_program(cell: &'static OnceLock<PathBuf>, name: &str) -> &'static Path {
+    cell.get_or_init(|| {
+        std::env::var_os("PATH")
+            .into_iter()
+            .flat_map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
+            .chain(["/usr/bin", "/bin", "/usr/sbin", "/sbin"].map(PathBuf::from))
+            .map(|dir| dir.join(name))
+            .find(|candidate| candidate.is_file())
+            .unwrap_or_else(|| PathBuf::from(name))
+    })
 }
+
+static HOST_SH: OnceLock<PathBuf> = OnceLock::new();
+static HOST_NSENTER: OnceLock<PathBuf> = OnceLock::new();
 
 /// The abstract socket of a container instance's stdin relay.
 fn stdin_socket_name(uid: &str, name: &str, attempt: u32) -> String {
