@@ -520,6 +520,14 @@ impl Agent {
                     self.carry_out(&pod, &runtime, step, &set_up).await;
                 }
             }
+            // A sandbox just made: start its containers at once rather than
+            // report a ContainerCreating status that is stale in
+            // milliseconds.
+            if decision.steps == [Step::CreateSandbox]
+                && runtime.observe(&uid).await.sandbox.is_some()
+            {
+                continue;
+            }
             self.publish_status(&pod, &decision.status).await;
             if let Some(sandbox) = &observed.sandbox {
                 if pod.metadata.deletion_timestamp.is_none()

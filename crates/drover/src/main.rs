@@ -686,18 +686,14 @@ fn build_agent(
             .context("locating the drover binary for the container shim")?,
         args: vec!["internal-shim".into()],
     };
-    let network = runtime_linux::network::PodNetwork::new(
-        "/usr/lib/cni".into(),
-        args.pod_cidr.clone(),
-        root.join("cni"),
-        args.pod_bridge.clone(),
+    let network = Some(
+        runtime_linux::network::PodNetwork::new(
+            &args.pod_cidr,
+            root.join("cni"),
+            args.pod_bridge.clone(),
+        )
+        .map_err(|e| anyhow::anyhow!("--pod-cidr/--pod-bridge: {e}"))?,
     );
-    let network = if network.available() {
-        Some(network)
-    } else {
-        tracing::warn!("CNI plugins not found in /usr/lib/cni (package containernetworking-plugins): pods share the host network");
-        None
-    };
     let has_network = network.is_some();
     let process = ProcessRuntime::new(
         root.clone(),

@@ -1064,7 +1064,7 @@ impl ContainerRuntime for OciRuntime {
         let host_network = spec.host_network.unwrap_or(false);
         let (ip, netns) = match (&self.network, host_network) {
             (Some(network), false) => {
-                let ip = network.setup(uid).map_err(RuntimeError::Invalid)?;
+                let ip = network.setup(uid).await.map_err(RuntimeError::Invalid)?;
                 (ip, Some(PodNetwork::netns_path(uid)))
             }
             _ => (self.host_ip.clone(), None),
@@ -1199,32 +1199,16 @@ impl ContainerRuntime for OciRuntime {
             serde_json::to_vec(&config).unwrap_or_default(),
         )
         .map_err(io("writing the shim config"))?;
-        let mut shim = tokio::process::Command::new(&self.shim.program)
-            .args(&self.shim.args)
-            .arg(&config_path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(false)
-            .spawn()
+        let mut command = tokio::process::Command::new(&self.shim.program);
+        command.args(&self.shim.args).arg(&config_path);
+        // runc may take a while (a large rootfs, a slow disk): 30 s.
+        crate::shim::start_and_await(command, &dir.join("state.json"), Duration::from_secs(30))
+            .await
             .map_err(io(format!(
                 "starting the container shim {}",
                 self.shim.program.display()
-            )))?;
-        tokio::spawn(async move {
-            let _ = shim.wait().await;
-        });
-        let state_path = dir.join("state.json");
-        for _ in 0..3000 {
-            if let Some(state) = read_state(&state_path) {
-                if let Some((_, message)) = state.failed {
-                    return Err(RuntimeError::Invalid(message));
-                }
-                return Ok(());
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        Ok(())
+            )))?
+            .map_err(RuntimeError::Invalid)
     }
 
     async fn kill_container(
@@ -1306,7 +1290,7 @@ impl ContainerRuntime for OciRuntime {
             return Ok(());
         };
         if let (Some(network), Some(_)) = (&self.network, &file.netns) {
-            network.teardown(uid).map_err(RuntimeError::Invalid)?;
+            network.teardown(uid).await.map_err(RuntimeError::Invalid)?;
         }
         file.ip = None;
         let _ = std::fs::write(

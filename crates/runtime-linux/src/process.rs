@@ -471,7 +471,7 @@ impl ContainerRuntime for ProcessRuntime {
             .unwrap_or(false);
         let (ip, netns) = match (&self.network, host_network) {
             (Some(network), false) => {
-                let ip = network.setup(uid).map_err(RuntimeError::Invalid)?;
+                let ip = network.setup(uid).await.map_err(RuntimeError::Invalid)?;
                 (ip, Some(PodNetwork::netns_path(uid)))
             }
             _ => (self.host_ip.clone(), None),
@@ -603,34 +603,14 @@ impl ContainerRuntime for ProcessRuntime {
         )
         .map_err(io("writing the shim config"))?;
         let mut command = tokio::process::Command::new(&self.shim.program);
-        command
-            .args(&self.shim.args)
-            .arg(&config_path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(false);
-        let mut shim = command.spawn().map_err(io(format!(
-            "starting the container shim {}",
-            self.shim.program.display()
-        )))?;
-        // Reap the shim when it ends (it is our child while we live).
-        tokio::spawn(async move {
-            let _ = shim.wait().await;
-        });
-        // Wait until the shim says the container runs (or could not start),
-        // so the next observation is consistent.
-        let state_path = dir.join("state.json");
-        for _ in 0..500 {
-            if let Some(state) = read_state(&state_path) {
-                if let Some((_, message)) = state.failed {
-                    return Err(RuntimeError::Invalid(message));
-                }
-                return Ok(());
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        Ok(())
+        command.args(&self.shim.args).arg(&config_path);
+        crate::shim::start_and_await(command, &dir.join("state.json"), Duration::from_secs(5))
+            .await
+            .map_err(io(format!(
+                "starting the container shim {}",
+                self.shim.program.display()
+            )))?
+            .map_err(RuntimeError::Invalid)
     }
 
     async fn kill_container(
@@ -679,7 +659,7 @@ impl ContainerRuntime for ProcessRuntime {
             .map_err(io("removing the pod cgroup"))?;
         if let (Some(network), Some(sandbox)) = (&self.network, self.sandbox_file(uid)) {
             if sandbox.netns.is_some() {
-                network.teardown(uid).map_err(RuntimeError::Invalid)?;
+                network.teardown(uid).await.map_err(RuntimeError::Invalid)?;
             }
         }
         // Logs and container states stay until the pod is forgotten.

@@ -139,10 +139,59 @@ pub fn read_state(path: &Path) -> Option<ShimState> {
 fn write_state(path: &Path, state: &ShimState) {
     let tmp = path.with_extension("tmp");
     if let Ok(bytes) = serde_json::to_vec(state) {
-        if fs::write(&tmp, bytes).is_ok() {
-            let _ = fs::rename(&tmp, path);
+        if fs::write(&tmp, bytes).is_ok() && fs::rename(&tmp, path).is_ok() {
+            announce_state();
         }
     }
+}
+
+/// Tells the runtime that started this shim that the state file now says
+/// how the container stands (running, or could not start): one byte on
+/// stdout, which is then pointed at /dev/null so nothing inherits the pipe.
+/// Once per shim.
+fn announce_state() {
+    static ANNOUNCED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if ANNOUNCED.swap(true, std::sync::atomic::Ordering::SeqCst) {
+        return;
+    }
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(b"\n");
+    let _ = stdout.flush();
+    if let Ok(null) = OpenOptions::new().write(true).open("/dev/null") {
+        let _ = nix::unistd::dup2_stdout(&null);
+    }
+}
+
+/// Starts the shim `command` (its config already written) and waits until
+/// it has written its first state (see [`announce_state`]), or has exited,
+/// or `limit` passed; then the runtime's next observation is consistent. The
+/// container's start failure, if the state records one, is the error.
+pub(crate) async fn start_and_await(
+    mut command: tokio::process::Command,
+    state_path: &Path,
+    limit: std::time::Duration,
+) -> std::io::Result<Result<(), String>> {
+    use tokio::io::AsyncReadExt;
+    let mut shim = command
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(false)
+        .spawn()?;
+    let mut announcement = shim.stdout.take();
+    // Reap the shim when it ends (it is our child while we live).
+    tokio::spawn(async move {
+        let _ = shim.wait().await;
+    });
+    if let Some(pipe) = announcement.as_mut() {
+        let mut byte = [0u8; 1];
+        // A byte: the state is written; end of file: the shim is gone.
+        let _ = tokio::time::timeout(limit, pipe.read(&mut byte)).await;
+    }
+    Ok(match read_state(state_path).and_then(|s| s.failed) {
+        Some((_, message)) => Err(message),
+        None => Ok(()),
+    })
 }
 
 fn now() -> String {
