@@ -4,7 +4,10 @@
 //! the real `drover server` with its node agent, driven with kubectl. The
 //! times are taken by a `kubectl get pods --watch` stream read by this
 //! program, from just before `kubectl apply` to the first event showing
-//! each pod Running / Ready. Peers, in the same run: bare `runc run -d` of
+//! each pod Running / Ready, and from the first event showing the pod at all
+//! (the API stored it) to Running: the server's share, without kubectl's
+//! own start-up. One pod is started 20 times one after another
+//! (`DROVER_BENCH_SINGLE`), then N at once. Peers, in the same run: bare `runc run -d` of
 //! a bundle of the same busybox image (one after another: each one's
 //! duration), and `podman kube play` of the same pod spec and image (its
 //! wall time; podman reports no per-pod times). Run as root:
@@ -38,17 +41,31 @@ mod common;
 
 use common::Cluster;
 
-/// When a pod was first seen Running, and Ready.
-type Seen = (Option<Instant>, Option<Instant>);
+/// When a pod was first seen at all (the API stored it), Running, and Ready.
+type Seen = (Option<Instant>, Option<Instant>, Option<Instant>);
 
-/// Creates `n` pods of `runtime` at once; returns each pod's time to
-/// Running and to Ready, sorted.
-fn start_pods(
-    cluster: &Cluster,
-    runtime: &str,
-    image: &str,
-    n: usize,
-) -> (Vec<Duration>, Vec<Duration>) {
+/// Each pod's times: apply → Running, apply → Ready, and stored → Running
+/// (the server's share: without kubectl's own start-up and request).
+#[derive(Default)]
+struct Times {
+    running: Vec<Duration>,
+    ready: Vec<Duration>,
+    stored_to_running: Vec<Duration>,
+}
+
+impl Times {
+    fn extend(&mut self, other: Times) {
+        self.running.extend(other.running);
+        self.ready.extend(other.ready);
+        self.stored_to_running.extend(other.stored_to_running);
+        self.running.sort();
+        self.ready.sort();
+        self.stored_to_running.sort();
+    }
+}
+
+/// Creates `n` pods of `runtime` at once; returns each pod's times, sorted.
+fn start_pods(cluster: &Cluster, runtime: &str, image: &str, n: usize) -> Times {
     let c = cluster;
     let mut watch = c
             .kubectl_command(&[
@@ -75,11 +92,12 @@ fn start_pods(
             };
             let mut seen = sink.lock().unwrap();
             let entry = seen.entry(name.to_string()).or_default();
-            if phase == Some("Running") && entry.0.is_none() {
-                entry.0 = Some(now);
-            }
-            if ready == Some("True") && entry.1.is_none() {
+            entry.0.get_or_insert(now);
+            if phase == Some("Running") && entry.1.is_none() {
                 entry.1 = Some(now);
+            }
+            if ready == Some("True") && entry.2.is_none() {
+                entry.2 = Some(now);
             }
         }
     });
@@ -97,7 +115,7 @@ fn start_pods(
     loop {
         let done = {
             let seen = seen.lock().unwrap();
-            seen.values().filter(|(_, ready)| ready.is_some()).count() >= n
+            seen.values().filter(|(_, _, ready)| ready.is_some()).count() >= n
         };
         if done || Instant::now() > deadline {
             break;
@@ -107,21 +125,28 @@ fn start_pods(
     let _ = watch.kill();
     let _ = watch.wait();
     let seen = seen.lock().unwrap();
-    let mut running: Vec<Duration> = seen
-        .values()
-        .filter_map(|(r, _)| r.map(|t| t - t0))
-        .collect();
-    let mut ready: Vec<Duration> = seen
-        .values()
-        .filter_map(|(_, r)| r.map(|t| t - t0))
-        .collect();
-    running.sort();
-    ready.sort();
+    let mut times = Times {
+        running: seen
+            .values()
+            .filter_map(|(_, r, _)| r.map(|t| t - t0))
+            .collect(),
+        ready: seen
+            .values()
+            .filter_map(|(_, _, r)| r.map(|t| t - t0))
+            .collect(),
+        stored_to_running: seen
+            .values()
+            .filter_map(|(stored, r, _)| Some(r.as_ref()?.duration_since(*stored.as_ref()?)))
+            .collect(),
+    };
+    times.running.sort();
+    times.ready.sort();
+    times.stored_to_running.sort();
     c.kubectl(
         &["delete", "pods", "--all", "--wait=true", "--timeout=300s"],
         None,
     );
-    (running, ready)
+    times
 }
 
 /// Bare runc: `n` containers of one bundle, one `runc run -d` after
@@ -255,21 +280,36 @@ fn main() {
         .unwrap();
     assert!(imported.success(), "drover image import");
 
+    // One pod at a time, `DROVER_BENCH_SINGLE` times (default 20), then n
+    // pods at once.
+    let single: usize = std::env::var("DROVER_BENCH_SINGLE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
     println!(
-        "| runtime | pods | create → Running p50 / p99 | create → Ready p50 / p99 | all Ready |"
+        "| runtime | pods | apply → Running p50 / p99 | stored → Running p50 / p99 | apply → Ready p50 / p99 | all Ready |"
     );
-    println!("|---|---:|---:|---:|---:|");
+    println!("|---|---|---:|---:|---:|---:|");
     for runtime in ["process", "oci"] {
-        for count in [1, n] {
-            let (running, ready) = start_pods(&cluster, runtime, reference, count);
+        let mut one = Times::default();
+        for _ in 0..single {
+            one.extend(start_pods(&cluster, runtime, reference, 1));
+        }
+        let many = start_pods(&cluster, runtime, reference, n);
+        for (label, times, count) in [
+            (format!("1 (× {single}, one at a time)"), &one, 1),
+            (format!("{n} at once"), &many, n),
+        ] {
             println!(
-                "| drover `{runtime}` | {count} | {} / {} | {} / {} | {}/{count} in {} |",
-                ms(percentile(&running, 0.5)),
-                ms(percentile(&running, 0.99)),
-                ms(percentile(&ready, 0.5)),
-                ms(percentile(&ready, 0.99)),
-                ready.len(),
-                ms(ready.last().copied().unwrap_or_default()),
+                "| drover `{runtime}` | {label} | {} / {} | {} / {} | {} / {} | {}/{count} in {} |",
+                ms(percentile(&times.running, 0.5)),
+                ms(percentile(&times.running, 0.99)),
+                ms(percentile(&times.stored_to_running, 0.5)),
+                ms(percentile(&times.stored_to_running, 0.99)),
+                ms(percentile(&times.ready, 0.5)),
+                ms(percentile(&times.ready, 0.99)),
+                if count == 1 { 1 } else { times.ready.len() },
+                ms(times.ready.last().copied().unwrap_or_default()),
             );
         }
     }
