@@ -115,7 +115,10 @@ fn start_pods(cluster: &Cluster, runtime: &str, image: &str, n: usize) -> Times 
     loop {
         let done = {
             let seen = seen.lock().unwrap();
-            seen.values().filter(|(_, _, ready)| ready.is_some()).count() >= n
+            seen.values()
+                .filter(|(_, _, ready)| ready.is_some())
+                .count()
+                >= n
         };
         if done || Instant::now() > deadline {
             break;

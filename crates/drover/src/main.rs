@@ -156,6 +156,14 @@ struct NodeArgs {
     /// `--allow-privileged`); pods asking for one are rejected (Forbidden).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     allow_privileged: bool,
+    /// The size at which a container's log file is rotated (the kubelet's
+    /// --container-log-max-size; a quantity such as 10Mi or 500Ki).
+    #[arg(long, default_value = "10Mi")]
+    container_log_max_size: String,
+    /// The most log files kept per container, the current one included
+    /// (the kubelet's --container-log-max-files; at least 2).
+    #[arg(long, default_value_t = 5, allow_negative_numbers = true)]
+    container_log_max_files: i64,
     /// The OCI runtime binary for RuntimeClass `oci` [default: runc on PATH].
     #[arg(long)]
     oci_runtime_binary: Option<std::path::PathBuf>,
@@ -291,6 +299,8 @@ fn tokio_runtime() -> Result<tokio::runtime::Runtime> {
 /// `drover agent`: join the server with the token, then run the node agent
 /// against it over HTTPS, reachable back through the tunnel.
 async fn agent_main(mut args: AgentArgs) -> Result<()> {
+    // Flags first: a bad one leaves nothing made.
+    log_rotation(&args.node)?;
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating data dir {}", args.data_dir.display()))?;
     let name = args.node.node_name.clone().unwrap_or_else(host_name);
@@ -530,6 +540,8 @@ fn simulate(args: SimArgs) -> Result<()> {
 
 async fn server(mut args: ServerArgs) -> Result<()> {
     let started = Instant::now();
+    // Flags first: a bad one leaves nothing made.
+    log_rotation(&args.node)?;
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating data dir {}", args.data_dir.display()))?;
     let store: Arc<dyn store::Store> = if args.datastore_endpoint.is_empty() {
@@ -686,6 +698,7 @@ fn build_agent(
         program: std::env::current_exe()
             .context("locating the drover binary for the container shim")?,
         args: vec!["internal-shim".into()],
+        log_rotation: log_rotation(args)?,
     };
     let network = Some(
         runtime_linux::network::PodNetwork::new(
@@ -788,6 +801,15 @@ fn build_agent(
         cgroups.version()
     );
     Ok(agent)
+}
+
+/// `--container-log-max-size` and `--container-log-max-files`, checked.
+fn log_rotation(args: &NodeArgs) -> Result<runtime_linux::shim::LogRotation> {
+    let size = &args.container_log_max_size;
+    let bytes = scheduler::quantity::parse_value(size)
+        .map_err(|e| anyhow::anyhow!("--container-log-max-size {size:?}: {e}"))?;
+    runtime_linux::shim::LogRotation::new(bytes, args.container_log_max_files)
+        .map_err(|e| anyhow::anyhow!(e))
 }
 
 /// This server's leader-election identity, `HOST_ID` with an id kept in the

@@ -406,6 +406,62 @@ fn logs_follow_a_running_container_until_it_ends() {
 }
 
 #[test]
+fn container_logs_rotate_at_the_configured_size_and_count() {
+    let s = Server::start_with_agent(&[
+        "--container-log-max-size=4Ki",
+        "--container-log-max-files=2",
+    ]);
+    // 300 records of ≈100 bytes: ≈30 KiB, seven rotations' worth.
+    s.ok(&[
+        "run",
+        "chatty",
+        "--image=unused",
+        "--restart=Never",
+        "--command",
+        "--",
+        "sh",
+        "-c",
+        "i=0; while [ $i -lt 300 ]; do i=$((i+1)); echo \"record $i $(printf '%080d' 0)\"; done; sleep 3600",
+    ]);
+    let mut logs = String::new();
+    s.wait("the last record in kubectl logs", TIMEOUT, || {
+        logs = s.ok(&["logs", "chatty"]);
+        logs.contains("record 300 ")
+    });
+    assert!(
+        !logs.contains("record 1 "),
+        "the first records were rotated away, yet kubectl logs still shows them:\n{logs}"
+    );
+    let uid = pod(&s, "chatty")["metadata"]["uid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let dir = s
+        .data_dir
+        .path()
+        .join(format!("agent/logs/default_chatty_{uid}/chatty"));
+    let files: Vec<(String, u64)> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
+        .flatten()
+        .map(|e| {
+            let size = e.metadata().map(|m| m.len()).unwrap_or(0);
+            (e.file_name().to_string_lossy().into_owned(), size)
+        })
+        .collect();
+    assert_eq!(
+        files.len(),
+        2,
+        "--container-log-max-files=2 keeps the current file and one rotated: {files:?}"
+    );
+    for (name, size) in &files {
+        // A file rotates once a record takes it to the limit: at most one
+        // record (≈150 bytes with the CRI prefix) over 4 KiB.
+        assert!(*size <= 4096 + 256, "{name} has {size} bytes: {files:?}");
+    }
+    s.ok(&["delete", "pod", "chatty", "--grace-period=0", "--force"]);
+}
+
+#[test]
 fn kubectl_top_and_an_hpa_scale_a_cpu_burning_deployment_out_and_back() {
     let s = Server::start_with_agent(&[]);
     let flags = tempfile::tempdir().unwrap();

@@ -1186,6 +1186,7 @@ impl ContainerRuntime for OciRuntime {
             stdin: None,
             // runc mounts the volumes (config.json).
             mounts: Vec::new(),
+            log_rotation: self.shim.log_rotation,
             runc: Some(RuncRun {
                 binary: self.runc.clone(),
                 root: self.runc_root(),

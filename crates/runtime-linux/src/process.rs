@@ -37,6 +37,8 @@ use crate::shim::{read_state, ShimConfig};
 pub struct ShimCommand {
     pub program: PathBuf,
     pub args: Vec<String>,
+    /// How the shims rotate container logs.
+    pub log_rotation: crate::shim::LogRotation,
 }
 
 pub struct ProcessRuntime {
@@ -595,6 +597,7 @@ impl ContainerRuntime for ProcessRuntime {
                 }),
             runc: None,
             mounts,
+            log_rotation: self.shim.log_rotation,
         };
         let config_path = dir.join("config.json");
         std::fs::write(

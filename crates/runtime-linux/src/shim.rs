@@ -47,6 +47,49 @@ pub struct ShimConfig {
     /// mount points exist: the runtime made them).
     #[serde(default)]
     pub mounts: Vec<agent::runtime::Mount>,
+    /// When the log file rotates and how many files are kept.
+    #[serde(default)]
+    pub log_rotation: LogRotation,
+}
+
+/// The kubelet's `--container-log-max-size` and `--container-log-max-files`:
+/// a container's log file is rotated once it reaches `max_bytes`, and at
+/// most `max_files` files (the current one included) are kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogRotation {
+    pub max_bytes: u64,
+    pub max_files: usize,
+}
+
+impl Default for LogRotation {
+    /// The kubelet's defaults: 10Mi, 5 files.
+    fn default() -> LogRotation {
+        LogRotation {
+            max_bytes: 10 << 20,
+            max_files: 5,
+        }
+    }
+}
+
+impl LogRotation {
+    /// Checks the flags as the kubelet does: a positive size, at least two
+    /// files (the current one and one rotated).
+    pub fn new(max_bytes: i64, max_files: i64) -> Result<LogRotation, String> {
+        if max_bytes <= 0 {
+            return Err(format!(
+                "--container-log-max-size must be a positive size, not {max_bytes} bytes"
+            ));
+        }
+        if max_files < 2 {
+            return Err(format!(
+                "--container-log-max-files must be at least 2, not {max_files}"
+            ));
+        }
+        Ok(LogRotation {
+            max_bytes: max_bytes as u64,
+            max_files: max_files as usize,
+        })
+    }
 }
 
 /// How the container's stdin is reached: a relay process of the shim
@@ -280,7 +323,11 @@ pub fn shim_main(config_path: &Path) -> i32 {
         .map(|(k, v)| to_c(&format!("{k}={v}")))
         .collect();
 
-    let log = match LogFile::open(&config.log_path, LOG_MAX_BYTES, LOG_MAX_FILES) {
+    let log = match LogFile::open(
+        &config.log_path,
+        config.log_rotation.max_bytes,
+        config.log_rotation.max_files,
+    ) {
         Ok(f) => Arc::new(Mutex::new(f)),
         Err(e) => {
             return fail(
@@ -408,7 +455,11 @@ fn run_runc(config: &ShimConfig, runc: &RuncRun, mut state: ShimState) -> i32 {
         write_state(&config.state_path, state);
         1
     };
-    let log = match LogFile::open(&config.log_path, LOG_MAX_BYTES, LOG_MAX_FILES) {
+    let log = match LogFile::open(
+        &config.log_path,
+        config.log_rotation.max_bytes,
+        config.log_rotation.max_files,
+    ) {
         Ok(f) => Arc::new(Mutex::new(f)),
         Err(e) => {
             return fail(
@@ -636,11 +687,6 @@ fn child(
     // SAFETY: leave without running the parent's atexit handlers.
     unsafe { libc::_exit(127) }
 }
-
-/// The kubelet's defaults for `containerLogMaxSize` and
-/// `containerLogMaxFiles`.
-const LOG_MAX_BYTES: u64 = 10 << 20;
-const LOG_MAX_FILES: usize = 5;
 
 /// A container instance's log file, rotated as the kubelet rotates them:
 /// once a record takes it to `max_bytes`, it is renamed

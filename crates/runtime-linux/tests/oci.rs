@@ -37,6 +37,7 @@ fn runtime_at(root: &Path, runc: &Path, cgroups: &Cgroups, parent: &str) -> Arc<
         ShimCommand {
             program: env!("CARGO_BIN_EXE_drover-shim").into(),
             args: Vec::new(),
+            log_rotation: Default::default(),
         },
         Arc::new(DirectoryImages {
             dir: root.join("images"),

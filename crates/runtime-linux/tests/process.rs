@@ -32,6 +32,7 @@ fn fixture(test: &str) -> Fixture {
         ShimCommand {
             program: env!("CARGO_BIN_EXE_drover-shim").into(),
             args: Vec::new(),
+            log_rotation: Default::default(),
         },
         "127.0.0.1".into(),
         None,
