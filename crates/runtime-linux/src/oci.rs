@@ -593,33 +593,51 @@ fn pull_policy(container: &Container) -> PullPolicy {
     }
 }
 
-/// Persistent namespaces made by a short-lived `unshare` and kept by bind
-/// mounts on files (what `ip netns add` does for network namespaces).
+/// Persistent namespaces kept by bind mounts on files (what `ip netns add`
+/// does for network namespaces), made by a short-lived thread of ours that
+/// unshares them (IPC and UTS namespaces are per thread) rather than an
+/// `unshare` process: no exec on a pod's start path.
 fn make_namespaces(ipc: Option<&Path>, uts: Option<&Path>, hostname: &str) -> Result<(), String> {
-    let mut command = std::process::Command::new("unshare");
-    for (flag, path) in [("--ipc", ipc), ("--uts", uts)] {
+    use nix::sched::CloneFlags;
+    let mut flags = CloneFlags::empty();
+    for (flag, path) in [(CloneFlags::CLONE_NEWIPC, ipc), (CloneFlags::CLONE_NEWUTS, uts)] {
         if let Some(path) = path {
             // A namespace left from an attempt that did not finish.
             unmount(path);
             std::fs::write(path, "").map_err(|e| format!("creating {}: {e}", path.display()))?;
-            command.arg(format!("{flag}={}", path.display()));
+            flags |= flag;
         }
     }
-    if uts.is_some() {
-        command.args(["hostname", hostname]);
-    } else {
-        command.arg("true");
+    if flags.is_empty() {
+        return Ok(());
     }
-    let out = command
-        .output()
-        .map_err(|e| format!("running unshare for the pod namespaces: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "unshare for the pod namespaces: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    Ok(())
+    let (ipc, uts, hostname) = (
+        ipc.map(Path::to_path_buf),
+        uts.map(Path::to_path_buf),
+        hostname.to_string(),
+    );
+    std::thread::spawn(move || {
+        nix::sched::unshare(flags).map_err(|e| format!("creating the pod namespaces: {e}"))?;
+        if uts.is_some() {
+            nix::unistd::sethostname(&hostname)
+                .map_err(|e| format!("setting the pod's hostname {hostname:?}: {e}"))?;
+        }
+        for (kind, path) in [("ipc", &ipc), ("uts", &uts)] {
+            if let Some(path) = path {
+                nix::mount::mount(
+                    Some(format!("/proc/thread-self/ns/{kind}").as_str()),
+                    path,
+                    None::<&str>,
+                    nix::mount::MsFlags::MS_BIND,
+                    None::<&str>,
+                )
+                .map_err(|e| format!("keeping the pod's {kind} namespace on {}: {e}", path.display()))?;
+            }
+        }
+        Ok(())
+    })
+    .join()
+    .map_err(|_| "creating the pod namespaces: the thread panicked".to_string())?
 }
 
 /// Unmounts `path` if it is a mount point (lazily: a namespace file or a

@@ -508,7 +508,12 @@ fn run_runc(config: &ShimConfig, runc: &RuncRun, mut state: ShimState) -> i32 {
         let log = log.clone();
         std::thread::spawn(move || copy_logs(out_r, err_r, &log))
     };
-    // Running once runc's state says so (or runc is done already).
+    // Running once runc has started the container (or runc is done
+    // already). runc's own test, without a `runc state` process per poll:
+    // `run` writes state.json once the container is created and removes
+    // exec.fifo when it starts it.
+    let state_dir = runc.root.join(&runc.id);
+    let (created, fifo) = (state_dir.join("state.json"), state_dir.join("exec.fifo"));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     let mut exited = None;
     while std::time::Instant::now() < deadline {
@@ -516,16 +521,10 @@ fn run_runc(config: &ShimConfig, runc: &RuncRun, mut state: ShimState) -> i32 {
             exited = Some(status);
             break;
         }
-        let status = runc_command(&["state", &runc.id])
-            .stderr(std::process::Stdio::null())
-            .output()
-            .ok()
-            .and_then(|o| serde_json::from_slice::<serde_json::Value>(&o.stdout).ok())
-            .and_then(|v| v["status"].as_str().map(str::to_string));
-        if matches!(status.as_deref(), Some("running" | "stopped")) {
+        if created.exists() && !fifo.exists() {
             break;
         }
-        std::thread::sleep(std::time::Duration::from_millis(10));
+        std::thread::sleep(std::time::Duration::from_millis(1));
     }
     state.pid = child.id() as i32;
     state.started_at = Some(now());
