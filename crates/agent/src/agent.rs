@@ -621,8 +621,23 @@ impl Agent {
                 let Some(container) = find_container(pod, name, *init) else {
                     return;
                 };
-                let launch = self.launch(pod, container, *init, *attempt, volumes).await;
-                match runtime.start_container(pod, &launch).await {
+                let mut launch = self.launch(pod, container, *init, *attempt, volumes).await;
+                let (sink, mut reports) = crate::runtime::EventSink::channel();
+                launch.events = sink;
+                // The runtime's reports (a pull may take minutes) become
+                // events as they come; the channel closes with the launch.
+                let start = async move {
+                    let started = runtime.start_container(pod, &launch).await;
+                    drop(launch);
+                    started
+                };
+                let forward = async {
+                    while let Some(e) = reports.recv().await {
+                        self.event(pod, e.warning, &e.reason, &e.message).await;
+                    }
+                };
+                let (started, ()) = tokio::join!(start, forward);
+                match started {
                     Ok(()) => {
                         self.event(pod, false, "Created", &format!("Created container {name}"))
                             .await;
@@ -821,6 +836,7 @@ impl Agent {
             cpu_request_milli: quantity(requests, "cpu", true).or(quantity(limits, "cpu", true)),
             config_error,
             mounts,
+            events: Default::default(),
         }
     }
 

@@ -73,7 +73,52 @@ pub struct ContainerLaunch {
     /// the agent's volume manager (a `subPath` is already a bind mount of
     /// the resolved file, so `source` is safe to mount as is).
     pub mounts: Vec<Mount>,
+    /// Where the runtime reports what it does on the way (the kubelet's
+    /// image events: Pulling, Pulled, Failed); the agent writes them as the
+    /// pod's events while the start goes on.
+    pub events: EventSink,
 }
+
+/// An event of the pod that a runtime reports during a start.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RuntimeEvent {
+    pub warning: bool,
+    pub reason: String,
+    pub message: String,
+}
+
+/// The sending end of a start's events (none: reports go nowhere). Two
+/// launches compare equal whatever their sinks.
+#[derive(Clone, Debug, Default)]
+pub struct EventSink(Option<tokio::sync::mpsc::UnboundedSender<RuntimeEvent>>);
+
+impl EventSink {
+    pub fn channel() -> (
+        EventSink,
+        tokio::sync::mpsc::UnboundedReceiver<RuntimeEvent>,
+    ) {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        (EventSink(Some(tx)), rx)
+    }
+
+    pub fn emit(&self, warning: bool, reason: &str, message: String) {
+        if let Some(tx) = &self.0 {
+            let _ = tx.send(RuntimeEvent {
+                warning,
+                reason: reason.to_string(),
+                message,
+            });
+        }
+    }
+}
+
+impl PartialEq for EventSink {
+    fn eq(&self, _: &EventSink) -> bool {
+        true
+    }
+}
+
+impl Eq for EventSink {}
 
 /// One bind mount of a container (what an OCI spec `mounts` entry with
 /// `type: bind` says).

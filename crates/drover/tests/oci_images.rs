@@ -86,6 +86,34 @@ fn oci_pods_run_images_pulled_from_a_registry_or_imported() {
         );
     }
 
+    // The kubelet's image events: a pull, and an image already present.
+    let events_of = |name: &str| {
+        s.ok(&[
+            "get",
+            "events",
+            "--field-selector",
+            &format!("involvedObject.name={name}"),
+            "-o",
+            "jsonpath={range .items[*]}{.type}|{.reason}|{.message}{\"\\n\"}{end}",
+        ])
+    };
+    s.wait(
+        "Pulling and Pulled events of the pulled image",
+        TIMEOUT,
+        || {
+            let events = events_of("pulled");
+            events.contains(&format!("Normal|Pulling|Pulling image \"{pulled}\""))
+                && events.contains(&format!(
+                    "Normal|Pulled|Successfully pulled image \"{pulled}\" in "
+                ))
+                && events.contains("Image size: ")
+        },
+    );
+    s.wait("a Pulled event of the imported image", TIMEOUT, || {
+        events_of("imported")
+            .contains("Normal|Pulled|Container image \"imported/web:2\" already present on machine")
+    });
+
     // exec (runc exec) with an exit code and stdin.
     let out = s.kubectl(&["exec", "pulled", "--", "sh", "-c", "exit 3"]);
     assert_eq!(out.status.code(), Some(3), "kubectl exec: {out:?}");
@@ -117,6 +145,13 @@ fn oci_pods_run_images_pulled_from_a_registry_or_imported() {
         ]);
         events.contains("failed to pull and unpack image") && events.contains("not found")
     });
+    let events = events_of("missing");
+    assert!(
+        events.contains(&format!(
+            "Warning|Failed|Failed to pull image \"{missing}\": "
+        )),
+        "no kubelet-style pull failure event:\n{events}"
+    );
 
     let (ok, list, err) = drover(&["image", "ls", "--data-dir", &data_dir]);
     assert!(ok, "{err}");

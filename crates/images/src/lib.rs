@@ -7,6 +7,7 @@
 //! a directory.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 mod import;
 mod pull;
@@ -71,6 +72,25 @@ pub struct ResolvedImage {
     /// reversed in `lowerdir`). Whiteouts are in overlayfs form.
     pub layers: Vec<PathBuf>,
     pub config: ImageConfig,
+    /// Bytes, as `drover image ls` counts them.
+    pub size: u64,
+}
+
+/// What [`ImageService::ensure_reporting`] did to make an image present
+/// (the kubelet's image events are made from it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PullProgress {
+    /// A pull begins.
+    Pulling,
+    /// The pull is done: `pulled` is the pull itself, `waited` with the
+    /// wait for another pull of the same image before it.
+    Pulled {
+        pulled: Duration,
+        waited: Duration,
+        size: u64,
+    },
+    /// The image was present; nothing was pulled.
+    Present,
 }
 
 /// Why an image is not available; the message is what the user sees.
@@ -102,6 +122,15 @@ impl ImageError {
 #[async_trait::async_trait]
 pub trait ImageService: Send + Sync + 'static {
     /// Makes the image present as `request.pull_policy` says (pulling it if
-    /// needed) and returns it.
-    async fn ensure(&self, request: &ImageRequest) -> Result<ResolvedImage, ImageError>;
+    /// needed) and returns it, telling `progress` what it does.
+    async fn ensure_reporting(
+        &self,
+        request: &ImageRequest,
+        progress: &(dyn Fn(PullProgress) + Send + Sync),
+    ) -> Result<ResolvedImage, ImageError>;
+
+    /// [`ensure_reporting`](Self::ensure_reporting), unobserved.
+    async fn ensure(&self, request: &ImageRequest) -> Result<ResolvedImage, ImageError> {
+        self.ensure_reporting(request, &|_| {}).await
+    }
 }

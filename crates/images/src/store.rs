@@ -23,7 +23,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::reference::ImageReference;
 use crate::unpack::{sha256_digest, unpack_layer, HashingReader};
-use crate::{ImageConfig, ImageError, ImageRequest, ImageService, PullPolicy, ResolvedImage};
+use crate::{
+    ImageConfig, ImageError, ImageRequest, ImageService, PullPolicy, PullProgress, ResolvedImage,
+};
 
 /// Where the node agent keeps its images, given `drover server --data-dir`.
 /// The `drover image` commands and the OCI runtime both use this.
@@ -488,6 +490,7 @@ impl ImageStore {
                 .unwrap_or_else(|| entry.config_digest.clone()),
             layers,
             config,
+            size: entry.size,
         }))
     }
 
@@ -633,9 +636,14 @@ impl ImageStore {
 
 #[async_trait::async_trait]
 impl ImageService for ImageStore {
-    async fn ensure(&self, request: &ImageRequest) -> Result<ResolvedImage, ImageError> {
+    async fn ensure_reporting(
+        &self,
+        request: &ImageRequest,
+        progress: &(dyn Fn(PullProgress) + Send + Sync),
+    ) -> Result<ResolvedImage, ImageError> {
         let reference = ImageReference::parse(&request.image)?;
         let key = reference.to_string();
+        let asked = std::time::Instant::now();
         let lock = self.pull_lock(&key);
         let _pulling = lock.lock().await;
         // The index and config are small files, but the index lock may be
@@ -657,22 +665,31 @@ impl ImageService for ImageStore {
         };
         if request.pull_policy != PullPolicy::Always {
             if let Some(image) = present().await? {
+                progress(PullProgress::Present);
                 return Ok(image);
             }
             if request.pull_policy == PullPolicy::Never {
                 return Err(ImageError::NeverPull(request.image.clone()));
             }
         }
+        progress(PullProgress::Pulling);
+        let began = std::time::Instant::now();
         crate::pull::pull(self, &reference, &request.credentials)
             .await
             .map_err(|e| {
                 ImageError::Pull(format!("failed to pull and unpack image \"{key}\": {e}"))
             })?;
-        present().await?.ok_or_else(|| {
+        let image = present().await?.ok_or_else(|| {
             ImageError::Pull(format!(
                 "image \"{key}\" vanished from the store right after its pull"
             ))
-        })
+        })?;
+        progress(PullProgress::Pulled {
+            pulled: began.elapsed(),
+            waited: asked.elapsed(),
+            size: image.size,
+        });
+        Ok(image)
     }
 }
 

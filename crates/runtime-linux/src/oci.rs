@@ -600,7 +600,10 @@ fn pull_policy(container: &Container) -> PullPolicy {
 fn make_namespaces(ipc: Option<&Path>, uts: Option<&Path>, hostname: &str) -> Result<(), String> {
     use nix::sched::CloneFlags;
     let mut flags = CloneFlags::empty();
-    for (flag, path) in [(CloneFlags::CLONE_NEWIPC, ipc), (CloneFlags::CLONE_NEWUTS, uts)] {
+    for (flag, path) in [
+        (CloneFlags::CLONE_NEWIPC, ipc),
+        (CloneFlags::CLONE_NEWUTS, uts),
+    ] {
         if let Some(path) = path {
             // A namespace left from an attempt that did not finish.
             unmount(path);
@@ -631,13 +634,28 @@ fn make_namespaces(ipc: Option<&Path>, uts: Option<&Path>, hostname: &str) -> Re
                     nix::mount::MsFlags::MS_BIND,
                     None::<&str>,
                 )
-                .map_err(|e| format!("keeping the pod's {kind} namespace on {}: {e}", path.display()))?;
+                .map_err(|e| {
+                    format!(
+                        "keeping the pod's {kind} namespace on {}: {e}",
+                        path.display()
+                    )
+                })?;
             }
         }
         Ok(())
     })
     .join()
     .map_err(|_| "creating the pod namespaces: the thread panicked".to_string())?
+}
+
+/// A duration as Go prints one (`1.234s`, `56.789ms`), as in the kubelet's
+/// messages.
+fn go_duration(d: Duration) -> String {
+    if d >= Duration::from_secs(1) {
+        format!("{}s", d.as_millis() as f64 / 1000.0)
+    } else {
+        format!("{}ms", d.as_micros() as f64 / 1000.0)
+    }
 }
 
 /// Unmounts `path` if it is a mount point (lazily: a namespace file or a
@@ -882,15 +900,66 @@ impl OciRuntime {
                 "the OCI runtime needs an image: the container has none".into(),
             ));
         }
+        // The kubelet's image events, with its wording.
+        let events = &launch.events;
+        let report = |progress: images::PullProgress| {
+            match progress {
+            images::PullProgress::Pulling => {
+                events.emit(false, "Pulling", format!("Pulling image \"{image}\""))
+            }
+            images::PullProgress::Pulled {
+                pulled,
+                waited,
+                size,
+            } => events.emit(
+                false,
+                "Pulled",
+                format!(
+                    "Successfully pulled image \"{image}\" in {} ({} including waiting). Image size: {size} bytes.",
+                    go_duration(pulled),
+                    go_duration(waited)
+                ),
+            ),
+            images::PullProgress::Present => events.emit(
+                false,
+                "Pulled",
+                format!("Container image \"{image}\" already present on machine"),
+            ),
+        }
+        };
         let resolved = self
             .images
-            .ensure(&ImageRequest {
-                image,
-                pull_policy: pull_policy(container),
-                credentials: launch.pull_credentials.clone(),
-            })
+            .ensure_reporting(
+                &ImageRequest {
+                    image: image.clone(),
+                    pull_policy: pull_policy(container),
+                    credentials: launch.pull_credentials.clone(),
+                },
+                &report,
+            )
             .await
-            .map_err(|e| (e.reason().to_string(), e.to_string()))?;
+            .map_err(|e| {
+                match &e {
+                    images::ImageError::Pull(message) => events.emit(
+                        true,
+                        "Failed",
+                        format!("Failed to pull image \"{image}\": {message}"),
+                    ),
+                    images::ImageError::NeverPull(_) => events.emit(
+                        true,
+                        "ErrImageNeverPull",
+                        format!(
+                            "Container image \"{image}\" is not present with pull policy of Never"
+                        ),
+                    ),
+                    images::ImageError::InvalidName(message) => events.emit(
+                        true,
+                        "InspectFailed",
+                        format!("Failed to apply default image tag \"{image}\": {message}"),
+                    ),
+                }
+                (e.reason().to_string(), e.to_string())
+            })?;
         let _ = std::fs::write(
             dir.join("image.json"),
             serde_json::to_vec(&ImageFile {
@@ -1461,9 +1530,10 @@ struct DirectoryImageConfig {
 
 #[async_trait::async_trait]
 impl ImageService for DirectoryImages {
-    async fn ensure(
+    async fn ensure_reporting(
         &self,
         request: &ImageRequest,
+        progress: &(dyn Fn(images::PullProgress) + Send + Sync),
     ) -> Result<images::ResolvedImage, images::ImageError> {
         let last = request.image.rsplit('/').next().unwrap_or_default();
         let name = last.split(['@', ':']).next().unwrap_or_default();
@@ -1486,11 +1556,13 @@ impl ImageService for DirectoryImages {
                 user: c.user,
             })
             .unwrap_or_default();
+        progress(images::PullProgress::Present);
         Ok(images::ResolvedImage {
             reference: request.image.clone(),
             image_id: format!("dir://{}", layer.display()),
             layers: vec![layer],
             config,
+            size: 0,
         })
     }
 }

@@ -93,6 +93,7 @@ fn launch(argv: &[&str]) -> ContainerLaunch {
         cpu_request_milli: None,
         config_error: None,
         mounts: Vec::new(),
+        events: Default::default(),
     }
 }
 
