@@ -325,7 +325,12 @@ mod tests {
         accepted.read_exact(&mut buf).await.unwrap();
         assert_eq!(&buf, b"ping");
         drop(listener);
-        let refused = connect_in_netns(None, port).await.unwrap_err();
+        // A port bound but not listening refuses connections, and holding
+        // it keeps a parallel test from taking it between drop and connect.
+        let held = tokio::net::TcpSocket::new_v4().unwrap();
+        held.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let closed = held.local_addr().unwrap().port();
+        let refused = connect_in_netns(None, closed).await.unwrap_err();
         assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
     }
 }
