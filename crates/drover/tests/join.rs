@@ -153,8 +153,20 @@ spec:
     command: [python3, -m, http.server, "8080", --bind, 127.0.0.1, --directory, /etc]
 "#,
     );
-    s.wait("web Running", TIMEOUT, || {
-        s.json(&["get", "pod", "web"])["status"]["phase"] == "Running"
+    // Listening, not just Running: a port-forward whose first connection
+    // is refused ends (kubectl's behaviour), and python may take a while
+    // to start on a busy machine.
+    s.wait("web listening", TIMEOUT, || {
+        s.kubectl(&[
+            "exec",
+            "web",
+            "--",
+            "python3",
+            "-c",
+            "import socket; socket.create_connection(('127.0.0.1', 8080))",
+        ])
+        .status
+        .success()
     });
     let forward = common::port_forward(&s, "web", 8080);
     let want = std::fs::read_to_string("/etc/hostname").unwrap();
