@@ -52,6 +52,11 @@ const EXTRA_KINDS: &[(&str, &str, &str)] = &[
     ("policy/v1", "Eviction", "io.k8s.api.policy.v1.Eviction"),
     ("autoscaling/v1", "Scale", "io.k8s.api.autoscaling.v1.Scale"),
     (
+        "authentication.k8s.io/v1",
+        "TokenRequest",
+        "io.k8s.api.authentication.v1.TokenRequest",
+    ),
+    (
         "meta.k8s.io/v1",
         "DeleteOptions",
         "io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions",

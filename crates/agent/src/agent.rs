@@ -23,10 +23,23 @@ const CONFIG_MAPS: Gvr = Gvr::new("", "v1", "configmaps");
 const SECRETS: Gvr = Gvr::new("", "v1", "secrets");
 const CLAIMS: Gvr = Gvr::new("", "v1", "persistentvolumeclaims");
 const PERSISTENT_VOLUMES: Gvr = Gvr::new("", "v1", "persistentvolumes");
+const SERVICE_ACCOUNTS: Gvr = Gvr::new("", "v1", "serviceaccounts");
+const SERVICES: Gvr = Gvr::new("", "v1", "services");
 
 /// How often the volumes of a running pod are refreshed (ConfigMap, Secret
 /// and downward-API contents; the kubelet's sync period is about a minute).
 const VOLUME_REFRESH: Duration = Duration::from_secs(2);
+
+/// A projected token: (token, issued at, expires at), in Unix seconds.
+type HeldToken = (String, i64, i64);
+
+/// Whether a projected token issued at `issued` and good until `expires`
+/// (Unix seconds) must be replaced at `now`: as the kubelet's token
+/// manager decides, once 80% of its life has passed or it is a day old.
+pub fn token_refresh_due(issued: i64, expires: i64, now: i64) -> bool {
+    let life = (expires - issued).max(0);
+    now >= issued + life * 8 / 10 || now >= issued + 24 * 3600
+}
 
 /// How often a pod with something running is looked at again.
 const RELIST_PERIOD: Duration = Duration::from_secs(1);
@@ -43,6 +56,9 @@ pub struct Agent {
     volumes: VolumeManager,
     services: Mutex<Option<Arc<crate::services::NodeServices>>>,
     events: client::events::EventRecorder,
+    /// Service account tokens of the pods' projected volumes, by pod uid
+    /// and what was asked.
+    tokens: Mutex<std::collections::HashMap<(String, volumes::TokenAsk), HeldToken>>,
 }
 
 struct Worker {
@@ -71,6 +87,7 @@ impl Agent {
             volumes: VolumeManager::new(node.volumes_dir.clone()),
             services: Mutex::new(None),
             events: Default::default(),
+            tokens: Mutex::new(Default::default()),
             node,
         })
     }
@@ -345,6 +362,10 @@ impl Agent {
                 }
             }
         }
+        self.tokens
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|(uid, _), _| live.contains(uid));
         for uid in self.volumes.pods() {
             let working = self
                 .workers
@@ -390,7 +411,86 @@ impl Agent {
             let v = get(PERSISTENT_VOLUMES, false, name.clone()).await;
             objects.persistent_volumes.insert(name, v);
         }
+        for ask in needed.tokens {
+            let token = self.service_account_token(pod, &ask).await;
+            objects.tokens.insert(ask, token);
+        }
         objects
+    }
+
+    /// The pod's service account token for `ask`: the one held while it is
+    /// fresh ([`token_refresh_due`]), else a new one from the TokenRequest
+    /// API, bound to the pod.
+    async fn service_account_token(
+        &self,
+        pod: &Pod,
+        ask: &volumes::TokenAsk,
+    ) -> Result<String, String> {
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let key = (uid.clone(), ask.clone());
+        let now = jiff::Timestamp::now().as_second();
+        if let Some((token, issued, expires)) = self
+            .tokens
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+        {
+            if !token_refresh_due(*issued, *expires, now) {
+                return Ok(token.clone());
+            }
+        }
+        let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+        let account = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.service_account_name.clone())
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "default".into());
+        let audiences: Vec<&str> = if ask.audience.is_empty() {
+            Vec::new()
+        } else {
+            vec![ask.audience.as_str()]
+        };
+        let request = serde_json::json!({
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenRequest",
+            "spec": {
+                "audiences": audiences,
+                "expirationSeconds": ask.expiration_seconds,
+                "boundObjectRef": {
+                    "apiVersion": "v1", "kind": "Pod",
+                    "name": pod.metadata.name.clone().unwrap_or_default(),
+                    "uid": uid,
+                },
+            },
+        });
+        let answer = self
+            .client
+            .create_subresource(
+                SERVICE_ACCOUNTS,
+                Some(&namespace),
+                &account,
+                "token",
+                &request,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        let token = answer
+            .pointer("/status/token")
+            .and_then(Value::as_str)
+            .ok_or("the TokenRequest answer has no token")?
+            .to_string();
+        let expires = answer
+            .pointer("/status/expirationTimestamp")
+            .and_then(Value::as_str)
+            .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+            .map(|t| t.as_second())
+            .unwrap_or(now + ask.expiration_seconds);
+        self.tokens
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, (token.clone(), now, expires));
+        Ok(token)
     }
 
     /// Sets up (or refreshes) every volume of the pod; returns the
@@ -911,10 +1011,16 @@ impl Agent {
                 }
             }
         }
+        let service_vars = self.service_variables(pod, namespace).await;
         for var in container.env.iter().flatten() {
             if let Some(value) = &var.value {
-                let vars: BTreeMap<&str, &str> =
-                    out.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                // `$(VAR)` sees the container's earlier variables, then the
+                // Services' (as the kubelet's mapping does).
+                let vars: BTreeMap<&str, &str> = service_vars
+                    .iter()
+                    .chain(out.iter())
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect();
                 let expanded = expand(value, &vars);
                 out.push((var.name.clone(), expanded));
                 continue;
@@ -984,7 +1090,51 @@ impl Agent {
                 }
             }
         }
+        // The Services' variables come last, each unless the container
+        // sets it itself.
+        let defined: std::collections::BTreeSet<String> =
+            out.iter().map(|(k, _)| k.clone()).collect();
+        out.extend(
+            service_vars
+                .into_iter()
+                .filter(|(k, _)| !defined.contains(k)),
+        );
         Ok(out)
+    }
+
+    /// The Service environment variables of the pod's containers
+    /// ([`crate::service_env`]). A Service list that fails leaves them out
+    /// (logged), as a kubelet without its Service informer would.
+    async fn service_variables(&self, pod: &Pod, namespace: &str) -> Vec<(String, String)> {
+        let links = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.enable_service_links)
+            .unwrap_or(true);
+        let mut services = Vec::new();
+        if links {
+            match self
+                .client
+                .list(SERVICES, Some(namespace), None, None)
+                .await
+            {
+                Ok(list) => services.extend(list.items),
+                Err(e) => tracing::warn!("agent: listing the Services of {namespace}: {e}"),
+            }
+        }
+        if !(links && namespace == "default") {
+            match self
+                .client
+                .get(SERVICES, Some("default"), "kubernetes")
+                .await
+            {
+                Ok(api) => services.push(api),
+                Err(e) if e.is_not_found() => {}
+                Err(e) => tracing::warn!("agent: reading the kubernetes Service: {e}"),
+            }
+        }
+        let chosen = crate::service_env::services_for_pod(&services, namespace, links);
+        crate::service_env::service_variables(&chosen)
     }
 
     async fn publish_status(&self, pod: &Pod, status: &k8s_openapi::api::core::v1::PodStatus) {
@@ -1249,6 +1399,20 @@ fn status_json_eq(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tokens_are_refreshed_at_80_percent_of_their_life_or_a_day() {
+        // An hour's token: kept for 48 minutes.
+        assert!(!token_refresh_due(0, 3600, 0));
+        assert!(!token_refresh_due(0, 3600, 2879));
+        assert!(token_refresh_due(0, 3600, 2880));
+        // A year's token: a day at most.
+        let year = 365 * 24 * 3600;
+        assert!(!token_refresh_due(0, year, 86_399));
+        assert!(token_refresh_due(0, year, 86_400));
+        // Expired or nonsensical: at once.
+        assert!(token_refresh_due(100, 50, 100));
+    }
 
     #[test]
     fn variables_expand_like_kubernetes() {

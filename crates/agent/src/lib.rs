@@ -14,6 +14,7 @@ pub mod pod_dns;
 pub mod prober;
 pub mod remote;
 pub mod runtime;
+pub mod service_env;
 pub mod services;
 pub mod streams;
 pub mod sync;

@@ -36,6 +36,29 @@ pub struct Objects {
     pub secrets: BTreeMap<String, Option<Value>>,
     pub claims: BTreeMap<String, Option<Value>>,
     pub persistent_volumes: BTreeMap<String, Option<Value>>,
+    /// Service account tokens by what was asked (the TokenRequest's
+    /// answer, or why there is none).
+    pub tokens: BTreeMap<TokenAsk, Result<String, String>>,
+}
+
+/// A projected `serviceAccountToken`: for which audience (empty: the API
+/// server's) and how long.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TokenAsk {
+    pub audience: String,
+    pub expiration_seconds: i64,
+}
+
+/// `serviceAccountToken.expirationSeconds` when the pod does not say.
+pub const DEFAULT_TOKEN_SECONDS: i64 = 3600;
+
+impl TokenAsk {
+    fn of(p: &k8s_openapi::api::core::v1::ServiceAccountTokenProjection) -> TokenAsk {
+        TokenAsk {
+            audience: p.audience.clone().unwrap_or_default(),
+            expiration_seconds: p.expiration_seconds.unwrap_or(DEFAULT_TOKEN_SECONDS),
+        }
+    }
 }
 
 /// Which objects to fetch for a pod (same namespace as the pod; PVs after
@@ -45,6 +68,7 @@ pub struct Needed {
     pub config_maps: BTreeSet<String>,
     pub secrets: BTreeSet<String>,
     pub claims: BTreeSet<String>,
+    pub tokens: BTreeSet<TokenAsk>,
 }
 
 pub fn needed(pod: &Pod) -> Needed {
@@ -66,6 +90,9 @@ pub fn needed(pod: &Pod) -> Needed {
             }
             if let Some(s) = &source.secret {
                 out.secrets.insert(s.name.clone());
+            }
+            if let Some(t) = &source.service_account_token {
+                out.tokens.insert(TokenAsk::of(t));
             }
         }
     }
@@ -230,11 +257,17 @@ fn plan_one(
                     node,
                 )?);
             }
-            // serviceAccountToken: drover has no TokenRequest API (no
-            // `serviceaccounts/token` subresource and no token signer), so
-            // there is no token to project; the file is left out and the
-            // rest of the volume (e.g. ca.crt from kube-root-ca.crt) is
-            // written. See ARCHITECTURE.md (agent: volumes).
+            if let Some(t) = &source.service_account_token {
+                match objects.tokens.get(&TokenAsk::of(t)) {
+                    Some(Ok(token)) => files.push(FilePlan {
+                        path: t.path.clone(),
+                        data: token.clone().into_bytes(),
+                        mode: mode as u32,
+                    }),
+                    Some(Err(why)) => return Err(format!("failed to fetch token: {why}")),
+                    None => return Err("failed to fetch token: not requested".into()),
+                }
+            }
         }
         return Ok(volume(PLUGIN_PROJECTED, Source::Files(files)));
     }
@@ -1243,6 +1276,14 @@ mod tests {
                 ("cpu-req", "0", 0o644),
             ]),
         );
+        let mut o = o;
+        o.tokens.insert(
+            TokenAsk {
+                audience: String::new(),
+                expiration_seconds: DEFAULT_TOKEN_SECONDS,
+            },
+            Ok("header.claims.signature".into()),
+        );
         check(
             json!([{"name": "v", "projected": {"defaultMode": 0o440, "sources": [
                 {"serviceAccountToken": {"path": "token"}},
@@ -1251,9 +1292,25 @@ mod tests {
             ]}}]),
             &o,
             Ok(vec![
+                ("token", "header.claims.signature", 0o440),
                 ("ca.crt", "CA", 0o440),
                 ("namespace", "default", 0o440),
             ]),
+        );
+        // A token that could not be had fails the mount, naming why.
+        o.tokens.insert(
+            TokenAsk {
+                audience: "vault".into(),
+                expiration_seconds: 7200,
+            },
+            Err("serviceaccounts \"builder\" not found".into()),
+        );
+        check(
+            json!([{"name": "v", "projected": {"sources": [
+                {"serviceAccountToken": {"path": "token", "audience": "vault", "expirationSeconds": 7200}}
+            ]}}]),
+            &o,
+            Err("failed to fetch token: serviceaccounts \"builder\" not found"),
         );
     }
 

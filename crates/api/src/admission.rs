@@ -1,7 +1,9 @@
 //! Mutating admission that kube-apiserver runs by default and drover keeps:
 //! `DefaultTolerationSeconds`, which gives every pod a bounded toleration of
 //! the `not-ready` and `unreachable` NoExecute taints, so that taint-based
-//! eviction moves pods off a lost node after a while instead of at once.
+//! eviction moves pods off a lost node after a while instead of at once;
+//! `ServiceAccount`, which gives every pod its account's credentials as a
+//! projected volume (the API call itself is in crates/apiserver).
 
 use serde_json::{json, Value};
 
@@ -231,5 +233,268 @@ mod tests {
         let mut pod = json!({"metadata": {"name": "p"}});
         default_toleration_seconds(&mut pod, 300, 300);
         assert_eq!(pod, json!({"metadata": {"name": "p"}}));
+    }
+}
+
+/// Where the ServiceAccount admission plugin mounts the API credentials.
+pub const SERVICE_ACCOUNT_MOUNT_PATH: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+/// The prefix of the projected volume it adds (`kube-api-access-xxxxx`).
+pub const SERVICE_ACCOUNT_VOLUME_PREFIX: &str = "kube-api-access-";
+/// The token lifetime the volume asks for (kube-apiserver's choice: an
+/// hour and seven seconds, which marks it as an admission-made volume).
+pub const SERVICE_ACCOUNT_TOKEN_SECONDS: i64 = 3607;
+/// The ConfigMap every namespace gets with the cluster CA.
+pub const ROOT_CA_CONFIG_MAP: &str = "kube-root-ca.crt";
+
+/// The ServiceAccount admission plugin's mutation of a new pod, given the
+/// pod's ServiceAccount: the pod names its account (`default` unless it
+/// says), takes the account's `imagePullSecrets` when it has none, and —
+/// unless the pod or else the account sets `automountServiceAccountToken:
+/// false` — every container and init container without a mount at
+/// [`SERVICE_ACCOUNT_MOUNT_PATH`] mounts a projected volume there (a bound
+/// token, the cluster CA, the namespace). `suffix` makes the volume's name.
+pub fn service_account(pod: &mut Value, account: &Value, suffix: &str) {
+    let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    if spec
+        .get("serviceAccountName")
+        .and_then(Value::as_str)
+        .is_none_or(str::is_empty)
+    {
+        spec.insert("serviceAccountName".into(), json!("default"));
+    }
+    let has_pull_secrets = spec
+        .get("imagePullSecrets")
+        .and_then(Value::as_array)
+        .is_some_and(|a| !a.is_empty());
+    if !has_pull_secrets {
+        if let Some(secrets) = account
+            .get("imagePullSecrets")
+            .and_then(Value::as_array)
+            .filter(|a| !a.is_empty())
+        {
+            spec.insert("imagePullSecrets".into(), Value::Array(secrets.clone()));
+        }
+    }
+    let automount = spec
+        .get("automountServiceAccountToken")
+        .and_then(Value::as_bool)
+        .or_else(|| {
+            account
+                .get("automountServiceAccountToken")
+                .and_then(Value::as_bool)
+        })
+        .unwrap_or(true);
+    if !automount {
+        return;
+    }
+    let existing = spec
+        .get("volumes")
+        .and_then(Value::as_array)
+        .and_then(|vs| {
+            vs.iter()
+                .filter_map(|v| v.get("name").and_then(Value::as_str))
+                .find(|n| n.starts_with(SERVICE_ACCOUNT_VOLUME_PREFIX))
+        })
+        .map(str::to_string);
+    let volume_name = existing
+        .clone()
+        .unwrap_or_else(|| format!("{SERVICE_ACCOUNT_VOLUME_PREFIX}{suffix}"));
+    let mut mounted = false;
+    for list in ["initContainers", "containers"] {
+        for c in spec
+            .get_mut(list)
+            .and_then(Value::as_array_mut)
+            .into_iter()
+            .flatten()
+        {
+            let Some(c) = c.as_object_mut() else { continue };
+            let mounts = c
+                .entry("volumeMounts")
+                .or_insert_with(|| Value::Array(Vec::new()));
+            let Some(mounts) = mounts.as_array_mut() else {
+                continue;
+            };
+            if mounts.iter().any(|m| {
+                m.get("mountPath").and_then(Value::as_str) == Some(SERVICE_ACCOUNT_MOUNT_PATH)
+            }) {
+                continue;
+            }
+            mounts.push(json!({
+                "name": volume_name,
+                "readOnly": true,
+                "mountPath": SERVICE_ACCOUNT_MOUNT_PATH,
+            }));
+            mounted = true;
+        }
+    }
+    if mounted && existing.is_none() {
+        let volumes = spec
+            .entry("volumes")
+            .or_insert_with(|| Value::Array(Vec::new()));
+        if let Some(volumes) = volumes.as_array_mut() {
+            volumes.push(json!({
+                "name": volume_name,
+                "projected": {
+                    "defaultMode": 0o644,
+                    "sources": [
+                        {"serviceAccountToken": {
+                            "expirationSeconds": SERVICE_ACCOUNT_TOKEN_SECONDS,
+                            "path": "token"}},
+                        {"configMap": {
+                            "name": ROOT_CA_CONFIG_MAP,
+                            "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+                        {"downwardAPI": {"items": [{
+                            "path": "namespace",
+                            "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}},
+                    ],
+                },
+            }));
+        }
+    }
+}
+
+/// Five characters for a generated name, from Kubernetes' alphabet (no
+/// vowels, no look-alikes), drawn from `random`.
+pub fn name_suffix(mut random: u64) -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    (0..5)
+        .map(|_| {
+            let c = ALPHABET[(random % ALPHABET.len() as u64) as usize] as char;
+            random /= ALPHABET.len() as u64;
+            c
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod service_account_tests {
+    use super::*;
+
+    fn pod() -> Value {
+        json!({"spec": {
+            "initContainers": [{"name": "init"}],
+            "containers": [{"name": "a"}, {"name": "b", "volumeMounts": [{"name": "x", "mountPath": "/x"}]}],
+        }})
+    }
+
+    fn mounts(pod: &Value, list: &str, i: usize) -> Vec<String> {
+        pod["spec"][list][i]["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                format!(
+                    "{}@{}",
+                    m["name"].as_str().unwrap(),
+                    m["mountPath"].as_str().unwrap()
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_container_mounts_the_api_access_volume() {
+        let mut p = pod();
+        service_account(&mut p, &json!({}), "abcde");
+        assert_eq!(p["spec"]["serviceAccountName"], "default");
+        let at = format!("kube-api-access-abcde@{SERVICE_ACCOUNT_MOUNT_PATH}");
+        assert_eq!(mounts(&p, "initContainers", 0), vec![at.clone()]);
+        assert_eq!(mounts(&p, "containers", 0), vec![at.clone()]);
+        assert_eq!(mounts(&p, "containers", 1), vec!["x@/x".to_string(), at]);
+        let volumes = p["spec"]["volumes"].as_array().unwrap();
+        assert_eq!(volumes.len(), 1);
+        let sources = &volumes[0]["projected"]["sources"];
+        assert_eq!(sources[0]["serviceAccountToken"]["expirationSeconds"], 3607);
+        assert_eq!(sources[0]["serviceAccountToken"]["path"], "token");
+        assert_eq!(sources[1]["configMap"]["name"], "kube-root-ca.crt");
+        assert_eq!(
+            sources[2]["downwardAPI"]["items"][0]["fieldRef"]["fieldPath"],
+            "metadata.namespace"
+        );
+        assert_eq!(volumes[0]["projected"]["defaultMode"], 420);
+    }
+
+    #[test]
+    fn automount_false_on_the_pod_wins_over_the_account() {
+        let mut p = pod();
+        p["spec"]["automountServiceAccountToken"] = json!(false);
+        service_account(
+            &mut p,
+            &json!({"automountServiceAccountToken": true}),
+            "abcde",
+        );
+        assert!(p["spec"].get("volumes").is_none());
+        assert!(p["spec"]["containers"][0].get("volumeMounts").is_none());
+
+        let mut p = pod();
+        service_account(
+            &mut p,
+            &json!({"automountServiceAccountToken": false}),
+            "abcde",
+        );
+        assert!(
+            p["spec"].get("volumes").is_none(),
+            "the account's false counts"
+        );
+
+        let mut p = pod();
+        p["spec"]["automountServiceAccountToken"] = json!(true);
+        service_account(
+            &mut p,
+            &json!({"automountServiceAccountToken": false}),
+            "abcde",
+        );
+        assert_eq!(p["spec"]["volumes"].as_array().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn an_existing_mount_at_the_path_or_volume_is_kept() {
+        let mut p = json!({"spec": {
+            "serviceAccountName": "builder",
+            "containers": [{"name": "a", "volumeMounts": [{"name": "mine", "mountPath": SERVICE_ACCOUNT_MOUNT_PATH}]}],
+            "volumes": [{"name": "mine", "emptyDir": {}}],
+        }});
+        let before = p.clone();
+        service_account(&mut p, &json!({}), "abcde");
+        assert_eq!(p, before, "nothing to mount: no volume added");
+
+        // A pod that already has a kube-api-access volume (e.g. recreated
+        // from an exported manifest) reuses it.
+        let mut p = json!({"spec": {
+            "containers": [{"name": "a"}],
+            "volumes": [{"name": "kube-api-access-zzzzz", "projected": {"sources": []}}],
+        }});
+        service_account(&mut p, &json!({}), "abcde");
+        assert_eq!(
+            mounts(&p, "containers", 0),
+            vec![format!(
+                "kube-api-access-zzzzz@{SERVICE_ACCOUNT_MOUNT_PATH}"
+            )]
+        );
+        assert_eq!(p["spec"]["volumes"].as_array().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn image_pull_secrets_come_from_the_account_only_when_the_pod_has_none() {
+        let account = json!({"imagePullSecrets": [{"name": "regcred"}]});
+        let mut p = pod();
+        service_account(&mut p, &account, "abcde");
+        assert_eq!(p["spec"]["imagePullSecrets"], json!([{"name": "regcred"}]));
+        let mut p = pod();
+        p["spec"]["imagePullSecrets"] = json!([{"name": "own"}]);
+        service_account(&mut p, &account, "abcde");
+        assert_eq!(p["spec"]["imagePullSecrets"], json!([{"name": "own"}]));
+    }
+
+    #[test]
+    fn name_suffixes_are_five_characters_of_the_alphabet() {
+        let a = name_suffix(0);
+        let b = name_suffix(123_456_789);
+        assert_eq!(a, "bbbbb");
+        assert_eq!(b.len(), 5);
+        assert_ne!(a, b);
+        assert!(b.chars().all(|c| "bcdfghjklmnpqrstvwxz2456789".contains(c)));
     }
 }

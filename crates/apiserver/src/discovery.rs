@@ -190,6 +190,15 @@ fn subresources(
             "v1".to_string(),
         ));
     }
+    if rt.group.is_empty() && rt.plural == "serviceaccounts" {
+        out.push((
+            "token",
+            "TokenRequest".to_string(),
+            vec!["create"],
+            "authentication.k8s.io".to_string(),
+            "v1".to_string(),
+        ));
+    }
     if rt.group.is_empty() && rt.plural == "namespaces" {
         out.push((
             "finalize",

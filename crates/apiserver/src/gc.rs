@@ -107,6 +107,9 @@ pub enum Action {
     VerifyOwners { key: String },
     /// Every active namespace has a ServiceAccount named "default".
     CreateDefaultServiceAccount { namespace: String },
+    /// Every active namespace has the `kube-root-ca.crt` ConfigMap (when
+    /// the server has a CA).
+    PublishRootCa { namespace: String },
 }
 
 /// Decides what to do from the index alone. Pure; table-tested below.
@@ -200,6 +203,26 @@ pub fn plan(index: &BTreeMap<String, ObjectMeta>) -> Vec<Action> {
     actions
 }
 
+/// What the root CA publisher must do: create `kube-root-ca.crt` in every
+/// active namespace without one. Pure; table-tested below.
+pub fn root_ca_plan(index: &BTreeMap<String, ObjectMeta>) -> Vec<Action> {
+    index
+        .values()
+        .filter(|m| m.is_namespace() && !m.deleting)
+        .filter(|m| {
+            let key = format!(
+                "/registry/core/configmaps/{}/{}",
+                m.name,
+                api::admission::ROOT_CA_CONFIG_MAP
+            );
+            !index.contains_key(&key)
+        })
+        .map(|m| Action::PublishRootCa {
+            namespace: m.name.clone(),
+        })
+        .collect()
+}
+
 /// The resource type that stores objects under `key` (the preferred version).
 fn resource_for_key(registry: &Registry, key: &str) -> Option<Arc<ResourceType>> {
     registry
@@ -271,7 +294,11 @@ async fn run_collector(server: &Arc<ApiServer>) -> Result<(), String> {
     // Plan after every batch of changes (and every few seconds, to retry).
     loop {
         {
-            for action in plan(&index) {
+            let mut actions = plan(&index);
+            if server.ca_certificate().is_some() {
+                actions.extend(root_ca_plan(&index));
+            }
+            for action in actions {
                 // Do not hammer an action that keeps failing.
                 if failed_at
                     .get(&action)
@@ -453,6 +480,25 @@ async fn execute(
             )
             .await
             {
+                Ok(_) => Ok(()),
+                Err(e) if e.code == 409 => Ok(()),
+                Err(e) => Err(e),
+            }
+        }
+        Action::PublishRootCa { namespace } => {
+            let rt = registry.get("", "v1", "configmaps").expect("built in");
+            let Some(ca) = server.ca_certificate() else {
+                return Ok(());
+            };
+            let config_map = json!({
+                "metadata": {
+                    "name": api::admission::ROOT_CA_CONFIG_MAP,
+                    "annotations": {"kubernetes.io/description": "Contains a CA bundle that can be used to verify the kube-apiserver when using internal endpoints such as the internal service IP or kubernetes.default.svc. No other usage is guaranteed across distributions of Kubernetes clusters."},
+                },
+                "data": {"ca.crt": ca},
+            });
+            let ctx = RequestCtx::internal("drover-root-ca-cert-publisher");
+            match objects::create(server, &rt, Some(namespace), config_map, &ctx).await {
                 Ok(_) => Ok(()),
                 Err(e) if e.code == 409 => Ok(()),
                 Err(e) => Err(e),
@@ -715,6 +761,31 @@ mod tests {
                 key: "/p/d/pod1".into(),
                 owner_uid: "rs1".into()
             }]
+        );
+    }
+
+    #[test]
+    fn active_namespaces_without_the_root_ca_get_it() {
+        let idx = index(vec![
+            obj("/ns/a", "Namespace", None, "n1", &[], &[], false),
+            obj("/ns/b", "Namespace", None, "n2", &[], &[], false),
+            obj("/ns/c", "Namespace", None, "n3", &[], &[], true),
+            obj(
+                "/registry/core/configmaps/b/kube-root-ca.crt",
+                "ConfigMap",
+                Some("b"),
+                "c1",
+                &[],
+                &[],
+                false,
+            ),
+        ]);
+        assert_eq!(
+            root_ca_plan(&idx),
+            vec![Action::PublishRootCa {
+                namespace: "a".into()
+            }],
+            "b has it, c is terminating"
         );
     }
 

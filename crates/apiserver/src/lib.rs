@@ -13,6 +13,7 @@ pub mod nodes;
 pub mod objects;
 pub mod pki;
 pub mod request;
+pub mod serviceaccounts;
 pub mod services;
 pub mod spdy;
 pub mod streams;
@@ -134,6 +135,9 @@ pub struct ApiServer {
     /// The cluster CA (PEM), served on `/cacerts`.
     ca_certificate: std::sync::OnceLock<String>,
     bootstrap_tokens: tokens::BootstrapTokens,
+    /// Signs and checks service account tokens (none: no TokenRequest, no
+    /// ServiceAccount admission of pods, no `kube-root-ca.crt`).
+    token_signer: std::sync::OnceLock<serviceaccounts::TokenSigner>,
     /// Service CIDR, node port range, cluster DNS (`set_service_config`).
     service_config: RwLock<services::ServiceConfig>,
 }
@@ -160,6 +164,7 @@ impl ApiServer {
             nodes: RwLock::new(Default::default()),
             ca_certificate: std::sync::OnceLock::new(),
             bootstrap_tokens: tokens::BootstrapTokens::default(),
+            token_signer: std::sync::OnceLock::new(),
             service_config: RwLock::new(services::ServiceConfig::default()),
         })
     }
@@ -185,6 +190,22 @@ impl ApiServer {
     /// with a token check against the hash in the token.
     pub fn set_ca_certificate(&self, pem: &str) {
         let _ = self.ca_certificate.set(pem.to_string());
+    }
+
+    /// Turns on service account tokens: TokenRequest, their
+    /// authentication, and the ServiceAccount admission of pods. Set before
+    /// `start`, after [`Self::set_ca_certificate`] (the CA goes into every
+    /// namespace's `kube-root-ca.crt`).
+    pub fn set_token_signer(&self, signer: serviceaccounts::TokenSigner) {
+        let _ = self.token_signer.set(signer);
+    }
+
+    pub(crate) fn token_signer(&self) -> Option<&serviceaccounts::TokenSigner> {
+        self.token_signer.get()
+    }
+
+    pub(crate) fn ca_certificate(&self) -> Option<&str> {
+        self.ca_certificate.get().map(String::as_str)
     }
 
     /// Forgets node `name`'s connection if it is still `connection`.
@@ -434,7 +455,9 @@ impl ApiServer {
         else {
             return false;
         };
-        let Some(token) = value.strip_prefix("Bearer ").map(str::trim) else {
+        // The scheme is case-insensitive (RFC 9110): the Python client
+        // sends "bearer".
+        let Some(token) = bearer_token(value) else {
             return false;
         };
         if self
@@ -445,10 +468,30 @@ impl ApiServer {
         {
             return true;
         }
+        // A JWT (three dot-separated parts) is a service account token;
+        // a bootstrap token has one dot.
+        if token.matches('.').count() == 2 {
+            return match serviceaccounts::authenticate(self, token).await {
+                Ok(_) => true,
+                Err(why) => {
+                    tracing::debug!("service account token refused: {why}");
+                    false
+                }
+            };
+        }
         self.bootstrap_tokens
             .valid(&self.store, &self.registry(), &self.config.clock, token)
             .await
     }
+}
+
+/// The token of an `Authorization: Bearer TOKEN` header value.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
 }
 
 pub fn version_info() -> Value {
@@ -490,4 +533,17 @@ pub(crate) fn json_response(code: StatusCode, v: &Value) -> Response<ResponseBod
 pub(crate) fn error_response(e: &ApiError) -> Response<ResponseBody> {
     let code = StatusCode::from_u16(e.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     json_response(code, &e.to_status())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn bearer_scheme_is_case_insensitive() {
+        assert_eq!(super::bearer_token("Bearer abc"), Some("abc"));
+        assert_eq!(super::bearer_token("bearer abc "), Some("abc"));
+        assert_eq!(super::bearer_token("BEARER abc"), Some("abc"));
+        assert_eq!(super::bearer_token("Basic abc"), None);
+        assert_eq!(super::bearer_token("Bearer "), None);
+        assert_eq!(super::bearer_token("Bearerabc"), None);
+    }
 }

@@ -207,6 +207,16 @@ where
                     .await?;
             Ok(json_response(StatusCode::CREATED, &status))
         }
+        (&Method::POST, Some(name), Some("token"))
+            if rt.group.is_empty() && rt.plural == "serviceaccounts" =>
+        {
+            let bytes = body::read(&parts.headers, incoming).await?;
+            let request = body::decode_object(&parts.headers, &bytes)?;
+            let ns = rp.namespace.as_deref().unwrap_or("default");
+            let answered =
+                crate::serviceaccounts::token_request(server, ns, name, &request).await?;
+            Ok(json_response(StatusCode::CREATED, &answered))
+        }
         (&Method::PUT, Some(name), sub) => {
             let bytes = body::read(&parts.headers, incoming).await?;
             let obj = body::decode_object(&parts.headers, &bytes)?;
@@ -1028,6 +1038,11 @@ async fn create_inner(
         let classes = list_all(server, "storage.k8s.io", "storageclasses").await?;
         api::admission::default_storage_class(&mut obj, &classes);
         api::admission::pvc_protection(&mut obj);
+    }
+    if rt.group.is_empty() && rt.kind == "Pod" && rt.custom.is_none() {
+        if let Some(ns) = ns {
+            crate::serviceaccounts::admit_pod(server, ns, &mut obj).await?;
+        }
     }
     admit(server, rt, &mut obj, None, None, ctx)?;
     if record_manager {

@@ -37,6 +37,10 @@ pub struct Pki {
     pub server_key_pem: String,
     /// The admin's bearer token (full access).
     pub admin_token: String,
+    /// The key service account tokens are signed with (PKCS#8 ECDSA
+    /// P-256, PEM) and its public half.
+    pub service_account_key_pem: String,
+    pub service_account_public_pem: String,
 }
 
 fn ca_params() -> Result<CertificateParams, PkiError> {
@@ -157,11 +161,26 @@ impl Pki {
                 t
             }
         };
+        let sa_key_path = dir.join("service-account.key");
+        let sa_key = match fs::read_to_string(&sa_key_path) {
+            Ok(pem) => KeyPair::from_pem(&pem).map_err(|e| PkiError::Invalid {
+                path: sa_key_path.clone(),
+                message: e.to_string(),
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let key = KeyPair::generate()?;
+                write_private(&sa_key_path, &key.serialize_pem())?;
+                key
+            }
+            Err(e) => return Err(io_err(&sa_key_path)(e)),
+        };
         Ok(Pki {
             ca_cert_pem,
             server_cert_pem,
             server_key_pem,
             admin_token,
+            service_account_key_pem: sa_key.serialize_pem(),
+            service_account_public_pem: sa_key.public_key_pem(),
         })
     }
 

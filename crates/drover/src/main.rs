@@ -568,7 +568,26 @@ async fn server(mut args: ServerArgs) -> Result<()> {
         .await
         .with_context(|| format!("binding {}:{}", args.bind, args.port))?;
     let addr = listener.local_addr()?;
-    let mut sans: Vec<String> = vec![addr.ip().to_string()];
+    let cluster_dns = match args.node.cluster_dns.as_deref().unwrap_or_default() {
+        [] => None,
+        [first, ..] => Some(first.parse::<std::net::Ipv4Addr>().map_err(|e| {
+            anyhow::anyhow!("--cluster-dns {first:?}: {e} (the kube-dns ClusterIP is IPv4)")
+        })?),
+    };
+    let mut services = apiserver::services::ServiceConfig::new(
+        &args.service_cidr,
+        &args.service_node_port_range,
+        cluster_dns,
+        &args.node.cluster_domain,
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    // Pods reach this server at the `kubernetes` Service's ClusterIP (and
+    // by its names, which `load_or_create` adds), so the certificate names
+    // that address too.
+    let mut sans: Vec<String> = vec![
+        addr.ip().to_string(),
+        services.kubernetes_service_ip().to_string(),
+    ];
     sans.extend(args.tls_san.iter().cloned());
     let pki = apiserver::pki::Pki::load_or_create(&args.data_dir.join("tls"), &sans)?;
     let tls = pki.rustls_config()?;
@@ -584,19 +603,13 @@ async fn server(mut args: ServerArgs) -> Result<()> {
         },
     );
     server.set_ca_certificate(&pki.ca_cert_pem);
-    let cluster_dns = match args.node.cluster_dns.as_deref().unwrap_or_default() {
-        [] => None,
-        [first, ..] => Some(first.parse::<std::net::Ipv4Addr>().map_err(|e| {
-            anyhow::anyhow!("--cluster-dns {first:?}: {e} (the kube-dns ClusterIP is IPv4)")
-        })?),
-    };
-    let mut services = apiserver::services::ServiceConfig::new(
-        &args.service_cidr,
-        &args.service_node_port_range,
-        cluster_dns,
-        &args.node.cluster_domain,
-    )
-    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    server.set_token_signer(
+        apiserver::serviceaccounts::TokenSigner::new(
+            &pki.service_account_key_pem,
+            &pki.service_account_public_pem,
+        )
+        .map_err(|e| anyhow::anyhow!("{e}"))?,
+    );
     // The local agent's pods use the kube-dns address the server settled on.
     if args.node.cluster_dns.is_none() {
         args.node.cluster_dns = Some(vec![services.cluster_dns.to_string()]);

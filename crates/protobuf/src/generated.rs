@@ -57,6 +57,7 @@ pub(crate) static KINDS: &[(&str, &str, &str)] = &[
     ("apps/v1", "ReplicaSet", "io.k8s.api.apps.v1.ReplicaSet"),
     ("apps/v1", "StatefulSet", "io.k8s.api.apps.v1.StatefulSet"),
     ("authentication.k8s.io/v1", "SelfSubjectReview", "io.k8s.api.authentication.v1.SelfSubjectReview"),
+    ("authentication.k8s.io/v1", "TokenRequest", "io.k8s.api.authentication.v1.TokenRequest"),
     ("authentication.k8s.io/v1", "TokenReview", "io.k8s.api.authentication.v1.TokenReview"),
     ("authorization.k8s.io/v1", "LocalSubjectAccessReview", "io.k8s.api.authorization.v1.LocalSubjectAccessReview"),
     ("authorization.k8s.io/v1", "SelfSubjectAccessReview", "io.k8s.api.authorization.v1.SelfSubjectAccessReview"),
@@ -276,6 +277,12 @@ pub(crate) static MESSAGES: &[Message] = &[
         opt(1, "type", K::String),
         opt(2, "rollingUpdate", K::Message("io.k8s.api.apps.v1.RollingUpdateStatefulSetStrategy")),
     ]),
+    msg("io.k8s.api.authentication.v1.BoundObjectReference", Shape::Object, &[
+        opt(1, "kind", K::String),
+        opt(2, "apiVersion", K::String),
+        opt(3, "name", K::String),
+        opt(4, "uid", K::String),
+    ]),
     msg("io.k8s.api.authentication.v1.ExtraValue", Shape::Object, &[
         rep(1, "items", K::String),
     ]),
@@ -285,6 +292,20 @@ pub(crate) static MESSAGES: &[Message] = &[
     ]),
     msg("io.k8s.api.authentication.v1.SelfSubjectReviewStatus", Shape::Object, &[
         opt(1, "userInfo", K::Message("io.k8s.api.authentication.v1.UserInfo")),
+    ]),
+    msg("io.k8s.api.authentication.v1.TokenRequest", Shape::Object, &[
+        opt(1, "metadata", K::Message("io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta")),
+        opt(2, "spec", K::Message("io.k8s.api.authentication.v1.TokenRequestSpec")),
+        opt(3, "status", K::Message("io.k8s.api.authentication.v1.TokenRequestStatus")),
+    ]),
+    msg("io.k8s.api.authentication.v1.TokenRequestSpec", Shape::Object, &[
+        rep(1, "audiences", K::String),
+        opt(3, "boundObjectRef", K::Message("io.k8s.api.authentication.v1.BoundObjectReference")),
+        opt(4, "expirationSeconds", K::Int64),
+    ]),
+    msg("io.k8s.api.authentication.v1.TokenRequestStatus", Shape::Object, &[
+        opt(1, "token", K::String),
+        opt(2, "expirationTimestamp", K::Message("io.k8s.apimachinery.pkg.apis.meta.v1.Time")),
     ]),
     msg("io.k8s.api.authentication.v1.TokenReview", Shape::Object, &[
         opt(1, "metadata", K::Message("io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta")),

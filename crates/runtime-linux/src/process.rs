@@ -321,8 +321,11 @@ impl ProcessRuntime {
     /// point missing on the host is made there (directories for
     /// directories, an empty file for a file), and every path made is
     /// recorded in `<pod dir>/mountpoints` to be removed with the pod.
+    /// Every destination the pod mounts on is recorded in `<pod
+    /// dir>/mounts-used`, so that a mount point another pod made and this
+    /// one uses too (every pod's service account volume, say) outlives the
+    /// pod that made it ([`Self::remove_mount_points`]).
     fn make_mount_points(&self, uid: &str, mounts: &[agent::runtime::Mount]) -> Result<(), String> {
-        use std::io::Write;
         let record = self.pod_dir(uid).join("mountpoints");
         let mut made = Vec::new();
         for m in mounts {
@@ -332,6 +335,10 @@ impl ProcessRuntime {
                     m.destination.display()
                 ));
             }
+        }
+        let used: Vec<PathBuf> = mounts.iter().map(|m| m.destination.clone()).collect();
+        append_paths(&self.pod_dir(uid).join("mounts-used"), &used)?;
+        for m in mounts {
             if std::fs::symlink_metadata(&m.destination).is_ok() {
                 continue;
             }
@@ -362,38 +369,100 @@ impl ProcessRuntime {
                 }
             }
         }
-        if !made.is_empty() {
-            let mut file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&record)
-                .map_err(|e| format!("recording mount points in {}: {e}", record.display()))?;
-            for path in &made {
-                let _ = writeln!(file, "{}", path.display());
-            }
-        }
-        Ok(())
+        append_paths(&record, &made)
     }
 
     /// Removes the mount points [`Self::make_mount_points`] made, newest
     /// first, and only while they are still what was made (an empty
-    /// directory, an empty file).
+    /// directory, an empty file). One that another pod of this runtime
+    /// still mounts on (or below) is handed to that pod instead: removing
+    /// it now would unmount it from under that pod (a mount point removed
+    /// in one mount namespace is detached in all others).
     fn remove_mount_points(&self, uid: &str) {
         let record = self.pod_dir(uid).join("mountpoints");
-        let text = std::fs::read_to_string(&record).unwrap_or_default();
-        for line in text.lines().rev() {
-            let path = Path::new(line);
-            match std::fs::symlink_metadata(path) {
+        let made = read_paths(&record);
+        let others: Vec<(PathBuf, Vec<PathBuf>)> = std::fs::read_dir(self.root.join("pods"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy() != uid)
+            .map(|e| {
+                let used = read_paths(&e.path().join("mounts-used"));
+                (e.path(), used)
+            })
+            .collect();
+        let (remove, handed) = share_mount_points(&made, &others);
+        for (dir, paths) in handed {
+            if let Err(e) = append_paths(&dir.join("mountpoints"), &paths) {
+                tracing::warn!("process runtime: handing mount points over: {e}");
+            }
+        }
+        for path in remove {
+            match std::fs::symlink_metadata(&path) {
                 Ok(m) if m.is_dir() => {
-                    let _ = std::fs::remove_dir(path);
+                    let _ = std::fs::remove_dir(&path);
                 }
                 Ok(m) if m.is_file() && m.len() == 0 => {
-                    let _ = std::fs::remove_file(path);
+                    let _ = std::fs::remove_file(&path);
                 }
                 _ => {}
             }
         }
     }
+}
+
+fn read_paths(file: &Path) -> Vec<PathBuf> {
+    std::fs::read_to_string(file)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(PathBuf::from)
+        .collect()
+}
+
+fn append_paths(file: &Path, paths: &[PathBuf]) -> Result<(), String> {
+    use std::io::Write;
+    if paths.is_empty() {
+        return Ok(());
+    }
+    let mut text = String::new();
+    for p in paths {
+        text.push_str(&p.to_string_lossy());
+        text.push('\n');
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(file)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .map_err(|e| format!("recording mount points in {}: {e}", file.display()))
+}
+
+/// Splits the mount points a departing pod made (`made`, oldest first)
+/// into those to remove now (newest first) and those to hand over, by pod
+/// dir, to another pod that mounts on or below them (`others`: each pod
+/// dir with the destinations it uses); handed-over paths keep their
+/// oldest-first order, so their new owner removes them newest first too.
+pub(crate) fn share_mount_points(
+    made: &[PathBuf],
+    others: &[(PathBuf, Vec<PathBuf>)],
+) -> (Vec<PathBuf>, Vec<(PathBuf, Vec<PathBuf>)>) {
+    let mut remove = Vec::new();
+    let mut handed: Vec<(PathBuf, Vec<PathBuf>)> = Vec::new();
+    for path in made {
+        let user = others
+            .iter()
+            .find(|(_, used)| used.iter().any(|d| d.starts_with(path)));
+        match user {
+            Some((dir, _)) => match handed.iter_mut().find(|(d, _)| d == dir) {
+                Some((_, paths)) => paths.push(path.clone()),
+                None => handed.push((dir.clone(), vec![path.clone()])),
+            },
+            None => remove.push(path.clone()),
+        }
+    }
+    remove.reverse();
+    (remove, handed)
 }
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> RuntimeError {
@@ -792,5 +861,62 @@ impl ContainerRuntime for ProcessRuntime {
             cpu_usage_ns: cpu,
             memory_working_set_bytes: memory,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn paths(list: &[&str]) -> Vec<PathBuf> {
+        list.iter().map(PathBuf::from).collect()
+    }
+
+    #[test]
+    fn mount_points_another_pod_uses_are_handed_over_not_removed() {
+        let made = paths(&[
+            "/run/secrets",
+            "/run/secrets/k8s",
+            "/run/secrets/k8s/sa",
+            "/data",
+        ]);
+        let others = vec![
+            (
+                PathBuf::from("/pods/b"),
+                paths(&["/run/secrets/k8s/sa", "/etc/x"]),
+            ),
+            (PathBuf::from("/pods/c"), paths(&["/tmp/y"])),
+        ];
+        let (remove, handed) = share_mount_points(&made, &others);
+        assert_eq!(remove, paths(&["/data"]));
+        assert_eq!(
+            handed,
+            vec![(
+                PathBuf::from("/pods/b"),
+                paths(&["/run/secrets", "/run/secrets/k8s", "/run/secrets/k8s/sa"])
+            )],
+            "oldest first, so that b removes them newest first"
+        );
+        // Nobody else: everything goes, newest first.
+        let (remove, handed) = share_mount_points(&made, &[]);
+        assert_eq!(
+            remove,
+            paths(&[
+                "/data",
+                "/run/secrets/k8s/sa",
+                "/run/secrets/k8s",
+                "/run/secrets"
+            ])
+        );
+        assert!(handed.is_empty());
+    }
+
+    #[test]
+    fn a_path_prefix_that_is_not_a_parent_is_not_a_use() {
+        let made = paths(&["/run/sec"]);
+        let others = vec![(PathBuf::from("/pods/b"), paths(&["/run/secrets"]))];
+        let (remove, handed) = share_mount_points(&made, &others);
+        assert_eq!(remove, paths(&["/run/sec"]));
+        assert!(handed.is_empty());
     }
 }
