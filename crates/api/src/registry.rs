@@ -661,7 +661,8 @@ fn builtin_types() -> Vec<ResourceType> {
             });
         }
     }
-    // Reviews kubectl uses (`auth can-i`, `auth whoami`): created, answered, never stored.
+    // Reviews kubectl uses (`auth can-i`, `auth whoami`) and TokenReview:
+    // created, answered, never stored.
     for (group, kind, plural) in [
         (
             "authorization.k8s.io",
@@ -678,6 +679,7 @@ fn builtin_types() -> Vec<ResourceType> {
             "SelfSubjectReview",
             "selfsubjectreviews",
         ),
+        ("authentication.k8s.io", "TokenReview", "tokenreviews"),
     ] {
         out.push(ResourceType {
             group: group.into(),

@@ -423,6 +423,17 @@ impl ApiServer {
                 &version,
             ),
             Target::OpenApiV2 => Ok(discovery::openapi_v2(&req)),
+            Target::OpenIdConfiguration => match self.token_signer() {
+                Some(signer) => Ok(json_response(
+                    StatusCode::OK,
+                    &signer.openid_configuration(),
+                )),
+                None => Err(ApiError::new(404, "NotFound", "no service account issuer")),
+            },
+            Target::Jwks => match self.token_signer() {
+                Some(signer) => Ok(json_response(StatusCode::OK, &signer.jwks())),
+                None => Err(ApiError::new(404, "NotFound", "no service account issuer")),
+            },
             Target::Resource(rp) => objects::handle(self, req, rp, query).await,
             Target::NotFound => Err(ApiError::new(
                 404,
@@ -448,40 +459,73 @@ impl ApiServer {
     }
 
     async fn authenticated<B>(&self, req: &Request<B>) -> bool {
-        let Some(value) = req
+        self.requester(req).await.is_some()
+    }
+
+    /// Who sent `req` (its bearer token's user), if anyone we know.
+    pub(crate) async fn requester<B>(&self, req: &Request<B>) -> Option<Value> {
+        let value = req
             .headers()
             .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-        else {
-            return false;
-        };
+            .and_then(|v| v.to_str().ok())?;
         // The scheme is case-insensitive (RFC 9110): the Python client
         // sends "bearer".
-        let Some(token) = bearer_token(value) else {
-            return false;
-        };
+        let token = bearer_token(value)?;
+        self.identify(token, None).await.ok()
+    }
+
+    /// The user a bearer token stands for (a TokenReview's `status.user`):
+    /// the admin (and the in-process components), a bootstrap token
+    /// (`system:bootstrap:<id>`), or a service account. `audiences`: the
+    /// audiences the token must name one of (a TokenReview's; `None`: this
+    /// API server's).
+    pub(crate) async fn identify(
+        &self,
+        token: &str,
+        audiences: Option<&[String]>,
+    ) -> Result<Value, String> {
         if self
             .config
             .admin_tokens
             .iter()
             .any(|t| pki::constant_time_eq(t.as_bytes(), token.as_bytes()))
         {
-            return true;
+            return Ok(json!({
+                "username": "admin",
+                "groups": ["system:masters", "system:authenticated"],
+            }));
         }
         // A JWT (three dot-separated parts) is a service account token;
         // a bootstrap token has one dot.
         if token.matches('.').count() == 2 {
-            return match serviceaccounts::authenticate(self, token).await {
-                Ok(_) => true,
+            return match serviceaccounts::authenticate(self, token, audiences).await {
+                Ok(claims) => Ok(serviceaccounts::user_info(&claims)),
                 Err(why) => {
                     tracing::debug!("service account token refused: {why}");
-                    false
+                    Err(why)
                 }
             };
         }
-        self.bootstrap_tokens
-            .valid(&self.store, &self.registry(), &self.config.clock, token)
-            .await
+        let for_api = audiences.is_none_or(|a| {
+            self.token_signer()
+                .map(|s| s.audiences().iter().any(|x| a.contains(x)))
+                .unwrap_or(a.is_empty())
+        });
+        if for_api
+            && self
+                .bootstrap_tokens
+                .valid(&self.store, &self.registry(), &self.config.clock, token)
+                .await
+        {
+            let id = tokens::BootstrapToken::parse(token)
+                .map(|t| t.id)
+                .unwrap_or_default();
+            return Ok(json!({
+                "username": format!("system:bootstrap:{id}"),
+                "groups": ["system:bootstrappers", "system:authenticated"],
+            }));
+        }
+        Err("invalid bearer token".into())
     }
 }
 

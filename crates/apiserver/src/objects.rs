@@ -126,7 +126,7 @@ where
         return Err(not_found());
     }
     if rt.create_only {
-        return review(&rt, req).await;
+        return review(server, &rt, req).await;
     }
     if rt.group == api::registry::METRICS_GROUP {
         if req.method() != Method::GET {
@@ -322,9 +322,15 @@ where
     }
 }
 
-/// Access and identity reviews: the only credential drover has is the admin
-/// token, which may do everything — so every review says so.
-async fn review<B>(rt: &ResourceType, req: Request<B>) -> Result<Response<ResponseBody>, ApiError>
+/// Access, identity and token reviews. There is no authorization (every
+/// authenticated user may do everything, kube-apiserver's AlwaysAllow), so
+/// access reviews always allow; `whoami` and TokenReview name the user a
+/// token stands for.
+async fn review<B>(
+    server: &ApiServer,
+    rt: &ResourceType,
+    req: Request<B>,
+) -> Result<Response<ResponseBody>, ApiError>
 where
     B: http_body::Body<Data = Bytes> + Unpin,
     B::Error: std::fmt::Display,
@@ -335,25 +341,72 @@ where
             rt.plural
         )));
     }
+    let requester = server.requester(&req).await;
     let (parts, incoming) = req.into_parts();
     let bytes = body::read(&parts.headers, incoming).await?;
     let mut obj = body::decode_object(&parts.headers, &bytes)?;
     check_type_meta(rt, &mut obj)?;
     let status = match rt.kind.as_str() {
         "SelfSubjectAccessReview" => {
-            json!({"allowed": true, "reason": "the admin token may do everything"})
+            json!({"allowed": true, "reason": "drover has no authorization: every authenticated user may do everything"})
         }
         "SelfSubjectRulesReview" => json!({
             "resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}],
             "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}],
             "incomplete": false,
         }),
-        _ => {
-            json!({"userInfo": {"username": "admin", "groups": ["system:masters", "system:authenticated"]}})
-        }
+        "TokenReview" => token_review(server, &obj).await?,
+        _ => json!({"userInfo": requester.unwrap_or(json!({}))}),
     };
     obj["status"] = status;
     Ok(json_response(StatusCode::CREATED, &obj))
+}
+
+/// A TokenReview's status: whether `spec.token` is good for one of
+/// `spec.audiences` (the API server's when empty), and whose it is.
+async fn token_review(server: &ApiServer, review: &Value) -> Result<Value, ApiError> {
+    let Some(token) = review
+        .pointer("/spec/token")
+        .and_then(Value::as_str)
+        .filter(|t| !t.is_empty())
+    else {
+        return Err(ApiError::invalid(
+            "authentication.k8s.io",
+            "TokenReview",
+            "",
+            vec![Cause::required("spec.token", "")],
+        ));
+    };
+    let asked: Vec<String> = api::string_list(review.pointer("/spec/audiences"));
+    let api_audiences: Vec<String> = server
+        .token_signer()
+        .map(|s| s.audiences().to_vec())
+        .unwrap_or_default();
+    let (audiences, check) = if asked.is_empty() {
+        (api_audiences, None)
+    } else {
+        (asked.clone(), Some(asked.as_slice()))
+    };
+    Ok(match server.identify(token, check).await {
+        Ok(user) => {
+            // The audiences the token is good for, of those asked.
+            let named: Vec<String> = token
+                .split('.')
+                .nth(1)
+                .and_then(|c| {
+                    use base64::Engine;
+                    base64::engine::general_purpose::URL_SAFE_NO_PAD
+                        .decode(c)
+                        .ok()
+                })
+                .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+                .map(|c| api::string_list(c.get("aud")))
+                .unwrap_or_else(|| audiences.clone());
+            let good: Vec<&String> = audiences.iter().filter(|a| named.contains(a)).collect();
+            json!({"authenticated": true, "user": user, "audiences": good})
+        }
+        Err(why) => json!({"authenticated": false, "user": {}, "error": why}),
+    })
 }
 
 /// What a write request says beyond its body.

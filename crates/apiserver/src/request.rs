@@ -32,6 +32,11 @@ pub enum Target {
     /// `/cacerts`: the cluster CA, for agents joining with a token that
     /// pins its hash.
     CaCerts,
+    /// `/.well-known/openid-configuration`: the service account issuer's
+    /// OIDC discovery document.
+    OpenIdConfiguration,
+    /// `/openid/v1/jwks`: the keys service account tokens are signed with.
+    Jwks,
     /// `/drover/v1/nodes/<name>/tunnel`: a remote agent's tunnel.
     NodeTunnel(String),
     Resource(ResourcePath),
@@ -83,6 +88,8 @@ pub fn parse_path(path: &str) -> Target {
         },
         ["openapi", "v2"] => Target::OpenApiV2,
         ["cacerts"] => Target::CaCerts,
+        [".well-known", "openid-configuration"] => Target::OpenIdConfiguration,
+        ["openid", "v1", "jwks"] => Target::Jwks,
         ["drover", "v1", "nodes", name, "tunnel"] => Target::NodeTunnel(name.to_string()),
         ["api", version, rest @ ..] => resource(String::new(), version, rest),
         ["apis", group, version, rest @ ..] => resource(group.to_string(), version, rest),

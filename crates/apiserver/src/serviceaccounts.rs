@@ -40,6 +40,8 @@ pub struct TokenSigner {
     encoding: EncodingKey,
     decoding: DecodingKey,
     key_id: String,
+    /// The public key's curve point (`x`, `y`), for the JWKS.
+    point: (Vec<u8>, Vec<u8>),
     issuer: String,
     audiences: Vec<String>,
     /// Tokens whose signature and claims were checked (the bound objects
@@ -92,10 +94,17 @@ impl TokenSigner {
         let digest = ring::digest::digest(&ring::digest::SHA256, &der);
         use base64::Engine;
         let key_id = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest.as_ref());
+        // A P-256 SubjectPublicKeyInfo ends with the uncompressed point
+        // 0x04 || X (32 bytes) || Y (32 bytes).
+        let point = match der.len().checked_sub(65).map(|at| &der[at..]) {
+            Some(p) if p[0] == 4 => (p[1..33].to_vec(), p[33..].to_vec()),
+            _ => return Err("service account public key: not an uncompressed P-256 point".into()),
+        };
         Ok(TokenSigner {
             encoding,
             decoding,
             key_id,
+            point,
             issuer: DEFAULT_ISSUER.to_string(),
             audiences: vec![DEFAULT_ISSUER.to_string()],
             verified: Mutex::new(HashMap::new()),
@@ -106,6 +115,28 @@ impl TokenSigner {
     /// (`--api-audiences`; the issuer by default).
     pub fn audiences(&self) -> &[String] {
         &self.audiences
+    }
+
+    /// The OIDC discovery document of the issuer (what kube-apiserver
+    /// serves on `/.well-known/openid-configuration`).
+    pub fn openid_configuration(&self) -> Value {
+        json!({
+            "issuer": self.issuer,
+            "jwks_uri": format!("{}/openid/v1/jwks", self.issuer),
+            "response_types_supported": ["id_token"],
+            "subject_types_supported": ["public"],
+            "id_token_signing_alg_values_supported": ["ES256"],
+        })
+    }
+
+    /// The signing key as a JSON Web Key Set.
+    pub fn jwks(&self) -> Value {
+        use base64::Engine;
+        let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+        json!({"keys": [{
+            "use": "sig", "kty": "EC", "crv": "P-256", "alg": "ES256",
+            "kid": self.key_id, "x": b64(&self.point.0), "y": b64(&self.point.1),
+        }]})
     }
 
     pub fn sign(&self, claims: &Claims) -> Result<String, String> {
@@ -122,29 +153,94 @@ impl TokenSigner {
         let claims = match cached {
             Some(c) => c,
             None => {
-                let mut validation = Validation::new(Algorithm::ES256);
-                // Time is checked below against the server's clock.
-                validation.validate_exp = false;
-                validation.validate_nbf = false;
-                validation.required_spec_claims = ["exp", "iss", "sub", "aud"]
-                    .into_iter()
-                    .map(String::from)
-                    .collect();
-                validation.set_issuer(&[&self.issuer]);
-                validation.set_audience(&self.audiences);
-                let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation)
-                    .map_err(|e| format!("invalid service account token: {e}"))?;
+                let claims = self.decode(token, &self.audiences)?;
                 let mut verified = self.verified.lock().unwrap();
                 if verified.len() > 10_000 {
                     verified.clear();
                 }
-                verified.insert(token.to_string(), data.claims.clone());
-                data.claims
+                verified.insert(token.to_string(), claims.clone());
+                claims
             }
         };
         check_times(&claims, now)?;
         Ok(claims)
     }
+
+    /// [`Self::verify`] for other audiences (a TokenReview's), not cached.
+    pub fn verify_for(
+        &self,
+        token: &str,
+        now: i64,
+        audiences: &[String],
+    ) -> Result<Claims, String> {
+        let claims = self.decode(token, audiences)?;
+        check_times(&claims, now)?;
+        Ok(claims)
+    }
+
+    fn decode(&self, token: &str, audiences: &[String]) -> Result<Claims, String> {
+        let mut validation = Validation::new(Algorithm::ES256);
+        // Time is checked against the server's clock (`check_times`).
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
+        validation.required_spec_claims = ["exp", "iss", "sub", "aud"]
+            .into_iter()
+            .map(String::from)
+            .collect();
+        validation.set_issuer(&[&self.issuer]);
+        validation.set_audience(audiences);
+        jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation)
+            .map(|d| d.claims)
+            .map_err(|e| format!("invalid service account token: {e}"))
+    }
+}
+
+/// The user a service account token stands for, as kube-apiserver names
+/// it (`authentication.k8s.io/v1` UserInfo).
+pub fn user_info(claims: &Claims) -> Value {
+    let k = &claims.kubernetes;
+    let mut extra = serde_json::Map::new();
+    if let Some(pod) = &k.pod {
+        extra.insert(
+            "authentication.kubernetes.io/pod-name".into(),
+            json!([pod.name]),
+        );
+        extra.insert(
+            "authentication.kubernetes.io/pod-uid".into(),
+            json!([pod.uid]),
+        );
+    }
+    if let Some(node) = &k.node {
+        extra.insert(
+            "authentication.kubernetes.io/node-name".into(),
+            json!([node.name]),
+        );
+        extra.insert(
+            "authentication.kubernetes.io/node-uid".into(),
+            json!([node.uid]),
+        );
+    }
+    if !claims.jti.is_empty() {
+        extra.insert(
+            "authentication.kubernetes.io/credential-id".into(),
+            json!([format!("JTI={}", claims.jti)]),
+        );
+    }
+    let mut user = json!({
+        "username": format!("system:serviceaccount:{}:{}", k.namespace, k.serviceaccount.name),
+        "groups": [
+            "system:serviceaccounts",
+            format!("system:serviceaccounts:{}", k.namespace),
+            "system:authenticated",
+        ],
+    });
+    if !k.serviceaccount.uid.is_empty() {
+        user["uid"] = json!(k.serviceaccount.uid);
+    }
+    if !extra.is_empty() {
+        user["extra"] = Value::Object(extra);
+    }
+    user
 }
 
 fn pem_body(pem: &str) -> Vec<u8> {
@@ -435,12 +531,19 @@ fn uid_of(object: &Value) -> String {
 /// Whether `token` is a service account token this server accepts now:
 /// signed by it, unexpired, for its audience, and every object it is bound
 /// to (the account, and the pod or secret) still there with the same uid.
-pub(crate) async fn authenticate(server: &ApiServer, token: &str) -> Result<Claims, String> {
+pub(crate) async fn authenticate(
+    server: &ApiServer,
+    token: &str,
+    audiences: Option<&[String]>,
+) -> Result<Claims, String> {
     let Some(signer) = server.token_signer() else {
         return Err("no service account tokens on this server".into());
     };
     let now = server.now();
-    let claims = signer.verify(token, now.timestamp())?;
+    let claims = match audiences {
+        None => signer.verify(token, now.timestamp())?,
+        Some(a) => signer.verify_for(token, now.timestamp(), a)?,
+    };
     let k = &claims.kubernetes;
     let registry = server.registry();
     let lookup = |plural: &'static str, name: String| {
@@ -623,6 +726,67 @@ mod tests {
         };
         parts[1] = &forged_claims;
         assert!(a.verify(&parts.join("."), now).is_err());
+    }
+
+    #[test]
+    fn the_jwks_key_verifies_tokens() {
+        let s = signer();
+        let jwks = s.jwks();
+        let key = &jwks["keys"][0];
+        assert_eq!(key["kty"], "EC");
+        let decoding =
+            DecodingKey::from_ec_components(key["x"].as_str().unwrap(), key["y"].as_str().unwrap())
+                .unwrap();
+        let token = s.sign(&claims(1_800_000_000)).unwrap();
+        let header = jsonwebtoken::decode_header(&token).unwrap();
+        assert_eq!(header.kid.as_deref(), key["kid"].as_str());
+        let mut v = Validation::new(Algorithm::ES256);
+        v.validate_exp = false;
+        v.set_audience(&[DEFAULT_ISSUER]);
+        jsonwebtoken::decode::<Claims>(&token, &decoding, &v).expect("verified with the JWKS key");
+        assert_eq!(
+            s.openid_configuration()["jwks_uri"],
+            format!("{DEFAULT_ISSUER}/openid/v1/jwks")
+        );
+    }
+
+    #[test]
+    fn other_audiences_are_checked_when_asked() {
+        let s = signer();
+        let now = 1_800_000_000;
+        let mut c = claims(now);
+        c.aud = vec!["vault".into()];
+        let token = s.sign(&c).unwrap();
+        assert!(s.verify(&token, now).is_err(), "not for the API");
+        assert_eq!(s.verify_for(&token, now, &["vault".into()]).unwrap(), c);
+        assert!(s.verify_for(&token, now, &["other".into()]).is_err());
+    }
+
+    #[test]
+    fn the_user_is_the_service_account_with_the_pod_in_extra() {
+        let u = user_info(&claims(0));
+        assert_eq!(u["username"], "system:serviceaccount:default:default");
+        assert_eq!(u["uid"], "u1");
+        assert_eq!(
+            u["groups"],
+            json!([
+                "system:serviceaccounts",
+                "system:serviceaccounts:default",
+                "system:authenticated"
+            ])
+        );
+        assert_eq!(
+            u["extra"]["authentication.kubernetes.io/pod-name"],
+            json!(["p"])
+        );
+        assert_eq!(
+            u["extra"]["authentication.kubernetes.io/pod-uid"],
+            json!(["u2"])
+        );
+        assert_eq!(
+            u["extra"]["authentication.kubernetes.io/credential-id"],
+            json!(["JTI=j"])
+        );
     }
 
     #[test]

@@ -84,6 +84,57 @@ fn tokens_are_requested_projected_and_used_in_cluster() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("serviceaccount/default"));
+    // Who the token is: `kubectl auth whoami`, and a TokenReview.
+    let out = kubectl_as(&s, token.trim(), &["auth", "whoami", "-o", "json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let me: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        me["status"]["userInfo"]["username"], "system:serviceaccount:default:default",
+        "{me}"
+    );
+    let review = |token: &str, audiences: &str| -> Value {
+        let body = format!(
+            r#"{{"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
+                 "spec": {{"token": "{token}", "audiences": {audiences}}}}}"#
+        );
+        serde_json::from_str(&s.ok_stdin(&["create", "-f", "-", "-o", "json"], &body)).unwrap()
+    };
+    let r = review(token.trim(), "[]");
+    assert_eq!(r["status"]["authenticated"], true, "{r}");
+    assert_eq!(
+        r["status"]["user"]["groups"],
+        serde_json::json!([
+            "system:serviceaccounts",
+            "system:serviceaccounts:default",
+            "system:authenticated"
+        ]),
+        "{r}"
+    );
+    let r = review(token.trim(), r#"["vault"]"#);
+    assert_eq!(r["status"]["authenticated"], false, "another audience: {r}");
+    let vault = s.ok(&["create", "token", "default", "--audience=vault"]);
+    let r = review(vault.trim(), r#"["vault"]"#);
+    assert_eq!(r["status"]["authenticated"], true, "{r}");
+    assert_eq!(
+        r["status"]["audiences"],
+        serde_json::json!(["vault"]),
+        "{r}"
+    );
+    let out = kubectl_as(&s, vault.trim(), &["get", "pods"]);
+    assert!(!out.status.success(), "a vault token is not for the API");
+
+    // The issuer's keys, for checking tokens elsewhere.
+    let oidc: Value =
+        serde_json::from_str(&s.ok(&["get", "--raw", "/.well-known/openid-configuration"]))
+            .unwrap();
+    assert_eq!(oidc["issuer"], c["iss"], "{oidc}");
+    let jwks: Value = serde_json::from_str(&s.ok(&["get", "--raw", "/openid/v1/jwks"])).unwrap();
+    assert_eq!(jwks["keys"][0]["alg"], "ES256", "{jwks}");
+
     // A token with one character changed is refused.
     let mut forged = token.trim().to_string();
     let last = forged.pop().unwrap();
