@@ -418,6 +418,14 @@ impl Agent {
         objects
     }
 
+    /// Drops the service account tokens held for a pod that is gone.
+    fn forget_tokens(&self, uid: &str) {
+        self.tokens
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|(held, _), _| held != uid);
+    }
+
     /// The pod's service account token for `ask`: the one held while it is
     /// fresh ([`token_refresh_due`]), else a new one from the TokenRequest
     /// API, bound to the pod.
@@ -486,10 +494,17 @@ impl Agent {
             .and_then(|t| t.parse::<jiff::Timestamp>().ok())
             .map(|t| t.as_second())
             .unwrap_or(now + ask.expiration_seconds);
+        // When it was issued, by the server's clock (as the kubelet works it
+        // out): the life the server granted, back from its expiry.
+        let life = answer
+            .pointer("/spec/expirationSeconds")
+            .and_then(Value::as_i64)
+            .unwrap_or(ask.expiration_seconds);
+        let issued = expires - life;
         self.tokens
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(key, (token.clone(), now, expires));
+            .insert(key, (token.clone(), issued, expires));
         Ok(token)
     }
 
@@ -657,6 +672,7 @@ impl Agent {
                 if let Err(e) = self.volumes.tear_down(&uid) {
                     tracing::warn!("agent: removing the volumes of pod {uid}: {e}");
                 }
+                self.forget_tokens(&uid);
                 return;
             }
             let anything_running = observed
@@ -1011,7 +1027,7 @@ impl Agent {
                 }
             }
         }
-        let service_vars = self.service_variables(pod, namespace).await;
+        let service_vars = self.service_variables(pod, namespace).await?;
         for var in container.env.iter().flatten() {
             if let Some(value) = &var.value {
                 // `$(VAR)` sees the container's earlier variables, then the
@@ -1103,9 +1119,15 @@ impl Agent {
     }
 
     /// The Service environment variables of the pod's containers
-    /// ([`crate::service_env`]). A Service list that fails leaves them out
-    /// (logged), as a kubelet without its Service informer would.
-    async fn service_variables(&self, pod: &Pod, namespace: &str) -> Vec<(String, String)> {
+    /// ([`crate::service_env`]). As in the kubelet, a Service list that
+    /// fails fails the container's start (CreateContainerConfigError, and
+    /// the worker retries) rather than starting it without them; only a
+    /// missing `kubernetes` Service is no error.
+    async fn service_variables(
+        &self,
+        pod: &Pod,
+        namespace: &str,
+    ) -> Result<Vec<(String, String)>, String> {
         let links = pod
             .spec
             .as_ref()
@@ -1113,14 +1135,12 @@ impl Agent {
             .unwrap_or(true);
         let mut services = Vec::new();
         if links {
-            match self
+            let list = self
                 .client
                 .list(SERVICES, Some(namespace), None, None)
                 .await
-            {
-                Ok(list) => services.extend(list.items),
-                Err(e) => tracing::warn!("agent: listing the Services of {namespace}: {e}"),
-            }
+                .map_err(|e| format!("listing the Services of namespace {namespace}: {e}"))?;
+            services.extend(list.items);
         }
         if !(links && namespace == "default") {
             match self
@@ -1130,11 +1150,11 @@ impl Agent {
             {
                 Ok(api) => services.push(api),
                 Err(e) if e.is_not_found() => {}
-                Err(e) => tracing::warn!("agent: reading the kubernetes Service: {e}"),
+                Err(e) => return Err(format!("reading the kubernetes Service: {e}")),
             }
         }
         let chosen = crate::service_env::services_for_pod(&services, namespace, links);
-        crate::service_env::service_variables(&chosen)
+        Ok(crate::service_env::service_variables(&chosen))
     }
 
     async fn publish_status(&self, pod: &Pod, status: &k8s_openapi::api::core::v1::PodStatus) {

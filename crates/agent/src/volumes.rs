@@ -602,7 +602,16 @@ pub struct VolumeManager {
 }
 
 impl VolumeManager {
+    /// The root holds every pod's secrets and service account tokens, so
+    /// it is made (or tightened to) 0750, as the kubelet keeps
+    /// `/var/lib/kubelet/pods`: containers reach their volumes through
+    /// their bind mounts, and no other user of the node can read them here.
     pub fn new(root: PathBuf) -> VolumeManager {
+        if let Err(e) = std::fs::create_dir_all(&root)
+            .and_then(|()| std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o750)))
+        {
+            tracing::warn!("volumes: making {} private: {e}", root.display());
+        }
         VolumeManager { root }
     }
 
@@ -881,6 +890,24 @@ pub fn write_atomically(
     files: &[FilePlan],
     now: jiff::Timestamp,
 ) -> Result<bool, VolumeIoError> {
+    // The API refuses such paths; this guards the node against an object
+    // stored before that check (or written around it).
+    for f in files {
+        let unsafe_path = f.path.is_empty()
+            || f.path.starts_with('/')
+            || f.path.starts_with("..")
+            || f.path.split('/').any(|seg| seg == "..");
+        if unsafe_path {
+            return Err(VolumeIoError {
+                what: "refusing to write outside the volume",
+                path: PathBuf::from(&f.path),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "the path must be relative and must not contain '..'",
+                ),
+            });
+        }
+    }
     let data_link = dir.join("..data");
     let current = std::fs::read_link(&data_link).ok();
     if let Some(current) = &current {
@@ -1430,6 +1457,35 @@ mod tests {
             .collect();
         names.sort();
         assert_eq!(names, ["..2026_01_01_00_00_01.000000000", "..data", "a"]);
+    }
+
+    #[test]
+    fn atomic_writer_refuses_paths_outside_the_volume() {
+        let parent = tempfile::tempdir().unwrap();
+        let dir = parent.path().join("vol");
+        std::fs::create_dir(&dir).unwrap();
+        let t0: jiff::Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        for bad in ["../escaped", "a/../../escaped", "/tmp/escaped", "..x", ""] {
+            let err = write_atomically(&dir, &files(&[("ok", "1"), (bad, "2")]), t0)
+                .expect_err(bad)
+                .to_string();
+            assert!(
+                err.contains("refusing to write outside the volume"),
+                "{bad}: {err}"
+            );
+        }
+        // Nothing was written, not even the good file.
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+        assert!(!parent.path().join("escaped").exists());
+    }
+
+    #[test]
+    fn volume_root_is_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("volumes");
+        let _ = VolumeManager::new(root.clone());
+        let mode = std::fs::metadata(&root).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o750, "{mode:o}");
     }
 
     #[test]

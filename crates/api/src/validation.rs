@@ -422,6 +422,15 @@ fn validate_pod_spec(spec: &Value, path: &str, errs: &mut Vec<FieldError>) {
             errs.push(FieldError::duplicate(&p, *v));
         }
     }
+    for (i, v) in spec
+        .get("volumes")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        validate_volume_source(v, &format!("{path}.volumes[{i}]"), errs);
+    }
     let containers = spec.get("containers").and_then(Value::as_array);
     if containers.is_none_or(|c| c.is_empty()) {
         errs.push(FieldError::required(format!("{path}.containers"), ""));
@@ -567,6 +576,89 @@ fn validate_pod_spec(spec: &Value, path: &str, errs: &mut Vec<FieldError>) {
             ));
         }
     }
+}
+
+/// The file paths a volume writes into its directory (configMap, secret,
+/// downwardAPI and projected items, a projected service account token)
+/// must stay inside it, as kube-apiserver's `validateLocalNonReservedPath`
+/// requires; a projected token lives between 10 minutes and 2^32 seconds.
+fn validate_volume_source(volume: &Value, path: &str, errs: &mut Vec<FieldError>) {
+    fn items(source: &Value, path: &str, errs: &mut Vec<FieldError>) {
+        for (k, item) in source
+            .get("items")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            file_path(item, &format!("{path}.items[{k}]"), errs);
+        }
+    }
+    fn file_path(item: &Value, path: &str, errs: &mut Vec<FieldError>) {
+        let field = format!("{path}.path");
+        match s(Some(item), "path") {
+            None | Some("") => errs.push(FieldError::required(field, "")),
+            Some(p) => {
+                for message in local_descending_path_problems(p) {
+                    errs.push(FieldError::invalid(&field, p, message));
+                }
+            }
+        }
+    }
+    for plugin in ["configMap", "secret", "downwardAPI"] {
+        if let Some(source) = volume.get(plugin) {
+            items(source, &format!("{path}.{plugin}"), errs);
+        }
+    }
+    for (j, source) in volume
+        .pointer("/projected/sources")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let sp = format!("{path}.projected.sources[{j}]");
+        for plugin in ["configMap", "secret", "downwardAPI"] {
+            if let Some(source) = source.get(plugin) {
+                items(source, &format!("{sp}.{plugin}"), errs);
+            }
+        }
+        if let Some(token) = source.get("serviceAccountToken") {
+            let tp = format!("{sp}.serviceAccountToken");
+            file_path(token, &tp, errs);
+            if let Some(seconds) = token.get("expirationSeconds").and_then(Value::as_i64) {
+                if seconds < 600 {
+                    errs.push(FieldError::invalid_unquoted(
+                        format!("{tp}.expirationSeconds"),
+                        seconds,
+                        "may not specify a duration less than 10 minutes",
+                    ));
+                } else if seconds > 1 << 32 {
+                    errs.push(FieldError::invalid_unquoted(
+                        format!("{tp}.expirationSeconds"),
+                        seconds,
+                        "may not specify a duration larger than 2^32 seconds",
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// What is wrong with a file path a volume writes below its directory
+/// (empty when it stays inside): kube-apiserver's messages.
+pub fn local_descending_path_problems(p: &str) -> Vec<&'static str> {
+    let mut problems = Vec::new();
+    if p.starts_with('/') {
+        problems.push("must be a relative path");
+    }
+    if p.split('/').any(|seg| seg == "..") {
+        problems.push("must not contain '..'");
+    }
+    if p.starts_with("..") {
+        problems.push("must not start with '..'");
+    }
+    problems
 }
 
 fn validate_selector(
@@ -1586,6 +1678,59 @@ mod tests {
                 got.iter().any(|g| g.starts_with(want)),
                 "{kind}: want {want:?} in {got:?}"
             );
+        }
+    }
+
+    #[test]
+    fn volume_file_paths_stay_inside_the_volume() {
+        let pod = |volumes: Value| json!({"metadata":{"name":"p","namespace":"d"},"spec":{"volumes": volumes,"containers":[{"name":"c","image":"i"}]}});
+        let cases: &[(Value, &[&str])] = &[
+            (
+                json!([{"name":"v","configMap":{"name":"c","items":[{"key":"k","path":"a/b"}]}}]),
+                &[],
+            ),
+            (
+                json!([{"name":"v","configMap":{"name":"c","items":[{"key":"k","path":"/etc/passwd"}]}}]),
+                &["spec.volumes[0].configMap.items[0].path: Invalid value: \"/etc/passwd\": must be a relative path"],
+            ),
+            (
+                json!([{"name":"v","secret":{"secretName":"s","items":[{"key":"k","path":"a/../../x"}]}}]),
+                &["spec.volumes[0].secret.items[0].path: Invalid value: \"a/../../x\": must not contain '..'"],
+            ),
+            (
+                json!([{"name":"v","downwardAPI":{"items":[{"path":"..x","fieldRef":{"fieldPath":"metadata.name"}}]}}]),
+                &["spec.volumes[0].downwardAPI.items[0].path: Invalid value: \"..x\": must not start with '..'"],
+            ),
+            (
+                json!([{"name":"v","projected":{"sources":[
+                    {"serviceAccountToken":{"path":"../../token","expirationSeconds":60}},
+                    {"configMap":{"name":"c","items":[{"key":"k","path":""}]}}]}}]),
+                &[
+                    "spec.volumes[0].projected.sources[0].serviceAccountToken.path: Invalid value: \"../../token\": must not contain '..'",
+                    "spec.volumes[0].projected.sources[0].serviceAccountToken.path: Invalid value: \"../../token\": must not start with '..'",
+                    "spec.volumes[0].projected.sources[0].serviceAccountToken.expirationSeconds: Invalid value: 60: may not specify a duration less than 10 minutes",
+                    "spec.volumes[0].projected.sources[1].configMap.items[0].path: Required value",
+                ],
+            ),
+            (
+                json!([{"name":"v","projected":{"sources":[{"serviceAccountToken":{"path":"t","expirationSeconds":8589934592_i64}}]}}]),
+                &["spec.volumes[0].projected.sources[0].serviceAccountToken.expirationSeconds: Invalid value: 8589934592: may not specify a duration larger than 2^32 seconds"],
+            ),
+            (
+                json!([{"name":"v","projected":{"sources":[{"serviceAccountToken":{"path":"token","expirationSeconds":3607}}]}}]),
+                &[],
+            ),
+        ];
+        for (volumes, want) in cases {
+            let got = fields("", "Pod", pod(volumes.clone()));
+            assert_eq!(
+                got.len(),
+                want.len(),
+                "{volumes}: got {got:?}, want {want:?}"
+            );
+            for (g, w) in got.iter().zip(want.iter()) {
+                assert!(g.starts_with(w), "{volumes}: got {g:?}, want {w:?}");
+            }
         }
     }
 

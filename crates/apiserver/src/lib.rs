@@ -375,10 +375,24 @@ impl ApiServer {
             }
             _ => {}
         }
-        if !self.authenticated(&req).await {
+        let Some(user) = self.requester(&req).await else {
             return error_response(&ApiError::unauthorized());
-        }
+        };
         if let Target::NodeTunnel(node) = &target {
+            // Only a node's own credential (or the admin's) may stand in
+            // for a node: a pod's service account token must not be able
+            // to receive the exec, logs and port-forward streams meant for
+            // one.
+            let groups = api::string_list(user.get("groups"));
+            if !groups
+                .iter()
+                .any(|g| g == "system:masters" || g == "system:bootstrappers")
+            {
+                let name = user.get("username").and_then(Value::as_str).unwrap_or("");
+                return error_response(&ApiError::forbidden(format!(
+                    "User \"{name}\" cannot open the tunnel of node \"{node}\": only node credentials can"
+                )));
+            }
             return tunnel::accept(self, req, node);
         }
         let query = Query::parse(req.uri().query());
@@ -458,10 +472,6 @@ impl ApiServer {
         }
     }
 
-    async fn authenticated<B>(&self, req: &Request<B>) -> bool {
-        self.requester(req).await.is_some()
-    }
-
     /// Who sent `req` (its bearer token's user), if anyone we know.
     pub(crate) async fn requester<B>(&self, req: &Request<B>) -> Option<Value> {
         let value = req
@@ -484,11 +494,21 @@ impl ApiServer {
         token: &str,
         audiences: Option<&[String]>,
     ) -> Result<Value, String> {
-        if self
-            .config
-            .admin_tokens
-            .iter()
-            .any(|t| pki::constant_time_eq(t.as_bytes(), token.as_bytes()))
+        // Tokens other than service account tokens carry no audience: they
+        // are good for this API server's audiences only, so a review asking
+        // for others must not name their user (kube-apiserver's
+        // audience-agnostic wrapping of its other authenticators).
+        let for_api = audiences.is_none_or(|a| {
+            self.token_signer()
+                .map(|s| s.audiences().iter().any(|x| a.contains(x)))
+                .unwrap_or(a.is_empty())
+        });
+        if for_api
+            && self
+                .config
+                .admin_tokens
+                .iter()
+                .any(|t| pki::constant_time_eq(t.as_bytes(), token.as_bytes()))
         {
             return Ok(json!({
                 "username": "admin",
@@ -506,11 +526,6 @@ impl ApiServer {
                 }
             };
         }
-        let for_api = audiences.is_none_or(|a| {
-            self.token_signer()
-                .map(|s| s.audiences().iter().any(|x| a.contains(x)))
-                .unwrap_or(a.is_empty())
-        });
         if for_api
             && self
                 .bootstrap_tokens

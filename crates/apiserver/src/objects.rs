@@ -210,9 +210,17 @@ where
         (&Method::POST, Some(name), Some("token"))
             if rt.group.is_empty() && rt.plural == "serviceaccounts" =>
         {
+            // Service accounts are namespaced: there is no cluster-wide
+            // `serviceaccounts/NAME/token`.
+            let Some(ns) = rp.namespace.as_deref() else {
+                return Err(ApiError::new(
+                    404,
+                    "NotFound",
+                    "the server could not find the requested resource",
+                ));
+            };
             let bytes = body::read(&parts.headers, incoming).await?;
             let request = body::decode_object(&parts.headers, &bytes)?;
-            let ns = rp.namespace.as_deref().unwrap_or("default");
             let answered =
                 crate::serviceaccounts::token_request(server, ns, name, &request).await?;
             Ok(json_response(StatusCode::CREATED, &answered))
@@ -370,11 +378,9 @@ async fn token_review(server: &ApiServer, review: &Value) -> Result<Value, ApiEr
         .and_then(Value::as_str)
         .filter(|t| !t.is_empty())
     else {
-        return Err(ApiError::invalid(
-            "authentication.k8s.io",
-            "TokenReview",
-            "",
-            vec![Cause::required("spec.token", "")],
+        // kube-apiserver's answer, word for word.
+        return Err(ApiError::bad_request(
+            "token is required for TokenReview in authentication",
         ));
     };
     let asked: Vec<String> = api::string_list(review.pointer("/spec/audiences"));
@@ -383,25 +389,31 @@ async fn token_review(server: &ApiServer, review: &Value) -> Result<Value, ApiEr
         .map(|s| s.audiences().to_vec())
         .unwrap_or_default();
     let (audiences, check) = if asked.is_empty() {
-        (api_audiences, None)
+        (api_audiences.clone(), None)
     } else {
         (asked.clone(), Some(asked.as_slice()))
     };
     Ok(match server.identify(token, check).await {
         Ok(user) => {
-            // The audiences the token is good for, of those asked.
-            let named: Vec<String> = token
-                .split('.')
-                .nth(1)
-                .and_then(|c| {
-                    use base64::Engine;
-                    base64::engine::general_purpose::URL_SAFE_NO_PAD
-                        .decode(c)
-                        .ok()
-                })
-                .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
-                .map(|c| api::string_list(c.get("aud")))
-                .unwrap_or_else(|| audiences.clone());
+            // The audiences the token is good for, of those asked: a
+            // service account token's own, any other token's the API
+            // server's (kube-apiserver's audience-agnostic wrapping).
+            let named: Vec<String> = if token.matches('.').count() == 2 {
+                token
+                    .split('.')
+                    .nth(1)
+                    .and_then(|c| {
+                        use base64::Engine;
+                        base64::engine::general_purpose::URL_SAFE_NO_PAD
+                            .decode(c)
+                            .ok()
+                    })
+                    .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+                    .map(|c| api::string_list(c.get("aud")))
+                    .unwrap_or_default()
+            } else {
+                api_audiences.clone()
+            };
             let good: Vec<&String> = audiences.iter().filter(|a| named.contains(a)).collect();
             json!({"authenticated": true, "user": user, "audiences": good})
         }
@@ -964,6 +976,19 @@ fn admit(
     subresource: Option<&str>,
     ctx: &RequestCtx,
 ) -> Result<(), ApiError> {
+    mutate(server, rt, obj, subresource, ctx)?;
+    validate(rt, obj, old)
+}
+
+/// The first half of [`admit`]: type checks, strict field validation,
+/// defaulting and the synchronous mutating admission.
+fn mutate(
+    server: &ApiServer,
+    rt: &ResourceType,
+    obj: &mut Value,
+    subresource: Option<&str>,
+    ctx: &RequestCtx,
+) -> Result<(), ApiError> {
     api::validation::check_types(&rt.group, &rt.version, &rt.kind, obj)?;
     if ctx.field_validation == FieldValidation::Strict {
         let unknown = match &rt.custom {
@@ -1002,6 +1027,11 @@ fn admit(
             api::crd::apply_schema_defaults(obj, schema);
         }
     }
+    Ok(())
+}
+
+/// The second half of [`admit`]: validation, after all mutation.
+fn validate(rt: &ResourceType, obj: &Value, old: Option<&Value>) -> Result<(), ApiError> {
     let causes = match &rt.custom {
         Some(c) => api::crd::validate_custom(obj, c.schema.as_ref(), rt.namespaced()),
         None => api::validation::validate(&rt.group, &rt.kind, obj, old, rt.namespaced()),
@@ -1092,12 +1122,15 @@ async fn create_inner(
         api::admission::default_storage_class(&mut obj, &classes);
         api::admission::pvc_protection(&mut obj);
     }
+    mutate(server, rt, &mut obj, None, ctx)?;
+    // The ServiceAccount plugin mutates after defaulting and before
+    // validation, as kube-apiserver orders its admission.
     if rt.group.is_empty() && rt.kind == "Pod" && rt.custom.is_none() {
         if let Some(ns) = ns {
             crate::serviceaccounts::admit_pod(server, ns, &mut obj).await?;
         }
     }
-    admit(server, rt, &mut obj, None, None, ctx)?;
+    validate(rt, &obj, None)?;
     if record_manager {
         track_managed_fields(server, rt, None, &mut obj, &ctx.field_manager, "Update");
     }

@@ -31,9 +31,9 @@ pub const DEFAULT_ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
 pub const DEFAULT_EXPIRATION_SECONDS: i64 = 3600;
 pub const MIN_EXPIRATION_SECONDS: i64 = 600;
 pub const MAX_EXPIRATION_SECONDS: i64 = 1 << 32;
-/// How long after its bound pod started terminating a token is still good
-/// (kube-apiserver allows the pod's grace period to use it).
-const DELETED_POD_GRACE_SECONDS: i64 = 60;
+/// How long after its account, pod or secret started terminating a token
+/// is still good (kube-apiserver allows the pod's grace period to use it).
+const DELETED_GRACE_SECONDS: i64 = 60;
 
 /// Signs and checks service account tokens.
 pub struct TokenSigner {
@@ -551,9 +551,25 @@ pub(crate) async fn authenticate(
         let ns = k.namespace.clone();
         async move { objects::get(server, &rt, Some(&ns), &name).await.ok() }
     };
+    // An object being deleted still vouches for its tokens for a minute
+    // (kube-apiserver's validator: a pod's processes may need the API
+    // during their grace period), then no more.
+    let deleted_long_ago = |obj: &Value| {
+        obj.pointer("/metadata/deletionTimestamp")
+            .and_then(Value::as_str)
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .is_some_and(|at| now.timestamp() - at.timestamp() > DELETED_GRACE_SECONDS)
+    };
     let account = lookup("serviceaccounts", k.serviceaccount.name.clone()).await;
     match account {
-        Some((a, _)) if k.serviceaccount.uid.is_empty() || uid_of(&a) == k.serviceaccount.uid => {}
+        Some((a, _)) if k.serviceaccount.uid.is_empty() || uid_of(&a) == k.serviceaccount.uid => {
+            if deleted_long_ago(&a) {
+                return Err(format!(
+                    "service account {}/{} is being deleted",
+                    k.namespace, k.serviceaccount.name
+                ));
+            }
+        }
         _ => {
             return Err(format!(
                 "service account {}/{} has been deleted",
@@ -564,14 +580,8 @@ pub(crate) async fn authenticate(
     if let Some(pod) = &k.pod {
         match lookup("pods", pod.name.clone()).await {
             Some((p, _)) if uid_of(&p) == pod.uid => {
-                let deleted = p
-                    .pointer("/metadata/deletionTimestamp")
-                    .and_then(Value::as_str)
-                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
-                if let Some(at) = deleted {
-                    if now.timestamp() - at.timestamp() > DELETED_POD_GRACE_SECONDS {
-                        return Err(format!("pod {}/{} is being deleted", k.namespace, pod.name));
-                    }
+                if deleted_long_ago(&p) {
+                    return Err(format!("pod {}/{} is being deleted", k.namespace, pod.name));
                 }
             }
             _ => return Err(format!("pod {}/{} has been deleted", k.namespace, pod.name)),
@@ -579,7 +589,14 @@ pub(crate) async fn authenticate(
     }
     if let Some(secret) = &k.secret {
         match lookup("secrets", secret.name.clone()).await {
-            Some((s, _)) if uid_of(&s) == secret.uid => {}
+            Some((s, _)) if uid_of(&s) == secret.uid => {
+                if deleted_long_ago(&s) {
+                    return Err(format!(
+                        "secret {}/{} is being deleted",
+                        k.namespace, secret.name
+                    ));
+                }
+            }
             _ => {
                 return Err(format!(
                     "secret {}/{} has been deleted",
@@ -615,6 +632,8 @@ pub(crate) async fn admit_pod(
         .to_string();
     if let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) {
         spec.insert("serviceAccountName".into(), json!(name));
+        // The deprecated field mirrors it, as kube-apiserver stores it.
+        spec.insert("serviceAccount".into(), json!(name));
     }
     let rt = server
         .registry()

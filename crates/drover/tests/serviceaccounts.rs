@@ -126,6 +126,49 @@ fn tokens_are_requested_projected_and_used_in_cluster() {
     );
     let out = kubectl_as(&s, vault.trim(), &["get", "pods"]);
     assert!(!out.status.success(), "a vault token is not for the API");
+    // The admin's token carries no audience: good for the API's only.
+    let r = review(&s.token, r#"["vault"]"#);
+    assert_eq!(
+        r["status"]["authenticated"], false,
+        "admin token for vault: {r}"
+    );
+    let r = review(&s.token, "[]");
+    assert_eq!(r["status"]["authenticated"], true, "admin token: {r}");
+    assert_eq!(r["status"]["audiences"], c["aud"], "{r}");
+    let err = s.fails(
+        &["create", "-f", "-"],
+        Some(r#"{"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {}}"#),
+    );
+    assert!(
+        err.contains("token is required for TokenReview in authentication"),
+        "{err}"
+    );
+    // A service account token cannot stand in for a node.
+    let out = kubectl_as(
+        &s,
+        token.trim(),
+        &["get", "--raw", "/drover/v1/nodes/n1/tunnel"],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("only node credentials can"),
+        "{err}"
+    );
+    // Service accounts are namespaced: no cluster-wide token path.
+    let err = s.fails(
+        &[
+            "create",
+            "--raw",
+            "/api/v1/serviceaccounts/default/token",
+            "-f",
+            "-",
+        ],
+        Some(r#"{"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {}}"#),
+    );
+    assert!(
+        err.contains("NotFound") || err.contains("not found"),
+        "{err}"
+    );
 
     // The issuer's keys, for checking tokens elsewhere.
     let oidc: Value =
@@ -135,10 +178,12 @@ fn tokens_are_requested_projected_and_used_in_cluster() {
     let jwks: Value = serde_json::from_str(&s.ok(&["get", "--raw", "/openid/v1/jwks"])).unwrap();
     assert_eq!(jwks["keys"][0]["alg"], "ES256", "{jwks}");
 
-    // A token with one character changed is refused.
-    let mut forged = token.trim().to_string();
-    let last = forged.pop().unwrap();
-    forged.push(if last == 'A' { 'B' } else { 'A' });
+    // A token with one character of its signature changed is refused (a
+    // middle one: the last character's low bits may be padding).
+    let mut forged: Vec<u8> = token.trim().as_bytes().to_vec();
+    let at = token.trim().rfind('.').unwrap() + 20;
+    forged[at] = if forged[at] == b'A' { b'B' } else { b'A' };
+    let forged = String::from_utf8(forged).unwrap();
     let out = kubectl_as(&s, &forged, &["get", "pods"]);
     assert!(!out.status.success());
     assert!(

@@ -52,6 +52,11 @@ pub struct ProcessRuntime {
     network: Option<PodNetwork>,
     /// What each pod cgroup is limited to (`--pod-max-pids`).
     pod_limits: crate::cgroups::PodCgroupLimits,
+    /// Held while a pod's mount points are recorded and made, and while a
+    /// departing pod's are handed over or removed, so that a pod starting
+    /// next to one going away never sees its mount point removed between
+    /// recording it as used and mounting on it.
+    mount_points: std::sync::Mutex<()>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -87,6 +92,7 @@ impl ProcessRuntime {
             shim,
             host_ip,
             network,
+            mount_points: std::sync::Mutex::new(()),
             pod_limits: Default::default(),
         })
     }
@@ -336,8 +342,21 @@ impl ProcessRuntime {
                 ));
             }
         }
-        let used: Vec<PathBuf> = mounts.iter().map(|m| m.destination.clone()).collect();
-        append_paths(&self.pod_dir(uid).join("mounts-used"), &used)?;
+        let _guard = self
+            .mount_points
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        // Recorded once per destination (every container start of the pod
+        // comes through here).
+        let used_file = self.pod_dir(uid).join("mounts-used");
+        let already = read_paths(&used_file);
+        let mut used: Vec<PathBuf> = Vec::new();
+        for m in mounts {
+            if !already.contains(&m.destination) && !used.contains(&m.destination) {
+                used.push(m.destination.clone());
+            }
+        }
+        append_paths(&used_file, &used)?;
         for m in mounts {
             if std::fs::symlink_metadata(&m.destination).is_ok() {
                 continue;
@@ -379,6 +398,10 @@ impl ProcessRuntime {
     /// it now would unmount it from under that pod (a mount point removed
     /// in one mount namespace is detached in all others).
     fn remove_mount_points(&self, uid: &str) {
+        let _guard = self
+            .mount_points
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let record = self.pod_dir(uid).join("mountpoints");
         let made = read_paths(&record);
         let others: Vec<(PathBuf, Vec<PathBuf>)> = std::fs::read_dir(self.root.join("pods"))
