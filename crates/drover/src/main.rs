@@ -145,6 +145,14 @@ struct NodeArgs {
     /// The cgroup (in every hierarchy) under which pods get their cgroups.
     #[arg(long, default_value = "drover")]
     cgroup_parent: String,
+    /// Turn on the kernel's `favordynmods` for cgroups (a named
+    /// controller-less cgroup v1 hierarchy mounted at
+    /// /run/drover/cgroup-favordynmods, or the cgroup2 root remounted with
+    /// it): moving a pod's first process into its cgroup then takes ≈0.25 ms
+    /// instead of waiting out an RCU grace period (5-20 ms), at the cost of
+    /// slightly dearer forks and exits on the whole machine.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    cgroup_favordynmods: bool,
     /// The most pods this node runs (the kubelet's --max-pods).
     #[arg(long, default_value_t = 110)]
     max_pods: i64,
@@ -704,6 +712,14 @@ fn build_agent(
     use runtime_linux::process::{ProcessRuntime, ShimCommand};
     let cgroups =
         Cgroups::detect().context("the node agent needs cgroups (or pass --disable-agent)")?;
+    if args.cgroup_favordynmods {
+        match runtime_linux::cgroups::favor_dynamic_modifications() {
+            Ok(what) => tracing::info!("cgroups: favordynmods: {what}"),
+            Err(e) => tracing::warn!(
+                "cgroups: could not turn on favordynmods (pod starts wait for RCU grace periods): {e}"
+            ),
+        }
+    }
     let name = args.node_name.clone().unwrap_or_else(host_name);
     let root = data_dir.join("agent");
     std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;

@@ -39,6 +39,137 @@ impl PodCgroupLimits {
     }
 }
 
+/// Where the agent mounts a controller-less cgroup v1 hierarchy with the
+/// `favordynmods` option (see [`favor_dynamic_modifications`]).
+pub const FAVORDYNMODS_MOUNT: &str = "/run/drover/cgroup-favordynmods";
+
+/// How to make the kernel favour dynamic cgroup modifications on this
+/// machine (pure: from a mountinfo text).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FavorDynmodsPlan {
+    /// A cgroup mount already has `favordynmods` (the kernel's flag is
+    /// global): nothing to do.
+    AlreadyOn { mount_point: PathBuf },
+    /// Mount a named v1 hierarchy (no controllers) with the option; if the
+    /// kernel has no cgroup v1, remount `v2_root` (when there is one) with
+    /// its own options plus `favordynmods`.
+    Mount { v2_root: Option<(PathBuf, String, String)> },
+}
+
+/// Every task moved between cgroups (a pod's first process written into
+/// `cgroup.procs`, runc's `cgroup.procs` writes, `CLONE_INTO_CGROUP`)
+/// takes the kernel's global `cgroup_threadgroup_rwsem` for writing, which
+/// first waits out an RCU grace period when the lock has been idle: 5-20 ms
+/// per pod start on this machine's kernel. With `favordynmods` on any
+/// cgroup root the lock stays in its writer-friendly mode and a move takes
+/// ≈0.25 ms, at the cost of slightly dearer forks and exits (the kernel's
+/// documented trade-off; systemd offers it for cgroup2 too).
+pub fn favordynmods_plan(mountinfo: &str) -> FavorDynmodsPlan {
+    let mut v2_root = None;
+    for line in mountinfo.lines() {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let Some(dash) = fields.iter().position(|f| *f == "-") else {
+            continue;
+        };
+        let (Some(mount_point), Some(mount_options), Some(fstype), Some(options)) = (
+            fields.get(4),
+            fields.get(5),
+            fields.get(dash + 1),
+            fields.get(dash + 3),
+        ) else {
+            continue;
+        };
+        if !matches!(*fstype, "cgroup" | "cgroup2") {
+            continue;
+        }
+        if options.split(',').any(|o| o == "favordynmods") {
+            return FavorDynmodsPlan::AlreadyOn {
+                mount_point: PathBuf::from(mount_point),
+            };
+        }
+        if *fstype == "cgroup2" && v2_root.is_none() {
+            let super_options: Vec<&str> = options
+                .split(',')
+                .filter(|o| !matches!(*o, "rw" | "ro"))
+                .chain(std::iter::once("favordynmods"))
+                .collect();
+            v2_root = Some((
+                PathBuf::from(mount_point),
+                mount_options.to_string(),
+                super_options.join(","),
+            ));
+        }
+    }
+    FavorDynmodsPlan::Mount { v2_root }
+}
+
+/// Turns on the kernel's `favordynmods` for cgroups (see
+/// [`favordynmods_plan`]): by mounting a controller-less named v1
+/// hierarchy at [`FAVORDYNMODS_MOUNT`] (kept for the machine's life, like
+/// the cgroup mounts themselves; a second agent finds it there), or, on a
+/// kernel without cgroup v1, by remounting the cgroup2 root with its own
+/// options plus `favordynmods`. Returns what it did, for the log.
+pub fn favor_dynamic_modifications() -> io::Result<String> {
+    use nix::mount::{mount, MsFlags};
+    // Agents starting together (tests, several on one machine) decide one
+    // at a time, so the hierarchy is mounted once.
+    fs::create_dir_all("/run/drover")?;
+    let lock = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open("/run/drover/cgroup-favordynmods.lock")?;
+    let _lock = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| io::Error::other(format!("locking /run/drover: {e}")))?;
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo")?;
+    match favordynmods_plan(&mountinfo) {
+        FavorDynmodsPlan::AlreadyOn { mount_point } => Ok(format!(
+            "already on ({} has favordynmods)",
+            mount_point.display()
+        )),
+        FavorDynmodsPlan::Mount { v2_root } => {
+            let at = Path::new(FAVORDYNMODS_MOUNT);
+            fs::create_dir_all(at)?;
+            let named = mount(
+                Some("cgroup"),
+                at,
+                Some("cgroup"),
+                MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+                Some("none,name=drover,favordynmods"),
+            );
+            match (named, v2_root) {
+                (Ok(()), _) => Ok(format!("mounted a named cgroup hierarchy at {FAVORDYNMODS_MOUNT}")),
+                (Err(e), None) => Err(io::Error::other(format!(
+                    "mounting a named cgroup hierarchy at {FAVORDYNMODS_MOUNT}: {e}"
+                ))),
+                (Err(named_error), Some((root, mount_options, super_options))) => {
+                    let _ = fs::remove_dir(at);
+                    let mut flags = MsFlags::MS_REMOUNT;
+                    for o in mount_options.split(',') {
+                        flags |= match o {
+                            "ro" => MsFlags::MS_RDONLY,
+                            "nosuid" => MsFlags::MS_NOSUID,
+                            "nodev" => MsFlags::MS_NODEV,
+                            "noexec" => MsFlags::MS_NOEXEC,
+                            "relatime" => MsFlags::MS_RELATIME,
+                            "noatime" => MsFlags::MS_NOATIME,
+                            _ => MsFlags::empty(),
+                        };
+                    }
+                    mount(None::<&str>, &root, None::<&str>, flags, Some(super_options.as_str()))
+                        .map_err(|e| {
+                            io::Error::other(format!(
+                                "mounting a named cgroup hierarchy: {named_error}; remounting {} with favordynmods: {e}",
+                                root.display()
+                            ))
+                        })?;
+                    Ok(format!("remounted {} with {super_options}", root.display()))
+                }
+            }
+        }
+    }
+}
+
 /// The CFS period the CPU quota is expressed in (as the kubelet uses).
 const CPU_PERIOD_US: i64 = 100_000;
 
@@ -389,6 +520,57 @@ fn remove_tree(dir: &Path) -> io::Result<()> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn favordynmods_is_planned_from_mountinfo() {
+        let hybrid = "\
+30 25 0:26 / /sys/fs/cgroup/pids rw,relatime shared:9 - cgroup cgroup rw,pids
+31 25 0:27 / /sys/fs/cgroup/unified rw,relatime shared:10 - cgroup2 cgroup2 rw
+";
+        assert_eq!(
+            favordynmods_plan(hybrid),
+            FavorDynmodsPlan::Mount {
+                v2_root: Some((
+                    PathBuf::from("/sys/fs/cgroup/unified"),
+                    "rw,relatime".into(),
+                    "favordynmods".into()
+                ))
+            }
+        );
+        let v2 = "\
+35 24 0:30 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:9 - cgroup2 cgroup2 rw,nsdelegate,memory_recursiveprot
+";
+        assert_eq!(
+            favordynmods_plan(v2),
+            FavorDynmodsPlan::Mount {
+                v2_root: Some((
+                    PathBuf::from("/sys/fs/cgroup"),
+                    "rw,nosuid,nodev,noexec,relatime".into(),
+                    "nsdelegate,memory_recursiveprot,favordynmods".into()
+                ))
+            }
+        );
+        let on = "\
+35 24 0:30 / /sys/fs/cgroup rw,nosuid shared:9 - cgroup2 cgroup2 rw,nsdelegate,favordynmods
+";
+        assert_eq!(
+            favordynmods_plan(on),
+            FavorDynmodsPlan::AlreadyOn {
+                mount_point: PathBuf::from("/sys/fs/cgroup")
+            }
+        );
+        let named = "\
+40 25 0:40 / /run/drover/cgroup-favordynmods rw,nosuid,nodev,noexec,relatime - cgroup cgroup rw,favordynmods,name=drover
+";
+        assert!(matches!(
+            favordynmods_plan(named),
+            FavorDynmodsPlan::AlreadyOn { .. }
+        ));
+        assert_eq!(
+            favordynmods_plan(""),
+            FavorDynmodsPlan::Mount { v2_root: None }
+        );
+    }
     use super::*;
 
     #[test]
