@@ -41,6 +41,24 @@ pub fn token_refresh_due(issued: i64, expires: i64, now: i64) -> bool {
     now >= issued + life * 8 / 10 || now >= issued + 24 * 3600
 }
 
+/// One line per worker round that did something: when each part of it
+/// ended, in ms from the round's start (`DROVER_LOG=agent::timing=debug`).
+fn log_timing(pod: &Pod, timing: &[(&'static str, Duration)]) {
+    if tracing::enabled!(target: "agent::timing", tracing::Level::DEBUG) {
+        let parts: Vec<String> = timing
+            .iter()
+            .map(|(what, at)| format!("{what}@{:.1}", at.as_secs_f64() * 1000.0))
+            .collect();
+        tracing::debug!(
+            target: "agent::timing",
+            "{}/{}: {}",
+            pod.metadata.namespace.as_deref().unwrap_or(""),
+            pod.metadata.name.as_deref().unwrap_or(""),
+            parts.join(" ")
+        );
+    }
+}
+
 /// How often a pod with something running is looked at again.
 const RELIST_PERIOD: Duration = Duration::from_secs(1);
 
@@ -581,7 +599,10 @@ impl Agent {
                     continue;
                 }
             };
+            let began = std::time::Instant::now();
+            let mut timing: Vec<(&'static str, Duration)> = Vec::new();
             let observed = runtime.observe(&uid).await;
+            timing.push(("observe", began.elapsed()));
             let now = jiff::Timestamp::now();
             let (probes, failures) = prober
                 .round(&pod, &observed, runtime.as_ref(), &self.node.address, now)
@@ -604,6 +625,7 @@ impl Agent {
             {
                 volume_errors = self.set_up_volumes(&pod, &mut set_up).await;
                 volumes_refreshed = Some(tokio::time::Instant::now());
+                timing.push(("volumes", began.elapsed()));
             }
             let decision = sync::sync_pod_with_volumes(
                 &pod,
@@ -634,6 +656,7 @@ impl Agent {
                 } else {
                     self.carry_out(&pod, &runtime, step, &set_up).await;
                 }
+                timing.push((step.name(), began.elapsed()));
             }
             // A sandbox just made: start its containers at once rather than
             // report a ContainerCreating status that is stale in
@@ -641,9 +664,14 @@ impl Agent {
             if decision.steps == [Step::CreateSandbox]
                 && runtime.observe(&uid).await.sandbox.is_some()
             {
+                log_timing(&pod, &timing);
                 continue;
             }
             self.publish_status(&pod, &decision.status).await;
+            timing.push(("status", began.elapsed()));
+            if !decision.steps.is_empty() {
+                log_timing(&pod, &timing);
+            }
             if let Some(sandbox) = &observed.sandbox {
                 if pod.metadata.deletion_timestamp.is_none()
                     && !decision.steps.contains(&Step::RemoveSandbox)

@@ -159,6 +159,18 @@ pub enum Step {
     RemoveSandbox,
 }
 
+impl Step {
+    /// A short name, for logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Step::CreateSandbox => "sandbox",
+            Step::StartContainer { .. } => "start",
+            Step::KillContainer { .. } => "kill",
+            Step::RemoveSandbox => "remove",
+        }
+    }
+}
+
 /// A Kubernetes event about the pod.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PodEvent {

@@ -53,7 +53,9 @@ pub enum FavorDynmodsPlan {
     /// Mount a named v1 hierarchy (no controllers) with the option; if the
     /// kernel has no cgroup v1, remount `v2_root` (when there is one) with
     /// its own options plus `favordynmods`.
-    Mount { v2_root: Option<(PathBuf, String, String)> },
+    Mount {
+        v2_root: Option<(PathBuf, String, String)>,
+    },
 }
 
 /// Every task moved between cgroups (a pod's first process written into
@@ -138,7 +140,9 @@ pub fn favor_dynamic_modifications() -> io::Result<String> {
                 Some("none,name=drover,favordynmods"),
             );
             match (named, v2_root) {
-                (Ok(()), _) => Ok(format!("mounted a named cgroup hierarchy at {FAVORDYNMODS_MOUNT}")),
+                (Ok(()), _) => Ok(format!(
+                    "mounted a named cgroup hierarchy at {FAVORDYNMODS_MOUNT}"
+                )),
                 (Err(e), None) => Err(io::Error::other(format!(
                     "mounting a named cgroup hierarchy at {FAVORDYNMODS_MOUNT}: {e}"
                 ))),
