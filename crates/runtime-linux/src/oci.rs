@@ -7,6 +7,7 @@
 //! ```text
 //! <root>/pods/<uid>/sandbox.json                  the sandbox
 //! <root>/pods/<uid>/ns/{ipc,uts}                  the pod's IPC and UTS namespaces (bind mounts)
+//! <root>/pods/<uid>/shm                           the pod's /dev/shm (tmpfs), in every container
 //! <root>/pods/<uid>/etc/{hosts,hostname,resolv.conf}
 //! <root>/pods/<uid>/containers/<name>/<attempt>/  shim.json, state.json, image.json
 //!     bundle/config.json  bundle/rootfs (overlay)  bundle/upper  bundle/work
@@ -139,6 +140,10 @@ struct SandboxFile {
     ipc: Option<PathBuf>,
     /// The pod's UTS namespace (`None`: the host's, for `hostNetwork`).
     uts: Option<PathBuf>,
+    /// The pod's `/dev/shm` (a tmpfs under the pod dir; the host's for
+    /// `hostIPC`); `None` in sandboxes made before pods had one.
+    #[serde(default)]
+    shm: Option<PathBuf>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -166,6 +171,11 @@ pub struct SpecInput {
     pub ipc: Option<PathBuf>,
     pub uts: Option<PathBuf>,
     pub host_pid: bool,
+    /// The pod's `/dev/shm`, bind-mounted instead of a tmpfs of the
+    /// container's own, so the containers of a pod (which share its IPC
+    /// namespace) share POSIX shared memory too; `None`: a tmpfs per
+    /// container (sandboxes made before pods had one).
+    pub shm: Option<PathBuf>,
     /// `/etc/hosts`, `/etc/hostname`, `/etc/resolv.conf` of the pod.
     pub etc_files: Vec<(String, PathBuf)>,
     /// The pod's volumes as the container mounts them (bind mounts made by
@@ -441,6 +451,26 @@ pub fn build_spec(input: &SpecInput) -> Result<oci::Spec, String> {
     ));
 
     let mut mounts = oci::get_default_mounts();
+    if let Some(shm) = &input.shm {
+        let pod_shm = oci::MountBuilder::default()
+            .destination("/dev/shm")
+            .typ("bind")
+            .source(shm)
+            .options(
+                ["rbind", "rprivate", "rw", "nosuid", "nodev", "noexec"]
+                    .map(String::from)
+                    .to_vec(),
+            )
+            .build()
+            .map_err(e)?;
+        match mounts
+            .iter_mut()
+            .find(|m| m.destination() == Path::new("/dev/shm"))
+        {
+            Some(m) => *m = pod_shm,
+            None => mounts.push(pod_shm),
+        }
+    }
     if input.privileged {
         // A privileged container may write /sys (and its cgroups).
         for m in &mut mounts {
@@ -655,6 +685,15 @@ fn go_duration(d: Duration) -> String {
         format!("{}s", d.as_millis() as f64 / 1000.0)
     } else {
         format!("{}ms", d.as_micros() as f64 / 1000.0)
+    }
+}
+
+/// Whether `dir` is a mount point (another device than its parent's).
+fn is_mount_point(dir: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(dir), dir.parent().map(std::fs::metadata)) {
+        (Ok(d), Some(Ok(p))) => d.dev() != p.dev(),
+        _ => false,
     }
 }
 
@@ -1075,6 +1114,7 @@ impl OciRuntime {
             netns: sandbox.netns.clone(),
             ipc: sandbox.ipc.clone(),
             uts: sandbox.uts.clone(),
+            shm: sandbox.shm.clone(),
             host_pid: pod.spec.as_ref().and_then(|s| s.host_pid) == Some(true),
             volume_mounts: launch.mounts.clone(),
             etc_files: ["hosts", "hostname", "resolv.conf"]
@@ -1163,6 +1203,34 @@ impl ContainerRuntime for OciRuntime {
             make_namespaces(ipc.as_deref(), uts.as_deref(), &name)
                 .map_err(RuntimeError::Invalid)?;
         }
+        // One /dev/shm per pod, as containerd gives its sandbox: 64 MiB
+        // of tmpfs that every container of the pod mounts; a hostIPC pod
+        // shares the host's.
+        let shm = match &ipc {
+            Some(_) => {
+                let shm = dir.join("shm");
+                std::fs::create_dir_all(&shm).map_err(io(format!("creating {}", shm.display())))?;
+                if !is_mount_point(&shm) {
+                    nix::mount::mount(
+                        Some("shm"),
+                        &shm,
+                        Some("tmpfs"),
+                        nix::mount::MsFlags::MS_NOSUID
+                            | nix::mount::MsFlags::MS_NODEV
+                            | nix::mount::MsFlags::MS_NOEXEC,
+                        Some("mode=1777,size=65536k"),
+                    )
+                    .map_err(|e| {
+                        RuntimeError::Invalid(format!(
+                            "mounting the pod's /dev/shm at {}: {e}",
+                            shm.display()
+                        ))
+                    })?;
+                }
+                Some(shm)
+            }
+            None => Some(PathBuf::from("/dev/shm")),
+        };
         let hostname = if host_network {
             nix::unistd::gethostname()
                 .ok()
@@ -1199,6 +1267,7 @@ impl ContainerRuntime for OciRuntime {
             netns,
             ipc,
             uts,
+            shm,
         };
         self.cgroups
             .create(&self.pod_cgroup(uid), &self.pod_limits.limits())
@@ -1374,6 +1443,11 @@ impl ContainerRuntime for OciRuntime {
             unmount(&path);
             let _ = std::fs::remove_file(&path);
         }
+        let shm = self.pod_dir(uid).join("shm");
+        if is_mount_point(&shm) {
+            unmount(&shm);
+        }
+        let _ = std::fs::remove_dir(&shm);
         let Some(mut file) = self.sandbox_file(uid) else {
             return Ok(());
         };
@@ -1704,6 +1778,7 @@ mod tests {
             netns: Some("/run/netns/x".into()),
             ipc: Some("/p/ns/ipc".into()),
             uts: Some("/p/ns/uts".into()),
+            shm: Some("/p/shm".into()),
             cgroups_path: "/drover/podu/c".into(),
             memory_limit: Some(1 << 20),
             cpu_limit_milli: Some(500),
@@ -1732,6 +1807,16 @@ mod tests {
         assert_eq!(json["linux"]["resources"]["cpu"]["quota"], 50_000);
         assert_eq!(json["linux"]["resources"]["cpu"]["shares"], 256);
         assert!(json["linux"]["maskedPaths"].as_array().is_some());
+        // The pod's /dev/shm, once, instead of a tmpfs of its own.
+        let shm: Vec<&serde_json::Value> = json["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["destination"] == "/dev/shm")
+            .collect();
+        assert_eq!(shm.len(), 1, "{shm:?}");
+        assert_eq!(shm[0]["type"], "bind");
+        assert_eq!(shm[0]["source"], "/p/shm");
 
         let host = SpecInput {
             privileged: true,

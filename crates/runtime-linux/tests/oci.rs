@@ -490,8 +490,14 @@ async fn containers_of_a_pod_share_hostname_and_ipc_but_not_pids() {
         .unwrap();
     // Both stay up, so their PID namespaces exist at the same time (an
     // exited one's inode number may be reused).
-    let script = "hostname; readlink /proc/self/ns/ipc; readlink /proc/self/ns/uts; readlink /proc/self/ns/pid; cat /etc/hostname; exec sleep 300";
-    for name in ["a", "b"] {
+    // `a` leaves a note in /dev/shm, `b` reads it there: one /dev/shm
+    // per pod.
+    let script = "hostname; readlink /proc/self/ns/ipc; readlink /proc/self/ns/uts; readlink /proc/self/ns/pid; cat /etc/hostname;";
+    let a_script = format!("{script} echo shared-by-a > /dev/shm/note; exec sleep 300");
+    let b_script = format!(
+        "{script} i=0; while [ ! -f /dev/shm/note ] && [ $i -lt 25 ]; do sleep 1; i=$((i+1)); done; cat /dev/shm/note || echo no-note; exec sleep 300"
+    );
+    for (name, script) in [("a", &a_script), ("b", &b_script)] {
         f.runtime
             .start_container(&pod, &launch(name, &["sh", "-c", script]))
             .await
@@ -500,7 +506,7 @@ async fn containers_of_a_pod_share_hostname_and_ipc_but_not_pids() {
     let deadline = Instant::now() + Duration::from_secs(30);
     let (a, b) = loop {
         let (a, b) = (f.stdout("a"), f.stdout("b"));
-        if a.len() >= 5 && b.len() >= 5 {
+        if a.len() >= 5 && b.len() >= 6 {
             break (a, b);
         }
         assert!(
@@ -514,6 +520,7 @@ async fn containers_of_a_pod_share_hostname_and_ipc_but_not_pids() {
     assert_eq!(a[4], f.name, "/etc/hostname: {a:?}");
     assert_eq!(a[..3], b[..3], "hostname, IPC and UTS namespaces differ");
     assert_ne!(a[3], b[3], "the containers share a PID namespace");
+    assert_eq!(b[5], "shared-by-a", "/dev/shm is not the pod's: {b:?}");
     let host_ipc = std::fs::read_link("/proc/self/ns/ipc").unwrap();
     assert_ne!(
         a[1],
