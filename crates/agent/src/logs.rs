@@ -23,6 +23,29 @@ pub struct LogLine {
     pub text: Vec<u8>,
 }
 
+/// The text of every complete CRI record in `data`, as the container
+/// wrote it (a full record's newline restored, a partial one's not): a
+/// terminal's output for `kubectl attach -t`, prompts without newlines
+/// included. Returns the bytes and how much of `data` they used.
+pub fn cri_record_bytes(data: &[u8]) -> (Vec<u8>, usize) {
+    let mut out = Vec::new();
+    let mut start = 0;
+    while let Some(end) = data[start..].iter().position(|b| *b == b'\n') {
+        let record = &data[start..start + end];
+        start += end + 1;
+        let mut parts = record.splitn(4, |b| *b == b' ');
+        let (Some(_time), Some(_stream), Some(tag)) = (parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        out.extend_from_slice(parts.next().unwrap_or_default());
+        if tag != b"P" {
+            out.push(b'\n');
+        }
+    }
+    (out, start)
+}
+
 /// Parses CRI log records; partial (`P`) records join the next one.
 /// Returns the complete lines and the bytes of an unfinished last record.
 pub fn parse_cri(data: &[u8]) -> (Vec<LogLine>, usize) {

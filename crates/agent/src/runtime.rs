@@ -219,6 +219,20 @@ pub trait ContainerRuntime: Send + Sync + 'static {
             self.name()
         )))
     }
+    /// Terminal sizes for a running tty container instance (`tty: true`),
+    /// for `kubectl attach -t`.
+    async fn attach_resize(
+        &self,
+        uid: &str,
+        name: &str,
+        attempt: u32,
+    ) -> Result<tokio::sync::mpsc::Sender<TerminalSize>, RuntimeError> {
+        let _ = (uid, name, attempt);
+        Err(RuntimeError::Invalid(format!(
+            "attaching to a terminal is not supported by the {} runtime",
+            self.name()
+        )))
+    }
     /// A TCP connection to `port` on the loopback interface of pod `uid`'s
     /// network namespace (`kubectl port-forward`).
     async fn port_forward(

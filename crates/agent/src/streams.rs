@@ -5,7 +5,11 @@
 //! Attach is built from what the runtimes keep: the container's output is
 //! its CRI log followed from the moment of attaching (per record, so a
 //! line shows once it is complete), its stdin the runtime's
-//! [`ContainerRuntime::attach_stdin`]. A tty attach is not supported.
+//! [`ContainerRuntime::attach_stdin`]. As the kubelet does, whether the
+//! attach is a terminal's is the container's `tty`, not the request's (a
+//! process cannot change terminals once started): a tty container's
+//! output is its terminal's, record by record (a prompt shows before its
+//! line ends), and resizes go to [`ContainerRuntime::attach_resize`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -90,11 +94,10 @@ pub(crate) async fn attach(
     let uid = text(pod, "/metadata/uid").to_string();
     let container = request.container.clone();
     let spec = container_spec(pod, &container);
-    if request.tty {
-        return Err(bad(format!(
-            "attaching with a tty to container \"{container}\" is not supported by this node"
-        )));
-    }
+    let tty = spec
+        .and_then(|s| s.get("tty"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
     let attempt = running_attempt(runtime.as_ref(), &uid, &container).await?;
     let stdin = if request.stdin {
         if !spec
@@ -118,6 +121,19 @@ pub(crate) async fn attach(
     } else {
         None
     };
+    let resize = if tty {
+        match runtime.attach_resize(&uid, &container, attempt).await {
+            Ok(tx) => Some(tx),
+            Err(e) => {
+                // A container started before its runtime kept a resize
+                // relay: the attach works, at the size it has.
+                tracing::debug!("attach: no terminal resizes for {container}: {e}");
+                None
+            }
+        }
+    } else {
+        None
+    };
     let Some(path) = runtime.log_path(&uid, &container, attempt) else {
         return Err(bad(format!("container not found (\"{container}\")")));
     };
@@ -129,7 +145,11 @@ pub(crate) async fn attach(
     let (stdout_tx, stdout_rx) = mpsc::channel::<Bytes>(16);
     let (stderr_tx, stderr_rx) = mpsc::channel::<Bytes>(16);
     let (exit_tx, exit_rx) = oneshot::channel();
-    let (want_stdout, want_stderr) = (request.stdout, request.stderr);
+    // A terminal has one output stream.
+    let (want_stdout, want_stderr) = (
+        request.stdout || (tty && request.stderr),
+        request.stderr && !tty,
+    );
     tokio::spawn(async move {
         let mut offset = offset;
         let mut exit_code = None;
@@ -149,7 +169,16 @@ pub(crate) async fn attach(
                 _ => false,
             };
             let data = tokio::fs::read(&path).await.unwrap_or_default();
-            if data.len() > offset {
+            if tty && data.len() > offset {
+                let (bytes, used) = crate::logs::cri_record_bytes(&data[offset..]);
+                offset += used;
+                if want_stdout
+                    && !bytes.is_empty()
+                    && stdout_tx.send(Bytes::from(bytes)).await.is_err()
+                {
+                    return;
+                }
+            } else if data.len() > offset {
                 let (lines, used) = parse_cri(&data[offset..]);
                 offset += used;
                 for line in lines {
@@ -181,9 +210,9 @@ pub(crate) async fn attach(
     });
     Ok(ProcessStreams {
         stdin,
-        stdout: request.stdout.then_some(stdout_rx),
-        stderr: request.stderr.then_some(stderr_rx),
-        resize: None,
+        stdout: want_stdout.then_some(stdout_rx),
+        stderr: want_stderr.then_some(stderr_rx),
+        resize,
         exit: exit_rx,
     })
 }

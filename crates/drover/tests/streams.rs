@@ -238,10 +238,23 @@ metadata: {name: quiet}
 spec:
   containers:
   - {name: main, image: unused, command: [sleep, "3600"]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: term}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: sh
+    image: unused
+    command: [sh, -i]
+    stdin: true
+    tty: true
 "#,
     );
     running(&s, "echo");
     running(&s, "quiet");
+    running(&s, "term");
     let out = s.kubectl_stdin(&["attach", "-i", "echo"], Some("hello\nworld\n"));
     assert!(out.status.success(), "{}", output(&out));
     assert_eq!(
@@ -257,6 +270,22 @@ spec:
     });
     let logs = s.ok(&["logs", "echo"]);
     assert_eq!(logs, "hello\nworld\n");
+
+    // A tty container: the attach is its terminal's (as the kubelet
+    // decides it, from the container), input echoed, the shell's answer.
+    let out = s.kubectl_stdin(&["attach", "-i", "term"], Some("echo $((6*7))\nexit\n"));
+    assert!(out.status.success(), "{}", output(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("echo $((6*7))\r\n"),
+        "no echo: {}",
+        output(&out)
+    );
+    assert!(text.contains("\r\n42\r\n"), "no answer: {}", output(&out));
+    s.wait("pod term Succeeded", TIMEOUT, || {
+        let pod: Value = s.json(&["get", "pod", "term"]);
+        pod["status"]["phase"] == "Succeeded"
+    });
 
     // A container without stdin: nothing to attach stdin to.
     let err = s.fails(&["attach", "-i", "quiet"], Some("x\n"));

@@ -176,6 +176,8 @@ pub struct SpecInput {
     /// namespace) share POSIX shared memory too; `None`: a tmpfs per
     /// container (sandboxes made before pods had one).
     pub shm: Option<PathBuf>,
+    /// The container runs on a terminal (`tty: true`): runc makes it one.
+    pub terminal: bool,
     /// `/etc/hosts`, `/etc/hostname`, `/etc/resolv.conf` of the pod.
     pub etc_files: Vec<(String, PathBuf)>,
     /// The pod's volumes as the container mounts them (bind mounts made by
@@ -422,6 +424,7 @@ pub fn build_spec(input: &SpecInput) -> Result<oci::Spec, String> {
                 .collect::<Vec<_>>(),
         )
         .cwd(&input.cwd)
+        .terminal(input.terminal)
         .user(user)
         .no_new_privileges(input.no_new_privileges)
         // The runtime's own limits are inherited, as containerd does.
@@ -1115,6 +1118,11 @@ impl OciRuntime {
             ipc: sandbox.ipc.clone(),
             uts: sandbox.uts.clone(),
             shm: sandbox.shm.clone(),
+            terminal: pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.containers.iter().find(|c| c.name == launch.name))
+                .is_some_and(|c| c.tty == Some(true)),
             host_pid: pod.spec.as_ref().and_then(|s| s.host_pid) == Some(true),
             volume_mounts: launch.mounts.clone(),
             etc_files: ["hosts", "hostname", "resolv.conf"]
@@ -1328,6 +1336,7 @@ impl ContainerRuntime for OciRuntime {
         // A leftover runc state of this ID (an agent that died mid-start).
         let id = Self::runc_id(uid, &launch.name, launch.attempt);
         let _ = self.runc(&["delete", "--force", &id]).await;
+        let (stdin, tty) = crate::shim::stream_configs(pod, &launch.name, launch.attempt);
         let config = ShimConfig {
             argv: Vec::new(),
             env: Vec::new(),
@@ -1338,8 +1347,8 @@ impl ContainerRuntime for OciRuntime {
             cgroups: self.cgroups.clone(),
             cgroup: self.pod_cgroup(uid).join(&launch.name),
             netns: None,
-            // `kubectl attach` stdin is for the process runtime only so far.
-            stdin: None,
+            stdin,
+            tty,
             // runc mounts the volumes (config.json).
             mounts: Vec::new(),
             log_rotation: self.shim.log_rotation,
@@ -1515,6 +1524,24 @@ impl ContainerRuntime for OciRuntime {
         text.push_str(&String::from_utf8_lossy(&output.stderr));
         let code = output.status.code().unwrap_or(128 + 9);
         Ok((code, text))
+    }
+
+    async fn attach_stdin(
+        &self,
+        uid: &str,
+        name: &str,
+        attempt: u32,
+    ) -> Result<tokio::sync::mpsc::Sender<bytes::Bytes>, RuntimeError> {
+        crate::shim::attach_stdin(uid, name, attempt)
+    }
+
+    async fn attach_resize(
+        &self,
+        uid: &str,
+        name: &str,
+        attempt: u32,
+    ) -> Result<tokio::sync::mpsc::Sender<agent::runtime::TerminalSize>, RuntimeError> {
+        crate::shim::attach_resize(uid, name, attempt)
     }
 
     async fn exec(

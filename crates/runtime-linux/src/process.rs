@@ -257,11 +257,6 @@ fn host_program(cell: &'static OnceLock<PathBuf>, name: &str) -> &'static Path {
 static HOST_SH: OnceLock<PathBuf> = OnceLock::new();
 static HOST_NSENTER: OnceLock<PathBuf> = OnceLock::new();
 
-/// The abstract socket of a container instance's stdin relay.
-fn stdin_socket_name(uid: &str, name: &str, attempt: u32) -> String {
-    format!("drover-stdin/{uid}/{name}/{attempt}")
-}
-
 /// How a shim-run container instance stands, from its state file (and,
 /// before the shim writes one, the time `written` was written: a shim that
 /// never says anything for 30 s died before starting the container).
@@ -668,6 +663,7 @@ impl ContainerRuntime for ProcessRuntime {
             self.record_failure(&dir, "CreateContainerError", &message);
             return Err(RuntimeError::Invalid(message));
         }
+        let (stdin, tty) = crate::shim::stream_configs(pod, &launch.name, launch.attempt);
         let config = ShimConfig {
             argv: launch.argv.clone(),
             env,
@@ -678,15 +674,8 @@ impl ContainerRuntime for ProcessRuntime {
             cgroups: self.cgroups.clone(),
             cgroup,
             netns: self.sandbox_file(uid).and_then(|s| s.netns),
-            stdin: pod
-                .spec
-                .as_ref()
-                .and_then(|s| s.containers.iter().find(|c| c.name == launch.name))
-                .filter(|c| c.stdin == Some(true))
-                .map(|c| crate::shim::StdinConfig {
-                    socket_name: stdin_socket_name(uid, &launch.name, launch.attempt),
-                    once: c.stdin_once == Some(true),
-                }),
+            stdin,
+            tty,
             runc: None,
             mounts,
             log_rotation: self.shim.log_rotation,
@@ -825,31 +814,16 @@ impl ContainerRuntime for ProcessRuntime {
         name: &str,
         attempt: u32,
     ) -> Result<tokio::sync::mpsc::Sender<bytes::Bytes>, RuntimeError> {
-        use std::os::linux::net::SocketAddrExt;
-        let socket = stdin_socket_name(uid, name, attempt);
-        let address = std::os::unix::net::SocketAddr::from_abstract_name(socket.as_bytes())
-            .map_err(io("naming the stdin socket"))?;
-        let stream = std::os::unix::net::UnixStream::connect_addr(&address).map_err(|e| {
-            RuntimeError::Invalid(format!(
-                "container {name} has no stdin to attach to (@{socket}: {e})"
-            ))
-        })?;
-        stream
-            .set_nonblocking(true)
-            .map_err(io("setting up the stdin socket"))?;
-        let mut stream =
-            tokio::net::UnixStream::from_std(stream).map_err(io("setting up the stdin socket"))?;
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(16);
-        tokio::spawn(async move {
-            use tokio::io::AsyncWriteExt;
-            while let Some(bytes) = rx.recv().await {
-                if stream.write_all(&bytes).await.is_err() {
-                    return;
-                }
-            }
-            let _ = stream.shutdown().await;
-        });
-        Ok(tx)
+        crate::shim::attach_stdin(uid, name, attempt)
+    }
+
+    async fn attach_resize(
+        &self,
+        uid: &str,
+        name: &str,
+        attempt: u32,
+    ) -> Result<tokio::sync::mpsc::Sender<agent::runtime::TerminalSize>, RuntimeError> {
+        crate::shim::attach_resize(uid, name, attempt)
     }
 
     async fn port_forward(

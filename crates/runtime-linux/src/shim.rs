@@ -43,6 +43,10 @@ pub struct ShimConfig {
     /// writes into (`None`: /dev/null).
     #[serde(default)]
     pub stdin: Option<StdinConfig>,
+    /// The container runs on a terminal (`tty: true`): its stdin, stdout
+    /// and stderr are a pty's, whose output is logged as stdout.
+    #[serde(default)]
+    pub tty: Option<TtyConfig>,
     /// Volume mounts, bound in the container's mount namespace (the
     /// mount points exist: the runtime made them).
     #[serde(default)]
@@ -103,48 +107,278 @@ pub struct StdinConfig {
     pub once: bool,
 }
 
-/// Starts the stdin relay; returns the pipe end the container reads.
-fn start_stdin_relay(config: &StdinConfig) -> Result<OwnedFd, String> {
+/// A tty container's terminal: a relay process of the shim listens on
+/// the abstract socket `resize_socket` for `WIDTH HEIGHT` lines and sets
+/// the pty's window size (the kernel then signals SIGWINCH).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TtyConfig {
+    pub resize_socket: String,
+}
+
+/// A pty pair: the master stays with the shim (and its relays), the
+/// slave becomes the container's stdin, stdout, stderr and controlling
+/// terminal. Both are opened without becoming the shim's own terminal.
+struct Pty {
+    master: OwnedFd,
+    slave: OwnedFd,
+}
+
+fn open_pty() -> Result<Pty, String> {
+    use nix::fcntl::OFlag;
+    let flags = OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC;
+    let master = nix::pty::posix_openpt(flags).map_err(|e| format!("posix_openpt: {e}"))?;
+    nix::pty::grantpt(&master).map_err(|e| format!("grantpt: {e}"))?;
+    nix::pty::unlockpt(&master).map_err(|e| format!("unlockpt: {e}"))?;
+    let name = nix::pty::ptsname_r(&master).map_err(|e| format!("ptsname: {e}"))?;
+    let slave = nix::fcntl::open(name.as_str(), flags, nix::sys::stat::Mode::empty())
+        .map_err(|e| format!("opening {name}: {e}"))?;
+    // SAFETY: `master` owns a valid descriptor; into_raw_fd hands it over.
+    let master = unsafe {
+        use std::os::fd::{FromRawFd, IntoRawFd};
+        OwnedFd::from_raw_fd(master.into_raw_fd())
+    };
+    Ok(Pty { master, slave })
+}
+
+/// Forks a relay process serving the abstract Unix socket `socket_name`
+/// (host network namespace; abstract, as a path under the state directory
+/// can exceed the 108 bytes a socket address holds). What `serve`
+/// captures is moved into the relay: the shim's copies are dropped here.
+/// `close_in_relay`: a descriptor the relay must not hold (a pty slave,
+/// whose last close ends the container's output).
+fn fork_relay(
+    socket_name: &str,
+    close_in_relay: Option<std::os::fd::RawFd>,
+    serve: impl FnOnce(std::os::unix::net::UnixListener),
+) -> Result<(), String> {
     use std::os::linux::net::SocketAddrExt;
-    let address = std::os::unix::net::SocketAddr::from_abstract_name(config.socket_name.as_bytes())
-        .map_err(|e| format!("stdin socket name: {e}"))?;
+    let address = std::os::unix::net::SocketAddr::from_abstract_name(socket_name.as_bytes())
+        .map_err(|e| format!("socket name {socket_name}: {e}"))?;
     let listener = std::os::unix::net::UnixListener::bind_addr(&address)
-        .map_err(|e| format!("binding the stdin socket @{}: {e}", config.socket_name))?;
-    let (stdin_r, stdin_w) =
-        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
+        .map_err(|e| format!("binding the socket @{socket_name}: {e}"))?;
     // SAFETY: the shim is single-threaded here; the relay child only runs
-    // its copy loop and exits.
+    // `serve` and exits.
     match unsafe { nix::unistd::fork() } {
         Err(e) => Err(format!("fork: {e}")),
         Ok(ForkResult::Child) => {
-            drop(stdin_r);
+            if let Some(fd) = close_in_relay {
+                // SAFETY: the relay's own copy of a descriptor it never uses.
+                unsafe { libc::close(fd) };
+            }
             // The relay goes when the shim does (after the container).
             let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
-            let mut stdin = File::from(stdin_w);
-            let mut buf = [0u8; 8192];
-            for client in listener.incoming() {
-                let Ok(mut client) = client else { continue };
-                loop {
-                    match client.read(&mut buf) {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => {
-                            if stdin.write_all(&buf[..n]).is_err() {
-                                // The container closed its stdin.
-                                // SAFETY: leave without the parent's handlers.
-                                unsafe { libc::_exit(0) }
-                            }
-                        }
-                    }
-                }
-                if config.once {
-                    break;
-                }
-            }
-            // SAFETY: as above; dropping the write end is the EOF.
+            serve(listener);
+            // SAFETY: leave without the parent's handlers.
             unsafe { libc::_exit(0) }
         }
-        Ok(ForkResult::Parent { .. }) => Ok(stdin_r),
+        Ok(ForkResult::Parent { .. }) => Ok(()),
     }
+}
+
+/// Copies each attached client into `stdin` (the container's stdin pipe,
+/// or its pty master), until the container closes it or, with
+/// `stdinOnce`, the first client ends.
+fn serve_stdin(listener: std::os::unix::net::UnixListener, mut stdin: File, once: bool) {
+    let mut buf = [0u8; 8192];
+    for client in listener.incoming() {
+        let Ok(mut client) = client else { continue };
+        loop {
+            match client.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if stdin.write_all(&buf[..n]).is_err() {
+                        // The container closed its stdin.
+                        return;
+                    }
+                }
+            }
+        }
+        if once {
+            return;
+        }
+    }
+}
+
+/// Sets the pty's window size from each `WIDTH HEIGHT` line a client sends.
+fn serve_resize(listener: std::os::unix::net::UnixListener, master: OwnedFd) {
+    use std::io::BufRead;
+    for client in listener.incoming() {
+        let Ok(client) = client else { continue };
+        for line in std::io::BufReader::new(client).lines() {
+            let Ok(line) = line else { break };
+            let mut parts = line.split_whitespace().map(str::parse::<u16>);
+            if let (Some(Ok(width)), Some(Ok(height))) = (parts.next(), parts.next()) {
+                set_window_size(&master, width, height);
+            }
+        }
+    }
+}
+
+fn set_window_size(master: &OwnedFd, width: u16, height: u16) {
+    let size = nix::pty::Winsize {
+        ws_row: height,
+        ws_col: width,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads one Winsize from the pointer, which lives
+    // across the call; the fd is an open pty master.
+    unsafe {
+        libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &size);
+    }
+}
+
+/// The container's standard streams: pipes, or a pty. Relays for stdin
+/// (`stdin: true`) and terminal resizes (`tty: true`) are started here,
+/// before anything else is opened, so they hold nothing but their own.
+enum Stdio {
+    Pipes {
+        stdin: Option<OwnedFd>,
+        out: (OwnedFd, OwnedFd),
+        err: (OwnedFd, OwnedFd),
+    },
+    Tty(Pty),
+}
+
+fn container_stdio(config: &ShimConfig) -> Result<Stdio, String> {
+    match &config.tty {
+        Some(tty) => {
+            let pty = open_pty()?;
+            let slave = Some(pty.slave.as_raw_fd());
+            if let Some(stdin) = &config.stdin {
+                let writer = File::from(pty.master.try_clone().map_err(|e| e.to_string())?);
+                let once = stdin.once;
+                fork_relay(&stdin.socket_name, slave, move |l| {
+                    serve_stdin(l, writer, once)
+                })?;
+            }
+            let master = pty.master.try_clone().map_err(|e| e.to_string())?;
+            fork_relay(&tty.resize_socket, slave, move |l| serve_resize(l, master))?;
+            Ok(Stdio::Tty(pty))
+        }
+        None => {
+            let pipe = || {
+                nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))
+            };
+            let stdin = match &config.stdin {
+                Some(stdin) => {
+                    let (read, write) = pipe()?;
+                    let once = stdin.once;
+                    let writer = File::from(write);
+                    fork_relay(&stdin.socket_name, None, move |l| {
+                        serve_stdin(l, writer, once)
+                    })?;
+                    Some(read)
+                }
+                None => None,
+            };
+            Ok(Stdio::Pipes {
+                stdin,
+                out: pipe()?,
+                err: pipe()?,
+            })
+        }
+    }
+}
+
+/// The abstract socket of a container instance's stdin relay.
+fn stdin_socket_name(uid: &str, name: &str, attempt: u32) -> String {
+    format!("drover-stdin/{uid}/{name}/{attempt}")
+}
+
+/// The abstract socket of a tty container instance's resize relay.
+fn resize_socket_name(uid: &str, name: &str, attempt: u32) -> String {
+    format!("drover-resize/{uid}/{name}/{attempt}")
+}
+
+/// What container `name` of `pod` asks of its streams: a stdin to attach
+/// to (`stdin`, `stdinOnce`) and a terminal (`tty`).
+pub(crate) fn stream_configs(
+    pod: &k8s_openapi::api::core::v1::Pod,
+    name: &str,
+    attempt: u32,
+) -> (Option<StdinConfig>, Option<TtyConfig>) {
+    let uid = pod.metadata.uid.as_deref().unwrap_or_default();
+    let container = pod.spec.as_ref().and_then(|s| {
+        s.containers
+            .iter()
+            .chain(s.init_containers.iter().flatten())
+            .find(|c| c.name == name)
+    });
+    let Some(c) = container else {
+        return (None, None);
+    };
+    let stdin = (c.stdin == Some(true)).then(|| StdinConfig {
+        socket_name: stdin_socket_name(uid, name, attempt),
+        once: c.stdin_once == Some(true),
+    });
+    let tty = (c.tty == Some(true)).then(|| TtyConfig {
+        resize_socket: resize_socket_name(uid, name, attempt),
+    });
+    (stdin, tty)
+}
+
+fn connect_relay(
+    socket: &str,
+    what: &str,
+    name: &str,
+) -> Result<tokio::net::UnixStream, agent::runtime::RuntimeError> {
+    use agent::runtime::RuntimeError;
+    use std::os::linux::net::SocketAddrExt;
+    let address = std::os::unix::net::SocketAddr::from_abstract_name(socket.as_bytes())
+        .map_err(|e| RuntimeError::io(format!("naming the {what} socket"), e))?;
+    let stream = std::os::unix::net::UnixStream::connect_addr(&address).map_err(|e| {
+        RuntimeError::Invalid(format!(
+            "container {name} has no {what} to attach to (@{socket}: {e})"
+        ))
+    })?;
+    stream
+        .set_nonblocking(true)
+        .map_err(|e| RuntimeError::io(format!("setting up the {what} socket"), e))?;
+    tokio::net::UnixStream::from_std(stream)
+        .map_err(|e| RuntimeError::io(format!("setting up the {what} socket"), e))
+}
+
+/// A writer into the stdin of a running container instance (through its
+/// shim's relay), for `kubectl attach`; dropping it ends this attach.
+pub(crate) fn attach_stdin(
+    uid: &str,
+    name: &str,
+    attempt: u32,
+) -> Result<tokio::sync::mpsc::Sender<bytes::Bytes>, agent::runtime::RuntimeError> {
+    let mut stream = connect_relay(&stdin_socket_name(uid, name, attempt), "stdin", name)?;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(16);
+    tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        while let Some(bytes) = rx.recv().await {
+            if stream.write_all(&bytes).await.is_err() {
+                return;
+            }
+        }
+        let _ = stream.shutdown().await;
+    });
+    Ok(tx)
+}
+
+/// Terminal sizes for a running tty container instance (through its
+/// shim's resize relay), for `kubectl attach -t`.
+pub(crate) fn attach_resize(
+    uid: &str,
+    name: &str,
+    attempt: u32,
+) -> Result<tokio::sync::mpsc::Sender<agent::runtime::TerminalSize>, agent::runtime::RuntimeError> {
+    let mut stream = connect_relay(&resize_socket_name(uid, name, attempt), "terminal", name)?;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<agent::runtime::TerminalSize>(4);
+    tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        while let Some(size) = rx.recv().await {
+            let line = format!("{} {}\n", size.width, size.height);
+            if stream.write_all(line.as_bytes()).await.is_err() {
+                return;
+            }
+        }
+    });
+    Ok(tx)
 }
 
 /// `runc --root <root> run --keep --bundle <bundle> <id>`, in the
@@ -338,14 +572,11 @@ pub fn shim_main(config_path: &Path) -> i32 {
         }
     };
     // Before the output pipes exist, so that the relay holds none of them.
-    let stdin = match config.stdin.as_ref().map(start_stdin_relay) {
-        None => None,
-        Some(Ok(fd)) => Some(fd),
-        Some(Err(message)) => return fail(&mut state, "CreateContainerError", message),
+    let stdio = match container_stdio(&config) {
+        Ok(stdio) => stdio,
+        Err(message) => return fail(&mut state, "CreateContainerError", message),
     };
-    let pipe = || nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC);
-    let (Ok((out_r, out_w)), Ok((err_r, err_w)), Ok((sync_r, sync_w))) = (pipe(), pipe(), pipe())
-    else {
+    let Ok((sync_r, sync_w)) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) else {
         return fail(&mut state, "CreateContainerError", "pipe failed".into());
     };
 
@@ -394,14 +625,18 @@ pub fn shim_main(config_path: &Path) -> i32 {
     match unsafe { nix::unistd::fork() } {
         Err(e) => fail(&mut state, "CreateContainerError", format!("fork: {e}")),
         Ok(ForkResult::Child) => {
-            drop(out_r);
-            drop(err_r);
             drop(sync_w);
+            let streams = match stdio {
+                Stdio::Pipes { stdin, out, err } => ChildStdio::Pipes {
+                    stdin,
+                    out: out.1,
+                    err: err.1,
+                },
+                Stdio::Tty(pty) => ChildStdio::Tty(pty.slave),
+            };
             child(
                 sync_r,
-                stdin,
-                out_w,
-                err_w,
+                streams,
                 &config.hostname,
                 &cwd,
                 &program_c,
@@ -410,10 +645,12 @@ pub fn shim_main(config_path: &Path) -> i32 {
             )
         }
         Ok(ForkResult::Parent { child }) => {
-            drop(out_w);
-            drop(err_w);
             drop(sync_r);
-            drop(stdin);
+            // Only the container holds its ends of the streams now.
+            let output = match stdio {
+                Stdio::Pipes { out, err, .. } => Output::Pipes(out.0, err.0),
+                Stdio::Tty(pty) => Output::Tty(pty.master),
+            };
             for file in config.cgroups.procs_files(&config.cgroup) {
                 if let Err(e) = fs::write(&file, child.as_raw().to_string()) {
                     let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
@@ -434,7 +671,10 @@ pub fn shim_main(config_path: &Path) -> i32 {
 
             // Threads cannot be made after unshare(CLONE_NEWPID): one loop
             // polls both streams until the container's side closes them.
-            copy_logs(out_r, err_r, &log);
+            match output {
+                Output::Pipes(out, err) => copy_logs(out, err, &log),
+                Output::Tty(master) => copy_tty(master, &log),
+            }
             let exit_code = wait_exit(child);
             state.exit_code = Some(exit_code);
             state.oom_killed = config.cgroups.oom_kill_count(&config.cgroup) > oom_before;
@@ -469,9 +709,9 @@ fn run_runc(config: &ShimConfig, runc: &RuncRun, mut state: ShimState) -> i32 {
             )
         }
     };
-    let pipe = || nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC);
-    let (Ok((out_r, out_w)), Ok((err_r, err_w))) = (pipe(), pipe()) else {
-        return fail(&mut state, "CreateContainerError", "pipe failed".into());
+    let stdio = match container_stdio(config) {
+        Ok(stdio) => stdio,
+        Err(message) => return fail(&mut state, "CreateContainerError", message),
     };
     // runc's own messages (not the container's) go to a JSON log, so a
     // failure to start tells apart from the container's exit.
@@ -488,10 +728,42 @@ fn run_runc(config: &ShimConfig, runc: &RuncRun, mut state: ShimState) -> i32 {
         .arg("--keep")
         .arg("--bundle")
         .arg(&runc.bundle)
-        .arg(&runc.id)
-        .stdin(std::process::Stdio::null())
-        .stdout(File::from(out_w))
-        .stderr(File::from(err_w));
+        .arg(&runc.id);
+    // With `tty: true` runc runs the container on a pty of its own
+    // (`process.terminal` in config.json) and relays it to its stdio, our
+    // pty, whose size it follows on SIGWINCH: so runc gets our pty as its
+    // controlling terminal.
+    let output = match stdio {
+        Stdio::Pipes { stdin, out, err } => {
+            command
+                .stdin(match stdin {
+                    Some(fd) => std::process::Stdio::from(fd),
+                    None => std::process::Stdio::null(),
+                })
+                .stdout(File::from(out.1))
+                .stderr(File::from(err.1));
+            Output::Pipes(out.0, err.0)
+        }
+        Stdio::Tty(pty) => {
+            let (Ok(stdin), Ok(stdout)) = (pty.slave.try_clone(), pty.slave.try_clone()) else {
+                return fail(&mut state, "CreateContainerError", "dup failed".into());
+            };
+            command
+                .stdin(std::process::Stdio::from(stdin))
+                .stdout(std::process::Stdio::from(stdout))
+                .stderr(std::process::Stdio::from(pty.slave));
+            use std::os::unix::process::CommandExt;
+            // SAFETY: take_terminal is async-signal-safe (setsid, ioctl,
+            // dup2 only); fd 0 is the slave once std has set up stdio.
+            unsafe {
+                command.pre_exec(|| {
+                    take_terminal(0);
+                    Ok(())
+                });
+            }
+            Output::Tty(pty.master)
+        }
+    };
     let oom_before = config.cgroups.oom_kill_count(&config.cgroup);
     let mut child = match command.spawn() {
         Ok(c) => c,
@@ -506,7 +778,10 @@ fn run_runc(config: &ShimConfig, runc: &RuncRun, mut state: ShimState) -> i32 {
     drop(command);
     let copier = {
         let log = log.clone();
-        std::thread::spawn(move || copy_logs(out_r, err_r, &log))
+        std::thread::spawn(move || match output {
+            Output::Pipes(out, err) => copy_logs(out, err, &log),
+            Output::Tty(master) => copy_tty(master, &log),
+        })
     };
     // Running once runc has started the container (or runc is done
     // already). runc's own test, without a `runc state` process per poll:
@@ -631,9 +906,7 @@ fn wait_exit(child: Pid) -> i32 {
 #[allow(clippy::too_many_arguments)]
 fn child(
     sync_r: OwnedFd,
-    stdin: Option<OwnedFd>,
-    out_w: OwnedFd,
-    err_w: OwnedFd,
+    stdio: ChildStdio,
     hostname: &str,
     cwd: &Path,
     program: &std::ffi::CStr,
@@ -664,17 +937,22 @@ fn child(
     // SAFETY: dup2 onto the standard descriptors of this (single-threaded)
     // child before exec.
     unsafe {
-        match (&stdin, &null) {
-            (Some(stdin), _) => {
-                libc::dup2(stdin.as_raw_fd(), 0);
+        match &stdio {
+            ChildStdio::Pipes { stdin, out, err } => {
+                match (stdin, &null) {
+                    (Some(stdin), _) => {
+                        libc::dup2(stdin.as_raw_fd(), 0);
+                    }
+                    (None, Some(null)) => {
+                        libc::dup2(null.as_raw_fd(), 0);
+                    }
+                    (None, None) => {}
+                }
+                libc::dup2(out.as_raw_fd(), 1);
+                libc::dup2(err.as_raw_fd(), 2);
             }
-            (None, Some(null)) => {
-                libc::dup2(null.as_raw_fd(), 0);
-            }
-            (None, None) => {}
+            ChildStdio::Tty(slave) => take_terminal(slave.as_raw_fd()),
         }
-        libc::dup2(out_w.as_raw_fd(), 1);
-        libc::dup2(err_w.as_raw_fd(), 2);
     }
     let _ = nix::unistd::chdir(cwd);
     let err = nix::unistd::execve(program, argv, envp).unwrap_err();
@@ -685,6 +963,37 @@ fn child(
     );
     // SAFETY: leave without running the parent's atexit handlers.
     unsafe { libc::_exit(127) }
+}
+
+/// The container's ends of its streams, in the forked child.
+enum ChildStdio {
+    Pipes {
+        stdin: Option<OwnedFd>,
+        out: OwnedFd,
+        err: OwnedFd,
+    },
+    Tty(OwnedFd),
+}
+
+/// The shim's ends, to copy into the log.
+enum Output {
+    Pipes(OwnedFd, OwnedFd),
+    Tty(OwnedFd),
+}
+
+/// Makes the pty slave `slave` this process's stdin, stdout, stderr and
+/// controlling terminal, in a session of its own (as a login shell has it,
+/// so job control and SIGWINCH work). Async-signal-safe: called between
+/// fork and exec.
+///
+/// # Safety
+/// Only in a forked child before exec, with `slave` open.
+unsafe fn take_terminal(slave: std::os::fd::RawFd) {
+    libc::setsid();
+    libc::ioctl(slave, libc::TIOCSCTTY as _, 0);
+    libc::dup2(slave, 0);
+    libc::dup2(slave, 1);
+    libc::dup2(slave, 2);
 }
 
 /// A container instance's log file, rotated as the kubelet rotates them:
@@ -801,12 +1110,45 @@ impl LogStream {
         }
     }
 
+    /// What is left after the complete lines goes out now as a partial
+    /// record (a terminal's prompt has no newline, and attach must show it).
+    fn flush_partial(&mut self, log: &Mutex<LogFile>) {
+        if !self.pending.is_empty() {
+            let rest = std::mem::take(&mut self.pending);
+            self.emit(log, &rest, false);
+        }
+    }
+
     fn finish(&mut self, log: &Mutex<LogFile>) {
         if !self.pending.is_empty() {
             let rest = std::mem::take(&mut self.pending);
             self.emit(log, &rest, true);
         }
     }
+}
+
+/// Copies a tty container's terminal output into the log (as stdout, as
+/// the CRI logs a tty), until the last holder of the slave is gone (the
+/// master then reads EIO).
+fn copy_tty(master: OwnedFd, log: &Mutex<LogFile>) {
+    let mut master = File::from(master);
+    let mut stream = LogStream {
+        name: "stdout",
+        pending: Vec::new(),
+    };
+    let mut buf = [0u8; 8192];
+    loop {
+        match master.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                stream.feed(log, &buf[..n]);
+                stream.flush_partial(log);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        }
+    }
+    stream.finish(log);
 }
 
 /// Copies stdout and stderr into the log until both are closed.

@@ -641,3 +641,69 @@ async fn resolv_conf_the_agent_gives_is_the_containers_and_the_host_keeps_its_ow
     );
     f.forget_and_check().await;
 }
+
+#[tokio::test]
+async fn attach_writes_to_stdin_and_a_tty_container_runs_on_a_terminal_that_resizes() {
+    let f = fixture("tty");
+    let mut plain = busybox("plain");
+    plain["stdin"] = serde_json::json!(true);
+    let mut tty = busybox("tty");
+    tty["stdin"] = serde_json::json!(true);
+    tty["tty"] = serde_json::json!(true);
+    let pod = f.pod(serde_json::json!([plain, tty]));
+    f.runtime
+        .create_sandbox(&pod, &SandboxConfig::default())
+        .await
+        .unwrap();
+    let script = "[ -t 0 ] && [ -t 1 ] && echo on-a-tty; echo ready; read line; echo got:$line; stty size 2>/dev/null; exit 0";
+    for name in ["plain", "tty"] {
+        f.runtime
+            .start_container(&pod, &launch(name, &["sh", "-c", script]))
+            .await
+            .unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !(f.log("plain").contains("ready") && f.log("tty").contains("ready")) {
+        assert!(
+            Instant::now() < deadline,
+            "no output: {} / {}",
+            f.log("plain"),
+            f.log("tty")
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let resize = f.runtime.attach_resize(&f.uid, "tty", 0).await.unwrap();
+    resize
+        .send(agent::runtime::TerminalSize {
+            width: 100,
+            height: 40,
+        })
+        .await
+        .unwrap();
+    drop(resize);
+    // runc follows the resize on SIGWINCH before stdin's line arrives.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for name in ["plain", "tty"] {
+        let stdin = f.runtime.attach_stdin(&f.uid, name, 0).await.unwrap();
+        stdin.send(bytes::Bytes::from("hello\n")).await.unwrap();
+    }
+    for name in ["plain", "tty"] {
+        let state = f.wait_exited(name, Duration::from_secs(30)).await;
+        assert!(
+            matches!(state, InstanceState::Exited { exit_code: 0, .. }),
+            "{name}: {state:?}: {}",
+            f.log(name)
+        );
+    }
+    let plain_log = f.log("plain");
+    assert!(!plain_log.contains("on-a-tty"), "{plain_log}");
+    assert!(plain_log.contains(" stdout F got:hello\n"), "{plain_log}");
+    let tty_log = f.log("tty");
+    for want in ["on-a-tty\r", "got:hello\r", "40 100\r"] {
+        assert!(
+            tty_log.contains(want),
+            "{want:?} not in the log:\n{tty_log}"
+        );
+    }
+    f.forget_and_check().await;
+}

@@ -504,3 +504,56 @@ async fn resolv_conf_the_agent_gives_is_the_containers_and_the_host_keeps_its_ow
     );
     cleanup(&f).await;
 }
+
+#[tokio::test]
+async fn a_tty_container_runs_on_a_terminal_that_attach_writes_into_and_resizes() {
+    let mut f = fixture("tty");
+    f.pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "pod-tty", "namespace": "default", "uid": f.uid},
+        "spec": {"containers": [{"name": "c", "tty": true, "stdin": true}]},
+    }))
+    .unwrap();
+    f.runtime
+        .create_sandbox(&f.pod, &SandboxConfig::default())
+        .await
+        .unwrap();
+    let script =
+        "[ -t 0 ] && [ -t 1 ] && echo on-a-tty; stty size; read line; echo got:$line; stty size";
+    f.runtime
+        .start_container(&f.pod, &launch(&["sh", "-c", script]))
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !log_of(&f).contains("on-a-tty") {
+        assert!(Instant::now() < deadline, "no output: {}", log_of(&f));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let resize = f.runtime.attach_resize(&f.uid, "c", 0).await.unwrap();
+    resize
+        .send(agent::runtime::TerminalSize {
+            width: 100,
+            height: 40,
+        })
+        .await
+        .unwrap();
+    drop(resize);
+    // The resize relay applies it before stdin's line arrives.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stdin = f.runtime.attach_stdin(&f.uid, "c", 0).await.unwrap();
+    stdin.send(bytes::Bytes::from("hello\n")).await.unwrap();
+    drop(stdin);
+    let observed = wait_exited(&f, Duration::from_secs(30)).await;
+    let state = &observed.containers[0].state;
+    assert!(
+        matches!(state, InstanceState::Exited { exit_code: 0, .. }),
+        "{state:?}: {}",
+        log_of(&f)
+    );
+    let log = log_of(&f);
+    // One stream (stdout), terminal line endings, the input echoed.
+    assert!(!log.contains(" stderr "), "{log}");
+    for want in ["on-a-tty\r", "hello\r", "got:hello\r", "40 100\r"] {
+        assert!(log.contains(want), "{want:?} not in the log:\n{log}");
+    }
+    cleanup(&f).await;
+}
