@@ -10,8 +10,11 @@
 //! `2i` data and `2i+1` error, each channel's first server message the
 //! port as two little-endian bytes: kube-rs, the Python client) or SPDY/3.1
 //! tunnelled through the WebSocket (`SPDY/3.1+portforward.k8s.io`:
-//! kubectl ≥ 1.31, see [`crate::spdy`]). SPDY over a plain HTTP Upgrade
-//! (what kubectl falls back to) is not served.
+//! kubectl ≥ 1.31, see [`crate::spdy`]). SPDY/3.1 over a plain HTTP/1.1
+//! Upgrade (`X-Stream-Protocol-Version`: `v4.channel.k8s.io` … for
+//! exec/attach, one SPDY stream per channel named by its `streamType`
+//! header; `portforward.k8s.io`) is served too: what client-go before 1.30
+//! speaks, and kubectl with its WebSocket feature gates off.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -221,15 +224,35 @@ pub(crate) async fn serve(
     let raw_query = parts.uri.query().map(str::to_string);
     // Errors about the pod and container come first: kubectl retries a
     // failed WebSocket upgrade over SPDY and shows that attempt's error.
-    let negotiate_upgrade = || -> Result<(http::HeaderValue, Protocol, &'static str), ApiError> {
-        let websocket = header_value(header::UPGRADE)
+    let negotiate_upgrade = || -> Result<(Upgrade, Protocol, &'static str), ApiError> {
+        let upgrade = header_value(header::UPGRADE);
+        let websocket = upgrade
             .split(',')
             .any(|u| u.trim().eq_ignore_ascii_case("websocket"));
+        let spdy = upgrade
+            .split(',')
+            .any(|u| u.trim().eq_ignore_ascii_case("SPDY/3.1"));
+        if spdy && !websocket {
+            let offered =
+                header_value(header::HeaderName::from_static("x-stream-protocol-version"));
+            let offered: Vec<&str> = offered.split(',').map(str::trim).collect();
+            let Some((protocol, protocol_name)) = negotiate_spdy(kind, &offered) else {
+                return Err(ApiError::new(
+                    403,
+                    "Forbidden",
+                    format!(
+                        "none of the offered stream protocols [{}] is supported",
+                        offered.join(", ")
+                    ),
+                ));
+            };
+            return Ok((Upgrade::Spdy, protocol, protocol_name));
+        }
         let key = parts.headers.get(header::SEC_WEBSOCKET_KEY).cloned();
         let (Some(key), true) = (key, websocket) else {
             return Err(ApiError::bad_request(
-            "drover serves exec, attach and portforward over WebSocket only: upgrade request required",
-        ));
+                "upgrade request required (WebSocket, or SPDY/3.1)",
+            ));
         };
         let offered = header_value(header::SEC_WEBSOCKET_PROTOCOL);
         let offered: Vec<&str> = offered.split(',').map(str::trim).collect();
@@ -239,7 +262,7 @@ pub(crate) async fn serve(
                 offered.join(", ")
             )));
         };
-        Ok((key, protocol, protocol_name))
+        Ok((Upgrade::WebSocket(key), protocol, protocol_name))
     };
     let (session, key, protocol_name) = match kind {
         Kind::Exec | Kind::Attach => {
@@ -313,6 +336,9 @@ pub(crate) async fn serve(
             let node = node_of(server, &pod, None)?;
             let (key, protocol, protocol_name) = negotiate_upgrade()?;
             let session = match protocol {
+                Protocol::Channel(_) if matches!(key, Upgrade::Spdy) => {
+                    Session::SpdyPortForward { node, pod }
+                }
                 Protocol::Channel(_) => {
                     let ports = parse_ports(raw_query.as_deref()).map_err(ApiError::bad_request)?;
                     if ports.is_empty() {
@@ -327,6 +353,7 @@ pub(crate) async fn serve(
             (session, key, protocol_name)
         }
     };
+    let is_spdy = matches!(key, Upgrade::Spdy);
     let Some(on_upgrade) = parts.extensions.remove::<hyper::upgrade::OnUpgrade>() else {
         return Err(ApiError::new(
             500,
@@ -343,6 +370,20 @@ pub(crate) async fn serve(
             }
         };
         let io = hyper_util::rt::TokioIo::new(upgraded);
+        if is_spdy {
+            match session {
+                Session::Exec {
+                    version,
+                    command,
+                    streams,
+                } => run_spdy_exec(Wire::Raw(io), version, &command, streams).await,
+                Session::SpdyPortForward { node, pod } => {
+                    run_spdy_port_forward(Wire::Raw(io), node, pod).await
+                }
+                Session::PortForward { .. } => {}
+            }
+            return;
+        }
         let ws = WebSocketStream::from_raw_socket(io, Role::Server, None).await;
         match session {
             Session::Exec {
@@ -353,9 +394,23 @@ pub(crate) async fn serve(
             Session::PortForward { node, pod, ports } => {
                 run_port_forward(ws, node, &pod, &ports).await
             }
-            Session::SpdyPortForward { node, pod } => run_spdy_port_forward(ws, node, pod).await,
+            Session::SpdyPortForward { node, pod } => {
+                run_spdy_port_forward(Wire::WebSocket(Box::new(ws)), node, pod).await
+            }
         }
     });
+    let key = match key {
+        Upgrade::Spdy => {
+            return Ok(Response::builder()
+                .status(StatusCode::SWITCHING_PROTOCOLS)
+                .header(header::CONNECTION, "Upgrade")
+                .header(header::UPGRADE, "SPDY/3.1")
+                .header("X-Stream-Protocol-Version", protocol_name)
+                .body(crate::full(Bytes::new()))
+                .unwrap())
+        }
+        Upgrade::WebSocket(key) => key,
+    };
     let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
     Ok(Response::builder()
         .status(StatusCode::SWITCHING_PROTOCOLS)
@@ -365,6 +420,70 @@ pub(crate) async fn serve(
         .header(header::SEC_WEBSOCKET_PROTOCOL, protocol_name)
         .body(crate::full(Bytes::new()))
         .unwrap())
+}
+
+/// How the connection is upgraded.
+enum Upgrade {
+    /// With this `Sec-WebSocket-Key`.
+    WebSocket(http::HeaderValue),
+    /// `Upgrade: SPDY/3.1`.
+    Spdy,
+}
+
+/// The first stream protocol a SPDY client offers (`X-Stream-Protocol-
+/// Version`) that this server speaks for `kind`: the channel protocols up
+/// to v4 for exec/attach (v5 is WebSocket-only), `portforward.k8s.io`.
+pub fn negotiate_spdy(kind: Kind, offered: &[&str]) -> Option<(Protocol, &'static str)> {
+    offered.iter().find_map(|p| match (kind, p.trim()) {
+        (Kind::PortForward, "portforward.k8s.io") => {
+            Some((Protocol::Channel(4), "portforward.k8s.io"))
+        }
+        (Kind::PortForward, _) => None,
+        (_, "v4.channel.k8s.io") => Some((Protocol::Channel(4), "v4.channel.k8s.io")),
+        (_, "v3.channel.k8s.io") => Some((Protocol::Channel(3), "v3.channel.k8s.io")),
+        (_, "v2.channel.k8s.io") => Some((Protocol::Channel(2), "v2.channel.k8s.io")),
+        (_, "channel.k8s.io") => Some((Protocol::Channel(1), "channel.k8s.io")),
+        _ => None,
+    })
+}
+
+/// What SPDY frames travel in: a WebSocket's binary messages (kubectl's
+/// port-forward tunnel) or the upgraded connection itself.
+enum Wire<S> {
+    WebSocket(Box<WebSocketStream<S>>),
+    Raw(S),
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
+    /// The next bytes from the client (cancel-safe); `None` at its end.
+    async fn recv(&mut self) -> Option<Vec<u8>> {
+        match self {
+            Wire::WebSocket(ws) => loop {
+                match ws.next().await {
+                    Some(Ok(Message::Binary(data))) => return Some(data.to_vec()),
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return None,
+                    Some(Ok(_)) => continue,
+                }
+            },
+            Wire::Raw(io) => {
+                let mut buf = vec![0u8; 16 * 1024];
+                match io.read(&mut buf).await {
+                    Ok(0) | Err(_) => None,
+                    Ok(n) => {
+                        buf.truncate(n);
+                        Some(buf)
+                    }
+                }
+            }
+        }
+    }
+
+    async fn send(&mut self, bytes: Vec<u8>) -> bool {
+        match self {
+            Wire::WebSocket(ws) => ws.send(Message::Binary(bytes.into())).await.is_ok(),
+            Wire::Raw(io) => io.write_all(&bytes).await.is_ok() && io.flush().await.is_ok(),
+        }
+    }
 }
 
 enum Session {
@@ -617,6 +736,142 @@ async fn pump<T>(
     writing.abort();
 }
 
+/// exec/attach over SPDY/3.1 (a plain HTTP Upgrade): the client opens one
+/// stream per channel (`streamType` error, stdin, stdout, stderr, resize);
+/// each is answered, output goes on its stream once the client has made
+/// it, and the exit status goes on the error stream (a Status from v4 on,
+/// as on the WebSocket's channel 3) before every stream is finished.
+async fn run_spdy_exec<S>(
+    mut wire: Wire<S>,
+    version: u8,
+    command: &[String],
+    streams: Result<ProcessStreams, String>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut decoder = spdy::Decoder::default();
+    let mut encoder = spdy::Encoder::default();
+    // stream type -> stream id, as the client makes them.
+    let mut ids: HashMap<String, u32> = HashMap::new();
+    let (mut stdin, mut stdout, mut stderr, resize, mut exit) = match streams {
+        Ok(p) => (p.stdin, p.stdout, p.stderr, p.resize, Some(p.exit)),
+        Err(message) => (None, None, None, None, {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let _ = tx.send(ExitStatus::Error(message));
+            Some(rx)
+        }),
+    };
+    // What is written before its stream exists waits here (the client
+    // makes its streams right after the upgrade, error first).
+    let mut held: Vec<(&'static str, Vec<u8>)> = Vec::new();
+    let mut status: Option<ExitStatus> = None;
+    let mut resize_buffer: Vec<u8> = Vec::new();
+    loop {
+        let mut out: Vec<u8> = Vec::new();
+        tokio::select! {
+            data = wire.recv() => {
+                let Some(data) = data else { return };
+                decoder.feed(&data);
+                loop {
+                    let frame = match decoder.next_frame() {
+                        Ok(Some(f)) => f,
+                        Ok(None) => break,
+                        Err(e) => {
+                            tracing::debug!("exec session: {e}");
+                            let _ = wire.send(encoder.goaway(0, 1)).await;
+                            return;
+                        }
+                    };
+                    match frame {
+                        spdy::Frame::SynStream { stream_id, headers, .. } => {
+                            out.extend(encoder.syn_reply(stream_id, false, &spdy::Headers::new()));
+                            let kind = headers.get("streamtype").cloned().unwrap_or_default();
+                            ids.insert(kind, stream_id);
+                        }
+                        spdy::Frame::Data { stream_id, fin, data } => {
+                            if Some(&stream_id) == ids.get("stdin") {
+                                if !data.is_empty() {
+                                    if let Some(tx) = &stdin {
+                                        if tx.send(Bytes::from(data)).await.is_err() {
+                                            stdin = None;
+                                        }
+                                    }
+                                }
+                                if fin {
+                                    stdin = None;
+                                }
+                            } else if Some(&stream_id) == ids.get("resize") {
+                                // One JSON object per size, back to back.
+                                resize_buffer.extend_from_slice(&data);
+                                let mut objects = serde_json::Deserializer::from_slice(&resize_buffer)
+                                    .into_iter::<TerminalSize>();
+                                let mut sizes = Vec::new();
+                                let mut used = 0;
+                                while let Some(Ok(size)) = objects.next() {
+                                    used = objects.byte_offset();
+                                    sizes.push(size);
+                                }
+                                resize_buffer.drain(..used);
+                                for size in sizes {
+                                    if let Some(tx) = &resize {
+                                        let _ = tx.send(size).await;
+                                    }
+                                }
+                            }
+                        }
+                        spdy::Frame::RstStream { stream_id, .. }
+                            if Some(&stream_id) == ids.get("stdin") =>
+                        {
+                            stdin = None;
+                        }
+                        spdy::Frame::Ping(id) => out.extend(encoder.ping(id)),
+                        spdy::Frame::GoAway { .. } => return,
+                        _ => {}
+                    }
+                }
+            }
+            chunk = async { stdout.as_mut().expect("guarded").recv().await }, if stdout.is_some() => match chunk {
+                Some(bytes) => held.push(("stdout", bytes.to_vec())),
+                None => stdout = None,
+            },
+            chunk = async { stderr.as_mut().expect("guarded").recv().await }, if stderr.is_some() => match chunk {
+                Some(bytes) => held.push(("stderr", bytes.to_vec())),
+                None => stderr = None,
+            },
+            result = async { exit.as_mut().expect("guarded").await }, if exit.is_some() => {
+                exit = None;
+                status = Some(result.unwrap_or_else(|_| ExitStatus::Error("the node ended the session without an exit status".into())));
+            }
+        }
+        // Output whose stream exists goes out, in order.
+        while let Some((kind, _)) = held.first() {
+            let Some(&id) = ids.get(*kind) else { break };
+            let (_, bytes) = held.remove(0);
+            out.extend(encoder.data(id, false, &bytes));
+        }
+        let done = stdout.is_none() && stderr.is_none() && held.is_empty();
+        if let (true, Some(st)) = (done, &status) {
+            if let Some(&error) = ids.get("error") {
+                drop(stdin.take());
+                if let Some(message) = exit_message(version, command, st) {
+                    out.extend(encoder.data(error, false, &message));
+                }
+                for (_, id) in ids.iter() {
+                    out.extend(encoder.data(*id, true, b""));
+                }
+                let _ = wire.send(out).await;
+                if let Wire::Raw(io) = &mut wire {
+                    let _ = io.shutdown().await;
+                }
+                return;
+            }
+        }
+        if !out.is_empty() && !wire.send(out).await {
+            return;
+        }
+    }
+}
+
 /// One forwarded connection of a SPDY session: its two streams.
 #[derive(Default)]
 struct SpdyRequest {
@@ -631,11 +886,8 @@ struct SpdyRequest {
 /// SPDY/3.1 inside the WebSocket: every SYN_STREAM is answered with a
 /// SYN_REPLY; once a request id has its error and data streams, the port
 /// is connected and copied; failures go on the error stream.
-async fn run_spdy_port_forward<S>(
-    mut ws: WebSocketStream<S>,
-    node: Arc<dyn NodeConnection>,
-    pod: Value,
-) where
+async fn run_spdy_port_forward<S>(mut wire: Wire<S>, node: Arc<dyn NodeConnection>, pod: Value)
+where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let pod = Arc::new(pod);
@@ -647,14 +899,10 @@ async fn run_spdy_port_forward<S>(
     // (request id, bytes read from the port; None at its end)
     let (read_tx, mut read_rx) = mpsc::channel::<(String, Event)>(32);
     loop {
-        let mut wire: Vec<u8> = Vec::new();
+        let mut out: Vec<u8> = Vec::new();
         tokio::select! {
-            message = ws.next() => {
-                let data = match message {
-                    Some(Ok(Message::Binary(data))) => data,
-                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
-                    Some(Ok(_)) => continue,
-                };
+            data = wire.recv() => {
+                let Some(data) = data else { return };
                 decoder.feed(&data);
                 loop {
                     let frame = match decoder.next_frame() {
@@ -662,18 +910,18 @@ async fn run_spdy_port_forward<S>(
                         Ok(None) => break,
                         Err(e) => {
                             tracing::debug!("port-forward session: {e}");
-                            let _ = ws.send(Message::Binary(encoder.goaway(0, 1).into())).await;
+                            let _ = wire.send(encoder.goaway(0, 1)).await;
                             return;
                         }
                     };
                     match frame {
                         spdy::Frame::SynStream { stream_id, headers, .. } => {
-                            wire.extend(encoder.syn_reply(stream_id, false, &spdy::Headers::new()));
+                            out.extend(encoder.syn_reply(stream_id, false, &spdy::Headers::new()));
                             let request_id = headers.get("requestid").cloned().unwrap_or_default();
                             let port = headers.get("port").and_then(|p| p.parse::<u16>().ok());
                             let Some(port) = port else {
-                                wire.extend(encoder.data(stream_id, false, b"invalid port in the port-forward stream headers"));
-                                wire.extend(encoder.data(stream_id, true, b""));
+                                out.extend(encoder.data(stream_id, false, b"invalid port in the port-forward stream headers"));
+                                out.extend(encoder.data(stream_id, true, b""));
                                 continue;
                             };
                             let request = requests.entry(request_id.clone()).or_default();
@@ -682,7 +930,7 @@ async fn run_spdy_port_forward<S>(
                                 Some("error") => request.error_stream = Some(stream_id),
                                 Some("data") => request.data_stream = Some(stream_id),
                                 _ => {
-                                    wire.extend(encoder.rst_stream(stream_id, spdy::RST_PROTOCOL_ERROR));
+                                    out.extend(encoder.rst_stream(stream_id, spdy::RST_PROTOCOL_ERROR));
                                     continue;
                                 }
                             }
@@ -741,7 +989,7 @@ async fn run_spdy_port_forward<S>(
                                 }
                             }
                         }
-                        spdy::Frame::Ping(id) => wire.extend(encoder.ping(id)),
+                        spdy::Frame::Ping(id) => out.extend(encoder.ping(id)),
                         spdy::Frame::GoAway { .. } => return,
                         _ => {}
                     }
@@ -753,19 +1001,19 @@ async fn run_spdy_port_forward<S>(
                 match event {
                     Event::Data(bytes) => {
                         if let Some(data) = request.data_stream {
-                            wire.extend(encoder.data(data, false, &bytes));
+                            out.extend(encoder.data(data, false, &bytes));
                         }
                     }
                     Event::Failed(message) => {
                         if let Some(error) = request.error_stream {
-                            wire.extend(encoder.data(error, false, message.as_bytes()));
+                            out.extend(encoder.data(error, false, message.as_bytes()));
                         }
                     }
                     Event::End => {
                         // Both streams finish and the connection is forgotten
                         // (the client may or may not reset the streams).
                         for stream_id in [request.data_stream, request.error_stream].into_iter().flatten() {
-                            wire.extend(encoder.data(stream_id, true, b""));
+                            out.extend(encoder.data(stream_id, true, b""));
                             streams.remove(&stream_id);
                         }
                         requests.remove(&request_id);
@@ -773,7 +1021,7 @@ async fn run_spdy_port_forward<S>(
                 }
             }
         }
-        if !wire.is_empty() && ws.send(Message::Binary(wire.into())).await.is_err() {
+        if !out.is_empty() && !wire.send(out).await {
             return;
         }
     }
@@ -843,6 +1091,41 @@ mod tests {
         for (kind, offered, want) in cases {
             assert_eq!(
                 negotiate(*kind, offered).map(|(_, name)| name),
+                *want,
+                "{kind:?} {offered:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn spdy_negotiation_takes_the_channel_protocols_up_to_v4() {
+        let cases: &[(Kind, &[&str], Option<&str>)] = &[
+            (
+                Kind::Exec,
+                &[
+                    "v5.channel.k8s.io",
+                    "v4.channel.k8s.io",
+                    "v3.channel.k8s.io",
+                ],
+                Some("v4.channel.k8s.io"),
+            ),
+            (
+                Kind::Attach,
+                &["v2.channel.k8s.io"],
+                Some("v2.channel.k8s.io"),
+            ),
+            (Kind::Exec, &["portforward.k8s.io"], None),
+            (
+                Kind::PortForward,
+                &["portforward.k8s.io"],
+                Some("portforward.k8s.io"),
+            ),
+            (Kind::PortForward, &["v4.channel.k8s.io"], None),
+            (Kind::Exec, &[""], None),
+        ];
+        for (kind, offered, want) in cases {
+            assert_eq!(
+                negotiate_spdy(*kind, offered).map(|(_, name)| name),
                 *want,
                 "{kind:?} {offered:?}"
             );

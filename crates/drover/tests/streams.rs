@@ -36,8 +36,13 @@ fn output(out: &std::process::Output) -> String {
 
 /// kubectl with `args` (one shell string) on a terminal of its own.
 fn in_terminal(s: &Server, args: &str) -> std::process::Output {
+    in_terminal_env(s, args, &[])
+}
+
+fn in_terminal_env(s: &Server, args: &str, env: &[(&str, &str)]) -> std::process::Output {
     let kubectl = common::kubectl_binary();
     Command::new("script")
+        .envs(env.iter().copied())
         .args(["-q", "-e", "-c"])
         .arg(format!("{} {args}", kubectl.display()))
         .arg("/dev/null")
@@ -132,6 +137,54 @@ spec:
     assert!(out.status.success(), "{}", output(&out));
     assert!(text.contains("/dev/pts/"), "{}", output(&out));
 
+    // The same over SPDY/3.1 (an HTTP Upgrade): what client-go before 1.30
+    // speaks, and kubectl with its WebSocket feature gate off.
+    let spdy = [("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", "false")];
+    let out = s.kubectl_env(
+        &[
+            "exec",
+            "-v=8",
+            "box",
+            "--",
+            "sh",
+            "-c",
+            "echo out; echo err >&2; exit 3",
+        ],
+        None,
+        &spdy,
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", output(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "out\n",
+        "{}",
+        output(&out)
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("Upgrade: SPDY/3.1") || err.contains("Upgrade: [SPDY/3.1]"),
+        "not SPDY: {err}"
+    );
+    assert!(err.contains("\nerr\n") || err.starts_with("err\n"), "{err}");
+    let out = s.kubectl_env(
+        &["exec", "-i", "box", "--", "tr", "a-z", "A-Z"],
+        Some("hello\nworld\n"),
+        &spdy,
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "HELLO\nWORLD\n",
+        "{}",
+        output(&out)
+    );
+    let out = in_terminal_env(&s, "exec -it box -- sh -c 'tty; stty size'", &spdy);
+    assert!(out.status.success(), "{}", output(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("/dev/pts/"),
+        "{}",
+        output(&out)
+    );
+
     // Two containers, none named: kubectl picks the first and says so.
     let out = s.kubectl(&["exec", "two", "--", "cat", "/proc/1/cmdline"]);
     assert!(out.status.success(), "{}", output(&out));
@@ -191,6 +244,23 @@ spec:
                 "curl through the port-forward: {e}\nkubectl: {}\nserver: {}",
                 forward.stderr.lock().unwrap(),
                 s.log_text()
+            )
+        });
+        assert_eq!(body, "served-from-the-pod\n");
+    }
+    drop(forward);
+    // The same over SPDY/3.1 on a plain HTTP Upgrade.
+    let forward = common::port_forward_env(
+        &s,
+        "web",
+        8080,
+        &[("KUBECTL_PORT_FORWARD_WEBSOCKETS", "false")],
+    );
+    for _ in 0..2 {
+        let body = http_get(forward.local_port, "/index.html").unwrap_or_else(|e| {
+            panic!(
+                "curl through the SPDY port-forward: {e}\nkubectl: {}",
+                forward.stderr.lock().unwrap()
             )
         });
         assert_eq!(body, "served-from-the-pod\n");

@@ -242,8 +242,14 @@ impl Server {
     }
 
     pub fn kubectl_stdin(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        self.kubectl_env(args, stdin, &[])
+    }
+
+    /// kubectl with extra environment variables (its feature gates, say).
+    pub fn kubectl_env(&self, args: &[&str], stdin: Option<&str>, env: &[(&str, &str)]) -> Output {
         let mut cmd = Command::new(kubectl_binary());
         cmd.args(args)
+            .envs(env.iter().copied())
             .env("KUBECONFIG", &self.kubeconfig)
             .env("HOME", self.home.path())
             .env_remove("KUBERNETES_SERVICE_HOST")
@@ -643,8 +649,14 @@ impl Drop for PortForward {
 /// Starts `kubectl port-forward pod/NAME :PORT` and waits for its
 /// `Forwarding from 127.0.0.1:LOCAL -> PORT` line.
 pub fn port_forward(s: &Server, pod: &str, port: u16) -> PortForward {
+    port_forward_env(s, pod, port, &[])
+}
+
+/// [`port_forward`] with extra environment variables for kubectl.
+pub fn port_forward_env(s: &Server, pod: &str, port: u16, env: &[(&str, &str)]) -> PortForward {
     let mut child = Command::new(kubectl_binary())
         .args(["port-forward", &format!("pod/{pod}"), &format!(":{port}")])
+        .envs(env.iter().copied())
         .env("KUBECONFIG", &s.kubeconfig)
         .env("HOME", s.home.path())
         .stdin(Stdio::null())
