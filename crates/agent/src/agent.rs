@@ -1147,7 +1147,8 @@ impl Agent {
     }
 
     /// The Service environment variables of the pod's containers
-    /// ([`crate::service_env`]). As in the kubelet, a Service list that
+    /// ([`crate::service_env`]), from the node's Service informer once it
+    /// has synced. As in the kubelet, a Service list that
     /// fails fails the container's start (CreateContainerConfigError, and
     /// the worker retries) rather than starting it without them; only a
     /// missing `kubernetes` Service is no error.
@@ -1161,6 +1162,27 @@ impl Agent {
             .as_ref()
             .and_then(|s| s.enable_service_links)
             .unwrap_or(true);
+        // From the node's Service informer when it has synced (as the
+        // kubelet does), else asked of the API.
+        let cached = self
+            .services
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .and_then(|s| s.services());
+        if let Some(all) = cached {
+            let services: Vec<Value> = all
+                .iter()
+                .filter(|s| {
+                    let ns = s.metadata.namespace.as_deref().unwrap_or("");
+                    let name = s.metadata.name.as_deref().unwrap_or("");
+                    (links && ns == namespace) || (ns == "default" && name == "kubernetes")
+                })
+                .filter_map(|s| serde_json::to_value(&**s).ok())
+                .collect();
+            let chosen = crate::service_env::services_for_pod(&services, namespace, links);
+            return Ok(crate::service_env::service_variables(&chosen));
+        }
         let mut services = Vec::new();
         if links {
             let list = self

@@ -50,7 +50,14 @@ struct Built {
 /// them (they run for the life of the process, like the agent).
 pub struct NodeServices {
     proxy: Arc<proxy::Proxy>,
+    /// Every Service, as the informer last had them once all informers
+    /// had synced (`None` before): what the kubelet's Service environment
+    /// variables are made from, as the kubelet reads its Service informer.
+    services: Arc<RwLock<Option<ServiceSnapshot>>>,
 }
+
+/// The Services at one rebuild.
+pub type ServiceSnapshot = Arc<Vec<Arc<k8s_openapi::api::core::v1::Service>>>;
 
 impl NodeServices {
     /// Starts informers, the rebuild and the applier; returns at once.
@@ -66,10 +73,12 @@ impl NodeServices {
             &config.cluster_domain,
         ))));
         let (tables, changed) = watch::channel(None::<Arc<proxy::ProxyTable>>);
+        let snapshot = Arc::new(RwLock::new(None));
         let rebuild = Arc::new(Rebuild {
             config: config.clone(),
             records: records.clone(),
             tables,
+            services: snapshot.clone(),
         });
         let manager = ControllerManager::new(
             client.with_field_manager("drover-proxy"),
@@ -86,9 +95,18 @@ impl NodeServices {
         });
         let services = Arc::new(NodeServices {
             proxy: proxy.clone(),
+            services: snapshot,
         });
         tokio::spawn(apply_tables(proxy, addresses, config, records, changed));
         services
+    }
+
+    /// The Services the informer has (`None` until it has synced).
+    pub fn services(&self) -> Option<ServiceSnapshot> {
+        self.services
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The proxy's metrics, for the node's metrics report.
@@ -106,6 +124,7 @@ struct Rebuild {
     config: ServicesConfig,
     records: Arc<RwLock<Arc<dns::Records>>>,
     tables: watch::Sender<Option<Arc<proxy::ProxyTable>>>,
+    services: Arc<RwLock<Option<ServiceSnapshot>>>,
 }
 
 fn table_key() -> ObjectKey {
@@ -149,6 +168,8 @@ impl Controller for Rebuild {
             &self.config.cluster_domain,
         );
         *self.records.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(records);
+        *self.services.write().unwrap_or_else(|p| p.into_inner()) =
+            Some(Arc::new(caches.services.list()));
         self.tables.send_replace(Some(built.table));
         Plan::default()
     }
