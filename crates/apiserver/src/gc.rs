@@ -82,8 +82,92 @@ impl ObjectMeta {
         })
     }
 
+    /// The collector's view of a stored object, decoding only the fields it
+    /// keeps (the rest of the JSON is skipped, not built into a `Value`: the
+    /// collector sees every write of every kind).
+    pub fn from_stored(key: &str, bytes: &[u8]) -> Option<ObjectMeta> {
+        match serde_json::from_slice::<stored::Object>(bytes) {
+            Ok(o) => {
+                let meta = o.metadata?;
+                Some(ObjectMeta {
+                    key: key.to_string(),
+                    api_version: o.api_version.unwrap_or_default(),
+                    kind: o.kind.unwrap_or_default(),
+                    namespace: meta.namespace,
+                    name: meta.name.unwrap_or_default(),
+                    uid: meta.uid.unwrap_or_default(),
+                    owners: meta
+                        .owner_references
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|r| OwnerRef {
+                            api_version: r.api_version.unwrap_or_default(),
+                            kind: r.kind.unwrap_or_default(),
+                            name: r.name.unwrap_or_default(),
+                            uid: r.uid.unwrap_or_default(),
+                        })
+                        .collect(),
+                    finalizers: api::string_list(meta.finalizers.as_ref()),
+                    deleting: meta.deletion_timestamp.is_some(),
+                    namespace_finalizer: o
+                        .spec
+                        .and_then(|s| s.finalizers)
+                        .as_ref()
+                        .and_then(Value::as_array)
+                        .is_some_and(|a| a.iter().any(|f| f == "kubernetes")),
+                })
+            }
+            // An unusual shape (a field of another type): the general path.
+            Err(_) => {
+                let obj: Value = serde_json::from_slice(bytes).ok()?;
+                ObjectMeta::from_object(key, &obj)
+            }
+        }
+    }
+
     fn is_namespace(&self) -> bool {
         self.api_version == "v1" && self.kind == "Namespace"
+    }
+}
+
+/// The fields of a stored object the collector reads, for `from_stored`.
+mod stored {
+    use serde::Deserialize;
+    use serde_json::Value;
+
+    #[derive(Deserialize)]
+    pub(super) struct Object {
+        #[serde(rename = "apiVersion")]
+        pub api_version: Option<String>,
+        pub kind: Option<String>,
+        pub metadata: Option<Metadata>,
+        pub spec: Option<Spec>,
+    }
+
+    #[derive(Deserialize)]
+    pub(super) struct Metadata {
+        pub name: Option<String>,
+        pub namespace: Option<String>,
+        pub uid: Option<String>,
+        #[serde(rename = "ownerReferences")]
+        pub owner_references: Option<Vec<OwnerReference>>,
+        pub finalizers: Option<Value>,
+        #[serde(rename = "deletionTimestamp")]
+        pub deletion_timestamp: Option<serde::de::IgnoredAny>,
+    }
+
+    #[derive(Deserialize)]
+    pub(super) struct OwnerReference {
+        #[serde(rename = "apiVersion")]
+        pub api_version: Option<String>,
+        pub kind: Option<String>,
+        pub name: Option<String>,
+        pub uid: Option<String>,
+    }
+
+    #[derive(Deserialize)]
+    pub(super) struct Spec {
+        pub finalizers: Option<Value>,
     }
 }
 
@@ -273,10 +357,8 @@ async fn run_collector(server: &Arc<ApiServer>) -> Result<(), String> {
             .map_err(|e| e.to_string())?;
         revision = Some(resp.revision);
         for kv in &resp.kvs {
-            if let Ok(obj) = serde_json::from_slice::<Value>(&kv.value) {
-                if let Some(m) = ObjectMeta::from_object(&kv.key, &obj) {
-                    index.insert(kv.key.clone(), m);
-                }
+            if let Some(m) = ObjectMeta::from_stored(&kv.key, &kv.value) {
+                index.insert(kv.key.clone(), m);
             }
         }
         if !resp.more {
@@ -323,10 +405,8 @@ async fn run_collector(server: &Arc<ApiServer>) -> Result<(), String> {
                     crds |= ev.key().starts_with("/registry/apiextensions.k8s.io/customresourcedefinitions/");
                     match ev {
                         Event::Put { kv, .. } => {
-                            if let Ok(obj) = serde_json::from_slice::<Value>(&kv.value) {
-                                if let Some(m) = ObjectMeta::from_object(&kv.key, &obj) {
-                                    index.insert(kv.key.clone(), m);
-                                }
+                            if let Some(m) = ObjectMeta::from_stored(&kv.key, &kv.value) {
+                                index.insert(kv.key.clone(), m);
                             }
                         }
                         Event::Delete { prev, .. } => { index.remove(&prev.key); }
@@ -672,6 +752,29 @@ mod tests {
 
     fn index(objs: Vec<ObjectMeta>) -> BTreeMap<String, ObjectMeta> {
         objs.into_iter().map(|o| (o.key.clone(), o)).collect()
+    }
+
+    #[test]
+    fn stored_objects_decode_as_from_a_value() {
+        for obj in [
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "d", "uid": "u1",
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "rs", "uid": "r1", "controller": true}],
+                "finalizers": ["a", 3, "b"], "deletionTimestamp": "2026-01-01T00:00:00Z", "labels": {"x": "y"}},
+                "spec": {"containers": [{"name": "c"}]}, "status": {"phase": "Running"}}),
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x", "uid": "n", "deletionTimestamp": null},
+                "spec": {"finalizers": ["kubernetes"]}}),
+            json!({"apiVersion": "example.com/v1", "kind": "Odd", "metadata": {"name": "o", "uid": "o1"},
+                "spec": {"finalizers": {"not": "a list"}}}),
+            json!({"apiVersion": "example.com/v1", "kind": "Odd", "metadata": {"name": 5}}),
+            json!({"kind": "NoMetadata"}),
+        ] {
+            let bytes = serde_json::to_vec(&obj).unwrap();
+            assert_eq!(
+                ObjectMeta::from_stored("/k", &bytes),
+                ObjectMeta::from_object("/k", &obj),
+                "{obj}"
+            );
+        }
     }
 
     #[test]

@@ -660,6 +660,12 @@ impl Filter {
         })
     }
 
+    /// Whether every object of the watched collection matches (no label or
+    /// field selector); the namespace is already chosen by the store prefix.
+    pub fn selects_all(&self) -> bool {
+        self.labels.is_none() && self.fields.is_none()
+    }
+
     pub fn matches(&self, obj: &Value) -> bool {
         if let Some(ns) = &self.namespace {
             if meta_str(obj, "namespace") != Some(ns.as_str()) {

@@ -170,10 +170,15 @@ fn translate(rt: &ResourceType, filter: &Filter, ev: Event) -> Option<(&'static 
         Event::Put { kv, prev } => {
             let cur = decode(&kv)?;
             let cur_match = filter.matches(&cur);
-            let prev_match = prev
-                .as_ref()
-                .and_then(decode)
-                .is_some_and(|p| filter.matches(&p));
+            // Without a selector every version matches: the previous value
+            // need not be decoded (half the JSON parsing of a watch).
+            let prev_match = if filter.selects_all() {
+                prev.is_some()
+            } else {
+                prev.as_ref()
+                    .and_then(decode)
+                    .is_some_and(|p| filter.matches(&p))
+            };
             match (prev.is_some(), prev_match, cur_match) {
                 (false, _, true) => Some(("ADDED", cur)),
                 (true, true, true) => Some(("MODIFIED", cur)),

@@ -13,6 +13,12 @@ use clap::{Parser, Subcommand};
 mod echo;
 mod image;
 
+// glibc malloc spent half the simulation's CPU in its own bookkeeping
+// (`malloc_consolidate`, `unlink_chunk`) on the API machinery's many small
+// short-lived JSON allocations; mimalloc's per-size free lists do not.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "drover",

@@ -172,6 +172,18 @@ impl Checker {
         }
     }
 
+    /// Whether changes of the object stored under `key` matter to the
+    /// checker (pods, nodes, Deployments); others only count as steps.
+    pub fn checks_key(key: &str) -> bool {
+        [
+            "/registry/core/pods/",
+            "/registry/core/nodes/",
+            "/registry/apps/deployments/",
+        ]
+        .iter()
+        .any(|prefix| key.starts_with(prefix))
+    }
+
     fn violate(&mut self, revision: i64, message: String) {
         self.violations.push(Violation { revision, message });
     }

@@ -19,6 +19,10 @@ use crate::{RangeRequest, RangeResponse, Result, Revision, Store, StoreError, Wa
 /// Keeps at most about this many revisions of history (then compacts to half).
 pub const DEFAULT_HISTORY_REVISIONS: i64 = 10_000;
 
+/// Sees every committed batch of events, in revision order, synchronously
+/// (see [`MemoryStore::on_commit`]).
+pub type CommitObserver = Box<dyn FnMut(&[crate::Event]) + Send>;
+
 pub struct MemoryStore {
     inner: Mutex<Inner>,
     history_revisions: i64,
@@ -28,6 +32,7 @@ pub struct MemoryStore {
 struct Inner {
     state: MvccState,
     watchers: Vec<Watcher>,
+    observers: Vec<CommitObserver>,
 }
 
 impl MemoryStore {
@@ -42,10 +47,21 @@ impl MemoryStore {
             inner: Mutex::new(Inner {
                 state: MvccState::default(),
                 watchers: Vec::new(),
+                observers: Vec::new(),
             }),
             history_revisions: history_revisions.max(1),
             watch_channel_capacity: 4096,
         })
+    }
+
+    /// Calls `observer` with every batch of events committed from now on,
+    /// on the writer's task before the write returns. Unlike a watch it
+    /// cannot fall behind (there is no channel to overflow), so a checker
+    /// that must see every revision — the simulation's invariant checker —
+    /// uses this. The observer runs under the store's lock: it must not
+    /// call the store.
+    pub fn on_commit(&self, observer: CommitObserver) {
+        self.lock().observers.push(observer);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -77,6 +93,9 @@ impl MemoryStore {
             }
         }
         if !events.is_empty() {
+            for observer in &mut inner.observers {
+                observer(&events);
+            }
             publish(&mut inner.watchers, &events);
         }
         outcome
