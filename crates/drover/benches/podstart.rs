@@ -7,13 +7,19 @@
 //! each pod Running / Ready, and from the first event showing the pod at all
 //! (the API stored it) to Running: the server's share, without kubectl's
 //! own start-up. One pod is started 20 times one after another
-//! (`DROVER_BENCH_SINGLE`), then N at once. Peers, in the same run: bare `runc run -d` of
-//! a bundle of the same busybox image (one after another: each one's
-//! duration), and `podman kube play` of the same pod spec and image (its
-//! wall time; podman reports no per-pod times). Run as root:
+//! (`DROVER_BENCH_SINGLE`), then N at once. Peers, in the same run: bare
+//! `runc run -d` of a bundle of the same busybox image (one after another:
+//! each one's duration), and `podman kube play` of the same pod spec and
+//! image, one pod `DROVER_BENCH_SINGLE` times then N pods in one file (its
+//! wall time: podman reports no per-pod times; it returns once every
+//! container runs). podman (Debian's `apt-get install podman`) runs from a
+//! temporary directory of its own (storage, network configuration,
+//! containers.conf) with runc, cgroupfs, overlay and its default kube
+//! bridge network; see `Podman`. Run as root:
 //!
 //! ```text
 //! cargo bench -p drover --bench podstart
+//! DROVER_BENCH_ONLY_PEERS=1 cargo bench -p drover --bench podstart   # runc and podman only
 //! ```
 //!
 //! Prints markdown; asserts nothing.
@@ -199,46 +205,176 @@ fn runc_peer(rootfs: &Path, n: usize) -> Vec<Duration> {
     times
 }
 
-/// `podman kube play` of `n` pods; its wall time, or why it failed.
-fn podman_peer(archive: &Path, image: &str, n: usize) -> Result<Duration, String> {
-    let load = Command::new("podman")
-        .args(["--runtime", "runc", "load", "-q", "-i"])
-        .arg(archive)
-        .output()
-        .map_err(|e| format!("podman: {e}"))?;
-    if !load.status.success() {
-        return Err(String::from_utf8_lossy(&load.stderr).trim().to_string());
+/// A podman kept to a temporary directory: its own storage (overlay), run
+/// root, libpod tmpdir, network configuration and containers.conf, so the
+/// run neither uses nor leaves anything in the host's podman. On drop it
+/// removes its pods, containers and images.
+struct Podman {
+    dir: tempfile::TempDir,
+}
+
+/// The hard limit of `name` (a row of `/proc/self/limits`), if finite.
+fn hard_limit(name: &str) -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let row = limits.lines().find(|l| l.starts_with(name))?;
+    row[name.len()..].split_whitespace().nth(1)?.parse().ok()
+}
+
+impl Podman {
+    fn new() -> Podman {
+        let dir = tempfile::tempdir().unwrap();
+        // Run as root without `default_ulimits`, podman gives every
+        // container (the pod's infra container too) RLIMIT_NOFILE 1048576;
+        // raising a hard limit needs CAP_SYS_RESOURCE, which this sandbox
+        // does not grant, so runc fails ("error setting rlimit type 7:
+        // operation not permitted"). With `nofile` alone in
+        // `default_ulimits`, podman sets RLIMIT_NPROC 1048576 (type 6).
+        // So both, the most podman can set here: this process's own hard
+        // RLIMIT_NOFILE, and RLIMIT_NPROC 32768 (or less) — podman 4.3 and
+        // so conmon and runc run with a hard RLIMIT_NPROC of 32768.
+        let nofile = hard_limit("Max open files").unwrap_or(1 << 20).min(1 << 20);
+        let nproc = hard_limit("Max processes").unwrap_or(32768).min(32768);
+        std::fs::write(
+            dir.path().join("containers.conf"),
+            format!(
+                "[containers]\ndefault_ulimits = [\"nofile={nofile}:{nofile}\", \"nproc={nproc}:{nproc}\"]\n"
+            ),
+        )
+        .unwrap();
+        Podman { dir }
     }
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("pods.yaml");
-    let mut yaml = String::new();
-    for i in 0..n {
-        yaml.push_str(&format!(
-            "---\napiVersion: v1\nkind: Pod\nmetadata: {{name: podstart-{i}}}\nspec:\n  containers:\n  - name: c\n    image: {image}\n    imagePullPolicy: Never\n    command: [sleep, \"3600\"]\n"
-        ));
+
+    /// `podman <args>` with this instance's options.
+    fn command(&self, args: &[&str]) -> Command {
+        let d = self.dir.path();
+        let mut c = Command::new("podman");
+        c.env("CONTAINERS_CONF", d.join("containers.conf"))
+            .arg("--root")
+            .arg(d.join("root"))
+            .arg("--runroot")
+            .arg(d.join("run"))
+            .arg("--tmpdir")
+            .arg(d.join("tmp"))
+            .arg("--network-config-dir")
+            .arg(d.join("net"))
+            .args([
+                "--storage-driver",
+                "overlay",
+                // No private bind mount of the storage directory onto itself.
+                "--storage-opt",
+                "overlay.skip_mount_home=true",
+                "--runtime",
+                "runc",
+                "--cgroup-manager",
+                "cgroupfs",
+                "--events-backend",
+                "file",
+            ])
+            .args(args)
+            .stdin(Stdio::null());
+        c
     }
-    std::fs::write(&file, yaml).unwrap();
-    let started = Instant::now();
-    let play = Command::new("podman")
-        .args(["--runtime", "runc", "kube", "play"])
-        .arg(&file)
-        .output()
-        .map_err(|e| format!("podman: {e}"))?;
-    let elapsed = started.elapsed();
-    let _ = Command::new("podman")
-        .args(["--runtime", "runc", "kube", "down"])
-        .arg(&file)
-        .output();
-    if play.status.success() {
-        Ok(elapsed)
-    } else {
-        Err(String::from_utf8_lossy(&play.stderr)
-            .trim()
+
+    /// Runs `podman <args>`: its stdout, or the last line of its stderr.
+    fn run(&self, args: &[&str]) -> Result<String, String> {
+        let out = self
+            .command(args)
+            .output()
+            .map_err(|e| format!("podman: {e}"))?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).to_string())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .rfind(|l| !l.contains("syslog"))
+                .unwrap_or("")
+                .trim()
+                .to_string())
+        }
+    }
+
+    /// `podman kube play` of `n` pods: its wall time, once every pod's
+    /// infra container and container run (checked after the clock stops),
+    /// then `podman kube down` (not timed).
+    fn play(&self, image: &str, n: usize) -> Result<Duration, String> {
+        let file = self.dir.path().join(format!("pods-{n}.yaml"));
+        let mut yaml = String::new();
+        for i in 0..n {
+            yaml.push_str(&format!(
+                "---\napiVersion: v1\nkind: Pod\nmetadata: {{name: podstart-{i}}}\nspec:\n  terminationGracePeriodSeconds: 0\n  containers:\n  - name: c\n    image: {image}\n    imagePullPolicy: Never\n    command: [sleep, \"3600\"]\n"
+            ));
+        }
+        std::fs::write(&file, yaml).unwrap();
+        let file = file.to_str().unwrap();
+        let started = Instant::now();
+        let play = self.run(&["kube", "play", "--quiet", file]);
+        let elapsed = started.elapsed();
+        let running = self
+            .run(&["ps", "--filter", "status=running", "--quiet"])
+            .map(|out| out.lines().count());
+        let _ = self.run(&["kube", "down", file]);
+        play?;
+        match running? {
+            r if r == 2 * n => Ok(elapsed),
+            r => Err(format!(
+                "{r} of {} containers (infra and `c`) running after `kube play`",
+                2 * n
+            )),
+        }
+    }
+}
+
+impl Drop for Podman {
+    fn drop(&mut self) {
+        let _ = self.run(&["pod", "rm", "--all", "--force", "--time", "0"]);
+        let _ = self.run(&["rm", "--all", "--force", "--time", "0"]);
+        let _ = self.run(&["rmi", "--all", "--force"]);
+        // Whatever podman left mounted under its directory (nothing, when
+        // it cleaned up), innermost first.
+        let dir = self.dir.path().to_str().unwrap().to_string();
+        let mut mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap_or_default()
             .lines()
-            .last()
-            .unwrap_or("")
-            .to_string())
+            .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
+            .filter(|m| m.starts_with(&dir))
+            .collect();
+        mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for m in mounts {
+            let _ = Command::new("umount").arg("-l").arg(&m).status();
+        }
     }
+}
+
+/// podman's figures: `kube play` of one pod, `single` times one after
+/// another (each one's wall time, sorted), then of `n` pods in one file.
+struct PodmanTimes {
+    one: Vec<Duration>,
+    many: Duration,
+}
+
+/// `podman kube play` of the same pod spec and image, after one untimed
+/// play of one pod (podman builds its pause image and creates its kube
+/// network then); its times, or why it failed.
+fn podman_peer(
+    archive: &Path,
+    image: &str,
+    single: usize,
+    n: usize,
+) -> Result<PodmanTimes, String> {
+    Command::new("podman")
+        .arg("--version")
+        .output()
+        .map_err(|e| format!("podman: {e}"))?;
+    let podman = Podman::new();
+    podman.run(&["load", "--quiet", "--input", archive.to_str().unwrap()])?;
+    podman.play(image, 1)?;
+    let mut one = Vec::new();
+    for _ in 0..single {
+        one.push(podman.play(image, 1)?);
+    }
+    one.sort();
+    let many = podman.play(image, n)?;
+    Ok(PodmanTimes { one, many })
 }
 
 fn main() {
@@ -268,72 +404,80 @@ fn main() {
     )
     .unwrap();
 
-    let runc_1 = runc_peer(&rootfs.path().join("busybox"), 1);
-    let runc_n = runc_peer(&rootfs.path().join("busybox"), n);
-    let podman_1 = podman_peer(&archive, reference, 1);
-    let podman_n = podman_peer(&archive, reference, n);
-
-    let cluster = Cluster::start("start", "10.198.0.0/16", 250);
-    let imported = Command::new(env!("CARGO_BIN_EXE_drover"))
-        .args(["image", "import"])
-        .arg(&archive)
-        .arg("--data-dir")
-        .arg(cluster.data.path())
-        .status()
-        .unwrap();
-    assert!(imported.success(), "drover image import");
-
     // One pod at a time, `DROVER_BENCH_SINGLE` times (default 20), then n
     // pods at once.
     let single: usize = std::env::var("DROVER_BENCH_SINGLE")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(20);
+    // Only bare runc and podman, not drover.
+    let only_peers = std::env::var("DROVER_BENCH_ONLY_PEERS").is_ok_and(|v| v == "1");
+
+    let runc_1 = runc_peer(&rootfs.path().join("busybox"), 1);
+    let runc_n = runc_peer(&rootfs.path().join("busybox"), n);
+    let podman = podman_peer(&archive, reference, single, n);
+
     println!(
         "| runtime | pods | apply → Running p50 / p99 | stored → Running p50 / p99 | apply → Ready p50 / p99 | all Ready |"
     );
     println!("|---|---|---:|---:|---:|---:|");
-    for runtime in ["process", "oci"] {
-        let mut one = Times::default();
-        for _ in 0..single {
-            one.extend(start_pods(&cluster, runtime, reference, 1));
-        }
-        let many = start_pods(&cluster, runtime, reference, n);
-        for (label, times, count) in [
-            (format!("1 (× {single}, one at a time)"), &one, 1),
-            (format!("{n} at once"), &many, n),
-        ] {
-            println!(
-                "| drover `{runtime}` | {label} | {} / {} | {} / {} | {} / {} | {}/{count} in {} |",
-                ms(percentile(&times.running, 0.5)),
-                ms(percentile(&times.running, 0.99)),
-                ms(percentile(&times.stored_to_running, 0.5)),
-                ms(percentile(&times.stored_to_running, 0.99)),
-                ms(percentile(&times.ready, 0.5)),
-                ms(percentile(&times.ready, 0.99)),
-                if count == 1 { 1 } else { times.ready.len() },
-                ms(times.ready.last().copied().unwrap_or_default()),
-            );
+    if !only_peers {
+        let cluster = Cluster::start("start", "10.198.0.0/16", 250);
+        let imported = Command::new(env!("CARGO_BIN_EXE_drover"))
+            .args(["image", "import"])
+            .arg(&archive)
+            .arg("--data-dir")
+            .arg(cluster.data.path())
+            .status()
+            .unwrap();
+        assert!(imported.success(), "drover image import");
+        for runtime in ["process", "oci"] {
+            let mut one = Times::default();
+            for _ in 0..single {
+                one.extend(start_pods(&cluster, runtime, reference, 1));
+            }
+            let many = start_pods(&cluster, runtime, reference, n);
+            for (label, times, count) in [
+                (format!("1 (× {single}, one at a time)"), &one, 1),
+                (format!("{n} at once"), &many, n),
+            ] {
+                println!(
+                    "| drover `{runtime}` | {label} | {} / {} | {} / {} | {} / {} | {}/{count} in {} |",
+                    ms(percentile(&times.running, 0.5)),
+                    ms(percentile(&times.running, 0.99)),
+                    ms(percentile(&times.stored_to_running, 0.5)),
+                    ms(percentile(&times.stored_to_running, 0.99)),
+                    ms(percentile(&times.ready, 0.5)),
+                    ms(percentile(&times.ready, 0.99)),
+                    if count == 1 { 1 } else { times.ready.len() },
+                    ms(times.ready.last().copied().unwrap_or_default()),
+                );
+            }
         }
     }
     println!(
-        "| bare `runc run -d` (one after another) | 1 | {} | — | — |",
+        "| bare `runc run -d` | 1 | {} | — | — | — |",
         ms(percentile(&runc_1, 0.5))
     );
     println!(
-        "| bare `runc run -d` (one after another) | {n} | {} / {} per container | — | {n} in {} |",
+        "| bare `runc run -d`, one after another | {n} | {} / {} per container | — | — | {n} in {} |",
         ms(percentile(&runc_n, 0.5)),
         ms(percentile(&runc_n, 0.99)),
         ms(runc_n.iter().sum())
     );
-    for (count, result) in [(1, podman_1), (n, podman_n)] {
-        match result {
-            Ok(wall) => println!(
-                "| `podman --runtime runc kube play` | {count} | — | — | {count} in {} ({} per pod) |",
-                ms(wall),
-                ms(wall / count as u32)
-            ),
-            Err(e) => println!("| `podman kube play` | {count} | failed: {e} | | |"),
+    match podman {
+        Ok(podman) => {
+            println!(
+                "| `podman kube play` (wall time) | 1 (× {single}, one at a time) | {} / {} | — | — | — |",
+                ms(percentile(&podman.one, 0.5)),
+                ms(percentile(&podman.one, 0.99)),
+            );
+            println!(
+                "| `podman kube play` (wall time) | {n} in one file | — | — | — | {n}/{n} in {} ({} per pod) |",
+                ms(podman.many),
+                ms(podman.many / n as u32)
+            );
         }
+        Err(e) => println!("| `podman kube play` | 1, {n} | failed: {e} | | | |"),
     }
 }
