@@ -1334,8 +1334,12 @@ impl ContainerRuntime for OciRuntime {
             }
         };
         // A leftover runc state of this ID (an agent that died mid-start).
+        // runc keeps a container's state in `<root>/<id>`: without it there
+        // is nothing to delete, and no runc process to spend on finding out.
         let id = Self::runc_id(uid, &launch.name, launch.attempt);
-        let _ = self.runc(&["delete", "--force", &id]).await;
+        if self.runc_root().join(&id).exists() {
+            let _ = self.runc(&["delete", "--force", &id]).await;
+        }
         let (stdin, tty) = crate::shim::stream_configs(pod, &launch.name, launch.attempt);
         let config = ShimConfig {
             argv: Vec::new(),
