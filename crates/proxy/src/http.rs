@@ -17,6 +17,14 @@
 //!   (HTTP/2 multiplexed for h2c, so gRPC streams spread across replicas), records metrics;
 //!   request and response bodies count their bytes as they stream.
 //!
+//! A request that never reached its endpoint (the connect failed or took longer than
+//! `UPSTREAM_CONNECT_TIMEOUT`) is sent again to another ready endpoint, at most
+//! `MAX_ATTEMPTS` tries in all, before a 502: the body is handed to hyper only when it first
+//! polls it (`Resendable`), so an unsent request still has it. A request whose bytes may have
+//! left is never retried. hyper itself resends a request whose pooled connection turned out
+//! closed before anything was written (on a fresh connection to the same endpoint; if that
+//! connect fails, the request moves on to another endpoint as above).
+//!
 //! HTTP/1.1 upgrades (WebSocket, SPDY, any `Connection: upgrade`) are balanced like any request;
 //! when the endpoint answers 101, both sides are upgraded and spliced as raw bytes until either
 //! closes, counted as an open connection of that endpoint.
@@ -47,14 +55,103 @@ use tower::discover::Change;
 use tower::load::{CompleteOnResponse, PendingRequestsDiscover};
 use tower::{BoxError, Service};
 
-use crate::runtime::{EndpointState, PortConfig, PortState};
+use crate::runtime::{pick_least_open, EndpointState, PortConfig, PortState};
 use crate::table::AppProtocol;
 
 pub type ProxyBody = Either<Counted<Incoming>, Full<Bytes>>;
 type UpstreamResponse = Response<Counted<Incoming>>;
 type ResponseFuture = Pin<Box<dyn Future<Output = Result<UpstreamResponse, BoxError>> + Send>>;
-type Upstream = Client<HttpConnector, Counted<Incoming>>;
-type BoxedBalance = tower::util::BoxService<Request<Incoming>, UpstreamResponse, BoxError>;
+type Upstream = Client<HttpConnector, Counted<Resendable>>;
+type BoxedBalance = tower::util::BoxService<Request<Resendable>, UpstreamResponse, BoxError>;
+
+/// An upstream connect that takes longer fails (and the request goes to another endpoint): a
+/// pod that is going away may drop SYNs instead of refusing them.
+const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How many endpoints one request tries, in all, while it has not been sent.
+const MAX_ATTEMPTS: usize = 3;
+
+/// A client's request body as sent upstream. `Shared` leaves the body in a slot until hyper
+/// first polls it, so after a failed connect (hyper drops the request without polling its body)
+/// the proxy still holds it and can send the request to another endpoint. `Direct` is for a
+/// port with one endpoint, where there is no other endpoint to retry on.
+pub enum Resendable {
+    Direct(Incoming),
+    Shared {
+        slot: Arc<Mutex<Option<Incoming>>>,
+        taken: Option<Incoming>,
+    },
+}
+
+impl Resendable {
+    fn shared(slot: Arc<Mutex<Option<Incoming>>>) -> Self {
+        Resendable::Shared { slot, taken: None }
+    }
+
+    /// Reads the body without taking it: `f(None)` if another attempt already took it.
+    fn peek<T>(&self, f: impl FnOnce(Option<&Incoming>) -> T) -> T {
+        match self {
+            Resendable::Direct(body) => f(Some(body)),
+            Resendable::Shared {
+                taken: Some(body), ..
+            } => f(Some(body)),
+            Resendable::Shared { slot, taken: None } => {
+                f(slot.lock().expect("request body slot").as_ref())
+            }
+        }
+    }
+}
+
+impl Body for Resendable {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match &mut *self {
+            Resendable::Direct(body) => Pin::new(body).poll_frame(cx),
+            Resendable::Shared { slot, taken } => {
+                if taken.is_none() {
+                    *taken = slot.lock().expect("request body slot").take();
+                }
+                match taken {
+                    Some(body) => Pin::new(body).poll_frame(cx),
+                    None => Poll::Ready(None),
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.peek(|body| body.is_none_or(Body::is_end_stream))
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.peek(|body| body.map_or_else(|| SizeHint::with_exact(0), Body::size_hint))
+    }
+}
+
+/// The error of an attempt that sent nothing to `endpoint` (the connect failed or timed out), so
+/// the request may go to another endpoint.
+#[derive(Debug)]
+struct NotSent {
+    endpoint: SocketAddr,
+    source: hyper_util::client::legacy::Error,
+}
+
+impl std::fmt::Display for NotSent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "connect to endpoint {} failed", self.endpoint)
+    }
+}
+
+impl std::error::Error for NotSent {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
 
 /// A body that adds the length of every data frame it yields to a counter (the `bytes` metric).
 pub struct Counted<B> {
@@ -115,6 +212,7 @@ impl Balancer {
     pub fn new(port: Arc<PortState>) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(UPSTREAM_CONNECT_TIMEOUT));
         let mut builder = Client::builder(TokioExecutor::new());
         builder
             .pool_idle_timeout(Duration::from_secs(90))
@@ -126,7 +224,7 @@ impl Balancer {
         let (changes, receiver) = mpsc::unbounded_channel();
         let discover =
             tokio_stream::wrappers::UnboundedReceiverStream::new(receiver).map(Ok::<_, Infallible>);
-        let discover = PendingRequestsDiscover::new::<Request<Incoming>>(
+        let discover = PendingRequestsDiscover::new::<Request<Resendable>>(
             discover,
             CompleteOnResponse::default(),
         );
@@ -188,7 +286,7 @@ impl EndpointService {
     }
 }
 
-impl Service<Request<Incoming>> for EndpointService {
+impl Service<Request<Resendable>> for EndpointService {
     type Response = UpstreamResponse;
     type Error = BoxError;
     type Future = ResponseFuture;
@@ -198,7 +296,7 @@ impl Service<Request<Incoming>> for EndpointService {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, request: Request<Incoming>) -> Self::Future {
+    fn call(&mut self, request: Request<Resendable>) -> Self::Future {
         let endpoint = self.endpoint.clone();
         let upstream = self.upstream.clone();
         let authority = self.authority.clone();
@@ -236,6 +334,12 @@ impl Service<Request<Incoming>> for EndpointService {
                 }
                 Err(error) => {
                     metrics.connection_errors.inc();
+                    if error.is_connect() {
+                        return Err(Box::new(NotSent {
+                            endpoint: endpoint.endpoint.addr,
+                            source: error,
+                        }) as BoxError);
+                    }
                     Err(error.into())
                 }
             }
@@ -348,7 +452,17 @@ async fn route(
     let client_upgrade = upgrade_protocol(&request)
         .is_some()
         .then(|| hyper::upgrade::on(&mut request));
-    let result = match port.affinity_endpoint(&config, client.ip()) {
+    // With one endpoint there is nowhere else to send a request again: no copy of its head.
+    let (parts, body) = request.into_parts();
+    let (resend, body) = if config.endpoints.len() > 1 {
+        let slot = Arc::new(Mutex::new(Some(body)));
+        let body = Resendable::shared(slot.clone());
+        (Some((parts.clone(), slot)), body)
+    } else {
+        (None, Resendable::Direct(body))
+    };
+    let request = Request::from_parts(parts, body);
+    let mut result = match port.affinity_endpoint(&config, client.ip()) {
         Some(endpoint) => {
             let mut service = EndpointService::new(endpoint, balancer.upstream.clone());
             service.call(request).await
@@ -363,6 +477,32 @@ async fn route(
             }
         },
     };
+    if let Some((parts, slot)) = resend {
+        let mut tried = Vec::with_capacity(MAX_ATTEMPTS);
+        loop {
+            let not_sent = match &result {
+                Err(error) => error.downcast_ref::<NotSent>().map(|e| e.endpoint),
+                Ok(_) => None,
+            };
+            let Some(failed) = not_sent else { break };
+            tried.push(failed);
+            // The body still in its slot proves no attempt has polled it.
+            if tried.len() >= MAX_ATTEMPTS || slot.lock().expect("request body slot").is_none() {
+                break;
+            }
+            // The current endpoint set: an endpoint removed since the first try is not chosen.
+            let config = port.config();
+            let Some(endpoint) =
+                pick_least_open(&config, &tried).or_else(|| pick_least_open(&config, &[]))
+            else {
+                break;
+            };
+            tracing::debug!(%failed, next = %endpoint.endpoint.addr, "request not sent; trying another endpoint");
+            let request = Request::from_parts(parts.clone(), Resendable::shared(slot.clone()));
+            let mut service = EndpointService::new(endpoint, balancer.upstream.clone());
+            result = service.call(request).await;
+        }
+    }
     match result {
         Ok(mut response) => {
             let served_by = response.extensions_mut().remove::<ServedBy>();
@@ -419,7 +559,7 @@ async fn splice_upgraded(
 /// armed only then: the usual pick is immediate).
 async fn balance(
     service: &Mutex<BoxedBalance>,
-    request: Request<Incoming>,
+    request: Request<Resendable>,
 ) -> Option<Result<UpstreamResponse, BoxError>> {
     let mut request = Some(request);
     let pick = std::future::poll_fn(|cx| {

@@ -917,3 +917,145 @@ async fn http_upgrade_switches_protocols_end_to_end_and_is_spliced() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// An HTTP/1.1 backend that answers every request with `name`, the method and the request body.
+async fn body_echo_backend(name: &'static str) -> SocketAddr {
+    spawn_backend("body echo", move |stream| async move {
+        let service =
+            hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| async move {
+                let method = request.method().to_string();
+                let body = request.into_body().collect().await?.to_bytes();
+                let text = format!("{name} {method} {}", String::from_utf8_lossy(&body));
+                Ok::<_, hyper::Error>(Response::new(Full::new(Bytes::from(text))))
+            });
+        let _ = hyper::server::conn::http1::Builder::new()
+            .serve_connection(TokioIo::new(stream), service)
+            .await;
+    })
+    .await
+}
+
+/// A loopback address whose listener never accepts and whose accept queue is full, so the kernel
+/// drops further SYNs: a connect to it hangs, like one to a pod that is going away. Returns the
+/// listener and the connections that fill its queue; both must live as long as the test.
+fn blackholed_addr() -> (socket2::Socket, Vec<std::net::TcpStream>, SocketAddr) {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+        .expect("socket for the blackholed listener");
+    socket
+        .bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+        .expect("bind the blackholed listener");
+    socket.listen(0).expect("listen with a backlog of 0");
+    let addr = socket.local_addr().unwrap().as_socket().unwrap();
+    let mut filling = Vec::new();
+    for _ in 0..16 {
+        match std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+            Ok(stream) => filling.push(stream),
+            Err(error) if error.kind() == std::io::ErrorKind::TimedOut => {
+                return (socket, filling, addr)
+            }
+            Err(error) => panic!("filling the accept queue of {addr}: {error}"),
+        }
+    }
+    panic!("the accept queue of {addr} never filled up: connects do not hang");
+}
+
+/// Sends a request with `body` on a fresh connection; returns the status and the response body.
+async fn send(frontend: SocketAddr, method: &str, body: &'static str) -> (u16, String) {
+    let stream = TcpStream::connect(frontend)
+        .await
+        .expect("connect to the proxy");
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("http/1.1 handshake with the proxy");
+    tokio::spawn(connection);
+    let request = Request::builder()
+        .method(method)
+        .uri("/")
+        .header("host", "web")
+        .body(Full::new(Bytes::from(body)))
+        .unwrap();
+    let response = sender
+        .send_request(request)
+        .await
+        .expect("response from the proxy");
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_request_never_sent_is_retried_on_another_endpoint() {
+    let refused = free_addr(); // nothing listens here
+    let (_listener, _filling, blackholed) = blackholed_addr();
+    let alive = body_echo_backend("alive").await;
+    let (refused_frontend, blackholed_frontend, all_dead_frontend) =
+        (free_addr(), free_addr(), free_addr());
+    let proxy = Proxy::new();
+    apply(
+        &proxy,
+        vec![
+            service_port(
+                "refused",
+                AppProtocol::Http1,
+                refused_frontend,
+                &[refused, alive],
+                None,
+            ),
+            service_port(
+                "blackholed",
+                AppProtocol::Http1,
+                blackholed_frontend,
+                &[blackholed, alive],
+                None,
+            ),
+            service_port(
+                "all-dead",
+                AppProtocol::Http1,
+                all_dead_frontend,
+                &[refused, free_addr()],
+                None,
+            ),
+        ],
+    )
+    .await;
+
+    // Fresh connections, so the balancer's pick is fresh too: about half go to the dead
+    // endpoint first. Bodies (fixed length) go along with the retried request.
+    for attempt in 0..20 {
+        let (method, body) = if attempt % 2 == 0 {
+            ("GET", "")
+        } else {
+            ("POST", "payload")
+        };
+        let (status, answer) = send(refused_frontend, method, body).await;
+        assert_eq!(
+            (status, answer.as_str()),
+            (200, format!("alive {method} {body}").as_str()),
+            "request {attempt} to a service with a refusing endpoint"
+        );
+    }
+    // Each connect to the blackholed endpoint waits for the connect timeout: few requests.
+    for attempt in 0..4 {
+        let (status, answer) = send(blackholed_frontend, "POST", "data").await;
+        assert_eq!(
+            (status, answer.as_str()),
+            (200, "alive POST data"),
+            "request {attempt} to a service with a blackholed endpoint"
+        );
+    }
+    // With every endpoint failing, the retries are bounded and the answer is a 502.
+    let (status, _) = send(all_dead_frontend, "GET", "").await;
+    assert_eq!(status, 502);
+
+    let mut text = String::new();
+    proxy.encode_metrics(&mut text);
+    let errors = metric(
+        &text,
+        "drover_proxy_connection_errors_total",
+        &format!("endpoint=\"{refused}\""),
+    );
+    assert!(
+        errors >= 1.0,
+        "connection errors to {refused} not counted:\n{text}"
+    );
+}
