@@ -17,7 +17,7 @@ use crate::patch_meta::{field_meta, TypeMeta};
 use serde_json::{Map, Value};
 use std::fmt;
 use thiserror::Error;
-use walk::{compare, flatten, merge, remove_path, to_field_set};
+use walk::{compare, compare_values, flatten, merge, remove_path, to_field_set};
 
 /// A field another manager owns that an apply would change.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -407,10 +407,7 @@ pub fn update_managed_fields(
         .unwrap_or_else(|| api_version_of(old));
     let schema = Schema::for_root(ty);
     let ignored = ignored_paths();
-    let comparison = compare(
-        &flatten(old, schema, &ignored),
-        &flatten(new, schema, &ignored),
-    );
+    let comparison = compare_values(old, new, schema, &ignored);
     let changed = comparison.added.union(&comparison.modified);
 
     let position = managers
