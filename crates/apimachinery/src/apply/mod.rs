@@ -536,7 +536,8 @@ mod tests {
             "metadata": {"name": "p", "namespace": "d", "labels": {"app": "a"}},
             "spec": {"containers": [{"name": "c", "image": "i"}]},
         });
-        let mut steps: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
+        type Edit = Box<dyn Fn(&mut Value)>;
+        let mut steps: Vec<(&str, Edit)> = vec![
             ("creator", Box::new(|_| {})),
             (
                 "scheduler",
