@@ -1186,14 +1186,7 @@ fn track_managed_fields(
     operation: &str,
 ) {
     let ty = apimachinery::patch_meta::root_type(&rt.group, &rt.kind);
-    *obj = apimachinery::apply::update_managed_fields(
-        old,
-        obj,
-        manager,
-        operation,
-        &server.now_rfc3339(),
-        ty,
-    );
+    apimachinery::apply::track_update(old, obj, manager, operation, &server.now_rfc3339(), ty);
 }
 
 /// Side effects of a successful write that the API server itself owns: a

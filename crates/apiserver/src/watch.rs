@@ -140,8 +140,14 @@ pub(crate) async fn serve(
                         };
                         for ev in events {
                             last_revision = ev.revision();
-                            let Some((kind, obj)) = translate(&rt, &filter, ev) else { continue };
-                            if tx.send(enc.event(kind, obj)).await.is_err() { break 'run; }
+                            let line = match spliced_event(&rt, &filter, render, &ev) {
+                                Some(line) => line,
+                                None => {
+                                    let Some((kind, obj)) = translate(&rt, &filter, ev) else { continue };
+                                    enc.event(kind, obj)
+                                }
+                            };
+                            if tx.send(line).await.is_err() { break 'run; }
                         }
                     }
                 }
@@ -161,6 +167,163 @@ pub(crate) async fn serve(
         .header(header::CACHE_CONTROL, "no-cache, private")
         .body(BodyExt::boxed(body))
         .unwrap())
+}
+
+/// The watch line of a store event built from the stored bytes, without
+/// decoding the object into a `Value` and encoding it again: for plain JSON
+/// watches without selectors (every event concerns the watcher) of objects
+/// stored at the served version. `None` means: take the general path.
+fn spliced_event(rt: &ResourceType, filter: &Filter, render: Render, ev: &Event) -> Option<Bytes> {
+    if render != Render::Json || !filter.selects_all() || rt.storage_version != rt.api_version() {
+        return None;
+    }
+    let (kind, stored, revision) = match ev {
+        Event::Put { kv, prev } => (
+            if prev.is_some() { "MODIFIED" } else { "ADDED" },
+            &kv.value,
+            kv.mod_revision,
+        ),
+        Event::Delete { revision, prev } => ("DELETED", &prev.value, *revision),
+    };
+    let object = splice_resource_version(stored, &rt.api_version(), revision)?;
+    let mut line = Vec::with_capacity(object.len() + 40);
+    line.extend_from_slice(b"{\"type\":\"");
+    line.extend_from_slice(kind.as_bytes());
+    line.extend_from_slice(b"\",\"object\":");
+    line.extend_from_slice(&object);
+    line.extend_from_slice(b"}\n");
+    Some(Bytes::from(line))
+}
+
+/// A stored object's JSON with `"resourceVersion":"<revision>"` appended to
+/// its `metadata` — what decoding it, setting the field and encoding it again
+/// gives — found by scanning the top-level keys only. `None` (take the
+/// general path) unless the top level is an object with an `apiVersion` equal
+/// to `api_version` and an object `metadata` that has no resourceVersion yet.
+pub(crate) fn splice_resource_version(
+    stored: &[u8],
+    api_version: &str,
+    revision: Revision,
+) -> Option<Vec<u8>> {
+    let want_api_version = serde_json::to_vec(api_version).ok()?;
+    let mut i = skip_ws(stored, 0);
+    if stored.get(i) != Some(&b'{') {
+        return None;
+    }
+    i += 1;
+    let (mut api_version_ok, mut metadata_close, mut metadata_empty) = (false, None, false);
+    loop {
+        i = skip_ws(stored, i);
+        match stored.get(i)? {
+            b'}' => break,
+            b'"' => {}
+            _ => return None,
+        }
+        let key_end = skip_string(stored, i)?;
+        let key = &stored[i + 1..key_end - 1];
+        i = skip_ws(stored, key_end);
+        if stored.get(i) != Some(&b':') {
+            return None;
+        }
+        let start = skip_ws(stored, i + 1);
+        let end = skip_value(stored, start)?;
+        let value = &stored[start..end];
+        match key {
+            b"apiVersion" => api_version_ok = value == want_api_version.as_slice(),
+            b"metadata" => {
+                if value.first() != Some(&b'{') || contains(value, b"\"resourceVersion\"") {
+                    return None;
+                }
+                metadata_close = Some(end - 1);
+                metadata_empty = skip_ws(stored, start + 1) == end - 1;
+            }
+            _ => {}
+        }
+        i = skip_ws(stored, end);
+        match stored.get(i)? {
+            b',' => i += 1,
+            b'}' => break,
+            _ => return None,
+        }
+    }
+    if !api_version_ok || skip_ws(stored, i + 1) != stored.len() {
+        return None;
+    }
+    let close = metadata_close?;
+    let mut out = Vec::with_capacity(stored.len() + 32);
+    out.extend_from_slice(&stored[..close]);
+    if !metadata_empty {
+        out.push(b',');
+    }
+    out.extend_from_slice(b"\"resourceVersion\":\"");
+    out.extend_from_slice(revision.to_string().as_bytes());
+    out.push(b'"');
+    out.extend_from_slice(&stored[close..]);
+    Some(out)
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+fn skip_ws(bytes: &[u8], mut i: usize) -> usize {
+    while bytes
+        .get(i)
+        .is_some_and(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+    {
+        i += 1;
+    }
+    i
+}
+
+/// The index after the string that starts (with its quote) at `i`.
+fn skip_string(bytes: &[u8], mut i: usize) -> Option<usize> {
+    i += 1;
+    loop {
+        match bytes.get(i)? {
+            b'"' => return Some(i + 1),
+            b'\\' => i += 2,
+            _ => i += 1,
+        }
+    }
+}
+
+/// The index after the JSON value that starts at `i`.
+fn skip_value(bytes: &[u8], i: usize) -> Option<usize> {
+    match bytes.get(i)? {
+        b'"' => skip_string(bytes, i),
+        b'{' | b'[' => {
+            let mut depth = 0usize;
+            let mut j = i;
+            loop {
+                match bytes.get(j)? {
+                    b'"' => {
+                        j = skip_string(bytes, j)?;
+                        continue;
+                    }
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return Some(j + 1);
+                        }
+                    }
+                    _ => {}
+                }
+                j += 1;
+            }
+        }
+        _ => {
+            let mut j = i;
+            while bytes
+                .get(j)
+                .is_some_and(|b| !matches!(b, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r'))
+            {
+                j += 1;
+            }
+            (j > i).then_some(j)
+        }
+    }
 }
 
 /// A store event as a watch event for this watcher, if it concerns it.
@@ -245,4 +408,53 @@ fn line(kind: &str, object: Value) -> Bytes {
         .expect("serializing a Value cannot fail");
     v.push(b'\n');
     Bytes::from(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decoded(stored: &str, revision: Revision) -> Value {
+        let mut v: Value = serde_json::from_str(stored).unwrap();
+        v["metadata"]["resourceVersion"] = json!(revision.to_string());
+        v
+    }
+
+    #[test]
+    fn splicing_the_resource_version_equals_decoding() {
+        for stored in [
+            r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"a","labels":{"x":"}\"{"}},"spec":{"containers":[{"name":"c","args":["]","{"]}]},"status":{}}"#,
+            r#"{"kind":"Pod","metadata":{},"apiVersion":"v1","n":1.5,"t":true,"z":null}"#,
+            r#" { "apiVersion" : "v1" , "metadata" : { "name" : "a" } } "#,
+        ] {
+            let out = splice_resource_version(stored.as_bytes(), "v1", 42).expect(stored);
+            let parsed: Value = serde_json::from_slice(&out).expect("valid JSON");
+            assert_eq!(parsed, decoded(stored, 42), "{stored}");
+            // The key order of decode + insert: resourceVersion last in metadata.
+            let keys: Vec<&String> = parsed["metadata"].as_object().unwrap().keys().collect();
+            assert_eq!(keys.last().map(|k| k.as_str()), Some("resourceVersion"));
+        }
+    }
+
+    #[test]
+    fn anything_unusual_takes_the_general_path() {
+        for stored in [
+            r#"{"apiVersion":"v1beta1","metadata":{}}"#,
+            r#"{"metadata":{}}"#,
+            r#"{"apiVersion":"v1","metadata":{"resourceVersion":"3"}}"#,
+            r#"{"apiVersion":"v1","metadata":"x"}"#,
+            r#"{"apiVersion":"v1"}"#,
+            r#"{"apiVersion":"v1","metadata":{}"#,
+            r#"{"apiVersion":"v1","metadata":{}} trailing"#,
+            r#"["apiVersion"]"#,
+            r#"{"apiVersion":"v1","metadata":{"a":"unterminated}}"#,
+            "",
+        ] {
+            assert_eq!(
+                splice_resource_version(stored.as_bytes(), "v1", 1),
+                None,
+                "{stored}"
+            );
+        }
+    }
 }

@@ -188,8 +188,9 @@ impl Checker {
         self.violations.push(Violation { revision, message });
     }
 
-    /// One committed change: `old`/`new` are the decoded values (None for
-    /// creation/deletion).
+    /// One committed change: `new` is the decoded new value (None for a
+    /// deletion); `old`, the value before, is needed only for a deletion (the
+    /// checker keeps what it needs of every object it has seen).
     pub fn observe(&mut self, revision: i64, old: Option<&Value>, new: Option<&Value>) {
         self.steps += 1;
         let kind = str_at(new.or(old).unwrap_or(&Value::Null), "/kind").to_string();

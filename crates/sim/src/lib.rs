@@ -8,6 +8,7 @@ pub mod checker;
 pub mod clock;
 pub mod faults;
 pub mod kubelet;
+pub mod progress;
 mod scenario;
 
 pub use scenario::{run, Faults, Report, SimConfig};

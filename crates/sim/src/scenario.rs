@@ -17,6 +17,7 @@ use crate::checker::{Checker, Violation};
 use crate::clock::{SeededRandom, SimClock};
 use crate::faults::{FaultRates, FaultyTransport};
 use crate::kubelet::{self, Dead, FakeKubelet, FakeNodeAgent};
+use crate::progress::Progress;
 
 const PODS: Gvr = Gvr::new("", "v1", "pods");
 const NODES: Gvr = Gvr::new("", "v1", "nodes");
@@ -110,6 +111,7 @@ pub fn run(config: &SimConfig) -> Report {
 
 struct Recorder {
     checker: Checker,
+    progress: Progress,
     digest: u64,
 }
 
@@ -125,28 +127,34 @@ fn decode(bytes: &[u8]) -> Option<Value> {
     serde_json::from_slice(bytes).ok()
 }
 
-/// One committed change into the digest and the checker. Only the kinds
-/// the checker reasons about are decoded; every change is a step.
+/// One committed change into the digest, the checker and the progress view.
+/// Only the kinds they reason about are decoded, each new value once; every
+/// change is a step.
 fn record(r: &mut Recorder, event: &Event) {
     let revision = event.revision();
-    r.digest = fnv(r.digest, event.key().as_bytes());
+    let key = event.key();
+    r.digest = fnv(r.digest, key.as_bytes());
     r.digest = fnv(r.digest, &revision.to_le_bytes());
     if let Event::Put { kv, .. } = event {
         r.digest = fnv(r.digest, &kv.value);
     }
-    if !Checker::checks_key(event.key()) {
-        r.checker.observe(revision, None, None);
-        return;
-    }
+    let checked = Checker::checks_key(key);
     match event {
-        Event::Put { kv, prev } => {
-            let old = prev.as_ref().and_then(|p| decode(&p.value));
-            let new = decode(&kv.value);
-            r.checker.observe(revision, old.as_ref(), new.as_ref());
+        Event::Put { kv, .. } => {
+            // The checker keys its state by object, so a change needs only
+            // the new value.
+            let new = (checked || r.progress.needs_value(key))
+                .then(|| decode(&kv.value))
+                .flatten();
+            r.checker
+                .observe(revision, None, new.as_ref().filter(|_| checked));
+            r.progress
+                .observe(key, Some(new.as_ref().unwrap_or(&Value::Null)));
         }
         Event::Delete { prev, .. } => {
-            let old = decode(&prev.value);
+            let old = checked.then(|| decode(&prev.value)).flatten();
             r.checker.observe(revision, old.as_ref(), None);
+            r.progress.observe(key, None);
         }
     }
 }
@@ -180,6 +188,7 @@ async fn simulate(config: SimConfig) -> Report {
     let faults = &config.faults;
     let recorder = Arc::new(Mutex::new(Recorder {
         checker: Checker::new(faults.crash_rate == 0.0 && faults.lost_nodes == 0),
+        progress: Progress::new(NAMESPACE),
         digest: 0xcbf29ce484222325,
     }));
     // A commit observer, not a watch: it runs on the writer's task before
@@ -281,17 +290,15 @@ async fn simulate(config: SimConfig) -> Report {
     }
     let deadline = config.phase_deadline;
     let want = config.pods;
+    let progress = |f: &dyn Fn(&Progress) -> bool| {
+        f(&recorder.lock().unwrap_or_else(|p| p.into_inner()).progress)
+    };
     let scheduled = wait_for(&clock, deadline, || async {
-        let pods = direct.list(PODS, Some(NAMESPACE), None, None).await.ok()?;
-        let bound = pods
-            .items
-            .iter()
-            .filter(|p| {
-                p.pointer("/spec/nodeName")
-                    .and_then(Value::as_str)
-                    .is_some_and(|n| !n.is_empty())
-            })
-            .count();
+        let bound = recorder
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .progress
+            .bound();
         (bound >= want).then_some(bound)
     })
     .await;
@@ -313,7 +320,7 @@ async fn simulate(config: SimConfig) -> Report {
         }
     }
     let names: Vec<String> = (0..sizes.len()).map(|i| format!("app-{i:04}")).collect();
-    if !wait_complete(&clock, deadline, &direct, &names).await {
+    if !wait_complete(&clock, deadline, &recorder, &names).await {
         fail(&mut report, &direct, "deployments did not become available").await;
     }
     log(
@@ -339,7 +346,7 @@ async fn simulate(config: SimConfig) -> Report {
             fail(&mut report, &direct, &format!("rolling out {name}: {e}")).await;
         }
     }
-    if !wait_complete(&clock, deadline, &direct, &names).await {
+    if !wait_complete(&clock, deadline, &recorder, &names).await {
         fail(&mut report, &direct, "rolling update did not complete").await;
     }
     log(&mut report, "rolling update complete".into());
@@ -355,54 +362,19 @@ async fn simulate(config: SimConfig) -> Report {
             lost.insert(random.below(config.nodes as u64) as usize);
         }
         let lost_names: BTreeSet<String> = lost.iter().map(|i| format!("node-{i:05}")).collect();
-        let on_lost_nodes = |pods: &[Value]| -> (usize, usize) {
-            let on: Vec<&Value> = pods
-                .iter()
-                .filter(|p| {
-                    p.pointer("/spec/nodeName")
-                        .and_then(Value::as_str)
-                        .is_some_and(|n| lost_names.contains(n))
-                })
-                .collect();
-            let evicted = on
-                .iter()
-                .filter(|p| p.pointer("/metadata/deletionTimestamp").is_some())
-                .count();
-            (on.len(), evicted)
+        let on_lost_nodes = || {
+            recorder
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .progress
+                .on_nodes(&lost_names)
         };
-        let on_lost = match direct.list(PODS, Some(NAMESPACE), None, None).await {
-            Ok(pods) => on_lost_nodes(&pods.items).0,
-            Err(_) => 0,
-        };
+        let on_lost = on_lost_nodes().0;
         for name in &lost_names {
             dead.kill(name);
         }
         let tainted = wait_for(&clock, deadline, || async {
-            let nodes = direct.list(NODES, None, None, None).await.ok()?;
-            let unreachable = nodes
-                .items
-                .iter()
-                .filter(|n| {
-                    let name = n.pointer("/metadata/name").and_then(Value::as_str);
-                    let unknown = n
-                        .pointer("/status/conditions")
-                        .and_then(Value::as_array)
-                        .into_iter()
-                        .flatten()
-                        .any(|c| c["type"] == "Ready" && c["status"] == "Unknown");
-                    let taint = n
-                        .pointer("/spec/taints")
-                        .and_then(Value::as_array)
-                        .into_iter()
-                        .flatten()
-                        .any(|t| {
-                            t["key"] == "node.kubernetes.io/unreachable"
-                                && t["effect"] == "NoExecute"
-                        });
-                    name.is_some_and(|n| lost_names.contains(n)) && unknown && taint
-                })
-                .count();
-            (unreachable == lost_names.len()).then_some(())
+            progress(&|p| p.unreachable(&lost_names) == lost_names.len()).then_some(())
         })
         .await;
         if tainted.is_none() {
@@ -417,12 +389,11 @@ async fn simulate(config: SimConfig) -> Report {
             &mut report,
             format!("{} nodes unreachable and tainted", lost_names.len()),
         );
-        if !wait_complete(&clock, deadline, &direct, &names).await {
+        if !wait_complete(&clock, deadline, &recorder, &names).await {
             fail(&mut report, &direct, "did not recover from lost nodes").await;
         }
         let evicted = wait_for(&clock, deadline, || async {
-            let pods = direct.list(PODS, Some(NAMESPACE), None, None).await.ok()?;
-            let (on, evicted) = on_lost_nodes(&pods.items);
+            let (on, evicted) = on_lost_nodes();
             (on == evicted).then_some(evicted)
         })
         .await;
@@ -439,8 +410,7 @@ async fn simulate(config: SimConfig) -> Report {
                 .await;
         }
         let drained = wait_for(&clock, deadline, || async {
-            let pods = direct.list(PODS, Some(NAMESPACE), None, None).await.ok()?;
-            (on_lost_nodes(&pods.items).0 == 0).then_some(())
+            (on_lost_nodes().0 == 0).then_some(())
         })
         .await;
         if drained.is_none() {
@@ -478,7 +448,7 @@ async fn simulate(config: SimConfig) -> Report {
                 )
                 .await;
         }
-        if !wait_complete(&clock, deadline, &direct, &names).await {
+        if !wait_complete(&clock, deadline, &recorder, &names).await {
             fail(&mut report, &direct, "scaling did not converge").await;
         }
         log(&mut report, "scaled".into());
@@ -497,24 +467,7 @@ async fn simulate(config: SimConfig) -> Report {
     }
     let gone: BTreeSet<String> = deleted.iter().cloned().collect();
     let cleaned = wait_for(&clock, deadline, || async {
-        let rs = direct
-            .list(REPLICA_SETS, Some(NAMESPACE), None, None)
-            .await
-            .ok()?;
-        let pods = direct.list(PODS, Some(NAMESPACE), None, None).await.ok()?;
-        let left = rs
-            .items
-            .iter()
-            .chain(pods.items.iter())
-            .filter(|o| {
-                let name = o
-                    .pointer("/metadata/name")
-                    .and_then(Value::as_str)
-                    .unwrap_or("");
-                gone.iter().any(|d| name.starts_with(&format!("{d}-")))
-            })
-            .count();
-        (left == 0).then_some(())
+        progress(&|p| p.left_of(&gone) == 0).then_some(())
     })
     .await;
     if cleaned.is_none() {
@@ -534,7 +487,7 @@ async fn simulate(config: SimConfig) -> Report {
     );
 
     // Final convergence: what is left is complete and nothing is orphaned.
-    if !wait_complete(&clock, deadline, &direct, kept).await {
+    if !wait_complete(&clock, deadline, &recorder, kept).await {
         fail(
             &mut report,
             &direct,
@@ -618,61 +571,20 @@ where
 
 /// Every named deployment is complete: all replicas updated and available,
 /// no old ones, status observed for the current generation — and the pods
-/// agree: exactly `replicas` ready, not terminating.
+/// agree: exactly `replicas` ready, not terminating (from the progress view:
+/// the committed state, without listing).
 async fn wait_complete(
     clock: &SimClock,
     deadline: Duration,
-    client: &Client,
+    recorder: &Mutex<Recorder>,
     names: &[String],
 ) -> bool {
-    let names: BTreeSet<&String> = names.iter().collect();
     wait_for(clock, deadline, || async {
-        let list = client
-            .list(DEPLOYMENTS, Some(NAMESPACE), None, None)
-            .await
-            .ok()?;
-        let pods = client.list(PODS, Some(NAMESPACE), None, None).await.ok()?;
-        let complete = list
-            .items
-            .iter()
-            .filter(|d| {
-                let name = d
-                    .pointer("/metadata/name")
-                    .and_then(Value::as_str)
-                    .unwrap_or("");
-                names.contains(&name.to_string())
-            })
-            .filter(|d| deployment_complete(d) && ready_pods(&pods.items, d) == replicas_of(d))
-            .count();
-        (complete == names.len()).then_some(())
+        let r = recorder.lock().unwrap_or_else(|p| p.into_inner());
+        r.progress.complete(names).then_some(())
     })
     .await
     .is_some()
-}
-
-fn replicas_of(d: &Value) -> i64 {
-    d.pointer("/spec/replicas")
-        .and_then(Value::as_i64)
-        .unwrap_or(1)
-}
-
-/// Ready, not terminating pods labelled `app=<deployment name>`.
-fn ready_pods(pods: &[Value], d: &Value) -> i64 {
-    let app = d
-        .pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    pods.iter()
-        .filter(|p| p.pointer("/metadata/labels/app").and_then(Value::as_str) == Some(app))
-        .filter(|p| p.pointer("/metadata/deletionTimestamp").is_none())
-        .filter(|p| {
-            p.pointer("/status/conditions")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .any(|c| c["type"] == "Ready" && c["status"] == "True")
-        })
-        .count() as i64
 }
 
 fn deployment_complete(d: &Value) -> bool {

@@ -17,7 +17,7 @@ use crate::patch_meta::{field_meta, TypeMeta};
 use serde_json::{Map, Value};
 use std::fmt;
 use thiserror::Error;
-use walk::{compare, flatten, merge, remove_path, to_field_set};
+use walk::{compare, compare_values, flatten, merge, remove_path, to_field_set};
 
 /// A field another manager owns that an apply would change.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -388,15 +388,86 @@ pub fn update_managed_fields(
     ty: Option<&'static TypeMeta>,
 ) -> Value {
     let mut result = new.clone();
+    track_update(old, &mut result, manager, operation, now_rfc3339, ty);
+    result
+}
+
+/// [`update_managed_fields`] in place: `object` is the new object.
+pub fn track_update(
+    old: Option<&Value>,
+    object: &mut Value,
+    manager: &str,
+    operation: &str,
+    now_rfc3339: &str,
+    ty: Option<&'static TypeMeta>,
+) {
+    track(old, object, manager, operation, now_rfc3339, ty, true)
+}
+
+fn track(
+    old: Option<&Value>,
+    object: &mut Value,
+    manager: &str,
+    operation: &str,
+    now_rfc3339: &str,
+    ty: Option<&'static TypeMeta>,
+    shortcut: bool,
+) {
+    let new = &*object;
     // A client resets managedFields by writing a single empty entry.
     if let Some(Value::Array(entries)) = new.pointer("/metadata/managedFields") {
         if entries.len() == 1 && entries[0].as_object().is_some_and(Map::is_empty) {
-            encode_managers(&mut result, Vec::new());
-            return result;
+            encode_managers(object, Vec::new());
+            return;
         }
     }
     let empty = Value::Object(Map::new());
     let old = old.unwrap_or(&empty);
+    let schema = Schema::for_root(ty);
+    let ignored = ignored_paths();
+    let comparison = compare_values(old, new, schema, &ignored);
+    if shortcut
+        && comparison.added.is_empty()
+        && comparison.modified.is_empty()
+        && comparison.removed.is_empty()
+    {
+        // Nothing any manager owns changed (a status write, a touched
+        // resourceVersion): every entry stays as it is, so the stored ones are
+        // carried over without decoding and re-encoding them. Only when the
+        // client sent none or sent them back unchanged, and every entry has
+        // its time (the updater's would otherwise be stamped now): the entries
+        // were written by `encode_managers`, which this would reproduce.
+        let stored = old.pointer("/metadata/managedFields");
+        let sent = new.pointer("/metadata/managedFields");
+        let timed = |entries: Option<&Value>| match entries {
+            None => true,
+            Some(Value::Array(entries)) => entries
+                .iter()
+                .all(|e| e.get("time").is_some_and(Value::is_string)),
+            Some(_) => false,
+        };
+        if (sent.is_none() || sent == stored) && timed(stored) {
+            let stored = stored
+                .filter(|e| e.as_array().is_some_and(|a| !a.is_empty()))
+                .cloned();
+            if let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+                match stored {
+                    Some(entries) => {
+                        metadata.insert("managedFields".into(), entries);
+                    }
+                    None => {
+                        metadata.shift_remove("managedFields");
+                    }
+                }
+            } else if let (Some(entries), Some(object)) = (stored, object.as_object_mut()) {
+                object.insert(
+                    "metadata".into(),
+                    serde_json::json!({"managedFields": entries}),
+                );
+            }
+            return;
+        }
+    }
     // Entries a client sent along are taken as given; otherwise the stored ones carry over.
     let mut managers = decode_managers(new);
     if managers.is_empty() {
@@ -405,12 +476,6 @@ pub fn update_managed_fields(
     let api_version = Some(api_version_of(new))
         .filter(|v| !v.is_empty())
         .unwrap_or_else(|| api_version_of(old));
-    let schema = Schema::for_root(ty);
-    let ignored = ignored_paths();
-    let comparison = compare(
-        &flatten(old, schema, &ignored),
-        &flatten(new, schema, &ignored),
-    );
     let changed = comparison.added.union(&comparison.modified);
 
     let position = managers
@@ -441,8 +506,7 @@ pub fn update_managed_fields(
         entry.time = Some(now_rfc3339.to_string());
     }
     entry.set = set;
-    encode_managers(&mut result, managers);
-    result
+    encode_managers(object, managers);
 }
 
 impl fmt::Display for Conflict {
@@ -453,5 +517,99 @@ impl fmt::Display for Conflict {
             self.manager_description(),
             self.field
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::patch_meta::root_type;
+    use serde_json::json;
+
+    /// Carrying unchanged entries over gives exactly what decoding,
+    /// updating and re-encoding them gives.
+    #[test]
+    fn unchanged_entries_are_carried_over_exactly() {
+        let ty = root_type("", "Pod");
+        let pod = json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "p", "namespace": "d", "labels": {"app": "a"}},
+            "spec": {"containers": [{"name": "c", "image": "i"}]},
+        });
+        type Edit = Box<dyn Fn(&mut Value)>;
+        let mut steps: Vec<(&str, Edit)> = vec![
+            ("creator", Box::new(|_| {})),
+            (
+                "scheduler",
+                Box::new(|v| v["spec"]["nodeName"] = json!("n1")),
+            ),
+            (
+                "kubelet",
+                Box::new(|v| v["status"] = json!({"phase": "Running"})),
+            ),
+            (
+                "kubelet",
+                Box::new(|v| v["status"]["phase"] = json!("Succeeded")),
+            ),
+            (
+                "other",
+                Box::new(|v| v["metadata"]["resourceVersion"] = json!("9")),
+            ),
+            (
+                "creator",
+                Box::new(|v| v["metadata"]["labels"]["b"] = json!("2")),
+            ),
+            (
+                "creator",
+                Box::new(|v| v["metadata"]["managedFields"] = json!([])),
+            ),
+            (
+                "other",
+                Box::new(|v| {
+                    v["metadata"]
+                        .as_object_mut()
+                        .unwrap()
+                        .remove("managedFields");
+                }),
+            ),
+            (
+                "other",
+                Box::new(|v| {
+                    v["metadata"]["managedFields"][0]["time"] = json!("2020-01-01T00:00:00Z")
+                }),
+            ),
+            (
+                "other",
+                Box::new(|v| {
+                    v["metadata"]["managedFields"][0]
+                        .as_object_mut()
+                        .unwrap()
+                        .remove("time");
+                }),
+            ),
+            (
+                "other",
+                Box::new(|v| {
+                    v["metadata"]["managedFields"][0]
+                        .as_object_mut()
+                        .unwrap()
+                        .remove("time");
+                }),
+            ),
+        ];
+        let mut live: Option<Value> = None;
+        for (i, (manager, edit)) in steps.drain(..).enumerate() {
+            let mut new = live.clone().unwrap_or_else(|| pod.clone());
+            edit(&mut new);
+            let now = format!("2026-01-01T00:00:{i:02}Z");
+            let mut fast = new.clone();
+            track(live.as_ref(), &mut fast, manager, "Update", &now, ty, true);
+            let mut slow = new.clone();
+            track(live.as_ref(), &mut slow, manager, "Update", &now, ty, false);
+            assert_eq!(fast, slow, "step {i} by {manager}");
+            live = Some(slow);
+        }
+        let live = live.unwrap();
+        assert!(live.pointer("/metadata/managedFields").is_some());
     }
 }

@@ -250,6 +250,105 @@ pub fn compare(old: &BTreeMap<FieldPath, Node>, new: &BTreeMap<FieldPath, Node>)
     comparison
 }
 
+/// `compare(&flatten(old), &flatten(new))`, without flattening what did not
+/// change: the paths under a field depend only on its value and its place in
+/// the type graph, so a field whose value is equal on both sides adds nothing
+/// to the comparison and is skipped after a deep equality check (no
+/// allocation), and ignored fields are not walked at all. Objects that are
+/// non-empty on both sides are compared field by field; everything else that
+/// differs (lists, leaves, an object that appeared or emptied) is flattened
+/// on both sides and compared as `compare` would. An update usually changes a
+/// few fields of a large object (a pod's status, one annotation), so this is
+/// proportional to what changed rather than to the object.
+pub fn compare_values(
+    old: &Value,
+    new: &Value,
+    schema: Schema,
+    ignored: &[FieldPath],
+) -> Comparison {
+    let mut comparison = Comparison::default();
+    let empty = Map::new();
+    diff_objects(
+        old.as_object().unwrap_or(&empty),
+        new.as_object().unwrap_or(&empty),
+        schema,
+        &FieldPath::default(),
+        ignored,
+        &mut comparison,
+    );
+    comparison
+}
+
+fn diff_objects(
+    old: &Map<String, Value>,
+    new: &Map<String, Value>,
+    schema: Schema,
+    path: &FieldPath,
+    ignored: &[FieldPath],
+    out: &mut Comparison,
+) {
+    for (key, new_value) in new {
+        let old_value = old.get(key);
+        if old_value != Some(new_value) {
+            diff_field(key, old_value, Some(new_value), schema, path, ignored, out);
+        }
+    }
+    for (key, old_value) in old {
+        if !new.contains_key(key) {
+            diff_field(key, Some(old_value), None, schema, path, ignored, out);
+        }
+    }
+}
+
+/// One field of an object whose value differs (or exists on one side only).
+fn diff_field(
+    key: &str,
+    old: Option<&Value>,
+    new: Option<&Value>,
+    schema: Schema,
+    path: &FieldPath,
+    ignored: &[FieldPath],
+    out: &mut Comparison,
+) {
+    let (child_schema, meta) = schema.field(key);
+    let child_path = path.child(PathElement::field(key));
+    if ignored.iter().any(|i| i.is_prefix_of(&child_path)) {
+        return;
+    }
+    if let (Some(Value::Object(o)), Some(Value::Object(n))) = (old, new) {
+        // Both sides hold the same node for the object itself (it is
+        // neither a leaf nor empty), so only its fields can differ.
+        if !o.is_empty() && !n.is_empty() && !child_schema.is_atomic_struct() {
+            diff_objects(o, n, child_schema, &child_path, ignored, out);
+            return;
+        }
+    }
+    // What `walk_object` records for this one field.
+    let flatten_field = |value: Option<&Value>| {
+        let mut paths = BTreeMap::new();
+        if let Some(value) = value {
+            walk_value(value, child_schema, &meta, &child_path, &mut paths);
+            if matches!(schema, Schema::Deduced) {
+                if let Some(node) = paths.get_mut(&child_path) {
+                    node.member = true;
+                }
+            }
+        }
+        paths.retain(|p, _| !ignored.iter().any(|i| i.is_prefix_of(p)));
+        paths
+    };
+    let comparison = compare(&flatten_field(old), &flatten_field(new));
+    for (from, to) in [
+        (comparison.added, &mut out.added),
+        (comparison.modified, &mut out.modified),
+        (comparison.removed, &mut out.removed),
+    ] {
+        for p in from.0 {
+            to.insert(p);
+        }
+    }
+}
+
 /// Merges an applied configuration into the live object: objects merge,
 /// granular lists merge by key or value, everything else is replaced.
 pub fn merge(live: &Value, applied: &Value, schema: Schema, meta: &FieldMeta) -> Value {
@@ -463,5 +562,76 @@ mod tests {
             &FieldPath::fields(&["metadata", "nothing", "here"]),
         );
         assert_eq!(value, json!({"spec": {"containers": [{"name": "a", "ports": []}]}, "metadata": {"finalizers": ["g"]}}));
+    }
+
+    fn same_as_flattening(kind: &str, old: &Value, new: &Value, ignored: &[FieldPath]) {
+        let ty = match kind.split_once('/') {
+            Some((group, kind)) => root_type(group, kind),
+            None => root_type("", kind),
+        };
+        let schema = Schema::for_root(ty);
+        let fast = compare_values(old, new, schema, ignored);
+        let slow = compare(&flatten(old, schema, ignored), &flatten(new, schema, ignored));
+        assert_eq!(fast.added, slow.added, "added: {kind} {old} -> {new}");
+        assert_eq!(fast.modified, slow.modified, "modified: {kind} {old} -> {new}");
+        assert_eq!(fast.removed, slow.removed, "removed: {kind} {old} -> {new}");
+    }
+
+    #[test]
+    fn comparing_values_equals_comparing_flattened_paths() {
+        let pod = json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "p", "labels": {"app": "a", "tier": "web"}, "annotations": {"x": "1"},
+                         "finalizers": ["f"], "managedFields": [{"manager": "m"}], "resourceVersion": "5"},
+            "spec": {"nodeName": "n1", "securityContext": {}, "tolerations": [{"key": "t"}],
+                     "containers": [{"name": "c", "image": "i", "ports": [{"containerPort": 80}],
+                                     "resources": {"requests": {"cpu": "100m"}}}]},
+            "status": {"phase": "Pending", "conditions": [{"type": "Ready", "status": "False"}]},
+        });
+        let ignored = vec![FieldPath::fields(&["status"]), FieldPath::fields(&["metadata", "managedFields"]),
+                           FieldPath::fields(&["metadata", "resourceVersion"])];
+        let edits: Vec<fn(&mut Value)> = vec![
+            |_| {},
+            |v| v["status"]["phase"] = json!("Running"),
+            |v| v["metadata"]["resourceVersion"] = json!("6"),
+            |v| v["metadata"]["labels"]["tier"] = json!("db"),
+            |v| { v["metadata"]["labels"].as_object_mut().unwrap().remove("tier"); },
+            |v| v["metadata"]["labels"] = json!({}),
+            |v| { v["metadata"].as_object_mut().unwrap().remove("labels"); },
+            |v| v["metadata"]["annotations"]["y"] = json!("2"),
+            |v| v["metadata"]["finalizers"] = json!(["g", "f"]),
+            |v| v["metadata"]["finalizers"] = json!([]),
+            |v| v["spec"]["nodeName"] = json!("n2"),
+            |v| v["spec"]["securityContext"] = json!({"runAsUser": 1}),
+            |v| v["spec"]["securityContext"] = json!("not an object"),
+            |v| v["spec"]["tolerations"] = json!([{"key": "u"}]),
+            |v| v["spec"]["containers"][0]["image"] = json!("j"),
+            |v| v["spec"]["containers"][0]["ports"][0]["protocol"] = json!("UDP"),
+            |v| v["spec"]["containers"][0]["resources"] = json!({}),
+            |v| { let c = v["spec"]["containers"][0].clone(); let mut d = c.clone(); d["name"] = json!("d");
+                  v["spec"]["containers"] = json!([d, c]); },
+            |v| v["spec"]["containers"] = json!([]),
+            |v| v["spec"] = json!({}),
+            |v| { v.as_object_mut().unwrap().remove("spec"); },
+            |v| v["newTopLevel"] = json!({"a": [1, 2]}),
+        ];
+        for (i, first) in edits.iter().enumerate() {
+            for second in &edits[i..] {
+                let mut old = pod.clone();
+                first(&mut old);
+                let mut new = pod.clone();
+                second(&mut new);
+                for ignored in [&ignored[..], &[]] {
+                    same_as_flattening("Pod", &old, &new, ignored);
+                    same_as_flattening("Pod", &new, &old, ignored);
+                    // A custom resource: deduced schema, every key owned on its own.
+                    same_as_flattening("Widget", &old, &new, ignored);
+                    same_as_flattening("Widget", &new, &old, ignored);
+                }
+            }
+        }
+        same_as_flattening("Pod", &json!({}), &pod, &ignored);
+        same_as_flattening("Pod", &pod, &json!({}), &ignored);
+        same_as_flattening("Pod", &json!("not an object"), &pod, &[]);
     }
 }
