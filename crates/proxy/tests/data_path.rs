@@ -603,17 +603,7 @@ async fn failing_endpoint_gives_502_and_tcp_retries_another_endpoint() {
     }
     let (status, _) = get(&mut http1_connection(http_frontend).await).await;
     assert_eq!(status, 502);
-    let mut text = String::new();
-    proxy.encode_metrics(&mut text);
-    let errors = metric(
-        &text,
-        "drover_proxy_connection_errors_total",
-        &format!("endpoint=\"{dead}\""),
-    );
-    assert!(
-        errors >= 1.0,
-        "connection errors to {dead} not counted:\n{text}"
-    );
+    assert_connection_errors_counted(&proxy, &dead.to_string());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -673,6 +663,21 @@ async fn listeners_of_unchanged_frontends_survive_apply_and_bind_failures_are_re
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     drop(taken);
+}
+
+/// At least one connection error is counted for `endpoint` (ip:port).
+fn assert_connection_errors_counted(proxy: &Proxy, endpoint: &str) {
+    let mut text = String::new();
+    proxy.encode_metrics(&mut text);
+    let errors = metric(
+        &text,
+        "drover_proxy_connection_errors_total",
+        &format!("endpoint=\"{endpoint}\""),
+    );
+    assert!(
+        errors >= 1.0,
+        "connection errors to {endpoint} not counted:\n{text}"
+    );
 }
 
 /// The value of one series whose label text contains `labels`.
@@ -1047,15 +1052,5 @@ async fn http_request_never_sent_is_retried_on_another_endpoint() {
     let (status, _) = send(all_dead_frontend, "GET", "").await;
     assert_eq!(status, 502);
 
-    let mut text = String::new();
-    proxy.encode_metrics(&mut text);
-    let errors = metric(
-        &text,
-        "drover_proxy_connection_errors_total",
-        &format!("endpoint=\"{refused}\""),
-    );
-    assert!(
-        errors >= 1.0,
-        "connection errors to {refused} not counted:\n{text}"
-    );
+    assert_connection_errors_counted(&proxy, &refused.to_string());
 }
