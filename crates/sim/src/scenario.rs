@@ -290,15 +290,8 @@ async fn simulate(config: SimConfig) -> Report {
     }
     let deadline = config.phase_deadline;
     let want = config.pods;
-    let progress = |f: &dyn Fn(&Progress) -> bool| {
-        f(&recorder.lock().unwrap_or_else(|p| p.into_inner()).progress)
-    };
     let scheduled = wait_for(&clock, deadline, || async {
-        let bound = recorder
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .progress
-            .bound();
+        let bound = progress(&recorder, Progress::bound);
         (bound >= want).then_some(bound)
     })
     .await;
@@ -362,19 +355,16 @@ async fn simulate(config: SimConfig) -> Report {
             lost.insert(random.below(config.nodes as u64) as usize);
         }
         let lost_names: BTreeSet<String> = lost.iter().map(|i| format!("node-{i:05}")).collect();
-        let on_lost_nodes = || {
-            recorder
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .progress
-                .on_nodes(&lost_names)
-        };
+        let on_lost_nodes = || progress(&recorder, |p| p.on_nodes(&lost_names));
         let on_lost = on_lost_nodes().0;
         for name in &lost_names {
             dead.kill(name);
         }
         let tainted = wait_for(&clock, deadline, || async {
-            progress(&|p| p.unreachable(&lost_names) == lost_names.len()).then_some(())
+            progress(&recorder, |p| {
+                p.unreachable(&lost_names) == lost_names.len()
+            })
+            .then_some(())
         })
         .await;
         if tainted.is_none() {
@@ -467,7 +457,7 @@ async fn simulate(config: SimConfig) -> Report {
     }
     let gone: BTreeSet<String> = deleted.iter().cloned().collect();
     let cleaned = wait_for(&clock, deadline, || async {
-        progress(&|p| p.left_of(&gone) == 0).then_some(())
+        progress(&recorder, |p| p.left_of(&gone) == 0).then_some(())
     })
     .await;
     if cleaned.is_none() {
@@ -569,6 +559,11 @@ where
     }
 }
 
+/// Reads the progress view (the committed state at this revision).
+fn progress<T>(recorder: &Mutex<Recorder>, read: impl FnOnce(&Progress) -> T) -> T {
+    read(&recorder.lock().unwrap_or_else(|p| p.into_inner()).progress)
+}
+
 /// Every named deployment is complete: all replicas updated and available,
 /// no old ones, status observed for the current generation — and the pods
 /// agree: exactly `replicas` ready, not terminating (from the progress view:
@@ -580,8 +575,7 @@ async fn wait_complete(
     names: &[String],
 ) -> bool {
     wait_for(clock, deadline, || async {
-        let r = recorder.lock().unwrap_or_else(|p| p.into_inner());
-        r.progress.complete(names).then_some(())
+        progress(recorder, |p| p.complete(names)).then_some(())
     })
     .await
     .is_some()
