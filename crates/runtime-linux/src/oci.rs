@@ -1299,6 +1299,7 @@ impl ContainerRuntime for OciRuntime {
         pod: &Pod,
         launch: &ContainerLaunch,
     ) -> Result<(), RuntimeError> {
+        let began = std::time::Instant::now();
         let uid = pod.metadata.uid.as_deref().unwrap_or_default();
         let dir = self.container_dir(uid, &launch.name, launch.attempt);
         std::fs::create_dir_all(&dir).map_err(io(format!(
@@ -1333,6 +1334,7 @@ impl ContainerRuntime for OciRuntime {
                 return Err(RuntimeError::Invalid(message));
             }
         };
+        let prepared = began.elapsed();
         // A leftover runc state of this ID (an agent that died mid-start).
         // runc keeps a container's state in `<root>/<id>`: without it there
         // is nothing to delete, and no runc process to spend on finding out.
@@ -1372,8 +1374,18 @@ impl ContainerRuntime for OciRuntime {
         let mut command = tokio::process::Command::new(&self.shim.program);
         command.args(&self.shim.args).arg(&config_path);
         // runc may take a while (a large rootfs, a slow disk): 30 s.
-        crate::shim::start_and_await(command, &dir.join("state.json"), Duration::from_secs(30))
-            .await
+        let started =
+            crate::shim::start_and_await(command, &dir.join("state.json"), Duration::from_secs(30))
+                .await;
+        tracing::debug!(
+            target: "agent::timing",
+            "oci start {}/{}: prepared@{:.1} shim@{:.1}",
+            uid,
+            launch.name,
+            prepared.as_secs_f64() * 1000.0,
+            began.elapsed().as_secs_f64() * 1000.0
+        );
+        started
             .map_err(io(format!(
                 "starting the container shim {}",
                 self.shim.program.display()

@@ -41,6 +41,13 @@ impl Cluster {
         let home = tempfile::tempdir().unwrap();
         let cgroup = format!("drover-{name}-{}", std::process::id());
         let bridge = format!("drv{name}");
+        // DROVER_BENCH_SERVER_LOG=FILE keeps the server's log (its level from
+        // DROVER_BENCH_LOG, e.g. `agent::timing=debug`), to see where time goes.
+        let stderr = match std::env::var_os("DROVER_BENCH_SERVER_LOG") {
+            Some(path) => Stdio::from(std::fs::File::create(path).expect("server log file")),
+            None => Stdio::null(),
+        };
+        let level = std::env::var("DROVER_BENCH_LOG").unwrap_or_else(|_| "warn".into());
         let child = Command::new(env!("CARGO_BIN_EXE_drover"))
             .args(["server", "--port", "0", "--node-name", "bench"])
             .arg("--data-dir")
@@ -50,9 +57,9 @@ impl Cluster {
             .arg(format!("--pod-bridge={bridge}"))
             .arg(format!("--max-pods={max_pods}"))
             .args(extra)
-            .env("DROVER_LOG", "warn")
+            .env("DROVER_LOG", level)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("drover server");
         let kubeconfig = data.path().join("kubeconfig.yaml");
