@@ -16,6 +16,9 @@ mod image;
 // glibc malloc spent half the simulation's CPU in its own bookkeeping
 // (`malloc_consolidate`, `unlink_chunk`) on the API machinery's many small
 // short-lived JSON allocations; mimalloc's per-size free lists do not.
+// `--features system-allocator` leaves the allocator to glibc, so that heap
+// profilers that hook malloc (heaptrack) see every allocation.
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
