@@ -18,6 +18,8 @@ use futures::Stream;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 /// A resource's REST coordinates: `(group, version, plural)`, core group `""`.
@@ -165,11 +167,14 @@ pub struct ObjectList {
     pub resource_version: String,
 }
 
+/// One watch event; the object as a JSON value, or (from
+/// [`Client::watch_raw`]) as the raw JSON text of the event line, for
+/// callers that decode it straight into their own type.
 #[derive(Clone, Debug, PartialEq)]
-pub enum WatchEvent {
-    Added(Value),
-    Modified(Value),
-    Deleted(Value),
+pub enum WatchEvent<T = Value> {
+    Added(T),
+    Modified(T),
+    Deleted(T),
     Bookmark {
         resource_version: String,
     },
@@ -178,6 +183,9 @@ pub enum WatchEvent {
 }
 
 pub type WatchStream = Pin<Box<dyn Stream<Item = WatchEvent> + Send>>;
+
+/// A watch whose objects are left as raw JSON text.
+pub type RawWatchStream = Pin<Box<dyn Stream<Item = WatchEvent<Box<RawValue>>> + Send>>;
 
 #[derive(Clone)]
 pub struct Client {
@@ -212,6 +220,19 @@ impl Client {
         content_type: &str,
         body: Option<Bytes>,
     ) -> Result<Value> {
+        let bytes = self.call_bytes(method, uri, content_type, body).await?;
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode(e.to_string()))
+    }
+
+    /// The body of a successful response, undecoded; an error status as
+    /// [`ClientError::Api`].
+    async fn call_bytes(
+        &self,
+        method: Method,
+        uri: &str,
+        content_type: &str,
+        body: Option<Bytes>,
+    ) -> Result<Bytes> {
         let request = Request::builder()
             .method(method)
             .uri(uri)
@@ -227,11 +248,10 @@ impl Client {
             .await
             .map_err(|_| ClientError::Transport("reading the response body".into()))?
             .to_bytes();
-        let value: Value =
-            serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode(e.to_string()))?;
         if status.is_success() {
-            Ok(value)
+            Ok(bytes)
         } else {
+            let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
             Err(status_error(status, &value))
         }
     }
@@ -259,6 +279,53 @@ impl Client {
         field_selector: Option<&str>,
     ) -> Result<ObjectList> {
         let mut items = Vec::new();
+        let mut failed = None;
+        let resource_version = self
+            .list_pages(gvr, namespace, label_selector, field_selector, |page| {
+                for item in page {
+                    match serde_json::from_str(item.get()) {
+                        Ok(value) => items.push(value),
+                        Err(e) => failed = Some(ClientError::Decode(e.to_string())),
+                    }
+                }
+            })
+            .await?;
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(ObjectList {
+                items,
+                resource_version,
+            }),
+        }
+    }
+
+    /// Lists everything (following `continue` tokens, 500 objects a page),
+    /// handing each page's objects to `page` as raw JSON text, so that a
+    /// caller decodes them into its own type one page at a time instead of
+    /// holding the whole list as JSON values. Returns the list's
+    /// resourceVersion.
+    pub async fn list_pages(
+        &self,
+        gvr: Gvr,
+        namespace: Option<&str>,
+        label_selector: Option<&str>,
+        field_selector: Option<&str>,
+        mut page: impl FnMut(Vec<Box<RawValue>>),
+    ) -> Result<String> {
+        #[derive(Deserialize)]
+        struct Page {
+            #[serde(default)]
+            items: Vec<Box<RawValue>>,
+            #[serde(default)]
+            metadata: PageMeta,
+        }
+        #[derive(Default, Deserialize)]
+        struct PageMeta {
+            #[serde(default, rename = "continue")]
+            continue_token: Option<String>,
+            #[serde(default, rename = "resourceVersion")]
+            resource_version: Option<String>,
+        }
         let mut continue_token: Option<String> = None;
         loop {
             let mut query = vec!["limit=500".to_string()];
@@ -272,31 +339,16 @@ impl Client {
                 query.push(format!("continue={}", encode(c)));
             }
             let uri = format!("{}?{}", gvr.collection_path(namespace), query.join("&"));
-            let mut page = self
-                .call(Method::GET, &uri, "application/json", None)
+            let bytes = self
+                .call_bytes(Method::GET, &uri, "application/json", None)
                 .await?;
-            if let Some(Value::Array(page_items)) = page.get_mut("items").map(Value::take) {
-                items.extend(page_items);
-            }
-            let meta = page.get("metadata");
-            let next = meta
-                .and_then(|m| m.get("continue"))
-                .and_then(Value::as_str)
-                .filter(|c| !c.is_empty())
-                .map(str::to_string);
-            match next {
+            let decoded: Page =
+                serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode(e.to_string()))?;
+            drop(bytes);
+            page(decoded.items);
+            match decoded.metadata.continue_token.filter(|c| !c.is_empty()) {
                 Some(c) => continue_token = Some(c),
-                None => {
-                    let resource_version = meta
-                        .and_then(|m| m.get("resourceVersion"))
-                        .and_then(Value::as_str)
-                        .unwrap_or("")
-                        .to_string();
-                    return Ok(ObjectList {
-                        items,
-                        resource_version,
-                    });
-                }
+                None => return Ok(decoded.metadata.resource_version.unwrap_or_default()),
             }
         }
     }
@@ -331,6 +383,32 @@ impl Client {
         if let Some(s) = field_selector {
             uri.push_str(&format!("&fieldSelector={}", encode(s)));
         }
+        self.event_stream(uri, decode_event).await
+    }
+
+    /// [`Client::watch`] with each object left as raw JSON text (see
+    /// [`Client::list_pages`]).
+    pub async fn watch_raw(
+        &self,
+        gvr: Gvr,
+        namespace: Option<&str>,
+        resource_version: &str,
+        timeout_seconds: u32,
+    ) -> Result<RawWatchStream> {
+        let uri = format!(
+            "{}?watch=true&allowWatchBookmarks=true&resourceVersion={}&timeoutSeconds={timeout_seconds}",
+            gvr.collection_path(namespace),
+            encode(resource_version)
+        );
+        self.event_stream(uri, decode_raw_event).await
+    }
+
+    /// A watch request's response as a stream of events, one per line.
+    async fn event_stream<T: Send + 'static>(
+        &self,
+        uri: String,
+        decode: fn(&[u8]) -> WatchEvent<T>,
+    ) -> Result<Pin<Box<dyn Stream<Item = WatchEvent<T>> + Send>>> {
         let request = Request::builder()
             .method(Method::GET)
             .uri(uri)
@@ -352,7 +430,7 @@ impl Client {
         let body = response.into_body();
         let stream = futures::stream::unfold(
             (body, BytesMut::new(), false),
-            |(mut body, mut buffer, mut done)| async move {
+            move |(mut body, mut buffer, mut done)| async move {
                 loop {
                     if done {
                         return None;
@@ -363,7 +441,7 @@ impl Client {
                         if line.iter().all(u8::is_ascii_whitespace) {
                             continue;
                         }
-                        let event = decode_event(line);
+                        let event = decode(line);
                         if matches!(event, WatchEvent::Error(_)) {
                             done = true;
                         }
@@ -539,7 +617,11 @@ fn decode_event(line: &[u8]) -> WatchEvent {
         Ok(v) => v,
         Err(e) => return WatchEvent::Error(ClientError::Decode(format!("watch event: {e}"))),
     };
-    let object = value.get("object").cloned().unwrap_or(Value::Null);
+    let mut value = value;
+    let object = value
+        .get_mut("object")
+        .map(Value::take)
+        .unwrap_or(Value::Null);
     match value.get("type").and_then(Value::as_str) {
         Some("ADDED") => WatchEvent::Added(object),
         Some("MODIFIED") => WatchEvent::Modified(object),
@@ -552,6 +634,46 @@ fn decode_event(line: &[u8]) -> WatchEvent {
                 .to_string(),
         },
         _ => WatchEvent::Error(status_error(StatusCode::INTERNAL_SERVER_ERROR, &object)),
+    }
+}
+
+/// A watch event line with its object left as raw JSON text.
+fn decode_raw_event(line: &[u8]) -> WatchEvent<Box<RawValue>> {
+    #[derive(Deserialize)]
+    struct Line {
+        #[serde(rename = "type")]
+        kind: String,
+        object: Box<RawValue>,
+    }
+    let line: Line = match serde_json::from_slice(line) {
+        Ok(l) => l,
+        Err(e) => return WatchEvent::Error(ClientError::Decode(format!("watch event: {e}"))),
+    };
+    match line.kind.as_str() {
+        "ADDED" => WatchEvent::Added(line.object),
+        "MODIFIED" => WatchEvent::Modified(line.object),
+        "DELETED" => WatchEvent::Deleted(line.object),
+        "BOOKMARK" => {
+            #[derive(Deserialize)]
+            struct Bookmark {
+                #[serde(default)]
+                metadata: BookmarkMeta,
+            }
+            #[derive(Default, Deserialize)]
+            struct BookmarkMeta {
+                #[serde(default, rename = "resourceVersion")]
+                resource_version: String,
+            }
+            WatchEvent::Bookmark {
+                resource_version: serde_json::from_str::<Bookmark>(line.object.get())
+                    .map(|b| b.metadata.resource_version)
+                    .unwrap_or_default(),
+            }
+        }
+        _ => {
+            let object: Value = serde_json::from_str(line.object.get()).unwrap_or(Value::Null);
+            WatchEvent::Error(status_error(StatusCode::INTERNAL_SERVER_ERROR, &object))
+        }
     }
 }
 

@@ -120,7 +120,7 @@ impl Controller for SchedulerController {
     fn observe(&self, old: Option<&AnyObject>, new: Option<&AnyObject>) {
         let mut state = self.lock();
         match (old, new) {
-            (_, Some(AnyObject::Nodes(node))) => state.snapshot.upsert_node(node.as_ref().clone()),
+            (_, Some(AnyObject::Nodes(node))) => state.snapshot.upsert_node(node.clone()),
             (Some(AnyObject::Nodes(node)), None) => {
                 state
                     .snapshot
@@ -133,7 +133,7 @@ impl Controller for SchedulerController {
                     state.snapshot.remove_pod(&key.namespace, &key.name);
                     state.assumed.remove(&key);
                     if !is_terminal(pod) {
-                        state.snapshot.add_pod(pod.as_ref().clone());
+                        state.snapshot.add_pod(pod.clone());
                     }
                 }
             }
@@ -218,7 +218,7 @@ impl Controller for SchedulerController {
             start_index: self.next_start.load(Ordering::Relaxed),
             tie_break: self.decisions.fetch_add(1, Ordering::Relaxed),
         };
-        match scheduler::schedule(&state.snapshot, &pod, &options) {
+        match scheduler::schedule_shared(&state.snapshot, &pod, &options) {
             Decision::Bind {
                 node,
                 next_start_index,

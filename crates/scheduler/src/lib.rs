@@ -52,5 +52,5 @@ mod testing;
 
 pub use ports::{HostPort, UsedPorts};
 pub use resources::Resources;
-pub use schedule::{schedule, Decision, Preemption, ScheduleOptions};
+pub use schedule::{schedule, schedule_shared, Decision, Preemption, ScheduleOptions};
 pub use snapshot::{NodeInfo, Snapshot};

@@ -3,6 +3,7 @@
 //! are parsed when they enter the snapshot, not on every scheduling decision.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Pod, PodAffinityTerm, Toleration, WeightedPodAffinityTerm};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -16,7 +17,8 @@ const SPREAD_OWNER_KINDS: [&str; 3] = ["ReplicaSet", "StatefulSet", "Replication
 
 #[derive(Clone, Debug)]
 pub(crate) struct PodInfo {
-    pub(crate) pod: Pod,
+    /// Shared with the informer cache the pod came from, not copied.
+    pub(crate) pod: Arc<Pod>,
     pub(crate) namespace: String,
     pub(crate) name: String,
     pub(crate) requests: Resources,
@@ -35,7 +37,8 @@ pub(crate) struct PodInfo {
 }
 
 impl PodInfo {
-    pub(crate) fn new(pod: Pod) -> PodInfo {
+    pub(crate) fn new(pod: impl Into<Arc<Pod>>) -> PodInfo {
+        let pod: Arc<Pod> = pod.into();
         let namespace = pod.metadata.namespace.clone().unwrap_or_default();
         let name = pod.metadata.name.clone().unwrap_or_default();
         let spec = pod.spec.as_ref();

@@ -4,6 +4,7 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Pod;
 
@@ -152,6 +153,12 @@ fn feasible_nodes_to_find(percentage: Option<u32>, nodes: usize) -> usize {
 /// The snapshot is not changed; to schedule several pods, add each bound pod to
 /// the snapshot (with `spec.nodeName` set) before the next call.
 pub fn schedule(snapshot: &Snapshot, pod: &Pod, options: &ScheduleOptions) -> Decision {
+    schedule_shared(snapshot, &Arc::new(pod.clone()), options)
+}
+
+/// [`schedule`] of a pod held in an `Arc` (an informer cache's), which the
+/// scheduling cycle then shares instead of copying.
+pub fn schedule_shared(snapshot: &Snapshot, pod: &Arc<Pod>, options: &ScheduleOptions) -> Decision {
     let unschedulable = |message: String| Decision::Unschedulable {
         message,
         preemption: None,

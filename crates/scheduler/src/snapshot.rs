@@ -9,6 +9,7 @@
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::hash::BuildHasherDefault;
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{
     Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod, Taint,
@@ -34,7 +35,8 @@ const BETA_REGION_LABEL: &str = "failure-domain.beta.kubernetes.io/region";
 /// A node and what is accounted to it.
 #[derive(Clone, Debug)]
 pub struct NodeInfo {
-    node: Node,
+    /// Shared with the informer cache the node came from.
+    node: Arc<Node>,
     name: String,
     allocatable: Resources,
     allowed_pod_number: i64,
@@ -47,10 +49,11 @@ pub struct NodeInfo {
 }
 
 impl NodeInfo {
-    fn new(node: Node) -> Option<NodeInfo> {
+    fn new(node: impl Into<Arc<Node>>) -> Option<NodeInfo> {
+        let node: Arc<Node> = node.into();
         let name = node.metadata.name.clone().filter(|n| !n.is_empty())?;
         let mut info = NodeInfo {
-            node: Node::default(),
+            node: Arc::default(),
             name,
             allocatable: Resources::default(),
             allowed_pod_number: 0,
@@ -65,7 +68,7 @@ impl NodeInfo {
         Some(info)
     }
 
-    fn set_node(&mut self, node: Node) {
+    fn set_node(&mut self, node: Arc<Node>) {
         let allocatable = node.status.as_ref().and_then(|s| s.allocatable.as_ref());
         self.allocatable = allocatable
             .map(Resources::from_resource_list)
@@ -276,7 +279,8 @@ impl Snapshot {
     }
 
     /// Adds or replaces a node, keeping the pods already accounted to it.
-    pub fn upsert_node(&mut self, node: Node) {
+    pub fn upsert_node(&mut self, node: impl Into<Arc<Node>>) {
+        let node: Arc<Node> = node.into();
         let Some(name) = node.metadata.name.clone() else {
             return;
         };
@@ -333,7 +337,10 @@ impl Snapshot {
     /// Adds a pod or replaces the pod with the same namespace and name. Use it to
     /// assume a binding: set `spec.nodeName` and add the pod before scheduling the
     /// next one. `Succeeded` and `Failed` pods are removed instead.
-    pub fn add_pod(&mut self, pod: Pod) {
+    /// Adds a bound (or nominated) pod; an `Arc<Pod>` is kept as it is,
+    /// shared with whoever else holds it.
+    pub fn add_pod(&mut self, pod: impl Into<Arc<Pod>>) {
+        let pod: Arc<Pod> = pod.into();
         let Some(name) = non_empty(pod.metadata.name.as_ref()) else {
             return;
         };
@@ -518,7 +525,7 @@ impl Snapshot {
         let slot = self
             .pod_index
             .get(&(namespace.to_string(), name.to_string()))?;
-        self.slot(*slot).map(|record| &record.info.pod)
+        self.slot(*slot).map(|record| &*record.info.pod)
     }
 
     /// The pods accounted to a node.
@@ -528,7 +535,7 @@ impl Snapshot {
             .unwrap_or_default()
             .iter()
             .filter_map(|&slot| self.slot(slot))
-            .map(|record| &record.info.pod)
+            .map(|record| &*record.info.pod)
     }
 
     fn recompute_order(&mut self) {

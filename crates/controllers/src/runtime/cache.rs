@@ -4,7 +4,7 @@
 //! controller reads its own writes at once; a stale event never overwrites a
 //! newer version (resourceVersions are the store's revisions, so they order).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, RwLock};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -58,6 +58,21 @@ struct Entry<K> {
     revision: i64,
     /// `None` is a tombstone: deleted at `revision` or later.
     object: Option<Arc<K>>,
+}
+
+/// A relist in progress: the keys its pages had, and the changes so far.
+pub struct Relist<K> {
+    seen: HashSet<ObjectKey>,
+    changes: Vec<Change<K>>,
+}
+
+impl<K> Default for Relist<K> {
+    fn default() -> Self {
+        Relist {
+            seen: HashSet::new(),
+            changes: Vec::new(),
+        }
+    }
 }
 
 /// The cache of one kind.
@@ -176,40 +191,57 @@ impl<K: Metadata<Ty = ObjectMeta>> Cache<K> {
     /// the changes as `(old, new)` pairs (objects gone from the list count as
     /// deleted). Entries newer than the list (our own writes) are kept.
     pub fn replace(&self, objects: Vec<K>, revision: i64) -> Vec<Change<K>> {
+        let mut relist = Relist::default();
+        self.relist_page(&mut relist, objects);
+        self.relist_finish(relist, revision)
+    }
+
+    /// One page of a list that replaces the content (see [`Cache::replace`]):
+    /// its objects go in at once, so a relist never holds a second copy of
+    /// the whole cache; what the list did not have goes at
+    /// [`Cache::relist_finish`].
+    pub fn relist_page(&self, relist: &mut Relist<K>, objects: impl IntoIterator<Item = K>) {
         let mut entries = self.write();
-        let mut previous = std::mem::take(&mut *entries);
-        let mut changes = Vec::new();
         for object in objects {
             let meta = object.metadata();
             let key = ObjectKey::of(meta);
             let object_revision = revision_of(meta);
-            match previous.remove(&key) {
-                Some(entry) if entry.revision > object_revision => {
-                    entries.insert(key, entry);
-                }
-                Some(entry) if entry.revision == object_revision && entry.object.is_some() => {
-                    entries.insert(key, entry);
-                }
-                other => {
+            match entries.get(&key) {
+                Some(entry) if entry.revision > object_revision => {}
+                Some(entry) if entry.revision == object_revision && entry.object.is_some() => {}
+                _ => {
                     let new = Arc::new(object);
-                    changes.push((other.and_then(|e| e.object), Some(new.clone())));
-                    entries.insert(
-                        key,
-                        Entry {
-                            revision: object_revision,
-                            object: Some(new),
-                        },
-                    );
+                    let old = entries
+                        .insert(
+                            key.clone(),
+                            Entry {
+                                revision: object_revision,
+                                object: Some(new.clone()),
+                            },
+                        )
+                        .and_then(|e| e.object);
+                    relist.changes.push((old, Some(new)));
                 }
             }
+            relist.seen.insert(key);
         }
-        for (key, entry) in previous {
-            if entry.revision > revision {
-                entries.insert(key, entry);
-            } else if let Some(old) = entry.object {
+    }
+
+    /// Ends a relist at `revision`: every object the list did not have is
+    /// deleted, unless the cache has it at a newer revision (our own writes);
+    /// returns the relist's changes.
+    pub fn relist_finish(&self, relist: Relist<K>, revision: i64) -> Vec<Change<K>> {
+        let Relist { seen, mut changes } = relist;
+        let mut entries = self.write();
+        entries.retain(|key, entry| {
+            if seen.contains(key) || entry.revision > revision {
+                return true;
+            }
+            if let Some(old) = entry.object.take() {
                 changes.push((Some(old), None));
             }
-        }
+            false
+        });
         changes
     }
 
@@ -219,5 +251,101 @@ impl<K: Metadata<Ty = ObjectMeta>> Cache<K> {
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<ObjectKey, Entry<K>>> {
         self.entries.write().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::ConfigMap;
+
+    fn object(name: &str, revision: i64, data: &str) -> ConfigMap {
+        ConfigMap {
+            metadata: ObjectMeta {
+                namespace: Some("ns".into()),
+                name: Some(name.into()),
+                resource_version: Some(revision.to_string()),
+                ..Default::default()
+            },
+            data: Some([("v".to_string(), data.to_string())].into()),
+            ..Default::default()
+        }
+    }
+
+    fn data(cache: &Cache<ConfigMap>, name: &str) -> Option<String> {
+        cache
+            .get(&ObjectKey::new("ns", name))
+            .map(|c| c.data.as_ref().unwrap()["v"].clone())
+    }
+
+    /// A relist over several pages: new and changed objects go in, unchanged
+    /// ones keep their cached instance, objects the list lacks are deleted
+    /// unless the cache has them newer than the list.
+    #[test]
+    fn paged_relist_replaces_like_a_whole_list() {
+        let cache = Cache::<ConfigMap>::default();
+        cache.upsert(object("same", 5, "a"));
+        cache.upsert(object("changed", 5, "old"));
+        cache.upsert(object("gone", 5, "x"));
+        cache.upsert(object("own-write", 30, "mine"));
+        cache.upsert(object("newer-than-page", 25, "cached"));
+        let same_before = cache.get(&ObjectKey::new("ns", "same")).unwrap();
+
+        let mut relist = Relist::default();
+        cache.relist_page(
+            &mut relist,
+            vec![object("same", 5, "a"), object("changed", 12, "new")],
+        );
+        cache.relist_page(
+            &mut relist,
+            vec![
+                object("added", 15, "b"),
+                object("newer-than-page", 18, "listed"),
+            ],
+        );
+        let changes = cache.relist_finish(relist, 20);
+
+        assert_eq!(data(&cache, "changed").as_deref(), Some("new"));
+        assert_eq!(data(&cache, "added").as_deref(), Some("b"));
+        assert_eq!(data(&cache, "gone"), None, "absent from the list: deleted");
+        assert_eq!(
+            data(&cache, "own-write").as_deref(),
+            Some("mine"),
+            "newer than the list: kept"
+        );
+        assert_eq!(data(&cache, "newer-than-page").as_deref(), Some("cached"));
+        assert!(Arc::ptr_eq(
+            &same_before,
+            &cache.get(&ObjectKey::new("ns", "same")).unwrap()
+        ));
+        let mut described: Vec<String> = changes
+            .iter()
+            .map(|(old, new)| {
+                let name = |o: &Option<Arc<ConfigMap>>| {
+                    o.as_ref()
+                        .map(|o| o.metadata.name.clone().unwrap())
+                        .unwrap_or_else(|| "-".into())
+                };
+                format!("{}->{}", name(old), name(new))
+            })
+            .collect();
+        described.sort();
+        assert_eq!(described, ["-->added", "changed->changed", "gone->-"]);
+        assert_eq!(cache.len(), 5);
+    }
+
+    #[test]
+    fn whole_list_replace_drops_what_the_list_lacks() {
+        let cache = Cache::<ConfigMap>::default();
+        cache.upsert(object("a", 3, "1"));
+        cache.remove(&ObjectKey::new("ns", "b"), 4);
+        let changes = cache.replace(vec![object("b", 6, "2")], 10);
+        assert_eq!(data(&cache, "a"), None);
+        assert_eq!(
+            data(&cache, "b").as_deref(),
+            Some("2"),
+            "a tombstone older than the list is replaced"
+        );
+        assert_eq!(changes.len(), 2);
     }
 }

@@ -28,10 +28,11 @@ use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::Metadata;
 use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use tokio::task::JoinSet;
 
-use self::cache::{revision_of, Applied};
+use self::cache::{revision_of, Applied, Relist};
 pub use self::cache::{Cache, ObjectKey};
 pub use self::queue::WorkQueue;
 use crate::plan::{Action, EventType, Plan, Resource};
@@ -91,12 +92,60 @@ macro_rules! kinds {
                 match resource {
                     $( Resource::$variant => {
                         let object: $ty = serde_json::from_value(value).ok()?;
-                        match self.$field.upsert(object) {
+                        match self.$field.upsert(cacheable(object)) {
                             Applied::Unchanged => None,
                             Applied::Changed { old, new } => Some((old.map(AnyObject::$variant), new.map(AnyObject::$variant))),
                         }
                     } )*
                     _ => None,
+                }
+            }
+
+            /// [`Caches::upsert`] of a watch event's object, decoded from its
+            /// JSON text straight into the cached type; also returns its
+            /// resourceVersion.
+            fn upsert_raw(&self, resource: Resource, raw: &RawValue) -> (Option<String>, Option<(Option<AnyObject>, Option<AnyObject>)>) {
+                match resource {
+                    $( Resource::$variant => {
+                        let object: $ty = match serde_json::from_str(raw.get()) {
+                            Ok(o) => o,
+                            Err(e) => {
+                                tracing::warn!("informer: skipping an undecodable object: {e}");
+                                return (None, None);
+                            }
+                        };
+                        let resource_version = object.metadata().resource_version.clone();
+                        let change = match self.$field.upsert(cacheable(object)) {
+                            Applied::Unchanged => None,
+                            Applied::Changed { old, new } => Some((old.map(AnyObject::$variant), new.map(AnyObject::$variant))),
+                        };
+                        (resource_version, change)
+                    } )*
+                    _ => (None, None),
+                }
+            }
+
+            /// Lists `resource` page by page, decoding each page straight into
+            /// the cached type, and replaces the cache with the result;
+            /// returns the list's resourceVersion and the changes.
+            async fn relist(&self, client: &Client, resource: Resource) -> Result<(String, Vec<(Option<AnyObject>, Option<AnyObject>)>), ClientError> {
+                match resource {
+                    $( Resource::$variant => {
+                        let mut relist = Relist::default();
+                        let resource_version = client
+                            .list_pages(gvr(resource), None, None, None, |page| {
+                                self.$field.relist_page(&mut relist, decode_page::<$ty>(page))
+                            })
+                            .await?;
+                        let revision = resource_version.parse().unwrap_or(0);
+                        let changes = self.$field
+                            .relist_finish(relist, revision)
+                            .into_iter()
+                            .map(|(o, n)| (o.map(AnyObject::$variant), n.map(AnyObject::$variant)))
+                            .collect();
+                        Ok((resource_version, changes))
+                    } )*
+                    _ => Ok((String::new(), Vec::new())),
                 }
             }
 
@@ -118,19 +167,6 @@ macro_rules! kinds {
                 }
             }
 
-            fn replace(&self, resource: Resource, items: Vec<Value>, revision: i64) -> Vec<(Option<AnyObject>, Option<AnyObject>)> {
-                match resource {
-                    $( Resource::$variant => {
-                        let objects: Vec<$ty> = decode_all(items);
-                        self.$field
-                            .replace(objects, revision)
-                            .into_iter()
-                            .map(|(o, n)| (o.map(AnyObject::$variant), n.map(AnyObject::$variant)))
-                            .collect()
-                    } )*
-                    _ => Vec::new(),
-                }
-            }
         }
     };
 }
@@ -173,17 +209,30 @@ impl Caches {
     }
 }
 
-fn decode_all<K: DeserializeOwned>(items: Vec<Value>) -> Vec<K> {
+/// One page of a list, decoded into the cached type (an object that does not
+/// decode is skipped with a warning) and made [`cacheable`].
+fn decode_page<K: DeserializeOwned + Metadata<Ty = ObjectMeta>>(
+    items: Vec<Box<RawValue>>,
+) -> impl Iterator<Item = K> {
     items
         .into_iter()
-        .filter_map(|v| match serde_json::from_value(v) {
-            Ok(o) => Some(o),
+        .filter_map(|raw| match serde_json::from_str(raw.get()) {
+            Ok(o) => Some(cacheable(o)),
             Err(e) => {
                 tracing::warn!("informer: skipping an undecodable object: {e}");
                 None
             }
         })
-        .collect()
+}
+
+/// What the caches keep of an object: everything but `metadata.managedFields`,
+/// which no controller reads and which is often the larger part of an object
+/// (kube-controller-manager's and kube-scheduler's informers drop it too). A
+/// controller that writes back a cached object sends no managedFields, and the
+/// API server then keeps the stored ones.
+fn cacheable<K: Metadata<Ty = ObjectMeta>>(mut object: K) -> K {
+    object.metadata_mut().managed_fields = None;
+    object
 }
 
 /// A controller: which keys an object change concerns, and the pure
@@ -319,19 +368,18 @@ impl ControllerManager {
         let gvr = gvr(resource);
         let mut failures = 0u32;
         loop {
-            let list = match self.client.list(gvr, None, None, None).await {
-                Ok(list) => list,
-                Err(e) => {
-                    failures += 1;
-                    tracing::warn!("informer {}: list failed: {e}", gvr.plural);
-                    tokio::time::sleep(backoff(failures)).await;
-                    continue;
-                }
-            };
+            let (mut resource_version, changes) =
+                match self.caches.relist(&self.client, resource).await {
+                    Ok(listed) => listed,
+                    Err(e) => {
+                        failures += 1;
+                        tracing::warn!("informer {}: list failed: {e}", gvr.plural);
+                        tokio::time::sleep(backoff(failures)).await;
+                        continue;
+                    }
+                };
             failures = 0;
-            let mut resource_version = list.resource_version.clone();
-            let revision = resource_version.parse().unwrap_or(0);
-            for (old, new) in self.caches.replace(resource, list.items, revision) {
+            for (old, new) in changes {
                 self.dispatch(old.as_ref(), new.as_ref());
             }
             if let Some(i) = Caches::kind_index(resource) {
@@ -350,7 +398,7 @@ impl ControllerManager {
             loop {
                 let stream = match self
                     .client
-                    .watch(
+                    .watch_raw(
                         gvr,
                         None,
                         &resource_version,
@@ -372,22 +420,23 @@ impl ControllerManager {
                 let mut gone = false;
                 while let Some(event) = futures::StreamExt::next(&mut stream).await {
                     match event {
-                        WatchEvent::Added(v) | WatchEvent::Modified(v) => {
-                            if let Some(rv) = v
-                                .pointer("/metadata/resourceVersion")
-                                .and_then(Value::as_str)
-                            {
-                                resource_version = rv.to_string();
+                        WatchEvent::Added(raw) | WatchEvent::Modified(raw) => {
+                            let (rv, change) = self.caches.upsert_raw(resource, &raw);
+                            if let Some(rv) = rv {
+                                resource_version = rv;
                             }
-                            if let Some((old, new)) = self.caches.upsert(resource, v) {
+                            if let Some((old, new)) = change {
                                 self.dispatch(old.as_ref(), new.as_ref());
                             }
                         }
-                        WatchEvent::Deleted(v) => {
-                            let meta: ObjectMeta = v
-                                .get("metadata")
-                                .cloned()
-                                .and_then(|m| serde_json::from_value(m).ok())
+                        WatchEvent::Deleted(raw) => {
+                            #[derive(serde::Deserialize)]
+                            struct Deleted {
+                                #[serde(default)]
+                                metadata: ObjectMeta,
+                            }
+                            let meta = serde_json::from_str::<Deleted>(raw.get())
+                                .map(|d| d.metadata)
                                 .unwrap_or_default();
                             let revision = revision_of(&meta);
                             if let Some(rv) = &meta.resource_version {
