@@ -5,6 +5,7 @@
 //! Opaque TCP and UDP are balanced per connection / session; HTTP/1.1 and h2c are terminated and
 //! balanced per request with tower's power-of-two-choices balancer over peak-EWMA latency.
 
+mod h1;
 mod http;
 mod metrics;
 mod runtime;

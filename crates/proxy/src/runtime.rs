@@ -25,7 +25,8 @@ use crate::table::{AppProtocol, Endpoint, Protocol, ProxyTable, ServicePort, Ser
 /// An endpoint as the data path sees it: the table's endpoint plus live load and metric handles.
 pub(crate) struct EndpointState {
     pub endpoint: Endpoint,
-    /// Open TCP connections / UDP sessions, for least-connections choice.
+    /// The load that power of two choices compares (`pick_least_open`): open TCP connections / UDP
+    /// sessions; on an HTTP/1.1 port, requests in flight.
     pub open: AtomicUsize,
     labels: EndpointLabels,
     families: Arc<Metrics>,
@@ -382,9 +383,16 @@ impl Proxy {
                     };
                     balancer.update(&empty, &config);
                     listener.http.push(balancer.clone());
-                    worker
-                        .handle
-                        .spawn(crate::http::serve(socket, state.clone(), balancer))
+                    if port.app == AppProtocol::Http1 {
+                        // The balancer serves only clients that speak HTTP/2 with prior knowledge.
+                        worker
+                            .handle
+                            .spawn(crate::h1::serve(socket, state.clone(), balancer))
+                    } else {
+                        worker
+                            .handle
+                            .spawn(crate::http::serve(socket, state.clone(), balancer))
+                    }
                 }
                 _ => worker
                     .handle
