@@ -1334,3 +1334,297 @@ impl AsyncWrite for Prefixed {
         Pin::new(&mut self.stream).poll_shutdown(cx)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(text: &str) -> (Result<Option<RequestHead>, BadRequest>, String) {
+        let mut out = Vec::new();
+        let parsed = parse_request(text.as_bytes(), &mut out);
+        (parsed, String::from_utf8(out).unwrap())
+    }
+
+    fn head(text: &str) -> RequestHead {
+        request(text).0.unwrap().unwrap()
+    }
+
+    fn response(text: &str, request_text: &str) -> (Result<Option<ResponseHead>, ()>, String) {
+        let mut out = Vec::new();
+        let parsed = parse_response(text.as_bytes(), &head(request_text), false, &mut out);
+        (parsed, String::from_utf8(out).unwrap())
+    }
+
+    const GET: &str = "GET / HTTP/1.1\r\nhost: a\r\n\r\n";
+
+    #[test]
+    fn chunked_body_end_is_found_however_the_bytes_arrive() {
+        let body = b"5\r\nhello\r\n6;name=value\r\n world\r\nA \r\n0123456789\r\n0\r\nx-trailer: 1\r\nx-other: 2\r\n\r\nNEXT";
+        let end = body.len() - 4;
+        // All at once: the end is found and the bytes after it are left alone.
+        let mut decoder = ChunkedDecoder::default();
+        assert_eq!(decoder.advance(body), Ok((end, 21)));
+        assert!(decoder.is_done());
+        // One byte at a time, and in every two-piece split.
+        let mut decoder = ChunkedDecoder::default();
+        let (mut used, mut data) = (0, 0);
+        for byte in body.chunks(1) {
+            let (u, d) = decoder.advance(byte).unwrap();
+            used += u;
+            data += d;
+        }
+        assert_eq!((used, data), (end, 21));
+        for split in 0..body.len() {
+            let mut decoder = ChunkedDecoder::default();
+            let (u1, d1) = decoder.advance(&body[..split]).unwrap();
+            assert_eq!(u1, split.min(end), "split at {split}");
+            assert_eq!(decoder.is_done(), split >= end);
+            let (u2, d2) = decoder.advance(&body[split..]).unwrap();
+            assert_eq!((u1 + u2, d1 + d2), (end, 21), "split at {split}");
+            assert!(decoder.is_done());
+        }
+        // An empty body: just the last chunk.
+        let mut decoder = ChunkedDecoder::default();
+        assert_eq!(decoder.advance(b"0\r\n\r\n"), Ok((5, 0)));
+        assert!(decoder.is_done());
+    }
+
+    #[test]
+    fn malformed_chunked_bodies_are_refused() {
+        for bad in [
+            &b"x\r\n"[..],
+            b"\r\n",
+            b"5\nhello\r\n",
+            b"5\r\nhelloX\r\n",
+            b"5\r\nhello\r\n0\r\n\n",
+            b"10000000000000000\r\n",
+            b"5;ext\n",
+        ] {
+            let mut decoder = ChunkedDecoder::default();
+            assert_eq!(
+                decoder.advance(bad),
+                Err(MalformedBody),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn body_state_counts_length_and_stops_at_the_end() {
+        let mut body = BodyState::new(Framing::Length(5));
+        assert_eq!(body.advance(b"abc"), Ok((3, 3)));
+        assert!(!body.is_done());
+        assert_eq!(body.advance(b"defgh"), Ok((2, 2)));
+        assert!(body.is_done());
+        assert!(BodyState::new(Framing::Empty).is_done());
+        let mut until_close = BodyState::new(Framing::UntilClose);
+        assert_eq!(until_close.advance(b"anything"), Ok((8, 8)));
+        assert!(!until_close.is_done());
+    }
+
+    #[test]
+    fn request_framing_and_connection_semantics() {
+        let get = head(GET);
+        assert_eq!(get.len, GET.len());
+        assert_eq!(get.framing, Framing::Empty);
+        assert!(get.keep_alive && !get.rewritten && !get.upgrade && !get.head_method);
+        assert_eq!(
+            head("POST / HTTP/1.1\r\ncontent-length: 12\r\n\r\n").framing,
+            Framing::Length(12)
+        );
+        assert_eq!(
+            head("POST / HTTP/1.1\r\ntransfer-encoding: gzip, chunked\r\n\r\n").framing,
+            Framing::Chunked
+        );
+        assert!(head("HEAD / HTTP/1.1\r\n\r\n").head_method);
+        assert!(head("GET / HTTP/1.1\r\nexpect: 100-continue\r\n\r\n").expect_continue);
+        // Keep-alive: HTTP/1.1 unless close; HTTP/1.0 only when asked.
+        assert!(!head("GET / HTTP/1.1\r\nconnection: close\r\n\r\n").keep_alive);
+        assert!(!head("GET / HTTP/1.0\r\n\r\n").keep_alive);
+        assert!(head("GET / HTTP/1.0\r\nconnection: keep-alive\r\n\r\n").keep_alive);
+        // Incomplete heads wait for more bytes.
+        assert!(matches!(
+            request("GET / HTTP/1.1\r\nhost: a\r\n").0,
+            Ok(None)
+        ));
+    }
+
+    #[test]
+    fn malformed_requests_are_refused() {
+        for (text, why) in [
+            ("this is not http\r\n\r\n", BadRequest::Malformed),
+            (
+                "POST / HTTP/1.1\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\n\r\n",
+                BadRequest::Malformed,
+            ),
+            (
+                "POST / HTTP/1.1\r\ncontent-length: 3\r\ncontent-length: 4\r\n\r\n",
+                BadRequest::Malformed,
+            ),
+            (
+                "POST / HTTP/1.1\r\ncontent-length: -1\r\n\r\n",
+                BadRequest::Malformed,
+            ),
+            (
+                "POST / HTTP/1.1\r\ntransfer-encoding: gzip\r\n\r\n",
+                BadRequest::Malformed,
+            ),
+            ("CONNECT a:443 HTTP/1.1\r\n\r\n", BadRequest::Method),
+        ] {
+            assert_eq!(request(text).0.unwrap_err(), why, "{text:?}");
+        }
+        let many: String = (0..MAX_HEADERS + 1)
+            .map(|i| format!("h{i}: v\r\n"))
+            .collect();
+        assert_eq!(
+            request(&format!("GET / HTTP/1.1\r\n{many}\r\n"))
+                .0
+                .unwrap_err(),
+            BadRequest::TooLarge
+        );
+    }
+
+    #[test]
+    fn hop_by_hop_headers_are_stripped_from_requests() {
+        let (parsed, out) = request(
+            "GET http://web.default/a?b=1 HTTP/1.1\r\nhost: web\r\nconnection: keep-alive, x-secret\r\nx-secret: 1\r\nkeep-alive: 5\r\nte: trailers\r\nx-kept: yes\r\n\r\n",
+        );
+        let parsed = parsed.unwrap().unwrap();
+        assert!(parsed.rewritten && parsed.keep_alive);
+        assert_eq!(
+            out,
+            "GET /a?b=1 HTTP/1.1\r\nhost: web\r\nte: trailers\r\nx-kept: yes\r\n\r\n"
+        );
+        // Framing headers stay even when Connection names them.
+        let (_, out) = request(
+            "POST / HTTP/1.1\r\nconnection: content-length\r\ncontent-length: 2\r\nte: gzip\r\n\r\n",
+        );
+        assert_eq!(out, "POST / HTTP/1.1\r\ncontent-length: 2\r\n\r\n");
+    }
+
+    #[test]
+    fn upgrade_requests_keep_their_upgrade_header() {
+        let (parsed, out) = request(
+            "GET /chat HTTP/1.1\r\nhost: ws\r\nconnection: keep-alive, Upgrade\r\nupgrade: websocket\r\n\r\n",
+        );
+        assert!(parsed.unwrap().unwrap().upgrade);
+        assert_eq!(
+            out,
+            "GET /chat HTTP/1.1\r\nhost: ws\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\n"
+        );
+        // An Upgrade header without `Connection: upgrade` is not an upgrade, and is stripped.
+        let (parsed, out) = request("GET / HTTP/1.1\r\nupgrade: websocket\r\n\r\n");
+        assert!(!parsed.unwrap().unwrap().upgrade);
+        assert_eq!(out, "GET / HTTP/1.1\r\n\r\n");
+    }
+
+    #[test]
+    fn response_framing() {
+        let framing =
+            |text: &str, request: &str| response(text, request).0.unwrap().unwrap().framing;
+        assert_eq!(
+            framing("HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n", GET),
+            Framing::Length(5)
+        );
+        assert_eq!(
+            framing(
+                "HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n",
+                "HEAD / HTTP/1.1\r\n\r\n"
+            ),
+            Framing::Empty
+        );
+        for status in [
+            "204 No Content",
+            "304 Not Modified",
+            "100 Continue",
+            "101 Switching Protocols",
+        ] {
+            assert_eq!(
+                framing(
+                    &format!("HTTP/1.1 {status}\r\ncontent-length: 5\r\n\r\n"),
+                    GET
+                ),
+                Framing::Empty,
+                "{status}"
+            );
+        }
+        assert_eq!(
+            framing("HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n", GET),
+            Framing::Chunked
+        );
+        assert_eq!(framing("HTTP/1.1 200 OK\r\n\r\n", GET), Framing::UntilClose);
+        assert!(response(
+            "HTTP/1.1 200 OK\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\n\r\n",
+            GET
+        )
+        .0
+        .is_err());
+        assert!(response("HTTP/1.1 200 OK\r\ncontent-length: 5\r\n", GET)
+            .0
+            .unwrap()
+            .is_none());
+    }
+
+    #[test]
+    fn response_heads_pass_unchanged_unless_the_connection_changes() {
+        let (parsed, _) = response("HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n", GET);
+        let parsed = parsed.unwrap().unwrap();
+        assert!(parsed.reusable && !parsed.client_close && !parsed.rewritten);
+
+        // The endpoint closes: not pooled, and the client connection stays open.
+        let (parsed, out) = response(
+            "HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 5\r\n\r\n",
+            GET,
+        );
+        let parsed = parsed.unwrap().unwrap();
+        assert!(!parsed.reusable && !parsed.client_close && parsed.rewritten);
+        assert_eq!(out, "HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n");
+
+        // The client asked to close: the response says so.
+        let (parsed, out) = response(
+            "HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n",
+            "GET / HTTP/1.1\r\nconnection: close\r\n\r\n",
+        );
+        let parsed = parsed.unwrap().unwrap();
+        assert!(parsed.reusable && parsed.client_close);
+        assert_eq!(
+            out,
+            "HTTP/1.1 200 OK\r\ncontent-length: 5\r\nconnection: close\r\n\r\n"
+        );
+
+        // No length: the body ends at the close, for both connections.
+        let (parsed, out) = response("HTTP/1.1 200 OK\r\nx: y\r\n\r\n", GET);
+        let parsed = parsed.unwrap().unwrap();
+        assert!(!parsed.reusable && parsed.client_close);
+        assert_eq!(out, "HTTP/1.1 200 OK\r\nx: y\r\nconnection: close\r\n\r\n");
+
+        // An HTTP/1.0 endpoint keeps the connection only when it says so.
+        let (parsed, _) = response("HTTP/1.0 200 OK\r\ncontent-length: 5\r\n\r\n", GET);
+        assert!(!parsed.unwrap().unwrap().reusable);
+        let (parsed, _) = response(
+            "HTTP/1.0 200 OK\r\nconnection: keep-alive\r\ncontent-length: 5\r\n\r\n",
+            GET,
+        );
+        assert!(parsed.unwrap().unwrap().reusable);
+
+        // An HTTP/1.0 client that asked for keep-alive is told it got it.
+        let (_, out) = response(
+            "HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n",
+            "GET / HTTP/1.0\r\nconnection: keep-alive\r\n\r\n",
+        );
+        assert_eq!(
+            out,
+            "HTTP/1.1 200 OK\r\ncontent-length: 5\r\nconnection: keep-alive\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn origin_form_of_absolute_targets() {
+        assert_eq!(origin_form("/a"), None);
+        assert_eq!(origin_form("*"), None);
+        assert_eq!(origin_form("http://host"), Some("/"));
+        assert_eq!(origin_form("HTTP://host:80/x?y"), Some("/x?y"));
+        assert_eq!(origin_form("https://h/"), Some("/"));
+    }
+}
