@@ -462,6 +462,10 @@ async fn route(
             "no endpoints available for service",
         );
     }
+    if port.app == AppProtocol::Http1 {
+        // An HTTP/2 client on an HTTP/1.1 port (prior knowledge): the endpoint speaks HTTP/1.1.
+        *request.version_mut() = http::Version::HTTP_11;
+    }
     let client_upgrade = upgrade_protocol(&request)
         .is_some()
         .then(|| hyper::upgrade::on(&mut request));
