@@ -631,6 +631,13 @@ impl BodyState {
     }
 }
 
+/// Adds to a byte counter (an atomic shared with the other workers: skipped for nothing).
+fn count(counter: &Counter, bytes: u64) {
+    if bytes > 0 {
+        counter.inc_by(bytes);
+    }
+}
+
 enum PumpError {
     Read,
     Write,
@@ -666,7 +673,7 @@ async fn pump(
         to.write_all(&buf.bytes()[..used])
             .await
             .map_err(|_| PumpError::Write)?;
-        counter.inc_by(data);
+        count(counter, data);
         buf.consume(used);
     }
     Ok(())
@@ -1079,7 +1086,7 @@ impl Connection {
             self.held = request.len + prefix;
         } else {
             self.input.consume(request.len + prefix);
-            metrics.bytes_in.inc_by(prefix_data);
+            count(&metrics.bytes_in, prefix_data);
         }
         if sent.is_err() {
             return Err(Failure::NoResponse);
@@ -1172,7 +1179,7 @@ impl Connection {
             }
         };
         written.map_err(|_| Failure::Client)?;
-        metrics.bytes_out.inc_by(data);
+        count(&metrics.bytes_out, data);
         self.output.consume(response.len + used);
         pump(
             &mut response_body,
@@ -1200,7 +1207,7 @@ impl Connection {
     fn release_held(&mut self, metrics: &crate::runtime::EndpointMetrics, prefix_data: u64) {
         if self.held > 0 {
             self.input.consume(std::mem::take(&mut self.held));
-            metrics.bytes_in.inc_by(prefix_data);
+            count(&metrics.bytes_in, prefix_data);
         }
     }
 
