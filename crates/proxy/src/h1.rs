@@ -138,14 +138,16 @@ impl Buffer {
     }
 
     /// Reads once more after the bytes held; `Ok(0)` at EOF. Makes room first by moving the held
-    /// bytes to the front, else by growing up to `MAX_HEAD`; fails when the buffer is full.
+    /// bytes to the front, or by growing up to `MAX_HEAD`; fails when the buffer is full.
     async fn fill<R: AsyncRead + Unpin>(&mut self, from: &mut R) -> io::Result<usize> {
+        // Little room left after the held bytes: move them to the front first.
+        if self.start > 0 && self.data.len() - self.end < 2048 {
+            self.data.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
         if self.end == self.data.len() {
-            if self.start > 0 {
-                self.data.copy_within(self.start..self.end, 0);
-                self.end -= self.start;
-                self.start = 0;
-            } else if self.data.len() < MAX_HEAD {
+            if self.data.len() < MAX_HEAD {
                 self.data.resize(MAX_HEAD, 0);
             } else {
                 return Err(io::Error::other("head larger than the buffer"));
