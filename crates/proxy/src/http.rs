@@ -1,4 +1,10 @@
-//! HTTP/1.1 and h2c: terminate with hyper, balance every request with tower.
+//! h2c: terminate with hyper, balance every request with tower.
+//!
+//! This path serves the h2c (gRPC) ports, and the clients of an HTTP/1.1 port that speak HTTP/2
+//! with prior knowledge (`h1` hands them over; their requests go on to the endpoint as HTTP/1.1).
+//! Plain HTTP/1.1 has its own hand-written path in `h1.rs`: hyper's pooled client cost a channel
+//! hop and a task wake-up per request, which an HTTP/1.1 proxy does not need, while HTTP/2's
+//! multiplexing, flow control and HPACK are what hyper is for.
 //!
 //! The stack, outermost first:
 //! - `route` (per request): 503 when the port has no endpoints; sessionAffinity ClientIP pins;
