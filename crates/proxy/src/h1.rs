@@ -59,7 +59,8 @@ const POOL_MAX_IDLE: usize = 256;
 /// How long a closing client connection is drained, so that unread input does not turn the close
 /// into a reset that destroys the last response.
 const LINGER: Duration = Duration::from_secs(1);
-const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0";
+/// The start of the HTTP/2 client preface, as far as an HTTP/1.1 parser reads before it fails.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2";
 
 pub async fn serve(listener: std::net::TcpListener, port: Arc<PortState>, balancer: Balancer) {
     let listener = match TcpListener::from_std(listener) {
