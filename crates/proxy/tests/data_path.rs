@@ -1603,3 +1603,55 @@ async fn http2_prior_knowledge_on_an_http1_port_is_still_served() {
         assert_eq!(body, "h2");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http1_endpoint_failing_mid_response_closes_the_client_connection() {
+    // Promises 100 bytes, sends 7, and closes.
+    let backend = spawn_backend("truncating", |mut stream| async move {
+        read_head(&mut stream).await;
+        let _ = stream
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\npartial")
+            .await;
+    })
+    .await;
+    let (proxy, frontend) = http1_proxy("truncated", &[backend]).await;
+    let mut client = RawClient::connect(frontend).await;
+    client.send(b"GET / HTTP/1.1\r\nhost: web\r\n\r\n").await;
+    // The head and the 7 bytes arrive, then the close: the client never mistakes the rest of the
+    // connection for the missing 93 bytes.
+    let mut received = Vec::new();
+    loop {
+        let n = client.fill().await;
+        if n == 0 {
+            break;
+        }
+        received = client.buf.clone();
+    }
+    let text = String::from_utf8_lossy(&received);
+    assert!(
+        text.starts_with("HTTP/1.1 200 OK") && text.ends_with("\r\n\r\npartial"),
+        "{text:?}"
+    );
+    assert_connection_errors_counted(&proxy, &backend.to_string());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http1_0_clients_close_unless_they_ask_for_keep_alive() {
+    let backend = framing_backend().await;
+    let (_proxy, frontend) = http1_proxy("http10", &[backend]).await;
+    let mut client = RawClient::connect(frontend).await;
+    client.send(b"GET /old HTTP/1.0\r\n\r\n").await;
+    let response = client.response(false).await;
+    assert_eq!((response.status, response.text().as_str()), (200, "/old"));
+    client.expect_eof().await;
+
+    let mut client = RawClient::connect(frontend).await;
+    for path in ["/a", "/b"] {
+        client
+            .send(format!("GET {path} HTTP/1.0\r\nconnection: keep-alive\r\n\r\n").as_bytes())
+            .await;
+        let response = client.response(false).await;
+        assert_eq!((response.status, response.text().as_str()), (200, path));
+        assert_eq!(response.header("connection"), Some("keep-alive"));
+    }
+}
