@@ -49,7 +49,8 @@ use crate::runtime::{pick_least_open, EndpointState, PortConfig, PortState};
 /// A request or response head may not be larger (hyper's default limit is ~400 KiB; haproxy's
 /// buffer is 16 KiB).
 const MAX_HEAD: usize = 64 * 1024;
-/// Each connection's read buffers start this large (and grow to `MAX_HEAD` only for a large head).
+/// Each connection's two read buffers are this large while it has a request at hand (and grow to
+/// `MAX_HEAD` only for a large head); between requests it holds none.
 const BUFFER: usize = 16 * 1024;
 const MAX_HEADERS: usize = 100;
 /// An idle pooled upstream connection older than this is closed instead of reused.
@@ -104,12 +105,37 @@ struct Buffer {
     end: usize,
 }
 
+/// Spare buffers never hold more than this many per worker.
+const SPARE_BUFFERS: usize = 256;
+
+thread_local! {
+    /// Buffers of `BUFFER` bytes that no connection of this worker holds right now: a connection
+    /// takes memory when bytes arrive and gives it back between requests, so an idle keep-alive
+    /// connection holds none.
+    static SPARE: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+}
+
 impl Buffer {
+    /// A buffer without memory yet (taken on the first read).
     fn new() -> Self {
         Buffer {
-            data: vec![0; BUFFER],
+            data: Vec::new(),
             start: 0,
             end: 0,
+        }
+    }
+
+    /// Gives the memory back while no byte is held (a buffer grown for a large head is freed).
+    fn release(&mut self) {
+        if self.is_empty() && !self.data.is_empty() {
+            let data = std::mem::take(&mut self.data);
+            if data.len() == BUFFER {
+                SPARE.with_borrow_mut(|spare| {
+                    if spare.len() < SPARE_BUFFERS {
+                        spare.push(data);
+                    }
+                });
+            }
         }
     }
 
@@ -141,6 +167,11 @@ impl Buffer {
     /// Reads once more after the bytes held; `Ok(0)` at EOF. Makes room first by moving the held
     /// bytes to the front, or by growing up to `MAX_HEAD`; fails when the buffer is full.
     async fn fill<R: AsyncRead + Unpin>(&mut self, from: &mut R) -> io::Result<usize> {
+        if self.data.is_empty() {
+            self.data = SPARE
+                .with_borrow_mut(Vec::pop)
+                .unwrap_or_else(|| vec![0; BUFFER]);
+        }
         // Little room left after the held bytes: move them to the front first.
         if self.start > 0 && self.data.len() - self.end < 2048 {
             self.data.copy_within(self.start..self.end, 0);
@@ -838,7 +869,10 @@ impl Connection {
                 }
             };
             first = false;
-            match self.forward(request).await {
+            let next = self.forward(request).await;
+            self.input.release();
+            self.output.release();
+            match next {
                 Next::KeepAlive => {}
                 Next::Close => {
                     self.close().await;
@@ -859,6 +893,10 @@ impl Connection {
                 if self.input.len() >= MAX_HEAD {
                     return Err(BadRequest::TooLarge);
                 }
+            }
+            if self.input.is_empty() && self.client.readable().await.is_err() {
+                // Waiting for the next request holds no buffer memory.
+                return Ok(None);
             }
             match self.input.fill(&mut self.client).await {
                 Ok(0) | Err(_) => return Ok(None),
@@ -1627,6 +1665,32 @@ mod tests {
             out,
             "HTTP/1.1 200 OK\r\ncontent-length: 5\r\nconnection: keep-alive\r\n\r\n"
         );
+    }
+
+    #[tokio::test]
+    async fn buffers_hold_memory_only_while_they_hold_bytes() {
+        let mut buffer = Buffer::new();
+        assert!(buffer.data.is_empty());
+        let mut from: &[u8] = b"GET / HTTP/1.1\r\n\r\n";
+        assert_eq!(buffer.fill(&mut from).await.unwrap(), 18);
+        assert_eq!(buffer.data.len(), BUFFER);
+        let memory = buffer.data.as_ptr();
+        // Bytes held: the memory stays.
+        buffer.release();
+        assert_eq!(buffer.bytes(), b"GET / HTTP/1.1\r\n\r\n");
+        buffer.consume(18);
+        buffer.release();
+        assert!(buffer.data.is_empty());
+        // The next buffer of this thread reuses it.
+        let mut other = Buffer::new();
+        let mut from: &[u8] = b"x";
+        other.fill(&mut from).await.unwrap();
+        assert_eq!(other.data.as_ptr(), memory);
+        // A head that does not fit grows the buffer, up to MAX_HEAD.
+        let big = vec![b'a'; MAX_HEAD + 1];
+        let mut from: &[u8] = &big;
+        while other.fill(&mut from).await.is_ok() {}
+        assert_eq!(other.len(), MAX_HEAD);
     }
 
     #[test]
