@@ -1312,6 +1312,9 @@ impl Connection {
         }
         self.output.clear();
         self.input.clear();
+        // copy_bidirectional has buffers of its own.
+        self.output.release();
+        self.input.release();
         metrics.bytes_out.inc_by(early_out);
         metrics.bytes_in.inc_by(early_in);
         if started {
