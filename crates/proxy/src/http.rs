@@ -1,4 +1,10 @@
-//! HTTP/1.1 and h2c: terminate with hyper, balance every request with tower.
+//! h2c: terminate with hyper, balance every request with tower.
+//!
+//! This path serves the h2c (gRPC) ports, and the clients of an HTTP/1.1 port that speak HTTP/2
+//! with prior knowledge (`h1` hands them over; their requests go on to the endpoint as HTTP/1.1).
+//! Plain HTTP/1.1 has its own hand-written path in `h1.rs`: hyper's pooled client cost a channel
+//! hop and a task wake-up per request, which an HTTP/1.1 proxy does not need, while HTTP/2's
+//! multiplexing, flow control and HPACK are what hyper is for.
 //!
 //! The stack, outermost first:
 //! - `route` (per request): 503 when the port has no endpoints; sessionAffinity ClientIP pins;
@@ -66,10 +72,10 @@ type BoxedBalance = tower::util::BoxService<Request<Resendable>, UpstreamRespons
 
 /// An upstream connect that takes longer fails (and the request goes to another endpoint): a
 /// pod that is going away may drop SYNs instead of refusing them.
-const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+pub(crate) const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// How many endpoints one request tries, in all, while it has not been sent.
-const MAX_ATTEMPTS: usize = 3;
+pub(crate) const MAX_ATTEMPTS: usize = 3;
 
 /// A client's request body as sent upstream. `Shared` leaves the body in a slot until hyper
 /// first polls it, so after a failed connect (hyper drops the request without polling its body)
@@ -409,29 +415,42 @@ pub async fn serve(listener: std::net::TcpListener, port: Arc<PortState>, balanc
             }
         };
         let _ = stream.set_nodelay(true);
+        tokio::spawn(serve_connection(
+            stream,
+            port.clone(),
+            client,
+            balancer.clone(),
+        ));
+    }
+}
+
+/// Serves one client connection with hyper (h2c ports; HTTP/2 with prior knowledge on an HTTP/1.1
+/// port, handed over by `h1`).
+pub(crate) async fn serve_connection<I>(
+    io: I,
+    port: Arc<PortState>,
+    client: SocketAddr,
+    balancer: Balancer,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let app = port.app;
+    let service = hyper::service::service_fn(move |request| {
         let port = port.clone();
         let balancer = balancer.clone();
-        tokio::spawn(async move {
-            let app = port.app;
-            let service = hyper::service::service_fn(move |request| {
-                let port = port.clone();
-                let balancer = balancer.clone();
-                let routed: Pin<
-                    Box<dyn Future<Output = Result<Response<ProxyBody>, Infallible>> + Send>,
-                > = Box::pin(async move { Ok(route(port, balancer, client, request).await) });
-                routed
-            });
-            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            if app == AppProtocol::H2c {
-                builder = builder.http2_only();
-            }
-            if let Err(error) = builder
-                .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                .await
-            {
-                tracing::debug!(%error, %client, "http connection ended");
-            }
-        });
+        let routed: Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, Infallible>> + Send>> =
+            Box::pin(async move { Ok(route(port, balancer, client, request).await) });
+        routed
+    });
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    if app == AppProtocol::H2c {
+        builder = builder.http2_only();
+    }
+    if let Err(error) = builder
+        .serve_connection_with_upgrades(TokioIo::new(io), service)
+        .await
+    {
+        tracing::debug!(%error, %client, "http connection ended");
     }
 }
 
@@ -448,6 +467,10 @@ async fn route(
             StatusCode::SERVICE_UNAVAILABLE,
             "no endpoints available for service",
         );
+    }
+    if port.app == AppProtocol::Http1 {
+        // An HTTP/2 client on an HTTP/1.1 port (prior knowledge): the endpoint speaks HTTP/1.1.
+        *request.version_mut() = http::Version::HTTP_11;
     }
     let client_upgrade = upgrade_protocol(&request)
         .is_some()

@@ -25,7 +25,8 @@ use crate::table::{AppProtocol, Endpoint, Protocol, ProxyTable, ServicePort, Ser
 /// An endpoint as the data path sees it: the table's endpoint plus live load and metric handles.
 pub(crate) struct EndpointState {
     pub endpoint: Endpoint,
-    /// Open TCP connections / UDP sessions, for least-connections choice.
+    /// The load that power of two choices compares (`pick_least_open`): open TCP connections / UDP
+    /// sessions; on an HTTP/1.1 port, requests in flight (an upgraded connection stays one).
     pub open: AtomicUsize,
     labels: EndpointLabels,
     families: Arc<Metrics>,
@@ -160,18 +161,25 @@ impl PortState {
 }
 
 /// Power of two choices over open connections, skipping `exclude` (endpoints that just failed).
+/// Allocates nothing: it runs for every HTTP/1.1 request.
 pub(crate) fn pick_least_open(
     config: &PortConfig,
     exclude: &[SocketAddr],
 ) -> Option<Arc<EndpointState>> {
-    let candidates: Vec<&Arc<EndpointState>> = config
-        .endpoints
-        .iter()
-        .filter(|e| !exclude.contains(&e.endpoint.addr))
-        .collect();
-    match candidates.len() {
+    let candidates = || {
+        config
+            .endpoints
+            .iter()
+            .filter(|e| !exclude.contains(&e.endpoint.addr))
+    };
+    let n = if exclude.is_empty() {
+        config.endpoints.len()
+    } else {
+        candidates().count()
+    };
+    match n {
         0 => None,
-        1 => Some(candidates[0].clone()),
+        1 => candidates().next().cloned(),
         n => {
             let mut rng = rand::rng();
             let a = rng.random_range(0..n);
@@ -179,7 +187,7 @@ pub(crate) fn pick_least_open(
             if b >= a {
                 b += 1;
             }
-            let (a, b) = (candidates[a], candidates[b]);
+            let (a, b) = (candidates().nth(a)?, candidates().nth(b)?);
             let chosen = if b.open.load(Ordering::Relaxed) < a.open.load(Ordering::Relaxed) {
                 b
             } else {
@@ -382,9 +390,16 @@ impl Proxy {
                     };
                     balancer.update(&empty, &config);
                     listener.http.push(balancer.clone());
-                    worker
-                        .handle
-                        .spawn(crate::http::serve(socket, state.clone(), balancer))
+                    if port.app == AppProtocol::Http1 {
+                        // The balancer serves only clients that speak HTTP/2 with prior knowledge.
+                        worker
+                            .handle
+                            .spawn(crate::h1::serve(socket, state.clone(), balancer))
+                    } else {
+                        worker
+                            .handle
+                            .spawn(crate::http::serve(socket, state.clone(), balancer))
+                    }
                 }
                 _ => worker
                     .handle

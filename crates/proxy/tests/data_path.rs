@@ -1054,3 +1054,604 @@ async fn http_request_never_sent_is_retried_on_another_endpoint() {
 
     assert_connection_errors_counted(&proxy, &refused.to_string());
 }
+
+// ---------------------------------------------------------------------------------------------
+// HTTP/1.1 framing through the hand-written forwarding path, with a raw client so that every
+// byte on the wire is the test's choice.
+
+/// A client connection that writes requests as given and parses the responses itself.
+struct RawClient {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+struct RawResponse {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl RawResponse {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+impl RawClient {
+    async fn connect(frontend: SocketAddr) -> Self {
+        RawClient {
+            stream: TcpStream::connect(frontend)
+                .await
+                .expect("connect to the proxy"),
+            buf: Vec::new(),
+        }
+    }
+
+    async fn send(&mut self, bytes: &[u8]) {
+        self.stream
+            .write_all(bytes)
+            .await
+            .expect("write to the proxy");
+    }
+
+    /// Reads more; the number of bytes (0 at EOF).
+    async fn fill(&mut self) -> usize {
+        let mut chunk = [0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(10), self.stream.read(&mut chunk))
+            .await
+            .expect("the proxy answered nothing within 10 s")
+            .unwrap_or(0);
+        self.buf.extend_from_slice(&chunk[..n]);
+        n
+    }
+
+    async fn need(&mut self, n: usize) {
+        while self.buf.len() < n {
+            assert!(
+                self.fill().await > 0,
+                "EOF with {} of {n} bytes: {:?}",
+                self.buf.len(),
+                String::from_utf8_lossy(&self.buf)
+            );
+        }
+    }
+
+    async fn line(&mut self) -> String {
+        loop {
+            if let Some(at) = self.buf.windows(2).position(|w| w == b"\r\n") {
+                let line = String::from_utf8_lossy(&self.buf[..at]).into_owned();
+                self.buf.drain(..at + 2);
+                return line;
+            }
+            assert!(self.fill().await > 0, "EOF inside a line");
+        }
+    }
+
+    /// Reads one response (an interim 1xx too); `head_request`: it answers a HEAD.
+    async fn response(&mut self, head_request: bool) -> RawResponse {
+        let (status, headers) = loop {
+            let mut headers = [httparse::EMPTY_HEADER; 64];
+            let mut response = httparse::Response::new(&mut headers);
+            match response.parse(&self.buf).expect("a valid response head") {
+                httparse::Status::Complete(len) => {
+                    let parsed = (
+                        response.code.unwrap(),
+                        response
+                            .headers
+                            .iter()
+                            .map(|h| {
+                                (
+                                    h.name.to_ascii_lowercase(),
+                                    String::from_utf8_lossy(h.value).into_owned(),
+                                )
+                            })
+                            .collect::<Vec<_>>(),
+                    );
+                    self.buf.drain(..len);
+                    break parsed;
+                }
+                httparse::Status::Partial => {
+                    assert!(
+                        self.fill().await > 0,
+                        "EOF before a response head: {:?}",
+                        String::from_utf8_lossy(&self.buf)
+                    );
+                }
+            }
+        };
+        let mut response = RawResponse {
+            status,
+            headers,
+            body: Vec::new(),
+        };
+        if head_request || status < 200 || status == 204 || status == 304 {
+            return response;
+        }
+        if response
+            .header("transfer-encoding")
+            .is_some_and(|v| v.contains("chunked"))
+        {
+            loop {
+                let line = self.line().await;
+                let size = usize::from_str_radix(line.split(';').next().unwrap().trim(), 16)
+                    .unwrap_or_else(|_| panic!("chunk size line {line:?}"));
+                if size == 0 {
+                    while !self.line().await.is_empty() {}
+                    break;
+                }
+                self.need(size + 2).await;
+                response.body.extend_from_slice(&self.buf[..size]);
+                assert_eq!(&self.buf[size..size + 2], b"\r\n", "chunk data end");
+                self.buf.drain(..size + 2);
+            }
+        } else if let Some(length) = response.header("content-length") {
+            let length: usize = length.trim().parse().unwrap();
+            self.need(length).await;
+            response.body = self.buf.drain(..length).collect();
+        } else {
+            while self.fill().await > 0 {}
+            response.body = std::mem::take(&mut self.buf);
+        }
+        response
+    }
+
+    /// The proxy closes the connection: EOF with nothing more to read.
+    async fn expect_eof(&mut self) {
+        let n = self.fill().await;
+        assert_eq!(
+            (n, self.buf.len()),
+            (0, 0),
+            "expected the proxy to close: {:?}",
+            String::from_utf8_lossy(&self.buf)
+        );
+    }
+}
+
+/// A hyper HTTP/1.1 backend whose answer depends on the path: `/echo` echoes the body (with a
+/// length), `/chunked` answers in three chunks, `/head` is "hello", `/204` and `/304` have no
+/// body, anything else answers with its path.
+async fn framing_backend() -> SocketAddr {
+    use http_body_util::combinators::BoxBody;
+    spawn_backend("framing", |stream| async move {
+        let service =
+            hyper::service::service_fn(|request: Request<hyper::body::Incoming>| async move {
+                let path = request.uri().path().to_string();
+                let full = |b: Bytes| BoxBody::new(Full::new(b).map_err(|e| match e {}));
+                let response = match path.as_str() {
+                    "/echo" => {
+                        let body = request.into_body().collect().await?.to_bytes();
+                        Response::new(full(body))
+                    }
+                    "/chunked" => {
+                        let frames = ["hello", " ", "world!"].map(|s| {
+                            Ok::<_, std::convert::Infallible>(hyper::body::Frame::data(
+                                Bytes::from(s),
+                            ))
+                        });
+                        let stream = http_body_util::StreamBody::new(futures::stream::iter(frames));
+                        Response::new(BoxBody::new(stream))
+                    }
+                    "/head" => Response::new(full(Bytes::from("hello"))),
+                    "/204" | "/304" => {
+                        let mut response = Response::new(full(Bytes::new()));
+                        *response.status_mut() =
+                            hyper::StatusCode::from_u16(path[1..].parse().unwrap()).unwrap();
+                        response
+                    }
+                    _ => Response::new(full(Bytes::from(path))),
+                };
+                Ok::<_, hyper::Error>(response)
+            });
+        let _ = hyper::server::conn::http1::Builder::new()
+            .serve_connection(TokioIo::new(stream), service)
+            .await;
+    })
+    .await
+}
+
+async fn http1_proxy(name: &str, endpoints: &[SocketAddr]) -> (std::sync::Arc<Proxy>, SocketAddr) {
+    let frontend = free_addr();
+    let proxy = Proxy::new();
+    apply(
+        &proxy,
+        vec![service_port(
+            name,
+            AppProtocol::Http1,
+            frontend,
+            endpoints,
+            None,
+        )],
+    )
+    .await;
+    (proxy, frontend)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http1_length_and_chunked_bodies_pass_both_ways_on_one_connection() {
+    let backend = framing_backend().await;
+    let (proxy, frontend) = http1_proxy("framing", &[backend]).await;
+    let mut client = RawClient::connect(frontend).await;
+
+    client
+        .send(b"POST /echo HTTP/1.1\r\nhost: web\r\ncontent-length: 10\r\n\r\n0123456789")
+        .await;
+    let response = client.response(false).await;
+    assert_eq!(
+        (response.status, response.text().as_str()),
+        (200, "0123456789")
+    );
+
+    // A chunked request body, its chunks in separate writes.
+    client
+        .send(b"POST /echo HTTP/1.1\r\nhost: web\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n")
+        .await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    client.send(b"4;ext=1\r\ndefg\r\n0\r\n\r\n").await;
+    let response = client.response(false).await;
+    assert_eq!(
+        (response.status, response.text().as_str()),
+        (200, "abcdefg")
+    );
+
+    // A chunked response arrives chunked and whole.
+    client
+        .send(b"GET /chunked HTTP/1.1\r\nhost: web\r\n\r\n")
+        .await;
+    let response = client.response(false).await;
+    assert_eq!(response.status, 200);
+    assert_eq!(response.header("transfer-encoding"), Some("chunked"));
+    assert_eq!(response.text(), "hello world!");
+
+    // The connection is still in step.
+    client
+        .send(b"GET /after HTTP/1.1\r\nhost: web\r\n\r\n")
+        .await;
+    assert_eq!(client.response(false).await.text(), "/after");
+
+    // Body data bytes are counted (not the chunk framing).
+    let labels = format!("service=\"framing\",port=\"web\",endpoint=\"{backend}\",pod=\"framing-pod-0\",pod_template_hash=\"abc123\"");
+    let mut text = String::new();
+    proxy.encode_metrics(&mut text);
+    assert_eq!(
+        metric(
+            &text,
+            "drover_proxy_bytes_total",
+            &format!("{labels},direction=\"in\"")
+        ),
+        17.0,
+        "{text}"
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "drover_proxy_bytes_total",
+            &format!("{labels},direction=\"out\"")
+        ),
+        10.0 + 7.0 + 12.0 + 6.0,
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, "drover_proxy_requests_total", &labels),
+        4.0,
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http1_head_204_and_304_responses_have_no_body() {
+    let backend = framing_backend().await;
+    let (_proxy, frontend) = http1_proxy("nobody", &[backend]).await;
+    let mut client = RawClient::connect(frontend).await;
+    client
+        .send(b"HEAD /head HTTP/1.1\r\nhost: web\r\n\r\n")
+        .await;
+    let response = client.response(true).await;
+    assert_eq!(response.status, 200);
+    assert_eq!(response.header("content-length"), Some("5"));
+    for status in [204, 304] {
+        client
+            .send(format!("GET /{status} HTTP/1.1\r\nhost: web\r\n\r\n").as_bytes())
+            .await;
+        assert_eq!(client.response(false).await.status, status);
+    }
+    // Had the proxy waited for (or passed on) a body after any of them, this would not line up.
+    client
+        .send(b"GET /head HTTP/1.1\r\nhost: web\r\n\r\n")
+        .await;
+    let response = client.response(false).await;
+    assert_eq!((response.status, response.text().as_str()), (200, "hello"));
+    assert!(client.buf.is_empty(), "stray bytes: {:?}", client.buf);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http1_response_without_length_is_read_to_the_close_and_closes_the_client() {
+    let backend = spawn_backend("until close", |mut stream| async move {
+        read_head(&mut stream).await;
+        let _ = stream
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\nstreamed ")
+            .await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let _ = stream.write_all(b"until the close").await;
+    })
+    .await;
+    let (_proxy, frontend) = http1_proxy("until-close", &[backend]).await;
+    let mut client = RawClient::connect(frontend).await;
+    client.send(b"GET / HTTP/1.1\r\nhost: web\r\n\r\n").await;
+    let response = client.response(false).await;
+    assert_eq!(response.status, 200);
+    assert_eq!(response.header("connection"), Some("close"));
+    // The body ran to the proxy's close, which came after the endpoint's.
+    assert_eq!(response.text(), "streamed until the close");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http1_connection_close_from_the_client_and_from_the_endpoint() {
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = accepted.clone();
+    // Answers one request per connection and closes it, saying so.
+    let closing = spawn_backend("closing", move |mut stream| {
+        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        async move {
+            read_head(&mut stream).await;
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
+                .await;
+        }
+    })
+    .await;
+    let (_proxy, frontend) = http1_proxy("upstream-close", &[closing]).await;
+    let mut client = RawClient::connect(frontend).await;
+    for _ in 0..3 {
+        client.send(b"GET / HTTP/1.1\r\nhost: web\r\n\r\n").await;
+        let response = client.response(false).await;
+        assert_eq!((response.status, response.text().as_str()), (200, "ok"));
+        // The endpoint's close is its own hop's: the client connection stays.
+        assert_eq!(response.header("connection"), None);
+    }
+    assert_eq!(
+        accepted.load(std::sync::atomic::Ordering::SeqCst),
+        3,
+        "a connection the endpoint closed was reused"
+    );
+
+    let backend = framing_backend().await;
+    let (_proxy, frontend) = http1_proxy("client-close", &[backend]).await;
+    let mut client = RawClient::connect(frontend).await;
+    client
+        .send(b"GET /bye HTTP/1.1\r\nhost: web\r\nconnection: close\r\n\r\n")
+        .await;
+    let response = client.response(false).await;
+    assert_eq!((response.status, response.text().as_str()), (200, "/bye"));
+    assert_eq!(response.header("connection"), Some("close"));
+    client.expect_eof().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http1_expect_100_continue_is_relayed() {
+    let backend = framing_backend().await;
+    let (_proxy, frontend) = http1_proxy("expect", &[backend]).await;
+    let mut client = RawClient::connect(frontend).await;
+    client
+        .send(b"POST /echo HTTP/1.1\r\nhost: web\r\ncontent-length: 5\r\nexpect: 100-continue\r\n\r\n")
+        .await;
+    // The body is sent only after the endpoint's 100 came through the proxy.
+    let interim = client.response(false).await;
+    assert_eq!(interim.status, 100);
+    client.send(b"hello").await;
+    let response = client.response(false).await;
+    assert_eq!((response.status, response.text().as_str()), (200, "hello"));
+    client
+        .send(b"GET /again HTTP/1.1\r\nhost: web\r\n\r\n")
+        .await;
+    assert_eq!(client.response(false).await.text(), "/again");
+}
+
+/// A backend that answers one request per connection (with a length, as if it kept the
+/// connection) and then closes: `at_once`, right after the response; else when the next request
+/// arrives, without answering it. Returns its address and its count of answered requests.
+async fn one_shot_backend(
+    at_once: bool,
+) -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let answered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = answered.clone();
+    let addr = spawn_backend("one-shot", move |mut stream| {
+        let counter = counter.clone();
+        async move {
+            let head = read_head(&mut stream).await.to_ascii_lowercase();
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map_or(0, |v| v.trim().parse().unwrap());
+            let mut body = vec![0u8; length];
+            if stream.read_exact(&mut body).await.is_err() {
+                return;
+            }
+            let n = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+            let answer = format!("answer {n} {}", String::from_utf8_lossy(&body));
+            let response = format!(
+                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{answer}",
+                answer.len()
+            );
+            if stream.write_all(response.as_bytes()).await.is_err() || at_once {
+                return;
+            }
+            // Wait for the next request, then close without a word.
+            let mut byte = [0u8; 1];
+            let _ = stream.read(&mut byte).await;
+        }
+    })
+    .await;
+    (addr, answered)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http1_pooled_connection_closed_by_the_endpoint_is_replaced() {
+    for at_once in [true, false] {
+        let (backend, answered) = one_shot_backend(at_once).await;
+        let (_proxy, frontend) = http1_proxy("stale", &[backend]).await;
+        let mut client = RawClient::connect(frontend).await;
+        for i in 1..=6 {
+            if i % 2 == 0 {
+                client
+                    .send(b"POST / HTTP/1.1\r\nhost: web\r\ncontent-length: 4\r\n\r\nbody")
+                    .await;
+            } else {
+                client.send(b"GET / HTTP/1.1\r\nhost: web\r\n\r\n").await;
+            }
+            let response = client.response(false).await;
+            let body = if i % 2 == 0 { "body" } else { "" };
+            assert_eq!(
+                (response.status, response.text()),
+                (200, format!("answer {i} {body}")),
+                "request {i} (endpoint closes {})",
+                if at_once {
+                    "at once"
+                } else {
+                    "on the next request"
+                }
+            );
+        }
+        assert_eq!(answered.load(std::sync::atomic::Ordering::SeqCst), 6);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http1_pipelined_requests_are_answered_in_order() {
+    let backend = framing_backend().await;
+    let (_proxy, frontend) = http1_proxy("pipeline", &[backend]).await;
+    let mut client = RawClient::connect(frontend).await;
+    client
+        .send(concat!(
+            "GET /one HTTP/1.1\r\nhost: web\r\n\r\n",
+            "POST /echo HTTP/1.1\r\nhost: web\r\ncontent-length: 3\r\n\r\ntwo",
+            "POST /echo HTTP/1.1\r\nhost: web\r\ntransfer-encoding: chunked\r\n\r\n5\r\nthree\r\n0\r\n\r\n",
+            "HEAD /head HTTP/1.1\r\nhost: web\r\n\r\n",
+            "GET /five HTTP/1.1\r\nhost: web\r\n\r\n",
+        ).as_bytes())
+        .await;
+    for (expected, head) in [
+        ("/one", false),
+        ("two", false),
+        ("three", false),
+        ("", true),
+        ("/five", false),
+    ] {
+        let response = client.response(head).await;
+        assert_eq!((response.status, response.text().as_str()), (200, expected));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http1_malformed_requests_get_400_and_a_close() {
+    let backend = framing_backend().await;
+    let (_proxy, frontend) = http1_proxy("malformed", &[backend]).await;
+    for request in [
+        &b"this is not http\r\n\r\n"[..],
+        b"GET / HTTP/1.1\r\nbad header line\r\n\r\n",
+        b"POST /echo HTTP/1.1\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\n\r\nabc",
+        b"POST /echo HTTP/1.1\r\ncontent-length: x\r\n\r\n",
+    ] {
+        let mut client = RawClient::connect(frontend).await;
+        client.send(request).await;
+        let response = client.response(false).await;
+        assert_eq!(
+            response.status,
+            400,
+            "{:?}: {}",
+            String::from_utf8_lossy(request),
+            response.text()
+        );
+        assert_eq!(response.header("connection"), Some("close"));
+        client.expect_eof().await;
+    }
+    // A good request before a bad one is answered; the bad one ends the connection.
+    let mut client = RawClient::connect(frontend).await;
+    client
+        .send(b"GET /fine HTTP/1.1\r\nhost: web\r\n\r\nGARBAGE\r\n\r\n")
+        .await;
+    assert_eq!(client.response(false).await.text(), "/fine");
+    assert_eq!(client.response(false).await.status, 400);
+    client.expect_eof().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_prior_knowledge_on_an_http1_port_is_still_served() {
+    let backend = http_backend("h2", Duration::ZERO).await;
+    let (_proxy, frontend) = http1_proxy("h2-on-h1", &[backend]).await;
+    let stream = TcpStream::connect(frontend)
+        .await
+        .expect("connect to the proxy");
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .expect("h2 prior-knowledge handshake with the proxy");
+    tokio::spawn(connection);
+    for _ in 0..3 {
+        let request = Request::get("http://web/")
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        let response = sender.send_request(request).await.expect("h2 response");
+        assert_eq!(response.status(), 200);
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(body, "h2");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http1_endpoint_failing_mid_response_closes_the_client_connection() {
+    // Promises 100 bytes, sends 7, and closes.
+    let backend = spawn_backend("truncating", |mut stream| async move {
+        read_head(&mut stream).await;
+        let _ = stream
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\npartial")
+            .await;
+    })
+    .await;
+    let (proxy, frontend) = http1_proxy("truncated", &[backend]).await;
+    let mut client = RawClient::connect(frontend).await;
+    client.send(b"GET / HTTP/1.1\r\nhost: web\r\n\r\n").await;
+    // The head and the 7 bytes arrive, then the close: the client never mistakes the rest of the
+    // connection for the missing 93 bytes.
+    let mut received = Vec::new();
+    loop {
+        let n = client.fill().await;
+        if n == 0 {
+            break;
+        }
+        received = client.buf.clone();
+    }
+    let text = String::from_utf8_lossy(&received);
+    assert!(
+        text.starts_with("HTTP/1.1 200 OK") && text.ends_with("\r\n\r\npartial"),
+        "{text:?}"
+    );
+    assert_connection_errors_counted(&proxy, &backend.to_string());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http1_0_clients_close_unless_they_ask_for_keep_alive() {
+    let backend = framing_backend().await;
+    let (_proxy, frontend) = http1_proxy("http10", &[backend]).await;
+    let mut client = RawClient::connect(frontend).await;
+    client.send(b"GET /old HTTP/1.0\r\n\r\n").await;
+    let response = client.response(false).await;
+    assert_eq!((response.status, response.text().as_str()), (200, "/old"));
+    client.expect_eof().await;
+
+    let mut client = RawClient::connect(frontend).await;
+    for path in ["/a", "/b"] {
+        client
+            .send(format!("GET {path} HTTP/1.0\r\nconnection: keep-alive\r\n\r\n").as_bytes())
+            .await;
+        let response = client.response(false).await;
+        assert_eq!((response.status, response.text().as_str()), (200, path));
+        assert_eq!(response.header("connection"), Some("keep-alive"));
+    }
+}
