@@ -766,9 +766,32 @@ async fn run_spdy_exec<S>(
     let mut held: Vec<(&'static str, Vec<u8>)> = Vec::new();
     let mut status: Option<ExitStatus> = None;
     let mut resize_buffer: Vec<u8> = Vec::new();
+    // The streams the client makes for this session, as the kubelet waits
+    // for them: a command that ends before the client has made them all
+    // must not close the session under a stream still being made (kubectl
+    // then fails with "Timeout occurred" or a broken pipe).
+    let mut expected: Vec<&'static str> = vec!["error"];
+    if stdin.is_some() {
+        expected.push("stdin");
+    }
+    if stdout.is_some() {
+        expected.push("stdout");
+    }
+    if stderr.is_some() {
+        expected.push("stderr");
+    }
+    if resize.is_some() && version >= 3 {
+        expected.push("resize");
+    }
+    // Once the command is done: how long to wait for streams still missing.
+    let mut missing_deadline: Option<tokio::time::Instant> = None;
     loop {
         let mut out: Vec<u8> = Vec::new();
+        let waiting_for_streams = missing_deadline.is_some();
         tokio::select! {
+            _ = async { tokio::time::sleep_until(missing_deadline.expect("guarded")).await }, if waiting_for_streams => {
+                expected.clear();
+            }
             data = wire.recv() => {
                 let Some(data) = data else { return };
                 decoder.feed(&data);
@@ -850,7 +873,11 @@ async fn run_spdy_exec<S>(
             out.extend(encoder.data(id, false, &bytes));
         }
         let done = stdout.is_none() && stderr.is_none() && held.is_empty();
-        if let (true, Some(st)) = (done, &status) {
+        let all_streams = expected.iter().all(|kind| ids.contains_key(*kind));
+        if done && status.is_some() && !all_streams && missing_deadline.is_none() {
+            missing_deadline = Some(tokio::time::Instant::now() + STREAM_CREATION_WAIT);
+        }
+        if let (true, true, Some(st)) = (done, all_streams, &status) {
             if let Some(&error) = ids.get("error") {
                 drop(stdin.take());
                 if let Some(message) = exit_message(version, command, st) {
@@ -863,6 +890,11 @@ async fn run_spdy_exec<S>(
                 if let Wire::Raw(io) = &mut wire {
                     let _ = io.shutdown().await;
                 }
+                // The client may still be writing (its own FINs, a resize):
+                // read until it closes, so that those writes do not meet a
+                // reset connection.
+                let drain = async { while wire.recv().await.is_some() {} };
+                let _ = tokio::time::timeout(STREAM_CREATION_WAIT, drain).await;
                 return;
             }
         }
@@ -871,6 +903,10 @@ async fn run_spdy_exec<S>(
         }
     }
 }
+
+/// How long an ended exec session waits for the client's streams (those
+/// still missing, then the client's close).
+const STREAM_CREATION_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// One forwarded connection of a SPDY session: its two streams.
 #[derive(Default)]
