@@ -41,10 +41,10 @@ use std::time::{Duration, Instant};
 use bytes::Buf;
 use prometheus_client::metrics::counter::Counter;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 use crate::http::{Balancer, MAX_ATTEMPTS, UPSTREAM_CONNECT_TIMEOUT};
-use crate::runtime::{pick_least_open, EndpointState, PortConfig, PortState};
+use crate::runtime::{accept_each, pick_least_open, EndpointState, PortConfig, PortState};
 
 /// A request or response head may not be larger (hyper's default limit is ~400 KiB; haproxy's
 /// buffer is 16 KiB).
@@ -64,22 +64,7 @@ const LINGER: Duration = Duration::from_secs(1);
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2";
 
 pub async fn serve(listener: std::net::TcpListener, port: Arc<PortState>, balancer: Balancer) {
-    let listener = match TcpListener::from_std(listener) {
-        Ok(listener) => listener,
-        Err(error) => {
-            tracing::error!(%error, service = %port.key.service, "listener");
-            return;
-        }
-    };
-    loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(error) => {
-                tracing::warn!(%error, service = %port.key.service, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
+    accept_each(listener, &port, |stream, peer| {
         let _ = stream.set_nodelay(true);
         let connection = Connection {
             client: stream,
@@ -92,7 +77,8 @@ pub async fn serve(listener: std::net::TcpListener, port: Arc<PortState>, balanc
             held: 0,
         };
         tokio::spawn(connection.run(balancer.clone()));
-    }
+    })
+    .await
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -53,7 +53,6 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use prometheus_client::metrics::counter::Counter;
-use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tower::balance::p2c::Balance;
@@ -61,7 +60,7 @@ use tower::discover::Change;
 use tower::load::{CompleteOnResponse, PendingRequestsDiscover};
 use tower::{BoxError, Service};
 
-use crate::runtime::{pick_least_open, EndpointState, PortConfig, PortState};
+use crate::runtime::{accept_each, pick_least_open, EndpointState, PortConfig, PortState};
 use crate::table::AppProtocol;
 
 pub type ProxyBody = Either<Counted<Incoming>, Full<Bytes>>;
@@ -398,22 +397,7 @@ fn strip_hop_by_hop<B>(request: &mut Request<B>) {
 }
 
 pub async fn serve(listener: std::net::TcpListener, port: Arc<PortState>, balancer: Balancer) {
-    let listener = match TcpListener::from_std(listener) {
-        Ok(listener) => listener,
-        Err(error) => {
-            tracing::error!(%error, service = %port.key.service, "listener");
-            return;
-        }
-    };
-    loop {
-        let (stream, client) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(error) => {
-                tracing::warn!(%error, service = %port.key.service, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
+    accept_each(listener, &port, |stream, client| {
         let _ = stream.set_nodelay(true);
         tokio::spawn(serve_connection(
             stream,
@@ -421,7 +405,8 @@ pub async fn serve(listener: std::net::TcpListener, port: Arc<PortState>, balanc
             client,
             balancer.clone(),
         ));
-    }
+    })
+    .await
 }
 
 /// Serves one client connection with hyper (h2c ports; HTTP/2 with prior knowledge on an HTTP/1.1

@@ -160,6 +160,32 @@ impl PortState {
     }
 }
 
+/// Accepts the connections of a port's listener for as long as the task runs, handing each to
+/// `handle` (on the worker's runtime); a failed accept (EMFILE and the like) is logged and retried
+/// after 50 ms instead of spinning.
+pub(crate) async fn accept_each(
+    listener: std::net::TcpListener,
+    port: &PortState,
+    mut handle: impl FnMut(tokio::net::TcpStream, SocketAddr),
+) {
+    let listener = match tokio::net::TcpListener::from_std(listener) {
+        Ok(listener) => listener,
+        Err(error) => {
+            tracing::error!(%error, service = %port.key.service, "listener");
+            return;
+        }
+    };
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => handle(stream, peer),
+            Err(error) => {
+                tracing::warn!(%error, service = %port.key.service, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
 /// Power of two choices over open connections, skipping `exclude` (endpoints that just failed).
 /// Allocates nothing: it runs for every HTTP/1.1 request.
 pub(crate) fn pick_least_open(

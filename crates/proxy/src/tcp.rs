@@ -6,34 +6,19 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
-use crate::runtime::{pick_least_open, EndpointState, PortState};
+use crate::runtime::{accept_each, pick_least_open, EndpointState, PortState};
 
 /// How many endpoints one connection tries before it is reset.
 const MAX_CONNECT_ATTEMPTS: usize = 3;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub async fn serve(listener: std::net::TcpListener, port: Arc<PortState>) {
-    let listener = match TcpListener::from_std(listener) {
-        Ok(listener) => listener,
-        Err(error) => {
-            tracing::error!(%error, service = %port.key.service, "listener");
-            return;
-        }
-    };
-    loop {
-        match listener.accept().await {
-            Ok((stream, client)) => {
-                tokio::spawn(handle(stream, client, port.clone()));
-            }
-            Err(error) => {
-                // EMFILE and the like: back off instead of spinning.
-                tracing::warn!(%error, service = %port.key.service, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    }
+    accept_each(listener, &port, |stream, client| {
+        tokio::spawn(handle(stream, client, port.clone()));
+    })
+    .await
 }
 
 /// Connects to an endpoint for a client, trying others (bounded) when a connect fails.
