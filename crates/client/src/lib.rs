@@ -375,14 +375,13 @@ impl Client {
         timeout_seconds: u32,
         field_selector: Option<&str>,
     ) -> Result<WatchStream> {
-        let mut uri = format!(
-            "{}?watch=true&allowWatchBookmarks=true&resourceVersion={}&timeoutSeconds={timeout_seconds}",
-            gvr.collection_path(namespace),
-            encode(resource_version)
+        let uri = watch_uri(
+            gvr,
+            namespace,
+            resource_version,
+            timeout_seconds,
+            field_selector,
         );
-        if let Some(s) = field_selector {
-            uri.push_str(&format!("&fieldSelector={}", encode(s)));
-        }
         self.event_stream(uri, decode_event).await
     }
 
@@ -395,11 +394,7 @@ impl Client {
         resource_version: &str,
         timeout_seconds: u32,
     ) -> Result<RawWatchStream> {
-        let uri = format!(
-            "{}?watch=true&allowWatchBookmarks=true&resourceVersion={}&timeoutSeconds={timeout_seconds}",
-            gvr.collection_path(namespace),
-            encode(resource_version)
-        );
+        let uri = watch_uri(gvr, namespace, resource_version, timeout_seconds, None);
         self.event_stream(uri, decode_raw_event).await
     }
 
@@ -635,6 +630,25 @@ fn decode_event(line: &[u8]) -> WatchEvent {
         },
         _ => WatchEvent::Error(status_error(StatusCode::INTERNAL_SERVER_ERROR, &object)),
     }
+}
+
+/// The path and query of a watch with bookmarks from `resource_version`.
+fn watch_uri(
+    gvr: Gvr,
+    namespace: Option<&str>,
+    resource_version: &str,
+    timeout_seconds: u32,
+    field_selector: Option<&str>,
+) -> String {
+    let mut uri = format!(
+        "{}?watch=true&allowWatchBookmarks=true&resourceVersion={}&timeoutSeconds={timeout_seconds}",
+        gvr.collection_path(namespace),
+        encode(resource_version)
+    );
+    if let Some(s) = field_selector {
+        uri.push_str(&format!("&fieldSelector={}", encode(s)));
+    }
+    uri
 }
 
 /// A watch event line with its object left as raw JSON text.
