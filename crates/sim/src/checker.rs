@@ -5,7 +5,7 @@
 //! pods. The checker is a pure state machine over store events, so it is
 //! tested without a simulation.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde_json::Value;
 
@@ -56,6 +56,9 @@ pub struct Checker {
     pods: BTreeMap<String, PodInfo>,
     nodes: BTreeMap<String, NodeInfo>,
     deployments: BTreeMap<String, DeploymentInfo>,
+    /// Deployments by one pair of their selector (see [`index_pair`]), so a
+    /// pod's change looks only at the Deployments that can select it.
+    by_selector: HashMap<(String, String, String), BTreeSet<String>>,
     /// Whether to check the rollout floor (off when faults make pods
     /// unavailable on their own: crashes, lost nodes).
     pub check_availability: bool,
@@ -164,7 +167,42 @@ fn matches(selector: &BTreeMap<String, String>, labels: &BTreeMap<String, String
     !selector.is_empty() && selector.iter().all(|(k, v)| labels.get(k) == Some(v))
 }
 
+/// The pair a Deployment is indexed under: its selector's first label (an
+/// empty selector matches nothing here, see [`matches`]).
+fn index_pair(
+    namespace: &str,
+    selector: &BTreeMap<String, String>,
+) -> Option<(String, String, String)> {
+    let (k, v) = selector.iter().next()?;
+    Some((namespace.to_string(), k.clone(), v.clone()))
+}
+
+fn unindex(
+    index: &mut HashMap<(String, String, String), BTreeSet<String>>,
+    pair: Option<(String, String, String)>,
+    key: &str,
+) {
+    if let Some(pair) = pair {
+        if let Some(keys) = index.get_mut(&pair) {
+            keys.remove(key);
+            if keys.is_empty() {
+                index.remove(&pair);
+            }
+        }
+    }
+}
+
 impl Checker {
+    fn forget_deployment(&mut self, key: &str) {
+        if let Some(old) = self.deployments.remove(key) {
+            unindex(
+                &mut self.by_selector,
+                index_pair(&old.namespace, &old.selector),
+                key,
+            );
+        }
+    }
+
     pub fn new(check_availability: bool) -> Checker {
         Checker {
             check_availability,
@@ -220,7 +258,7 @@ impl Checker {
             str_at(v, "/metadata/name")
         );
         if deleted || v.pointer("/metadata/deletionTimestamp").is_some() {
-            self.deployments.remove(&key);
+            self.forget_deployment(&key);
             return;
         }
         let replicas = v
@@ -248,19 +286,36 @@ impl Checker {
             max_unavailable = 1;
         }
         if !rolling || paused {
-            self.deployments.remove(&key);
+            self.forget_deployment(&key);
             return;
         }
         let selector = labels_of(v, "/spec/selector/matchLabels");
         let namespace = str_at(v, "/metadata/namespace").to_string();
-        let available = self
-            .pods
-            .values()
-            .filter(|p| p.namespace == namespace && p.available && matches(&selector, &p.labels))
-            .count() as i64;
         let previous = self.deployments.get(&key);
+        // The pod path keeps the count of a known Deployment current; only a
+        // new one, or a new selector, is counted from the pods.
+        let available = match previous {
+            Some(d) if d.namespace == namespace && d.selector == selector => d.available,
+            _ => self
+                .pods
+                .values()
+                .filter(|p| {
+                    p.namespace == namespace && p.available && matches(&selector, &p.labels)
+                })
+                .count() as i64,
+        };
         let settled =
             previous.is_some_and(|d| d.settled && d.replicas == replicas) || available >= replicas;
+        if let Some(old) = self.deployments.get(&key) {
+            let old = index_pair(&old.namespace, &old.selector);
+            unindex(&mut self.by_selector, old, &key);
+        }
+        if let Some(pair) = index_pair(&namespace, &selector) {
+            self.by_selector
+                .entry(pair)
+                .or_default()
+                .insert(key.clone());
+        }
         self.deployments.insert(
             key,
             DeploymentInfo {
@@ -325,7 +380,21 @@ impl Checker {
         let was = before.as_ref().filter(|p| p.available);
         let is = after.as_ref().filter(|p| p.available);
         let mut floor_violations = Vec::new();
-        for (key, d) in self.deployments.iter_mut() {
+        // Only Deployments whose selector's indexed pair is among the pod's
+        // labels can match it; in key order, like a scan of all of them.
+        let mut candidates = std::collections::BTreeSet::new();
+        for p in [was, is].into_iter().flatten() {
+            for (k, v) in &p.labels {
+                let pair = (p.namespace.clone(), k.clone(), v.clone());
+                if let Some(keys) = self.by_selector.get(&pair) {
+                    candidates.extend(keys.iter().cloned());
+                }
+            }
+        }
+        for key in candidates {
+            let Some(d) = self.deployments.get_mut(&key) else {
+                continue;
+            };
             let delta =
                 i64::from(is.is_some_and(|p| {
                     p.namespace == d.namespace && matches(&d.selector, &p.labels)

@@ -159,6 +159,14 @@ macro_rules! kinds {
                 }
             }
 
+            /// Forgets tombstones up to `revision` (see [`Cache::prune_tombstones`]).
+            fn prune_tombstones(&self, resource: Resource, revision: i64) {
+                match resource {
+                    $( Resource::$variant => self.$field.prune_tombstones(revision), )*
+                    _ => {}
+                }
+            }
+
             /// The cached revision of one object, if cached.
             fn revision(&self, resource: Resource, key: &ObjectKey) -> Option<i64> {
                 match resource {
@@ -448,6 +456,10 @@ impl ControllerManager {
                             {
                                 self.dispatch(old.as_ref(), new.as_ref());
                             }
+                            // The watch has seen everything up to this
+                            // deletion: no older event can revive what the
+                            // tombstones before it guard.
+                            self.caches.prune_tombstones(resource, revision);
                         }
                         WatchEvent::Bookmark {
                             resource_version: rv,

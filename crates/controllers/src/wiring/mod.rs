@@ -131,6 +131,33 @@ fn owned_or_matching<'a, K: Metadata<Ty = ObjectMeta>>(
         .collect()
 }
 
+/// The objects of `cache` in `namespace` that `owner_uid` controls, and
+/// those without a controller (candidates for adoption), in namespace/name
+/// order: what [`owned_or_matching`] chooses from, found through the cache's
+/// controller index instead of a scan of the whole namespace.
+fn controlled_or_orphaned<K: Metadata<Ty = ObjectMeta>>(
+    cache: &Cache<K>,
+    namespace: &str,
+    owner_uid: &str,
+) -> Vec<Arc<K>> {
+    let mut objects: Vec<Arc<K>> = cache
+        .controlled_by(owner_uid)
+        .into_iter()
+        .filter(|o| o.metadata().namespace.as_deref().unwrap_or("") == namespace)
+        .collect();
+    objects.extend(cache.orphans(namespace));
+    sort_by_key(&mut objects);
+    objects
+}
+
+fn sort_by_key<K: Metadata<Ty = ObjectMeta>>(objects: &mut [Arc<K>]) {
+    objects.sort_by(|a, b| {
+        let (a, b) = (a.metadata(), b.metadata());
+        (a.namespace.as_deref(), a.name.as_deref())
+            .cmp(&(b.namespace.as_deref(), b.name.as_deref()))
+    });
+}
+
 fn uid(meta: &ObjectMeta) -> &str {
     meta.uid.as_deref().unwrap_or("")
 }
@@ -162,7 +189,7 @@ impl Controller for ReplicaSetController {
         let Some(rs) = caches.replica_sets.get(key) else {
             return Plan::default();
         };
-        let pods = caches.pods.list_namespace(&key.namespace);
+        let pods = controlled_or_orphaned(&caches.pods, &key.namespace, uid(&rs.metadata));
         let selector = rs.spec.as_ref().map(|s| &s.selector);
         let pods: Vec<&Pod> = owned_or_matching(&pods, uid(&rs.metadata), selector);
         crate::replicaset::reconcile_replicaset(&rs, &pods, now)
@@ -214,7 +241,7 @@ impl Controller for ReplicationControllerController {
             return Plan::default();
         };
         let selector = replication_controller_selector(&rc);
-        let pods = caches.pods.list_namespace(&key.namespace);
+        let pods = controlled_or_orphaned(&caches.pods, &key.namespace, uid(&rc.metadata));
         let pods: Vec<&Pod> = owned_or_matching(&pods, uid(&rc.metadata), Some(&selector));
         crate::replicaset::reconcile_replication_controller(&rc, &pods, now)
     }
@@ -268,7 +295,15 @@ impl Controller for DeploymentController {
         let selector = d.spec.as_ref().map(|s| &s.selector);
         let all_rs = caches.replica_sets.list_namespace(&key.namespace);
         let rs = owned_or_matching(&all_rs, uid(&d.metadata), selector);
-        let all_pods = caches.pods.list_namespace(&key.namespace);
+        // The pods of its ReplicaSets (Recreate waits for the old ones to be
+        // gone), through the controller index rather than a scan of every
+        // pod in the namespace.
+        let mut all_pods: Vec<Arc<Pod>> = rs
+            .iter()
+            .flat_map(|r| caches.pods.controlled_by(uid(&r.metadata)))
+            .filter(|p| p.metadata.namespace.as_deref().unwrap_or("") == key.namespace)
+            .collect();
+        sort_by_key(&mut all_pods);
         let pods: Vec<&Pod> = all_pods
             .iter()
             .filter(|p| selector.is_some_and(|s| selector_matches(s, p.metadata.labels.as_ref())))
@@ -304,7 +339,7 @@ impl Controller for JobController {
             return Plan::default();
         };
         let selector = job.spec.as_ref().and_then(|s| s.selector.as_ref());
-        let all_pods = caches.pods.list_namespace(&key.namespace);
+        let all_pods = controlled_or_orphaned(&caches.pods, &key.namespace, uid(&job.metadata));
         let pods = owned_or_matching(&all_pods, uid(&job.metadata), selector);
         crate::job::reconcile_job(&job, &pods, now)
     }
@@ -393,7 +428,7 @@ impl Controller for DaemonSetController {
         let nodes = caches.nodes.list();
         let nodes: Vec<_> = nodes.iter().map(|n| n.as_ref()).collect();
         let selector = ds.spec.as_ref().map(|s| &s.selector);
-        let all_pods = caches.pods.list_namespace(&key.namespace);
+        let all_pods = controlled_or_orphaned(&caches.pods, &key.namespace, uid(&ds.metadata));
         let pods = owned_or_matching(&all_pods, uid(&ds.metadata), selector);
         let all_revisions = caches.controller_revisions.list_namespace(&key.namespace);
         let revisions = owned_or_matching(&all_revisions, uid(&ds.metadata), None);
@@ -461,7 +496,7 @@ impl Controller for StatefulSetController {
             return Plan::default();
         };
         let selector = sts.spec.as_ref().map(|s| &s.selector);
-        let all_pods = caches.pods.list_namespace(&key.namespace);
+        let all_pods = controlled_or_orphaned(&caches.pods, &key.namespace, uid(&sts.metadata));
         let pods = owned_or_matching(&all_pods, uid(&sts.metadata), selector);
         let all_pvcs = caches
             .persistent_volume_claims
