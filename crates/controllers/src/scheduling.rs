@@ -225,9 +225,7 @@ impl Controller for SchedulerController {
                 ..
             } => {
                 self.next_start.store(next_start_index, Ordering::Relaxed);
-                let mut assumed = pod.as_ref().clone();
-                assumed.spec.get_or_insert_with(Default::default).node_name = Some(node.clone());
-                state.snapshot.add_pod(assumed);
+                state.snapshot.assume_pod(pod.clone(), &node);
                 state.assumed.insert(key.clone(), now);
                 drop(state);
                 self.unschedulable().remove(key);

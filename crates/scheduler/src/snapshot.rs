@@ -340,7 +340,17 @@ impl Snapshot {
     /// Adds a bound (or nominated) pod; an `Arc<Pod>` is kept as it is,
     /// shared with whoever else holds it.
     pub fn add_pod(&mut self, pod: impl Into<Arc<Pod>>) {
-        let pod: Arc<Pod> = pod.into();
+        self.insert_pod(pod.into(), None);
+    }
+
+    /// Adds a pending pod as bound to `node`, as the scheduler assumes it
+    /// between its decision and the binding's watch event, sharing the pod
+    /// instead of copying it to set `spec.nodeName`.
+    pub fn assume_pod(&mut self, pod: Arc<Pod>, node: &str) {
+        self.insert_pod(pod, Some(node));
+    }
+
+    fn insert_pod(&mut self, pod: Arc<Pod>, assumed_node: Option<&str>) {
         let Some(name) = non_empty(pod.metadata.name.as_ref()) else {
             return;
         };
@@ -350,7 +360,10 @@ impl Snapshot {
         if matches!(phase, Some("Succeeded" | "Failed")) {
             return;
         }
-        let node_name = non_empty(pod.spec.as_ref().and_then(|s| s.node_name.as_ref()));
+        let node_name = match assumed_node {
+            Some(node) => Some(node.to_string()).filter(|n| !n.is_empty()),
+            None => non_empty(pod.spec.as_ref().and_then(|s| s.node_name.as_ref())),
+        };
         let nominated_node_name = match node_name {
             Some(_) => None,
             None => non_empty(
@@ -794,6 +807,38 @@ mod tests {
                 .count(),
             0
         );
+    }
+
+    #[test]
+    fn an_assumed_pod_counts_on_its_node_until_the_binding_replaces_it() {
+        let mut snapshot = Snapshot::new(
+            vec![
+                NodeBuilder::new("n1").build(),
+                NodeBuilder::new("n2").build(),
+            ],
+            vec![],
+            vec![],
+            vec![],
+        );
+        let pending: Arc<Pod> = Arc::new(PodBuilder::new("a").requests("1", "1Mi").build());
+        snapshot.assume_pod(pending.clone(), "n2");
+        assert_eq!(requested(&snapshot, "n2"), (1000, MI, 1));
+        assert_eq!(requested(&snapshot, "n1"), (0, 0, 0));
+        // The pod is shared, not copied to set its node.
+        assert!(std::ptr::eq(
+            snapshot
+                .pod("default", "a")
+                .expect("assumed pod is in the snapshot"),
+            &*pending
+        ));
+        // The binding's watch event replaces the assumption without double counting.
+        snapshot.add_pod(PodBuilder::new("a").node("n2").requests("1", "1Mi").build());
+        assert_eq!(requested(&snapshot, "n2"), (1000, MI, 1));
+        // Assuming onto no node keeps the pod out, as for any pending pod.
+        snapshot.assume_pod(Arc::new(PodBuilder::new("b").requests("1", "").build()), "");
+        assert!(snapshot.pod("default", "b").is_none());
+        assert!(snapshot.remove_pod("default", "a"));
+        assert_eq!(requested(&snapshot, "n2"), (0, 0, 0));
     }
 
     #[test]
