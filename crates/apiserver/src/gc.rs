@@ -7,18 +7,21 @@
 //! on `/registry/`; `plan` is a pure function from that index to actions, and
 //! the loop applies them through the same code paths as API requests.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
 use api::registry::{split_api_version, ResourceType};
 use api::Registry;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use serde_json::{json, Value};
-use store::{Event, RangeRequest};
+use store::{Event, RangeRequest, StoreError};
 
 use crate::objects::{self, DeleteOptions, RequestCtx};
 use crate::ApiServer;
+
+mod index;
+pub use index::Index;
 
 /// What the collector knows of one object.
 #[derive(Clone, Debug, PartialEq)]
@@ -196,114 +199,19 @@ pub enum Action {
     PublishRootCa { namespace: String },
 }
 
-/// Decides what to do from the index alone. Pure; table-tested below.
+/// Decides what to do from the index alone: the incremental planner
+/// ([`Index`]) with every key marked. Pure; table-tested below.
 pub fn plan(index: &BTreeMap<String, ObjectMeta>) -> Vec<Action> {
-    let uids: HashMap<&str, &ObjectMeta> = index.values().map(|m| (m.uid.as_str(), m)).collect();
-    let mut dependents: HashMap<&str, Vec<&ObjectMeta>> = HashMap::new();
-    for m in index.values() {
-        for o in &m.owners {
-            dependents.entry(o.uid.as_str()).or_default().push(m);
-        }
-    }
-    let terminating: BTreeSet<&str> = index
-        .values()
-        .filter(|m| m.is_namespace() && m.deleting)
-        .map(|m| m.name.as_str())
-        .collect();
-    let mut in_namespace: HashMap<&str, usize> = HashMap::new();
-    let mut actions = Vec::new();
-
-    for m in index.values() {
-        if let Some(ns) = m.namespace.as_deref() {
-            *in_namespace.entry(ns).or_default() += 1;
-            if terminating.contains(ns) && !m.deleting {
-                actions.push(Action::Delete {
-                    key: m.key.clone(),
-                    reason: "namespace is terminating",
-                });
-                continue;
-            }
-        }
-        if !m.owners.is_empty()
-            && !m.deleting
-            && m.owners.iter().all(|o| !uids.contains_key(o.uid.as_str()))
-        {
-            actions.push(Action::VerifyOwners { key: m.key.clone() });
-        }
-        if m.deleting {
-            let deps = dependents
-                .get(m.uid.as_str())
-                .map(Vec::as_slice)
-                .unwrap_or(&[]);
-            if m.finalizers.iter().any(|f| f == "orphan") {
-                if deps.is_empty() {
-                    actions.push(Action::RemoveFinalizer {
-                        key: m.key.clone(),
-                        finalizer: "orphan",
-                    });
-                } else {
-                    for d in deps {
-                        actions.push(Action::RemoveOwner {
-                            key: d.key.clone(),
-                            owner_uid: m.uid.clone(),
-                        });
-                    }
-                }
-            } else if m.finalizers.iter().any(|f| f == "foregroundDeletion") {
-                if deps.is_empty() {
-                    actions.push(Action::RemoveFinalizer {
-                        key: m.key.clone(),
-                        finalizer: "foregroundDeletion",
-                    });
-                } else {
-                    for d in deps.iter().filter(|d| !d.deleting) {
-                        actions.push(Action::Delete {
-                            key: d.key.clone(),
-                            reason: "owner is being deleted in the foreground",
-                        });
-                    }
-                }
-            }
-        }
-    }
-    for m in index.values().filter(|m| m.is_namespace() && !m.deleting) {
-        let key = format!("/registry/core/serviceaccounts/{}/default", m.name);
-        if !index.contains_key(&key) {
-            actions.push(Action::CreateDefaultServiceAccount {
-                namespace: m.name.clone(),
-            });
-        }
-    }
-    for ns in terminating {
-        let ns_meta = index.values().find(|m| m.is_namespace() && m.name == ns);
-        if in_namespace.get(ns).copied().unwrap_or(0) == 0
-            && ns_meta.is_some_and(|m| m.namespace_finalizer)
-        {
-            actions.push(Action::FinalizeNamespace {
-                name: ns.to_string(),
-            });
-        }
-    }
-    actions
+    Index::from_objects(index.values().cloned()).take_plan(false)
 }
 
 /// What the root CA publisher must do: create `kube-root-ca.crt` in every
 /// active namespace without one. Pure; table-tested below.
 pub fn root_ca_plan(index: &BTreeMap<String, ObjectMeta>) -> Vec<Action> {
-    index
-        .values()
-        .filter(|m| m.is_namespace() && !m.deleting)
-        .filter(|m| {
-            let key = format!(
-                "/registry/core/configmaps/{}/{}",
-                m.name,
-                api::admission::ROOT_CA_CONFIG_MAP
-            );
-            !index.contains_key(&key)
-        })
-        .map(|m| Action::PublishRootCa {
-            namespace: m.name.clone(),
-        })
+    Index::from_objects(index.values().cloned())
+        .take_plan(true)
+        .into_iter()
+        .filter(|a| matches!(a, Action::PublishRootCa { .. }))
         .collect()
 }
 
@@ -331,17 +239,30 @@ pub(crate) fn spawn_background(server: Arc<ApiServer>) {
 }
 
 async fn collector_loop(server: Arc<ApiServer>) {
+    // The index and the revision it reflects survive a lost watch: the
+    // collector resumes from there and lists everything again only when
+    // that revision has been compacted.
+    let mut state: Option<(Index, i64)> = None;
     loop {
-        if let Err(e) = run_collector(&server).await {
-            tracing::warn!("garbage collector restarting: {e}");
+        if let Err(e) = run_collector(&server, &mut state).await {
+            match state {
+                // Fell behind, or the stream broke: it picks up where it was.
+                Some(_) => tracing::debug!("garbage collector resuming its watch: {e}"),
+                None => tracing::warn!("garbage collector relisting: {e}"),
+            }
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(Duration::from_millis(match &state {
+            Some(_) => 20,
+            None => 500,
+        }))
+        .await;
     }
 }
 
-async fn run_collector(server: &Arc<ApiServer>) -> Result<(), String> {
-    // List everything, then follow the watch from just after the list.
-    let mut index: BTreeMap<String, ObjectMeta> = BTreeMap::new();
+/// Lists every object's metadata under `/registry/`: the index, and the
+/// revision it was read at.
+async fn list_all(server: &ApiServer) -> Result<(Index, i64), String> {
+    let mut objects = Vec::new();
     let mut start_after = None;
     let mut revision = None;
     loop {
@@ -356,69 +277,112 @@ async fn run_collector(server: &Arc<ApiServer>) -> Result<(), String> {
             .await
             .map_err(|e| e.to_string())?;
         revision = Some(resp.revision);
-        for kv in &resp.kvs {
-            if let Some(m) = ObjectMeta::from_stored(&kv.key, &kv.value) {
-                index.insert(kv.key.clone(), m);
-            }
-        }
+        objects.extend(
+            resp.kvs
+                .iter()
+                .filter_map(|kv| ObjectMeta::from_stored(&kv.key, &kv.value)),
+        );
         if !resp.more {
             break;
         }
         start_after = resp.kvs.last().map(|kv| kv.key.clone());
     }
-    let mut watch = server
-        .store
-        .watch("/registry/", revision.unwrap_or(0) + 1)
-        .await
-        .map_err(|e| e.to_string())?;
+    Ok((Index::from_objects(objects), revision.unwrap_or(0)))
+}
+
+async fn run_collector(
+    server: &Arc<ApiServer>,
+    state: &mut Option<(Index, i64)>,
+) -> Result<(), String> {
+    let resumed = state.is_some();
+    if state.is_none() {
+        *state = Some(list_all(server).await?);
+    }
+    let Some((index, revision)) = state.as_mut() else {
+        unreachable!("listed above")
+    };
+    if resumed {
+        // Actions that failed before the watch was lost are planned again.
+        index.mark_all();
+    }
+    let mut watch = match server.store.watch("/registry/", *revision + 1).await {
+        Ok(watch) => watch,
+        Err(e @ StoreError::Compacted { .. }) => {
+            *state = None;
+            return Err(format!("resuming the watch: {e}"));
+        }
+        Err(e) => return Err(e.to_string()),
+    };
     let mut failed_at: HashMap<Action, tokio::time::Instant> = HashMap::new();
+    let mut retry_at: Option<tokio::time::Instant> = None;
     let mut tick = tokio::time::interval(Duration::from_secs(5));
-    // Plan after every batch of changes (and every few seconds, to retry).
+    // Plan what the changes of each batch call for; every few seconds, and
+    // once a failed action may be retried, plan the whole index again.
     loop {
-        {
-            let mut actions = plan(&index);
-            if server.ca_certificate().is_some() {
-                actions.extend(root_ca_plan(&index));
+        for action in index.take_plan(server.ca_certificate().is_some()) {
+            // Do not hammer an action that keeps failing.
+            if failed_at
+                .get(&action)
+                .is_some_and(|t| t.elapsed() < Duration::from_secs(2))
+            {
+                continue;
             }
-            for action in actions {
-                // Do not hammer an action that keeps failing.
-                if failed_at
-                    .get(&action)
-                    .is_some_and(|t| t.elapsed() < Duration::from_secs(2))
-                {
-                    continue;
-                }
-                if let Err(e) = execute(server, &index, &action).await {
-                    tracing::debug!("gc action {action:?} failed: {e}");
-                    failed_at.insert(action, tokio::time::Instant::now());
-                }
+            if let Err(e) = execute(server, index.objects(), &action).await {
+                tracing::debug!("gc action {action:?} failed: {e}");
+                let now = tokio::time::Instant::now();
+                failed_at.insert(action, now);
+                retry_at.get_or_insert(now + Duration::from_secs(2));
             }
         }
         // `biased`: a fixed polling order keeps the simulation deterministic.
         tokio::select! {
             biased;
             batch = watch.next() => {
-                let Some(batch) = batch else { return Err("store watch ended".into()) };
-                let events = batch.map_err(|e| e.to_string())?;
+                // This batch and whatever else is already waiting, then one
+                // plan. (Planning is incremental, so there is no need to let
+                // a burst settle first; a pause per batch here once capped
+                // the collector at a few dozen batches a second, and it fell
+                // behind the store.)
+                let mut batch = batch;
                 let mut crds = false;
-                for ev in events {
-                    crds |= ev.key().starts_with("/registry/apiextensions.k8s.io/customresourcedefinitions/");
-                    match ev {
-                        Event::Put { kv, .. } => {
-                            if let Some(m) = ObjectMeta::from_stored(&kv.key, &kv.value) {
-                                index.insert(kv.key.clone(), m);
-                            }
+                for taken in 1.. {
+                    let Some(next) = batch else { return Err("store watch ended".into()) };
+                    let events = match next {
+                        Ok(events) => events,
+                        Err(e @ StoreError::Compacted { .. }) => {
+                            *state = None;
+                            return Err(e.to_string());
                         }
-                        Event::Delete { prev, .. } => { index.remove(&prev.key); }
+                        Err(e) => return Err(e.to_string()),
+                    };
+                    for ev in events {
+                        crds |= ev.key().starts_with("/registry/apiextensions.k8s.io/customresourcedefinitions/");
+                        *revision = (*revision).max(ev.revision());
+                        match ev {
+                            Event::Put { kv, .. } => match ObjectMeta::from_stored(&kv.key, &kv.value) {
+                                Some(m) => index.put(m),
+                                None => index.delete(&kv.key),
+                            },
+                            Event::Delete { prev, .. } => index.delete(&prev.key),
+                        }
+                    }
+                    if taken == 1024 {
+                        break;
+                    }
+                    match watch.next().now_or_never() {
+                        Some(next) => batch = next,
+                        None => break,
                     }
                 }
                 if crds {
                     reload_crds(server).await;
                 }
-                // Let a burst of writes settle before planning again.
-                tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            _ = tick.tick() => {}
+            _ = tick.tick() => index.mark_all(),
+            _ = tokio::time::sleep_until(retry_at.unwrap_or_else(tokio::time::Instant::now)), if retry_at.is_some() => {
+                retry_at = None;
+                index.mark_all();
+            }
         }
     }
 }
