@@ -244,24 +244,31 @@ async fn collector_loop(server: Arc<ApiServer>) {
     // that revision has been compacted.
     let mut state: Option<(Index, i64)> = None;
     loop {
-        if let Err(e) = run_collector(&server, &mut state).await {
-            match state {
-                // Fell behind, or the stream broke: it picks up where it was.
-                Some(_) => tracing::debug!("garbage collector resuming its watch: {e}"),
-                None => tracing::warn!("garbage collector relisting: {e}"),
+        let Err(e) = run_collector(&server, &mut state).await else {
+            continue;
+        };
+        match (&state, &e) {
+            // Fell behind: the history it missed is still in the store as
+            // long as it resumes at once.
+            (Some(_), StoreError::WatchLagged) => {
+                tracing::debug!("garbage collector resuming its watch: {e}");
+                tokio::task::yield_now().await;
+            }
+            (Some(_), _) => {
+                tracing::debug!("garbage collector resuming its watch: {e}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            (None, _) => {
+                tracing::warn!("garbage collector relisting: {e}");
+                tokio::time::sleep(Duration::from_millis(500)).await;
             }
         }
-        tokio::time::sleep(Duration::from_millis(match &state {
-            Some(_) => 20,
-            None => 500,
-        }))
-        .await;
     }
 }
 
 /// Lists every object's metadata under `/registry/`: the index, and the
 /// revision it was read at.
-async fn list_all(server: &ApiServer) -> Result<(Index, i64), String> {
+async fn list_all(server: &ApiServer) -> Result<(Index, i64), StoreError> {
     let mut objects = Vec::new();
     let mut start_after = None;
     let mut revision = None;
@@ -274,8 +281,7 @@ async fn list_all(server: &ApiServer) -> Result<(Index, i64), String> {
                 limit: Some(1000),
                 revision,
             })
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         revision = Some(resp.revision);
         objects.extend(
             resp.kvs
@@ -293,7 +299,7 @@ async fn list_all(server: &ApiServer) -> Result<(Index, i64), String> {
 async fn run_collector(
     server: &Arc<ApiServer>,
     state: &mut Option<(Index, i64)>,
-) -> Result<(), String> {
+) -> Result<(), StoreError> {
     let resumed = state.is_some();
     if state.is_none() {
         *state = Some(list_all(server).await?);
@@ -309,9 +315,9 @@ async fn run_collector(
         Ok(watch) => watch,
         Err(e @ StoreError::Compacted { .. }) => {
             *state = None;
-            return Err(format!("resuming the watch: {e}"));
+            return Err(e);
         }
-        Err(e) => return Err(e.to_string()),
+        Err(e) => return Err(e),
     };
     let mut failed_at: HashMap<Action, tokio::time::Instant> = HashMap::new();
     let mut retry_at: Option<tokio::time::Instant> = None;
@@ -346,14 +352,16 @@ async fn run_collector(
                 let mut batch = batch;
                 let mut crds = false;
                 for taken in 1.. {
-                    let Some(next) = batch else { return Err("store watch ended".into()) };
+                    let Some(next) = batch else {
+                        return Err(StoreError::Unavailable("store watch ended".into()));
+                    };
                     let events = match next {
                         Ok(events) => events,
                         Err(e @ StoreError::Compacted { .. }) => {
                             *state = None;
-                            return Err(e.to_string());
+                            return Err(e);
                         }
-                        Err(e) => return Err(e.to_string()),
+                        Err(e) => return Err(e),
                     };
                     for ev in events {
                         crds |= ev.key().starts_with("/registry/apiextensions.k8s.io/customresourcedefinitions/");
