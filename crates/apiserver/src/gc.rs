@@ -247,6 +247,10 @@ async fn collector_loop(server: Arc<ApiServer>) {
         let Err(e) = run_collector(&server, &mut state).await else {
             continue;
         };
+        if matches!(e, StoreError::Compacted { .. }) {
+            // What it missed is gone from the history: list everything again.
+            state = None;
+        }
         match (&state, &e) {
             // Fell behind: the history it missed is still in the store as
             // long as it resumes at once.
@@ -300,25 +304,15 @@ async fn run_collector(
     server: &Arc<ApiServer>,
     state: &mut Option<(Index, i64)>,
 ) -> Result<(), StoreError> {
-    let resumed = state.is_some();
-    if state.is_none() {
-        *state = Some(list_all(server).await?);
-    }
-    let Some((index, revision)) = state.as_mut() else {
-        unreachable!("listed above")
-    };
-    if resumed {
-        // Actions that failed before the watch was lost are planned again.
-        index.mark_all();
-    }
-    let mut watch = match server.store.watch("/registry/", *revision + 1).await {
-        Ok(watch) => watch,
-        Err(e @ StoreError::Compacted { .. }) => {
-            *state = None;
-            return Err(e);
+    let (index, revision) = match state.take() {
+        Some(mut resumed) => {
+            // Actions that failed before the watch was lost are planned again.
+            resumed.0.mark_all();
+            state.insert(resumed)
         }
-        Err(e) => return Err(e),
+        None => state.insert(list_all(server).await?),
     };
+    let mut watch = server.store.watch("/registry/", *revision + 1).await?;
     let mut failed_at: HashMap<Action, tokio::time::Instant> = HashMap::new();
     let mut retry_at: Option<tokio::time::Instant> = None;
     let mut tick = tokio::time::interval(Duration::from_secs(5));
@@ -355,15 +349,7 @@ async fn run_collector(
                     let Some(next) = batch else {
                         return Err(StoreError::Unavailable("store watch ended".into()));
                     };
-                    let events = match next {
-                        Ok(events) => events,
-                        Err(e @ StoreError::Compacted { .. }) => {
-                            *state = None;
-                            return Err(e);
-                        }
-                        Err(e) => return Err(e),
-                    };
-                    for ev in events {
+                    for ev in next? {
                         crds |= ev.key().starts_with("/registry/apiextensions.k8s.io/customresourcedefinitions/");
                         *revision = (*revision).max(ev.revision());
                         match ev {

@@ -48,14 +48,6 @@ impl Index {
         &self.objects
     }
 
-    pub fn len(&self) -> usize {
-        self.objects.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.objects.is_empty()
-    }
-
     /// Marks every key and namespace, so the next plan is the whole one.
     pub fn mark_all(&mut self) {
         self.dirty = self.objects.keys().cloned().collect();
@@ -161,8 +153,9 @@ impl Index {
                 if self.terminating(ns) {
                     self.dirty_namespaces.insert(ns.clone());
                 }
+                // The name first: this runs for every change of every object.
                 let name = key.rsplit('/').next().unwrap_or("");
-                if key == default_service_account_key(ns)
+                if (name == "default" && key == default_service_account_key(ns))
                     || (name == api::admission::ROOT_CA_CONFIG_MAP && key == root_ca_key(ns))
                 {
                     self.dirty_namespaces.insert(ns.clone());
@@ -220,18 +213,7 @@ impl Index {
                 self.object_actions(m, &mut actions);
             }
         }
-        self.namespace_actions(&namespaces, &mut actions);
-        if publish_root_ca {
-            for name in &namespaces {
-                if self.active_namespace(name).is_some()
-                    && !self.objects.contains_key(&root_ca_key(name))
-                {
-                    actions.push(Action::PublishRootCa {
-                        namespace: name.clone(),
-                    });
-                }
-            }
-        }
+        self.namespace_actions(&namespaces, publish_root_ca, &mut actions);
         actions
     }
 
@@ -300,8 +282,14 @@ impl Index {
     }
 
     /// Every active namespace gets its default ServiceAccount; a terminating
-    /// namespace that is empty loses its `kubernetes` finalizer.
-    fn namespace_actions(&self, names: &BTreeSet<String>, actions: &mut Vec<Action>) {
+    /// namespace that is empty loses its `kubernetes` finalizer; with
+    /// `publish_root_ca`, every active namespace gets the root CA ConfigMap.
+    fn namespace_actions(
+        &self,
+        names: &BTreeSet<String>,
+        publish_root_ca: bool,
+        actions: &mut Vec<Action>,
+    ) {
         for name in names {
             if self.active_namespace(name).is_some()
                 && !self
@@ -321,6 +309,17 @@ impl Index {
                 .is_some_and(|m| m.deleting && m.namespace_finalizer);
             if finalizable && !self.in_namespace.contains_key(name) {
                 actions.push(Action::FinalizeNamespace { name: name.clone() });
+            }
+        }
+        if publish_root_ca {
+            for name in names {
+                if self.active_namespace(name).is_some()
+                    && !self.objects.contains_key(&root_ca_key(name))
+                {
+                    actions.push(Action::PublishRootCa {
+                        namespace: name.clone(),
+                    });
+                }
             }
         }
     }
@@ -482,7 +481,7 @@ mod tests {
         index.mark_all();
         assert_eq!(index.take_plan(false).len(), 1);
         index.delete("/registry/core/pods/a/p");
-        assert!(index.is_empty());
+        assert!(index.objects().is_empty());
         assert_eq!(index.take_plan(true), vec![]);
     }
 }
