@@ -240,6 +240,11 @@ impl ApiServer {
         *self.registry.write().unwrap() = Arc::new(r);
     }
 
+    /// The request counters and latencies in Prometheus text form.
+    pub fn metrics_text(&self) -> String {
+        self.metrics.encode(None)
+    }
+
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
     }

@@ -4,7 +4,11 @@
 //! and `lastTimestamp` of the first one instead of creating another, and
 //! when more than [`SIMILAR_LIMIT`] events of one object, type and reason
 //! but different messages arrive within [`SIMILAR_WINDOW`], they are
-//! combined into one "(combined from similar events): …" event. The
+//! combined into one "(combined from similar events): …" event. Like
+//! client-go's `EventSourceObjectSpamFilter`, each source may then write
+//! [`SPAM_BURST`] events about one object at once and one more every
+//! [`SPAM_REFILL`] after that; the rest are dropped (a bump that was dropped
+//! still counts, so the next one written carries the true count). The
 //! decision is the pure [`Correlator`]; [`EventRecorder`] writes it.
 
 use std::collections::{HashMap, VecDeque};
@@ -23,6 +27,11 @@ pub const SIMILAR_LIMIT: usize = 10;
 pub const SIMILAR_WINDOW: Duration = Duration::from_secs(600);
 /// Entries remembered (client-go's LRU cache size).
 const CACHE_SIZE: usize = 4096;
+/// client-go's `defaultSpamBurst`: events one source may write about one
+/// object before it is rate limited.
+pub const SPAM_BURST: f64 = 25.0;
+/// client-go's `defaultSpamQPS` (1/300): one more event per five minutes.
+pub const SPAM_REFILL: Duration = Duration::from_secs(300);
 
 /// What to write for one event.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -35,6 +44,8 @@ pub enum Decision {
         namespace: String,
         count: i64,
     },
+    /// Nothing: the source wrote too many events about this object lately.
+    Skip,
 }
 
 struct Seen {
@@ -51,6 +62,45 @@ pub struct Correlator {
     /// Key without message -> when the recent ones happened.
     similar: HashMap<String, VecDeque<jiff::Timestamp>>,
     order: VecDeque<String>,
+    /// Source and object -> the token bucket of its spam filter.
+    spam: HashMap<String, Bucket>,
+    spam_order: VecDeque<String>,
+}
+
+/// A token bucket that starts full (golang.org/x/time/rate, as client-go's
+/// spam filter uses it).
+struct Bucket {
+    tokens: f64,
+    at: jiff::Timestamp,
+}
+
+impl Bucket {
+    fn take(&mut self, now: jiff::Timestamp) -> bool {
+        let elapsed = now.duration_since(self.at).as_secs_f64().max(0.0);
+        self.tokens = (self.tokens + elapsed / SPAM_REFILL.as_secs_f64()).min(SPAM_BURST);
+        self.at = self.at.max(now);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// client-go's `getSpamKey`: the source and the object, not the reason.
+fn spam_key(event: &Value) -> String {
+    let field = |pointer: &str| event.pointer(pointer).cloned().unwrap_or(Value::Null);
+    json!([
+        field("/source/component"),
+        field("/source/host"),
+        field("/involvedObject/kind"),
+        field("/involvedObject/namespace"),
+        field("/involvedObject/name"),
+        field("/involvedObject/uid"),
+        field("/involvedObject/apiVersion"),
+    ])
+    .to_string()
 }
 
 /// The identity of an event without and with its message.
@@ -114,7 +164,31 @@ impl Correlator {
             }
             None => Decision::Create { message },
         };
+        if !self.spam_allows(event, now) {
+            return (key, Decision::Skip);
+        }
         (key, decision)
+    }
+
+    /// Takes a token from the bucket of the event's source and object.
+    fn spam_allows(&mut self, event: &Value, now: jiff::Timestamp) -> bool {
+        let key = spam_key(event);
+        if let Some(bucket) = self.spam.get_mut(&key) {
+            return bucket.take(now);
+        }
+        if self.spam.len() >= CACHE_SIZE {
+            if let Some(oldest) = self.spam_order.pop_front() {
+                self.spam.remove(&oldest);
+            }
+        }
+        let mut bucket = Bucket {
+            tokens: SPAM_BURST,
+            at: now,
+        };
+        let allowed = bucket.take(now);
+        self.spam_order.push_back(key.clone());
+        self.spam.insert(key, bucket);
+        allowed
     }
 
     /// Remembers the Event created for `key`.
@@ -163,6 +237,9 @@ impl EventRecorder {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .observe(&event, now);
+        if decision == Decision::Skip {
+            return Ok(());
+        }
         let timestamp = now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
         if let Decision::Bump {
             name,
@@ -301,6 +378,36 @@ mod tests {
                 message: "probe failed 12".into()
             }
         );
+    }
+
+    #[test]
+    fn a_source_writes_a_burst_about_one_object_then_one_per_five_minutes() {
+        let mut c = Correlator::default();
+        // 25 events with different reasons: all written.
+        for i in 0..25 {
+            let (key, d) = c.observe(&event(&format!("Reason{i}"), "m"), at(0));
+            assert!(matches!(d, Decision::Create { .. }), "event {i}: {d:?}");
+            c.created(key, &format!("web.{i}"), "default");
+        }
+        // The 26th, a repeat that would bump: dropped, but counted.
+        assert_eq!(c.observe(&event("Reason0", "m"), at(1)).1, Decision::Skip);
+        // Another object, or another source, has its own bucket.
+        let mut other = event("Reason0", "m");
+        other["involvedObject"]["name"] = json!("db");
+        assert!(matches!(c.observe(&other, at(1)).1, Decision::Create { .. }));
+        let mut kubelet2 = event("Reason0", "m");
+        kubelet2["source"]["host"] = json!("n2");
+        assert!(matches!(c.observe(&kubelet2, at(1)).1, Decision::Create { .. }));
+        // Five minutes on, one token is back; the bump carries both repeats.
+        assert_eq!(
+            c.observe(&event("Reason0", "m"), at(300)).1,
+            Decision::Bump {
+                name: "web.0".into(),
+                namespace: "default".into(),
+                count: 3
+            }
+        );
+        assert_eq!(c.observe(&event("Reason0", "m"), at(301)).1, Decision::Skip);
     }
 
     #[test]

@@ -308,6 +308,11 @@ async fn simulate(config: SimConfig) -> Report {
                 report.pods_per_second()
             );
             log(&mut report, line);
+            if std::env::var_os("DROVER_SIM_REQUESTS").is_some() {
+                for l in server.metrics_text().lines().filter(|l| l.starts_with("apiserver_request_total")) {
+                    eprintln!("{l}");
+                }
+            }
         }
         None => {
             fail(&mut report, &direct, "pods were not all scheduled").await;
