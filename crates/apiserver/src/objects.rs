@@ -47,6 +47,17 @@ pub(crate) fn decode_stored(kv: &KeyValue) -> Result<Value, ApiError> {
     Ok(v)
 }
 
+/// The object just written as `kv`, as [`decode_stored`] would read it back
+/// (the value minus any resourceVersion, then the key's mod revision as the
+/// last metadata field), without parsing the bytes again.
+fn as_stored(mut obj: Value, kv: &KeyValue) -> Value {
+    if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.shift_remove("resourceVersion");
+        meta.insert("resourceVersion".into(), json!(kv.mod_revision.to_string()));
+    }
+    obj
+}
+
 /// The stored form of an object: its JSON without
 /// `metadata.resourceVersion` (the store's revision is the version),
 /// serialized without copying the object, in a buffer of exactly its length
@@ -1211,7 +1222,7 @@ async fn create_inner(
         }
     };
     after_write(server, rt).await;
-    from_storage(rt, decode_stored(&kv)?)
+    from_storage(rt, as_stored(stored, &kv))
 }
 
 fn is_service(rt: &ResourceType) -> bool {
@@ -1358,19 +1369,18 @@ fn prepare_update(
     Ok(())
 }
 
-/// True when anything outside metadata and status differs.
+/// True when anything outside metadata and status differs. Compared in
+/// place: both are whole objects, and this runs on every update.
 fn spec_changed(old: &Value, new: &Value) -> bool {
-    let strip = |v: &Value| -> Value {
-        let mut v = v.clone();
-        if let Some(m) = v.as_object_mut() {
-            m.remove("metadata");
-            m.remove("status");
-            m.remove("apiVersion");
-            m.remove("kind");
-        }
-        v
+    let (Some(old), Some(new)) = (old.as_object(), new.as_object()) else {
+        return old != new;
     };
-    strip(old) != strip(new)
+    let counted = |k: &String| !matches!(k.as_str(), "metadata" | "status" | "apiVersion" | "kind");
+    old.keys().filter(|k| counted(k)).count() != new.keys().filter(|k| counted(k)).count()
+        || old
+            .iter()
+            .filter(|(k, _)| counted(k))
+            .any(|(k, v)| new.get(k) != Some(v))
 }
 
 /// PUT: a full replacement, optimistic on resourceVersion when one is given.
@@ -1494,7 +1504,7 @@ pub(crate) async fn write_update(
         crate::services::release(server, release).await;
     }
     after_write(server, rt).await;
-    from_storage(rt, decode_stored(&kv)?)
+    from_storage(rt, as_stored(stored, &kv))
 }
 
 /// Whether `new` is `old` again, resourceVersion aside. Both are in the
@@ -2371,7 +2381,8 @@ fn ignore_exists(r: Result<Value, ApiError>) -> Result<(), ApiError> {
 
 #[cfg(test)]
 mod tests {
-    use super::{encode_for_store, unchanged};
+    use super::{as_stored, decode_stored, encode_for_store, spec_changed, unchanged};
+    use store::KeyValue;
     use serde_json::json;
 
     /// The stored form is the object's JSON less `metadata.resourceVersion`,
@@ -2398,6 +2409,45 @@ mod tests {
             *br#"{"metadata":"odd"}"#
         );
         assert_eq!(encode_for_store(&json!([1]))[..], *b"[1]");
+    }
+
+    #[test]
+    fn only_fields_outside_metadata_and_status_change_the_spec() {
+        let old = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "a"}, "spec": {"n": 1}, "status": {"s": 1}});
+        let mut new = old.clone();
+        new["metadata"]["labels"] = json!({"x": "y"});
+        new["status"]["s"] = json!(2);
+        new["apiVersion"] = json!("v2");
+        assert!(!spec_changed(&old, &new));
+        new["spec"]["n"] = json!(2);
+        assert!(spec_changed(&old, &new));
+        // A new or a removed top-level field is a change; key order is not.
+        let data = json!({"metadata": {}, "data": {"a": "1"}, "binaryData": {}});
+        let reordered = json!({"binaryData": {}, "metadata": {}, "data": {"a": "1"}});
+        assert!(!spec_changed(&data, &reordered));
+        assert!(spec_changed(&data, &json!({"metadata": {}, "data": {"a": "1"}})));
+        assert!(spec_changed(&json!({"metadata": {}, "data": {"a": "1"}}), &data));
+    }
+
+    #[test]
+    fn the_written_object_is_what_reading_it_back_gives() {
+        let obj = json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "a", "resourceVersion": "12", "uid": "u"},
+            "data": {"n": "1", "f": 1.5, "i": -3, "big": 18446744073709551615u64}
+        });
+        let kv = KeyValue {
+            key: "/registry/configmaps/default/a".into(),
+            value: encode_for_store(&obj),
+            create_revision: 40,
+            mod_revision: 42,
+            version: 2,
+        };
+        let read = decode_stored(&kv).unwrap();
+        let written = as_stored(obj, &kv);
+        assert_eq!(written, read);
+        // Key order too: what a client receives is byte for byte the same.
+        assert_eq!(written.to_string(), read.to_string());
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod clock;
 pub mod faults;
 pub mod kubelet;
 pub mod progress;
+pub mod prune;
 mod scenario;
 
 pub use scenario::{run, Faults, Report, SimConfig};

@@ -124,8 +124,10 @@ fn fnv(mut h: u64, bytes: &[u8]) -> u64 {
     h
 }
 
+/// Only the fields the checker and the progress view read (see
+/// [`crate::prune`]).
 fn decode(bytes: &[u8]) -> Option<Value> {
-    serde_json::from_slice(bytes).ok()
+    crate::prune::decode_checked(bytes)
 }
 
 /// One committed change into the digest, the checker and the progress view.
