@@ -161,6 +161,22 @@ impl FieldSet {
         FieldSet(self.0.difference(&other.0).cloned().collect())
     }
 
+    /// Removes every path of `other` in place; whether any was there.
+    pub fn remove_all(&mut self, other: &FieldSet) -> bool {
+        if self.0.is_empty() || other.0.is_empty() {
+            return false;
+        }
+        let before = self.0.len();
+        if other.0.len() < self.0.len() {
+            for path in &other.0 {
+                self.0.remove(path);
+            }
+        } else {
+            self.0.retain(|path| !other.0.contains(path));
+        }
+        self.0.len() != before
+    }
+
     pub fn intersection(&self, other: &FieldSet) -> FieldSet {
         FieldSet(self.0.intersection(&other.0).cloned().collect())
     }
@@ -194,9 +210,15 @@ impl FieldSet {
         }
         let mut root = Node::default();
         for path in &self.0 {
-            let node = path.0.iter().fold(&mut root, |node, element| {
-                node.children.entry(element.clone()).or_default()
-            });
+            let mut node = &mut root;
+            for element in &path.0 {
+                // Paths share their prefixes: clone an element only when
+                // its node is new.
+                if !node.children.contains_key(element) {
+                    node.children.insert(element.clone(), Node::default());
+                }
+                node = node.children.get_mut(element).expect("just inserted");
+            }
             node.member = true;
         }
         render(&root)

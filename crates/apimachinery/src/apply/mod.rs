@@ -476,17 +476,20 @@ fn track(
     let api_version = Some(api_version_of(new))
         .filter(|v| !v.is_empty())
         .unwrap_or_else(|| api_version_of(old));
-    let changed = comparison.added.union(&comparison.modified);
+    // Moved, not cloned: the comparison is not needed after this.
+    let removed = comparison.removed;
+    let mut changed = comparison.added;
+    changed.0.extend(comparison.modified.0);
 
     let position = managers
         .iter()
         .position(|m| m.same_manager(manager, operation, &api_version));
     for (index, entry) in managers.iter_mut().enumerate() {
         if Some(index) != position {
-            entry.set = entry
-                .set
-                .difference(&changed)
-                .difference(&comparison.removed);
+            // What changed is no longer anyone else's; most entries own
+            // none of it and are left as they are.
+            entry.set.remove_all(&changed);
+            entry.set.remove_all(&removed);
         }
     }
     let index = position.unwrap_or_else(|| {
@@ -501,11 +504,13 @@ fn track(
         managers.len() - 1
     });
     let entry = &mut managers[index];
-    let set = entry.set.difference(&comparison.removed).union(&changed);
-    if set != entry.set || entry.time.is_none() {
+    let mut set_changed = entry.set.remove_all(&removed);
+    for path in changed.0 {
+        set_changed |= entry.set.0.insert(path);
+    }
+    if set_changed || entry.time.is_none() {
         entry.time = Some(now_rfc3339.to_string());
     }
-    entry.set = set;
     encode_managers(object, managers);
 }
 
