@@ -107,22 +107,25 @@ pub struct Node {
 pub fn flatten(value: &Value, schema: Schema, ignored: &[FieldPath]) -> BTreeMap<FieldPath, Node> {
     let mut out = BTreeMap::new();
     if let Value::Object(map) = value {
-        walk_object(map, schema, &FieldPath::default(), &mut out);
+        walk_object(map, schema, &FieldPath::default(), true, &mut out);
     }
     out.retain(|path, _| !ignored.iter().any(|ignored| ignored.is_prefix_of(path)));
     out
 }
 
+/// `leaves`: whether leaf nodes carry their value (only needed to tell a
+/// modification when both sides have the path).
 fn walk_object(
     map: &Map<String, Value>,
     schema: Schema,
     path: &FieldPath,
+    leaves: bool,
     out: &mut BTreeMap<FieldPath, Node>,
 ) {
     for (key, value) in map {
         let (child_schema, meta) = schema.field(key);
         let child_path = path.child(PathElement::field(key));
-        walk_value(value, child_schema, &meta, &child_path, out);
+        walk_value(value, child_schema, &meta, &child_path, leaves, out);
         if matches!(schema, Schema::Deduced) {
             if let Some(node) = out.get_mut(&child_path) {
                 node.member = true;
@@ -136,6 +139,7 @@ fn walk_value(
     schema: Schema,
     meta: &FieldMeta,
     path: &FieldPath,
+    leaves: bool,
     out: &mut BTreeMap<FieldPath, Node>,
 ) {
     let leaf = |out: &mut BTreeMap<FieldPath, Node>| {
@@ -143,7 +147,7 @@ fn walk_value(
             path.clone(),
             Node {
                 member: true,
-                leaf: Some(value.clone()),
+                leaf: Some(if leaves { value.clone() } else { Value::Null }),
                 map: false,
             },
         );
@@ -160,7 +164,7 @@ fn walk_value(
                     map: untyped_map,
                 },
             );
-            walk_object(map, schema, path, out);
+            walk_object(map, schema, path, leaves, out);
         }
         Value::Array(items) => {
             let kind = if matches!(schema, Schema::Deduced) {
@@ -194,14 +198,14 @@ fn walk_value(
                                 map: false,
                             },
                         );
-                        walk_object(fields, schema, &element_path, out);
+                        walk_object(fields, schema, &element_path, leaves, out);
                     }
                     _ => {
                         out.insert(
                             element_path,
                             Node {
                                 member: true,
-                                leaf: Some(item.clone()),
+                                leaf: Some(if leaves { item.clone() } else { Value::Null }),
                                 map: false,
                             },
                         );
@@ -324,10 +328,10 @@ fn diff_field(
         }
     }
     // What `walk_object` records for this one field.
-    let flatten_field = |value: Option<&Value>| {
+    let flatten_field = |value: Option<&Value>, leaves: bool| {
         let mut paths = BTreeMap::new();
         if let Some(value) = value {
-            walk_value(value, child_schema, &meta, &child_path, &mut paths);
+            walk_value(value, child_schema, &meta, &child_path, leaves, &mut paths);
             if matches!(schema, Schema::Deduced) {
                 if let Some(node) = paths.get_mut(&child_path) {
                     node.member = true;
@@ -337,7 +341,23 @@ fn diff_field(
         paths.retain(|p, _| !ignored.iter().any(|i| i.is_prefix_of(p)));
         paths
     };
-    let comparison = compare(&flatten_field(old), &flatten_field(new));
+    if old.is_none() || new.is_none() {
+        // On one side only (every field of a create): all its owned paths
+        // were added or removed, whatever their values, so `compare` with an
+        // empty side, without copying leaf values or paths.
+        let out = if new.is_some() {
+            &mut out.added
+        } else {
+            &mut out.removed
+        };
+        for (path, node) in flatten_field(old.or(new), false) {
+            if node.member || node.map {
+                out.insert(path);
+            }
+        }
+        return;
+    }
+    let comparison = compare(&flatten_field(old, true), &flatten_field(new, true));
     for (from, to) in [
         (comparison.added, &mut out.added),
         (comparison.modified, &mut out.modified),
