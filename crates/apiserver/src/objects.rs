@@ -2382,8 +2382,8 @@ fn ignore_exists(r: Result<Value, ApiError>) -> Result<(), ApiError> {
 #[cfg(test)]
 mod tests {
     use super::{as_stored, decode_stored, encode_for_store, spec_changed, unchanged};
-    use store::KeyValue;
     use serde_json::json;
+    use store::KeyValue;
 
     /// The stored form is the object's JSON less `metadata.resourceVersion`,
     /// key order kept, in a buffer of exactly its size.
@@ -2425,8 +2425,14 @@ mod tests {
         let data = json!({"metadata": {}, "data": {"a": "1"}, "binaryData": {}});
         let reordered = json!({"binaryData": {}, "metadata": {}, "data": {"a": "1"}});
         assert!(!spec_changed(&data, &reordered));
-        assert!(spec_changed(&data, &json!({"metadata": {}, "data": {"a": "1"}})));
-        assert!(spec_changed(&json!({"metadata": {}, "data": {"a": "1"}}), &data));
+        assert!(spec_changed(
+            &data,
+            &json!({"metadata": {}, "data": {"a": "1"}})
+        ));
+        assert!(spec_changed(
+            &json!({"metadata": {}, "data": {"a": "1"}}),
+            &data
+        ));
     }
 
     #[test]

@@ -394,10 +394,16 @@ mod tests {
         // Another object, or another source, has its own bucket.
         let mut other = event("Reason0", "m");
         other["involvedObject"]["name"] = json!("db");
-        assert!(matches!(c.observe(&other, at(1)).1, Decision::Create { .. }));
+        assert!(matches!(
+            c.observe(&other, at(1)).1,
+            Decision::Create { .. }
+        ));
         let mut kubelet2 = event("Reason0", "m");
         kubelet2["source"]["host"] = json!("n2");
-        assert!(matches!(c.observe(&kubelet2, at(1)).1, Decision::Create { .. }));
+        assert!(matches!(
+            c.observe(&kubelet2, at(1)).1,
+            Decision::Create { .. }
+        ));
         // Five minutes on, one token is back; the bump carries both repeats.
         assert_eq!(
             c.observe(&event("Reason0", "m"), at(300)).1,

@@ -263,7 +263,9 @@ mod tests {
                        "images": [{"names": ["x"]}], "nodeInfo": {"kernelVersion": "6"}}
         }));
         // Wrong shapes are kept as they are, not turned into objects.
-        same_at_every_checked_pointer(json!({"metadata": "odd", "spec": [1, {"nodeName": "n"}], "status": null}));
+        same_at_every_checked_pointer(
+            json!({"metadata": "odd", "spec": [1, {"nodeName": "n"}], "status": null}),
+        );
         same_at_every_checked_pointer(json!({"spec": {"containers": {"resources": 1}}}));
         assert_eq!(decode_checked(b"{\"kind\": "), None);
         assert_eq!(decode_checked(b"{} {}"), None);

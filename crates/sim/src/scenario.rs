@@ -311,7 +311,11 @@ async fn simulate(config: SimConfig) -> Report {
             );
             log(&mut report, line);
             if std::env::var_os("DROVER_SIM_REQUESTS").is_some() {
-                for l in server.metrics_text().lines().filter(|l| l.starts_with("apiserver_request_total")) {
+                for l in server
+                    .metrics_text()
+                    .lines()
+                    .filter(|l| l.starts_with("apiserver_request_total"))
+                {
                     eprintln!("{l}");
                 }
             }
