@@ -46,6 +46,10 @@ pub struct NodeInfo {
     pods: Vec<usize>,
     used_ports: UsedPorts,
     zone_key: String,
+    /// The values of the two labels spreading reads for every feasible node
+    /// of every pod, kept aside from the label map's string search.
+    hostname: Option<String>,
+    zone: Option<String>,
 }
 
 impl NodeInfo {
@@ -63,6 +67,8 @@ impl NodeInfo {
             pods: Vec::new(),
             used_ports: UsedPorts::default(),
             zone_key: String::new(),
+            hostname: None,
+            zone: None,
         };
         info.set_node(node);
         Some(info)
@@ -79,6 +85,8 @@ impl NodeInfo {
             .unwrap_or(0);
         self.node = node;
         self.zone_key = zone_key(self.labels());
+        self.hostname = self.labels().get(crate::spread::HOSTNAME_LABEL).cloned();
+        self.zone = self.labels().get(ZONE_LABEL).cloned();
     }
 
     /// The node object.
@@ -94,6 +102,15 @@ impl NodeInfo {
     /// `metadata.labels` (empty when absent).
     pub fn labels(&self) -> &BTreeMap<String, String> {
         self.node.metadata.labels.as_ref().unwrap_or(&NO_LABELS)
+    }
+
+    /// The value of one label, as `labels().get(key)`.
+    pub fn label(&self, key: &str) -> Option<&str> {
+        match key {
+            crate::spread::HOSTNAME_LABEL => self.hostname.as_deref(),
+            ZONE_LABEL => self.zone.as_deref(),
+            _ => self.labels().get(key).map(String::as_str),
+        }
     }
 
     /// `spec.taints`.
@@ -717,6 +734,44 @@ mod tests {
     }
 
     const MI: i64 = 1024 * 1024;
+
+    #[test]
+    fn a_label_read_aside_is_the_label_in_the_map() {
+        let mut snapshot = Snapshot::new(
+            vec![NodeBuilder::new("n1")
+                .label(ZONE_LABEL, "z1")
+                .label("rack", "r1")
+                .build()],
+            vec![],
+            vec![],
+            vec![],
+        );
+        let same = |snapshot: &Snapshot| {
+            let info = snapshot.node_info("n1").expect("node exists");
+            for key in [crate::spread::HOSTNAME_LABEL, ZONE_LABEL, "rack", "absent"] {
+                assert_eq!(
+                    info.label(key),
+                    info.labels().get(key).map(String::as_str),
+                    "{key}"
+                );
+            }
+            (
+                info.label(crate::spread::HOSTNAME_LABEL)
+                    .map(str::to_string),
+                info.label(ZONE_LABEL).map(str::to_string),
+            )
+        };
+        assert_eq!(same(&snapshot), (Some("n1".into()), Some("z1".into())));
+        // A relabelled node: the values read aside follow.
+        let mut node = NodeBuilder::new("n1").label("rack", "r2").build();
+        node.metadata
+            .labels
+            .as_mut()
+            .unwrap()
+            .remove(crate::spread::HOSTNAME_LABEL);
+        snapshot.upsert_node(node);
+        assert_eq!(same(&snapshot), (None, None));
+    }
 
     #[test]
     fn accounts_bound_pods() {

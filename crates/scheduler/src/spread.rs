@@ -133,7 +133,7 @@ pub(crate) fn default_constraints(pod: &PodInfo) -> Vec<SpreadConstraint> {
 pub(crate) fn node_has_all_keys(node: &NodeInfo, constraints: &[SpreadConstraint]) -> bool {
     constraints
         .iter()
-        .all(|c| node.labels().contains_key(&c.topology_key))
+        .all(|c| node.label(&c.topology_key).is_some())
 }
 
 /// Whether an existing pod counts for a constraint of `pod`: same namespace, not

@@ -33,13 +33,9 @@ pub(crate) fn scores(
     let mut values: Vec<Option<&str>> = Vec::with_capacity(feasible.len() * width);
     let mut ignored: Vec<bool> = Vec::with_capacity(feasible.len());
     for &position in feasible {
-        let labels = nodes[position].labels();
+        let node = &nodes[position];
         let start = values.len();
-        values.extend(
-            constraints
-                .iter()
-                .map(|c| labels.get(&c.topology_key).map(String::as_str)),
-        );
+        values.extend(constraints.iter().map(|c| node.label(&c.topology_key)));
         ignored.push(require_all_keys && values[start..].iter().any(Option::is_none));
     }
     let ignored_count = ignored.iter().filter(|i| **i).count();
@@ -87,11 +83,7 @@ pub(crate) fn scores(
             if !constraint.includes_node(pod, required, node) {
                 continue;
             }
-            let value = node
-                .labels()
-                .get(&constraint.topology_key)
-                .map(String::as_str)
-                .unwrap_or_default();
+            let value = node.label(&constraint.topology_key).unwrap_or_default();
             if let Some(count) = domain_counts[i].get_mut(value) {
                 *count += per_node[i].on(position);
             }
