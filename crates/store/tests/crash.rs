@@ -9,16 +9,36 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rand::Rng;
-use store::{EmbeddedOptions, EmbeddedStore, Revision, Store};
+use store::{EmbeddedOptions, EmbeddedStore, Revision, Store, StoreError};
 
 struct Ack {
     key: String,
     revision: Revision,
     value: String,
+}
+
+/// Opens the store in `dir`, waiting out a LOCK that is still held for a
+/// moment after the last store there was dropped: the tests run in parallel
+/// and one of them spawns writer processes, and a child between its fork and
+/// its exec shares this process's open files, the LOCK file's included (the
+/// lock goes with the last of them, at the child's exec).
+fn open(dir: &Path) -> Arc<EmbeddedStore> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match EmbeddedStore::open(dir, EmbeddedOptions::default()) {
+            Ok(store) => return store,
+            Err(StoreError::Unavailable(m))
+                if m.contains("in use") && Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            Err(e) => panic!("opening the store in {}: {e}", dir.display()),
+        }
+    }
 }
 
 /// Run the writer until SIGKILL after `run_for`; return its OPEN revision and acks.
@@ -78,8 +98,7 @@ async fn acknowledged_writes_survive_sigkill() {
         }
         total_acks += acks.len();
 
-        let store = EmbeddedStore::open(dir.path(), EmbeddedOptions::default())
-            .expect("recover after SIGKILL");
+        let store = open(dir.path());
         let (current, compacted) = store.revisions().await.unwrap();
         assert!(
             current >= revision_after_last_round,
@@ -151,7 +170,7 @@ async fn write_keys(store: &Arc<EmbeddedStore>, range: std::ops::Range<usize>) {
 #[tokio::test]
 async fn torn_and_garbage_tails_are_dropped_on_recovery() {
     let dir = tempfile::tempdir().unwrap();
-    let store = EmbeddedStore::open(dir.path(), EmbeddedOptions::default()).unwrap();
+    let store = open(dir.path());
     write_keys(&store, 0..100).await;
     drop(store);
 
@@ -164,7 +183,7 @@ async fn torn_and_garbage_tails_are_dropped_on_recovery() {
         .unwrap()
         .set_len(len - 5)
         .unwrap();
-    let store = EmbeddedStore::open(dir.path(), EmbeddedOptions::default()).unwrap();
+    let store = open(dir.path());
     assert_eq!(store.revisions().await.unwrap().0, 99);
     assert_eq!(
         store.get("/torn/0098").await.unwrap().0.unwrap().value,
@@ -187,7 +206,7 @@ async fn torn_and_garbage_tails_are_dropped_on_recovery() {
             .unwrap()
             .write_all(garbage)
             .unwrap();
-        let store = EmbeddedStore::open(dir.path(), EmbeddedOptions::default()).unwrap();
+        let store = open(dir.path());
         let (before, _) = store.revisions().await.unwrap();
         let kv = store
             .create(
@@ -198,7 +217,7 @@ async fn torn_and_garbage_tails_are_dropped_on_recovery() {
             .unwrap();
         assert_eq!(kv.mod_revision, before + 1);
         drop(store);
-        let store = EmbeddedStore::open(dir.path(), EmbeddedOptions::default()).unwrap();
+        let store = open(dir.path());
         assert_eq!(store.revisions().await.unwrap().0, before + 1);
         assert!(store
             .get(&format!("/after-garbage/{before}"))
@@ -309,7 +328,7 @@ async fn disk_use_stays_bounded_under_overwrites() {
     );
     let (current, _) = store.revisions().await.unwrap();
     drop(store);
-    let store = EmbeddedStore::open(dir.path(), EmbeddedOptions::default()).unwrap();
+    let store = open(dir.path());
     assert_eq!(store.revisions().await.unwrap().0, current);
     assert_eq!(store.stats().0, TASKS);
 }
