@@ -951,7 +951,10 @@ spec:
             })
     });
 
-    // Gone with the pod.
+    // Gone with the pod. The waiting pod goes first: it is scheduled as soon
+    // as the port is free (as it should be) and would then take the port
+    // before the check below sees it closed.
+    s.ok(&["delete", "pod", "second", "--grace-period=0", "--force"]);
     s.ok(&["delete", "pod", "published", "--grace-period=1"]);
     s.wait("the hostPort is released", TIMEOUT, || {
         std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
