@@ -173,22 +173,22 @@ impl Correlator {
     /// Takes a token from the bucket of the event's source and object.
     fn spam_allows(&mut self, event: &Value, now: jiff::Timestamp) -> bool {
         let key = spam_key(event);
-        if let Some(bucket) = self.spam.get_mut(&key) {
-            return bucket.take(now);
-        }
-        if self.spam.len() >= CACHE_SIZE {
-            if let Some(oldest) = self.spam_order.pop_front() {
-                self.spam.remove(&oldest);
+        if !self.spam.contains_key(&key) {
+            if self.spam.len() >= CACHE_SIZE {
+                if let Some(oldest) = self.spam_order.pop_front() {
+                    self.spam.remove(&oldest);
+                }
             }
+            self.spam_order.push_back(key.clone());
+            self.spam.insert(
+                key.clone(),
+                Bucket {
+                    tokens: SPAM_BURST,
+                    at: now,
+                },
+            );
         }
-        let mut bucket = Bucket {
-            tokens: SPAM_BURST,
-            at: now,
-        };
-        let allowed = bucket.take(now);
-        self.spam_order.push_back(key.clone());
-        self.spam.insert(key, bucket);
-        allowed
+        self.spam.get_mut(&key).expect("just ensured").take(now)
     }
 
     /// Remembers the Event created for `key`.
