@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
+use k8s_openapi::api::core::v1::{Pod, PodSpec, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use serde::Serialize;
 use serde_json::Value;
@@ -52,6 +52,80 @@ pub fn pod_from_template(
         },
         spec: template.spec.clone(),
         status: None,
+    }
+}
+
+/// What the informer cache keeps of a pod's spec: everything a controller or
+/// the scheduler reads, without what only the node agent needs. Dropped:
+/// volumes other than `persistentVolumeClaim` and `ephemeral` (the scheduler's
+/// volume binding, the local-path provisioner, PVC protection and the
+/// StatefulSet controller read only those; the service account token volume
+/// every pod gets is ≈3 KB of typed struct alone), and of every container and
+/// init container its command, args, env, envFrom, volume mounts and devices,
+/// probes, lifecycle hooks, working directory, termination message settings,
+/// security context and stdin/tty flags. Kept: names, images, ports,
+/// resources, restart policies (sidecars), and everything outside the
+/// containers and volumes. No controller writes a cached pod's spec back: pods
+/// are created from templates, patched, deleted, or have their status
+/// replaced, and a status update keeps the stored spec. The lists kept are
+/// cut to their length (see [`shrink`]).
+pub fn cache_form(pod: &mut Pod) {
+    let mut no_spec = PodSpec::default();
+    let spec = pod.spec.as_mut().unwrap_or(&mut no_spec);
+    if let Some(volumes) = spec.volumes.as_mut() {
+        volumes.retain(|v| v.persistent_volume_claim.is_some() || v.ephemeral.is_some());
+        if volumes.is_empty() {
+            spec.volumes = None;
+        } else {
+            volumes.shrink_to_fit();
+        }
+    }
+    for c in spec
+        .containers
+        .iter_mut()
+        .chain(spec.init_containers.iter_mut().flatten())
+    {
+        shrink(&mut c.ports);
+        c.command = None;
+        c.args = None;
+        c.env = None;
+        c.env_from = None;
+        c.volume_mounts = None;
+        c.volume_devices = None;
+        c.liveness_probe = None;
+        c.readiness_probe = None;
+        c.startup_probe = None;
+        c.lifecycle = None;
+        c.working_dir = None;
+        c.termination_message_path = None;
+        c.termination_message_policy = None;
+        c.security_context = None;
+        c.stdin = None;
+        c.stdin_once = None;
+        c.tty = None;
+    }
+    spec.containers.shrink_to_fit();
+    shrink(&mut spec.init_containers);
+    shrink(&mut spec.tolerations);
+    shrink(&mut spec.topology_spread_constraints);
+    shrink(&mut pod.metadata.owner_references);
+    shrink(&mut pod.metadata.finalizers);
+    if let Some(status) = pod.status.as_mut() {
+        shrink(&mut status.conditions);
+        shrink(&mut status.container_statuses);
+        shrink(&mut status.init_container_statuses);
+        shrink(&mut status.pod_ips);
+        shrink(&mut status.host_ips);
+    }
+}
+
+/// A decoded list grows its capacity in steps (to 4 elements at once for
+/// all but the largest types, since JSON gives no length up front): one
+/// `ContainerStatus` of 752 bytes takes 3 KB. Cached objects live long, so
+/// their lists are cut to their length.
+fn shrink<T>(list: &mut Option<Vec<T>>) {
+    if let Some(list) = list {
+        list.shrink_to_fit();
     }
 }
 
@@ -251,6 +325,117 @@ mod tests {
         assert!(!selector_matches(&sel, Some(&labels(&[("app", "api")]))));
         assert!(!selector_matches(&sel, None));
         assert!(selector_matches(&LabelSelector::default(), None));
+    }
+
+    #[test]
+    fn the_cached_pod_keeps_what_controllers_read_and_drops_what_only_the_agent_needs() {
+        let full: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p", "labels": {"app": "web"}, "annotations": {"a": "b"}},
+            "spec": {
+                "nodeName": "n1",
+                "nodeSelector": {"disk": "ssd"},
+                "tolerations": [{"key": "k", "operator": "Exists"}],
+                "priority": 7,
+                "hostname": "h", "subdomain": "s",
+                "volumes": [
+                    {"name": "data", "persistentVolumeClaim": {"claimName": "c"}},
+                    {"name": "scratch", "ephemeral": {"volumeClaimTemplate": {"spec": {}}}},
+                    {"name": "token", "projected": {"sources": [{"serviceAccountToken": {"path": "token"}}]}},
+                    {"name": "cfg", "configMap": {"name": "cm"}},
+                ],
+                "initContainers": [{"name": "init", "image": "busybox", "restartPolicy": "Always",
+                    "command": ["sh"], "resources": {"requests": {"cpu": "1"}}}],
+                "containers": [{
+                    "name": "c", "image": "busybox",
+                    "command": ["sleep"], "args": ["3600"], "workingDir": "/w",
+                    "env": [{"name": "A", "value": "1"}], "envFrom": [{"configMapRef": {"name": "cm"}}],
+                    "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+                    "livenessProbe": {"exec": {"command": ["true"]}},
+                    "readinessProbe": {"tcpSocket": {"port": 80}},
+                    "startupProbe": {"exec": {"command": ["true"]}},
+                    "lifecycle": {"preStop": {"exec": {"command": ["true"]}}},
+                    "securityContext": {"runAsUser": 1000},
+                    "terminationMessagePath": "/dev/termination-log",
+                    "stdin": true, "tty": true,
+                    "ports": [{"name": "http", "containerPort": 80, "hostPort": 8080}],
+                    "resources": {"requests": {"cpu": "100m"}, "limits": {"memory": "1Gi"}},
+                }],
+            },
+            "status": {"phase": "Running", "podIP": "10.0.0.1",
+                "conditions": [{"type": "Ready", "status": "True"}]},
+        }))
+        .unwrap();
+        let mut cached = full.clone();
+        cache_form(&mut cached);
+
+        let spec = cached.spec.as_ref().unwrap();
+        let names: Vec<&str> = spec
+            .volumes
+            .iter()
+            .flatten()
+            .map(|v| v.name.as_str())
+            .collect();
+        assert_eq!(names, ["data", "scratch"], "only claim volumes stay");
+        let c = &spec.containers[0];
+        assert_eq!(c.command, None);
+        assert_eq!(c.args, None);
+        assert_eq!(c.env, None);
+        assert_eq!(c.env_from, None);
+        assert_eq!(c.volume_mounts, None);
+        assert_eq!(c.liveness_probe, None);
+        assert_eq!(c.readiness_probe, None);
+        assert_eq!(c.startup_probe, None);
+        assert_eq!(c.lifecycle, None);
+        assert_eq!(c.security_context, None);
+        assert_eq!(c.working_dir, None);
+        assert_eq!(c.tty, None);
+        assert_eq!(spec.init_containers.as_ref().unwrap()[0].command, None);
+
+        // What readers use is untouched: put it back on the full pod's
+        // stripped parts and the two are equal.
+        let mut expected = full.clone();
+        {
+            let spec = expected.spec.as_mut().unwrap();
+            spec.volumes.as_mut().unwrap().truncate(2);
+            let c = &mut spec.containers[0];
+            *c = k8s_openapi::api::core::v1::Container {
+                name: c.name.clone(),
+                image: c.image.clone(),
+                ports: c.ports.clone(),
+                resources: c.resources.clone(),
+                ..Default::default()
+            };
+            let i = &mut spec.init_containers.as_mut().unwrap()[0];
+            i.command = None;
+        }
+        assert_eq!(cached, expected);
+
+        // Decoded lists grow 4 elements at a time; cached ones are cut to size.
+        let decoded = |cached: &Pod| {
+            let status = cached.status.as_ref().unwrap();
+            (
+                status.conditions.as_ref().unwrap().capacity(),
+                cached.metadata.owner_references.as_ref().map(Vec::capacity),
+            )
+        };
+        // From JSON text, as informers decode watch events and list pages.
+        let mut owned: Pod = serde_json::from_str(
+            r#"{"metadata": {"ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "r", "uid": "u"}]},
+                "status": {"conditions": [{"type": "Ready", "status": "True"}]}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            decoded(&owned),
+            (4, Some(4)),
+            "serde's growth, which this test relies on"
+        );
+        cache_form(&mut owned);
+        assert_eq!(decoded(&owned), (1, Some(1)));
+
+        // A pod without volumes or spec stays as it is.
+        let mut bare = Pod::default();
+        cache_form(&mut bare);
+        assert_eq!(bare, Pod::default());
     }
 
     #[test]

@@ -21,8 +21,10 @@ use super::{Action, ObjectMeta};
 pub struct Index {
     objects: BTreeMap<String, ObjectMeta>,
     /// uid → keys of the objects with that uid (one, unless something
-    /// stored an odd object: planning only asks whether any exists).
-    by_uid: HashMap<String, BTreeSet<String>>,
+    /// stored an odd object: planning only asks whether any exists). A list
+    /// of exactly its length rather than a set: a set's first node takes
+    /// ≈300 bytes, for every object in the cluster.
+    by_uid: HashMap<String, Vec<String>>,
     /// owner uid → keys of the objects naming it in their ownerReferences.
     dependents: HashMap<String, BTreeSet<String>>,
     /// namespace name → how many objects live in it.
@@ -75,10 +77,11 @@ impl Index {
     }
 
     fn link(&mut self, m: &ObjectMeta) {
-        self.by_uid
-            .entry(m.uid.clone())
-            .or_default()
-            .insert(m.key.clone());
+        let keys = self.by_uid.entry(m.uid.clone()).or_default();
+        if !keys.contains(&m.key) {
+            keys.reserve_exact(1);
+            keys.push(m.key.clone());
+        }
         for owner in &m.owners {
             self.dependents
                 .entry(owner.uid.clone())
@@ -102,7 +105,12 @@ impl Index {
                 }
             }
         }
-        remove(&mut self.by_uid, &m.uid, &m.key);
+        if let Some(keys) = self.by_uid.get_mut(&m.uid) {
+            keys.retain(|k| *k != m.key);
+            if keys.is_empty() {
+                self.by_uid.remove(&m.uid);
+            }
+        }
         for owner in &m.owners {
             remove(&mut self.dependents, &owner.uid, &m.key);
         }

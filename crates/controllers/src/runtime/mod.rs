@@ -92,7 +92,7 @@ macro_rules! kinds {
                 match resource {
                     $( Resource::$variant => {
                         let object: $ty = serde_json::from_value(value).ok()?;
-                        match self.$field.upsert(cacheable(object)) {
+                        match self.$field.upsert(object.cache_form()) {
                             Applied::Unchanged => None,
                             Applied::Changed { old, new } => Some((old.map(AnyObject::$variant), new.map(AnyObject::$variant))),
                         }
@@ -115,7 +115,7 @@ macro_rules! kinds {
                             }
                         };
                         let resource_version = object.metadata().resource_version.clone();
-                        let change = match self.$field.upsert(cacheable(object)) {
+                        let change = match self.$field.upsert(object.cache_form()) {
                             Applied::Unchanged => None,
                             Applied::Changed { old, new } => Some((old.map(AnyObject::$variant), new.map(AnyObject::$variant))),
                         };
@@ -218,14 +218,14 @@ impl Caches {
 }
 
 /// One page of a list, decoded into the cached type (an object that does not
-/// decode is skipped with a warning) and made [`cacheable`].
-fn decode_page<K: DeserializeOwned + Metadata<Ty = ObjectMeta>>(
+/// decode is skipped with a warning) in its [`CacheForm`].
+fn decode_page<K: DeserializeOwned + CacheForm>(
     items: Vec<Box<RawValue>>,
 ) -> impl Iterator<Item = K> {
     items
         .into_iter()
         .filter_map(|raw| match serde_json::from_str(raw.get()) {
-            Ok(o) => Some(cacheable(o)),
+            Ok(o) => Some(CacheForm::cache_form(o)),
             Err(e) => {
                 tracing::warn!("informer: skipping an undecodable object: {e}");
                 None
@@ -233,14 +233,49 @@ fn decode_page<K: DeserializeOwned + Metadata<Ty = ObjectMeta>>(
         })
 }
 
-/// What the caches keep of an object: everything but `metadata.managedFields`,
-/// which no controller reads and which is often the larger part of an object
-/// (kube-controller-manager's and kube-scheduler's informers drop it too). A
-/// controller that writes back a cached object sends no managedFields, and the
-/// API server then keeps the stored ones.
-fn cacheable<K: Metadata<Ty = ObjectMeta>>(mut object: K) -> K {
-    object.metadata_mut().managed_fields = None;
-    object
+/// What the caches keep of an object (client-go's informer transform, as
+/// kube-controller-manager and kube-scheduler set it). Every kind drops
+/// `metadata.managedFields`, which no controller reads and which is often the
+/// larger part of an object; a controller that writes back a cached object
+/// sends no managedFields, and the API server then keeps the stored ones.
+/// Pods drop more (see [`crate::pods::cache_form`]).
+pub trait CacheForm: Metadata<Ty = ObjectMeta> + Sized {
+    fn cache_form(mut self) -> Self {
+        self.metadata_mut().managed_fields = None;
+        self
+    }
+}
+
+macro_rules! metadata_only_cache_form {
+    ($($ty:ty),* $(,)?) => { $( impl CacheForm for $ty {} )* };
+}
+
+metadata_only_cache_form!(
+    Node,
+    ReplicaSet,
+    ReplicationController,
+    Deployment,
+    StatefulSet,
+    DaemonSet,
+    ControllerRevision,
+    Job,
+    CronJob,
+    PersistentVolumeClaim,
+    PersistentVolume,
+    StorageClass,
+    Service,
+    Endpoints,
+    EndpointSlice,
+    Lease,
+    HorizontalPodAutoscaler,
+);
+
+impl CacheForm for Pod {
+    fn cache_form(mut self) -> Self {
+        self.metadata.managed_fields = None;
+        crate::pods::cache_form(&mut self);
+        self
+    }
 }
 
 /// A controller: which keys an object change concerns, and the pure
