@@ -70,8 +70,22 @@ pub fn pod_from_template(
 /// replaced, and a status update keeps the stored spec. The lists kept are
 /// cut to their length (see [`shrink`]).
 pub fn cache_form(pod: &mut Pod) {
-    let mut no_spec = PodSpec::default();
-    let spec = pod.spec.as_mut().unwrap_or(&mut no_spec);
+    if let Some(spec) = pod.spec.as_mut() {
+        trim_spec(spec);
+    }
+    shrink(&mut pod.metadata.owner_references);
+    shrink(&mut pod.metadata.finalizers);
+    if let Some(status) = pod.status.as_mut() {
+        shrink(&mut status.conditions);
+        shrink(&mut status.container_statuses);
+        shrink(&mut status.init_container_statuses);
+        shrink(&mut status.pod_ips);
+        shrink(&mut status.host_ips);
+    }
+}
+
+/// The spec's part of [`cache_form`].
+fn trim_spec(spec: &mut PodSpec) {
     if let Some(volumes) = spec.volumes.as_mut() {
         volumes.retain(|v| v.persistent_volume_claim.is_some() || v.ephemeral.is_some());
         if volumes.is_empty() {
@@ -108,15 +122,6 @@ pub fn cache_form(pod: &mut Pod) {
     shrink(&mut spec.init_containers);
     shrink(&mut spec.tolerations);
     shrink(&mut spec.topology_spread_constraints);
-    shrink(&mut pod.metadata.owner_references);
-    shrink(&mut pod.metadata.finalizers);
-    if let Some(status) = pod.status.as_mut() {
-        shrink(&mut status.conditions);
-        shrink(&mut status.container_statuses);
-        shrink(&mut status.init_container_statuses);
-        shrink(&mut status.pod_ips);
-        shrink(&mut status.host_ips);
-    }
 }
 
 /// A decoded list grows its capacity in steps (to 4 elements at once for

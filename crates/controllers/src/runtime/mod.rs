@@ -242,8 +242,11 @@ fn decode_page<K: DeserializeOwned + CacheForm>(
 pub trait CacheForm: Metadata<Ty = ObjectMeta> + Sized {
     fn cache_form(mut self) -> Self {
         self.metadata_mut().managed_fields = None;
+        self.trim();
         self
     }
+    /// What a kind drops beyond managedFields (nothing, by default).
+    fn trim(&mut self) {}
 }
 
 macro_rules! metadata_only_cache_form {
@@ -271,10 +274,8 @@ metadata_only_cache_form!(
 );
 
 impl CacheForm for Pod {
-    fn cache_form(mut self) -> Self {
-        self.metadata.managed_fields = None;
-        crate::pods::cache_form(&mut self);
-        self
+    fn trim(&mut self) {
+        crate::pods::cache_form(self);
     }
 }
 
