@@ -74,6 +74,11 @@ pub struct Agent {
     volumes: VolumeManager,
     services: Mutex<Option<Arc<crate::services::NodeServices>>>,
     events: client::events::EventRecorder,
+    /// Events written by [`Agent::event_in_background`], in order, by a
+    /// task `run` starts.
+    background_events: tokio::sync::mpsc::UnboundedSender<(serde_json::Value, jiff::Timestamp)>,
+    background_events_queue:
+        Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<(serde_json::Value, jiff::Timestamp)>>>,
     /// Service account tokens of the pods' projected volumes, by pod uid
     /// and what was asked.
     tokens: Mutex<std::collections::HashMap<(String, volumes::TokenAsk), HeldToken>>,
@@ -92,6 +97,7 @@ impl Agent {
         runtimes: Vec<Arc<dyn ContainerRuntime>>,
         default_runtime: &str,
     ) -> Arc<Agent> {
+        let (background_events, queue) = tokio::sync::mpsc::unbounded_channel();
         Arc::new(Agent {
             client,
             runtimes: runtimes
@@ -105,6 +111,8 @@ impl Agent {
             volumes: VolumeManager::new(node.volumes_dir.clone()),
             services: Mutex::new(None),
             events: Default::default(),
+            background_events,
+            background_events_queue: Mutex::new(Some(queue)),
             tokens: Mutex::new(Default::default()),
             node,
         })
@@ -174,6 +182,21 @@ impl Agent {
 
     /// Runs until the task is dropped.
     pub async fn run(self: Arc<Self>) {
+        let queue = self
+            .background_events_queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(mut queue) = queue {
+            let agent = self.clone();
+            tokio::spawn(async move {
+                while let Some((event, now)) = queue.recv().await {
+                    if let Err(e) = agent.events.record(&agent.client, event, now).await {
+                        tracing::debug!("agent: event: {e}");
+                    }
+                }
+            });
+        }
         let started = jiff::Timestamp::now();
         let mut failures = 0u32;
         while let Err(e) = node::register(&self.client, &self.node, started).await {
@@ -822,10 +845,18 @@ impl Agent {
                 let (started, ()) = tokio::join!(start, forward);
                 match started {
                     Ok(()) => {
-                        self.event(pod, false, "Created", &format!("Created container {name}"))
-                            .await;
-                        self.event(pod, false, "Started", &format!("Started container {name}"))
-                            .await;
+                        self.event_in_background(
+                            pod,
+                            false,
+                            "Created",
+                            &format!("Created container {name}"),
+                        );
+                        self.event_in_background(
+                            pod,
+                            false,
+                            "Started",
+                            &format!("Started container {name}"),
+                        );
                         let post_start = container
                             .lifecycle
                             .as_ref()
@@ -1293,6 +1324,32 @@ impl Agent {
     }
 
     async fn event(&self, pod: &Pod, warning: bool, reason: &str, message: &str) {
+        let (event, now) = self.event_object(pod, warning, reason, message);
+        if let Err(e) = self.events.record(&self.client, event, now).await {
+            tracing::debug!("agent: event {reason} on {:?}: {e}", pod.metadata.name);
+        }
+    }
+
+    /// Records an event after what is already queued, off the pod's own
+    /// path, as the kubelet's event broadcaster does: for the events a
+    /// successful start writes (`Created`, `Started`), which would
+    /// otherwise hold back the Running status by two writes. Events that
+    /// explain a status (back-off, probe failures, errors) are written
+    /// before it, with [`Agent::event`].
+    fn event_in_background(&self, pod: &Pod, warning: bool, reason: &str, message: &str) {
+        let queued = self.event_object(pod, warning, reason, message);
+        if self.background_events.send(queued).is_err() {
+            tracing::debug!("agent: event {reason} dropped: the event queue is gone");
+        }
+    }
+
+    fn event_object(
+        &self,
+        pod: &Pod,
+        warning: bool,
+        reason: &str,
+        message: &str,
+    ) -> (serde_json::Value, jiff::Timestamp) {
         let now = jiff::Timestamp::now();
         let name = pod.metadata.name.clone().unwrap_or_default();
         let namespace = pod
@@ -1317,9 +1374,7 @@ impl Agent {
             "lastTimestamp": t,
             "count": 1,
         });
-        if let Err(e) = self.events.record(&self.client, event, now).await {
-            tracing::debug!("agent: event {reason} on {name}: {e}");
-        }
+        (event, now)
     }
 }
 

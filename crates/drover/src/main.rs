@@ -151,6 +151,11 @@ struct NodeArgs {
     /// The node bridge pods attach to (one pod CIDR per bridge).
     #[arg(long, default_value = "drover0")]
     pod_bridge: String,
+    /// Pod networks (a network namespace with its veth and address) kept
+    /// made ahead of need: a starting pod takes one instead of making its
+    /// own (≈5 ms of its start). 0 turns this off.
+    #[arg(long, default_value_t = 4)]
+    pod_network_spares: usize,
     /// The cgroup (in every hierarchy) under which pods get their cgroups.
     #[arg(long, default_value = "drover")]
     cgroup_parent: String,
@@ -265,9 +270,14 @@ fn main() -> Result<()> {
     // The container shim runs before anything else: it forks into new
     // namespaces and must stay single-threaded.
     let mut raw = std::env::args_os().skip(1);
-    if raw.next().as_deref() == Some(std::ffi::OsStr::new("internal-shim")) {
-        let config = raw.next().map(std::path::PathBuf::from).unwrap_or_default();
-        std::process::exit(runtime_linux::shim::shim_main(&config));
+    match raw.next().as_deref().and_then(|a| a.to_str()) {
+        Some("internal-shim") => {
+            let config = raw.next().map(std::path::PathBuf::from).unwrap_or_default();
+            std::process::exit(runtime_linux::shim::shim_main(&config));
+        }
+        // Forks shims on the agent's request (see runtime_linux::zygote).
+        Some("internal-shim-zygote") => std::process::exit(runtime_linux::zygote::zygote_main()),
+        _ => {}
     }
     let cli = Cli::parse();
     // The simulation injects faults on purpose: only warnings by default.
@@ -353,7 +363,7 @@ async fn agent_main(mut args: AgentArgs) -> Result<()> {
             }
         });
     }
-    let agent = build_agent(joined.client.clone(), &args.data_dir, &args.node)?;
+    let (agent, network) = build_agent(joined.client.clone(), &args.data_dir, &args.node)?;
     tokio::spawn(agent::remote::run_tunnel(
         joined.endpoint.clone(),
         joined.token.clone(),
@@ -369,6 +379,7 @@ async fn agent_main(mut args: AgentArgs) -> Result<()> {
         r = running => { r?; }
     }
     tracing::info!("shutting down (pods keep running)");
+    remove_spare_networks(network).await;
     Ok(())
 }
 
@@ -671,9 +682,11 @@ async fn server(mut args: ServerArgs) -> Result<()> {
         let identity = server_identity(&args.data_dir)?;
         start_control_loops(server.clone(), &internal_token, &identity, wiring);
     }
-    if !args.disable_agent {
-        start_agent(&server, &internal_token, &args)?;
-    }
+    let network = if args.disable_agent {
+        None
+    } else {
+        start_agent(&server, &internal_token, &args)?
+    };
     tracing::info!(
         "drover server ready at {url} in {} ms; kubeconfig: {}",
         started.elapsed().as_millis(),
@@ -691,6 +704,7 @@ async fn server(mut args: ServerArgs) -> Result<()> {
         r = serving => { r?; }
     }
     tracing::info!("shutting down");
+    remove_spare_networks(network).await;
     Ok(())
 }
 
@@ -701,13 +715,26 @@ fn host_name() -> String {
 }
 
 /// Runs the node agent in this process: this machine becomes a node.
-fn start_agent(server: &Arc<apiserver::ApiServer>, token: &str, args: &ServerArgs) -> Result<()> {
+/// Returns its pod network, whose spares go at a clean shutdown.
+fn start_agent(
+    server: &Arc<apiserver::ApiServer>,
+    token: &str,
+    args: &ServerArgs,
+) -> Result<Option<runtime_linux::network::PodNetwork>> {
     let name = args.node.node_name.clone().unwrap_or_else(host_name);
     let client = client::Client::in_process(server.clone(), token, "kubelet");
-    let agent = build_agent(client, &args.data_dir, &args.node)?;
+    let (agent, network) = build_agent(client, &args.data_dir, &args.node)?;
     server.connect_node(&name, agent.connection());
     tokio::spawn(agent.run());
-    Ok(())
+    Ok(network)
+}
+
+/// Removes the node's spare pod networks at a clean shutdown (pods' own
+/// stay, as the pods do).
+async fn remove_spare_networks(network: Option<runtime_linux::network::PodNetwork>) {
+    if let Some(network) = network {
+        network.remove_spares().await;
+    }
 }
 
 /// The node agent of this machine, talking to the API through `client`,
@@ -716,7 +743,10 @@ fn build_agent(
     client: client::Client,
     data_dir: &std::path::Path,
     args: &NodeArgs,
-) -> Result<Arc<agent::agent::Agent>> {
+) -> Result<(
+    Arc<agent::agent::Agent>,
+    Option<runtime_linux::network::PodNetwork>,
+)> {
     use runtime_linux::cgroups::Cgroups;
     use runtime_linux::process::{ProcessRuntime, ShimCommand};
     let cgroups =
@@ -732,9 +762,14 @@ fn build_agent(
     let name = args.node_name.clone().unwrap_or_else(host_name);
     let root = data_dir.join("agent");
     std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
+    let program =
+        std::env::current_exe().context("locating the drover binary for the container shim")?;
     let shim = ShimCommand {
-        program: std::env::current_exe()
-            .context("locating the drover binary for the container shim")?,
+        zygote: Some(Arc::new(runtime_linux::zygote::Zygote::new(
+            program.clone(),
+            vec!["internal-shim-zygote".into()],
+        ))),
+        program,
         args: vec!["internal-shim".into()],
         log_rotation: log_rotation(args)?,
     };
@@ -744,8 +779,13 @@ fn build_agent(
             root.join("cni"),
             args.pod_bridge.clone(),
         )
-        .map_err(|e| anyhow::anyhow!("--pod-cidr/--pod-bridge: {e}"))?,
+        .map_err(|e| anyhow::anyhow!("--pod-cidr/--pod-bridge: {e}"))?
+        .with_spares(args.pod_network_spares),
     );
+    if let Some(network) = &network {
+        network.start_spares();
+    }
+    let pod_network = network.clone();
     let has_network = network.is_some();
     let process = ProcessRuntime::new(
         root.clone(),
@@ -838,7 +878,7 @@ fn build_agent(
         names.join(", "),
         cgroups.version()
     );
-    Ok(agent)
+    Ok((agent, pod_network))
 }
 
 /// `--container-log-max-size` and `--container-log-max-files`, checked.

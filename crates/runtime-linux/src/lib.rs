@@ -10,6 +10,7 @@ pub mod oci;
 pub mod process;
 pub mod shim;
 pub mod streams;
+pub mod zygote;
 
 /// Adds `vars` to `env`, a later variable replacing an earlier one of the
 /// same name in place (a process sees one value per name: `getenv` returns

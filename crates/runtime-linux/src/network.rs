@@ -13,6 +13,17 @@
 //! under a millisecond. Addresses are leased as host-local leases them (a
 //! file per address under `<ipam dir>/drover/`, holding the pod's uid), so a
 //! node upgraded from the CNI version keeps its pods' leases.
+//!
+//! Spares: making a namespace and its veth is most of a sandbox's cost
+//! (≈5 ms of a pod's start here, and the tail of it: the kernel sets up
+//! every per-namespace subsystem). With [`PodNetwork::with_spares`] a
+//! background task keeps that many namespaces wired and addressed ahead of
+//! need (named `drover-spare-…`, their leases held by that name); a pod
+//! takes one by bind-mounting it at its own path `/run/netns/drover-<uid>`
+//! and taking over its lease, which costs a mount and a rename. The spare's
+//! own path is unmounted afterwards, off the pod's path. Spares left by an
+//! agent that stopped are found by their leases and removed when the next
+//! one starts (and by [`PodNetwork::remove_spares`] at a clean shutdown).
 
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr};
@@ -29,6 +40,10 @@ use rtnetlink::{
 /// The name host-local gave the lease directory (the CNI network's name).
 const LEASE_NETWORK: &str = "drover";
 
+/// What a spare's name (its lease holder; its namespace is
+/// `drover-<name>`) starts with. Pod uids never do.
+pub const SPARE_PREFIX: &str = "spare-";
+
 #[derive(Clone, Debug)]
 pub struct PodNetwork {
     /// This node's pod CIDR.
@@ -37,6 +52,26 @@ pub struct PodNetwork {
     /// The lease directory (host-local's `dataDir`).
     pub ipam_dir: PathBuf,
     pub bridge: String,
+    /// Shared by every clone (the runtimes of one node share one pool).
+    spares: std::sync::Arc<Spares>,
+}
+
+/// Pre-made pod networks.
+#[derive(Debug, Default)]
+struct Spares {
+    /// How many to keep ready.
+    target: std::sync::atomic::AtomicUsize,
+    ready: std::sync::Mutex<std::collections::VecDeque<Spare>>,
+    /// A spare was taken: make another.
+    taken: tokio::sync::Notify,
+    /// The refill task runs (started once).
+    started: std::sync::atomic::AtomicBool,
+}
+
+#[derive(Debug)]
+struct Spare {
+    name: String,
+    ip: Ipv4Addr,
 }
 
 impl PodNetwork {
@@ -54,7 +89,153 @@ impl PodNetwork {
             prefix,
             ipam_dir,
             bridge,
+            spares: Default::default(),
         })
+    }
+
+    /// Keep `count` spare pod networks ready (0: none; a pod then makes
+    /// its own as it starts). Takes effect with [`PodNetwork::start_spares`].
+    pub fn with_spares(self, count: usize) -> PodNetwork {
+        self.spares
+            .target
+            .store(count, std::sync::atomic::Ordering::Relaxed);
+        self
+    }
+
+    /// Removes spares an earlier agent left (found by their leases), then
+    /// keeps the pool full on a task of its own. Call once, in a tokio
+    /// runtime; later calls do nothing.
+    pub fn start_spares(&self) {
+        use std::sync::atomic::Ordering;
+        if self.spares.started.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            this.remove_leftover_spares().await;
+            loop {
+                while this.spare_count() < this.spares.target.load(Ordering::Relaxed) {
+                    match this.make_spare().await {
+                        Ok(spare) => this.spares.ready.lock().unwrap().push_back(spare),
+                        Err(e) => {
+                            tracing::warn!("pod network: making a spare: {e}");
+                            tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+                        }
+                    }
+                }
+                this.spares.taken.notified().await;
+                // Let the pod that took one start before making the next.
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        });
+    }
+
+    /// How many spares are ready now.
+    pub fn spare_count(&self) -> usize {
+        self.spares.ready.lock().unwrap().len()
+    }
+
+    /// Removes every spare of this node: those ready, and any an earlier
+    /// agent left behind (at a clean shutdown; pods' networks stay).
+    pub async fn remove_spares(&self) {
+        self.spares
+            .target
+            .store(0, std::sync::atomic::Ordering::Relaxed);
+        let ready: Vec<Spare> = self.spares.ready.lock().unwrap().drain(..).collect();
+        for spare in ready {
+            let _ = self.teardown(&spare.name).await;
+        }
+        self.remove_leftover_spares().await;
+    }
+
+    async fn remove_leftover_spares(&self) {
+        let ready: std::collections::BTreeSet<String> = self
+            .spares
+            .ready
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|s| s.name.clone())
+            .collect();
+        for name in spare_leases(&self.lease_dir()) {
+            if !ready.contains(&name) {
+                if let Err(e) = self.teardown(&name).await {
+                    tracing::warn!("pod network: removing the leftover spare {name}: {e}");
+                }
+            }
+        }
+    }
+
+    async fn make_spare(&self) -> Result<Spare, String> {
+        static COUNT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let seed = format!(
+            "{}-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+            COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        let name = format!("{SPARE_PREFIX}{}", short_hash(&seed));
+        let ip = lease(&self.lease_dir(), self.network, self.prefix, &name)?;
+        match self.wire(&name, ip).await {
+            Ok(()) => Ok(Spare { name, ip }),
+            Err(e) => {
+                let _ = self.teardown(&name).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Gives a ready spare to pod `uid`: its namespace bound at the pod's
+    /// path, its lease the pod's. `None` when no spare is ready (or one
+    /// could not be handed over; it is removed).
+    async fn take_spare(&self, uid: &str) -> Option<Ipv4Addr> {
+        let spare = self.spares.ready.lock().unwrap().pop_front()?;
+        self.spares.taken.notify_one();
+        let from = Self::netns_path(&spare.name);
+        let to = Self::netns_path(uid);
+        let handed = (|| {
+            std::fs::File::create(&to).map_err(|e| format!("creating {}: {e}", to.display()))?;
+            nix::mount::mount(
+                Some(&from),
+                &to,
+                None::<&str>,
+                nix::mount::MsFlags::MS_BIND,
+                None::<&str>,
+            )
+            .map_err(|e| format!("binding {} on {}: {e}", from.display(), to.display()))?;
+            // The namespace is the pod's from here on (an agent stopped
+            // before the next step leaves the pod's path and the spare's
+            // lease: the spare goes at the next start, the pod's sandbox is
+            // made afresh since none was recorded).
+            hand_over_lease(&self.lease_dir(), spare.ip, uid)
+        })();
+        match handed {
+            Ok(()) => {
+                // The spare's own path, off the pod's path (an unmount
+                // waits out an RCU grace period).
+                let name = spare.name;
+                tokio::spawn(async move {
+                    let path = Self::netns_path(&name);
+                    let _ = nix::mount::umount2(&path, nix::mount::MntFlags::MNT_DETACH);
+                    let _ = std::fs::remove_file(&path);
+                });
+                Some(spare.ip)
+            }
+            Err(e) => {
+                tracing::warn!(
+                    "pod network: handing spare {} to pod {uid}: {e}",
+                    spare.name
+                );
+                if let Ok(true) = to.try_exists() {
+                    let _ = nix::mount::umount2(&to, nix::mount::MntFlags::MNT_DETACH);
+                    let _ = std::fs::remove_file(&to);
+                }
+                let _ = self.teardown(&spare.name).await;
+                None
+            }
+        }
     }
 
     fn netns_name(uid: &str) -> String {
@@ -79,6 +260,9 @@ impl PodNetwork {
         if Self::netns_path(uid).exists() {
             // Left by an attempt that did not finish: start afresh.
             self.teardown(uid).await?;
+        }
+        if let Some(ip) = self.take_spare(uid).await {
+            return Ok(ip.to_string());
         }
         let ip = lease(&self.lease_dir(), self.network, self.prefix, uid)?;
         match self.wire(uid, ip).await {
@@ -385,6 +569,46 @@ fn lease(dir: &Path, network: Ipv4Addr, prefix: u8, uid: &str) -> Result<Ipv4Add
     Err(format!(
         "no free address in {network}/{prefix}: all {count} are leased"
     ))
+}
+
+/// Gives the lease of `ip` to `uid` (a write to a new file renamed over the
+/// lease: never half written).
+fn hand_over_lease(dir: &Path, ip: Ipv4Addr, uid: &str) -> Result<(), String> {
+    let temporary = dir.join(format!(".{ip}.handover"));
+    std::fs::write(&temporary, format!("{uid}\r\neth0"))
+        .map_err(|e| format!("writing the lease of {ip}: {e}"))?;
+    std::fs::rename(&temporary, dir.join(ip.to_string()))
+        .map_err(|e| format!("handing over the lease of {ip}: {e}"))
+}
+
+/// The names of the spares holding leases in `dir`.
+fn spare_leases(dir: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = entries
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.parse::<Ipv4Addr>().is_ok())
+        })
+        .filter_map(|e| lease_holder(&e.path()))
+        .filter(|holder| holder.starts_with(SPARE_PREFIX))
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// The network namespaces of the spares holding leases under `ipam_dir`
+/// (names under `/run/netns`), for whoever cleans up after an agent that
+/// was killed (tests).
+pub fn leftover_spare_namespaces(ipam_dir: &Path) -> Vec<String> {
+    spare_leases(&ipam_dir.join(LEASE_NETWORK))
+        .into_iter()
+        .map(|name| PodNetwork::netns_name(&name))
+        .collect()
 }
 
 fn lease_holder(file: &Path) -> Option<String> {

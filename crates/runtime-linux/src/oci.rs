@@ -1371,12 +1371,14 @@ impl ContainerRuntime for OciRuntime {
             serde_json::to_vec(&config).unwrap_or_default(),
         )
         .map_err(io("writing the shim config"))?;
-        let mut command = tokio::process::Command::new(&self.shim.program);
-        command.args(&self.shim.args).arg(&config_path);
         // runc may take a while (a large rootfs, a slow disk): 30 s.
-        let started =
-            crate::shim::start_and_await(command, &dir.join("state.json"), Duration::from_secs(30))
-                .await;
+        let started = crate::shim::start_and_await(
+            &self.shim,
+            &config_path,
+            &dir.join("state.json"),
+            Duration::from_secs(30),
+        )
+        .await;
         tracing::debug!(
             target: "agent::timing",
             "oci start {}/{}: prepared@{:.1} shim@{:.1}",

@@ -39,6 +39,9 @@ pub struct ShimCommand {
     pub args: Vec<String>,
     /// How the shims rotate container logs.
     pub log_rotation: crate::shim::LogRotation,
+    /// Forks shims instead of exec'ing `program` (see [`crate::zygote`]);
+    /// `None`: every shim is exec'd.
+    pub zygote: Option<std::sync::Arc<crate::zygote::Zygote>>,
 }
 
 pub struct ProcessRuntime {
@@ -539,6 +542,7 @@ impl ContainerRuntime for ProcessRuntime {
         config: &SandboxConfig,
     ) -> Result<Sandbox, RuntimeError> {
         let uid = pod.metadata.uid.as_deref().unwrap_or_default();
+        let began = std::time::Instant::now();
         let dir = self.pod_dir(uid);
         std::fs::create_dir_all(dir.join("containers"))
             .map_err(io(format!("creating pod directory {}", dir.display())))?;
@@ -565,6 +569,7 @@ impl ContainerRuntime for ProcessRuntime {
             }
             _ => (self.host_ip.clone(), None),
         };
+        let networked = began.elapsed();
         let file = SandboxFile {
             namespace: pod.metadata.namespace.clone().unwrap_or_default(),
             name: pod.metadata.name.clone().unwrap_or_default(),
@@ -575,6 +580,7 @@ impl ContainerRuntime for ProcessRuntime {
         self.cgroups
             .create(&self.pod_cgroup(uid), &self.pod_limits.limits())
             .map_err(io("creating the pod cgroup"))?;
+        let cgrouped = began.elapsed();
         let logs = self.pod_logs_dir(uid, &file);
         std::fs::create_dir_all(&logs)
             .map_err(io(format!("creating log directory {}", logs.display())))?;
@@ -583,6 +589,13 @@ impl ContainerRuntime for ProcessRuntime {
             serde_json::to_vec(&file).unwrap_or_default(),
         )
         .map_err(io("writing sandbox.json"))?;
+        tracing::debug!(
+            target: "agent::timing",
+            "sandbox of {uid}: network@{:.1} cgroup@{:.1} done@{:.1}",
+            networked.as_secs_f64() * 1e3,
+            cgrouped.as_secs_f64() * 1e3,
+            began.elapsed().as_secs_f64() * 1e3
+        );
         Ok(Sandbox {
             ip: file.ip,
             created_at,
@@ -595,6 +608,7 @@ impl ContainerRuntime for ProcessRuntime {
         launch: &ContainerLaunch,
     ) -> Result<(), RuntimeError> {
         let uid = pod.metadata.uid.as_deref().unwrap_or_default();
+        let began = std::time::Instant::now();
         let dir = self.container_dir(uid, &launch.name, launch.attempt);
         std::fs::create_dir_all(&dir).map_err(io(format!(
             "creating container directory {}",
@@ -627,6 +641,7 @@ impl ContainerRuntime for ProcessRuntime {
             self.record_failure(&dir, "CreateContainerError", &message);
             return Err(RuntimeError::Invalid(message));
         }
+        let cgrouped = began.elapsed();
         if launch.argv.is_empty() {
             let message = "the process runtime runs `command` and `args` as a host process: the container has neither".to_string();
             self.record_failure(&dir, "CreateContainerConfigError", &message);
@@ -686,10 +701,23 @@ impl ContainerRuntime for ProcessRuntime {
             serde_json::to_vec(&config).unwrap_or_default(),
         )
         .map_err(io("writing the shim config"))?;
-        let mut command = tokio::process::Command::new(&self.shim.program);
-        command.args(&self.shim.args).arg(&config_path);
-        crate::shim::start_and_await(command, &dir.join("state.json"), Duration::from_secs(5))
-            .await
+        let configured = began.elapsed();
+        let started = crate::shim::start_and_await(
+            &self.shim,
+            &config_path,
+            &dir.join("state.json"),
+            Duration::from_secs(5),
+        )
+        .await;
+        tracing::debug!(
+            target: "agent::timing",
+            "start of {uid}/{}: cgroup@{:.1} configured@{:.1} shim@{:.1}",
+            launch.name,
+            cgrouped.as_secs_f64() * 1e3,
+            configured.as_secs_f64() * 1e3,
+            began.elapsed().as_secs_f64() * 1e3
+        );
+        started
             .map_err(io(format!(
                 "starting the container shim {}",
                 self.shim.program.display()

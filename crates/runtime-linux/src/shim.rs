@@ -439,31 +439,55 @@ fn announce_state() {
     }
 }
 
-/// Starts the shim `command` (its config already written) and waits until
+/// Starts the shim for `config_path` (written already) — forked by the
+/// zygote when `shim` has one, else `shim.program` exec'd — and waits until
 /// it has written its first state (see [`announce_state`]), or has exited,
 /// or `limit` passed; then the runtime's next observation is consistent. The
 /// container's start failure, if the state records one, is the error.
 pub(crate) async fn start_and_await(
-    mut command: tokio::process::Command,
+    shim: &crate::process::ShimCommand,
+    config_path: &Path,
     state_path: &Path,
     limit: std::time::Duration,
 ) -> std::io::Result<Result<(), String>> {
     use tokio::io::AsyncReadExt;
-    let mut shim = command
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(false)
-        .spawn()?;
-    let mut announcement = shim.stdout.take();
-    // Reap the shim when it ends (it is our child while we live).
-    tokio::spawn(async move {
-        let _ = shim.wait().await;
-    });
-    if let Some(pipe) = announcement.as_mut() {
-        let mut byte = [0u8; 1];
-        // A byte: the state is written; end of file: the shim is gone.
-        let _ = tokio::time::timeout(limit, pipe.read(&mut byte)).await;
+    let forked = match &shim.zygote {
+        Some(zygote) => {
+            let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+            match zygote.fork_shim(config_path, write) {
+                Ok(()) => Some(tokio::net::unix::pipe::Receiver::from_owned_fd(read)?),
+                Err(e) => {
+                    tracing::warn!("shim zygote: {e}; starting the shim with exec instead");
+                    None
+                }
+            }
+        }
+        None => None,
+    };
+    let mut byte = [0u8; 1];
+    // A byte: the state is written; end of file: the shim is gone.
+    match forked {
+        Some(mut pipe) => {
+            let _ = tokio::time::timeout(limit, pipe.read(&mut byte)).await;
+        }
+        None => {
+            let mut command = tokio::process::Command::new(&shim.program);
+            command.args(&shim.args).arg(config_path);
+            let mut child = command
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::null())
+                .kill_on_drop(false)
+                .spawn()?;
+            let mut announcement = child.stdout.take();
+            // Reap the shim when it ends (it is our child while we live).
+            tokio::spawn(async move {
+                let _ = child.wait().await;
+            });
+            if let Some(pipe) = announcement.as_mut() {
+                let _ = tokio::time::timeout(limit, pipe.read(&mut byte)).await;
+            }
+        }
     }
     Ok(match read_state(state_path).and_then(|s| s.failed) {
         Some((_, message)) => Err(message),

@@ -38,6 +38,9 @@ fn runtime_at(root: &Path, runc: &Path, cgroups: &Cgroups, parent: &str) -> Arc<
             program: env!("CARGO_BIN_EXE_drover-shim").into(),
             args: Vec::new(),
             log_rotation: Default::default(),
+            // Exec'd shims here; the process runtime's tests fork them
+            // from a zygote.
+            zygote: None,
         },
         Arc::new(DirectoryImages {
             dir: root.join("images"),

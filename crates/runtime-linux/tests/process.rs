@@ -11,9 +11,11 @@ use agent::sync::{InstanceState, Observed};
 use k8s_openapi::api::core::v1::Pod;
 use runtime_linux::cgroups::Cgroups;
 use runtime_linux::process::{ProcessRuntime, ShimCommand};
+use runtime_linux::zygote::Zygote;
 
 struct Fixture {
     runtime: Arc<ProcessRuntime>,
+    zygote: Arc<Zygote>,
     cgroups: Cgroups,
     parent: String,
     _dir: tempfile::TempDir,
@@ -24,6 +26,10 @@ struct Fixture {
 fn fixture(test: &str) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let cgroups = Cgroups::detect().expect("cgroups on this machine");
+    let zygote = Arc::new(Zygote::new(
+        env!("CARGO_BIN_EXE_drover-shim").into(),
+        vec!["internal-shim-zygote".into()],
+    ));
     let parent = format!("drover-test-{test}-{}", std::process::id());
     let runtime = ProcessRuntime::new(
         dir.path().to_path_buf(),
@@ -33,6 +39,9 @@ fn fixture(test: &str) -> Fixture {
             program: env!("CARGO_BIN_EXE_drover-shim").into(),
             args: Vec::new(),
             log_rotation: Default::default(),
+            // Shims forked by a zygote, as the agent starts them (the OCI
+            // runtime's tests exec them).
+            zygote: Some(zygote.clone()),
         },
         "127.0.0.1".into(),
         None,
@@ -45,6 +54,7 @@ fn fixture(test: &str) -> Fixture {
     .unwrap();
     Fixture {
         runtime,
+        zygote,
         cgroups,
         parent,
         _dir: dir,
@@ -171,6 +181,87 @@ async fn a_process_runs_in_its_own_namespaces_and_its_exit_code_is_kept() {
     assert!(log.lines().any(|l| l.ends_with(" stderr F oops")), "{log}");
     cleanup(&f).await;
     assert!(f.runtime.pods().await.is_empty());
+}
+
+/// The parent pid of `pid`, from /proc.
+fn parent_of(pid: i32) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("PPid:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+fn shim_pid(f: &Fixture, attempt: u32) -> i32 {
+    let state = f
+        ._dir
+        .path()
+        .join("pods")
+        .join(&f.uid)
+        .join("containers/c")
+        .join(attempt.to_string())
+        .join("state.json");
+    runtime_linux::shim::read_state(&state)
+        .unwrap_or_else(|| panic!("no shim state at {}", state.display()))
+        .shim_pid
+}
+
+#[tokio::test]
+async fn shims_are_forked_by_the_zygote_and_outlive_it() {
+    let f = fixture("zygote");
+    f.runtime
+        .create_sandbox(&f.pod, &SandboxConfig::default())
+        .await
+        .unwrap();
+    let mut sleeper = launch(&["sleep", "60"]);
+    f.runtime.start_container(&f.pod, &sleeper).await.unwrap();
+    let zygote = f.zygote.pid().expect("a zygote runs after the first start");
+    let shim = shim_pid(&f, 0);
+    assert_eq!(
+        parent_of(shim),
+        Some(zygote),
+        "the shim {shim} is a child of the zygote {zygote}"
+    );
+    // The zygote dies (as it does with the agent): the container runs on,
+    // and the next start gets a new zygote.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(zygote as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while parent_of(shim) == Some(zygote) {
+        assert!(
+            Instant::now() < deadline,
+            "shim {shim} not reparented after 20 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let observed = f.runtime.observe(&f.uid).await;
+    assert!(
+        matches!(observed.containers[0].state, InstanceState::Running { .. }),
+        "the container outlives its zygote: {observed:?}"
+    );
+    sleeper.attempt = 1;
+    sleeper.argv = vec!["sh".into(), "-c".into(), "exit 4".into()];
+    f.runtime.start_container(&f.pod, &sleeper).await.unwrap();
+    let again = f.zygote.pid().expect("a new zygote");
+    assert_ne!(again, zygote, "the dead zygote was replaced");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let observed = f.runtime.observe(&f.uid).await;
+        let second = observed.containers.iter().find(|c| c.attempt == 1);
+        if let Some(InstanceState::Exited { exit_code, .. }) = second.map(|c| &c.state) {
+            assert_eq!(*exit_code, 4, "{observed:?}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "attempt 1 did not exit: {observed:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    cleanup(&f).await;
 }
 
 #[tokio::test]

@@ -188,6 +188,7 @@ impl Server {
                 let _ = Command::new("ip").args(["netns", "delete", &name]).status();
             }
         }
+        remove_spare_networks(&self.data_dir.path().join("agent/cni"));
         if let Some(bridge) = self
             .extra_args
             .iter()
@@ -609,11 +610,22 @@ impl Drop for AgentProcess {
                 let _ = Command::new("ip").args(["netns", "delete", &name]).status();
             }
         }
+        remove_spare_networks(&self.data_dir.path().join("agent/cni"));
         for link in [self.bridge.clone(), format!("{}-svc", self.bridge)] {
             let _ = Command::new("ip")
                 .args(["link", "del", &link])
                 .stderr(Stdio::null())
                 .status();
+        }
+    }
+}
+
+/// The spare pod networks a killed agent left (a clean shutdown removes
+/// them; the next agent on the same data directory would too).
+pub fn remove_spare_networks(ipam_dir: &Path) {
+    for name in runtime_linux::network::leftover_spare_namespaces(ipam_dir) {
+        if Path::new("/run/netns").join(&name).exists() {
+            let _ = Command::new("ip").args(["netns", "delete", &name]).status();
         }
     }
 }
