@@ -20,6 +20,8 @@
 //! ```text
 //! cargo bench -p drover --bench podstart
 //! DROVER_BENCH_ONLY_PEERS=1 cargo bench -p drover --bench podstart   # runc and podman only
+//! DROVER_BENCH_RUNTIMES=process DROVER_BENCH_VERBOSE=1 cargo bench -p drover --bench podstart
+//!     # drover's process runtime only (and the peers), each pod's time on stderr
 //! ```
 //!
 //! Prints markdown; asserts nothing.
@@ -148,6 +150,16 @@ fn start_pods(cluster: &Cluster, runtime: &str, image: &str, n: usize) -> Times 
             .filter_map(|(stored, r, _)| Some(r.as_ref()?.duration_since(*stored.as_ref()?)))
             .collect(),
     };
+    if std::env::var_os("DROVER_BENCH_VERBOSE").is_some() {
+        for (name, (stored, running, _)) in seen.iter() {
+            if let (Some(stored), Some(running)) = (stored, running) {
+                eprintln!(
+                    "{name}: stored → Running {}",
+                    ms(running.duration_since(*stored))
+                );
+            }
+        }
+    }
     times.running.sort();
     times.ready.sort();
     times.stored_to_running.sort();
@@ -431,7 +443,13 @@ fn main() {
             .status()
             .unwrap();
         assert!(imported.success(), "drover image import");
+        // DROVER_BENCH_RUNTIMES=process (comma-separated): only those.
+        let runtimes =
+            std::env::var("DROVER_BENCH_RUNTIMES").unwrap_or_else(|_| "process,oci".into());
         for runtime in ["process", "oci"] {
+            if !runtimes.split(',').any(|r| r.trim() == runtime) {
+                continue;
+            }
             let mut one = Times::default();
             for _ in 0..single {
                 one.extend(start_pods(&cluster, runtime, reference, 1));

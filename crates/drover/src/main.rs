@@ -764,11 +764,15 @@ fn build_agent(
     std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
     let program =
         std::env::current_exe().context("locating the drover binary for the container shim")?;
+    let zygote = Arc::new(runtime_linux::zygote::Zygote::new(
+        program.clone(),
+        vec!["internal-shim-zygote".into()],
+    ));
+    if let Err(e) = zygote.prestart() {
+        tracing::warn!("shim zygote: {e}; shims are started at the first pod");
+    }
     let shim = ShimCommand {
-        zygote: Some(Arc::new(runtime_linux::zygote::Zygote::new(
-            program.clone(),
-            vec!["internal-shim-zygote".into()],
-        ))),
+        zygote: Some(zygote),
         program,
         args: vec!["internal-shim".into()],
         log_rotation: log_rotation(args)?,

@@ -151,6 +151,16 @@ impl Zygote {
         Ok((ours, child))
     }
 
+    /// Starts the zygote now if none runs (the agent does so at start, so
+    /// that its first pod does not wait for it).
+    pub fn prestart(&self) -> std::io::Result<()> {
+        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        if running.is_none() {
+            *running = Some(self.spawn()?);
+        }
+        Ok(())
+    }
+
     /// Asks the zygote to fork a shim for `config`, its announcements going
     /// to `announce` (the write end of a pipe, closed here once sent).
     pub fn fork_shim(&self, config: &Path, announce: OwnedFd) -> std::io::Result<()> {
