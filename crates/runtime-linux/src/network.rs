@@ -113,12 +113,25 @@ impl PodNetwork {
         let this = self.clone();
         tokio::spawn(async move {
             this.remove_leftover_spares().await;
+            // Warned once per run of failures (a full pod CIDR, say), not
+            // every retry.
+            let mut failing = false;
             loop {
                 while this.spare_count() < this.spares.target.load(Ordering::Relaxed) {
                     match this.make_spare().await {
-                        Ok(spare) => this.spares.ready.lock().unwrap().push_back(spare),
+                        Ok(spare) => {
+                            failing = false;
+                            this.spares.ready.lock().unwrap().push_back(spare);
+                        }
                         Err(e) => {
-                            tracing::warn!("pod network: making a spare: {e}");
+                            if failing {
+                                tracing::debug!("pod network: making a spare: {e}");
+                            } else {
+                                tracing::warn!(
+                                    "pod network: making a spare (retried every 5 s): {e}"
+                                );
+                            }
+                            failing = true;
                             tokio::time::sleep(std::time::Duration::from_secs(5)).await;
                         }
                     }
