@@ -20,8 +20,8 @@
 //! background task keeps that many namespaces wired and addressed ahead of
 //! need (named `drover-spare-…`, their leases held by that name); a pod
 //! takes one by bind-mounting it at its own path `/run/netns/drover-<uid>`
-//! and taking over its lease, which costs a mount and a rename. The spare's
-//! own path is unmounted afterwards, off the pod's path. Spares left by an
+//! and taking over its lease: a mount, an unmount of the spare's own path
+//! and a rename. Spares left by an
 //! agent that stopped are found by their leases and removed when the next
 //! one starts (and by [`PodNetwork::remove_spares`] at a clean shutdown).
 
@@ -218,24 +218,19 @@ impl PodNetwork {
                 None::<&str>,
             )
             .map_err(|e| format!("binding {} on {}: {e}", from.display(), to.display()))?;
-            // The namespace is the pod's from here on (an agent stopped
-            // before the next step leaves the pod's path and the spare's
-            // lease: the spare goes at the next start, the pod's sandbox is
-            // made afresh since none was recorded).
+            // The spare's own path goes before its lease does, so that no
+            // second path ever holds a pod's namespace with nothing to say
+            // whose it is: an agent stopped between the two steps leaves the
+            // spare's lease, whose removal at the next start takes the
+            // address and veth away from this namespace, and the pod's
+            // sandbox, not recorded yet, is made afresh.
+            nix::mount::umount2(&from, nix::mount::MntFlags::MNT_DETACH)
+                .map_err(|e| format!("unmounting {}: {e}", from.display()))?;
+            let _ = std::fs::remove_file(&from);
             hand_over_lease(&self.lease_dir(), spare.ip, uid)
         })();
         match handed {
-            Ok(()) => {
-                // The spare's own path, off the pod's path (an unmount
-                // waits out an RCU grace period).
-                let name = spare.name;
-                tokio::spawn(async move {
-                    let path = Self::netns_path(&name);
-                    let _ = nix::mount::umount2(&path, nix::mount::MntFlags::MNT_DETACH);
-                    let _ = std::fs::remove_file(&path);
-                });
-                Some(spare.ip)
-            }
+            Ok(()) => Some(spare.ip),
             Err(e) => {
                 tracing::warn!(
                     "pod network: handing spare {} to pod {uid}: {e}",
