@@ -18,12 +18,15 @@
 //! (≈5 ms of a pod's start here, and the tail of it: the kernel sets up
 //! every per-namespace subsystem). With [`PodNetwork::with_spares`] a
 //! background task keeps that many namespaces wired and addressed ahead of
-//! need (named `drover-spare-…`, their leases held by that name); a pod
-//! takes one by bind-mounting it at its own path `/run/netns/drover-<uid>`
-//! and taking over its lease: a mount, an unmount of the spare's own path
-//! and a rename. Spares left by an
-//! agent that stopped are found by their leases and removed when the next
-//! one starts (and by [`PodNetwork::remove_spares`] at a clean shutdown).
+//! need (named `drover-spare-<node>-<n>`, `<node>` a hash of the lease
+//! directory, their leases held by that name); a pod takes one by
+//! bind-mounting it at its own path `/run/netns/drover-<uid>` and taking
+//! over its lease: a mount and a rename. The spare's own path is unmounted
+//! afterwards, off the pod's path (an unmount can wait out an RCU grace
+//! period: 3–6 ms in one of ten here). Spares left by an agent that stopped
+//! are found by their leases, and spare paths whose lease already went to
+//! a pod by their node's name prefix; both are removed when the next agent
+//! starts (and by [`PodNetwork::remove_spares`] at a clean shutdown).
 
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr};
@@ -170,13 +173,28 @@ impl PodNetwork {
             .iter()
             .map(|s| s.name.clone())
             .collect();
-        for name in spare_leases(&self.lease_dir()) {
-            if !ready.contains(&name) {
-                if let Err(e) = self.teardown(&name).await {
+        let leased = spare_leases(&self.lease_dir());
+        for name in &leased {
+            if !ready.contains(name) {
+                if let Err(e) = self.teardown(name).await {
                     tracing::warn!("pod network: removing the leftover spare {name}: {e}");
                 }
             }
         }
+        // A spare's path whose lease went to a pod: only the path goes (the
+        // namespace, its veth and its address are the pod's).
+        for name in orphan_spare_paths(&self.spare_name_prefix(), &leased) {
+            if !ready.contains(&name) {
+                unmount_netns_path(&Self::netns_path(&name));
+            }
+        }
+    }
+
+    /// What this node's spares are named with: [`SPARE_PREFIX`] and a hash
+    /// of the lease directory, so that an agent sweeping spare paths left
+    /// without a lease never touches another node's on the same host.
+    pub fn spare_name_prefix(&self) -> String {
+        spare_name_prefix(&self.lease_dir())
     }
 
     async fn make_spare(&self) -> Result<Spare, String> {
@@ -189,7 +207,7 @@ impl PodNetwork {
                 .map_or(0, |d| d.as_nanos()),
             COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         );
-        let name = format!("{SPARE_PREFIX}{}", short_hash(&seed));
+        let name = format!("{}{}", self.spare_name_prefix(), short_hash(&seed));
         let ip = lease(&self.lease_dir(), self.network, self.prefix, &name)?;
         match self.wire(&name, ip).await {
             Ok(()) => Ok(Spare { name, ip }),
@@ -218,19 +236,19 @@ impl PodNetwork {
                 None::<&str>,
             )
             .map_err(|e| format!("binding {} on {}: {e}", from.display(), to.display()))?;
-            // The spare's own path goes before its lease does, so that no
-            // second path ever holds a pod's namespace with nothing to say
-            // whose it is: an agent stopped between the two steps leaves the
-            // spare's lease, whose removal at the next start takes the
-            // address and veth away from this namespace, and the pod's
-            // sandbox, not recorded yet, is made afresh.
-            nix::mount::umount2(&from, nix::mount::MntFlags::MNT_DETACH)
-                .map_err(|e| format!("unmounting {}: {e}", from.display()))?;
-            let _ = std::fs::remove_file(&from);
+            // The namespace is the pod's from here on. An agent stopped
+            // before the rename leaves the spare's lease (the spare goes at
+            // the next start; the pod's sandbox, not recorded yet, is made
+            // afresh); one stopped after it leaves the spare's path with no
+            // lease, removed at the next start by its node's prefix.
             hand_over_lease(&self.lease_dir(), spare.ip, uid)
         })();
         match handed {
-            Ok(()) => Some(spare.ip),
+            Ok(()) => {
+                let name = spare.name;
+                tokio::task::spawn_blocking(move || unmount_netns_path(&Self::netns_path(&name)));
+                Some(spare.ip)
+            }
             Err(e) => {
                 tracing::warn!(
                     "pod network: handing spare {} to pod {uid}: {e}",
@@ -609,14 +627,53 @@ fn spare_leases(dir: &Path) -> Vec<String> {
     names
 }
 
-/// The network namespaces of the spares holding leases under `ipam_dir`
-/// (names under `/run/netns`), for whoever cleans up after an agent that
-/// was killed (tests).
+fn spare_name_prefix(lease_dir: &Path) -> String {
+    format!(
+        "{SPARE_PREFIX}{}-",
+        short_hash(&lease_dir.to_string_lossy())
+    )
+}
+
+/// Names (spare names, not paths) of the spare namespaces under
+/// `/run/netns` that start with `prefix` and hold no lease in `leased`.
+fn orphan_spare_paths(prefix: &str, leased: &[String]) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir("/run/netns") else {
+        return Vec::new();
+    };
+    let path_prefix = PodNetwork::netns_name(prefix);
+    let mut names: Vec<String> = entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().map(str::to_string))
+        .filter(|n| n.starts_with(&path_prefix))
+        .filter_map(|n| n.strip_prefix("drover-").map(str::to_string))
+        .filter(|name| !leased.contains(name))
+        .collect();
+    names.sort();
+    names
+}
+
+/// Detaches and removes one bind mount of a namespace (the namespace
+/// lives on while another path or a process holds it).
+fn unmount_netns_path(path: &Path) {
+    let _ = nix::mount::umount2(path, nix::mount::MntFlags::MNT_DETACH);
+    let _ = std::fs::remove_file(path);
+}
+
+/// The network namespaces of the spares a killed agent on `ipam_dir` left
+/// (names under `/run/netns`): those holding leases, and spare paths whose
+/// lease had gone to a pod. For whoever cleans up after it (tests).
 pub fn leftover_spare_namespaces(ipam_dir: &Path) -> Vec<String> {
-    spare_leases(&ipam_dir.join(LEASE_NETWORK))
+    let lease_dir = ipam_dir.join(LEASE_NETWORK);
+    let leased = spare_leases(&lease_dir);
+    let orphans = orphan_spare_paths(&spare_name_prefix(&lease_dir), &leased);
+    let mut names: Vec<String> = leased
         .into_iter()
+        .chain(orphans)
         .map(|name| PodNetwork::netns_name(&name))
-        .collect()
+        .collect();
+    names.sort();
+    names.dedup();
+    names
 }
 
 fn lease_holder(file: &Path) -> Option<String> {

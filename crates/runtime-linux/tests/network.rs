@@ -201,6 +201,38 @@ fn spares_an_agent_left_behind_go_when_the_next_one_starts() {
     });
     drop(first);
     assert_eq!(left.len(), 2);
+    // A spare path whose lease had already gone to a pod (the agent was
+    // stopped before it unmounted the path): this node's goes, another
+    // node's on the same host (another lease directory) stays.
+    let prefix = net.network(0).spare_name_prefix();
+    let orphan = format!("drover-{prefix}orphan");
+    let foreign = format!(
+        "drover-{}ffffffff-orphan",
+        runtime_linux::network::SPARE_PREFIX
+    );
+    for name in [&orphan, &foreign] {
+        assert!(Command::new("ip")
+            .args(["netns", "add", name])
+            .status()
+            .unwrap()
+            .success());
+    }
+    struct Delete(String);
+    impl Drop for Delete {
+        fn drop(&mut self) {
+            if Path::new("/run/netns").join(&self.0).exists() {
+                let _ = Command::new("ip")
+                    .args(["netns", "delete", &self.0])
+                    .status();
+            }
+        }
+    }
+    let _cleanup = (Delete(orphan.clone()), Delete(foreign.clone()));
+    assert!(
+        net.spares().contains(&orphan),
+        "the orphan path counts as left behind: {:?}",
+        net.spares()
+    );
     // The next agent keeps one spare: the two old ones go.
     let second = tokio::runtime::Runtime::new().unwrap();
     second.block_on(async {
@@ -214,6 +246,14 @@ fn spares_an_agent_left_behind_go_when_the_next_one_starts() {
         for name in &left {
             assert!(!netns_exists(name), "leftover spare {name} removed");
         }
+        assert!(
+            !netns_exists(&orphan),
+            "this node's orphan spare path removed"
+        );
+        assert!(
+            netns_exists(&foreign),
+            "another node's spare path left alone"
+        );
         // And a pod still gets a working network from the new spare.
         net.pods.push("uid-c".into());
         let ip = network.setup("uid-c").await.unwrap();
