@@ -59,6 +59,20 @@ fn log_timing(pod: &Pod, timing: &[(&'static str, Duration)]) {
     }
 }
 
+/// A pod the API no longer has, as its worker must see it: deleted. The
+/// API removes a pod that never ran or has finished at once, without a
+/// `deletionTimestamp`; its worker would otherwise wait for a deletion
+/// that has already happened, keeping its volumes (the tmpfs of its token
+/// volume too) until the agent's next relist.
+fn gone_is_deleted(mut pod: Pod, deleted: bool) -> Pod {
+    if deleted && pod.metadata.deletion_timestamp.is_none() {
+        pod.metadata.deletion_timestamp = Some(
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::now()),
+        );
+    }
+    pod
+}
+
 /// How often a pod with something running is looked at again.
 const RELIST_PERIOD: Duration = Duration::from_secs(1);
 
@@ -328,6 +342,7 @@ impl Agent {
                 let mut stream = stream;
                 let mut relist = false;
                 while let Some(event) = futures::StreamExt::next(&mut stream).await {
+                    let deleted = matches!(event, WatchEvent::Deleted(_));
                     match event {
                         WatchEvent::Added(v) | WatchEvent::Modified(v) | WatchEvent::Deleted(v) => {
                             if let Some(rv) = v
@@ -339,7 +354,7 @@ impl Agent {
                             if let Ok(pod) = serde_json::from_value::<Pod>(v) {
                                 // A deleted pod's worker finishes on its own: it
                                 // sees the deletion and cleans up.
-                                self.upsert(pod);
+                                self.upsert(gone_is_deleted(pod, deleted));
                             }
                         }
                         WatchEvent::Bookmark {

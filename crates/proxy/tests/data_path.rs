@@ -716,7 +716,13 @@ async fn metrics_count_connections_bytes_and_requests_per_endpoint() {
         assert_eq!(get(&mut sender).await.0, 200);
     }
 
-    // The splice finishes its accounting just after the client sees EOF: poll for it.
+    // The splice finishes its accounting just after the client sees EOF,
+    // and a response body's last bytes are counted as the proxy's body
+    // stream ends, which can be just after the client has them: poll for
+    // both.
+    let http_out = format!(
+        "service=\"m-http\",port=\"web\",endpoint=\"{http}\",pod=\"m-http-pod-0\",pod_template_hash=\"abc123\",direction=\"out\""
+    );
     let tcp_labels = format!(
         "namespace=\"default\",service=\"m-tcp\",port=\"web\",endpoint=\"{tcp}\",pod=\"m-tcp-pod-0\",pod_template_hash=\"abc123\""
     );
@@ -730,12 +736,13 @@ async fn metrics_count_connections_bytes_and_requests_per_endpoint() {
                 "drover_proxy_bytes_total",
                 &format!("{tcp_labels},direction=\"out\""),
             ) == 4.0 * 5.0
+            && metric(&text, "drover_proxy_bytes_total", &http_out) == 5.0 * 5.0
         {
             break text;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "tcp accounting did not settle:\n{text}"
+            "tcp and http byte accounting did not settle (tcp: 20 bytes out, no open connection; http: 25 bytes out):\n{text}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };

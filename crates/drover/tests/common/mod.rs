@@ -505,9 +505,10 @@ impl Server {
         let log = self.log_text();
         let tail: Vec<&str> = log.lines().rev().take(30).collect();
         panic!(
-            "timed out after {timeout:?} waiting for: {what}\npods:\n{}\nwarnings:\n{}\nserver log (end):\n{}",
+            "timed out after {timeout:?} waiting for: {what}\npods:\n{}\nwarnings:\n{}\nmounts below the data directory: {:?}\nserver log (end):\n{}",
             String::from_utf8_lossy(&pods.stdout),
             String::from_utf8_lossy(&events.stdout),
+            self.mounts(),
             tail.into_iter().rev().collect::<Vec<_>>().join("\n")
         );
     }
