@@ -430,9 +430,7 @@ impl Agent {
                 .get(&uid)
                 .is_some_and(|w| !w.task.is_finished());
             if !live.contains(&uid) && !working {
-                if let Err(e) = self.volumes.tear_down(&uid) {
-                    tracing::warn!("agent: removing the volumes of pod {uid}: {e}");
-                }
+                self.tear_down_volumes(&uid).await;
             }
         }
     }
@@ -490,6 +488,18 @@ impl Agent {
         .await;
         objects.persistent_volumes.extend(persistent_volumes);
         objects
+    }
+
+    /// Unmounts and deletes a gone pod's volumes on a blocking thread: an
+    /// unmount can wait out an RCU grace period (milliseconds), and
+    /// finding the mounts reads the whole mount table, neither of which
+    /// should hold up the pods starting on this worker thread meanwhile.
+    async fn tear_down_volumes(&self, uid: &str) {
+        let (volumes, uid) = (self.volumes.clone(), uid.to_string());
+        let torn = tokio::task::spawn_blocking(move || (volumes.tear_down(&uid), uid)).await;
+        if let Ok((Err(e), uid)) = torn {
+            tracing::warn!("agent: removing the volumes of pod {uid}: {e}");
+        }
     }
 
     /// Drops the service account tokens held for a pod that is gone.
@@ -802,9 +812,7 @@ impl Agent {
             if decision.finished && self.final_delete(&pod).await {
                 self.host_ports.remove(&uid);
                 let _ = runtime.forget(&uid).await;
-                if let Err(e) = self.volumes.tear_down(&uid) {
-                    tracing::warn!("agent: removing the volumes of pod {uid}: {e}");
-                }
+                self.tear_down_volumes(&uid).await;
                 self.forget_tokens(&uid);
                 return;
             }
