@@ -648,7 +648,8 @@ impl VolumeManager {
                     .map_err(|e| format!("creating {}: {e}", dir.display()))?;
                 if let Some(size) = tmpfs {
                     if !is_mount_point(&dir) {
-                        mount_tmpfs(&dir, *size)?;
+                        let size = size.map(|s| format!("size={s}"));
+                        mount_tmpfs(&dir, false, size.as_deref())?;
                     }
                 }
                 // emptyDir is world-writable, as the kubelet makes it.
@@ -659,7 +660,7 @@ impl VolumeManager {
                 std::fs::create_dir_all(&dir)
                     .map_err(|e| format!("creating {}: {e}", dir.display()))?;
                 if memory_backed(plan.plugin) && !is_tmpfs(&dir) {
-                    mount_tmpfs_with(&dir, "mode=0755")?;
+                    mount_tmpfs(&dir, true, Some("mode=0755"))?;
                 }
                 write_atomically(&dir, files, jiff::Timestamp::now()).map_err(|e| e.to_string())?;
                 dir
@@ -816,29 +817,16 @@ fn is_tmpfs(dir: &Path) -> bool {
         .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::TMPFS_MAGIC)
 }
 
-fn mount_tmpfs_with(dir: &Path, data: &str) -> Result<(), String> {
+/// Mounts a tmpfs on `dir` (never setuid or device files; `noexec` for
+/// volumes that hold only data) with mount options `data`.
+fn mount_tmpfs(dir: &Path, noexec: bool, data: Option<&str>) -> Result<(), String> {
     use nix::mount::{mount, MsFlags};
-    mount(
-        Some("tmpfs"),
-        dir,
-        Some("tmpfs"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-        Some(data),
-    )
-    .map_err(|e| format!("mounting tmpfs on {}: {e}", dir.display()))
-}
-
-fn mount_tmpfs(dir: &Path, size: Option<i64>) -> Result<(), String> {
-    use nix::mount::{mount, MsFlags};
-    let data = size.map(|s| format!("size={s}"));
-    mount(
-        Some("tmpfs"),
-        dir,
-        Some("tmpfs"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-        data.as_deref(),
-    )
-    .map_err(|e| format!("mounting tmpfs on {}: {e}", dir.display()))
+    let mut flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+    if noexec {
+        flags |= MsFlags::MS_NOEXEC;
+    }
+    mount(Some("tmpfs"), dir, Some("tmpfs"), flags, data)
+        .map_err(|e| format!("mounting tmpfs on {}: {e}", dir.display()))
 }
 
 /// The kubelet's hostPath type checks (`checkTypeInternal`); `""` and
@@ -1197,6 +1185,16 @@ pub fn failed_mount_message(volume: &str, why: &str) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// A temporary directory whose mounts go (those a failed run left)
+    /// before it does.
+    struct Unmount(tempfile::TempDir);
+
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = unmount_below(self.0.path());
+        }
+    }
 
     fn pod(volumes: Value) -> Pod {
         serde_json::from_value(json!({
@@ -1637,12 +1635,6 @@ mod tests {
     /// mount; configMap and downwardAPI volumes stay on disk. Needs root.
     #[test]
     fn secret_and_projected_volumes_are_in_memory_and_go_with_the_pod() {
-        struct Unmount(tempfile::TempDir);
-        impl Drop for Unmount {
-            fn drop(&mut self) {
-                let _ = unmount_below(self.0.path());
-            }
-        }
         let dir = Unmount(tempfile::tempdir().unwrap());
         let dir = &dir.0;
         let manager = VolumeManager::new(dir.path().join("volumes"));
@@ -1693,13 +1685,6 @@ mod tests {
     /// everything before deleting.
     #[test]
     fn the_manager_mounts_tmpfs_and_sub_paths_and_tears_them_down() {
-        /// Unmounts what a failed run left before the temp dir goes.
-        struct Unmount(tempfile::TempDir);
-        impl Drop for Unmount {
-            fn drop(&mut self) {
-                let _ = unmount_below(self.0.path());
-            }
-        }
         let dir = Unmount(tempfile::tempdir().unwrap());
         let dir = &dir.0;
         let manager = VolumeManager::new(dir.path().join("volumes"));

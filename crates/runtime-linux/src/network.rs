@@ -255,8 +255,7 @@ impl PodNetwork {
                     spare.name
                 );
                 if let Ok(true) = to.try_exists() {
-                    let _ = nix::mount::umount2(&to, nix::mount::MntFlags::MNT_DETACH);
-                    let _ = std::fs::remove_file(&to);
+                    unmount_netns_path(&to);
                 }
                 let _ = self.teardown(&spare.name).await;
                 None

@@ -49,14 +49,19 @@ impl Drop for Net {
         let mut names = self.spares();
         names.extend(self.pods.iter().map(|uid| format!("drover-{uid}")));
         for name in names {
-            if Path::new("/run/netns").join(&name).exists() {
-                let _ = Command::new("ip").args(["netns", "delete", &name]).status();
-            }
+            delete_netns(&name);
         }
         let _ = Command::new("ip")
             .args(["link", "del", &self.bridge])
             .stderr(std::process::Stdio::null())
             .status();
+    }
+}
+
+/// Deletes namespace `name` (its `/run/netns` path) if it is there.
+fn delete_netns(name: &str) {
+    if netns_exists(name) {
+        let _ = Command::new("ip").args(["netns", "delete", name]).status();
     }
 }
 
@@ -220,11 +225,7 @@ fn spares_an_agent_left_behind_go_when_the_next_one_starts() {
     struct Delete(String);
     impl Drop for Delete {
         fn drop(&mut self) {
-            if Path::new("/run/netns").join(&self.0).exists() {
-                let _ = Command::new("ip")
-                    .args(["netns", "delete", &self.0])
-                    .status();
-            }
+            delete_netns(&self.0);
         }
     }
     let _cleanup = (Delete(orphan.clone()), Delete(foreign.clone()));
