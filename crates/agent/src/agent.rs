@@ -653,6 +653,8 @@ impl Agent {
         let mut reported_host_port_error = false;
         let mut set_up: BTreeMap<String, SetUpVolume> = BTreeMap::new();
         let mut volumes_refreshed: Option<tokio::time::Instant> = None;
+        // Set after a round that started containers and wrote no status.
+        let mut observe_again_first = false;
         loop {
             let pod = shared.lock().unwrap_or_else(|p| p.into_inner()).clone();
             let uid = pod.metadata.uid.clone().unwrap_or_default();
@@ -782,9 +784,24 @@ impl Agent {
                 log_timing(&pod, &timing);
                 continue;
             }
+            // Containers just started: the decision's status was made before
+            // they ran (waiting, not ready). Observe again and write the one
+            // status that is true now, instead of a stale one and then the
+            // real one a round later. Once only: a start that keeps being
+            // decided again still has its status written every other round.
+            let started = decision
+                .steps
+                .iter()
+                .any(|s| matches!(s, Step::StartContainer { .. }));
+            if started && !observe_again_first {
+                observe_again_first = true;
+                log_timing(&pod, &timing);
+                continue;
+            }
+            let after_start = std::mem::take(&mut observe_again_first);
             self.publish_status(&pod, &decision.status).await;
             timing.push(("status", began.elapsed()));
-            if !decision.steps.is_empty() {
+            if !decision.steps.is_empty() || after_start {
                 log_timing(&pod, &timing);
             }
             if let Some(sandbox) = &observed.sandbox {

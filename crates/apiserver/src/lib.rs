@@ -340,12 +340,18 @@ impl ApiServer {
             }
             _ => (metrics::verb(req.method(), true, false), String::new()),
         };
+        let method = req.method().clone();
         let resp = self.route(req, target, &path).await;
-        self.metrics.observe(
-            verb,
-            &resource,
+        let took = started.elapsed();
+        self.metrics
+            .observe(verb, &resource, resp.status().as_u16(), took.as_secs_f64());
+        // kube-apiserver's httplog: one line per request (a watch's when
+        // its response starts), with `RUST_LOG=apiserver::requests=debug`.
+        tracing::debug!(
+            target: "apiserver::requests",
+            "{method} {path} {} in {:.2} ms",
             resp.status().as_u16(),
-            started.elapsed().as_secs_f64(),
+            took.as_secs_f64() * 1e3
         );
         resp
     }

@@ -960,3 +960,50 @@ spec:
         std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
     });
 }
+
+/// The agent writes a pod's status once its containers run, not first a
+/// "waiting" status made before it started them: every status write is a
+/// watch event for every client of pods, and the stale one held back the
+/// Running one by a round of the pod's worker.
+#[test]
+fn a_started_pod_s_first_container_status_is_running() {
+    let s = Server::start_with_agent(&[]);
+    let created: Value = serde_json::from_str(&s.ok(&[
+        "run",
+        "first-status",
+        "--image=unused",
+        "--command",
+        "-o",
+        "json",
+        "--",
+        "sleep",
+        "3600",
+    ]))
+    .unwrap();
+    let from = created["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    wait_for_phase(&s, "first-status", "Running");
+    // Every change since the create, replayed by a watch from its revision.
+    let events = s.ok(&[
+        "get",
+        "--raw",
+        &format!(
+            "/api/v1/namespaces/default/pods?watch=1&resourceVersion={from}\
+             &fieldSelector=metadata.name%3Dfirst-status&timeoutSeconds=1"
+        ),
+    ]);
+    let statuses: Vec<Value> = serde_json::Deserializer::from_str(&events)
+        .into_iter::<Value>()
+        .map(|e| e.unwrap()["object"]["status"].clone())
+        .filter(|status| status["containerStatuses"].is_array())
+        .collect();
+    let first = statuses
+        .first()
+        .unwrap_or_else(|| panic!("no container status in {events}"));
+    assert!(
+        first["phase"] == "Running" && first["containerStatuses"][0]["state"]["running"].is_object(),
+        "the first status with container statuses is not Running with its container running: {first}\nall of them: {statuses:?}"
+    );
+}
