@@ -346,7 +346,7 @@ impl ApiServer {
         self.metrics
             .observe(verb, &resource, resp.status().as_u16(), took.as_secs_f64());
         // kube-apiserver's httplog: one line per request (a watch's when
-        // its response starts), with `RUST_LOG=apiserver::requests=debug`.
+        // its response starts), with `DROVER_LOG=apiserver::requests=debug`.
         tracing::debug!(
             target: "apiserver::requests",
             "{method} {path} {} in {:.2} ms",
