@@ -1188,6 +1188,7 @@ impl ContainerRuntime for OciRuntime {
         pod: &Pod,
         config: &SandboxConfig,
     ) -> Result<Sandbox, RuntimeError> {
+        let began = std::time::Instant::now();
         let uid = pod.metadata.uid.as_deref().unwrap_or_default();
         let dir = self.pod_dir(uid);
         let name = pod.metadata.name.clone().unwrap_or_default();
@@ -1204,6 +1205,7 @@ impl ContainerRuntime for OciRuntime {
             }
             _ => (self.host_ip.clone(), None),
         };
+        let networked = began.elapsed();
         let ipc = (spec.host_ipc != Some(true)).then(|| dir.join("ns/ipc"));
         // A hostNetwork pod has the node's hostname (and UTS namespace).
         let uts = (!host_network).then(|| dir.join("ns/uts"));
@@ -1211,6 +1213,7 @@ impl ContainerRuntime for OciRuntime {
             make_namespaces(ipc.as_deref(), uts.as_deref(), &name)
                 .map_err(RuntimeError::Invalid)?;
         }
+        let namespaces = began.elapsed();
         // One /dev/shm per pod, as containerd gives its sandbox: 64 MiB
         // of tmpfs that every container of the pod mounts; a hostIPC pod
         // shares the host's.
@@ -1277,9 +1280,11 @@ impl ContainerRuntime for OciRuntime {
             uts,
             shm,
         };
+        let files = began.elapsed();
         self.cgroups
             .create(&self.pod_cgroup(uid), &self.pod_limits.limits())
             .map_err(io("creating the pod cgroup"))?;
+        let cgroup = began.elapsed();
         let logs = self.pod_logs_dir(uid, &file);
         std::fs::create_dir_all(&logs)
             .map_err(io(format!("creating log directory {}", logs.display())))?;
@@ -1288,6 +1293,16 @@ impl ContainerRuntime for OciRuntime {
             serde_json::to_vec(&file).unwrap_or_default(),
         )
         .map_err(io("writing sandbox.json"))?;
+        let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+        tracing::debug!(
+            target: "agent::timing",
+            "oci sandbox of {uid}: network@{:.1} namespaces@{:.1} files@{:.1} cgroup@{:.1} done@{:.1}",
+            ms(networked),
+            ms(namespaces),
+            ms(files),
+            ms(cgroup),
+            ms(began.elapsed())
+        );
         Ok(Sandbox {
             ip: file.ip,
             created_at,
