@@ -363,7 +363,12 @@ async fn run_collector(
                     if taken == 1024 {
                         break;
                     }
-                    match watch.next().now_or_never() {
+                    // Unconstrained: tokio's cooperative budget would end
+                    // the drain after ≈ 128 batches a poll, fewer than the
+                    // other tasks of a single-threaded runtime (the
+                    // simulation's) write between two polls, and the watch
+                    // fell 4,096 batches behind and was closed.
+                    match tokio::task::unconstrained(watch.next()).now_or_never() {
                         Some(next) => batch = next,
                         None => break,
                     }

@@ -99,6 +99,18 @@ impl Report {
     }
 }
 
+/// The process's resident set in MB (`VmRSS`), or 0 where /proc has none.
+fn resident_mb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb / 1024)
+}
+
 /// Runs one simulation to the end on a fresh single-threaded runtime with
 /// paused (virtual) time.
 pub fn run(config: &SimConfig) -> Report {
@@ -237,10 +249,20 @@ async fn simulate(config: SimConfig) -> Report {
     );
     let _running = manager.spawn();
 
+    // `DROVER_SIM_PROGRESS=1` also prints each line as it happens, with
+    // the wall time and the process's resident memory (for profiling a
+    // phase).
+    let live = std::env::var_os("DROVER_SIM_PROGRESS").is_some();
     let log = |report: &mut Report, line: String| {
-        report
-            .log
-            .push(format!("[{:>8.1}s] {line}", clock.elapsed().as_secs_f64()));
+        let line = format!("[{:>8.1}s] {line}", clock.elapsed().as_secs_f64());
+        if live {
+            eprintln!(
+                "{line} (wall {:.1} s, rss {} MB)",
+                wall.elapsed().as_secs_f64(),
+                resident_mb()
+            );
+        }
+        report.log.push(line);
     };
 
     // Nodes: 8 CPUs, 32 GiB, 110 pods each.

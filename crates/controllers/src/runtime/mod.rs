@@ -566,6 +566,15 @@ impl ControllerManager {
     pub async fn apply(&self, plan: &Plan) -> Result<(), ClientError> {
         for action in &plan.actions {
             self.apply_action(action).await?;
+            // Requests to an in-process API server complete without ever
+            // waiting, so a worker with a long queue (or a plan of hundreds
+            // of writes) would otherwise hold a single-threaded runtime (the
+            // simulation's) until it is done: informers, the garbage
+            // collector and other controllers did not run for tens of
+            // thousands of writes, and their store watches fell behind and
+            // relisted. Once tokio's cooperative budget is spent (128 units
+            // a poll), this gives way; otherwise it costs a decrement.
+            tokio::task::consume_budget().await;
         }
         Ok(())
     }
