@@ -27,6 +27,7 @@
 //! ```text
 //! cargo bench -p drover --bench podstart
 //! DROVER_BENCH_ONLY_PEERS=1 cargo bench -p drover --bench podstart   # runc and podman only
+//! DROVER_BENCH_NO_PEERS=1 cargo bench -p drover --bench podstart     # drover only (to profile it)
 //! DROVER_BENCH_RUNTIMES=process DROVER_BENCH_VERBOSE=1 cargo bench -p drover --bench podstart
 //!     # drover's process runtime only (and the peers), each pod's time on stderr
 //! ```
@@ -454,10 +455,22 @@ fn main() {
         .unwrap_or(20);
     // Only bare runc and podman, not drover.
     let only_peers = std::env::var("DROVER_BENCH_ONLY_PEERS").is_ok_and(|v| v == "1");
+    // Only drover, no peers (to profile drover's side alone).
+    let no_peers = std::env::var("DROVER_BENCH_NO_PEERS").is_ok_and(|v| v == "1");
 
-    let runc_1 = runc_peer(&rootfs.path().join("busybox"), 1);
-    let runc_n = runc_peer(&rootfs.path().join("busybox"), n);
-    let podman = podman_peer(&archive, reference, single, n);
+    let (runc_1, runc_n, podman) = if no_peers {
+        (
+            Vec::new(),
+            Vec::new(),
+            Err("not run (DROVER_BENCH_NO_PEERS=1)".to_string()),
+        )
+    } else {
+        (
+            runc_peer(&rootfs.path().join("busybox"), 1),
+            runc_peer(&rootfs.path().join("busybox"), n),
+            podman_peer(&archive, reference, single, n),
+        )
+    };
 
     println!(
         "| runtime | pods | apply → Running p50 / p99 | stored → Running p50 / p99 | apply → Ready p50 / p99 | all Ready |"

@@ -344,6 +344,37 @@ async fn a_container_that_ignores_sigterm_is_killed_after_its_grace_period() {
     );
     // usage() reads the container's cgroup.
     assert!(f.runtime.usage(&f.uid, Some("c")).await.is_some());
+    // runc ran the container detached and is gone: the container's init is
+    // the shim's child (its subreaper), and no runc process stays behind.
+    let state = runtime_linux::shim::read_state(
+        &f.root
+            .join("state/pods")
+            .join(&f.uid)
+            .join("containers/c/0/state.json"),
+    )
+    .expect("the container's shim state");
+    let parent_of = |pid: i32| -> Option<i32> {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()?
+            .lines()
+            .find_map(|l| l.strip_prefix("PPid:"))
+            .and_then(|p| p.trim().parse().ok())
+    };
+    assert_eq!(
+        parent_of(state.pid),
+        Some(state.shim_pid),
+        "the container's init {} should be the shim's ({}) child: {state:?}",
+        state.pid,
+        state.shim_pid
+    );
+    let runc_left: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains("runc") && c.contains(&f.uid))
+        .collect();
+    assert!(runc_left.is_empty(), "runc processes left: {runc_left:?}");
     f.runtime
         .kill_container(&f.uid, "c", 0, Duration::from_secs(1))
         .await
