@@ -742,27 +742,30 @@ impl VolumeManager {
     }
 }
 
-/// Unmounts every mount at or below `dir`, deepest first.
+/// Unmounts every mount at or below `dir`, deepest first. The mount table
+/// is read once (it is long on a busy node: a few mounts per pod); whether
+/// each listed mount point is gone is then asked of the path itself.
 pub fn unmount_below(dir: &Path) -> Result<(), String> {
     let mut left = mounts_below(dir);
     left.sort_by_key(|p| std::cmp::Reverse(p.as_os_str().len()));
-    for m in &left {
-        let _ = nix::mount::umount2(m, nix::mount::MntFlags::MNT_DETACH);
+    // A path may hold stacked mounts: unmount until it holds none.
+    for _ in 0..8 {
+        for m in &left {
+            let _ = nix::mount::umount2(m, nix::mount::MntFlags::MNT_DETACH);
+        }
+        left.retain(|m| is_mount_point(m));
+        if left.is_empty() {
+            return Ok(());
+        }
     }
-    let still = mounts_below(dir);
-    if still.is_empty() {
-        Ok(())
-    } else {
-        Err(format!(
-            "mounts left below {}: {}",
-            dir.display(),
-            still
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))
-    }
+    Err(format!(
+        "mounts left below {}: {}",
+        dir.display(),
+        left.iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    ))
 }
 
 /// Mount points at or below `dir`, from `/proc/self/mountinfo`.
@@ -776,9 +779,37 @@ pub fn mounts_below(dir: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
+/// Whether `dir` is the root of a mount: asked of the path with `statx`
+/// (`STATX_ATTR_MOUNT_ROOT`, Linux 5.8), which also sees bind mounts of
+/// the same filesystem, without reading the whole mount table; from
+/// `/proc/self/mountinfo` where the kernel does not say.
 fn is_mount_point(dir: &Path) -> bool {
     let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
-    mounts_below(&dir).contains(&dir)
+    match statx_mount_root(&dir) {
+        Some(root) => root,
+        None => mounts_below(&dir).contains(&dir),
+    }
+}
+
+/// `Some(whether path is a mount root)`, or `None` when statx cannot say
+/// (an old kernel, or the path cannot be looked up).
+fn statx_mount_root(path: &Path) -> Option<bool> {
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    // SAFETY: statx fills the zeroed struct we pass; the path is a valid
+    // NUL-terminated string for the duration of the call.
+    let mut buf: libc::statx = unsafe { std::mem::zeroed() };
+    let rc = unsafe {
+        libc::statx(
+            libc::AT_FDCWD,
+            c_path.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW | libc::AT_NO_AUTOMOUNT,
+            0,
+            &mut buf,
+        )
+    };
+    let attr = libc::STATX_ATTR_MOUNT_ROOT as u64;
+    (rc == 0 && buf.stx_attributes_mask & attr != 0).then_some(buf.stx_attributes & attr != 0)
 }
 
 /// mountinfo escapes space, tab, newline and backslash as `\ooo`.
@@ -1735,6 +1766,41 @@ mod tests {
         assert_eq!(std::fs::read_to_string(sub.join("f")).unwrap(), "a");
         manager.tear_down("u1").unwrap();
         assert!(!manager.pod_dir("u1").exists());
+        assert!(mounts_below(dir.path()).is_empty());
+    }
+
+    /// A bind mount within one filesystem (same device as its parent, which
+    /// a device comparison would miss) is a mount point, stacked mounts
+    /// are all undone, and a plain directory is not one.
+    #[test]
+    fn bind_mounts_are_mount_points_and_stacked_ones_are_all_unmounted() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipped: needs root to mount");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let (source, target) = (dir.path().join("source"), dir.path().join("target"));
+        std::fs::create_dir_all(&source).unwrap();
+        std::fs::create_dir_all(&target).unwrap();
+        assert!(!is_mount_point(&target), "a plain directory");
+        assert_eq!(statx_mount_root(&target), Some(false), "statx answers here");
+        for _ in 0..2 {
+            nix::mount::mount(
+                Some(&source),
+                &target,
+                None::<&str>,
+                nix::mount::MsFlags::MS_BIND,
+                None::<&str>,
+            )
+            .unwrap();
+        }
+        assert!(
+            is_mount_point(&target),
+            "a bind mount of the same filesystem"
+        );
+        unmount_below(dir.path()).unwrap();
+        assert!(!is_mount_point(&target), "both stacked bind mounts undone");
         assert!(mounts_below(dir.path()).is_empty());
     }
 

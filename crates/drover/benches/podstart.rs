@@ -32,6 +32,10 @@
 //!     # drover's process runtime only (and the peers), each pod's time on stderr
 //! ```
 //!
+//! Each series (one pod at a time, N at once, per runtime and per peer)
+//! starts once the machine is quiet (under 15 % CPU busy for a second, at
+//! most 30 s of waiting), not in the previous series' clean-up.
+//!
 //! Prints markdown; asserts nothing.
 
 use std::collections::BTreeMap;
@@ -88,6 +92,44 @@ impl Times {
 }
 
 /// Creates `n` pods of `runtime` at once; returns each pod's times, sorted.
+/// Waits (at most 30 s) until the machine is quiet: two samples of
+/// /proc/stat 500 ms apart in a row with under 15 % of the CPUs busy. Each
+/// measured phase starts so, rather than in the kernel's and the previous
+/// phase's clean-up (network namespaces, mounts and cgroups of 100 pods
+/// are torn down in the background, after the command that removed them
+/// returned).
+fn settle() {
+    fn busy_idle() -> (u64, u64) {
+        let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+        let fields: Vec<u64> = stat
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|f| f.parse().ok())
+            .collect();
+        // user nice system idle iowait irq softirq steal
+        let idle = fields.get(3).copied().unwrap_or(0) + fields.get(4).copied().unwrap_or(0);
+        let total: u64 = fields.iter().take(8).sum();
+        (total - idle, idle)
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut quiet = 0;
+    let mut last = busy_idle();
+    while quiet < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(500));
+        let now = busy_idle();
+        let (busy, idle) = (now.0 - last.0, now.1 - last.1);
+        last = now;
+        if busy * 100 < (busy + idle) * 15 {
+            quiet += 1;
+        } else {
+            quiet = 0;
+        }
+    }
+}
+
 fn start_pods(cluster: &Cluster, runtime: &str, image: &str, n: usize) -> Times {
     let c = cluster;
     let mut watch = c
@@ -220,6 +262,7 @@ fn runc_peer(rootfs: &Path, n: usize) -> Vec<Duration> {
     spec["root"]["readonly"] = serde_json::json!(true);
     std::fs::write(&path, spec.to_string()).unwrap();
     let mut times = Vec::new();
+    settle();
     for i in 0..n {
         let started = Instant::now();
         let status = Command::new("runc")
@@ -412,10 +455,12 @@ fn podman_peer(
     podman.run(&["load", "--quiet", "--input", archive.to_str().unwrap()])?;
     podman.play(image, 1)?;
     let mut one = Vec::new();
+    settle();
     for _ in 0..single {
         one.push(podman.play(image, 1)?);
     }
     one.sort();
+    settle();
     let many = podman.play(image, n)?;
     Ok(PodmanTimes { one, many })
 }
@@ -496,9 +541,11 @@ fn main() {
                 continue;
             }
             let mut one = Times::default();
+            settle();
             for _ in 0..single {
                 one.extend(start_pods(&cluster, runtime, reference, 1));
             }
+            settle();
             let many = start_pods(&cluster, runtime, reference, n);
             applies.push(format!(
                 "kubectl apply of {n} pods (drover `{runtime}`): {}",

@@ -715,7 +715,15 @@ fn hosts_file(ip: &str, hostname: &str) -> String {
 
 /// Every cgroup hierarchy mounted on this machine (runc makes a
 /// container's cgroup in each, v1 controllers it does not limit included).
-fn all_cgroup_mounts() -> Vec<PathBuf> {
+/// Read once: cgroup hierarchies are mounted at boot, while the rest of the
+/// mount table grows with the pods (a few mounts each), and this ran for
+/// every pod removed.
+fn all_cgroup_mounts() -> &'static [PathBuf] {
+    static MOUNTS: std::sync::OnceLock<Vec<PathBuf>> = std::sync::OnceLock::new();
+    MOUNTS.get_or_init(read_cgroup_mounts)
+}
+
+fn read_cgroup_mounts() -> Vec<PathBuf> {
     std::fs::read_to_string("/proc/self/mountinfo")
         .unwrap_or_default()
         .lines()
