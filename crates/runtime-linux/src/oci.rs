@@ -19,6 +19,7 @@
 //! `<parent>/pod<uid>/<name>`, as the process runtime has them.
 
 use std::collections::BTreeSet;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
@@ -30,6 +31,8 @@ use images::{ImageConfig, ImageRequest, ImageService, PullPolicy};
 use k8s_openapi::api::core::v1::{Container, Pod};
 use oci_spec::runtime as oci;
 use serde::{Deserialize, Serialize};
+
+use nix::sys::signal::Signal;
 
 use crate::cgroups::Cgroups;
 use crate::network::PodNetwork;
@@ -754,6 +757,69 @@ pub fn remove_cgroup_everywhere(relative: &Path) {
     }
 }
 
+/// An instance's container init, to signal (what `runc kill` does).
+struct InitTarget {
+    runc: PathBuf,
+    root: PathBuf,
+    id: String,
+    state_path: PathBuf,
+    /// The container's cgroup, relative to the hierarchy roots.
+    cgroup: PathBuf,
+    cgroups: Cgroups,
+}
+
+impl InitTarget {
+    /// Sends `signal` to the container's init without a runc process (≈ 25
+    /// ms of CPU each; a pod's deletion took two). The shim's state names
+    /// the init, which is the shim's child (its subreaper) since runc ran
+    /// it detached. The process is pinned with a pidfd and then checked to
+    /// be in the container's cgroup, so a recycled PID is never signalled.
+    /// Anything else (a terminal container's foreground runc, whose PID the
+    /// state holds; no pidfd support) falls back to `runc kill`.
+    async fn signal(&self, signal: Signal) {
+        let sent = read_state(&self.state_path)
+            .filter(|s| s.exit_code.is_none() && s.failed.is_none() && s.pid > 0)
+            .is_some_and(|s| self.signal_pid(s.pid, signal));
+        if !sent {
+            let _ = tokio::process::Command::new(&self.runc)
+                .arg("--root")
+                .arg(&self.root)
+                .args(["kill", &self.id, signal.as_str().trim_start_matches("SIG")])
+                .stdin(Stdio::null())
+                .output()
+                .await;
+        }
+    }
+
+    /// Whether `signal` was delivered to `pid`, a member of the container's
+    /// cgroup.
+    fn signal_pid(&self, pid: i32, signal: Signal) -> bool {
+        // SAFETY: pidfd_open takes a pid and flags and returns a new fd
+        // (or -1), which OwnedFd then owns.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        if fd < 0 {
+            return false;
+        }
+        // SAFETY: `fd` is a new descriptor no one else owns.
+        let pidfd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+        // With the process pinned, its PID cannot be reused: is it ours?
+        if !self.cgroups.pids(&self.cgroup).contains(&pid) {
+            return false;
+        }
+        // SAFETY: a valid pidfd, a signal number, no siginfo, no flags.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                pidfd.as_raw_fd(),
+                signal as i32,
+                std::ptr::null::<libc::siginfo_t>(),
+                0,
+            )
+        };
+        rc == 0
+    }
+}
+
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> RuntimeError {
     let what = what.into();
     move |e| RuntimeError::io(what, e)
@@ -902,6 +968,22 @@ impl OciRuntime {
             .map_err(io(format!("running {}", self.runc.display())))
     }
 
+    /// Where an instance's container init is (see [`InitTarget::signal`]).
+    fn init_target(&self, uid: &str, name: &str, attempt: u32) -> InitTarget {
+        InitTarget {
+            runc: self.runc.clone(),
+            root: self.runc_root(),
+            id: Self::runc_id(uid, name, attempt),
+            state_path: self.container_dir(uid, name, attempt).join("state.json"),
+            cgroup: self.pod_cgroup(uid).join(name),
+            cgroups: self.cgroups.clone(),
+        }
+    }
+
+    async fn signal_init(&self, uid: &str, name: &str, attempt: u32, signal: Signal) {
+        self.init_target(uid, name, attempt).signal(signal).await;
+    }
+
     /// Unmounts the rootfs of an instance and removes its writable layer.
     fn remove_rootfs(dir: &Path) {
         let bundle = dir.join("bundle");
@@ -917,8 +999,7 @@ impl OciRuntime {
         for name in self.names(uid) {
             for attempt in self.attempts(uid, &name) {
                 if self.is_running(uid, &name, attempt) {
-                    let id = Self::runc_id(uid, &name, attempt);
-                    let _ = self.runc(&["kill", &id, "KILL"]).await;
+                    self.signal_init(uid, &name, attempt, Signal::SIGKILL).await;
                     running.push((name.clone(), attempt));
                 }
             }
@@ -1428,14 +1509,12 @@ impl ContainerRuntime for OciRuntime {
         if !self.is_running(uid, name, attempt) {
             return Ok(());
         }
-        let id = Self::runc_id(uid, name, attempt);
-        let _ = self.runc(&["kill", &id, "TERM"]).await;
-        let state_path = self.container_dir(uid, name, attempt).join("state.json");
-        let runc = self.runc.clone();
-        let root = self.runc_root();
+        let target = self.init_target(uid, name, attempt);
+        target.signal(Signal::SIGTERM).await;
         tokio::spawn(async move {
             let ended = || {
-                read_state(&state_path).is_none_or(|s| s.exit_code.is_some() || s.failed.is_some())
+                read_state(&target.state_path)
+                    .is_none_or(|s| s.exit_code.is_some() || s.failed.is_some())
             };
             let deadline = tokio::time::Instant::now() + grace;
             while tokio::time::Instant::now() < deadline {
@@ -1446,12 +1525,7 @@ impl ContainerRuntime for OciRuntime {
             }
             if !ended() {
                 // The container's init: its death takes the PID namespace.
-                let _ = tokio::process::Command::new(runc)
-                    .arg("--root")
-                    .arg(root)
-                    .args(["kill", &id, "KILL"])
-                    .output()
-                    .await;
+                target.signal(Signal::SIGKILL).await;
             }
         });
         Ok(())

@@ -393,6 +393,70 @@ async fn a_container_that_ignores_sigterm_is_killed_after_its_grace_period() {
     f.forget_and_check().await;
 }
 
+/// Stopping a container signals its init directly (a pidfd, checked
+/// against the container's cgroup), not through `runc kill` processes: a
+/// runc that logs its invocations sees none. SIGTERM first, SIGKILL after
+/// the grace period, as before.
+#[tokio::test]
+async fn a_container_is_stopped_without_runc_kill_processes() {
+    let f = fixture("pidfd");
+    let log = f.root.join("runc-calls.log");
+    let wrapper = f.root.join("runc-logged");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\necho \"$*\" >> {}\nexec {} \"$@\"\n",
+            log.display(),
+            f.runc.display()
+        ),
+    )
+    .unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let runtime = runtime_at(&f.root, &wrapper, &f.cgroups, &f.parent);
+    let pod = f.pod(serde_json::json!([busybox("c")]));
+    runtime
+        .create_sandbox(&pod, &SandboxConfig::default())
+        .await
+        .unwrap();
+    let l = launch(
+        "c",
+        &[
+            "sh",
+            "-c",
+            "trap 'echo got TERM' TERM; while true; do sleep 0.1; done",
+        ],
+    );
+    runtime.start_container(&pod, &l).await.unwrap();
+    runtime
+        .kill_container(&f.uid, "c", 0, Duration::from_secs(1))
+        .await
+        .unwrap();
+    let state = f.wait_exited("c", Duration::from_secs(30)).await;
+    assert!(
+        matches!(state, InstanceState::Exited { exit_code: 137, .. }),
+        "{state:?}\nlog: {}",
+        f.log("c")
+    );
+    assert!(
+        f.stdout("c").contains(&"got TERM".to_string()),
+        "{}",
+        f.log("c")
+    );
+    let calls = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        calls.lines().any(|l| l.contains(" run --detach ")),
+        "the wrapper should have run the container: {calls}"
+    );
+    assert!(
+        !calls.lines().any(|l| l.contains(" kill ")),
+        "runc kill was run: {calls}"
+    );
+    f.forget_and_check().await;
+}
+
 #[tokio::test]
 async fn security_context_read_only_root_and_run_as_user_apply() {
     let f = fixture("security");
