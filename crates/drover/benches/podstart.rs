@@ -76,6 +76,10 @@ struct Times {
     stored_to_running: Vec<Duration>,
     apply: Duration,
     first_stored_to_all_ready: Option<Duration>,
+    /// `kubectl delete pods --all` afterwards: from the call until the
+    /// watch saw the last pod deleted (its containers stopped, its sandbox
+    /// removed, the object gone).
+    delete: Duration,
 }
 
 impl Times {
@@ -85,6 +89,7 @@ impl Times {
         self.stored_to_running.extend(other.stored_to_running);
         self.apply = other.apply;
         self.first_stored_to_all_ready = other.first_stored_to_all_ready;
+        self.delete = other.delete;
         self.running.sort();
         self.ready.sort();
         self.stored_to_running.sort();
@@ -139,22 +144,30 @@ fn start_pods(cluster: &Cluster, runtime: &str, image: &str, n: usize) -> Times 
                 "--watch",
                 "--output-watch-events",
                 "-o",
-                "jsonpath={.object.metadata.name} {.object.status.phase} {.object.status.conditions[?(@.type==\"Ready\")].status}{\"\\n\"}",
+                "jsonpath={.type} {.object.metadata.name} {.object.status.phase} {.object.status.conditions[?(@.type==\"Ready\")].status}{\"\\n\"}",
             ])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
     let seen: Arc<Mutex<BTreeMap<String, Seen>>> = Arc::default();
+    // When each pod's DELETED event came.
+    let gone: Arc<Mutex<BTreeMap<String, Instant>>> = Arc::default();
     let lines = BufReader::new(watch.stdout.take().unwrap()).lines();
-    let sink = seen.clone();
+    let (sink, gone_sink) = (seen.clone(), gone.clone());
     std::thread::spawn(move || {
         for line in lines.map_while(Result::ok) {
             let now = Instant::now();
             let mut parts = line.split_whitespace();
-            let (Some(name), phase, ready) = (parts.next(), parts.next(), parts.next()) else {
+            let (Some(kind), Some(name), phase, ready) =
+                (parts.next(), parts.next(), parts.next(), parts.next())
+            else {
                 continue;
             };
+            if kind == "DELETED" {
+                gone_sink.lock().unwrap().insert(name.to_string(), now);
+                continue;
+            }
             let mut seen = sink.lock().unwrap();
             let entry = seen.entry(name.to_string()).or_default();
             entry.0.get_or_insert(now);
@@ -191,9 +204,7 @@ fn start_pods(cluster: &Cluster, runtime: &str, image: &str, n: usize) -> Times 
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    let _ = watch.kill();
-    let _ = watch.wait();
-    let seen = seen.lock().unwrap();
+    let seen = seen.lock().unwrap().clone();
     // The first pod stored → the last pod Ready, once all n were seen
     // stored and Ready.
     let first_stored = seen.values().filter_map(|(stored, _, _)| *stored).min();
@@ -222,6 +233,7 @@ fn start_pods(cluster: &Cluster, runtime: &str, image: &str, n: usize) -> Times 
             .collect(),
         apply,
         first_stored_to_all_ready,
+        delete: Duration::ZERO,
     };
     if std::env::var_os("DROVER_BENCH_VERBOSE").is_some() {
         for (name, (stored, running, _)) in seen.iter() {
@@ -236,10 +248,27 @@ fn start_pods(cluster: &Cluster, runtime: &str, image: &str, n: usize) -> Times 
     times.running.sort();
     times.ready.sort();
     times.stored_to_running.sort();
+    // Delete them all; the time until the watch has seen the last one go
+    // (`kubectl delete --wait` itself then checks each pod with a GET, five
+    // a second: its client-side rate limit, not the server, sets its pace).
+    let deleting = Instant::now();
     c.kubectl(
         &["delete", "pods", "--all", "--wait=true", "--timeout=300s"],
         None,
     );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while gone.lock().unwrap().len() < n && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    times.delete = gone
+        .lock()
+        .unwrap()
+        .values()
+        .max()
+        .map(|last| last.duration_since(deleting))
+        .unwrap_or_default();
+    let _ = watch.kill();
+    let _ = watch.wait();
     times
 }
 
@@ -548,8 +577,9 @@ fn main() {
             settle();
             let many = start_pods(&cluster, runtime, reference, n);
             applies.push(format!(
-                "kubectl apply of {n} pods (drover `{runtime}`): {}",
-                ms(many.apply)
+                "kubectl apply of {n} pods (drover `{runtime}`): {}; `kubectl delete pods --all` of them → the last one gone: {}",
+                ms(many.apply),
+                ms(many.delete)
             ));
             for (label, times, count) in [
                 (format!("1 (× {single}, one at a time)"), &one, 1),
