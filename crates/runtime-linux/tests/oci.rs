@@ -320,11 +320,31 @@ async fn over_its_memory_limit_a_container_is_oom_killed() {
     f.forget_and_check().await;
 }
 
+/// SIGTERM first, SIGKILL after the grace period. runc ran the container
+/// detached and is gone, and stopping it signals the init directly (a
+/// pidfd, checked against the container's cgroup), not through `runc kill`
+/// processes: the runtime runs a runc wrapper that logs its calls.
 #[tokio::test]
 async fn a_container_that_ignores_sigterm_is_killed_after_its_grace_period() {
     let f = fixture("kill");
+    let log = f.root.join("runc-calls.log");
+    let wrapper = f.root.join("runc-logged");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\necho \"$*\" >> {}\nexec {} \"$@\"\n",
+            log.display(),
+            f.runc.display()
+        ),
+    )
+    .unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let runtime = runtime_at(&f.root, &wrapper, &f.cgroups, &f.parent);
     let pod = f.pod(serde_json::json!([busybox("c")]));
-    f.runtime
+    runtime
         .create_sandbox(&pod, &SandboxConfig::default())
         .await
         .unwrap();
@@ -336,14 +356,14 @@ async fn a_container_that_ignores_sigterm_is_killed_after_its_grace_period() {
             "trap 'echo got TERM' TERM; while true; do sleep 0.1; done",
         ],
     );
-    f.runtime.start_container(&pod, &l).await.unwrap();
-    let observed = f.runtime.observe(&f.uid).await;
+    runtime.start_container(&pod, &l).await.unwrap();
+    let observed = runtime.observe(&f.uid).await;
     assert!(
         matches!(observed.containers[0].state, InstanceState::Running { .. }),
         "{observed:?}"
     );
     // usage() reads the container's cgroup.
-    assert!(f.runtime.usage(&f.uid, Some("c")).await.is_some());
+    assert!(runtime.usage(&f.uid, Some("c")).await.is_some());
     // runc ran the container detached and is gone: the container's init is
     // the shim's child (its subreaper), and no runc process stays behind.
     let state = runtime_linux::shim::read_state(
@@ -375,61 +395,6 @@ async fn a_container_that_ignores_sigterm_is_killed_after_its_grace_period() {
         .filter(|c| c.contains("runc") && c.contains(&f.uid))
         .collect();
     assert!(runc_left.is_empty(), "runc processes left: {runc_left:?}");
-    f.runtime
-        .kill_container(&f.uid, "c", 0, Duration::from_secs(1))
-        .await
-        .unwrap();
-    let state = f.wait_exited("c", Duration::from_secs(30)).await;
-    assert!(
-        matches!(state, InstanceState::Exited { exit_code: 137, .. }),
-        "{state:?}\nlog: {}",
-        f.log("c")
-    );
-    assert!(
-        f.stdout("c").contains(&"got TERM".to_string()),
-        "{}",
-        f.log("c")
-    );
-    f.forget_and_check().await;
-}
-
-/// Stopping a container signals its init directly (a pidfd, checked
-/// against the container's cgroup), not through `runc kill` processes: a
-/// runc that logs its invocations sees none. SIGTERM first, SIGKILL after
-/// the grace period, as before.
-#[tokio::test]
-async fn a_container_is_stopped_without_runc_kill_processes() {
-    let f = fixture("pidfd");
-    let log = f.root.join("runc-calls.log");
-    let wrapper = f.root.join("runc-logged");
-    std::fs::write(
-        &wrapper,
-        format!(
-            "#!/bin/sh\necho \"$*\" >> {}\nexec {} \"$@\"\n",
-            log.display(),
-            f.runc.display()
-        ),
-    )
-    .unwrap();
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
-    let runtime = runtime_at(&f.root, &wrapper, &f.cgroups, &f.parent);
-    let pod = f.pod(serde_json::json!([busybox("c")]));
-    runtime
-        .create_sandbox(&pod, &SandboxConfig::default())
-        .await
-        .unwrap();
-    let l = launch(
-        "c",
-        &[
-            "sh",
-            "-c",
-            "trap 'echo got TERM' TERM; while true; do sleep 0.1; done",
-        ],
-    );
-    runtime.start_container(&pod, &l).await.unwrap();
     runtime
         .kill_container(&f.uid, "c", 0, Duration::from_secs(1))
         .await
