@@ -783,7 +783,7 @@ pub fn mounts_below(dir: &Path) -> Vec<PathBuf> {
 /// (`STATX_ATTR_MOUNT_ROOT`, Linux 5.8), which also sees bind mounts of
 /// the same filesystem, without reading the whole mount table; from
 /// `/proc/self/mountinfo` where the kernel does not say.
-fn is_mount_point(dir: &Path) -> bool {
+pub fn is_mount_point(dir: &Path) -> bool {
     let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
     match statx_mount_root(&dir) {
         Some(root) => root,

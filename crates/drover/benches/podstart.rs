@@ -96,7 +96,6 @@ impl Times {
     }
 }
 
-/// Creates `n` pods of `runtime` at once; returns each pod's times, sorted.
 /// Waits (at most 30 s) until the machine is quiet: two samples of
 /// /proc/stat 500 ms apart in a row with under 15 % of the CPUs busy. Each
 /// measured phase starts so, rather than in the kernel's and the previous
@@ -135,6 +134,7 @@ fn settle() {
     }
 }
 
+/// Creates `n` pods of `runtime` at once; returns each pod's times, sorted.
 fn start_pods(cluster: &Cluster, runtime: &str, image: &str, n: usize) -> Times {
     let c = cluster;
     let mut watch = c

@@ -27,6 +27,7 @@ use std::time::Duration;
 
 use agent::runtime::{ContainerLaunch, ContainerRuntime, RuntimeError, SandboxConfig, Usage};
 use agent::sync::{ContainerInstance, InstanceState, Observed, Sandbox};
+use agent::volumes::is_mount_point;
 use images::{ImageConfig, ImageRequest, ImageService, PullPolicy};
 use k8s_openapi::api::core::v1::{Container, Pod};
 use oci_spec::runtime as oci;
@@ -691,15 +692,6 @@ fn go_duration(d: Duration) -> String {
         format!("{}s", d.as_millis() as f64 / 1000.0)
     } else {
         format!("{}ms", d.as_micros() as f64 / 1000.0)
-    }
-}
-
-/// Whether `dir` is a mount point (another device than its parent's).
-fn is_mount_point(dir: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    match (std::fs::metadata(dir), dir.parent().map(std::fs::metadata)) {
-        (Ok(d), Some(Ok(p))) => d.dev() != p.dev(),
-        _ => false,
     }
 }
 

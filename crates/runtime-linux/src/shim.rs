@@ -746,6 +746,13 @@ fn run_runc(config: &ShimConfig, runc: &RuncRun, mut state: ShimState) -> i32 {
         c.arg("--root").arg(&runc.root).args(args);
         c
     };
+    // Removes runc's state of the container (and its cgroups).
+    let delete = || {
+        let _ = runc_command(&["delete", "--force", &runc.id])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+    };
     // Without a terminal runc runs the container detached (`run -d`, what
     // bare runc users and containerd do): runc returns once the container
     // runs, and the container's init, reparented to this shim (a child
@@ -851,20 +858,11 @@ fn run_runc(config: &ShimConfig, runc: &RuncRun, mut state: ShimState) -> i32 {
                 state.pid = pid;
                 state.started_at = Some(now());
                 write_state(&config.state_path, &state);
-                wait_container(Pid::from_raw(pid))
+                Ok(wait_container(Pid::from_raw(pid)))
             }
-            _ => {
-                // Not started: runc said why (or at least how it ended).
-                let _ = copier.join();
-                let _ = runc_command(&["delete", "--force", &runc.id])
-                    .stdout(std::process::Stdio::null())
-                    .stderr(std::process::Stdio::null())
-                    .status();
-                let message = runc_error(&runc_log).unwrap_or_else(|| {
-                    format!("{} run exited with {status}", runc.binary.display())
-                });
-                return fail(&mut state, "RunContainerError", message);
-            }
+            // Not started: runc said why (or at least how it ended).
+            _ => Err(runc_error(&runc_log)
+                .unwrap_or_else(|| format!("{} run exited with {status}", runc.binary.display()))),
         }
     } else {
         // Running once runc has started the container (or runc is done
@@ -899,24 +897,22 @@ fn run_runc(config: &ShimConfig, runc: &RuncRun, mut state: ShimState) -> i32 {
             .code()
             .or_else(|| status.signal().map(|s| 128 + s))
             .unwrap_or(255);
-        if code != 0 {
-            if let Some(message) = runc_error(&runc_log) {
-                let _ = copier.join();
-                let _ = runc_command(&["delete", "--force", &runc.id])
-                    .stdout(std::process::Stdio::null())
-                    .stderr(std::process::Stdio::null())
-                    .status();
-                return fail(&mut state, "RunContainerError", message);
-            }
+        // A failed start, if runc logged an error; else the container's exit.
+        match (code != 0).then(|| runc_error(&runc_log)).flatten() {
+            Some(message) => Err(message),
+            None => Ok(code),
         }
-        code
     };
     let _ = copier.join();
+    let code = match code {
+        Ok(code) => code,
+        Err(message) => {
+            delete();
+            return fail(&mut state, "RunContainerError", message);
+        }
+    };
     let oom_killed = config.cgroups.oom_kill_count(&config.cgroup) > oom_before;
-    let _ = runc_command(&["delete", "--force", &runc.id])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status();
+    delete();
     state.exit_code = Some(code);
     state.oom_killed = oom_killed;
     state.finished_at = Some(now());
