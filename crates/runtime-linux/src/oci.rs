@@ -117,9 +117,73 @@ pub fn detect_runc(configured: Option<&Path>) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// A sealed, in-memory copy of an executable (a `memfd` with every write
+/// seal), held by the agent for its lifetime.
+///
+/// runc 1.1 protects the host's binary from a container that would
+/// overwrite it through `/proc/self/exe` (CVE-2019-5736) by re-executing
+/// itself, for every container, from a read-only copy: `runc init` bind
+/// mounts its own binary read-only on the host (a mount, a remount and an
+/// unmount in the host's mount table) or copies it into a memfd, and
+/// exec's that — a second Go start-up per container. It skips all of this
+/// when it already runs from a fully sealed memfd, which no process can
+/// write (runc's `is_self_cloned`). So the agent makes that copy once and
+/// shims run runc from it (`/proc/<agent>/fd/<n>`, opened by each shim at
+/// its start so the copy outlives an agent restart). Only ELF binaries are
+/// copied: a script run through `/proc/self/fd` would be handed to its
+/// interpreter by a path that is closed on exec.
+#[derive(Debug)]
+pub struct SealedBinary {
+    fd: OwnedFd,
+}
+
+impl SealedBinary {
+    /// Copies `binary` into a new memfd and seals it against writes,
+    /// growing, shrinking and further seals. `Ok(None)`: not an ELF binary.
+    pub fn copy_of(binary: &Path) -> std::io::Result<Option<SealedBinary>> {
+        use nix::fcntl::{fcntl, FcntlArg, SealFlag};
+        use nix::sys::memfd::{memfd_create, MFdFlags};
+        use std::io::Read;
+        let mut source = std::fs::File::open(binary)?;
+        let mut magic = [0u8; 4];
+        if source.read_exact(&mut magic).is_err() || &magic != b"\x7fELF" {
+            return Ok(None);
+        }
+        let fd = memfd_create(
+            "runc-sealed",
+            MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING,
+        )?;
+        let mut copy = std::fs::File::from(fd);
+        let mut source = std::fs::File::open(binary)?;
+        std::io::copy(&mut source, &mut copy)?;
+        fcntl(
+            &copy,
+            FcntlArg::F_ADD_SEALS(
+                SealFlag::F_SEAL_SEAL
+                    | SealFlag::F_SEAL_SHRINK
+                    | SealFlag::F_SEAL_GROW
+                    | SealFlag::F_SEAL_WRITE,
+            ),
+        )?;
+        Ok(Some(SealedBinary { fd: copy.into() }))
+    }
+
+    /// The path other processes of this machine open the copy by.
+    pub fn path(&self) -> PathBuf {
+        PathBuf::from(format!(
+            "/proc/{}/fd/{}",
+            std::process::id(),
+            self.fd.as_raw_fd()
+        ))
+    }
+}
+
 pub struct OciRuntime {
     root: PathBuf,
     runc: PathBuf,
+    /// A sealed in-memory copy of `runc`, made on the first container start
+    /// (see [`SealedBinary`]); `None` inside when it could not be made.
+    sealed_runc: std::sync::OnceLock<Option<SealedBinary>>,
     cgroups: Cgroups,
     cgroup_parent: PathBuf,
     shim: ShimCommand,
@@ -838,6 +902,7 @@ impl OciRuntime {
         Arc::new(OciRuntime {
             root,
             runc,
+            sealed_runc: std::sync::OnceLock::new(),
             cgroups,
             cgroup_parent,
             shim,
@@ -857,6 +922,23 @@ impl OciRuntime {
             .join("containers")
             .join(name)
             .join(attempt.to_string())
+    }
+
+    /// The path by which shims run the sealed copy of runc, if there is one.
+    fn sealed_runc_path(&self) -> Option<PathBuf> {
+        self.sealed_runc
+            .get_or_init(|| match SealedBinary::copy_of(&self.runc) {
+                Ok(sealed) => sealed,
+                Err(e) => {
+                    tracing::warn!(
+                        "sealing a copy of {}: {e}; runc copies itself for every container",
+                        self.runc.display()
+                    );
+                    None
+                }
+            })
+            .as_ref()
+            .map(SealedBinary::path)
     }
 
     fn runc_root(&self) -> PathBuf {
@@ -1456,6 +1538,7 @@ impl ContainerRuntime for OciRuntime {
             log_rotation: self.shim.log_rotation,
             runc: Some(RuncRun {
                 binary: self.runc.clone(),
+                sealed: self.sealed_runc_path(),
                 root: self.runc_root(),
                 id,
                 bundle,
@@ -1812,6 +1895,52 @@ mod tests {
 
     fn strings(s: &[&str]) -> Vec<String> {
         s.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn a_sealed_copy_runs_and_cannot_be_written() {
+        use nix::fcntl::{fcntl, FcntlArg, SealFlag};
+        // Any ELF binary of the host will do; `true` is everywhere.
+        let binary = ["/usr/bin/true", "/bin/true"]
+            .map(Path::new)
+            .into_iter()
+            .find(|p| p.is_file())
+            .expect("no true binary on this machine");
+        let sealed = SealedBinary::copy_of(binary)
+            .expect("copying true")
+            .expect("true is an ELF binary");
+        let seals = fcntl(&sealed.fd, FcntlArg::F_GET_SEALS).expect("F_GET_SEALS");
+        let all = SealFlag::F_SEAL_SEAL
+            | SealFlag::F_SEAL_SHRINK
+            | SealFlag::F_SEAL_GROW
+            | SealFlag::F_SEAL_WRITE;
+        // runc skips its own copy only when exactly these seals are set.
+        assert_eq!(seals, all.bits(), "seals of the copy");
+        assert_eq!(
+            std::fs::read(sealed.path()).expect("reading the copy"),
+            std::fs::read(binary).expect("reading the original"),
+            "the copy differs from the binary"
+        );
+        let write = std::fs::OpenOptions::new()
+            .write(true)
+            .open(sealed.path())
+            .and_then(|mut f| std::io::Write::write_all(&mut f, b"x"));
+        assert!(write.is_err(), "the sealed copy could be written");
+        // Run as shims do: another process opens the agent's descriptor by
+        // its /proc path and executes it.
+        let status = std::process::Command::new(sealed.path())
+            .status()
+            .expect("running the sealed copy");
+        assert!(status.success(), "the sealed copy of true exited {status}");
+    }
+
+    #[test]
+    fn scripts_are_not_sealed() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("runc");
+        std::fs::write(&script, "#!/bin/sh\nexec runc \"$@\"\n").unwrap();
+        assert!(SealedBinary::copy_of(&script).unwrap().is_none());
+        assert!(SealedBinary::copy_of(&dir.path().join("missing")).is_err());
     }
 
     #[test]

@@ -389,6 +389,10 @@ pub(crate) fn attach_resize(
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RuncRun {
     pub binary: PathBuf,
+    /// A sealed in-memory copy of `binary` to run instead (the agent's
+    /// `/proc/PID/fd/N`, see `oci::SealedBinary`), if the shim can open it.
+    #[serde(default)]
+    pub sealed: Option<PathBuf>,
     pub root: PathBuf,
     pub id: String,
     pub bundle: PathBuf,
@@ -741,9 +745,24 @@ fn run_runc(config: &ShimConfig, runc: &RuncRun, mut state: ShimState) -> i32 {
     // failure to start tells apart from the container's exit.
     let runc_log = runc.bundle.join("runc.log");
     let _ = fs::remove_file(&runc_log);
+    // The sealed copy, opened now so that it stays ours for the
+    // container's life (the agent may restart), run as `/proc/self/fd/N`:
+    // the descriptor is closed on exec, after the kernel has opened it.
+    let sealed = runc
+        .sealed
+        .as_ref()
+        .and_then(|path| fs::File::open(path).ok());
+    let program = match &sealed {
+        Some(file) => PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd())),
+        None => runc.binary.clone(),
+    };
     let runc_command = |args: &[&str]| {
-        let mut c = std::process::Command::new(&runc.binary);
-        c.arg("--root").arg(&runc.root).args(args);
+        use std::os::unix::process::CommandExt;
+        let mut c = std::process::Command::new(&program);
+        c.arg0(&runc.binary)
+            .arg("--root")
+            .arg(&runc.root)
+            .args(args);
         c
     };
     // Removes runc's state of the container (and its cgroups).

@@ -262,6 +262,51 @@ async fn a_container_runs_from_its_image_and_its_exit_code_and_log_are_kept() {
 }
 
 #[tokio::test]
+async fn runc_runs_from_the_agents_sealed_copy() {
+    let f = fixture("sealed");
+    let pod = f.pod(serde_json::json!([busybox("c")]));
+    f.runtime
+        .create_sandbox(&pod, &SandboxConfig::default())
+        .await
+        .unwrap();
+    f.runtime
+        .start_container(&pod, &launch("c", &["sleep", "600"]))
+        .await
+        .unwrap();
+    let state = runtime_linux::shim::read_state(
+        &f.root
+            .join("state/pods")
+            .join(&f.uid)
+            .join("containers/c/0/state.json"),
+    )
+    .expect("the container's shim state");
+    // The shim holds the copy it ran runc from for the container's life
+    // (it runs `runc delete` from it at the end): a sealed memfd, so that
+    // runc's `init` skips copying or bind-mounting itself per container.
+    let shim_fds: Vec<String> = std::fs::read_dir(format!("/proc/{}/fd", state.shim_pid))
+        .expect("the shim's descriptors")
+        .flatten()
+        .filter_map(|e| std::fs::read_link(e.path()).ok())
+        .map(|l| l.display().to_string())
+        .collect();
+    assert!(
+        shim_fds.iter().any(|l| l.starts_with("/memfd:runc-sealed")),
+        "the shim holds no sealed runc: {shim_fds:?}"
+    );
+    f.runtime
+        .kill_container(&f.uid, "c", 0, Duration::from_secs(1))
+        .await
+        .unwrap();
+    let state = f.wait_exited("c", Duration::from_secs(30)).await;
+    assert!(
+        matches!(state, InstanceState::Exited { .. }),
+        "{state:?}\nlog: {}",
+        f.log("c")
+    );
+    f.forget_and_check().await;
+}
+
+#[tokio::test]
 async fn the_image_cmd_runs_when_the_container_gives_no_command() {
     let f = fixture("cmd");
     let pod = f.pod(serde_json::json!([busybox("c")]));
