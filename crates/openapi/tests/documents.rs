@@ -73,7 +73,8 @@ fn patch_request_bodies_leave_strategic_merge_to_kubectl() {
             let Some(patch) = item.get("patch") else {
                 continue;
             };
-            let media: Vec<&str> = patch["requestBody"]["content"]
+            let body = resolve(&document, &patch["requestBody"]);
+            let media: Vec<&str> = body["content"]
                 .as_object()
                 .unwrap()
                 .keys()
@@ -90,6 +91,58 @@ fn patch_request_bodies_leave_strategic_merge_to_kubectl() {
             );
         }
     }
+}
+
+/// `value`, or what its `$ref` points at.
+fn resolve<'a>(document: &'a Value, value: &'a Value) -> &'a Value {
+    match value.get("$ref").and_then(Value::as_str) {
+        Some(reference) => document
+            .pointer(reference.strip_prefix('#').expect("a local $ref"))
+            .unwrap_or_else(|| panic!("dangling ref {reference}")),
+        None => value,
+    }
+}
+
+#[test]
+fn operations_share_their_responses_and_bodies() {
+    let documents = all_documents();
+    let (_, core) = documents
+        .iter()
+        .find(|((group, version), _)| group.is_empty() && version == "v1")
+        .expect("the core v1 document");
+    let pods = &core["paths"]["/api/v1/namespaces/{namespace}/pods/{name}"];
+    // Every response and body is a reference; they resolve to what the
+    // operation says.
+    let ok = resolve(core, &pods["get"]["responses"]["200"]);
+    assert_eq!(ok["description"], "OK");
+    assert_eq!(
+        ok["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/io.k8s.api.core.v1.Pod"
+    );
+    let body = resolve(core, &pods["put"]["requestBody"]);
+    assert_eq!(
+        body["content"]["*/*"]["schema"]["$ref"],
+        "#/components/schemas/io.k8s.api.core.v1.Pod"
+    );
+    assert_eq!(body["required"], true);
+    for (path, item) in core["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            for (code, response) in operation["responses"].as_object().into_iter().flatten() {
+                assert!(
+                    response.get("$ref").is_some(),
+                    "{method} {path} {code}: response inline"
+                );
+            }
+            if let Some(body) = operation.get("requestBody") {
+                assert!(body.get("$ref").is_some(), "{method} {path}: body inline");
+            }
+        }
+    }
+    // Each distinct response is there once.
+    let shared = core["components"]["responses"].as_object().unwrap();
+    let distinct: std::collections::BTreeSet<String> =
+        shared.values().map(Value::to_string).collect();
+    assert_eq!(distinct.len(), shared.len(), "a response is there twice");
 }
 
 fn check_refs(value: &Value, document: &Value, at: &str) {
