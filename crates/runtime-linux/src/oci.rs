@@ -941,6 +941,20 @@ impl OciRuntime {
             .map(SealedBinary::path)
     }
 
+    /// A command running runc for `runc exec` (exec probes, `kubectl
+    /// exec`): from the sealed copy when there is one, whose `runc init`
+    /// then skips copying itself, as the shims' does.
+    fn runc_exec_command(&self) -> tokio::process::Command {
+        match self.sealed_runc_path() {
+            Some(sealed) => {
+                let mut command = tokio::process::Command::new(sealed);
+                command.arg0(&self.runc);
+                command
+            }
+            None => tokio::process::Command::new(&self.runc),
+        }
+    }
+
     fn runc_root(&self) -> PathBuf {
         self.root.join("runc")
     }
@@ -1695,7 +1709,7 @@ impl ContainerRuntime for OciRuntime {
         }
         // `runc exec` runs in the container's namespaces and cgroup with
         // its config.json's environment, user and working directory.
-        let mut command = tokio::process::Command::new(&self.runc);
+        let mut command = self.runc_exec_command();
         command
             .arg("--root")
             .arg(self.runc_root())
@@ -1751,7 +1765,7 @@ impl ContainerRuntime for OciRuntime {
         }
         // `runc exec` enters the container (namespaces, cgroup, user, env,
         // working directory); the streams are its stdio (a pty for -t).
-        let mut command = tokio::process::Command::new(&self.runc);
+        let mut command = self.runc_exec_command();
         command
             .arg("--root")
             .arg(self.runc_root())
