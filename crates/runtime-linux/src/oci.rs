@@ -143,18 +143,18 @@ impl SealedBinary {
     pub fn copy_of(binary: &Path) -> std::io::Result<Option<SealedBinary>> {
         use nix::fcntl::{fcntl, FcntlArg, SealFlag};
         use nix::sys::memfd::{memfd_create, MFdFlags};
-        use std::io::Read;
+        use std::io::{Read, Seek};
         let mut source = std::fs::File::open(binary)?;
         let mut magic = [0u8; 4];
         if source.read_exact(&mut magic).is_err() || &magic != b"\x7fELF" {
             return Ok(None);
         }
+        source.rewind()?;
         let fd = memfd_create(
             "runc-sealed",
             MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING,
         )?;
         let mut copy = std::fs::File::from(fd);
-        let mut source = std::fs::File::open(binary)?;
         std::io::copy(&mut source, &mut copy)?;
         fcntl(
             &copy,
