@@ -137,6 +137,20 @@ impl Fixture {
         .unwrap()
     }
 
+    /// The shim's state of the first instance of container `name`.
+    fn shim_state(&self, name: &str) -> runtime_linux::shim::ShimState {
+        runtime_linux::shim::read_state(
+            &self
+                .root
+                .join("state/pods")
+                .join(&self.uid)
+                .join("containers")
+                .join(name)
+                .join("0/state.json"),
+        )
+        .expect("the container's shim state")
+    }
+
     fn log(&self, name: &str) -> String {
         let path = self
             .runtime
@@ -273,13 +287,7 @@ async fn runc_runs_from_the_agents_sealed_copy() {
         .start_container(&pod, &launch("c", &["sleep", "600"]))
         .await
         .unwrap();
-    let state = runtime_linux::shim::read_state(
-        &f.root
-            .join("state/pods")
-            .join(&f.uid)
-            .join("containers/c/0/state.json"),
-    )
-    .expect("the container's shim state");
+    let state = f.shim_state("c");
     // The shim holds the copy it ran runc from for the container's life
     // (it runs `runc delete` from it at the end): a sealed memfd, so that
     // runc's `init` skips copying or bind-mounting itself per container.
@@ -411,13 +419,7 @@ async fn a_container_that_ignores_sigterm_is_killed_after_its_grace_period() {
     assert!(runtime.usage(&f.uid, Some("c")).await.is_some());
     // runc ran the container detached and is gone: the container's init is
     // the shim's child (its subreaper), and no runc process stays behind.
-    let state = runtime_linux::shim::read_state(
-        &f.root
-            .join("state/pods")
-            .join(&f.uid)
-            .join("containers/c/0/state.json"),
-    )
-    .expect("the container's shim state");
+    let state = f.shim_state("c");
     let parent_of = |pid: i32| -> Option<i32> {
         std::fs::read_to_string(format!("/proc/{pid}/status"))
             .ok()?
